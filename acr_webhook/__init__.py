@@ -1,0 +1,1 @@
+"""Turn Azure Container Registry webhook calls into a queryable record in Cosmos DB."""

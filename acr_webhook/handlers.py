@@ -1,0 +1,104 @@
+"""Framework-free handlers: request body in, status and JSON out.
+
+Nothing here knows about Azure Functions; ``function_app.py`` translates HTTP to and from these.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from acr_webhook.models import PING, RECORDED_ACTIONS, AcrEvent, to_document
+from acr_webhook.repository import EventRepository, RepositoryUnavailableError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Result:
+    status: int
+    body: dict[str, Any] | None = None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _bad_request(problem: str, status: int = 400) -> Result:
+    log.warning("rejected: %s", problem)
+    return Result(status, {"error": problem})
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad field, e.g. ``target.repository: Field required``."""
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in detail["loc"]) or "body"
+        problems.append(f"{field}: {detail['msg']}")
+    return "; ".join(problems)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | Result:
+    """The body as a JSON object, or the 4xx Result that says why it is not one."""
+    if len(body) > MAX_BODY_BYTES:
+        return _bad_request(f"body is larger than {MAX_BODY_BYTES} bytes", status=413)
+    if not body.strip():
+        return _bad_request("body is empty; expected a JSON object")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return _bad_request(f"body is not valid UTF-8 (byte {error.start})")
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        return _bad_request("body is nested too deeply")
+    except ValueError as error:
+        return _bad_request(f"body is not valid JSON: {error}")
+    if not isinstance(payload, dict):
+        return _bad_request(f"body must be a JSON object, not {type(payload).__name__}")
+    return payload
+
+
+def handle_webhook(
+    body: bytes, repository: EventRepository, now: Callable[[], datetime] = _utc_now
+) -> Result:
+    """One ACR webhook call: ping → 204, recorded action → 201 or 200 (duplicate),
+    unknown action → 202, bad input → 400/413, store unavailable → 503."""
+    payload = parse_json_object(body)
+    if isinstance(payload, Result):
+        return payload
+    action = payload.get("action")
+    if not isinstance(action, str) or not action:
+        return _bad_request("action: required, must be a non-empty string")
+    if action == PING:
+        log.info("ping acknowledged")
+        return Result(204)
+    if action not in RECORDED_ACTIONS:
+        log.info("action=%r not recorded: unknown action acknowledged", action)
+        return Result(202, {"status": "ignored", "reason": f"action '{action}' is not recorded"})
+    try:
+        event = AcrEvent.model_validate(payload)
+    except ValidationError as error:
+        return _bad_request(describe_validation_error(error))
+
+    document = to_document(event, received_at=now())
+    # repr() keeps client-chosen text from forging log lines.
+    context = f"event={event.id!r} action={action!r} repository={event.target.repository!r}"
+    try:
+        created = repository.add(document)
+    except RepositoryUnavailableError as error:
+        log.error("%s not recorded: database unavailable (%s)", context, error)
+        return Result(503, {"error": "the event store is unavailable; the event was not recorded"})
+    if created:
+        log.info("%s recorded", context)
+        return Result(201, {"status": "recorded", "id": event.id})
+    log.info("%s duplicate: already recorded", context)
+    return Result(200, {"status": "duplicate", "id": event.id})
