@@ -1,0 +1,180 @@
+// acr-webhook: everything except the ACR webhook / Event Grid subscription.
+// Those need the Functions host key, which exists only after the code is deployed, so they
+// live in webhook.bicep and are deployed afterwards (azd: the postdeploy hook).
+//
+// Scope: an existing resource group.
+//   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=<name> ...
+targetScope = 'resourceGroup'
+
+@description('Short environment name (azd: AZURE_ENV_NAME); part of the generated resource names.')
+@minLength(1)
+@maxLength(64)
+param environmentName string
+
+@description('Location of all resources (must offer Flex Consumption). Defaults to the resource group location.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string = resourceGroup().location
+
+@description('Object id of a user (or CI principal) that gets Cosmos DB Data Contributor (Data Explorer with Entra ID) and Storage Queue Data Contributor. Empty = skip.')
+param principalId string = ''
+
+@description('Function App name. Empty = generated (func-<token>).')
+param functionAppName string = ''
+
+@description('Cosmos DB capacity: serverless (default), provisioned (fixed RU/s) or autoscale.')
+@allowed([
+  'serverless'
+  'provisioned'
+  'autoscale'
+])
+param cosmosCapacityMode string = 'serverless'
+
+@description('Container RU/s when cosmosCapacityMode is provisioned.')
+@minValue(400)
+param cosmosThroughput int = 400
+
+@description('Container maximum RU/s when cosmosCapacityMode is autoscale.')
+@minValue(1000)
+param cosmosAutoscaleMaxThroughput int = 1000
+
+@description('Cosmos DB database name (app setting COSMOS_DATABASE).')
+param cosmosDatabaseName string = 'acr'
+
+@description('Cosmos DB container name (app setting COSMOS_CONTAINER).')
+param cosmosContainerName string = 'events'
+
+@description('Optional shared secret. When set it becomes app setting WEBHOOK_SECRET and webhook.bicep makes ACR send "Authorization: Bearer <secret>".')
+@secure()
+param webhookSecret string = ''
+
+@description('Upper bound of Flex Consumption instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Always-ready (pre-warmed) instances for the HTTP functions. 0 = scale to zero; 1 avoids cold starts longer than the 5 s ACR waits, at a constant cost.')
+@minValue(0)
+@maxValue(10)
+param alwaysReadyInstances int = 0
+
+@description('Zone-redundant Flex Consumption plan (only where the region supports it).')
+param zoneRedundant bool = false
+
+@description('Replication of the storage account (host storage, deployment package, fallback queue).')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+])
+param storageSkuName string = 'Standard_LRS'
+
+var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var appName = !empty(functionAppName) ? functionAppName : 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+var fallbackQueueName = 'acr-events-fallback'
+
+resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-func-${resourceToken}'
+  location: location
+  tags: tags
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    location: location
+    tags: tags
+    name: 'st${resourceToken}'
+    deploymentContainerName: deploymentContainerName
+    fallbackQueueName: fallbackQueueName
+    skuName: storageSkuName
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  params: {
+    location: location
+    tags: tags
+    accountName: 'cosmos-${resourceToken}'
+    databaseName: cosmosDatabaseName
+    containerName: cosmosContainerName
+    capacityMode: cosmosCapacityMode
+    throughput: cosmosThroughput
+    autoscaleMaxThroughput: cosmosAutoscaleMaxThroughput
+    appPrincipalId: appIdentity.properties.principalId
+    userPrincipalId: principalId
+  }
+}
+
+module roleAssignments 'modules/role-assignments.bicep' = {
+  name: 'role-assignments'
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: appIdentity.properties.principalId
+    userPrincipalId: principalId
+  }
+}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'function-app'
+  params: {
+    location: location
+    tags: tags
+    name: appName
+    planName: 'plan-${resourceToken}'
+    serviceName: 'api'
+    identityId: appIdentity.id
+    identityClientId: appIdentity.properties.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    cosmosEndpoint: cosmos.outputs.endpoint
+    cosmosDatabaseName: cosmosDatabaseName
+    cosmosContainerName: cosmosContainerName
+    fallbackQueueName: storage.outputs.fallbackQueueName
+    webhookSecret: webhookSecret
+    maximumInstanceCount: maximumInstanceCount
+    alwaysReadyInstances: alwaysReadyInstances
+    zoneRedundant: zoneRedundant
+  }
+  // The host must be able to reach its storage as soon as it starts.
+  dependsOn: [
+    roleAssignments
+  ]
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup().name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_HOST string = functionApp.outputs.defaultHostName
+output AZURE_FUNCTION_APP_IDENTITY_CLIENT_ID string = appIdentity.properties.clientId
+output ACR_WEBHOOK_URL string = 'https://${functionApp.outputs.defaultHostName}/api/acr/webhook'
+output ACR_EVENTGRID_URL string = 'https://${functionApp.outputs.defaultHostName}/api/acr/eventgrid'
+output COSMOS_ACCOUNT_NAME string = cosmos.outputs.accountName
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output COSMOS_DATABASE string = cosmos.outputs.databaseName
+output COSMOS_CONTAINER string = cosmos.outputs.containerName
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output FALLBACK_QUEUE_NAME string = fallbackQueueName

@@ -1,0 +1,193 @@
+// Linux Function App (Python 3.11) on the Flex Consumption plan (FC1), running as a
+// user-assigned managed identity. No keys or connection strings: storage, Application
+// Insights and Cosmos DB are all reached with that identity.
+
+@description('Location for the plan and the app.')
+param location string
+
+@description('Tags applied to every resource.')
+param tags object = {}
+
+@description('Function App name (globally unique host name).')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('azd service name; azd finds the app to deploy to by this tag.')
+param serviceName string = 'api'
+
+@description('Resource id of the user-assigned managed identity.')
+param identityId string
+
+@description('Client id of the user-assigned managed identity.')
+param identityClientId string
+
+@description('Name of the storage account for AzureWebJobsStorage and the deployment package.')
+param storageAccountName string
+
+@description('Blob endpoint of that storage account (https://<name>.blob.core.windows.net/).')
+param storageBlobEndpoint string
+
+@description('Blob container that holds the deployment package.')
+param deploymentContainerName string
+
+@description('Application Insights connection string (not a secret: local auth is disabled).')
+param applicationInsightsConnectionString string
+
+@description('Cosmos DB account document endpoint.')
+param cosmosEndpoint string
+
+@description('Cosmos DB database name.')
+param cosmosDatabaseName string
+
+@description('Cosmos DB container name.')
+param cosmosContainerName string
+
+@description('Storage queue used as the durable fallback when Cosmos DB is unavailable.')
+param fallbackQueueName string
+
+@description('Optional shared secret ACR sends in the Authorization header. Empty = no WEBHOOK_SECRET setting.')
+@secure()
+param webhookSecret string = ''
+
+@description('Upper bound of Flex Consumption instances.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Always-ready instances for the HTTP functions. 0 = scale to zero (cold starts can exceed the 5 s ACR waits).')
+@minValue(0)
+@maxValue(10)
+param alwaysReadyInstances int = 0
+
+@description('Zone-redundant plan; only in regions where Flex Consumption supports availability zones.')
+param zoneRedundant bool = false
+
+@description('Memory of each instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+var baseAppSettings = {
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  AZURE_CLIENT_ID: identityClientId
+  COSMOS_ENDPOINT: cosmosEndpoint
+  COSMOS_DATABASE: cosmosDatabaseName
+  COSMOS_CONTAINER: cosmosContainerName
+  FALLBACK_QUEUE_NAME: fallbackQueueName
+  WEBHOOK_SECRET_HEADER: 'Authorization'
+}
+
+var secretAppSettings = empty(webhookSecret) ? {} : {
+  WEBHOOK_SECRET: webhookSecret
+}
+
+var appSettings = union(baseAppSettings, secretAppSettings)
+
+var alwaysReady = alwaysReadyInstances > 0 ? [
+  {
+    name: 'http'
+    instanceCount: alwaysReadyInstances
+  }
+] : []
+
+resource plan 'Microsoft.Web/serverfarms@2024-11-01' = {
+  name: planName
+  location: location
+  tags: tags
+  // checkov:skip=CKV_AZURE_225: zone redundancy is the zoneRedundant parameter (off by default) because not every Flex Consumption region supports it
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  // checkov:skip=CKV_AZURE_222: ACR webhooks and Event Grid call the app from the public internet (no fixed source IPs); requests are authenticated by the function key and optional WEBHOOK_SECRET
+  // checkov:skip=CKV_AZURE_17: ACR and Event Grid cannot present client certificates
+  // checkov:skip=CKV_AZURE_212: numberOfWorkers does not apply to Flex Consumption, which scales per function (see alwaysReadyInstances)
+  // checkov:skip=CKV_AZURE_213: App Service health-check probing does not apply to the serverless Flex Consumption plan (it scales to zero; the platform replaces unhealthy instances)
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        alwaysReady: alwaysReady
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Basic-auth publishing (FTP and SCM/Kudu with user/password) is off; Core Tools and azd
+// publish with an Entra ID token instead.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-11-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output id string = functionApp.id
+output defaultHostName string = functionApp.properties.defaultHostName
