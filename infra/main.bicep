@@ -77,7 +77,7 @@ var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, 
 var tags = {
   'azd-env-name': environmentName
 }
-var appName = !empty(functionAppName) ? functionAppName : 'func-${resourceToken}'
+var appName = (!empty(functionAppName)) ? functionAppName : 'func-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var fallbackQueueName = 'acr-events-fallback'
 

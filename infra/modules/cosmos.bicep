@@ -60,7 +60,7 @@ var autoscaleOptions = {
   }
 }
 
-var containerOptions = capacityMode == 'provisioned' ? provisionedOptions : (capacityMode == 'autoscale' ? autoscaleOptions : {})
+var containerOptions = (capacityMode == 'provisioned') ? provisionedOptions : ((capacityMode == 'autoscale') ? autoscaleOptions : {})
 
 resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   name: accountName
@@ -81,7 +81,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
         isZoneRedundant: false
       }
     ]
-    capabilities: capacityMode == 'serverless' ? serverlessCapabilities : []
+    capabilities: (capacityMode == 'serverless') ? serverlessCapabilities : []
     disableLocalAuth: true
     disableKeyBasedMetadataWriteAccess: true
     minimalTlsVersion: 'Tls12'

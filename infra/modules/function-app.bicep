@@ -92,7 +92,7 @@ var secretAppSettings = empty(webhookSecret) ? {} : {
 
 var appSettings = union(baseAppSettings, secretAppSettings)
 
-var alwaysReady = alwaysReadyInstances > 0 ? [
+var alwaysReady = (alwaysReadyInstances > 0) ? [
   {
     name: 'http'
     instanceCount: alwaysReadyInstances
