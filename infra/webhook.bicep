@@ -1,0 +1,91 @@
+// Connects an EXISTING container registry to the deployed app: a native ACR webhook
+// and/or an Event Grid system topic subscription (deliveryMode).
+//
+// Deploy AFTER the code is published (az: after `func azure functionapp publish`; azd: the
+// postdeploy hook does it): both endpoints carry the Functions host key, and
+// listKeys(.../host/default) only succeeds once the host is running with code.
+//
+//   az deployment group create -g <app rg> -f infra/webhook.bicep \
+//     -p functionAppName=<app> registryName=<registry> [registryResourceGroup=<rg>]
+targetScope = 'resourceGroup'
+
+@description('Name of the deployed Function App (output AZURE_FUNCTION_APP_NAME of main.bicep), in this resource group.')
+param functionAppName string
+
+@description('Name of the existing container registry.')
+param registryName string
+
+@description('Resource group of the registry. Defaults to the app resource group.')
+param registryResourceGroup string = resourceGroup().name
+
+@description('webhook: native ACR webhook (default). eventgrid: Event Grid system topic subscription. both: the two.')
+@allowed([
+  'webhook'
+  'eventgrid'
+  'both'
+])
+param deliveryMode string = 'webhook'
+
+@description('ACR actions that trigger the native webhook.')
+param webhookActions array = [
+  'push'
+  'delete'
+  'chart_push'
+  'chart_delete'
+  'quarantine'
+]
+
+@description('Repository scope of the native webhook, e.g. "myrepo:*". Empty = all repositories.')
+param webhookScope string = ''
+
+@description('Native webhook name (5-50 letters and digits). Empty = derived from the app name.')
+param webhookName string = ''
+
+@description('Event Grid system topic name. A registry can have only one: pass the existing name if it has one.')
+param systemTopicName string = ''
+
+// Must match the API version of Microsoft.Web/sites used in modules/function-app.bicep.
+var webApiVersion = '2024-11-01'
+
+resource functionApp 'Microsoft.Web/sites@2024-11-01' existing = {
+  name: functionAppName
+}
+
+var appHost = functionApp.properties.defaultHostName
+var functionKey = listKeys('${functionApp.id}/host/default', webApiVersion).functionKeys.default
+// WEBHOOK_SECRET is set on the app by main.bicep only when a secret was given; read it back
+// so the registry and the app can never disagree.
+var webhookSecret = (list('${functionApp.id}/config/appsettings', webApiVersion).properties.?WEBHOOK_SECRET) ?? ''
+var customHeaders = empty(webhookSecret) ? {} : {
+  Authorization: 'Bearer ${webhookSecret}'
+}
+var derivedWebhookName = take('acr${replace(functionAppName, '-', '')}', 50)
+
+module acrWebhook 'modules/acr-webhook.bicep' = if ((deliveryMode == 'webhook') || (deliveryMode == 'both')) {
+  name: 'acr-webhook'
+  scope: resourceGroup(registryResourceGroup)
+  params: {
+    registryName: registryName
+    webhookName: (!empty(webhookName)) ? webhookName : derivedWebhookName
+    serviceUri: 'https://${appHost}/api/acr/webhook?code=${functionKey}'
+    customHeaders: customHeaders
+    actions: webhookActions
+    scope: webhookScope
+  }
+}
+
+module acrEventGrid 'modules/acr-eventgrid.bicep' = if ((deliveryMode == 'eventgrid') || (deliveryMode == 'both')) {
+  name: 'acr-eventgrid'
+  scope: resourceGroup(registryResourceGroup)
+  params: {
+    registryName: registryName
+    systemTopicName: (!empty(systemTopicName)) ? systemTopicName : '${registryName}-events'
+    subscriptionName: '${functionAppName}-eventgrid'
+    endpointUrl: 'https://${appHost}/api/acr/eventgrid?code=${functionKey}'
+    webhookSecret: webhookSecret
+  }
+}
+
+output ACR_WEBHOOK_URL string = 'https://${appHost}/api/acr/webhook'
+output ACR_EVENTGRID_URL string = 'https://${appHost}/api/acr/eventgrid'
+output ACR_DELIVERY_MODE string = deliveryMode
