@@ -7,6 +7,7 @@ function keys like the real host (``?code=`` or ``x-functions-key``), which Core
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import logging
@@ -53,6 +54,7 @@ class HttpFunction:
     call: Any
 
 
+@functools.cache  # the SDK's get_functions() refuses a second call on the same app
 def http_functions(app: func.FunctionApp) -> dict[str, HttpFunction]:
     """The app's HTTP-triggered functions by lower-case path (``/api/<route>``)."""
     routes: dict[str, HttpFunction] = {}

@@ -27,14 +27,18 @@ PARTITION_KEY_PATH = "/repository"
 # ACR waits 5 s for an answer and never retries. These bound every Cosmos call to about 2 s,
 # measured against a frozen local server: the SDK uses the connection timeout as the read
 # timeout once it has marked an endpoint unavailable, so both must be short, and a refused
-# connection must not be retried. Throttling (429) gets one short retry at most.
+# connection must not be retried. Throttling (429) gets one short retry at most. `timeout`
+# caps client creation, whose account lookup otherwise retries for about 12 s.
 CLIENT_TIMEOUTS: dict[str, Any] = {
+    "timeout": 2,
     "connection_timeout": 1,
     "read_timeout": 2,
     "retry_total": 0,
     "retry_throttle_total": 1,
     "retry_throttle_backoff_max": 1,
 }
+# Provisioning is run by hand, off the request path; an emulator may take seconds per container.
+PROVISIONING_TIMEOUTS: dict[str, Any] = {"timeout": 60, "connection_timeout": 5, "read_timeout": 30}
 
 
 class RepositoryUnavailableError(Exception):
@@ -60,7 +64,9 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def create_cosmos_client(settings: Settings) -> CosmosClient:
+def create_cosmos_client(
+    settings: Settings, timeouts: dict[str, Any] = CLIENT_TIMEOUTS
+) -> CosmosClient:
     """Key auth when COSMOS_KEY is set (local server, emulator), otherwise Microsoft Entra ID."""
     verify_tls = not is_loopback(settings.cosmos_endpoint)
     if not verify_tls:
@@ -85,7 +91,7 @@ def create_cosmos_client(settings: Settings) -> CosmosClient:
         connection_verify=verify_tls,
         # Writes need no echo of the item; this saves bandwidth on every event.
         no_response_on_write=True,
-        **CLIENT_TIMEOUTS,
+        **timeouts,
     )
 
 
@@ -124,7 +130,7 @@ class CosmosEventRepository:
 
 def provision(settings: Settings) -> None:
     """Create the database and container if missing. Not on the request path: run once."""
-    client = create_cosmos_client(settings)
+    client = create_cosmos_client(settings, PROVISIONING_TIMEOUTS)
     database = client.create_database_if_not_exists(settings.cosmos_database)
     database.create_container_if_not_exists(
         settings.cosmos_container, partition_key=PartitionKey(path=PARTITION_KEY_PATH)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from acr_webhook.config import Settings
+from acr_webhook.repository import create_cosmos_client, provision
+from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
+
+
+@pytest.fixture(scope="session")
+def cosmos_server() -> Iterator[LocalCosmosServer]:
+    server = LocalCosmosServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def restartable_cosmos_server() -> Iterator[LocalCosmosServer]:
+    """A server of the test's own, for tests that stop or freeze it."""
+    server = LocalCosmosServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+def fresh_settings(server: LocalCosmosServer) -> Settings:
+    """Settings for a new, provisioned container, so tests never see each other's events."""
+    settings = Settings(
+        cosmos_endpoint=server.endpoint,
+        cosmos_key=EMULATOR_KEY,
+        cosmos_database="acr",
+        cosmos_container=f"events-{uuid.uuid4().hex[:12]}",
+        local_function_key=None,
+    )
+    provision(settings)
+    return settings
+
+
+@pytest.fixture
+def cosmos_settings(cosmos_server: LocalCosmosServer) -> Settings:
+    return fresh_settings(cosmos_server)
+
+
+def read_all(settings: Settings) -> list[dict[str, Any]]:
+    """Every document in the settings' container, read straight from the server."""
+    container = (
+        create_cosmos_client(settings)
+        .get_database_client(settings.cosmos_database)
+        .get_container_client(settings.cosmos_container)
+    )
+    return list(container.read_all_items())

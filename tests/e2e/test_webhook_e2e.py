@@ -1,0 +1,180 @@
+"""End to end: ``python -m acr_webhook serve`` over HTTP, documents checked in the database."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from acr_webhook.config import Settings
+from acr_webhook.repository import provision
+from tests.conftest import fresh_settings, read_all
+from tests.support import payloads
+from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.serve import ServeProcess
+
+ANSWER_BUDGET_S = 4.5
+
+
+@pytest.fixture
+def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
+    process = ServeProcess(cosmos_settings, tmp_path)
+    yield process
+    process.stop()
+
+
+def post(url: str, data: bytes, **headers: str) -> requests.Response:
+    return requests.post(
+        url, data=data, headers={"Content-Type": "application/json", **headers}, timeout=10
+    )
+
+
+def test_every_action_and_duplicate_over_http(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    assert post(served.url(), b'{"action": "ping"}').status_code == 204
+    for payload in payloads.RECORDED.values():
+        answer = post(served.url(), payloads.body(payload))
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["id"] == payload["id"]
+    assert post(served.url(), payloads.body(payloads.PUSH)).status_code == 200
+
+    documents = {d["id"]: d for d in read_all(cosmos_settings)}
+    assert set(documents) == {p["id"] for p in payloads.RECORDED.values()}
+    push = documents[payloads.PUSH["id"]]
+    assert push["repository"] == "hello-world"
+    assert push["tag"] == "v1"
+    assert push["size"] == 524
+    assert push["registry"] == "myregistry.azurecr.io"
+    assert push["timestamp"] == "2017-11-17T16:52:01.343145Z"
+    assert push["receivedAt"].endswith("Z")
+    assert documents[payloads.PUSH_BY_DIGEST_OCI["id"]]["tag"] is None
+
+
+def test_unknown_action_and_bad_input_write_nothing(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    unknown = payloads.with_new_id(payloads.PUSH)
+    unknown["action"] = "artifact_signed"
+    assert post(served.url(), payloads.body(unknown)).status_code == 202
+
+    no_repository = payloads.with_new_id(payloads.PUSH)
+    del no_repository["target"]["repository"]
+    for body, status in [
+        (b"", 400),
+        (b"{", 400),
+        (b"\xff", 400),
+        (b"[]", 400),
+        (payloads.body(no_repository), 400),
+        (b"{" + b" " * (1024 * 1024) + b"}", 413),
+    ]:
+        answer = post(served.url(), body)
+        assert answer.status_code == status
+        assert answer.json()["error"]
+    assert read_all(cosmos_settings) == []
+
+
+def test_function_key_is_required(served: ServeProcess, cosmos_settings: Settings) -> None:
+    event = payloads.body(payloads.PUSH)
+    assert post(served.url(key=""), event).status_code == 401
+    assert post(served.url(key="wrong"), event).status_code == 401
+    assert post(f"{served.base_url}/api/acr/webhook", event).status_code == 401
+    assert read_all(cosmos_settings) == []
+    by_header = post(f"{served.base_url}/api/acr/webhook", event, **{"x-functions-key": served.key})
+    assert by_header.status_code == 201
+
+
+def test_generated_key_is_printed_and_required(cosmos_settings: Settings, tmp_path: Path) -> None:
+    process = ServeProcess(cosmos_settings, tmp_path, function_key=None)
+    try:
+        assert "generated key" in process.banner
+        assert process.key in process.banner
+        assert len(process.key) >= 24
+        assert post(process.url(key="e2e-key"), b'{"action":"ping"}').status_code == 401
+        assert post(process.url(), b'{"action":"ping"}').status_code == 204
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_exits_cleanly_on_signal(
+    cosmos_settings: Settings, tmp_path: Path, signum: int
+) -> None:
+    process = ServeProcess(cosmos_settings, tmp_path)
+    session = requests.Session()  # an open keep-alive connection must not block shutdown
+    assert session.post(process.url(), data=b'{"action":"ping"}', timeout=5).status_code == 204
+    assert process.stop(signum) == 0
+
+
+def test_serve_without_endpoint_refuses_to_start(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.cosmos_server import REPO_ROOT
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "acr_webhook", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "COSMOS_ENDPOINT" in result.stderr
+
+
+def timed_post(url: str, payload: dict[str, object]) -> tuple[int, float]:
+    started = time.monotonic()
+    answer = post(url, payloads.body(payload))
+    return answer.status_code, time.monotonic() - started
+
+
+def test_frozen_database_is_503_in_time_and_recovers_without_restart(
+    restartable_cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    settings = fresh_settings(restartable_cosmos_server)
+    process = ServeProcess(settings, tmp_path)
+    try:
+        assert post(process.url(), payloads.body(payloads.PUSH)).status_code == 201
+        restartable_cosmos_server.freeze()
+        try:
+            for _ in range(2):
+                status, elapsed = timed_post(process.url(), payloads.with_new_id(payloads.PUSH))
+                assert status == 503
+                assert elapsed < ANSWER_BUDGET_S
+        finally:
+            restartable_cosmos_server.thaw()
+        late = payloads.with_new_id(payloads.PUSH)
+        assert post(process.url(), payloads.body(late)).status_code == 201
+        # Writes sent while frozen may still land on thaw (the server had them): a 503 means
+        # "not known to be recorded", never "recorded twice".
+        stored = [d["id"] for d in read_all(settings)]
+        assert {payloads.PUSH["id"], late["id"]} <= set(stored)
+        assert len(stored) == len(set(stored)) <= 4
+    finally:
+        process.stop()
+
+
+def test_stopped_database_is_503_in_time_and_recovers_without_restart(
+    restartable_cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    settings = fresh_settings(restartable_cosmos_server)
+    restartable_cosmos_server.stop()
+    # Started while the database is down: the first request must still answer in time.
+    process = ServeProcess(settings, tmp_path)
+    try:
+        status, elapsed = timed_post(process.url(), payloads.PUSH)
+        assert (status, elapsed < ANSWER_BUDGET_S) == (503, True)
+        restartable_cosmos_server.start()
+        provision(settings)  # the local server keeps nothing across a restart
+        assert post(process.url(), payloads.body(payloads.PUSH)).status_code == 201
+        assert len(read_all(settings)) == 1
+    finally:
+        process.stop()

@@ -1,0 +1,127 @@
+"""ACR webhook payloads as ACR sends them, documented and messy."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from typing import Any
+
+PUSH: dict[str, Any] = {
+    "id": "cb8c3971-9adc-488b-aaaa-43cbb4974ff5",
+    "timestamp": "2017-11-17T16:52:01.343145347Z",
+    "action": "push",
+    "target": {
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "size": 524,
+        "digest": "sha256:80f0d5c8786bb9e621a45ece0db56d11cdc624ad20da9fe62e9d25490f331d7d",
+        "length": 524,
+        "repository": "hello-world",
+        "tag": "v1",
+    },
+    "request": {
+        "id": "3cbb6949-7549-4fa1-aaaa-a6d5451dffc7",
+        "host": "myregistry.azurecr.io",
+        "method": "PUT",
+        "useragent": "docker/17.09.0-ce go/go1.8.3 git-commit/afdb6d4 kernel/4.10.0-27-generic",
+    },
+}
+
+DELETE: dict[str, Any] = {
+    "id": "afc359ce-df7f-4e32-bdde-1ff8aa80927b",
+    "timestamp": "2017-11-17T16:54:53.657764628Z",
+    "action": "delete",
+    "target": {
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "digest": "sha256:80f0d5c8786bb9e621a45ece0db56d11cdc624ad20da9fe62e9d25490f331d7d",
+        "repository": "hello-world",
+    },
+    "request": {
+        "id": "3d78b540-ab61-4f75-807f-7ca9ecf559b3",
+        "host": "myregistry.azurecr.io",
+        "method": "DELETE",
+        "useragent": "python-requests/2.18.4",
+    },
+}
+
+CHART_PUSH: dict[str, Any] = {
+    "id": "6356e9e0-627f-4fed-ae51-d9059b5143ac",
+    "timestamp": "2019-03-05T23:45:31.2614267Z",
+    "action": "chart_push",
+    "target": {
+        "mediaType": "application/vnd.acr.helm.chart",
+        "size": 25265,
+        "digest": "sha256:8ee58075264b5ba7c14c23672d2552ae6a3ebac1c47916e4efe19cd624d2f0f1",
+        "repository": "repo",
+        "tag": "wordpress-5.4.0.tgz",
+        "name": "wordpress",
+        "version": "5.4.0",
+    },
+}
+
+CHART_DELETE: dict[str, Any] = {
+    "id": "338a3ef7-ad68-4128-8b3e-7e46b28e5b8b",
+    "timestamp": "2019-03-05T23:50:10.1234567Z",
+    "action": "chart_delete",
+    "target": {
+        "mediaType": "application/vnd.acr.helm.chart",
+        "size": 25265,
+        "digest": "sha256:8ee58075264b5ba7c14c23672d2552ae6a3ebac1c47916e4efe19cd624d2f0f1",
+        "repository": "repo",
+        "tag": "wordpress-5.4.0.tgz",
+        "name": "wordpress",
+        "version": "5.4.0",
+    },
+}
+
+QUARANTINE: dict[str, Any] = {
+    "id": "0d799b14-404b-4859-b2f6-50c5ee2a2c3a",
+    "timestamp": "2018-09-12T22:37:08.5619466Z",
+    "action": "quarantine",
+    "target": {
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "size": 1791,
+        "digest": "sha256:0ce58d5f0cdb1bd7ca2c3ddd8abf0a7ed3d95c1e4b1ec6c6e4a1e1b8e5a5f0a1",
+        "length": 1791,
+        "repository": "alpine",
+        "tag": "3.8",
+    },
+    "request": {"id": "r-q", "host": "myregistry.azurecr.io", "method": "PUT"},
+}
+
+# Push by digest (empty tag), no user agent, an OCI index and a nanosecond timestamp.
+PUSH_BY_DIGEST_OCI: dict[str, Any] = {
+    "id": "1f4a3c0e-7b7e-4c1b-9d87-9f5cf1d1c001",
+    "timestamp": "2024-05-02T08:15:42.123456789Z",
+    "action": "push",
+    "target": {
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "size": 1609,
+        "digest": "sha256:4c9b7a3dfb6e6b7f5f0f1d0a4f0e3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a",
+        "length": 1609,
+        "repository": "team/api",
+        "tag": "",
+    },
+    "request": {"id": "r-oci", "host": "myregistry.azurecr.io", "method": "PUT"},
+}
+
+RECORDED = {
+    "push": PUSH,
+    "delete": DELETE,
+    "chart_push": CHART_PUSH,
+    "chart_delete": CHART_DELETE,
+    "quarantine": QUARANTINE,
+    "push_by_digest_oci": PUSH_BY_DIGEST_OCI,
+}
+
+
+def with_new_id(payload: dict[str, Any], **target: Any) -> dict[str, Any]:
+    """A copy with a fresh event id (and target fields overridden)."""
+    fresh = copy.deepcopy(payload)
+    fresh["id"] = str(uuid.uuid4())
+    fresh["target"].update(target)
+    return fresh
+
+
+def body(payload: Any) -> bytes:
+    return json.dumps(payload).encode()

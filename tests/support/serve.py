@@ -1,0 +1,95 @@
+"""Runs ``python -m acr_webhook serve`` as a real process, as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from acr_webhook.config import Settings
+from tests.support.cosmos_server import REPO_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServeProcess:
+    """``serve`` with settings from the environment only: it runs in ``workdir``, where there
+    is no local.settings.json, so a developer's own file cannot leak into the tests."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        workdir: Path,
+        function_key: str | None = "e2e-key",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COSMOS_", "LOCAL_"))}
+        env.update(
+            PYTHONPATH=str(REPO_ROOT),
+            COSMOS_ENDPOINT=settings.cosmos_endpoint,
+            COSMOS_KEY=settings.cosmos_key or "",
+            COSMOS_DATABASE=settings.cosmos_database,
+            COSMOS_CONTAINER=settings.cosmos_container,
+        )
+        if function_key is not None:
+            env["LOCAL_FUNCTION_KEY"] = function_key
+        env.update(extra_env or {})
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "acr_webhook",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.banner = self._read_banner()
+        match = re.search(r"\?code=(\S+)", self.banner)
+        assert match, self.banner
+        self.key = match.group(1)
+
+    def _read_banner(self) -> str:
+        """Everything printed up to the first route line, i.e. until it is listening."""
+        assert self.process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("serve exited early:\n" + "".join(lines))
+            lines.append(line)
+            if "?code=" in line:
+                return "".join(lines)
+        raise RuntimeError("serve did not start:\n" + "".join(lines))
+
+    def url(self, route: str = "acr/webhook", key: str | None = None) -> str:
+        return f"{self.base_url}/api/{route}?code={self.key if key is None else key}"
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """Signal the process and return its exit code (with whatever it printed drained)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        code = self.process.wait(timeout=10)
+        if self.process.stdout:
+            self.process.stdout.read()
+            self.process.stdout.close()
+        return code

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from acr_webhook.handlers import MAX_BODY_BYTES, handle_webhook
+from tests.support import payloads
+from tests.support.fakes import FakeEventRepository
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def call(body: bytes, repository: FakeEventRepository) -> tuple[int, dict[str, object] | None]:
+    result = handle_webhook(body, repository, now=lambda: NOW)
+    return result.status, result.body
+
+
+@pytest.fixture
+def repository() -> FakeEventRepository:
+    return FakeEventRepository()
+
+
+def test_ping_is_204_with_no_body_and_no_write(repository: FakeEventRepository) -> None:
+    assert call(payloads.body({"action": "ping"}), repository) == (204, None)
+    # The ping payload is undocumented: anything beside the action is fine.
+    assert call(payloads.body({"action": "ping", "id": 5, "target": []}), repository)[0] == 204
+    assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize("name", sorted(payloads.RECORDED))
+def test_every_recorded_action_is_written_once(name: str, repository: FakeEventRepository) -> None:
+    payload = payloads.RECORDED[name]
+    status, body = call(payloads.body(payload), repository)
+    assert status == 201
+    assert body == {"status": "recorded", "id": payload["id"]}
+    document = repository.documents[payload["id"]]
+    assert document["action"] == payload["action"]
+    assert document["repository"] == payload["target"]["repository"]
+    assert document["receivedAt"] == "2026-11-23T12:00:00.000000Z"
+
+
+def test_second_delivery_is_200_without_a_second_document(
+    repository: FakeEventRepository,
+) -> None:
+    assert call(payloads.body(payloads.PUSH), repository)[0] == 201
+    status, body = call(payloads.body(payloads.PUSH), repository)
+    assert status == 200
+    assert body == {"status": "duplicate", "id": payloads.PUSH["id"]}
+    assert len(repository.documents) == 1
+
+
+def test_unknown_action_is_acknowledged_and_not_stored(repository: FakeEventRepository) -> None:
+    payload = payloads.with_new_id(payloads.PUSH)
+    payload["action"] = "tag_delete"
+    status, body = call(payloads.body(payload), repository)
+    assert status == 202
+    assert body is not None and "tag_delete" in str(body["reason"])
+    assert repository.add_calls == 0
+
+
+def test_store_outage_is_503_json(repository: FakeEventRepository) -> None:
+    repository.unavailable = True
+    status, body = call(payloads.body(payloads.PUSH), repository)
+    assert status == 503
+    assert body is not None and "unavailable" in str(body["error"])
+
+
+def push_without(*path: str) -> bytes:
+    payload = payloads.with_new_id(payloads.PUSH)
+    node = payload
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return payloads.body(payload)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "mentions"),
+    [
+        (b"", 400, "empty"),
+        (b"  \n", 400, "empty"),
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"action": "push", "id": "\xff\xfe"}', 400, "UTF-8"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'"push"', 400, "JSON object"),
+        (b"null", 400, "JSON object"),
+        (b"{}", 400, "action"),
+        (b'{"action": 5}', 400, "action"),
+        (b'{"action": ""}', 400, "action"),
+        (push_without("target", "repository"), 400, "target.repository"),
+        (push_without("id"), 400, "id"),
+        (push_without("timestamp"), 400, "timestamp"),
+        (
+            b'{"action": "push", "id": "x", "timestamp": "2020-01-01T00:00:00Z", "target": 3}',
+            400,
+            "target",
+        ),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b" " * (MAX_BODY_BYTES + 1), 413, str(MAX_BODY_BYTES)),
+    ],
+)
+def test_bad_input_is_a_json_4xx_naming_the_problem_and_writes_nothing(
+    body: bytes, status: int, mentions: str, repository: FakeEventRepository
+) -> None:
+    answer_status, answer = call(body, repository)
+    assert answer_status == status
+    assert answer is not None
+    assert mentions in str(answer["error"])
+    json.dumps(answer)  # serialisable as the HTTP body
+    assert repository.add_calls == 0
+
+
+def test_body_at_the_limit_is_accepted(repository: FakeEventRepository) -> None:
+    payload = payloads.with_new_id(payloads.PUSH)
+    raw = payloads.body(payload)
+    padded = raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
+    assert len(padded) == MAX_BODY_BYTES
+    assert call(padded, repository)[0] == 201
