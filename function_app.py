@@ -16,9 +16,12 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 def _http_response(result: Result) -> func.HttpResponse:
     if result.body is None:
-        return func.HttpResponse(status_code=result.status)
+        return func.HttpResponse(status_code=result.status, headers=result.headers)
     return func.HttpResponse(
-        json.dumps(result.body), status_code=result.status, mimetype="application/json"
+        json.dumps(result.body),
+        status_code=result.status,
+        headers=result.headers,
+        mimetype="application/json",
     )
 
 
