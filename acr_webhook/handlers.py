@@ -47,8 +47,8 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def parse_json_object(body: bytes) -> dict[str, Any] | Result:
-    """The body as a JSON object, or the 4xx Result that says why it is not one."""
+def parse_json(body: bytes) -> Any:
+    """The body as parsed JSON, or the 4xx Result that says why it cannot be parsed."""
     if len(body) > MAX_BODY_BYTES:
         return _bad_request(f"body is larger than {MAX_BODY_BYTES} bytes", status=413)
     if not body.strip():
@@ -58,11 +58,18 @@ def parse_json_object(body: bytes) -> dict[str, Any] | Result:
     except UnicodeDecodeError as error:
         return _bad_request(f"body is not valid UTF-8 (byte {error.start})")
     try:
-        payload = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         return _bad_request("body is nested too deeply")
     except ValueError as error:
         return _bad_request(f"body is not valid JSON: {error}")
+
+
+def parse_json_object(body: bytes) -> dict[str, Any] | Result:
+    """The body as a JSON object, or the 4xx Result that says why it is not one."""
+    payload = parse_json(body)
+    if isinstance(payload, Result):
+        return payload
     if not isinstance(payload, dict):
         return _bad_request(f"body must be a JSON object, not {type(payload).__name__}")
     return payload
