@@ -1,0 +1,502 @@
+"""Structure of infra/main.bicep and its modules: the security and wiring the app relies on."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE
+from tests.infra.bicep import (
+    Json,
+    accessor,
+    conditional_branches,
+    decorators,
+    is_secure,
+    module,
+    module_path,
+    output,
+    param,
+    resource,
+    resource_condition,
+    resources_of_type,
+    template,
+    var,
+)
+
+MAIN = "main.bicep"
+FUNCTION_APP = "modules/function-app.bicep"
+STORAGE = "modules/storage.bicep"
+COSMOS = "modules/cosmos.bicep"
+ROLES = "modules/role-assignments.bicep"
+MONITORING = "modules/monitoring.bicep"
+
+COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+# Settings the Python code and the Functions host read (exact names).
+REQUIRED_APP_SETTINGS = {
+    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__credential",
+    "AzureWebJobsStorage__clientId",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "AZURE_CLIENT_ID",
+    "COSMOS_ENDPOINT",
+    "COSMOS_DATABASE",
+    "COSMOS_CONTAINER",
+    "FALLBACK_QUEUE_NAME",
+    "WEBHOOK_SECRET_HEADER",
+    "WEBHOOK_SECRET",
+}
+
+
+def single(resources: dict[str, Json]) -> tuple[str, Json]:
+    assert len(resources) == 1, f"expected exactly one, got {sorted(resources)}"
+    return next(iter(resources.items()))
+
+
+def function_app() -> Json:
+    name, _ = single(resources_of_type(template(FUNCTION_APP), "Microsoft.Web/sites"))
+    return resource(template(FUNCTION_APP), name)
+
+
+def _setting_objects(document: Json, value: Any) -> list[Json]:
+    """Every object a settings expression can evaluate to (vars, union(), ternaries)."""
+    if isinstance(value, str) and value in document.get("variables", {}):
+        return _setting_objects(document, var(document, value))
+    branches = conditional_branches(value)
+    if branches is not None:
+        return _setting_objects(document, branches[1]) + _setting_objects(document, branches[2])
+    if isinstance(value, dict) and value.get("function", {}).get("type") == "union":
+        objects: list[Json] = []
+        for argument in value["function"]["parameters"].values():
+            objects += _setting_objects(document, argument)
+        return objects
+    assert isinstance(value, dict) and "function" not in value and "operator" not in value, value
+    return [value]
+
+
+def app_settings() -> dict[str, Any]:
+    """All app settings the site can get: name -> value expression (as pycep gives it)."""
+    document = template(FUNCTION_APP)
+    loop = function_app()["properties"]["siteConfig"]["appSettings"]
+    assert loop["loop_type"]["type"] == "object", "appSettings must be built from an object"
+    assert loop["config"] == {
+        "name": accessor("setting", "key"),
+        "value": accessor("setting", "value"),
+    }
+    settings: dict[str, Any] = {}
+    for settings_object in _setting_objects(document, loop["loop_type"]["detail"]["object_name"]):
+        settings.update(settings_object)
+    return settings
+
+
+# --- Function App ----------------------------------------------------------------------------
+
+
+def test_function_app_is_python_311_on_flex_consumption() -> None:
+    document = template(FUNCTION_APP)
+    plan_name, _ = single(resources_of_type(document, "Microsoft.Web/serverfarms"))
+    plan = resource(document, plan_name)
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    assert plan["properties"]["reserved"] is True  # Linux
+
+    app = function_app()
+    assert app["kind"] == "functionapp,linux"
+    assert app["properties"]["serverFarmId"] == accessor(plan_name, "id")
+    config = app["properties"]["functionAppConfig"]
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+
+
+def test_deployment_package_container_uses_the_identity() -> None:
+    config_storage = function_app()["properties"]["functionAppConfig"]["deployment"]["storage"]
+    assert config_storage["type"] == "blobContainer"
+    assert config_storage["value"] == "${storageBlobEndpoint}${deploymentContainerName}"
+    assert config_storage["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
+    # ... and that container is the one the storage module creates.
+    main = template(MAIN)
+    assert module(main, "storage")["params"]["deploymentContainerName"] == "deploymentContainerName"
+    assert (
+        module(main, "functionApp")["params"]["deploymentContainerName"]
+        == "deploymentContainerName"
+    )
+    container_name, _ = single(
+        resources_of_type(
+            template(STORAGE), "Microsoft.Storage/storageAccounts/blobServices/containers"
+        )
+    )
+    assert resource(template(STORAGE), container_name)["name"] == "deploymentContainerName"
+
+
+def test_function_app_is_https_only_tls12_without_ftp() -> None:
+    properties = function_app()["properties"]
+    assert properties["httpsOnly"] is True
+    assert properties["siteConfig"]["minTlsVersion"] == "1.2"
+    assert properties["siteConfig"]["ftpsState"] == "Disabled"
+
+    document = template(FUNCTION_APP)
+    policies = resources_of_type(document, "Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    allowed = {
+        resource(document, n)["name"]: resource(document, n)["properties"]["allow"]
+        for n in policies
+    }
+    assert allowed == {"ftp": False, "scm": False}
+
+
+def test_function_app_runs_as_the_user_assigned_identity() -> None:
+    identity = function_app()["identity"]
+    assert identity["type"] == "UserAssigned"
+    assert list(identity["userAssignedIdentities"]) == ["'${identityId}'"]
+
+    main = template(MAIN)
+    identity_name, _ = single(
+        resources_of_type(main, "Microsoft.ManagedIdentity/userAssignedIdentities")
+    )
+    params = module(main, "functionApp")["params"]
+    assert params["identityId"] == accessor(identity_name, "id")
+    assert params["identityClientId"] == accessor(identity_name, "properties", "clientId")
+
+    settings = app_settings()
+    # DefaultAzureCredential picks the user-assigned identity by AZURE_CLIENT_ID.
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+
+
+def test_host_storage_is_identity_based() -> None:
+    settings = app_settings()
+    assert settings["AzureWebJobsStorage__accountName"] == "storageAccountName"
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert "AzureWebJobsStorage" not in settings  # a connection string would carry a key
+
+
+def test_app_settings_are_complete() -> None:
+    assert set(app_settings()) >= REQUIRED_APP_SETTINGS
+
+
+def test_cosmos_names_default_to_the_code_defaults() -> None:
+    settings = app_settings()
+    assert settings["COSMOS_DATABASE"] == "cosmosDatabaseName"
+    assert settings["COSMOS_CONTAINER"] == "cosmosContainerName"
+    function_app_params = template(FUNCTION_APP)["parameters"]
+    assert "cosmosDatabaseName" in function_app_params
+    assert "cosmosContainerName" in function_app_params
+
+    main = template(MAIN)
+    # The same main parameters name the app setting and the database/container created.
+    assert module(main, "functionApp")["params"]["cosmosDatabaseName"] == "cosmosDatabaseName"
+    assert module(main, "functionApp")["params"]["cosmosContainerName"] == "cosmosContainerName"
+    assert module(main, "cosmos")["params"]["databaseName"] == "cosmosDatabaseName"
+    assert module(main, "cosmos")["params"]["containerName"] == "cosmosContainerName"
+    assert param(main, "cosmosDatabaseName")["default"] == DEFAULT_DATABASE
+    assert param(main, "cosmosContainerName")["default"] == DEFAULT_CONTAINER
+
+
+def test_cosmos_endpoint_setting_is_the_document_endpoint() -> None:
+    assert app_settings()["COSMOS_ENDPOINT"] == "cosmosEndpoint"
+    main = template(MAIN)
+    assert module(main, "functionApp")["params"]["cosmosEndpoint"] == accessor(
+        "cosmos", "outputs", "endpoint"
+    )
+    account_name, _ = single(
+        resources_of_type(template(COSMOS), "Microsoft.DocumentDB/databaseAccounts")
+    )
+    assert output(template(COSMOS), "endpoint") == accessor(
+        account_name, "properties", "documentEndpoint"
+    )
+
+
+def test_fallback_queue_is_created_and_named_in_the_settings() -> None:
+    assert app_settings()["FALLBACK_QUEUE_NAME"] == "fallbackQueueName"
+    main = template(MAIN)
+    assert var(main, "fallbackQueueName") == "acr-events-fallback"
+    assert module(main, "functionApp")["params"]["fallbackQueueName"] == accessor(
+        "storage", "outputs", "fallbackQueueName"
+    )
+    assert module(main, "storage")["params"]["fallbackQueueName"] == "fallbackQueueName"
+    storage = template(STORAGE)
+    queue_name, _ = single(
+        resources_of_type(storage, "Microsoft.Storage/storageAccounts/queueServices/queues")
+    )
+    assert resource(storage, queue_name)["name"] == "fallbackQueueName"
+    assert output(storage, "fallbackQueueName") == accessor(queue_name, "name")
+
+
+def test_no_cosmos_key_or_connection_string_anywhere() -> None:
+    for name, value in app_settings().items():
+        text = f"{name}={json.dumps(value)}".lower()
+        if "cosmos" in text:
+            assert "key" not in text and "connection" not in text, text
+        assert "accountkey=" not in text, text
+    for path in (MAIN, FUNCTION_APP, COSMOS):
+        text = json.dumps(template(path))
+        for secret_source in (
+            "listKeys",
+            "listConnectionStrings",
+            "primaryMasterKey",
+            "AccountKey=",
+        ):
+            assert secret_source not in text, f"{path} uses {secret_source}"
+
+
+def test_webhook_secret_is_optional_and_secure() -> None:
+    settings = app_settings()
+    assert settings["WEBHOOK_SECRET_HEADER"] == "Authorization"
+    assert settings["WEBHOOK_SECRET"] == "webhookSecret"
+    document = template(FUNCTION_APP)
+    branches = conditional_branches(var(document, "secretAppSettings"))
+    assert branches is not None, "WEBHOOK_SECRET must only be set when a secret is given"
+    condition, when_empty, when_given = branches
+    assert condition == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "webhookSecret"}}
+    }
+    assert when_empty == {}
+    assert when_given == {"WEBHOOK_SECRET": "webhookSecret"}
+    assert is_secure(param(document, "webhookSecret"))
+
+    main = template(MAIN)
+    assert is_secure(param(main, "webhookSecret"))
+    assert param(main, "webhookSecret")["default"] == ""
+    assert module(main, "functionApp")["params"]["webhookSecret"] == "webhookSecret"
+
+
+def test_application_insights_uses_the_identity() -> None:
+    settings = app_settings()
+    assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
+        "ClientId=${identityClientId};Authorization=AAD"
+    )
+    assert (
+        settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "applicationInsightsConnectionString"
+    )
+    monitoring = template(MONITORING)
+    workspace_name, _ = single(
+        resources_of_type(monitoring, "Microsoft.OperationalInsights/workspaces")
+    )
+    insights_name, _ = single(resources_of_type(monitoring, "Microsoft.Insights/components"))
+    insights = resource(monitoring, insights_name)["properties"]
+    assert insights["WorkspaceResourceId"] == accessor(workspace_name, "id")
+    assert insights["DisableLocalAuth"] is True
+
+
+# --- Storage ---------------------------------------------------------------------------------
+
+
+def test_storage_account_is_locked_down() -> None:
+    storage = template(STORAGE)
+    account_name, _ = single(resources_of_type(storage, "Microsoft.Storage/storageAccounts"))
+    properties = resource(storage, account_name)["properties"]
+    assert properties["allowBlobPublicAccess"] is False
+    assert properties["allowSharedKeyAccess"] is False
+    assert properties["minimumTlsVersion"] == "TLS1_2"
+    assert properties["supportsHttpsTrafficOnly"] is True
+
+
+def test_app_identity_has_storage_and_metrics_roles() -> None:
+    roles = template(ROLES)
+    granted: set[tuple[str, str]] = set()
+    for name in resources_of_type(roles, "Microsoft.Authorization/roleAssignments"):
+        body = resource(roles, name)
+        if body["properties"]["principalId"] != "appPrincipalId":
+            continue
+        assert resource_condition(roles, name) is None, f"{name} must not be conditional"
+        assert body["properties"]["principalType"] == "ServicePrincipal"
+        role_reference = body["properties"]["roleDefinitionId"]["function"]["parameters"]
+        granted.add((body["scope"], var(roles, role_reference["resource_name_1"])))
+    assert granted == {
+        ("storage", STORAGE_BLOB_DATA_OWNER),
+        ("storage", STORAGE_QUEUE_DATA_CONTRIBUTOR),
+        ("storage", STORAGE_TABLE_DATA_CONTRIBUTOR),
+        ("applicationInsights", MONITORING_METRICS_PUBLISHER),
+    }
+    main = template(MAIN)
+    identity_name, _ = single(
+        resources_of_type(main, "Microsoft.ManagedIdentity/userAssignedIdentities")
+    )
+    assert module(main, "roleAssignments")["params"]["appPrincipalId"] == accessor(
+        identity_name, "properties", "principalId"
+    )
+
+
+# --- Cosmos DB -------------------------------------------------------------------------------
+
+
+def cosmos_account() -> tuple[str, Json]:
+    document = template(COSMOS)
+    name, _ = single(resources_of_type(document, "Microsoft.DocumentDB/databaseAccounts"))
+    return name, resource(document, name)
+
+
+def test_cosmos_account_allows_entra_id_only() -> None:
+    _, account = cosmos_account()
+    assert account["kind"] == "GlobalDocumentDB"
+    properties = account["properties"]
+    assert properties["disableLocalAuth"] is True
+    assert properties["disableKeyBasedMetadataWriteAccess"] is True
+    assert properties["minimalTlsVersion"] == "Tls12"
+
+
+def test_cosmos_capacity_mode_is_serverless_by_default() -> None:
+    modes = ["serverless", "provisioned", "autoscale"]
+    for document, name in (
+        (template(MAIN), "cosmosCapacityMode"),
+        (template(COSMOS), "capacityMode"),
+    ):
+        assert decorators(param(document, name))["allowed"] == modes
+        assert param(document, name)["default"] == "serverless"
+    assert module(template(MAIN), "cosmos")["params"]["capacityMode"] == "cosmosCapacityMode"
+
+    document = template(COSMOS)
+    _, account = cosmos_account()
+    capabilities = conditional_branches(account["properties"]["capabilities"])
+    assert capabilities is not None
+    condition, serverless, other = capabilities
+    assert condition["operator"]["operands"] == {
+        "operand_1": "capacityMode",
+        "operand_2": "serverless",
+    }
+    assert var(document, serverless) == [{"name": "EnableServerless"}]
+    assert other == []
+
+    outer = conditional_branches(var(document, "containerOptions"))
+    assert outer is not None
+    _, provisioned, rest = outer
+    inner = conditional_branches(rest)
+    assert inner is not None
+    _, autoscale, serverless_options = inner
+    assert var(document, provisioned) == {"throughput": "throughput"}
+    assert var(document, autoscale) == {
+        "autoscaleSettings": {"maxThroughput": "autoscaleMaxThroughput"}
+    }
+    assert serverless_options == {}  # serverless containers must not set throughput
+
+
+def cosmos_container() -> Json:
+    document = template(COSMOS)
+    name, _ = single(
+        resources_of_type(document, "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
+    )
+    body = resource(document, name)
+    assert body["properties"]["options"] == "containerOptions"
+    container: Json = body["properties"]["resource"]
+    return container
+
+
+def test_cosmos_container_is_partitioned_by_repository() -> None:
+    assert cosmos_container()["partitionKey"]["paths"] == ["/repository"]
+
+
+def test_cosmos_container_indexes_only_queried_paths() -> None:
+    policy = cosmos_container()["indexingPolicy"]
+    assert policy["excludedPaths"] == [{"path": "/*"}]
+    assert {entry["path"] for entry in policy["includedPaths"]} == {
+        "/repository/?",
+        "/tag/?",
+        "/digest/?",
+        "/action/?",
+        "/timestamp/?",
+        "/receivedAt/?",
+        "/source/?",
+    }
+    composites = [
+        [(part["path"], part["order"]) for part in index] for index in policy["compositeIndexes"]
+    ]
+    assert [("/repository", "ascending"), ("/timestamp", "descending")] in composites
+    assert [("/action", "ascending"), ("/timestamp", "descending")] in composites
+
+
+def test_app_identity_is_cosmos_data_contributor_on_the_account() -> None:
+    document = template(COSMOS)
+    account_name, _ = cosmos_account()
+    assert var(document, "dataContributorRoleId") == COSMOS_DATA_CONTRIBUTOR
+    assignments = resources_of_type(
+        document, "Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments"
+    )
+    by_principal = {
+        resource(document, name)["properties"]["principalId"]: name for name in assignments
+    }
+    assert set(by_principal) == {"appPrincipalId", "userPrincipalId"}
+
+    for principal, name in by_principal.items():
+        body = resource(document, name)
+        assert body["parent"] == account_name
+        assert body["properties"]["scope"] == accessor(account_name, "id"), (
+            "scope must be the account"
+        )
+        assert body["properties"]["roleDefinitionId"] == (
+            f"${{{account_name}.id}}/sqlRoleDefinitions/${{dataContributorRoleId}}"
+        )
+        condition = resource_condition(document, name)
+        if principal == "appPrincipalId":
+            assert condition is None, "the app's assignment must always be created"
+        else:  # the deploying user's: only when principalId was given
+            assert condition == {
+                "operator": {
+                    "type": "not",
+                    "operands": {
+                        "bool_value": {
+                            "function": {"type": "empty", "parameters": {"item_to_test": principal}}
+                        }
+                    },
+                }
+            }
+
+    main = template(MAIN)
+    identity_name, _ = single(
+        resources_of_type(main, "Microsoft.ManagedIdentity/userAssignedIdentities")
+    )
+    params = module(main, "cosmos")["params"]
+    assert params["appPrincipalId"] == accessor(identity_name, "properties", "principalId")
+    assert params["userPrincipalId"] == "principalId"
+    assert param(main, "principalId")["default"] == ""
+
+
+# --- main.bicep as a whole -------------------------------------------------------------------
+
+
+def test_main_is_resource_group_scoped() -> None:
+    assert template(MAIN)["globals"]["scope"]["value"] == "resourceGroup"
+
+
+def test_main_wires_the_local_modules() -> None:
+    main = template(MAIN)
+    assert {name: module_path(main, name) for name in main["modules"]} == {
+        "monitoring": MONITORING,
+        "storage": STORAGE,
+        "cosmos": COSMOS,
+        "roleAssignments": ROLES,
+        "functionApp": FUNCTION_APP,
+    }
+
+
+def test_azd_finds_the_app_by_its_service_tag() -> None:
+    tags = function_app()["tags"]["function"]
+    assert tags["type"] == "union"
+    assert tags["parameters"]["arg_2"] == {"'azd-service-name'": "serviceName"}
+    assert module(template(MAIN), "functionApp")["params"]["serviceName"] == "api"
+
+
+def test_outputs_for_azd_and_the_webhook_step() -> None:
+    main = template(MAIN)
+    outputs = main["outputs"]
+    assert set(outputs) >= {
+        "AZURE_RESOURCE_GROUP",
+        "AZURE_FUNCTION_APP_NAME",
+        "AZURE_FUNCTION_APP_HOST",
+        "ACR_WEBHOOK_URL",
+        "COSMOS_ENDPOINT",
+        "COSMOS_DATABASE",
+        "COSMOS_CONTAINER",
+    }
+    assert all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in outputs), sorted(outputs)
+    assert output(main, "AZURE_FUNCTION_APP_NAME") == accessor("functionApp", "outputs", "name")
+    assert (
+        output(main, "ACR_WEBHOOK_URL")
+        == "https://${functionApp.outputs.defaultHostName}/api/acr/webhook"
+    )
+    assert "code=" not in json.dumps(outputs), "outputs must not carry the function key"

@@ -1,0 +1,217 @@
+"""Structure of infra/webhook.bicep: registry -> app delivery, created after the code deploy."""
+
+from __future__ import annotations
+
+import re
+
+from tests.infra.bicep import (
+    Json,
+    accessor,
+    conditional_branches,
+    decorators,
+    is_secure,
+    module,
+    module_condition,
+    module_path,
+    output,
+    param,
+    resource,
+    resources_of_type,
+    template,
+    var,
+)
+
+WEBHOOK = "webhook.bicep"
+ACR_WEBHOOK = "modules/acr-webhook.bicep"
+ACR_EVENTGRID = "modules/acr-eventgrid.bicep"
+FUNCTION_APP = "modules/function-app.bicep"
+
+ENDPOINT = re.compile(r"https://\$\{appHost\}(?P<path>/[^?]*)\?code=\$\{functionKey\}")
+
+
+def endpoint_path(url: str) -> str:
+    match = ENDPOINT.fullmatch(url)
+    assert match, f"not https://<app host><path>?code=<function key>: {url}"
+    return match["path"]
+
+
+def mode_condition(*modes: str) -> Json:
+    """pycep's tree for (deliveryMode == 'a') || (deliveryMode == 'b')."""
+    first, second = (
+        {
+            "operator": {
+                "type": "equals",
+                "operands": {"operand_1": "deliveryMode", "operand_2": mode},
+            }
+        }
+        for mode in modes
+    )
+    return {"operator": {"type": "or", "operands": {"operand_1": first, "operand_2": second}}}
+
+
+def test_targets_the_existing_function_app() -> None:
+    document = template(WEBHOOK)
+    assert document["globals"]["scope"]["value"] == "resourceGroup"
+    app = document["resources"]["functionApp"]
+    assert app["type"] == "Microsoft.Web/sites"
+    assert app["existing"] is True
+    assert resource(document, "functionApp")["name"] == "functionAppName"
+    assert var(document, "appHost") == accessor("functionApp", "properties", "defaultHostName")
+
+
+def test_function_key_comes_from_the_host_keys() -> None:
+    document = template(WEBHOOK)
+    key = var(document, "functionKey")["operator"]
+    assert key["type"] == "property_accessor"
+    list_call = key["operands"]["operand_1"]["function"]
+    assert list_call["type"] == "list_func"
+    assert list_call["parameters"]["func_name"] == "listKeys"
+    assert list_call["parameters"]["resource_identifier"] == "${functionApp.id}/host/default"
+    assert key["operands"]["operand_2"] == accessor("functionKeys", "default")
+    # listKeys needs an API version the Microsoft.Web provider knows: the one the app uses.
+    assert list_call["parameters"]["api_version"] == "webApiVersion"
+    app_api_versions = {
+        entry["api_version"]
+        for entry in resources_of_type(template(FUNCTION_APP), "Microsoft.Web/sites").values()
+    }
+    assert app_api_versions == {var(document, "webApiVersion")}
+    assert document["resources"]["functionApp"]["api_version"] == var(document, "webApiVersion")
+
+
+def test_delivery_mode_parameter() -> None:
+    delivery_mode = param(template(WEBHOOK), "deliveryMode")
+    assert decorators(delivery_mode)["allowed"] == ["webhook", "eventgrid", "both"]
+    assert delivery_mode["default"] == "webhook"
+
+
+def test_native_webhook_posts_to_the_webhook_route_with_the_key() -> None:
+    document = template(WEBHOOK)
+    assert module_path(document, "acrWebhook") == ACR_WEBHOOK
+    assert module_condition(document, "acrWebhook") == mode_condition("webhook", "both")
+    webhook = module(document, "acrWebhook")
+    assert webhook["scope"] == {
+        "function": {
+            "type": "resource_group",
+            "parameters": {"resource_group_name": "registryResourceGroup", "subscription_id": None},
+        }
+    }
+    params = webhook["params"]
+    assert endpoint_path(params["serviceUri"]) == "/api/acr/webhook"
+    assert params["registryName"] == "registryName"
+    assert params["actions"] == "webhookActions"
+    assert params["scope"] == "webhookScope"
+    assert params["customHeaders"] == "customHeaders"
+    assert param(document, "webhookActions")["default"] == [
+        "push",
+        "delete",
+        "chart_push",
+        "chart_delete",
+        "quarantine",
+    ]
+    assert param(document, "webhookScope")["default"] == ""
+
+
+def test_native_webhook_resource() -> None:
+    document = template(ACR_WEBHOOK)
+    registry = document["resources"]["registry"]
+    assert registry["type"] == "Microsoft.ContainerRegistry/registries"
+    assert registry["existing"] is True
+    (name, entry), *others = resources_of_type(
+        document, "Microsoft.ContainerRegistry/registries/webhooks"
+    ).items()
+    assert not others
+    assert not entry["existing"]
+    webhook = resource(document, name)
+    assert webhook["parent"] == "registry"
+    assert webhook["name"] == "webhookName"
+    assert webhook["location"] == accessor("registry", "location")
+    assert webhook["properties"]["serviceUri"] == "serviceUri"
+    assert webhook["properties"]["customHeaders"] == "customHeaders"
+    assert webhook["properties"]["actions"] == "actions"
+    assert webhook["properties"]["scope"] == "scope"
+    # serviceUri carries the function key and customHeaders the shared secret.
+    assert is_secure(param(document, "serviceUri"))
+    assert is_secure(param(document, "customHeaders"))
+    name_rules = decorators(param(document, "webhookName"))
+    assert (name_rules["min_length"], name_rules["max_length"]) == (5, 50)
+
+
+def test_default_webhook_name_is_alphanumeric() -> None:
+    document = template(WEBHOOK)
+    webhook_name = conditional_branches(module(document, "acrWebhook")["params"]["webhookName"])
+    assert webhook_name is not None
+    _, given, derived = webhook_name
+    assert (given, derived) == ("webhookName", "derivedWebhookName")
+    take = var(document, "derivedWebhookName")["function"]
+    assert take["type"] == "take"
+    assert take["parameters"]["number_to_take"] == 50
+    # App names are letters, digits and hyphens; the hyphens are removed.
+    assert take["parameters"]["original_value"] == "acr${replace(functionAppName, '-', '')}"
+
+
+def test_shared_secret_becomes_a_bearer_header() -> None:
+    document = template(WEBHOOK)
+    secret = var(document, "webhookSecret")
+    assert "${functionApp.id}/config/appsettings" in str(secret)
+    assert "WEBHOOK_SECRET" in str(secret)
+    headers = conditional_branches(var(document, "customHeaders"))
+    assert headers is not None
+    condition, when_empty, when_given = headers
+    assert condition == {
+        "function": {"type": "empty", "parameters": {"item_to_test": "webhookSecret"}}
+    }
+    assert when_empty == {}
+    assert when_given == {"Authorization": "Bearer ${webhookSecret}"}
+
+
+def test_event_grid_subscription_posts_to_the_eventgrid_route() -> None:
+    document = template(WEBHOOK)
+    assert module_path(document, "acrEventGrid") == ACR_EVENTGRID
+    assert module_condition(document, "acrEventGrid") == mode_condition("eventgrid", "both")
+    event_grid = module(document, "acrEventGrid")
+    assert (
+        event_grid["scope"]["function"]["parameters"]["resource_group_name"]
+        == "registryResourceGroup"
+    )
+    assert endpoint_path(event_grid["params"]["endpointUrl"]) == "/api/acr/eventgrid"
+    assert event_grid["params"]["webhookSecret"] == "webhookSecret"
+
+
+def test_event_grid_resources() -> None:
+    document = template(ACR_EVENTGRID)
+    (topic_name, _), *others = resources_of_type(
+        document, "Microsoft.EventGrid/systemTopics"
+    ).items()
+    assert not others
+    topic = resource(document, topic_name)
+    assert topic["location"] == accessor("registry", "location")
+    assert topic["properties"] == {
+        "source": accessor("registry", "id"),
+        "topicType": "Microsoft.ContainerRegistry.Registries",
+    }
+    (subscription_name, _), *others = resources_of_type(
+        document, "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    ).items()
+    assert not others
+    subscription = resource(document, subscription_name)
+    assert subscription["parent"] == topic_name
+    properties = subscription["properties"]
+    assert properties["destination"]["endpointType"] == "WebHook"
+    assert properties["destination"]["properties"]["endpointUrl"] == "endpointUrl"
+    assert is_secure(param(document, "endpointUrl"))
+    assert properties["eventDeliverySchema"] == "EventGridSchema"
+    assert set(properties["filter"]["includedEventTypes"]) == {
+        "Microsoft.ContainerRegistry.ImagePushed",
+        "Microsoft.ContainerRegistry.ImageDeleted",
+        "Microsoft.ContainerRegistry.ChartPushed",
+        "Microsoft.ContainerRegistry.ChartDeleted",
+    }
+    assert properties["retryPolicy"]["eventTimeToLiveInMinutes"] == 24 * 60
+
+
+def test_outputs_do_not_leak_the_key() -> None:
+    document = template(WEBHOOK)
+    assert output(document, "ACR_WEBHOOK_URL") == "https://${appHost}/api/acr/webhook"
+    assert output(document, "ACR_EVENTGRID_URL") == "https://${appHost}/api/acr/eventgrid"
+    assert "functionKey" not in str(document["outputs"])
+    assert "webhookSecret" not in str(document["outputs"])
