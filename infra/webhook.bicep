@@ -60,13 +60,16 @@ var customHeaders = empty(webhookSecret) ? {} : {
   Authorization: 'Bearer ${webhookSecret}'
 }
 var derivedWebhookName = take('acr${replace(functionAppName, '-', '')}', 50)
+var effectiveWebhookName = (!empty(webhookName)) ? webhookName : derivedWebhookName
+var effectiveSystemTopicName = (!empty(systemTopicName)) ? systemTopicName : '${registryName}-events'
+var eventSubscriptionName = '${functionAppName}-eventgrid'
 
 module acrWebhook 'modules/acr-webhook.bicep' = if ((deliveryMode == 'webhook') || (deliveryMode == 'both')) {
   name: 'acr-webhook'
   scope: resourceGroup(registryResourceGroup)
   params: {
     registryName: registryName
-    webhookName: (!empty(webhookName)) ? webhookName : derivedWebhookName
+    webhookName: effectiveWebhookName
     serviceUri: 'https://${appHost}/api/acr/webhook?code=${functionKey}'
     customHeaders: customHeaders
     actions: webhookActions
@@ -79,8 +82,8 @@ module acrEventGrid 'modules/acr-eventgrid.bicep' = if ((deliveryMode == 'eventg
   scope: resourceGroup(registryResourceGroup)
   params: {
     registryName: registryName
-    systemTopicName: (!empty(systemTopicName)) ? systemTopicName : '${registryName}-events'
-    subscriptionName: '${functionAppName}-eventgrid'
+    systemTopicName: effectiveSystemTopicName
+    subscriptionName: eventSubscriptionName
     endpointUrl: 'https://${appHost}/api/acr/eventgrid?code=${functionKey}'
     webhookSecret: webhookSecret
   }
@@ -89,3 +92,7 @@ module acrEventGrid 'modules/acr-eventgrid.bicep' = if ((deliveryMode == 'eventg
 output ACR_WEBHOOK_URL string = 'https://${appHost}/api/acr/webhook'
 output ACR_EVENTGRID_URL string = 'https://${appHost}/api/acr/eventgrid'
 output ACR_DELIVERY_MODE string = deliveryMode
+// Names for az acr webhook ping/list-events and az eventgrid system-topic ... (empty when unused).
+output ACR_WEBHOOK_NAME string = (deliveryMode == 'eventgrid') ? '' : effectiveWebhookName
+output ACR_SYSTEM_TOPIC_NAME string = (deliveryMode == 'webhook') ? '' : effectiveSystemTopicName
+output ACR_EVENT_SUBSCRIPTION_NAME string = (deliveryMode == 'webhook') ? '' : eventSubscriptionName

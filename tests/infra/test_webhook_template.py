@@ -138,7 +138,11 @@ def test_native_webhook_resource() -> None:
 
 def test_default_webhook_name_is_alphanumeric() -> None:
     document = template(WEBHOOK)
-    webhook_name = conditional_branches(module(document, "acrWebhook")["params"]["webhookName"])
+    assert module(document, "acrWebhook")["params"]["webhookName"] == "effectiveWebhookName"
+    assert output(document, "ACR_WEBHOOK_NAME")["operator"]["operands"]["false_value"] == (
+        "effectiveWebhookName"
+    )
+    webhook_name = conditional_branches(var(document, "effectiveWebhookName"))
     assert webhook_name is not None
     _, given, derived = webhook_name
     assert (given, derived) == ("webhookName", "derivedWebhookName")
