@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE
+from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, FALLBACK_QUEUE_NAME
 from tests.infra.bicep import (
     Json,
     accessor,
@@ -215,7 +215,7 @@ def test_cosmos_endpoint_setting_is_the_document_endpoint() -> None:
 def test_fallback_queue_is_created_and_named_in_the_settings() -> None:
     assert app_settings()["FALLBACK_QUEUE_NAME"] == "fallbackQueueName"
     main = template(MAIN)
-    assert var(main, "fallbackQueueName") == "acr-events-fallback"
+    assert var(main, "fallbackQueueName") == FALLBACK_QUEUE_NAME == "acr-events-fallback"
     assert module(main, "functionApp")["params"]["fallbackQueueName"] == accessor(
         "storage", "outputs", "fallbackQueueName"
     )
