@@ -5,21 +5,42 @@ Nothing here knows about Azure Functions; ``function_app.py`` translates HTTP to
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
+from acr_webhook.config import DEFAULT_SECRET_HEADER
+from acr_webhook.fallback import FallbackQueue, FallbackUnavailableError
 from acr_webhook.models import PING, RECORDED_ACTIONS, AcrEvent, to_document
 from acr_webhook.repository import EventRepository, RepositoryUnavailableError
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+
+
+# The same answer whichever credential failed, so a caller learns nothing about which part.
+UNAUTHORIZED: dict[str, str] = {"error": "unauthorized"}
+
+
+@dataclass(frozen=True)
+class SharedSecret:
+    """Optional second credential beside the function key, sent by ACR as a custom header."""
+
+    value: str
+    header: str = DEFAULT_SECRET_HEADER
+
+    def matches(self, headers: Mapping[str, str]) -> bool:
+        wanted = self.header.lower()
+        given = next((v for k, v in headers.items() if k.lower() == wanted), "")
+        expected = f"Bearer {self.value}" if wanted == "authorization" else self.value
+        return hmac.compare_digest(given.encode(), expected.encode())
 
 
 @dataclass(frozen=True)
@@ -76,10 +97,23 @@ def parse_json_object(body: bytes) -> dict[str, Any] | Result:
 
 
 def handle_webhook(
-    body: bytes, repository: EventRepository, now: Callable[[], datetime] = _utc_now
+    body: bytes,
+    repository: EventRepository,
+    *,
+    headers: Mapping[str, str] | None = None,
+    secret: SharedSecret | None = None,
+    fallback: FallbackQueue | None = None,
+    now: Callable[[], datetime] = _utc_now,
 ) -> Result:
     """One ACR webhook call: ping → 204, recorded action → 201 or 200 (duplicate),
-    unknown action → 202, bad input → 400/413, store unavailable → 503."""
+    unknown action → 202, bad input → 400/413, wrong shared secret → 401.
+
+    When the store fails, the validated event goes to the fallback queue (202, it is safe);
+    only when that fails too, or there is none, the answer is 503.
+    """
+    if secret is not None and not secret.matches(headers or {}):
+        log.warning("rejected: shared secret missing or wrong", extra={"decision": "rejected"})
+        return Result(401, dict(UNAUTHORIZED))
     payload = parse_json_object(body)
     if isinstance(payload, Result):
         return payload
@@ -87,10 +121,14 @@ def handle_webhook(
     if not isinstance(action, str) or not action:
         return _bad_request("action: required, must be a non-empty string")
     if action == PING:
-        log.info("ping acknowledged")
+        log.info("ping acknowledged", extra={"decision": "ping", "action": PING})
         return Result(204)
     if action not in RECORDED_ACTIONS:
-        log.info("action=%r not recorded: unknown action acknowledged", action)
+        log.info(
+            "action=%r ignored: not a recorded action",
+            action,
+            extra={"decision": "ignored", "action": action},
+        )
         return Result(202, {"status": "ignored", "reason": f"action '{action}' is not recorded"})
     try:
         event = AcrEvent.model_validate(payload)
@@ -98,15 +136,51 @@ def handle_webhook(
         return _bad_request(describe_validation_error(error))
 
     document = to_document(event, received_at=now())
+    fields = {"event_id": event.id, "action": action, "repository": event.target.repository}
     # repr() keeps client-chosen text from forging log lines.
     context = f"event={event.id!r} action={action!r} repository={event.target.repository!r}"
     try:
         created = repository.add(document)
     except RepositoryUnavailableError as error:
-        log.error("%s not recorded: database unavailable (%s)", context, error)
-        return Result(503, {"error": "the event store is unavailable; the event was not recorded"})
+        return _store_in_fallback(document, fallback, context, fields, error)
     if created:
-        log.info("%s recorded", context)
+        log.info("%s recorded", context, extra={"decision": "recorded", **fields})
         return Result(201, {"status": "recorded", "id": event.id})
-    log.info("%s duplicate: already recorded", context)
+    log.info("%s duplicate: already recorded", context, extra={"decision": "duplicate", **fields})
     return Result(200, {"status": "duplicate", "id": event.id})
+
+
+def _store_in_fallback(
+    document: dict[str, Any],
+    fallback: FallbackQueue | None,
+    context: str,
+    fields: dict[str, str],
+    store_error: RepositoryUnavailableError,
+) -> Result:
+    lost = Result(503, {"error": "the event store is unavailable; the event was not recorded"})
+    if fallback is None:
+        log.error(
+            "%s not recorded: database unavailable (%s)",
+            context,
+            store_error,
+            extra={"decision": "unavailable", **fields},
+        )
+        return lost
+    try:
+        fallback.put(document)
+    except FallbackUnavailableError as queue_error:
+        log.error(
+            "%s not recorded: database unavailable (%s) and fallback queue unavailable (%s)",
+            context,
+            store_error,
+            queue_error,
+            extra={"decision": "unavailable", **fields},
+        )
+        return lost
+    log.warning(
+        "%s queued for replay: database unavailable (%s)",
+        context,
+        store_error,
+        extra={"decision": "queued", **fields},
+    )
+    return Result(202, {"status": "queued", "id": document["id"]})

@@ -7,7 +7,6 @@ function keys like the real host (``?code=`` or ``x-functions-key``), which Core
 
 from __future__ import annotations
 
-import functools
 import hmac
 import json
 import logging
@@ -18,17 +17,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
 
-from acr_webhook.handlers import MAX_BODY_BYTES
+from acr_webhook.app_index import indexed_functions
+from acr_webhook.config import read_values
+from acr_webhook.handlers import MAX_BODY_BYTES, UNAUTHORIZED
+from acr_webhook.local_queues import QueueOptions, start_queue_pollers
 
 log = logging.getLogger(__name__)
 
 ROUTE_PREFIX = "/api/"
+# function_app.py and host.json sit beside this package, as they are deployed.
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 # Read one byte past the handlers' limit so they can see an oversized body and answer 413,
 # without the host ever holding more than that in memory.
 BODY_READ_LIMIT = MAX_BODY_BYTES + 1
@@ -54,11 +59,10 @@ class HttpFunction:
     call: Any
 
 
-@functools.cache  # the SDK's get_functions() refuses a second call on the same app
 def http_functions(app: func.FunctionApp) -> dict[str, HttpFunction]:
     """The app's HTTP-triggered functions by lower-case path (``/api/<route>``)."""
     routes: dict[str, HttpFunction] = {}
-    for function in app.get_functions():
+    for function in indexed_functions(app):
         trigger = function.get_trigger()
         if not isinstance(trigger, HttpTrigger):
             continue
@@ -99,7 +103,9 @@ class LocalFunctionsHost:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         lower_headers = {name.lower(): value for name, value in headers.items()}
         if function.needs_key and not self._key_matches(query, lower_headers):
-            return _json_reply(401, "missing or invalid function key (?code= or x-functions-key)")
+            return Reply(
+                401, json.dumps(UNAUTHORIZED).encode(), {"Content-Type": "application/json"}
+            )
         request = func.HttpRequest(
             method, base_url + target, headers=lower_headers, params=query, body=body
         )
@@ -191,9 +197,22 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _RequestHandler)
 
 
-def serve(app: func.FunctionApp, host: str, port: int, function_key: str) -> None:
-    """Serve until SIGINT or SIGTERM, then return (the caller exits 0)."""
+def serve(
+    app: func.FunctionApp,
+    host: str,
+    port: int,
+    function_key: str,
+    values: Mapping[str, str] | None = None,
+) -> None:
+    """Serve HTTP functions and run queue triggers until SIGINT or SIGTERM, then return.
+
+    ``values``: the settings queue triggers resolve connections and names from (default:
+    environment over local.settings.json, as the app itself reads them).
+    """
     server = _Server((host, port), LocalFunctionsHost(app, function_key))
+    pollers = start_queue_pollers(
+        app, read_values() if values is None else values, QueueOptions.from_host_json(HOST_JSON)
+    )
     bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
 
     def stop(signum: int, _frame: object) -> None:
@@ -209,7 +228,11 @@ def serve(app: func.FunctionApp, host: str, port: int, function_key: str) -> Non
         if function.needs_key:
             url += f"?code={function_key}"
         print(f"  {'/'.join(sorted(function.methods))} {url}", flush=True)
+    for poller in pollers:
+        print(f"  queue trigger {poller.function.name} on {poller.queue_name}", flush=True)
     try:
         server.serve_forever()
     finally:
+        for poller in pollers:
+            poller.stop()
         server.server_close()

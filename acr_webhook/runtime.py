@@ -1,14 +1,38 @@
-"""Process-wide objects, built once on first use and shared by every request."""
+"""Process-wide objects, built once on first use and shared by every request.
+
+Nothing is cached when building fails (functools.cache does not keep exceptions), so a fixed
+setting or a database that comes back needs no restart.
+"""
 
 from __future__ import annotations
 
 import functools
 
-from acr_webhook.config import load_settings
+from acr_webhook.config import Settings, load_settings
+from acr_webhook.fallback import FallbackQueue, StorageQueueFallback
+from acr_webhook.handlers import SharedSecret
 from acr_webhook.repository import CosmosEventRepository, EventRepository
 
 
 @functools.cache
+def settings() -> Settings:
+    return load_settings()
+
+
+@functools.cache
 def event_repository() -> EventRepository:
-    # Not cached when load_settings raises, so fixing the settings needs no restart logic here.
-    return CosmosEventRepository(load_settings())
+    return CosmosEventRepository(settings())
+
+
+@functools.cache
+def fallback_queue() -> FallbackQueue | None:
+    queue = settings().fallback_queue
+    return StorageQueueFallback(queue) if queue else None
+
+
+@functools.cache
+def shared_secret() -> SharedSecret | None:
+    current = settings()
+    if not current.webhook_secret:
+        return None
+    return SharedSecret(current.webhook_secret, current.webhook_secret_header)

@@ -8,6 +8,7 @@ import pytest
 
 from acr_webhook.config import Settings
 from acr_webhook.repository import create_cosmos_client, provision
+from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
 
 
@@ -26,6 +27,23 @@ def restartable_cosmos_server() -> Iterator[LocalCosmosServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[LocalAzurite]:
+    queues = LocalAzurite()
+    queues.start()
+    yield queues
+    queues.stop()
+
+
+@pytest.fixture
+def restartable_azurite() -> Iterator[LocalAzurite]:
+    """An Azurite of the test's own, for tests that stop it."""
+    queues = LocalAzurite()
+    queues.start()
+    yield queues
+    queues.stop()
 
 
 def fresh_settings(server: LocalCosmosServer) -> Settings:

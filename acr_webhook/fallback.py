@@ -1,0 +1,133 @@
+"""The durable fallback: when Cosmos DB fails, a validated event waits in a Storage queue.
+
+A queue-triggered function (``replay_fallback`` in function_app.py) applies queued events to
+Cosmos DB later; ids make that idempotent, and the Functions runtime moves a message that keeps
+failing to ``<queue>-poison`` after ``maxDequeueCount`` tries (host.json).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from acr_webhook.config import QueueSettings
+from acr_webhook.repository import EventRepository
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+log = logging.getLogger(__name__)
+
+# The queue is the last resort inside ACR's 5 s window, after Cosmos DB has used up to ~2 s.
+QUEUE_TIMEOUTS: dict[str, Any] = {
+    "connection_timeout": 1,
+    "read_timeout": 1.5,
+    "retry_total": 0,
+}
+
+
+class FallbackUnavailableError(Exception):
+    """The fallback queue did not take the event either."""
+
+
+class FallbackQueue(Protocol):
+    def put(self, document: dict[str, Any]) -> None:
+        """Keep one event document for replay; raises FallbackUnavailableError on failure."""
+        ...
+
+
+def create_queue_client(
+    settings: QueueSettings, timeouts: dict[str, Any], base64_messages: bool = True
+) -> QueueClient:
+    """``base64_messages``: encode on send and decode on receive, as the Functions queue
+    trigger expects by default (messageEncoding); off to see messages exactly as stored."""
+    encode = TextBase64EncodePolicy() if base64_messages else None
+    decode = TextBase64DecodePolicy() if base64_messages else None
+    if settings.connection_string:
+        return QueueClient.from_connection_string(
+            settings.connection_string,
+            settings.queue_name,
+            message_encode_policy=encode,
+            message_decode_policy=decode,
+            **timeouts,
+        )
+    if not settings.queue_service_uri:
+        raise ValueError("QueueSettings needs a connection string or a queue service URI")
+    from azure.identity import DefaultAzureCredential  # only the deployed app needs it
+
+    credential: TokenCredential = DefaultAzureCredential()
+    return QueueClient(
+        settings.queue_service_uri,
+        settings.queue_name,
+        credential=credential,
+        message_encode_policy=encode,
+        message_decode_policy=decode,
+        **timeouts,
+    )
+
+
+class StorageQueueFallback:
+    """Azure Storage queue (Azurite locally). The client is created once, on first use."""
+
+    def __init__(self, settings: QueueSettings) -> None:
+        self._settings = settings
+        self._client: QueueClient | None = None
+        self._lock = threading.Lock()
+
+    def _queue(self) -> QueueClient:
+        with self._lock:
+            if self._client is None:
+                self._client = create_queue_client(self._settings, QUEUE_TIMEOUTS)
+            return self._client
+
+    def put(self, document: dict[str, Any]) -> None:
+        try:
+            self._queue().send_message(json.dumps(document))
+        except (AzureError, ValueError) as error:
+            raise FallbackUnavailableError(f"{type(error).__name__}: {error}") from error
+
+
+def provision_queue(settings: QueueSettings) -> None:
+    """Create the fallback queue and its poison queue if missing (Bicep does it in Azure)."""
+    for name in (settings.queue_name, f"{settings.queue_name}-poison"):
+        client = create_queue_client(
+            QueueSettings(name, settings.connection_string, settings.queue_service_uri),
+            {"connection_timeout": 5, "read_timeout": 30},
+        )
+        with contextlib.suppress(ResourceExistsError):
+            client.create_queue()
+
+
+class InvalidQueuedEventError(ValueError):
+    """A queue message that is not an event document this app wrote."""
+
+
+def replay_queued_event(message: bytes | str, repository: EventRepository) -> bool:
+    """Apply one queued event document to the store. True if new, False if already there.
+
+    Raises RepositoryUnavailableError (the runtime retries, then poisons) or
+    InvalidQueuedEventError.
+    """
+    try:
+        document = json.loads(message)
+    except ValueError as error:
+        raise InvalidQueuedEventError(f"queued message is not JSON: {error}") from error
+    if not (
+        isinstance(document, dict)
+        and isinstance(document.get("id"), str)
+        and isinstance(document.get("repository"), str)
+    ):
+        raise InvalidQueuedEventError("queued message is not an event document")
+    context = (
+        f"event={document['id']!r} action={document.get('action')!r} "
+        f"repository={document['repository']!r}"
+    )
+    created = repository.add(document)
+    log.info("%s replayed from fallback queue: %s", context, "recorded" if created else "duplicate")
+    return created

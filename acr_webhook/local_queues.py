@@ -1,0 +1,222 @@
+"""Queue triggers for the local host, with the Functions runtime's retry and poison rules.
+
+For each queue-triggered function in the app, a poller receives messages, calls the function,
+deletes the message on success, makes it visible again after ``visibilityTimeout`` on failure,
+and moves it to ``<queue>-poison`` once it has failed ``maxDequeueCount`` times. The options
+come from host.json ``extensions.queues``, as in Azure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.functions.decorators.queue import QueueTrigger
+from azure.functions.queue import QueueMessage as TriggerMessage
+from azure.storage.queue import QueueMessage
+
+from acr_webhook.app_index import indexed_functions
+from acr_webhook.config import QueueSettings, queue_settings
+from acr_webhook.fallback import create_queue_client
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30
+POLL_TIMEOUTS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """host.json ``extensions.queues``; defaults are the Functions runtime's own."""
+
+    max_dequeue_count: int = 5
+    visibility_timeout: float = 0.0
+    max_polling_interval: float = 60.0
+    batch_size: int = 16
+
+    @classmethod
+    def from_host_json(cls, path: Path) -> QueueOptions:
+        if not path.is_file():
+            return cls()
+        queues = json.loads(path.read_text()).get("extensions", {}).get("queues", {})
+        defaults = cls()
+        return cls(
+            max_dequeue_count=int(queues.get("maxDequeueCount", defaults.max_dequeue_count)),
+            visibility_timeout=_seconds(
+                queues.get("visibilityTimeout"), defaults.visibility_timeout
+            ),
+            max_polling_interval=_seconds(
+                queues.get("maxPollingInterval"), defaults.max_polling_interval
+            ),
+            batch_size=int(queues.get("batchSize", defaults.batch_size)),
+        )
+
+
+def _seconds(value: str | None, default: float) -> float:
+    """host.json time spans: ``hh:mm:ss`` (optionally with fractions)."""
+    if not value:
+        return default
+    hours, minutes, seconds = value.split(":")
+    return timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds)).total_seconds()
+
+
+@dataclass(frozen=True)
+class QueueFunction:
+    name: str
+    queue_name: str
+    connection: str
+    call: Any
+
+
+def queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
+    found = []
+    for function in indexed_functions(app):
+        trigger = function.get_trigger()
+        if isinstance(trigger, QueueTrigger):
+            found.append(
+                QueueFunction(
+                    name=str(function.get_function_name()),
+                    queue_name=str(trigger.queue_name),
+                    connection=str(trigger.connection or "AzureWebJobsStorage"),
+                    call=function.get_user_function(),
+                )
+            )
+    return found
+
+
+def resolve_queue(function: QueueFunction, values: Mapping[str, str]) -> QueueSettings | None:
+    """The queue a function listens on, with ``%SETTING%`` names resolved like the runtime."""
+    queue_name = re.sub(r"%([^%]+)%", lambda m: values.get(m.group(1), ""), function.queue_name)
+    if not queue_name:
+        return None
+    return queue_settings(values, function.connection, queue_name)
+
+
+class QueuePoller:
+    def __init__(self, function: QueueFunction, queue: QueueSettings, options: QueueOptions):
+        self.function = function
+        self.queue_name = queue.queue_name
+        self.options = options
+        # Raw messages: decoding here lets an undecodable one go to poison, as in Azure.
+        self._queue = create_queue_client(queue, POLL_TIMEOUTS, base64_messages=False)
+        poison = QueueSettings(
+            f"{queue.queue_name}-poison", queue.connection_string, queue.queue_service_uri
+        )
+        self._poison = create_queue_client(poison, POLL_TIMEOUTS, base64_messages=False)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"queue-{function.name}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        idle = 0.1
+        healthy = True
+        while not self._stop.is_set():
+            try:
+                handled = self.poll_once()
+            except AzureError as error:
+                if healthy:
+                    log.warning("queue %s unreachable, retrying: %s", self.function.name, error)
+                healthy, handled = False, 0
+            else:
+                healthy = True
+            # Back off while idle, like the runtime, up to maxPollingInterval.
+            idle = 0.1 if handled else min(idle * 2, self.options.max_polling_interval)
+            self._stop.wait(0 if handled else idle)
+
+    def poll_once(self) -> int:
+        """Receive one batch and handle every message in it; returns how many there were."""
+        messages = list(
+            self._queue.receive_messages(
+                messages_per_page=self.options.batch_size,
+                max_messages=self.options.batch_size,
+                visibility_timeout=LEASE_SECONDS,
+            )
+        )
+        for message in messages:
+            self._handle(message)
+        return len(messages)
+
+    def _handle(self, message: QueueMessage) -> None:
+        dequeue_count = int(message.dequeue_count or 1)
+        try:
+            body = base64.b64decode(str(message.content), validate=True)
+        except (binascii.Error, ValueError):
+            log.error("queue message %s is not base64; moving it to poison", message.id)
+            self._to_poison(message)
+            return
+        trigger_message = TriggerMessage(  # type: ignore[no-untyped-call]
+            id=message.id,
+            body=body,
+            dequeue_count=dequeue_count,
+            expiration_time=message.expires_on,
+            insertion_time=message.inserted_on,
+            time_next_visible=message.next_visible_on,
+            pop_receipt=message.pop_receipt,
+        )
+        try:
+            self.function.call(trigger_message)
+        except Exception:
+            log.exception(
+                "function %s failed on message %s (attempt %d of %d)",
+                self.function.name,
+                message.id,
+                dequeue_count,
+                self.options.max_dequeue_count,
+            )
+            if dequeue_count >= self.options.max_dequeue_count:
+                self._to_poison(message)
+            else:
+                self._queue.update_message(
+                    message, visibility_timeout=int(self.options.visibility_timeout)
+                )
+            return
+        self._queue.delete_message(message)
+
+    def _to_poison(self, message: QueueMessage) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self._poison.create_queue()
+        # Raw content: the poison queue keeps exactly what arrived.
+        self._poison.send_message(message.content)
+        self._queue.delete_message(message)
+        log.error("message %s moved to %s-poison", message.id, self._queue.queue_name)
+
+
+def start_queue_pollers(
+    app: func.FunctionApp, values: Mapping[str, str], options: QueueOptions
+) -> list[QueuePoller]:
+    """A running poller per queue function whose connection is configured; others are skipped
+    with a warning (the HTTP functions still serve)."""
+    pollers = []
+    for function in queue_functions(app):
+        queue = resolve_queue(function, values)
+        if queue is None:
+            log.warning(
+                "queue trigger %s not started: %s is not configured",
+                function.name,
+                function.connection,
+            )
+            continue
+        poller = QueuePoller(function, queue, options)
+        poller.start()
+        pollers.append(poller)
+    return pollers

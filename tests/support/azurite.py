@@ -1,0 +1,74 @@
+"""Starts and controls Azurite's queue service (npm) for tests of the fallback queue."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+from tests.support.cosmos_server import REPO_ROOT
+
+# Azurite's published development account: not a secret.
+ACCOUNT = "devstoreaccount1"
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+class LocalAzurite:
+    """One azurite-queue process, in memory; ``stop``/``start`` keep the port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"QueueEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+        )
+
+    def start(self) -> None:
+        process = subprocess.Popen(
+            [
+                str(REPO_ROOT / "node_modules" / ".bin" / "azurite-queue"),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(self.port),
+                "--inMemoryPersistence",
+                "--skipApiVersionCheck",
+                "--loose",
+            ],
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        deadline = time.monotonic() + 30
+        seen = []
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            seen.append(line)
+            match = re.search(r"listens on http://127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                self._process = process
+                return
+            if not line and process.poll() is not None:
+                break
+        process.kill()
+        raise RuntimeError("azurite-queue did not start:\n" + "".join(seen))
+
+    def stop(self) -> None:
+        if self._process is not None:
+            os.kill(self._process.pid, signal.SIGCONT)
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            if self._process.stdout:
+                self._process.stdout.close()
+            self._process = None
