@@ -8,6 +8,7 @@ import json
 
 import azure.functions as func
 
+from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
 from acr_webhook.handlers import Result, handle_webhook
 from acr_webhook.runtime import event_repository
 
@@ -29,3 +30,13 @@ def _http_response(result: Result) -> func.HttpResponse:
 def acr_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """ACR webhook endpoint: POST /api/acr/webhook?code=<function key>."""
     return _http_response(handle_webhook(req.get_body(), event_repository()))
+
+
+@app.route(route="acr/eventgrid", methods=["POST", "OPTIONS"])
+def acr_eventgrid(req: func.HttpRequest) -> func.HttpResponse:
+    """Event Grid endpoint: POST /api/acr/eventgrid?code=<function key> (Event Grid or
+    CloudEvents schema); OPTIONS is the CloudEvents abuse-protection handshake."""
+    headers = {name.lower(): value for name, value in req.headers.items()}
+    if req.method.upper() == "OPTIONS":
+        return _http_response(handle_eventgrid_options(headers))
+    return _http_response(handle_eventgrid(req.get_body(), headers, event_repository()))

@@ -1,0 +1,469 @@
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+import function_app
+from acr_webhook.eventgrid import (
+    EVENT_TYPE_ACTIONS,
+    MAX_REPORTED_PROBLEMS,
+    handle_eventgrid,
+    handle_eventgrid_options,
+)
+from acr_webhook.handlers import MAX_BODY_BYTES, Result, handle_webhook
+from acr_webhook.local_host import LocalFunctionsHost
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.repository import RepositoryUnavailableError
+from tests.support import payloads
+from tests.support.fakes import FakeEventRepository
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+KEY = "test-key"
+URL = "/api/acr/eventgrid"
+TOPIC = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+    "/providers/Microsoft.ContainerRegistry/registries/myregistry"
+)
+TYPES = {action: event_type for event_type, action in EVENT_TYPE_ACTIONS.items()}
+ACR_EVENTS = {
+    "push": payloads.PUSH,
+    "delete": payloads.DELETE,
+    "chart_push": payloads.CHART_PUSH,
+    "chart_delete": payloads.CHART_DELETE,
+}
+
+
+def event_grid(data: dict[str, Any], event_type: str | None = None) -> dict[str, Any]:
+    """An ACR event in the Event Grid schema, as a system topic delivers it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": TOPIC,
+        "subject": f"{data['target']['repository']}:{data['target'].get('tag', '')}",
+        "eventType": event_type or TYPES[data["action"]],
+        "eventTime": "2026-11-23T11:59:59.1234567Z",
+        "data": copy.deepcopy(data),
+        "dataVersion": "1.0",
+        "metadataVersion": "1",
+    }
+
+
+def cloud_event(data: dict[str, Any], event_type: str | None = None) -> dict[str, Any]:
+    """An ACR event in the CloudEvents 1.0 schema."""
+    return {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": TOPIC,
+        "subject": data["target"]["repository"],
+        "type": event_type or TYPES[data["action"]],
+        "time": "2026-11-23T11:59:59.1234567Z",
+        "datacontenttype": "application/json",
+        "data": copy.deepcopy(data),
+    }
+
+
+def validation_event(code: str = "512d38b6-c7b8-40c8-89fe-f46f9e9622b6") -> dict[str, Any]:
+    return {
+        "id": "2d1781af-3a4c-4d7c-bd0c-e34b19da4e66",
+        "topic": TOPIC,
+        "subject": "",
+        "data": {
+            "validationCode": code,
+            "validationUrl": "https://rp-eastus2.eventgrid.azure.net:553/eventsubscriptions/s/validate?id=x&t=y&apiVersion=2018-05-01-preview&token=secret",
+        },
+        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "eventTime": "2026-11-23T11:00:00.0000000Z",
+        "metadataVersion": "1",
+        "dataVersion": "1",
+    }
+
+
+def call(
+    payload: Any, repository: FakeEventRepository, headers: dict[str, str] | None = None
+) -> Result:
+    raw = payload if isinstance(payload, bytes) else payloads.body(payload)
+    result = handle_eventgrid(raw, headers or {}, repository, now=lambda: NOW)
+    json.dumps(result.body)  # always serialisable as the HTTP body
+    return result
+
+
+@pytest.fixture
+def repository() -> FakeEventRepository:
+    return FakeEventRepository()
+
+
+class FailingAfter(FakeEventRepository):
+    """Accepts ``ok`` writes, then the store goes down."""
+
+    def __init__(self, ok: int) -> None:
+        super().__init__()
+        self.ok = ok
+
+    def add(self, document: dict[str, Any]) -> bool:
+        if self.add_calls >= self.ok:
+            self.unavailable = True
+        return super().add(document)
+
+
+# --- both schemas map to the webhook's documents ----------------------------------------------
+
+
+@pytest.mark.parametrize("envelope", [event_grid, cloud_event])
+@pytest.mark.parametrize("action", sorted(ACR_EVENTS))
+def test_each_acr_event_type_becomes_the_webhook_document_marked_eventgrid(
+    envelope: Any, action: str, repository: FakeEventRepository
+) -> None:
+    data = ACR_EVENTS[action]
+    result = call([envelope(data)], repository)
+    assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 0, "ignored": 0})
+    expected = to_document(AcrEvent.model_validate(data), received_at=NOW, source="eventgrid")
+    assert repository.documents == {data["id"]: expected}
+    assert expected["source"] == "eventgrid"
+    assert expected["action"] == action
+
+
+def test_single_cloud_event_without_an_array_is_accepted(repository: FakeEventRepository) -> None:
+    result = call(cloud_event(payloads.PUSH), repository)
+    assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 0, "ignored": 0})
+    assert list(repository.documents) == [payloads.PUSH["id"]]
+
+
+def test_cloud_event_batch_stores_every_event(repository: FakeEventRepository) -> None:
+    batch = [cloud_event(p) for p in ACR_EVENTS.values()]
+    result = call(batch, repository, {"content-type": "application/cloudevents-batch+json"})
+    assert result.status == 200
+    assert result.body == {"recorded": 4, "duplicate": 0, "ignored": 0}
+    assert set(repository.documents) == {p["id"] for p in ACR_EVENTS.values()}
+
+
+def test_document_id_is_the_acr_event_id_not_the_envelope_id(
+    repository: FakeEventRepository,
+) -> None:
+    envelope = event_grid(payloads.PUSH)
+    assert envelope["id"] != payloads.PUSH["id"]
+    call([envelope], repository)
+    assert list(repository.documents) == [payloads.PUSH["id"]]
+
+
+@pytest.mark.parametrize("envelope", [event_grid, cloud_event])
+def test_missing_data_id_and_action_come_from_the_envelope(
+    envelope: Any, repository: FakeEventRepository
+) -> None:
+    event = envelope(payloads.CHART_DELETE)
+    del event["data"]["id"], event["data"]["action"]
+    assert call([event], repository).status == 200
+    document = repository.documents[event["id"]]
+    assert document["action"] == "chart_delete"
+    assert document["chartName"] == "wordpress"
+
+
+def test_an_envelope_id_unfit_as_document_id_is_named_as_the_envelope_field(
+    repository: FakeEventRepository,
+) -> None:
+    event = event_grid(payloads.PUSH)
+    del event["data"]["id"]
+    event["id"] = "a/b"
+    result = call([event], repository)
+    assert result.status == 400
+    assert result.body is not None
+    assert str(result.body["error"]).startswith("events[0].id: ")
+    assert repository.add_calls == 0
+
+
+# --- handshakes -------------------------------------------------------------------------------
+
+
+def test_subscription_validation_echoes_the_code_and_writes_nothing(
+    repository: FakeEventRepository,
+) -> None:
+    headers = {"aeg-event-type": "SubscriptionValidation"}
+    result = call([validation_event("the-code")], repository, headers)
+    assert (result.status, result.body) == (200, {"validationResponse": "the-code"})
+    assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "mentions"),
+    [
+        ({}, "events[0].data.validationCode: Field required"),
+        ({"validationCode": ""}, "events[0].data.validationCode"),
+        ({"validationCode": 42}, "events[0].data.validationCode"),
+        (None, "events[0].data: must be a JSON object"),
+    ],
+)
+def test_subscription_validation_without_a_code_is_400(
+    data: Any, mentions: str, repository: FakeEventRepository
+) -> None:
+    event = validation_event()
+    event["data"] = data
+    result = call([event], repository)
+    assert result.status == 400
+    assert result.body is not None and mentions in str(result.body["error"])
+
+
+def test_subscription_validation_inside_a_batch_is_400_and_writes_nothing(
+    repository: FakeEventRepository,
+) -> None:
+    result = call([event_grid(payloads.PUSH), validation_event()], repository)
+    assert result.status == 400
+    assert result.body is not None and "events[1]: " in str(result.body["error"])
+    assert "alone" in str(result.body["error"])
+    assert repository.add_calls == 0
+
+
+def test_options_handshake_allows_the_requesting_origin() -> None:
+    result = handle_eventgrid_options({"webhook-request-origin": "eventgrid.azure.net"})
+    assert result.status == 200
+    assert result.body is None
+    assert result.headers == {
+        "WebHook-Allowed-Origin": "eventgrid.azure.net",
+        "WebHook-Allowed-Rate": "*",
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"webhook-request-origin": ""},
+        {"webhook-request-origin": "  "},
+        {"origin": "eventgrid.azure.net"},
+        {"webhook-request-origin": "evil.example\r\nSet-Cookie: a=b"},
+        {"webhook-request-origin": "é.example"},
+        {"webhook-request-origin": "a" * 256},
+    ],
+)
+def test_options_without_a_usable_origin_is_400_json(headers: dict[str, str]) -> None:
+    result = handle_eventgrid_options(headers)
+    assert result.status == 400
+    assert result.body is not None and "WebHook-Request-Origin" in str(result.body["error"])
+    assert "WebHook-Allowed-Origin" not in result.headers
+
+
+# --- batches: duplicates, all or nothing, unknown types -----------------------------------------
+
+
+def test_duplicates_in_a_batch_and_a_redelivered_batch_count_as_stored(
+    repository: FakeEventRepository,
+) -> None:
+    first, second = event_grid(payloads.PUSH), event_grid(payloads.DELETE)
+    batch = [first, second, event_grid(payloads.PUSH)]  # the same ACR event twice
+    result = call(batch, repository)
+    assert (result.status, result.body) == (200, {"recorded": 2, "duplicate": 1, "ignored": 0})
+
+    again = call(batch, repository, {"aeg-delivery-count": "1"})
+    assert (again.status, again.body) == (200, {"recorded": 0, "duplicate": 3, "ignored": 0})
+    assert len(repository.documents) == 2
+
+
+def push_without(*path: str) -> dict[str, Any]:
+    event = event_grid(payloads.with_new_id(payloads.PUSH))
+    node = event
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return event
+
+
+def with_field(event: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {**event, **fields}
+
+
+@pytest.mark.parametrize(
+    ("bad", "mentions"),
+    [
+        (push_without("data", "target", "repository"), "events[2].data.target.repository: "),
+        (push_without("data", "timestamp"), "events[2].data.timestamp: Field required"),
+        (push_without("data", "target"), "events[2].data.target: Field required"),
+        (push_without("data"), "events[2].data: must be a JSON object"),
+        (with_field(event_grid(payloads.PUSH), data="push"), "events[2].data: "),
+        (with_field(event_grid(payloads.PUSH), data=[]), "events[2].data: "),
+        (push_without("eventType"), "events[2].eventType: Field required"),
+        (with_field(event_grid(payloads.PUSH), eventType=5), "events[2].eventType: "),
+        (with_field(event_grid(payloads.PUSH), eventType=""), "events[2].eventType: "),
+        (push_without("id"), "events[2].id: Field required"),
+        (with_field(cloud_event(payloads.PUSH), specversion="0.3"), "events[2].specversion: "),
+        (with_field(cloud_event(payloads.PUSH), type=None), "events[2].type: "),
+        ("an event", "events[2]: must be a JSON object, not str"),
+        (None, "events[2]: must be a JSON object, not NoneType"),
+        ([event_grid(payloads.PUSH)], "events[2]: must be a JSON object, not list"),
+    ],
+)
+def test_one_invalid_event_rejects_the_whole_batch_and_writes_nothing(
+    bad: Any, mentions: str, repository: FakeEventRepository
+) -> None:
+    batch = [event_grid(payloads.with_new_id(payloads.PUSH)), event_grid(payloads.DELETE), bad]
+    result = call(batch, repository)
+    assert result.status == 400
+    assert result.body is not None and mentions in str(result.body["error"])
+    assert repository.add_calls == 0
+
+
+def test_every_invalid_event_is_named_up_to_a_limit(repository: FakeEventRepository) -> None:
+    batch: list[Any] = [event_grid(payloads.PUSH)] + [7] * (MAX_REPORTED_PROBLEMS + 3)
+    result = call(batch, repository)
+    assert result.status == 400
+    assert result.body is not None
+    error = str(result.body["error"])
+    assert "events[1]: " in error
+    assert f"events[{MAX_REPORTED_PROBLEMS}]: " in error
+    assert f"events[{MAX_REPORTED_PROBLEMS + 1}]: " not in error
+    assert error.endswith("and 3 more")
+    assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize("envelope", [event_grid, cloud_event])
+def test_unknown_event_types_are_acknowledged_and_not_stored(
+    envelope: Any, repository: FakeEventRepository
+) -> None:
+    unknown = envelope(payloads.PUSH, event_type="Microsoft.ContainerRegistry.ImageQuarantined")
+    unknown["data"] = "anything at all"  # data of unknown types is not validated
+    deleted = envelope(payloads.PUSH, event_type="Microsoft.EventGrid.SubscriptionDeletedEvent")
+    del deleted["data"]
+    result = call([unknown, envelope(payloads.DELETE), deleted], repository)
+    assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 0, "ignored": 2})
+    assert list(repository.documents) == [payloads.DELETE["id"]]
+
+
+def test_a_batch_of_only_unknown_types_writes_nothing(repository: FakeEventRepository) -> None:
+    result = call([event_grid(payloads.PUSH, event_type="Other.Thing")], repository)
+    assert (result.status, result.body) == (200, {"recorded": 0, "duplicate": 0, "ignored": 1})
+    assert repository.add_calls == 0
+
+
+# --- the store fails: Event Grid's retry completes the batch ------------------------------------
+
+
+def test_store_outage_is_503_json(repository: FakeEventRepository) -> None:
+    repository.unavailable = True
+    result = call([event_grid(payloads.PUSH)], repository)
+    assert result.status == 503
+    assert result.body is not None and "unavailable" in str(result.body["error"])
+
+
+def test_partial_failure_is_503_and_the_retry_completes_the_batch() -> None:
+    repository = FailingAfter(ok=1)
+    batch = [event_grid(p) for p in (payloads.PUSH, payloads.DELETE, payloads.CHART_PUSH)]
+    assert call(batch, repository).status == 503
+    assert list(repository.documents) == [payloads.PUSH["id"]]
+    assert repository.add_calls == 2  # stops at the first failure
+
+    repository.unavailable, repository.ok = False, 100
+    retry = call(batch, repository, {"aeg-delivery-count": "1"})
+    assert (retry.status, retry.body) == (200, {"recorded": 2, "duplicate": 1, "ignored": 0})
+    assert set(repository.documents) == {
+        payloads.PUSH["id"],
+        payloads.DELETE["id"],
+        payloads.CHART_PUSH["id"],
+    }
+
+
+def test_the_store_error_is_reported_as_unavailable_not_raised() -> None:
+    class Raising(FakeEventRepository):
+        def add(self, document: dict[str, Any]) -> bool:
+            raise RepositoryUnavailableError("timeout")
+
+    assert call([event_grid(payloads.PUSH)], Raising()).status == 503
+
+
+# --- the same event by webhook and by Event Grid -------------------------------------------------
+
+
+def test_webhook_then_event_grid_is_one_document_from_the_webhook(
+    repository: FakeEventRepository,
+) -> None:
+    assert handle_webhook(payloads.body(payloads.PUSH), repository).status == 201
+    result = call([event_grid(payloads.PUSH)], repository)
+    assert (result.status, result.body) == (200, {"recorded": 0, "duplicate": 1, "ignored": 0})
+    assert len(repository.documents) == 1
+    assert repository.documents[payloads.PUSH["id"]]["source"] == "webhook"
+
+
+def test_event_grid_then_webhook_is_one_document_from_event_grid(
+    repository: FakeEventRepository,
+) -> None:
+    assert call([cloud_event(payloads.PUSH)], repository).status == 200
+    assert handle_webhook(payloads.body(payloads.PUSH), repository).status == 200
+    assert len(repository.documents) == 1
+    assert repository.documents[payloads.PUSH["id"]]["source"] == "eventgrid"
+
+
+# --- bodies that are not events ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "mentions"),
+    [
+        (b"", 400, "empty"),
+        (b"[{", 400, "not valid JSON"),
+        (b'[{"id": "\xff"}]', 400, "UTF-8"),
+        (b'"events"', 400, "not str"),
+        (b"42", 400, "not int"),
+        (b"null", 400, "not NoneType"),
+        (payloads.body(event_grid(payloads.PUSH)), 400, "specversion"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+        (b"[" + b" " * MAX_BODY_BYTES + b"]", 413, str(MAX_BODY_BYTES)),
+    ],
+)
+def test_a_body_that_is_not_events_is_a_4xx_naming_the_problem(
+    body: bytes, status: int, mentions: str, repository: FakeEventRepository
+) -> None:
+    result = call(body, repository)
+    assert result.status == status
+    assert result.body is not None and mentions in str(result.body["error"])
+    assert repository.add_calls == 0
+
+
+def test_an_empty_batch_is_acknowledged(repository: FakeEventRepository) -> None:
+    result = call([], repository)
+    assert (result.status, result.body) == (200, {"recorded": 0, "duplicate": 0, "ignored": 0})
+
+
+# --- the route in function_app -----------------------------------------------------------------
+
+
+@pytest.fixture
+def host(monkeypatch: pytest.MonkeyPatch, repository: FakeEventRepository) -> LocalFunctionsHost:
+    monkeypatch.setattr(function_app, "event_repository", lambda: repository)
+    return LocalFunctionsHost(function_app.app, KEY)
+
+
+def test_route_takes_post_and_options_with_the_function_key(host: LocalFunctionsHost) -> None:
+    route = host.routes[URL]
+    assert route.methods == {"POST", "OPTIONS"}
+    assert route.needs_key
+    keyless = host.dispatch("OPTIONS", URL, {"WebHook-Request-Origin": "x"}, b"", "http://h")
+    assert keyless.status == 401
+    assert host.dispatch("GET", f"{URL}?code={KEY}", {}, b"", "http://h").status == 405
+
+
+def test_route_translates_options_and_post(
+    host: LocalFunctionsHost, repository: FakeEventRepository
+) -> None:
+    handshake = host.dispatch(
+        "OPTIONS", f"{URL}?code={KEY}", {"WebHook-Request-Origin": "eventgrid.azure.net"}, b"", "h"
+    )
+    assert handshake.status == 200
+    assert handshake.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert handshake.headers["WebHook-Allowed-Rate"] == "*"
+
+    validation = host.dispatch(
+        "POST",
+        f"{URL}?code={KEY}",
+        {"Aeg-Event-Type": "SubscriptionValidation", "Content-Type": "application/json"},
+        payloads.body([validation_event("abc")]),
+        "http://h",
+    )
+    assert validation.status == 200
+    assert validation.headers["Content-Type"].startswith("application/json")
+    assert json.loads(validation.body) == {"validationResponse": "abc"}
+
+    stored = host.dispatch(
+        "POST", f"{URL}?code={KEY}", {}, payloads.body([event_grid(payloads.PUSH)]), "http://h"
+    )
+    assert stored.status == 200
+    assert repository.documents[payloads.PUSH["id"]]["source"] == "eventgrid"
