@@ -1,0 +1,232 @@
+"""End to end for ``/api/acr/eventgrid``: ``serve`` over HTTP, documents checked in the database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from acr_webhook.config import Settings
+from acr_webhook.repository import provision
+from tests.conftest import fresh_settings, read_all
+from tests.support import payloads
+from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.serve import ServeProcess
+from tests.unit.test_eventgrid import cloud_event, event_grid, validation_event
+
+ROUTE = "acr/eventgrid"
+# Event Grid waits 30 s; the store's own timeouts keep a failing batch far below that.
+ANSWER_BUDGET_S = 4.5
+EVENT_GRID_JSON = "application/json"
+CLOUDEVENT = "application/cloudevents+json; charset=utf-8"
+CLOUDEVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
+
+
+@pytest.fixture
+def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
+    process = ServeProcess(cosmos_settings, tmp_path)
+    yield process
+    process.stop()
+
+
+def deliver(
+    url: str, events: Any, content_type: str = EVENT_GRID_JSON, **headers: str
+) -> requests.Response:
+    """POST like Event Grid: the events as JSON, its delivery headers."""
+    return requests.post(
+        url,
+        data=events if isinstance(events, bytes) else payloads.body(events),
+        headers={
+            "Content-Type": content_type,
+            "aeg-event-type": "Notification",
+            "aeg-subscription-name": "ACRHOOK-EVENTGRID",
+            "aeg-delivery-count": "0",
+            **headers,
+        },
+        timeout=10,
+    )
+
+
+def documents(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {d["id"]: d for d in read_all(settings)}
+
+
+def test_subscription_validation_handshake(served: ServeProcess, cosmos_settings: Settings) -> None:
+    answer = deliver(
+        served.url(ROUTE),
+        [validation_event("code-123")],
+        **{"aeg-event-type": "SubscriptionValidation"},
+    )
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert answer.json() == {"validationResponse": "code-123"}
+    assert read_all(cosmos_settings) == []
+
+
+def test_cloudevents_abuse_protection_handshake(served: ServeProcess) -> None:
+    origin = {"WebHook-Request-Origin": "eventgrid.azure.net", "WebHook-Request-Rate": "120"}
+    answer = requests.options(served.url(ROUTE), headers=origin, timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["WebHook-Allowed-Origin"] == "eventgrid.azure.net"
+    assert answer.headers["WebHook-Allowed-Rate"] == "*"
+
+    without = requests.options(served.url(ROUTE), timeout=10)
+    assert without.status_code == 400
+    assert "WebHook-Request-Origin" in without.json()["error"]
+    assert "WebHook-Allowed-Origin" not in without.headers
+
+    keyless = requests.options(served.url(ROUTE, key="wrong"), headers=origin, timeout=10)
+    assert keyless.status_code == 401
+    assert "WebHook-Allowed-Origin" not in keyless.headers
+
+
+def test_event_grid_batch_with_every_type_and_a_duplicate(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    acr_events = [payloads.PUSH, payloads.DELETE, payloads.CHART_PUSH, payloads.CHART_DELETE]
+    batch = [event_grid(p) for p in acr_events] + [event_grid(payloads.PUSH)]
+    answer = deliver(served.url(ROUTE), batch)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"recorded": 4, "duplicate": 1, "ignored": 0}
+
+    # Event Grid delivers at least once: the same batch again changes nothing.
+    again = deliver(served.url(ROUTE), batch, **{"aeg-delivery-count": "1"})
+    assert again.json() == {"recorded": 0, "duplicate": 5, "ignored": 0}
+
+    stored = documents(cosmos_settings)
+    assert set(stored) == {p["id"] for p in acr_events}
+    assert {d["source"] for d in stored.values()} == {"eventgrid"}
+    push = stored[payloads.PUSH["id"]]
+    assert (push["action"], push["repository"], push["tag"]) == ("push", "hello-world", "v1")
+    assert push["registry"] == "myregistry.azurecr.io"
+    assert push["timestamp"] == "2017-11-17T16:52:01.343145Z"
+    chart = stored[payloads.CHART_DELETE["id"]]
+    assert (chart["action"], chart["chartName"], chart["chartVersion"]) == (
+        "chart_delete",
+        "wordpress",
+        "5.4.0",
+    )
+
+
+def test_cloudevents_single_and_batch(served: ServeProcess, cosmos_settings: Settings) -> None:
+    single = cloud_event(payloads.PUSH_BY_DIGEST_OCI)
+    answer = deliver(served.url(ROUTE), single, CLOUDEVENT)
+    assert (answer.status_code, answer.json()["recorded"]) == (200, 1)
+
+    batch = [cloud_event(payloads.DELETE), cloud_event(payloads.PUSH_BY_DIGEST_OCI)]
+    answer = deliver(served.url(ROUTE), batch, CLOUDEVENTS_BATCH)
+    assert answer.status_code == 200
+    assert answer.json() == {"recorded": 1, "duplicate": 1, "ignored": 0}
+
+    stored = documents(cosmos_settings)
+    assert set(stored) == {payloads.PUSH_BY_DIGEST_OCI["id"], payloads.DELETE["id"]}
+    assert stored[payloads.PUSH_BY_DIGEST_OCI["id"]]["tag"] is None
+    assert {d["source"] for d in stored.values()} == {"eventgrid"}
+
+
+def test_one_invalid_event_rejects_the_batch_and_nothing_is_written(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    no_repository = event_grid(payloads.with_new_id(payloads.PUSH))
+    del no_repository["data"]["target"]["repository"]
+    batch = [event_grid(payloads.PUSH), event_grid(payloads.DELETE), no_repository]
+    answer = deliver(served.url(ROUTE), batch)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("events[2].data.target.repository: ")
+
+    bad_cloudevent = cloud_event(payloads.PUSH)
+    bad_cloudevent["data"] = "not an event"
+    for body, content_type, status in [
+        ([cloud_event(payloads.DELETE), bad_cloudevent], CLOUDEVENTS_BATCH, 400),
+        (b"", EVENT_GRID_JSON, 400),
+        (b"[{", EVENT_GRID_JSON, 400),
+        (payloads.body(event_grid(payloads.PUSH)), EVENT_GRID_JSON, 400),  # not in an array
+        (b"[" + b" " * (1024 * 1024) + b"]", EVENT_GRID_JSON, 413),
+    ]:
+        answer = deliver(served.url(ROUTE), body, content_type)
+        assert answer.status_code == status
+        assert answer.json()["error"]
+    assert read_all(cosmos_settings) == []
+
+
+def test_unknown_event_types_are_acknowledged_and_not_stored(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    batch = [
+        event_grid(payloads.PUSH, event_type="Microsoft.ContainerRegistry.ImageQuarantined"),
+        {"id": "x", "eventType": "Microsoft.EventGrid.SubscriptionDeletedEvent", "data": {}},
+    ]
+    answer = deliver(served.url(ROUTE), batch)
+    assert (answer.status_code, answer.json()) == (
+        200,
+        {"recorded": 0, "duplicate": 0, "ignored": 2},
+    )
+    single = cloud_event(payloads.PUSH, event_type="Contoso.Something.Happened")
+    assert deliver(served.url(ROUTE), single, CLOUDEVENT).json()["ignored"] == 1
+    assert read_all(cosmos_settings) == []
+
+
+def test_the_same_push_by_webhook_and_by_event_grid_is_one_document(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    by_webhook = payloads.with_new_id(payloads.PUSH)
+    webhook = requests.post(
+        served.url("acr/webhook"),
+        data=payloads.body(by_webhook),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert webhook.status_code == 201
+    answer = deliver(served.url(ROUTE), [event_grid(by_webhook)])
+    assert answer.json() == {"recorded": 0, "duplicate": 1, "ignored": 0}
+
+    by_event_grid = payloads.with_new_id(payloads.DELETE)
+    assert deliver(served.url(ROUTE), [event_grid(by_event_grid)]).json()["recorded"] == 1
+    late_webhook = requests.post(
+        served.url("acr/webhook"),
+        data=payloads.body(by_event_grid),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert late_webhook.status_code == 200  # duplicate
+
+    stored = documents(cosmos_settings)
+    assert len(stored) == 2
+    assert stored[by_webhook["id"]]["source"] == "webhook"
+    assert stored[by_event_grid["id"]]["source"] == "eventgrid"
+
+
+def test_function_key_is_required(served: ServeProcess, cosmos_settings: Settings) -> None:
+    batch = [event_grid(payloads.PUSH)]
+    assert deliver(served.url(ROUTE, key="wrong"), batch).status_code == 401
+    assert deliver(f"{served.base_url}/api/{ROUTE}", batch).status_code == 401
+    assert read_all(cosmos_settings) == []
+    by_header = deliver(f"{served.base_url}/api/{ROUTE}", batch, **{"x-functions-key": served.key})
+    assert by_header.status_code == 200
+
+
+def test_stopped_database_is_503_in_time_and_the_retried_batch_is_stored(
+    restartable_cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    settings = fresh_settings(restartable_cosmos_server)
+    process = ServeProcess(settings, tmp_path)
+    batch = [event_grid(payloads.PUSH), event_grid(payloads.DELETE)]
+    try:
+        restartable_cosmos_server.stop()
+        started = time.monotonic()
+        answer = deliver(process.url(ROUTE), batch)
+        assert (answer.status_code, time.monotonic() - started < ANSWER_BUDGET_S) == (503, True)
+        assert "unavailable" in answer.json()["error"]
+
+        restartable_cosmos_server.start()
+        provision(settings)  # the local server keeps nothing across a restart
+        retry = deliver(process.url(ROUTE), batch, **{"aeg-delivery-count": "1"})
+        assert retry.status_code == 200
+        assert retry.json() == {"recorded": 2, "duplicate": 0, "ignored": 0}
+        assert set(documents(settings)) == {payloads.PUSH["id"], payloads.DELETE["id"]}
+    finally:
+        process.stop()
