@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import time
 
@@ -66,8 +64,8 @@ class LocalAzurite:
 
     def stop(self) -> None:
         if self._process is not None:
-            os.kill(self._process.pid, signal.SIGCONT)
-            self._process.terminate()
+            # SIGKILL: Azurite's graceful stop waits for idle keep-alive connections to close.
+            self._process.kill()
             self._process.wait(timeout=10)
             if self._process.stdout:
                 self._process.stdout.close()

@@ -1,0 +1,156 @@
+"""The fallback queue and the local host's queue trigger against real Azurite and Cosmos."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import azure.functions as func
+import pytest
+
+from acr_webhook.config import QueueSettings, Settings
+from acr_webhook.fallback import (
+    FallbackUnavailableError,
+    StorageQueueFallback,
+    create_queue_client,
+    provision_queue,
+    replay_queued_event,
+)
+from acr_webhook.local_queues import QueueOptions, QueuePoller, queue_functions, resolve_queue
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.repository import CosmosEventRepository
+from tests.conftest import read_all
+from tests.support import payloads
+from tests.support.azurite import LocalAzurite
+
+FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
+
+
+def new_queue(azurite: LocalAzurite) -> QueueSettings:
+    queue = QueueSettings(f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string)
+    provision_queue(queue)
+    return queue
+
+
+def raw_messages(queue: QueueSettings) -> list[str]:
+    client = create_queue_client(queue, {}, base64_messages=False)
+    return [str(m.content) for m in client.peek_messages(max_messages=32)]
+
+
+def document(payload: dict[str, object]) -> dict[str, object]:
+    return to_document(AcrEvent.model_validate(payload), datetime.now(UTC))
+
+
+def test_put_stores_the_document_base64_encoded_as_the_trigger_expects(
+    azurite: LocalAzurite,
+) -> None:
+    queue = new_queue(azurite)
+    StorageQueueFallback(queue).put(document(payloads.PUSH))
+    [raw] = raw_messages(queue)
+    assert json.loads(base64.b64decode(raw))["id"] == payloads.PUSH["id"]
+
+
+def test_provision_queue_twice_is_fine(azurite: LocalAzurite) -> None:
+    queue = new_queue(azurite)
+    provision_queue(queue)
+    assert raw_messages(queue) == []
+
+
+def test_put_fails_fast_when_the_queue_service_is_down(
+    restartable_azurite: LocalAzurite,
+) -> None:
+    queue = new_queue(restartable_azurite)
+    fallback = StorageQueueFallback(queue)
+    restartable_azurite.stop()
+    started = time.monotonic()
+    with pytest.raises(FallbackUnavailableError):
+        fallback.put(document(payloads.PUSH))
+    assert time.monotonic() - started < 2.5
+
+
+def app_with_queue_trigger(queue_name: str, handler: Callable[[bytes], None]) -> func.FunctionApp:
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="message", queue_name=queue_name, connection="AzureWebJobsStorage")
+    def replay(message: func.QueueMessage) -> None:
+        handler(message.get_body())
+
+    return app
+
+
+def poll_until(poller: QueuePoller, done: Callable[[], bool], rounds: int = 20) -> None:
+    for _ in range(rounds):
+        poller.poll_once()
+        if done():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def test_queue_trigger_replays_into_cosmos_once(
+    azurite: LocalAzurite, cosmos_settings: Settings
+) -> None:
+    queue = new_queue(azurite)
+    repository = CosmosEventRepository(cosmos_settings)
+    fallback = StorageQueueFallback(queue)
+    pushes = [payloads.with_new_id(payloads.PUSH) for _ in range(3)]
+    for push in pushes:
+        fallback.put(document(push))
+    fallback.put(document(pushes[0]))  # the same event queued twice
+
+    app = app_with_queue_trigger(
+        queue.queue_name, lambda body: replay_queued_event(body, repository)
+    )
+    [function] = queue_functions(app)
+    resolved = resolve_queue(function, {"AzureWebJobsStorage": azurite.connection_string})
+    assert resolved == queue
+    poller = QueuePoller(function, queue, FAST)
+    poll_until(poller, lambda: raw_messages(queue) == [])
+
+    stored = sorted(d["id"] for d in read_all(cosmos_settings))
+    assert stored == sorted(p["id"] for p in pushes)
+
+
+def test_a_message_that_keeps_failing_goes_to_the_poison_queue(azurite: LocalAzurite) -> None:
+    queue = new_queue(azurite)
+    StorageQueueFallback(queue).put({"id": "e1", "repository": "r"})
+    attempts: list[bytes] = []
+
+    def always_fail(body: bytes) -> None:
+        attempts.append(body)
+        raise RuntimeError("database still down")
+
+    [function] = queue_functions(app_with_queue_trigger(queue.queue_name, always_fail))
+    poller = QueuePoller(function, queue, FAST)
+    poison = QueueSettings(f"{queue.queue_name}-poison", azurite.connection_string)
+    poll_until(poller, lambda: raw_messages(poison) != [])
+
+    assert len(attempts) == FAST.max_dequeue_count
+    assert raw_messages(queue) == []
+    [raw] = raw_messages(poison)
+    assert json.loads(base64.b64decode(raw)) == {"id": "e1", "repository": "r"}
+
+
+def test_an_undecodable_message_goes_straight_to_poison(azurite: LocalAzurite) -> None:
+    queue = new_queue(azurite)
+    create_queue_client(queue, {}, base64_messages=False).send_message("not base64 !!")
+    calls: list[bytes] = []
+    [function] = queue_functions(app_with_queue_trigger(queue.queue_name, calls.append))
+    poller = QueuePoller(function, queue, FAST)
+    poison = QueueSettings(f"{queue.queue_name}-poison", azurite.connection_string)
+    poll_until(poller, lambda: raw_messages(poison) != [])
+    assert calls == []
+    assert raw_messages(poison) == ["not base64 !!"]
+
+
+def test_queue_name_from_a_setting_is_resolved_like_the_runtime(azurite: LocalAzurite) -> None:
+    app = app_with_queue_trigger("%MY_QUEUE%", lambda body: None)
+    [function] = queue_functions(app)
+    values = {"AzureWebJobsStorage": azurite.connection_string, "MY_QUEUE": "resolved"}
+    resolved = resolve_queue(function, values)
+    assert resolved is not None and resolved.queue_name == "resolved"
+    assert resolve_queue(function, {"AzureWebJobsStorage": azurite.connection_string}) is None
