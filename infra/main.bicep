@@ -152,7 +152,6 @@ module functionApp 'modules/function-app.bicep' = {
     cosmosEndpoint: cosmos.outputs.endpoint
     cosmosDatabaseName: cosmosDatabaseName
     cosmosContainerName: cosmosContainerName
-    fallbackQueueName: storage.outputs.fallbackQueueName
     webhookSecret: webhookSecret
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyInstances: alwaysReadyInstances

@@ -44,9 +44,6 @@ param cosmosDatabaseName string
 @description('Cosmos DB container name.')
 param cosmosContainerName string
 
-@description('Storage queue used as the durable fallback when Cosmos DB is unavailable.')
-param fallbackQueueName string
-
 @description('Optional shared secret ACR sends in the Authorization header. Empty = no WEBHOOK_SECRET setting.')
 @secure()
 param webhookSecret string = ''
@@ -82,7 +79,6 @@ var baseAppSettings = {
   COSMOS_ENDPOINT: cosmosEndpoint
   COSMOS_DATABASE: cosmosDatabaseName
   COSMOS_CONTAINER: cosmosContainerName
-  FALLBACK_QUEUE_NAME: fallbackQueueName
   WEBHOOK_SECRET_HEADER: 'Authorization'
 }
 

@@ -48,7 +48,6 @@ REQUIRED_APP_SETTINGS = {
     "COSMOS_ENDPOINT",
     "COSMOS_DATABASE",
     "COSMOS_CONTAINER",
-    "FALLBACK_QUEUE_NAME",
     "WEBHOOK_SECRET_HEADER",
     "WEBHOOK_SECRET",
 }
@@ -212,13 +211,11 @@ def test_cosmos_endpoint_setting_is_the_document_endpoint() -> None:
     )
 
 
-def test_fallback_queue_is_created_and_named_in_the_settings() -> None:
-    assert app_settings()["FALLBACK_QUEUE_NAME"] == "fallbackQueueName"
+def test_fallback_queue_is_the_one_the_code_names() -> None:
+    # A fixed name, not an app setting: the queue trigger and the writer share the constant.
+    assert "FALLBACK_QUEUE_NAME" not in app_settings()
     main = template(MAIN)
     assert var(main, "fallbackQueueName") == FALLBACK_QUEUE_NAME == "acr-events-fallback"
-    assert module(main, "functionApp")["params"]["fallbackQueueName"] == accessor(
-        "storage", "outputs", "fallbackQueueName"
-    )
     assert module(main, "storage")["params"]["fallbackQueueName"] == "fallbackQueueName"
     storage = template(STORAGE)
     queue_name, _ = single(
