@@ -8,9 +8,11 @@ import json
 
 import azure.functions as func
 
+from acr_webhook.config import FALLBACK_QUEUE_NAME, STORAGE_CONNECTION
 from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
+from acr_webhook.fallback import replay_queued_event
 from acr_webhook.handlers import Result, handle_webhook
-from acr_webhook.runtime import event_repository
+from acr_webhook.runtime import event_repository, fallback_queue, shared_secret
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -29,7 +31,14 @@ def _http_response(result: Result) -> func.HttpResponse:
 @app.route(route="acr/webhook", methods=["POST"])
 def acr_webhook(req: func.HttpRequest) -> func.HttpResponse:
     """ACR webhook endpoint: POST /api/acr/webhook?code=<function key>."""
-    return _http_response(handle_webhook(req.get_body(), event_repository()))
+    result = handle_webhook(
+        req.get_body(),
+        event_repository(),
+        headers=req.headers,
+        secret=shared_secret(),
+        fallback=fallback_queue(),
+    )
+    return _http_response(result)
 
 
 @app.route(route="acr/eventgrid", methods=["POST", "OPTIONS"])
@@ -40,3 +49,12 @@ def acr_eventgrid(req: func.HttpRequest) -> func.HttpResponse:
     if req.method.upper() == "OPTIONS":
         return _http_response(handle_eventgrid_options(headers))
     return _http_response(handle_eventgrid(req.get_body(), headers, event_repository()))
+
+
+@app.queue_trigger(
+    arg_name="message", queue_name=FALLBACK_QUEUE_NAME, connection=STORAGE_CONNECTION
+)
+def replay_fallback(message: func.QueueMessage) -> None:
+    """Events the webhook parked while Cosmos DB was down. Raising leaves the message for a
+    retry; after maxDequeueCount (host.json) the runtime moves it to the poison queue."""
+    replay_queued_event(message.get_body(), event_repository())

@@ -1,0 +1,165 @@
+"""Outages and the shared secret, end to end: serve + local Cosmos DB server + Azurite.
+
+Nothing is lost: when Cosmos DB stops or freezes, events go to the fallback queue (202) and
+the queue trigger writes them once it is back; only when the queue is down too is it 503.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
+from acr_webhook.fallback import provision_queue
+from acr_webhook.repository import provision
+from tests.conftest import fresh_settings, read_all
+from tests.support import payloads
+from tests.support.azurite import LocalAzurite
+from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.serve import ServeProcess
+
+ANSWER_BUDGET_S = 4.5
+SECRET = "e2e-shared-secret"
+
+
+@pytest.fixture
+def storage(restartable_azurite: LocalAzurite) -> dict[str, str]:
+    provision_queue(QueueSettings(FALLBACK_QUEUE_NAME, restartable_azurite.connection_string))
+    return {"AzureWebJobsStorage": restartable_azurite.connection_string}
+
+
+@pytest.fixture
+def database(restartable_cosmos_server: LocalCosmosServer) -> Settings:
+    return fresh_settings(restartable_cosmos_server)
+
+
+@pytest.fixture
+def served(database: Settings, storage: dict[str, str], tmp_path: Path) -> Iterator[ServeProcess]:
+    process = ServeProcess(database, tmp_path, extra_env=storage)
+    yield process
+    process.stop()
+
+
+def timed_push(process: ServeProcess) -> tuple[dict[str, object], int, float]:
+    event = payloads.with_new_id(payloads.PUSH)
+    started = time.monotonic()
+    answer = requests.post(process.url(), data=payloads.body(event), timeout=10)
+    return event, answer.status_code, time.monotonic() - started
+
+
+def wait_for_ids(settings: Settings, expected: set[str], seconds: float = 30) -> list[str]:
+    """The stored ids once every expected one is there (the replay runs in the background)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            stored = [str(d["id"]) for d in read_all(settings)]
+        except Exception:  # the server may still be coming back
+            stored = []
+        if expected <= set(stored) or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.25)
+
+
+def test_stopped_database_queues_events_and_replays_them_exactly_once(
+    served: ServeProcess, database: Settings, restartable_cosmos_server: LocalCosmosServer
+) -> None:
+    before, status, _ = timed_push(served)
+    assert status == 201
+    restartable_cosmos_server.stop()
+    queued = []
+    for _ in range(5):
+        event, status, elapsed = timed_push(served)
+        assert status == 202
+        assert elapsed < ANSWER_BUDGET_S
+        queued.append(str(event["id"]))
+
+    restartable_cosmos_server.start()  # the in-memory server comes back empty: re-provision
+    provision(database)
+    stored = wait_for_ids(database, set(queued))
+    assert sorted(stored) == sorted(queued)  # each queued event exactly once
+    assert str(before["id"]) not in stored  # (lost with the in-memory server, not by the app)
+
+
+def test_frozen_database_queues_events_and_none_is_stored_twice(
+    served: ServeProcess, database: Settings, restartable_cosmos_server: LocalCosmosServer
+) -> None:
+    first, status, _ = timed_push(served)
+    assert status == 201
+    restartable_cosmos_server.freeze()
+    queued = []
+    try:
+        for _ in range(3):
+            event, status, elapsed = timed_push(served)
+            assert status == 202
+            assert elapsed < ANSWER_BUDGET_S
+            queued.append(str(event["id"]))
+    finally:
+        restartable_cosmos_server.thaw()
+    # A frozen server may still apply writes it had received; the replay then finds them
+    # (409) and stores nothing twice.
+    expected = {str(first["id"]), *queued}
+    stored = wait_for_ids(database, expected)
+    assert sorted(stored) == sorted(expected)
+
+
+def test_database_and_queue_down_is_503_in_time(
+    served: ServeProcess,
+    restartable_cosmos_server: LocalCosmosServer,
+    restartable_azurite: LocalAzurite,
+) -> None:
+    restartable_cosmos_server.stop()
+    restartable_azurite.stop()
+    for _ in range(2):
+        _, status, elapsed = timed_push(served)
+        assert status == 503
+        assert elapsed < ANSWER_BUDGET_S
+
+
+def test_frozen_database_and_queue_down_is_503_in_time(
+    served: ServeProcess,
+    restartable_cosmos_server: LocalCosmosServer,
+    restartable_azurite: LocalAzurite,
+) -> None:
+    restartable_azurite.stop()
+    restartable_cosmos_server.freeze()
+    try:
+        _, status, elapsed = timed_push(served)
+    finally:
+        restartable_cosmos_server.thaw()
+    assert (status, elapsed < ANSWER_BUDGET_S) == (503, True)
+
+
+@pytest.mark.parametrize(
+    ("header", "headers", "status"),
+    [
+        ("", {"Authorization": f"Bearer {SECRET}"}, 201),
+        ("", {}, 401),
+        ("", {"Authorization": "Bearer wrong"}, 401),
+        ("", {"X-Acr-Secret": SECRET}, 401),
+        ("X-Acr-Secret", {"X-Acr-Secret": SECRET}, 201),
+        ("X-Acr-Secret", {"Authorization": f"Bearer {SECRET}"}, 401),
+    ],
+)
+def test_shared_secret_on_top_of_the_function_key(
+    database: Settings, tmp_path: Path, header: str, headers: dict[str, str], status: int
+) -> None:
+    env = {"WEBHOOK_SECRET": SECRET, "WEBHOOK_SECRET_HEADER": header}
+    process = ServeProcess(database, tmp_path, extra_env=env)
+    try:
+        body = payloads.body(payloads.with_new_id(payloads.PUSH))
+        answer = requests.post(process.url(), data=body, headers=headers, timeout=10)
+        assert answer.status_code == status
+        # The right secret never makes up for a missing or wrong function key, and the
+        # answer does not say which part failed.
+        for url in (process.url(key="wrong"), f"{process.base_url}/api/acr/webhook"):
+            denied = requests.post(url, data=body, headers=headers, timeout=10)
+            assert (denied.status_code, denied.json()) == (401, {"error": "unauthorized"})
+        if status == 401:
+            assert answer.json() == {"error": "unauthorized"}
+            assert read_all(database) == []
+    finally:
+        process.stop()
