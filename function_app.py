@@ -48,7 +48,8 @@ def acr_eventgrid(req: func.HttpRequest) -> func.HttpResponse:
     headers = {name.lower(): value for name, value in req.headers.items()}
     if req.method.upper() == "OPTIONS":
         return _http_response(handle_eventgrid_options(headers))
-    return _http_response(handle_eventgrid(req.get_body(), headers, event_repository()))
+    result = handle_eventgrid(req.get_body(), headers, event_repository(), secret=shared_secret())
+    return _http_response(result)
 
 
 @app.queue_trigger(

@@ -19,13 +19,14 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from acr_webhook.handlers import Result, parse_json
+from acr_webhook.handlers import UNAUTHORIZED, Result, SharedSecret, parse_json
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import EventRepository, RepositoryUnavailableError
 
 log = logging.getLogger(__name__)
 
 # ACR's Event Grid event types and the webhook action each one carries in ``data.action``.
+ACR_EVENT_NAMESPACE: Final = "Microsoft.ContainerRegistry"
 EVENT_TYPE_ACTIONS: Final = {
     "Microsoft.ContainerRegistry.ImagePushed": "push",
     "Microsoft.ContainerRegistry.ImageDeleted": "delete",
@@ -135,7 +136,10 @@ def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]
         except ValidationError as error:
             return _problems(error, f"{label}.data")
 
-    action = EVENT_TYPE_ACTIONS.get(event_type)
+    # Some samples of the schema drop the namespace ("ImagePushed"); accept both spellings.
+    action = EVENT_TYPE_ACTIONS.get(event_type) or EVENT_TYPE_ACTIONS.get(
+        f"{ACR_EVENT_NAMESPACE}.{event_type}"
+    )
     if action is None:
         return _Ignored(event_type)
     if not isinstance(data, dict):
@@ -172,8 +176,13 @@ def handle_eventgrid(
     headers: Mapping[str, str],
     repository: EventRepository,
     now: Callable[[], datetime] = _utc_now,
+    *,
+    secret: SharedSecret | None = None,
 ) -> Result:
     """One Event Grid delivery (Event Grid schema array, CloudEvents event or batch).
+
+    With a ``secret``, event deliveries must carry it (the subscription sends it as a delivery
+    property); the validation handshake is exempt, the function key still guards it.
 
     Subscription validation → 200 ``{"validationResponse": code}``; every ACR event stored
     (new or duplicate) → 200 with counts; unknown event types are counted as ignored; any
@@ -200,6 +209,9 @@ def handle_eventgrid(
             handshake = outcome
         else:
             events.append(outcome)
+    if secret is not None and handshake is None and not secret.matches(headers):
+        log.warning("eventgrid delivery rejected: shared secret missing or wrong")
+        return Result(401, dict(UNAUTHORIZED))
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         if len(problems) > len(shown):

@@ -15,7 +15,13 @@ from acr_webhook.eventgrid import (
     handle_eventgrid,
     handle_eventgrid_options,
 )
-from acr_webhook.handlers import MAX_BODY_BYTES, Result, handle_webhook
+from acr_webhook.handlers import (
+    MAX_BODY_BYTES,
+    UNAUTHORIZED,
+    Result,
+    SharedSecret,
+    handle_webhook,
+)
 from acr_webhook.local_host import LocalFunctionsHost
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import RepositoryUnavailableError
@@ -467,3 +473,37 @@ def test_route_translates_options_and_post(
     )
     assert stored.status == 200
     assert repository.documents[payloads.PUSH["id"]]["source"] == "eventgrid"
+
+
+def test_short_event_type_names_are_recorded_too(repository: FakeEventRepository) -> None:
+    body = json.dumps([event_grid(payloads.PUSH, event_type="ImagePushed")]).encode()
+    result = handle_eventgrid(body, {}, repository, now=lambda: NOW)
+    assert result.status == 200
+    assert repository.documents[payloads.PUSH["id"]]["action"] == "push"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"authorization": "Bearer eg-secret"}, 200),
+        ({}, 401),
+        ({"authorization": "Bearer wrong"}, 401),
+    ],
+)
+def test_shared_secret_guards_event_deliveries(
+    repository: FakeEventRepository, headers: dict[str, str], status: int
+) -> None:
+    body = json.dumps([event_grid(payloads.PUSH)]).encode()
+    result = handle_eventgrid(body, headers, repository, secret=SharedSecret("eg-secret"))
+    assert result.status == status
+    if status == 401:
+        assert result.body == UNAUTHORIZED
+        assert repository.add_calls == 0
+
+
+def test_validation_handshake_is_answered_without_the_secret(
+    repository: FakeEventRepository,
+) -> None:
+    body = json.dumps([validation_event("code-1")]).encode()
+    result = handle_eventgrid(body, {}, repository, secret=SharedSecret("eg-secret"))
+    assert (result.status, result.body) == (200, {"validationResponse": "code-1"})
