@@ -1,12 +1,15 @@
-"""Command line: ``python -m acr_webhook serve|provision``."""
+"""Command line: ``python -m acr_webhook serve|provision|events``."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import secrets
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from acr_webhook.config import ConfigurationError, load_settings
 
@@ -36,6 +39,84 @@ def _provision(_args: argparse.Namespace) -> int:
     return 0
 
 
+TABLE_COLUMNS = ("timestamp", "action", "repository", "tag", "digest", "size", "registry")
+DIGEST_HEX_SHOWN = 12  # like `docker images`: enough to tell digests apart at a glance
+
+
+def _cell(column: str, value: Any) -> str:
+    if column == "tag" and value is None:
+        return "<none>"  # pushed by digest; `docker images` shows untagged images the same way
+    if value is None or value == "":
+        return "-"
+    if column == "digest" and isinstance(value, str) and ":" in value:
+        algorithm, encoded = value.split(":", 1)
+        return f"{algorithm}:{encoded[:DIGEST_HEX_SHOWN]}"
+    return str(value)
+
+
+def format_table(events: Sequence[Mapping[str, Any]]) -> str:
+    """Events as aligned columns under an upper-case header (no trailing spaces)."""
+    rows = [[column.upper() for column in TABLE_COLUMNS]]
+    rows += [[_cell(column, event.get(column)) for column in TABLE_COLUMNS] for event in events]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def _events(args: argparse.Namespace) -> int:
+    from acr_webhook.queries import PARAMETERS, QueryError, fetch_page, parse_event_query
+    from acr_webhook.repository import CosmosEventRepository, RepositoryUnavailableError
+
+    params = {name: value for name in PARAMETERS if (value := getattr(args, name)) is not None}
+    try:
+        query = parse_event_query(params)  # before the settings: a typo needs no database
+    except QueryError as error:
+        for name, problem in error.problems:
+            print(f"--{name}: {problem}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    try:
+        page = fetch_page(query, CosmosEventRepository(settings))
+    except RepositoryUnavailableError as error:
+        print(
+            f"the event store at {settings.cosmos_endpoint} is unavailable: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps({"events": page.events, "continuation": page.continuation}, indent=2))
+        return 0
+    print(format_table(page.events) if page.events else "No events.")
+    if page.continuation:
+        print(f"\nMore events: add --continuation {page.continuation}")
+    return 0
+
+
+def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from acr_webhook.models import RECORDED_ACTIONS
+    from acr_webhook.queries import DEFAULT_LIMIT, MAX_LIMIT
+
+    events = commands.add_parser(
+        "events",
+        help="list recorded events, newest first, from the configured Cosmos DB",
+        description="Filters are exact matches and combine with AND; --repository makes the "
+        "query single-partition. Times are ISO 8601 (2024-05-01T12:00:00Z, a date, an offset) "
+        "or a duration before now (PT1H, P7D). Parameters mirror GET /api/acr/events.",
+    )
+    events.add_argument("--repository", help="repository name, e.g. team/api")
+    events.add_argument("--tag", help="tag, e.g. v1 (pushes by digest have no tag)")
+    events.add_argument("--digest", help="full digest, e.g. sha256:<64 hex digits>")
+    events.add_argument("--action", help=f"one of {', '.join(sorted(RECORDED_ACTIONS))}")
+    events.add_argument("--since", help="events at or after this time")
+    events.add_argument("--until", help="events before this time")
+    events.add_argument("--limit", help=f"events per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})")
+    events.add_argument("--continuation", help="token printed by the previous page")
+    events.add_argument("--json", action="store_true", help="print the documents as JSON")
+    events.set_defaults(run=_events)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acr_webhook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -46,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
     provision = commands.add_parser("provision", help="create the database and container")
     provision.set_defaults(run=_provision)
+    _add_events_parser(commands)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 import warnings
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from acr_webhook.config import Settings
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.cosmos import ContainerProxy
+
+    from acr_webhook.queries import EventQuery
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,20 @@ CLIENT_TIMEOUTS: dict[str, Any] = {
 PROVISIONING_TIMEOUTS: dict[str, Any] = {"timeout": 60, "connection_timeout": 5, "read_timeout": 30}
 
 
+# Reads serve people (HTTP GET, CLI), not ACR, so they may take longer than a write, but stay
+# bounded: a stuck database must give a 503 or an error message, not a hung request. `timeout`
+# bounds each operation (client creation, query plan, each page); QUERY_BUDGET_S the whole query.
+QUERY_TIMEOUTS: dict[str, Any] = {
+    "timeout": 5,
+    "connection_timeout": 2,
+    "read_timeout": 4,
+    "retry_total": 0,
+    "retry_throttle_total": 3,
+    "retry_throttle_backoff_max": 2,
+}
+QUERY_BUDGET_S = 8.0
+
+
 class RepositoryUnavailableError(Exception):
     """The store did not accept or answer in time; the event was not recorded."""
 
@@ -52,6 +69,53 @@ class EventRepository(Protocol):
         Raises RepositoryUnavailableError when the store fails or does not answer in time.
         """
         ...
+
+
+class EventReader(Protocol):
+    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
+        """Up to ``max_items`` documents that match the query's filters and come after its
+        position, newest first (equal timestamps in any order), without Cosmos system fields.
+
+        Raises RepositoryUnavailableError when the store fails or does not answer in time.
+        """
+        ...
+
+
+def events_sql(query: EventQuery, max_items: int) -> tuple[str, list[dict[str, Any]]]:
+    """The Cosmos DB SQL and parameters for ``find_events``.
+
+    One ORDER BY property only: a second one (a tie-breaker) would need a composite index. Every
+    filter is served by the range index of its path; ``id`` is always indexed.
+    """
+    conditions: list[str] = []
+    parameters: list[dict[str, Any]] = [{"name": "@limit", "value": max_items}]
+    for name in ("repository", "tag", "digest", "action"):
+        value = getattr(query, name)
+        if value is not None:
+            conditions.append(f"c.{name} = @{name}")
+            parameters.append({"name": f"@{name}", "value": value})
+    if query.since is not None:
+        conditions.append("c.timestamp >= @since")
+        parameters.append({"name": "@since", "value": query.since})
+    if query.until is not None:
+        conditions.append("c.timestamp < @until")
+        parameters.append({"name": "@until", "value": query.until})
+    if query.after is not None:
+        conditions.append("c.timestamp <= @after")
+        parameters.append({"name": "@after", "value": query.after.timestamp})
+        if query.after.seen:
+            # Same key as queries.event_key: ids are unique per partition and hold no '/'.
+            conditions.append("NOT ARRAY_CONTAINS(@seen, CONCAT(c.id, '/', c.repository))")
+            parameters.append({"name": "@seen", "value": list(query.after.seen)})
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    # Only fixed fragments above are joined into the text; every value is a @parameter.
+    sql = f"SELECT TOP @limit * FROM c{where} ORDER BY c.timestamp DESC"  # noqa: S608
+    return sql, parameters
+
+
+def without_system_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """The document as written: Cosmos DB adds _rid, _self, _etag, _attachments, _ts."""
+    return {key: value for key, value in item.items() if not key.startswith("_")}
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -99,12 +163,14 @@ class CosmosEventRepository:
     """Cosmos DB implementation. The client is created on first use and then reused.
 
     Creation is retried on the next call after a failure, so an app started while the
-    database was unreachable recovers without a restart.
+    database was unreachable recovers without a restart. Reads use a client of their own
+    (QUERY_TIMEOUTS), created only when something reads, so writes keep their ~2 s bound.
     """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._container: ContainerProxy | None = None
+        self._query_container: ContainerProxy | None = None
         self._lock = threading.Lock()
 
     def _events(self) -> ContainerProxy:
@@ -126,6 +192,43 @@ class CosmosEventRepository:
         except AzureError as error:
             raise RepositoryUnavailableError(f"{type(error).__name__}: {error.message}") from error
         return True
+
+    def _queryable_events(self) -> ContainerProxy:
+        container = self._query_container
+        if container is None:
+            with self._lock:
+                if self._query_container is None:
+                    client = create_cosmos_client(self._settings, QUERY_TIMEOUTS)
+                    database = client.get_database_client(self._settings.cosmos_database)
+                    self._query_container = database.get_container_client(
+                        self._settings.cosmos_container
+                    )
+                container = self._query_container
+        return container
+
+    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
+        sql, parameters = events_sql(query, max_items)
+        # With the partition key the SDK sends the query to that one partition only.
+        scope: dict[str, Any] = (
+            {"partition_key": query.repository}
+            if query.repository is not None
+            else {"enable_cross_partition_query": True}
+        )
+        deadline = time.monotonic() + QUERY_BUDGET_S
+        documents: list[dict[str, Any]] = []
+        try:
+            items = self._queryable_events().query_items(
+                query=sql, parameters=parameters, max_item_count=max_items, **scope
+            )
+            for item in items:
+                documents.append(without_system_fields(item))
+                if len(documents) >= max_items:
+                    break
+                if time.monotonic() > deadline:
+                    raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
+        except AzureError as error:
+            raise RepositoryUnavailableError(f"{type(error).__name__}: {error.message}") from error
+        return documents
 
 
 def provision(settings: Settings) -> None:

@@ -1,0 +1,313 @@
+"""The read side: query parameters in, a page of events (newest first) and a continuation out.
+
+Framework-free like ``handlers``: ``function_app.py`` passes ``req.params`` to
+``handle_events_query`` and the CLI calls ``parse_event_query`` and ``fetch_page`` itself.
+
+Paging is keyset paging with a token of our own rather than the SDK's continuation: the SDK's
+cross-partition ORDER BY tokens are not portable between real Cosmos DB and the local server, and a
+tie-breaking second ORDER BY property would need a composite index that a container created by
+``provision`` does not have. A token holds the timestamp of the last event returned and the
+keys (``<id>/<repository>``) of the events returned at exactly that timestamp, so the next page
+is "timestamp <= t, minus those keys", whatever order the store puts equal timestamps in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeGuard
+
+from acr_webhook.handlers import Result
+from acr_webhook.models import RECORDED_ACTIONS, iso_utc
+from acr_webhook.repository import EventReader, RepositoryUnavailableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 1000
+FILTERS: Final = ("repository", "tag", "digest", "action", "since", "until")
+PARAMETERS: Final = (*FILTERS, "limit", "continuation")
+# The function key when it is sent as ?code=; the host checks it, the query ignores it.
+IGNORED_PARAMETERS: Final = frozenset({"code"})
+MAX_VALUE_CHARS: Final = 1024  # ACR's own limit for a repository name; ample for tags
+# A token normally holds one key; ties on a microsecond timestamp are rare. This only bounds
+# what a client can make the server decode and send to the database.
+MAX_CONTINUATION_CHARS: Final = 64 * 1024
+TOKEN_VERSION: Final = 1
+
+# OCI image spec: algorithm ":" encoded, e.g. sha256:<64 hex>.
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+# What models.iso_utc writes (years 1000-9999), so string order is time order.
+_STORED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+# ISO 8601 durations in days/weeks and time units, e.g. PT1H, P7D, P1DT12H, PT90M.
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+)
+_LIMIT = re.compile(r"[0-9]{1,7}")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class QueryError(ValueError):
+    """One or more query parameters are invalid; the message names each of them."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in self.problems))
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.problems)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the previous page ended: its last timestamp and the events returned at it."""
+
+    timestamp: str
+    seen: tuple[str, ...]  # event_key() of each event at `timestamp` already returned
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Validated filters (exact matches; since inclusive, until exclusive), page size, position.
+
+    ``since``/``until`` are normalised to the stored fixed-width UTC form, so they compare with
+    the stored ``timestamp`` as strings.
+    """
+
+    repository: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = DEFAULT_LIMIT
+    after: Position | None = None
+    # Fingerprint of the filter parameters as the client gave them (see parse_event_query).
+    origin: str = ""
+
+    @property
+    def single_partition(self) -> bool:
+        """The repository is the partition key: with it the query reads one partition."""
+        return self.repository is not None
+
+    def fingerprint(self) -> str:
+        """Identifies the filters (not the limit), so a token cannot page another query."""
+        return self.origin or _fingerprint({name: getattr(self, name) for name in FILTERS})
+
+    def describe(self) -> str:
+        """For logs: the filters that are set, values repr()'d so they cannot forge lines."""
+        parts = [f"{name}={getattr(self, name)!r}" for name in FILTERS if getattr(self, name)]
+        parts.append(f"limit={self.limit}")
+        if self.after is not None:
+            parts.append("continued")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[dict[str, Any]]
+    continuation: str | None
+
+
+def _fingerprint(filters: Mapping[str, str | None]) -> str:
+    given = [filters.get(name) for name in FILTERS]
+    return hashlib.sha256(json.dumps(given).encode()).hexdigest()[:16]
+
+
+def event_key(document: Mapping[str, Any]) -> str:
+    """Unique across the container: ids are unique per partition only, and contain no '/'."""
+    return f"{document['id']}/{document['repository']}"
+
+
+def _parse_time(value: str, now: datetime) -> str:
+    duration = _DURATION.fullmatch(value)
+    if duration and value != "P" and not value.endswith("T"):
+        amounts = {unit: int(count) for unit, count in duration.groupdict(default="0").items()}
+        moment = now - timedelta(**amounts)
+    else:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                "must be an ISO 8601 time such as 2024-05-01T12:00:00Z "
+                "or a duration before now such as PT1H"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # like stored timestamps: naive means UTC
+    stamp = iso_utc(moment)
+    if not _STORED_TIMESTAMP.fullmatch(stamp):
+        raise ValueError("is out of range (years 1000 to 9999)")
+    return stamp
+
+
+def _parse_limit(value: str) -> int:
+    if not _LIMIT.fullmatch(value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise ValueError(f"must be a whole number from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+def _parse_filter(name: str, value: str, now: datetime) -> str:
+    if name in ("since", "until"):
+        return _parse_time(value, now)
+    if name == "action" and value not in RECORDED_ACTIONS:
+        raise ValueError(f"must be one of {', '.join(sorted(RECORDED_ACTIONS))}")
+    if name == "digest" and not _DIGEST.fullmatch(value):
+        raise ValueError("must be a full digest such as sha256:<64 hex digits>")
+    return value
+
+
+def parse_event_query(
+    params: Mapping[str, str], now: Callable[[], datetime] = _utc_now
+) -> EventQuery:
+    """Validate query parameters. Raises QueryError naming every bad or unknown parameter."""
+    problems: list[tuple[str, str]] = []
+    values: dict[str, str] = {}
+    for name in sorted(set(params) - set(PARAMETERS) - IGNORED_PARAMETERS):
+        problems.append((repr(name)[1:-1], f"unknown parameter; use {', '.join(PARAMETERS)}"))
+    moment = now()
+    for name in FILTERS:
+        value = params.get(name)
+        if value is None:
+            continue
+        if not value:
+            problems.append((name, "must not be empty"))
+        elif len(value) > MAX_VALUE_CHARS:
+            problems.append((name, f"must be at most {MAX_VALUE_CHARS} characters"))
+        else:
+            try:
+                values[name] = _parse_filter(name, value, moment)
+            except (ValueError, OverflowError) as error:
+                message = str(error) if isinstance(error, ValueError) else "is out of range"
+                problems.append((name, message))
+    if "since" in values and "until" in values and values["since"] >= values["until"]:
+        problems.append(("until", "must be later than since"))
+    limit = DEFAULT_LIMIT
+    if "limit" in params:
+        try:
+            limit = _parse_limit(params["limit"])
+        except ValueError as error:
+            problems.append(("limit", str(error)))
+    # The parameters as given, not as resolved: "since=PT1H" must match its own next page.
+    origin = _fingerprint({name: params.get(name) for name in FILTERS})
+    query = EventQuery(
+        repository=values.get("repository"),
+        tag=values.get("tag"),
+        digest=values.get("digest"),
+        action=values.get("action"),
+        since=values.get("since"),
+        until=values.get("until"),
+        limit=limit,
+        origin=origin,
+    )
+    token = params.get("continuation")
+    if token is not None and not problems:
+        try:
+            query = decode_continuation(token, query)
+        except ValueError as error:
+            problems.append(("continuation", str(error)))
+    if problems:
+        raise QueryError(problems)
+    return query
+
+
+def encode_continuation(position: Position, query: EventQuery) -> str:
+    """An opaque token for the page after ``position``; it pins the resolved time window, so a
+    relative ``since=PT1H`` covers the same hour on every page."""
+    payload = {
+        "v": TOKEN_VERSION,
+        "q": query.fingerprint(),
+        "t": position.timestamp,
+        "s": list(position.seen),
+        "w": [query.since, query.until],
+    }
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _is_stamp(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _STORED_TIMESTAMP.fullmatch(value) is not None
+
+
+def decode_continuation(token: str, query: EventQuery) -> EventQuery:
+    """``query`` continued after the position the token holds, in the token's time window.
+
+    Raises ValueError if the token is not one of ours or belongs to other filters.
+    """
+    not_ours = ValueError("is not a continuation token from this endpoint; start without it")
+    if not token or len(token) > MAX_CONTINUATION_CHARS:
+        raise not_ours
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError):
+        raise not_ours from None
+    if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
+        raise not_ours
+    timestamp, seen, window = payload.get("t"), payload.get("s"), payload.get("w")
+    if (
+        not _is_stamp(timestamp)
+        or not isinstance(seen, list)
+        or not all(isinstance(key, str) and "/" in key for key in seen)
+        or not isinstance(window, list)
+        or len(window) != 2
+        or not all(bound is None or _is_stamp(bound) for bound in window)
+    ):
+        raise not_ours
+    if payload.get("q") != query.fingerprint():
+        raise ValueError("belongs to a query with other filters; repeat the same filters")
+    since, until = window
+    if (since is None) != (query.since is None) or (until is None) != (query.until is None):
+        raise not_ours
+    return dataclasses.replace(
+        query, since=since, until=until, after=Position(timestamp, tuple(seen))
+    )
+
+
+def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
+    """One page, newest first, with a continuation only when more events exist.
+
+    Asks for one event more than the limit: so the last page never needs an empty follow-up.
+    Raises RepositoryUnavailableError when the store fails or does not answer in time.
+    """
+    documents = reader.find_events(query, query.limit + 1)
+    page = documents[: query.limit]
+    if len(documents) <= query.limit:
+        return EventPage(page, None)
+    last = page[-1]["timestamp"]
+    seen = [event_key(document) for document in page if document["timestamp"] == last]
+    if query.after is not None and query.after.timestamp == last:
+        seen = [*query.after.seen, *seen]  # a whole page of one timestamp: keep skipping those
+    return EventPage(page, encode_continuation(Position(last, tuple(seen)), query))
+
+
+def handle_events_query(
+    params: Mapping[str, str], reader: EventReader, now: Callable[[], datetime] = _utc_now
+) -> Result:
+    """GET events: 200 ``{"events": [...], "continuation": token|null}``, 400 naming the bad
+    parameter(s), 503 when the store is unavailable."""
+    try:
+        query = parse_event_query(params, now)
+    except QueryError as error:
+        log.warning("events query rejected: %s", error)
+        return Result(400, {"error": str(error)})
+    try:
+        page = fetch_page(query, reader)
+    except RepositoryUnavailableError as error:
+        log.error("events query %s failed: database unavailable (%s)", query.describe(), error)
+        return Result(503, {"error": "the event store is unavailable; try again later"})
+    more = " (more available)" if page.continuation else ""
+    log.info("events query %s: %d event(s)%s", query.describe(), len(page.events), more)
+    return Result(200, {"events": page.events, "continuation": page.continuation})
