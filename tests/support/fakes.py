@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+from acr_webhook.queries import EventQuery
 from acr_webhook.repository import RepositoryUnavailableError
 
 
 class FakeEventRepository:
-    """Keeps documents by id, like a Cosmos container keyed on the event id."""
+    """Keeps documents by id, like a Cosmos container keyed on the event id; reads them back
+    like ``CosmosEventRepository.find_events``."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.unavailable = False
         self.add_calls = 0
+        self.find_calls = 0
+        self.last_find: tuple[EventQuery, int] | None = None
 
     def add(self, document: dict[str, Any]) -> bool:
         self.add_calls += 1
@@ -23,3 +28,32 @@ class FakeEventRepository:
             return False
         self.documents[document["id"]] = dict(document)
         return True
+
+    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
+        """The filters of repository.events_sql. Equal timestamps come back in a different
+        order on every call: nothing promises a stable order for them."""
+        self.find_calls += 1
+        self.last_find = (query, max_items)
+        if self.unavailable:
+            raise RepositoryUnavailableError("fake outage")
+        matches = [dict(d) for d in self.documents.values() if _matches(query, d)]
+        random.Random(self.find_calls).shuffle(matches)
+        matches.sort(key=lambda document: str(document["timestamp"]), reverse=True)
+        return matches[:max_items]
+
+
+def _matches(query: EventQuery, document: dict[str, Any]) -> bool:
+    for name in ("repository", "tag", "digest", "action"):
+        wanted = getattr(query, name)
+        if wanted is not None and document.get(name) != wanted:
+            return False
+    timestamp = str(document["timestamp"])
+    if query.since is not None and timestamp < query.since:
+        return False
+    if query.until is not None and timestamp >= query.until:
+        return False
+    if query.after is not None:
+        key = f"{document['id']}/{document['repository']}"
+        if timestamp > query.after.timestamp or key in query.after.seen:
+            return False
+    return True

@@ -1,0 +1,384 @@
+"""The read side against the real local Cosmos DB API server: SQL, partitions, paging, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.cosmos import ContainerProxy
+
+from acr_webhook import __main__ as cli
+from acr_webhook.config import Settings
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.queries import fetch_page, handle_events_query, parse_event_query
+from acr_webhook.repository import QUERY_BUDGET_S, CosmosEventRepository
+from tests.conftest import fresh_settings
+from tests.support import payloads
+from tests.support.cosmos_server import LocalCosmosServer
+
+RECEIVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+DIGEST_C = "sha256:" + "c" * 64
+SHARED_ID = "0b5e1f2c-shared-id"  # the same event id recorded in two repositories
+
+
+def document(
+    repository: str,
+    action: str,
+    tag: str | None,
+    digest: str,
+    at: str,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    payload = payloads.with_new_id(payloads.PUSH, repository=repository, tag=tag or "")
+    payload["target"]["digest"] = digest
+    payload.update(action=action, timestamp=at)
+    if event_id:
+        payload["id"] = event_id
+    return to_document(AcrEvent.model_validate(payload), RECEIVED)
+
+
+# Three repositories (partitions), every recorded action, untagged pushes, deletes by digest,
+# equal timestamps within and across partitions, and one id in two partitions.
+SEED = [
+    document("team/api", "push", "v1", DIGEST_A, "2026-11-01T08:00:00Z"),
+    document("team/api", "push", "latest", DIGEST_A, "2026-11-01T08:00:00Z"),
+    document("team/api", "push", "v2", DIGEST_B, "2026-11-02T09:30:00.5Z"),
+    document("team/api", "push", "latest", DIGEST_B, "2026-11-02T09:30:00.5Z"),
+    document("team/api", "push", None, DIGEST_C, "2026-11-03T10:00:00Z"),
+    document("team/api", "delete", None, DIGEST_A, "2026-11-04T11:00:00Z"),
+    document("team/api", "quarantine", "v3", DIGEST_C, "2026-11-05T00:00:00Z"),
+    document("team/web", "push", "v1", DIGEST_A, "2026-11-02T09:30:00.5Z"),
+    document("team/web", "push", "latest", DIGEST_A, "2026-11-02T12:00:00Z"),
+    document("team/web", "delete", None, DIGEST_A, "2026-11-06T00:00:00.000001Z"),
+    document("team/web", "push", "v2", DIGEST_B, "2026-11-06T00:00:00Z", SHARED_ID),
+    document("hello-world", "push", "v2", DIGEST_B, "2026-11-06T00:00:00Z", SHARED_ID),
+    document("hello-world", "push", "v1", DIGEST_C, "2026-10-31T23:59:59.999999Z"),
+    document("hello-world", "chart_push", "chart-1.0.0.tgz", DIGEST_B, "2026-11-03T10:00:00Z"),
+    document("hello-world", "chart_delete", "chart-1.0.0.tgz", DIGEST_B, "2026-11-07T00:00:00Z"),
+    document("hello-world", "push", None, DIGEST_A, "2026-11-07T00:00:00Z"),
+]
+
+
+def key(doc: dict[str, Any]) -> tuple[str, str]:
+    return (doc["repository"], doc["id"])
+
+
+def expected(params: dict[str, str]) -> list[dict[str, Any]]:
+    """What a query must return, worked out in Python from SEED (newest first)."""
+    query = parse_event_query(params)
+    matches = [
+        doc
+        for doc in SEED
+        if all(
+            getattr(query, name) is None or doc[name] == getattr(query, name)
+            for name in ("repository", "tag", "digest", "action")
+        )
+        and (query.since is None or doc["timestamp"] >= query.since)
+        and (query.until is None or doc["timestamp"] < query.until)
+    ]
+    return sorted(matches, key=lambda doc: doc["timestamp"], reverse=True)
+
+
+def assert_same_events_newest_first(
+    returned: list[dict[str, Any]], wanted: list[dict[str, Any]]
+) -> None:
+    assert sorted(map(key, returned)) == sorted(map(key, wanted))  # each once, none missing
+    stamps = [doc["timestamp"] for doc in returned]
+    assert stamps == sorted(stamps, reverse=True)
+    by_key = {key(doc): doc for doc in wanted}
+    for doc in returned:
+        assert doc == by_key[key(doc)]  # exactly as written: no _rid, _ts, _etag ...
+
+
+@pytest.fixture(scope="module")
+def seeded_settings(cosmos_server: LocalCosmosServer) -> Settings:
+    settings = fresh_settings(cosmos_server)
+    writer = CosmosEventRepository(settings)
+    for doc in SEED:
+        assert writer.add(doc)
+    return settings
+
+
+@pytest.fixture
+def repository(seeded_settings: Settings) -> CosmosEventRepository:
+    return CosmosEventRepository(seeded_settings)
+
+
+@pytest.fixture
+def query_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every query the SDK is asked to run."""
+    calls: list[dict[str, Any]] = []
+    original = ContainerProxy.query_items
+
+    def spy(self: ContainerProxy, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerProxy, "query_items", spy)
+    return calls
+
+
+def get(params: dict[str, str], repository: CosmosEventRepository) -> tuple[int, Any]:
+    result = handle_events_query(params, repository)
+    return result.status, result.body
+
+
+def test_everything_newest_first(repository: CosmosEventRepository) -> None:
+    status, body = get({}, repository)
+    assert status == 200
+    assert body["continuation"] is None
+    assert_same_events_newest_first(body["events"], expected({}))
+    assert len(body["events"]) == len(SEED)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"repository": "team/api"},
+        {"repository": "hello-world"},
+        {"tag": "latest"},
+        {"tag": "v2"},
+        {"digest": DIGEST_A},
+        {"digest": DIGEST_B},
+        {"action": "push"},
+        {"action": "delete"},
+        {"action": "chart_delete"},
+        {"since": "2026-11-06T00:00:00Z"},  # inclusive: the two events at exactly 00:00
+        {"until": "2026-11-01T08:00:00Z"},  # exclusive: only the one before
+        {"since": "2026-11-02T09:30:00.5+00:00", "until": "2026-11-03T10:00:00.000001Z"},
+        {"repository": "team/api", "tag": "latest"},
+        {"repository": "team/api", "action": "push", "digest": DIGEST_A},
+        {"digest": DIGEST_B, "action": "push", "since": "2026-11-02"},
+        {"repository": "hello-world", "since": "2026-11-03", "until": "2026-11-07"},
+        {
+            "repository": "team/web",
+            "tag": "latest",
+            "digest": DIGEST_A,
+            "action": "push",
+            "since": "2026-11-01",
+            "until": "2026-11-03",
+        },
+    ],
+)
+def test_each_filter_alone_and_combined(
+    repository: CosmosEventRepository, params: dict[str, str]
+) -> None:
+    wanted = expected(params)
+    assert wanted, "a filter test needs something to find"
+    assert len(wanted) < len(SEED), "and something to leave out"
+    status, body = get(params, repository)
+    assert status == 200
+    assert_same_events_newest_first(body["events"], wanted)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"repository": "no-such-repository"},
+        {"repository": "team/web", "tag": "v3"},
+        {"digest": "sha256:" + "0" * 64},
+        {"action": "quarantine", "repository": "hello-world"},
+        {"since": "2027-01-01"},
+        {"until": "2026-10-01"},
+    ],
+)
+def test_no_match_is_an_empty_page(
+    repository: CosmosEventRepository, params: dict[str, str]
+) -> None:
+    assert get(params, repository) == (200, {"events": [], "continuation": None})
+
+
+def test_empty_container(cosmos_settings: Settings) -> None:
+    repository = CosmosEventRepository(cosmos_settings)
+    assert get({}, repository) == (200, {"events": [], "continuation": None})
+    assert get({"repository": "team/api"}, repository) == (
+        200,
+        {"events": [], "continuation": None},
+    )
+
+
+def test_with_repository_the_query_is_single_partition(
+    repository: CosmosEventRepository, query_calls: list[dict[str, Any]]
+) -> None:
+    assert get({"repository": "team/web", "action": "push"}, repository)[0] == 200
+    [call] = query_calls
+    assert call["partition_key"] == "team/web"
+    assert not call.get("enable_cross_partition_query")
+
+
+def test_without_repository_the_query_is_cross_partition(
+    repository: CosmosEventRepository, query_calls: list[dict[str, Any]]
+) -> None:
+    assert get({"tag": "latest"}, repository)[0] == 200
+    [call] = query_calls
+    assert call["enable_cross_partition_query"] is True
+    assert "partition_key" not in call
+
+
+def test_limit_returns_that_many_newest(repository: CosmosEventRepository) -> None:
+    status, body = get({"limit": "3"}, repository)
+    assert status == 200
+    assert [doc["timestamp"] for doc in body["events"]] == [
+        doc["timestamp"] for doc in expected({})[:3]
+    ]
+    assert isinstance(body["continuation"], str)
+
+
+def test_limit_equal_to_the_matches_has_no_continuation(
+    repository: CosmosEventRepository,
+) -> None:
+    wanted = expected({"repository": "team/web"})
+    _, body = get({"repository": "team/web", "limit": str(len(wanted))}, repository)
+    assert len(body["events"]) == len(wanted)
+    assert body["continuation"] is None
+
+
+def page_through(
+    repository: CosmosEventRepository, params: dict[str, str]
+) -> list[list[dict[str, Any]]]:
+    pages: list[list[dict[str, Any]]] = []
+    token: str | None = None
+    while True:
+        status, body = get({**params, **({"continuation": token} if token else {})}, repository)
+        assert status == 200, body
+        pages.append(body["events"])
+        token = body["continuation"]
+        if token is None:
+            return pages
+        assert len(pages) <= len(SEED), "paging does not end"
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 5, 1000])
+@pytest.mark.parametrize(
+    "filters",
+    [{}, {"repository": "team/api"}, {"action": "push"}, {"since": "2026-11-02"}],
+    ids=["all", "one-partition", "cross-partition-filter", "since"],
+)
+def test_paging_with_continuation_until_exhausted(
+    repository: CosmosEventRepository, limit: int, filters: dict[str, str]
+) -> None:
+    wanted = expected(filters)
+    pages = page_through(repository, {**filters, "limit": str(limit)})
+    assert all(len(page) == limit for page in pages[:-1])
+    assert 1 <= len(pages[-1]) <= limit, "the last page is never empty"
+    assert_same_events_newest_first([doc for page in pages for doc in page], wanted)
+
+
+def test_a_page_boundary_inside_equal_timestamps_loses_nothing(
+    repository: CosmosEventRepository,
+) -> None:
+    # The two 2026-11-06T00:00:00Z events share a timestamp and an id (in two partitions).
+    params = {"since": "2026-11-06T00:00:00Z", "until": "2026-11-06T00:00:00.000001Z"}
+    first = fetch_page(parse_event_query({**params, "limit": "1"}), repository)
+    assert first.continuation is not None
+    rest = fetch_page(
+        parse_event_query({**params, "limit": "1", "continuation": first.continuation}),
+        repository,
+    )
+    assert rest.continuation is None
+    assert {key(doc) for doc in first.events + rest.events} == {
+        ("team/web", SHARED_ID),
+        ("hello-world", SHARED_ID),
+    }
+
+
+def test_bad_parameters_are_400_and_query_nothing(
+    repository: CosmosEventRepository, query_calls: list[dict[str, Any]]
+) -> None:
+    for params, name in [
+        ({"limit": "1001"}, "limit"),
+        ({"limit": "zero"}, "limit"),
+        ({"since": "last tuesday"}, "since"),
+        ({"action": "pull"}, "action"),
+        ({"digest": "aaaa"}, "digest"),
+        ({"continuation": "garbage"}, "continuation"),
+        ({"reposiotry": "team/api"}, "reposiotry"),
+    ]:
+        status, body = get(params, repository)
+        assert status == 400
+        assert body["error"].startswith(f"{name}: ")
+    assert query_calls == []
+
+
+def test_frozen_database_is_503_within_budget_and_recovers(
+    restartable_cosmos_server: LocalCosmosServer,
+) -> None:
+    settings = fresh_settings(restartable_cosmos_server)
+    repository = CosmosEventRepository(settings)
+    assert repository.add(SEED[0])
+    assert get({}, repository)[0] == 200
+    restartable_cosmos_server.freeze()
+    try:
+        for _ in range(2):  # the second runs with the endpoint marked unavailable
+            started = time.monotonic()
+            status, body = get({"repository": "team/api"}, repository)
+            assert status == 503
+            assert body == {"error": "the event store is unavailable; try again later"}
+            assert time.monotonic() - started < QUERY_BUDGET_S
+    finally:
+        restartable_cosmos_server.thaw()
+    status, body = get({}, repository)
+    assert status == 200
+    assert [doc["id"] for doc in body["events"]] == [SEED[0]["id"]]
+
+
+def test_stopped_database_is_503_at_once(restartable_cosmos_server: LocalCosmosServer) -> None:
+    settings = fresh_settings(restartable_cosmos_server)
+    restartable_cosmos_server.stop()
+    started = time.monotonic()
+    assert get({}, CosmosEventRepository(settings))[0] == 503
+    assert time.monotonic() - started < QUERY_BUDGET_S
+
+
+def test_missing_container_is_503_not_a_crash(seeded_settings: Settings) -> None:
+    settings = dataclasses.replace(seeded_settings, cosmos_container="never-made")
+    assert get({}, CosmosEventRepository(settings))[0] == 503
+
+
+# --- the CLI against the server -----------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(seeded_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no local.settings.json: the environment only
+    monkeypatch.setenv("COSMOS_ENDPOINT", seeded_settings.cosmos_endpoint)
+    monkeypatch.setenv("COSMOS_KEY", seeded_settings.cosmos_key or "")
+    monkeypatch.setenv("COSMOS_DATABASE", seeded_settings.cosmos_database)
+    monkeypatch.setenv("COSMOS_CONTAINER", seeded_settings.cosmos_container)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_table_pages_through_a_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    wanted = expected({"repository": "team/api"})
+    rows: list[str] = []
+    args = ["events", "--repository", "team/api", "--limit", "3"]
+    token: str | None = None
+    for _ in range(len(wanted)):
+        assert cli.main(args + (["--continuation", token] if token else [])) == 0
+        out = capsys.readouterr().out
+        lines = out.splitlines()
+        assert lines[0].split()[:3] == ["TIMESTAMP", "ACTION", "REPOSITORY"]
+        table, _, more = out.partition("\n\n")
+        rows += table.splitlines()[1:]
+        token = more.split("--continuation ")[1].strip() if more else None
+        if token is None:
+            break
+    assert [row.split()[0] for row in rows] == [doc["timestamp"] for doc in wanted]
+    assert all(row.split()[2] == "team/api" for row in rows)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_json_matches_the_endpoint(
+    repository: CosmosEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["events", "--digest", DIGEST_B, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert_same_events_newest_first(printed["events"], expected({"digest": DIGEST_B}))
+    assert printed["continuation"] is None

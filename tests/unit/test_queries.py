@@ -1,0 +1,590 @@
+"""The read side without a database: parameters, paging tokens, the handler, the route, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from acr_webhook import __main__ as cli
+from acr_webhook.handlers import Result
+from acr_webhook.local_host import LocalFunctionsHost
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.queries import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    QueryError,
+    fetch_page,
+    handle_events_query,
+    parse_event_query,
+)
+from acr_webhook.repository import events_sql
+from tests.support import payloads
+from tests.support.fakes import FakeEventRepository
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+DIGEST_A = "sha256:" + "a" * 64
+DIGEST_B = "sha256:" + "b" * 64
+KEY = "unit-function-key"
+
+
+def event(
+    repository: str = "team/api",
+    *,
+    tag: str | None = "v1",
+    digest: str = DIGEST_A,
+    action: str = "push",
+    at: str = "2026-11-23T10:00:00Z",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """A document exactly as the webhook handler would have stored it."""
+    payload = payloads.with_new_id(payloads.PUSH, repository=repository, tag=tag or "")
+    payload["target"]["digest"] = digest
+    payload.update(action=action, timestamp=at)
+    if event_id is not None:
+        payload["id"] = event_id
+    return to_document(AcrEvent.model_validate(payload), NOW)
+
+
+def call(params: dict[str, str], reader: FakeEventRepository) -> tuple[int, dict[str, Any]]:
+    result = handle_events_query(params, reader, now=lambda: NOW)
+    assert result.body is not None
+    return result.status, result.body
+
+
+def ids(body: dict[str, Any]) -> list[str]:
+    return [document["id"] for document in body["events"]]
+
+
+@pytest.fixture
+def reader() -> FakeEventRepository:
+    return FakeEventRepository()
+
+
+def seed(reader: FakeEventRepository, *documents: dict[str, Any]) -> list[dict[str, Any]]:
+    for document in documents:
+        assert reader.add(document)
+    return list(documents)
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+def test_no_parameters_means_everything_newest_fifty() -> None:
+    query = parse_event_query({})
+    assert query.limit == DEFAULT_LIMIT == 50
+    assert (query.repository, query.tag, query.digest, query.action) == (None,) * 4
+    assert (query.since, query.until, query.after) == (None, None, None)
+    assert not query.single_partition
+
+
+def test_every_parameter_is_parsed_and_code_is_ignored() -> None:
+    query = parse_event_query(
+        {
+            "code": "the-function-key",
+            "repository": "team/api",
+            "tag": "v1",
+            "digest": DIGEST_A,
+            "action": "delete",
+            "since": "2026-11-01T00:00:00Z",
+            "until": "2026-11-02",
+            "limit": "1000",
+        }
+    )
+    assert query.repository == "team/api"
+    assert query.single_partition
+    assert (query.tag, query.digest, query.action) == ("v1", DIGEST_A, "delete")
+    assert query.since == "2026-11-01T00:00:00.000000Z"
+    assert query.until == "2026-11-02T00:00:00.000000Z"
+    assert query.limit == MAX_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("2024-05-02T08:15:42Z", "2024-05-02T08:15:42.000000Z"),
+        ("2024-05-02T08:15:42.5Z", "2024-05-02T08:15:42.500000Z"),
+        ("2024-05-02T08:15:42.123456789Z", "2024-05-02T08:15:42.123456Z"),  # ACR's nanoseconds
+        ("2024-05-02T10:15:42+02:00", "2024-05-02T08:15:42.000000Z"),
+        ("2024-05-02T03:15:42-05:00", "2024-05-02T08:15:42.000000Z"),
+        ("2024-05-02T08:15:42", "2024-05-02T08:15:42.000000Z"),  # naive means UTC
+        ("2024-05-02", "2024-05-02T00:00:00.000000Z"),
+        ("PT1H", "2026-11-23T11:00:00.000000Z"),
+        ("PT90M", "2026-11-23T10:30:00.000000Z"),
+        ("P7D", "2026-11-16T12:00:00.000000Z"),
+        ("P1DT12H", "2026-11-22T00:00:00.000000Z"),
+        ("P2W", "2026-11-09T12:00:00.000000Z"),
+    ],
+)
+def test_times_become_the_stored_fixed_width_utc_form(given: str, stored: str) -> None:
+    assert parse_event_query({"since": given}, now=lambda: NOW).since == stored
+    assert parse_event_query({"until": given}, now=lambda: NOW).until == stored
+
+
+def rejected(params: dict[str, str]) -> QueryError:
+    with pytest.raises(QueryError) as caught:
+        parse_event_query(params, now=lambda: NOW)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("limit", "0"),
+        ("limit", "1001"),
+        ("limit", "-1"),
+        ("limit", "+5"),
+        ("limit", " 5"),
+        ("limit", "five"),
+        ("limit", "1.5"),
+        ("limit", "1e3"),
+        ("limit", ""),
+        ("limit", "99999999999999999999"),
+        ("since", "yesterday"),
+        ("since", ""),
+        ("since", "2024-13-01"),
+        ("since", "P"),
+        ("since", "PT"),
+        ("since", "-PT1H"),
+        ("since", "P99999999999D"),  # too far back for a datetime
+        ("since", "0999-12-31T00:00:00Z"),  # would not be fixed-width
+        ("since", "0001-01-01T00:00:00+01:00"),  # before datetime.min in UTC
+        ("until", "2024-05-02T25:00:00Z"),
+        ("action", "pull"),
+        ("action", "PUSH"),
+        ("action", "ping"),
+        ("action", ""),
+        ("digest", "80f0d5c8786b"),  # a short digest without the algorithm
+        ("digest", "sha256:"),
+        ("digest", "SHA256:abc"),
+        ("digest", ""),
+        ("repository", ""),
+        ("repository", "x" * 1025),
+        ("tag", ""),
+        ("continuation", ""),
+        ("continuation", "not a token!"),
+    ],
+)
+def test_each_bad_parameter_is_named(name: str, value: str) -> None:
+    error = rejected({name: value})
+    assert error.parameters == (name,)
+    assert str(error).startswith(f"{name}: ")
+
+
+def test_unknown_parameters_are_named_so_typos_do_not_widen_the_query() -> None:
+    error = rejected({"repo": "team/api", "code": "key"})
+    assert error.parameters == ("repo",)
+    assert "repository" in str(error)  # says what is accepted
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    error = rejected({"limit": "0", "action": "pull", "digest": "abc", "colour": "red"})
+    assert set(error.parameters) == {"limit", "action", "digest", "colour"}
+
+
+def test_until_must_be_after_since() -> None:
+    same = "2026-11-01T00:00:00Z"
+    assert rejected({"since": same, "until": same}).parameters == ("until",)
+    later = {"since": "2026-11-02T00:00:00+00:00", "until": "2026-11-02T00:00:00+01:00"}
+    assert rejected(later).parameters == ("until",)  # 23:00 the day before, in UTC
+
+
+def test_sql_is_parameterised_single_ordered_and_bounded() -> None:
+    query = parse_event_query({"repository": "x' OR 1=1 --", "tag": "v1", "since": "P1D"})
+    sql, parameters = events_sql(query, 51)
+    assert "x' OR" not in sql
+    assert sql.startswith("SELECT TOP @limit * FROM c WHERE ")
+    assert sql.endswith(" ORDER BY c.timestamp DESC")  # one property: no composite index needed
+    values = {p["name"]: p["value"] for p in parameters}
+    assert values["@limit"] == 51
+    assert values["@repository"] == "x' OR 1=1 --"
+    assert set(values) == {"@limit", "@repository", "@tag", "@since"}
+
+
+# --- the handler --------------------------------------------------------------------------
+
+
+def test_empty_store_is_an_empty_page(reader: FakeEventRepository) -> None:
+    assert call({}, reader) == (200, {"events": [], "continuation": None})
+    assert call({"repository": "nothing-here"}, reader) == (
+        200,
+        {"events": [], "continuation": None},
+    )
+
+
+def test_events_come_newest_first_as_stored(reader: FakeEventRepository) -> None:
+    old, new, middle = seed(
+        reader,
+        event(at="2026-11-01T00:00:00Z"),
+        event(at="2026-11-03T00:00:00Z"),
+        event(at="2026-11-02T00:00:00.000001Z"),
+    )
+    status, body = call({}, reader)
+    assert status == 200
+    assert body["events"] == [new, middle, old]
+    assert body["continuation"] is None
+
+
+@pytest.fixture
+def varied(reader: FakeEventRepository) -> dict[str, dict[str, Any]]:
+    documents = {
+        "api-v1": event("team/api", tag="v1", digest=DIGEST_A, at="2026-11-20T10:00:00Z"),
+        "api-v2": event("team/api", tag="v2", digest=DIGEST_B, at="2026-11-21T10:00:00Z"),
+        "api-untagged": event("team/api", tag=None, digest=DIGEST_B, at="2026-11-22T10:00:00Z"),
+        "api-delete": event(
+            "team/api", tag=None, digest=DIGEST_A, action="delete", at="2026-11-23T09:00:00Z"
+        ),
+        "web-v1": event("team/web", tag="v1", digest=DIGEST_A, at="2026-11-21T12:00:00Z"),
+    }
+    seed(reader, *documents.values())
+    return documents
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"repository": "team/api"}, ["api-delete", "api-untagged", "api-v2", "api-v1"]),
+        ({"tag": "v1"}, ["web-v1", "api-v1"]),
+        ({"digest": DIGEST_A}, ["api-delete", "web-v1", "api-v1"]),
+        ({"action": "delete"}, ["api-delete"]),
+        ({"since": "2026-11-22T10:00:00Z"}, ["api-delete", "api-untagged"]),  # inclusive
+        ({"until": "2026-11-21T12:00:00Z"}, ["api-v2", "api-v1"]),  # exclusive
+        ({"repository": "team/api", "tag": "v1"}, ["api-v1"]),
+        ({"repository": "team/api", "digest": DIGEST_B}, ["api-untagged", "api-v2"]),
+        ({"digest": DIGEST_A, "action": "push"}, ["web-v1", "api-v1"]),
+        ({"since": "2026-11-21", "until": "2026-11-22"}, ["web-v1", "api-v2"]),
+        ({"repository": "team/web", "tag": "v2"}, []),
+        ({"since": "PT3H"}, ["api-delete"]),  # NOW is 12:00; 09:00 is inclusive
+    ],
+)
+def test_filters_alone_and_combined(
+    reader: FakeEventRepository,
+    varied: dict[str, dict[str, Any]],
+    params: dict[str, str],
+    expected: list[str],
+) -> None:
+    status, body = call(params, reader)
+    assert status == 200
+    assert ids(body) == [varied[name]["id"] for name in expected]
+
+
+def test_limit_cuts_the_page_and_offers_a_continuation(
+    reader: FakeEventRepository, varied: dict[str, dict[str, Any]]
+) -> None:
+    status, body = call({"limit": "2"}, reader)
+    assert status == 200
+    assert ids(body) == [varied["api-delete"]["id"], varied["api-untagged"]["id"]]
+    assert isinstance(body["continuation"], str)
+    assert reader.last_find is not None and reader.last_find[1] == 3  # one more, to know
+
+
+def test_a_page_that_holds_the_rest_has_no_continuation(
+    reader: FakeEventRepository, varied: dict[str, dict[str, Any]]
+) -> None:
+    _, body = call({"limit": str(len(varied))}, reader)
+    assert len(body["events"]) == len(varied)
+    assert body["continuation"] is None
+
+
+def page_through(reader: FakeEventRepository, params: dict[str, str]) -> list[list[dict[str, Any]]]:
+    pages: list[list[dict[str, Any]]] = []
+    token: str | None = None
+    while True:
+        status, body = call({**params, **({"continuation": token} if token else {})}, reader)
+        assert status == 200, body
+        pages.append(body["events"])
+        token = body["continuation"]
+        if token is None:
+            return pages
+        assert len(pages) < 100, "paging does not end"
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 7, 50])
+def test_paging_returns_each_event_once_even_with_equal_timestamps(
+    reader: FakeEventRepository, limit: int
+) -> None:
+    # Ten events in three instants, one id recorded in two repositories at the same instant;
+    # the fake returns equal timestamps in a new order on every call.
+    documents = [
+        event(f"repo-{i % 3}", at=f"2026-11-2{i % 3}T00:00:00Z", event_id=f"e{i}")
+        for i in range(10)
+    ]
+    documents.append(event("repo-1", at="2026-11-21T00:00:00Z", event_id="e0"))
+    for document in documents:
+        reader.documents[f"{document['id']}/{document['repository']}"] = document
+
+    pages = page_through(reader, {"limit": str(limit)})
+
+    returned = [(d["id"], d["repository"]) for page in pages for d in page]
+    assert sorted(returned) == sorted((d["id"], d["repository"]) for d in documents)
+    stamps = [d["timestamp"] for page in pages for d in page]
+    assert stamps == sorted(stamps, reverse=True)
+    assert all(pages), "no empty page, not even the last"
+    assert len(pages) == -(-len(documents) // limit)
+
+
+def test_paging_keeps_the_filters(
+    reader: FakeEventRepository, varied: dict[str, dict[str, Any]]
+) -> None:
+    pages = page_through(reader, {"repository": "team/api", "limit": "1"})
+    assert [page[0]["id"] for page in pages] == [
+        varied[name]["id"] for name in ("api-delete", "api-untagged", "api-v2", "api-v1")
+    ]
+
+
+def test_the_page_size_may_change_between_pages(
+    reader: FakeEventRepository, varied: dict[str, dict[str, Any]]
+) -> None:
+    _, first = call({"limit": "1"}, reader)
+    _, rest = call({"limit": "10", "continuation": first["continuation"]}, reader)
+    assert ids(first) + ids(rest) == [
+        d["id"] for d in sorted(varied.values(), key=lambda d: d["timestamp"], reverse=True)
+    ]
+
+
+def test_a_token_cannot_page_a_query_with_other_filters(
+    reader: FakeEventRepository, varied: dict[str, dict[str, Any]]
+) -> None:
+    _, first = call({"repository": "team/api", "limit": "1"}, reader)
+    status, body = call({"repository": "team/web", "continuation": first["continuation"]}, reader)
+    assert status == 400
+    assert body["error"].startswith("continuation: ")
+    status, body = call({"continuation": first["continuation"]}, reader)
+    assert status == 400
+
+
+def test_a_relative_since_keeps_its_window_across_pages(reader: FakeEventRepository) -> None:
+    seed(reader, *(event(at=f"2026-11-23T11:0{i}:00Z") for i in range(3)))
+    first = handle_events_query({"since": "PT1H", "limit": "1"}, reader, now=lambda: NOW)
+    assert first.body is not None
+    later = NOW + timedelta(minutes=5)  # 11:05 would drop two events if the window moved
+    token = first.body["continuation"]
+    query = parse_event_query({"since": "PT1H", "continuation": token}, now=lambda: later)
+    assert query.since == "2026-11-23T11:00:00.000000Z"
+    assert len(fetch_page(query, reader).events) == 2
+
+
+def forged(payload: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        forged([1, 2]),
+        forged({"v": 2, "q": "", "t": "2026-11-23T00:00:00.000000Z", "s": [], "w": [None, None]}),
+        forged({"v": 1, "t": "yesterday", "s": [], "w": [None, None]}),
+        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": "e1/r", "w": [None, None]}),
+        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": [1], "w": [None, None]}),
+        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": [], "w": ["x", None]}),
+        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": []}),
+        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
+        "A" * 70_000,
+    ],
+)
+def test_malformed_tokens_are_400_naming_continuation(
+    reader: FakeEventRepository, token: str
+) -> None:
+    status, body = call({"continuation": token}, reader)
+    assert status == 400
+    assert body["error"].startswith("continuation: ")
+    assert reader.find_calls == 0
+
+
+def test_bad_parameters_are_400_without_reading(reader: FakeEventRepository) -> None:
+    status, body = call({"limit": "0"}, reader)
+    assert status == 400
+    assert body == {"error": "limit: must be a whole number from 1 to 1000"}
+    assert reader.find_calls == 0
+
+
+def test_store_outage_is_503_with_a_plain_message(
+    reader: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader.unavailable = True
+    status, body = call({"repository": "team/api"}, reader)
+    assert status == 503
+    assert body == {"error": "the event store is unavailable; try again later"}
+    assert "unavailable" in caplog.text
+
+
+def test_logs_never_carry_the_function_key(
+    reader: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    seed(reader, event())
+    for params in ({"code": KEY}, {"code": KEY, "limit": "0"}, {"code": KEY, "x": "1"}):
+        call(params, reader)
+    reader.unavailable = True
+    call({"code": KEY}, reader)
+    assert caplog.records
+    assert KEY not in caplog.text
+
+
+# --- the route, as function_app.py registers it ------------------------------------------
+
+route_app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+route_reader = FakeEventRepository()
+
+
+def _http_response(result: Result) -> func.HttpResponse:  # as in function_app.py
+    if result.body is None:
+        return func.HttpResponse(status_code=result.status, headers=result.headers)
+    return func.HttpResponse(
+        json.dumps(result.body),
+        status_code=result.status,
+        headers=result.headers,
+        mimetype="application/json",
+    )
+
+
+@route_app.route(route="acr/events", methods=["GET"])
+def acr_events(req: func.HttpRequest) -> func.HttpResponse:
+    """The route block proposed for function_app.py, with the fake as the reader."""
+    return _http_response(handle_events_query(req.params, route_reader))
+
+
+@pytest.fixture
+def host() -> LocalFunctionsHost:
+    route_reader.documents.clear()
+    route_reader.unavailable = False
+    return LocalFunctionsHost(route_app, KEY)
+
+
+def get(host: LocalFunctionsHost, target: str, **headers: str) -> tuple[int, Any]:
+    reply = host.dispatch("GET", target, headers, b"", "http://h")
+    return reply.status, json.loads(reply.body)
+
+
+def test_route_answers_json_with_the_key(host: LocalFunctionsHost) -> None:
+    pushed = event("team/api")
+    route_reader.add(pushed)
+    status, body = get(host, f"/api/acr/events?code={KEY}&repository=team%2Fapi&limit=5")
+    assert (status, body) == (200, {"events": [pushed], "continuation": None})
+    status, body = get(host, "/api/acr/events?tag=v1", **{"x-functions-key": KEY})
+    assert status == 200 and len(body["events"]) == 1
+
+
+def test_route_names_the_bad_parameter(host: LocalFunctionsHost) -> None:
+    status, body = get(host, f"/api/acr/events?code={KEY}&limit=5000")
+    assert status == 400
+    assert body["error"].startswith("limit: ")
+
+
+def test_route_needs_the_key_and_get(host: LocalFunctionsHost) -> None:
+    assert get(host, "/api/acr/events")[0] == 401
+    assert get(host, "/api/acr/events?code=wrong")[0] == 401
+    reply = host.dispatch("POST", f"/api/acr/events?code={KEY}", {}, b"{}", "http://h")
+    assert reply.status == 405
+
+
+def test_route_outage_is_503_json(host: LocalFunctionsHost) -> None:
+    route_reader.unavailable = True
+    status, body = get(host, f"/api/acr/events?code={KEY}")
+    assert status == 503
+    assert "unavailable" in body["error"]
+
+
+# --- the CLI ------------------------------------------------------------------------------
+
+
+def test_table_shortens_digests_and_marks_missing_values() -> None:
+    pushed = event("team/api", tag="v1", digest=DIGEST_A, at="2026-11-23T10:00:00Z")
+    untagged = dict(event("alpine", tag=None, digest=DIGEST_B), size=None, registry=None)
+    lines = cli.format_table([pushed, untagged]).splitlines()
+    assert lines[0].split() == [
+        "TIMESTAMP",
+        "ACTION",
+        "REPOSITORY",
+        "TAG",
+        "DIGEST",
+        "SIZE",
+        "REGISTRY",
+    ]
+    assert lines[1].split() == [
+        "2026-11-23T10:00:00.000000Z",
+        "push",
+        "team/api",
+        "v1",
+        "sha256:aaaaaaaaaaaa",
+        "524",
+        "myregistry.azurecr.io",
+    ]
+    assert lines[2].split()[2:] == ["alpine", "<none>", "sha256:bbbbbbbbbbbb", "-", "-"]
+    assert lines[1].index("push") == lines[0].index("ACTION")  # columns line up
+
+
+@pytest.fixture
+def cli_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEventRepository:
+    """The CLI with its settings from the environment and the fake as its Cosmos DB."""
+    fake = FakeEventRepository()
+    monkeypatch.chdir(tmp_path)  # no local.settings.json here
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
+    return fake
+
+
+def test_cli_prints_a_table_and_the_next_token(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(cli_reader, event(at="2026-11-01T00:00:00Z"), event(at="2026-11-02T00:00:00Z"))
+    assert cli.main(["events", "--repository", "team/api", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-02T00:00:00.000000Z" in out
+    assert "2026-11-01" not in out
+    token = out.split("--continuation ")[1].strip()
+
+    assert cli.main(["events", "--repository", "team/api", "--continuation", token]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-01T00:00:00.000000Z" in out
+    assert "--continuation" not in out
+
+
+def test_cli_json_prints_the_documents(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pushed = seed(cli_reader, event())[0]
+    assert cli.main(["events", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"events": [pushed], "continuation": None}
+
+
+def test_cli_says_when_there_is_nothing(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["events", "--action", "delete"]) == 0
+    assert capsys.readouterr().out.strip() == "No events."
+
+
+def test_cli_bad_parameters_exit_2_naming_the_option_without_a_database(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["events", "--limit", "0", "--since", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert "--limit: " in err
+    assert "--since: " in err
+    assert cli_reader.find_calls == 0
+
+
+def test_cli_outage_exits_1_with_a_message(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_reader.unavailable = True
+    assert cli.main(["events"]) == 1
+    err = capsys.readouterr().err
+    assert "unavailable" in err
+    assert "Traceback" not in err
+
+
+def test_cli_without_endpoint_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COSMOS_ENDPOINT", raising=False)
+    assert cli.main(["events", "--repository", "team/api"]) == 2
+    assert "COSMOS_ENDPOINT" in capsys.readouterr().err
