@@ -12,7 +12,8 @@ from acr_webhook.config import FALLBACK_QUEUE_NAME, STORAGE_CONNECTION
 from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
 from acr_webhook.fallback import replay_queued_event
 from acr_webhook.handlers import Result, handle_webhook
-from acr_webhook.runtime import event_repository, fallback_queue, shared_secret
+from acr_webhook.queries import handle_events_query
+from acr_webhook.runtime import event_reader, event_repository, fallback_queue, shared_secret
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -50,6 +51,13 @@ def acr_eventgrid(req: func.HttpRequest) -> func.HttpResponse:
         return _http_response(handle_eventgrid_options(headers))
     result = handle_eventgrid(req.get_body(), headers, event_repository(), secret=shared_secret())
     return _http_response(result)
+
+
+@app.route(route="acr/events", methods=["GET"])
+def acr_events(req: func.HttpRequest) -> func.HttpResponse:
+    """Recorded events, newest first: GET /api/acr/events?code=<function key>&repository=...
+    (filters: repository, tag, digest, action, since, until; limit; continuation)."""
+    return _http_response(handle_events_query(req.params, event_reader()))
 
 
 @app.queue_trigger(

@@ -36,6 +36,12 @@ def _provision(_args: argparse.Namespace) -> int:
         f"are ready at {settings.cosmos_endpoint}",
         flush=True,
     )
+    if settings.fallback_queue:
+        from acr_webhook.fallback import provision_queue
+
+        provision_queue(settings.fallback_queue)
+        name = settings.fallback_queue.queue_name
+        print(f"Fallback queues '{name}' and '{name}-poison' are ready", flush=True)
     return 0
 
 

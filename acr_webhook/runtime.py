@@ -11,7 +11,7 @@ import functools
 from acr_webhook.config import Settings, load_settings
 from acr_webhook.fallback import FallbackQueue, StorageQueueFallback
 from acr_webhook.handlers import SharedSecret
-from acr_webhook.repository import CosmosEventRepository, EventRepository
+from acr_webhook.repository import CosmosEventRepository, EventReader, EventRepository
 
 
 @functools.cache
@@ -21,6 +21,12 @@ def settings() -> Settings:
 
 @functools.cache
 def event_repository() -> EventRepository:
+    return CosmosEventRepository(settings())
+
+
+@functools.cache
+def event_reader() -> EventReader:
+    # Its own instance: reads create their own client (QUERY_TIMEOUTS); writes keep theirs.
     return CosmosEventRepository(settings())
 
 

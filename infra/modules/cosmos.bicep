@@ -146,6 +146,9 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
           {
             path: '/source/?'
           }
+          {
+            path: '/userAgent/?'
+          }
         ]
         excludedPaths: [
           {

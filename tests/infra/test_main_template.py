@@ -7,7 +7,10 @@ import re
 from typing import Any
 
 from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, FALLBACK_QUEUE_NAME
+from acr_webhook.queries import EventQuery
+from acr_webhook.repository import events_sql
 from tests.infra.bicep import (
+    REPO_ROOT,
     Json,
     accessor,
     conditional_branches,
@@ -399,6 +402,7 @@ def test_cosmos_container_indexes_only_queried_paths() -> None:
         "/timestamp/?",
         "/receivedAt/?",
         "/source/?",
+        "/userAgent/?",
     }
     composites = [
         [(part["path"], part["order"]) for part in index] for index in policy["compositeIndexes"]
@@ -497,3 +501,24 @@ def test_outputs_for_azd_and_the_webhook_step() -> None:
         == "https://${functionApp.outputs.defaultHostName}/api/acr/webhook"
     )
     assert "code=" not in json.dumps(outputs), "outputs must not carry the function key"
+
+
+def _filtered_properties(sql: str) -> set[str]:
+    """Document properties a query filters or sorts on (what the index must cover)."""
+    clauses = re.split(r"\bWHERE\b|\bORDER BY\b|\bGROUP BY\b", sql, flags=re.IGNORECASE)
+    return {name for clause in clauses[1:] for name in re.findall(r"\bc\.(\w+)", clause)}
+
+
+def test_indexing_covers_what_the_app_and_the_documented_queries_filter_on() -> None:
+    every_filter = EventQuery(
+        repository="r", tag="t", digest="d", action="push", since="a", until="b"
+    )
+    app_sql, _ = events_sql(every_filter, 10)
+    docs = (REPO_ROOT / "docs" / "queries.md").read_text()
+    doc_sql = re.findall(r"```sql\n(.*?)```", docs, flags=re.DOTALL)
+    assert len(doc_sql) >= 5, "docs/queries.md lost its Data Explorer queries"
+    used = _filtered_properties(app_sql).union(*map(_filtered_properties, doc_sql))
+    indexed = {entry["path"] for entry in cosmos_container()["indexingPolicy"]["includedPaths"]}
+    # id is always indexed by Cosmos DB.
+    missing = {name for name in used - {"id"} if f"/{name}/?" not in indexed}
+    assert not missing, f"filtered or sorted on but not indexed: {sorted(missing)}"

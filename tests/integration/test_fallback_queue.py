@@ -72,7 +72,7 @@ def test_put_fails_fast_when_the_queue_service_is_down(
     assert time.monotonic() - started < 2.5
 
 
-def app_with_queue_trigger(queue_name: str, handler: Callable[[bytes], None]) -> func.FunctionApp:
+def app_with_queue_trigger(queue_name: str, handler: Callable[[bytes], object]) -> func.FunctionApp:
     app = func.FunctionApp()
 
     @app.queue_trigger(arg_name="message", queue_name=queue_name, connection="AzureWebJobsStorage")

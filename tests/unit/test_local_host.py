@@ -28,7 +28,7 @@ def host() -> LocalFunctionsHost:
 
 
 def test_routes_come_from_the_function_app_decorators(host: LocalFunctionsHost) -> None:
-    assert set(host.routes) == {"/api/acr/webhook", "/api/acr/eventgrid"}
+    assert set(host.routes) == {"/api/acr/webhook", "/api/acr/eventgrid", "/api/acr/events"}
     webhook = host.routes["/api/acr/webhook"]
     assert webhook.methods == {"POST"}
     assert webhook.needs_key
