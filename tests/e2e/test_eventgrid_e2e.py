@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from acr_webhook.config import Settings
@@ -24,13 +22,6 @@ ANSWER_BUDGET_S = 4.5
 EVENT_GRID_JSON = "application/json"
 CLOUDEVENT = "application/cloudevents+json; charset=utf-8"
 CLOUDEVENTS_BATCH = "application/cloudevents-batch+json; charset=utf-8"
-
-
-@pytest.fixture
-def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(cosmos_settings, tmp_path)
-    yield process
-    process.stop()
 
 
 def deliver(

@@ -3,14 +3,12 @@ from ``python -m acr_webhook serve``, with the real Cosmos DB repository behind 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from acr_webhook.config import Settings
 from acr_webhook.repository import provision
 from tests.conftest import fresh_settings
 from tests.support import payloads
@@ -20,13 +18,6 @@ from tests.support.serve import ServeProcess
 ROUTE = "acr/events"
 DIGEST_A = "sha256:" + "a" * 64
 DIGEST_B = "sha256:" + "b" * 64
-
-
-@pytest.fixture
-def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(cosmos_settings, tmp_path)
-    yield process
-    process.stop()
 
 
 def push(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
 
 ANSWER_BUDGET_S = 4.5
-
-
-@pytest.fixture
-def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
-    process = ServeProcess(cosmos_settings, tmp_path)
-    yield process
-    process.stop()
 
 
 def post(url: str, data: bytes, **headers: str) -> requests.Response:

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import azure.functions as func
 import pytest
 
+import function_app
 from acr_webhook import __main__ as cli
-from acr_webhook.handlers import Result
 from acr_webhook.local_host import LocalFunctionsHost
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.queries import (
@@ -429,32 +428,18 @@ def test_logs_never_carry_the_function_key(
 
 # --- the route, as function_app.py registers it ------------------------------------------
 
-route_app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-route_reader = FakeEventRepository()
 
-
-def _http_response(result: Result) -> func.HttpResponse:  # as in function_app.py
-    if result.body is None:
-        return func.HttpResponse(status_code=result.status, headers=result.headers)
-    return func.HttpResponse(
-        json.dumps(result.body),
-        status_code=result.status,
-        headers=result.headers,
-        mimetype="application/json",
-    )
-
-
-@route_app.route(route="acr/events", methods=["GET"])
-def acr_events(req: func.HttpRequest) -> func.HttpResponse:
-    """The route block proposed for function_app.py, with the fake as the reader."""
-    return _http_response(handle_events_query(req.params, route_reader))
+@pytest.fixture
+def route_reader(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
+    """function_app's own route, with the fake as its reader."""
+    fake = FakeEventRepository()
+    monkeypatch.setattr(function_app, "event_reader", lambda: fake)
+    return fake
 
 
 @pytest.fixture
-def host() -> LocalFunctionsHost:
-    route_reader.documents.clear()
-    route_reader.unavailable = False
-    return LocalFunctionsHost(route_app, KEY)
+def host(route_reader: FakeEventRepository) -> LocalFunctionsHost:
+    return LocalFunctionsHost(function_app.app, KEY)
 
 
 def get(host: LocalFunctionsHost, target: str, **headers: str) -> tuple[int, Any]:
@@ -462,7 +447,9 @@ def get(host: LocalFunctionsHost, target: str, **headers: str) -> tuple[int, Any
     return reply.status, json.loads(reply.body)
 
 
-def test_route_answers_json_with_the_key(host: LocalFunctionsHost) -> None:
+def test_route_answers_json_with_the_key(
+    host: LocalFunctionsHost, route_reader: FakeEventRepository
+) -> None:
     pushed = event("team/api")
     route_reader.add(pushed)
     status, body = get(host, f"/api/acr/events?code={KEY}&repository=team%2Fapi&limit=5")
@@ -484,7 +471,9 @@ def test_route_needs_the_key_and_get(host: LocalFunctionsHost) -> None:
     assert reply.status == 405
 
 
-def test_route_outage_is_503_json(host: LocalFunctionsHost) -> None:
+def test_route_outage_is_503_json(
+    host: LocalFunctionsHost, route_reader: FakeEventRepository
+) -> None:
     route_reader.unavailable = True
     status, body = get(host, f"/api/acr/events?code={KEY}")
     assert status == 503
