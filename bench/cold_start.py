@@ -1,20 +1,22 @@
 """Cold start: a new Python process until its first answered webhook event, next to the floor.
 
 Each run is a new interpreter (bench/cold_child.py) timed from the parent's spawn to the
-child's answer. App, floor and ``python -m acr_webhook serve`` runs are interleaved, after one
-discarded warm-up of each (disk cache, .pyc files, the local server's JIT), and reported as
-medians. ``python -X importtime`` runs name the imports that make up the difference.
+child's answer, in a venv with the runtime requirements only (bench/runtime.py). App and floor
+runs are interleaved, after one discarded warm-up of each (disk cache, .pyc files, the local
+server's JIT), and reported as medians. ``python -X importtime`` runs of the same children
+name the imports that make up the difference.
 """
 
 from __future__ import annotations
 
-import http.client
+import dataclasses
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,66 +25,80 @@ from typing import Any
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CLIENT_TIMEOUTS
+from bench.runtime import Interpreter
 from bench.stats import median
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
-from tests.support.serve import ServeProcess
 
 CHILD = Path(__file__).with_name("cold_child.py")
-MODES = ("app", "floor", "serve")
+MODES = ("app", "floor")
 FLAGS = ("-X", "importtime")
 
 
 @dataclass(frozen=True)
 class ColdRun:
-    """Seconds from the parent's spawn; the phases are None where they cannot be seen."""
+    """Seconds: from the parent's spawn to the answer, and its three phases."""
 
     total: float
-    interpreter: float | None = None
-    imports: float | None = None
-    first_event: float | None = None
+    interpreter: float  # spawn → the child's first statement
+    imports: float
+    first_event: float  # settings, client, request, write, response
+    cpu: float  # the child's CPU time (user + system) up to the answer: steadier when busy
 
 
 @dataclass(frozen=True)
 class ColdStartFigures:
+    interpreter: str  # which venv the children ran in
     runs: dict[str, list[ColdRun]]
 
-    def median(self, mode: str, phase: str = "total") -> float | None:
-        values = [getattr(run, phase) for run in self.runs[mode]]
-        return median(values) if None not in values else None
+    def median(self, mode: str, phase: str = "total") -> float:
+        return median([getattr(run, phase) for run in self.runs[mode]])
 
 
 @dataclass(frozen=True)
 class ImportOffender:
+    """A module ``function_app`` imports and the floor never does."""
+
     module: str
     self_us: float
     cumulative_us: float
-    in_floor: bool
+    via: str  # the app's own module (function_app, acr_webhook.*) that brought it in
 
 
 @dataclass(frozen=True)
 class ImportProfile:
-    app_total_us: float
-    floor_total_us: float
+    function_app_us: float  # ``import function_app``, cumulative
+    app_total_us: float  # every import of the app's whole run (some happen in the first event)
+    floor_total_us: float  # every import of the floor's whole run
     beyond_floor_us: float  # self time of the modules the floor does not import
-    offenders: list[ImportOffender]
+    offenders: list[ImportOffender]  # the largest by self time
 
 
-def _child_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COSMOS_", "LOCAL_"))}
+@dataclass(frozen=True)
+class _Children:
+    """How every cold child starts: interpreter, environment and working directory."""
+
+    python: str
+    settings: Settings
+    env: dict[str, str]
+    workdir: str
+
+
+@contextmanager
+def _children(settings: Settings, python: str) -> Iterator[_Children]:
+    # Only the bench's settings: a developer's own (a webhook secret, a storage connection)
+    # would change what the app does.
+    app_settings = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(app_settings)}
     env["PYTHONPATH"] = str(REPO_ROOT)
     for name in ("endpoint", "key", "database", "container"):
         env[f"COSMOS_{name.upper()}"] = getattr(settings, f"cosmos_{name}") or ""
-    return env
+    # No local.settings.json there: the settings come from the environment, as when deployed.
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as workdir:
+        yield _Children(python, settings, env, workdir)
 
 
-def _push() -> dict[str, Any]:
-    return payloads.with_new_id(payloads.PUSH)
-
-
-def _spawn(
-    mode: str, settings: Settings, env: dict[str, str], workdir: str, *flags: str
-) -> tuple[ColdRun, str]:
+def _spawn(mode: str, children: _Children, *flags: str) -> tuple[ColdRun, str]:
     """One cold child of ``mode`` ("app" or "floor"): its phases, and what it wrote to stderr."""
     if mode == "app":
         spec: dict[str, Any] = {
@@ -90,6 +106,7 @@ def _spawn(
             "body": payloads.body(_push()).decode(),
         }
     else:
+        settings = children.settings
         spec = {
             "endpoint": settings.cosmos_endpoint,
             "key": settings.cosmos_key,
@@ -100,9 +117,9 @@ def _spawn(
         }
     spawned = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, *flags, str(CHILD), mode, json.dumps(spec)],
-        cwd=workdir,
-        env=env,
+        [children.python, *flags, str(CHILD), mode, json.dumps(spec)],
+        cwd=children.workdir,
+        env=children.env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -118,50 +135,26 @@ def _spawn(
         interpreter=readings["started"] - spawned,
         imports=readings["imported"] - readings["started"],
         first_event=readings["answered"] - readings["imported"],
+        cpu=readings["cpu"],
     )
     return run, done.stderr
 
 
-def _serve_run(settings: Settings, env: dict[str, str], workdir: str) -> ColdRun:
-    spawned = time.perf_counter()
-    served = ServeProcess(settings, Path(workdir), function_key="bench-key")
-    try:
-        connection = http.client.HTTPConnection("127.0.0.1", served.port, timeout=10)
-        connection.request(
-            "POST",
-            "/api/acr/webhook?code=bench-key",
-            body=payloads.body(_push()),
-            headers={"Content-Type": "application/json"},
-        )
-        status = connection.getresponse().status
-        answered = time.perf_counter()
-        connection.close()
-    finally:
-        served.stop()
-    if status != 201:
-        raise RuntimeError(f"cold start (serve) answered {status}, not 201")
-    return ColdRun(total=answered - spawned)
+def _push() -> dict[str, Any]:
+    return payloads.with_new_id(payloads.PUSH)
 
 
-def _run(mode: str, settings: Settings, env: dict[str, str], workdir: str) -> ColdRun:
-    if mode == "serve":
-        return _serve_run(settings, env, workdir)
-    return _spawn(mode, settings, env, workdir)[0]
-
-
-def measure_cold_start(settings: Settings, runs: int) -> ColdStartFigures:
+def measure_cold_start(settings: Settings, interpreter: Interpreter, runs: int) -> ColdStartFigures:
     """``runs`` interleaved runs of each mode (rotating which goes first), after a warm-up."""
-    env = _child_env(settings)
     results: dict[str, list[ColdRun]] = {mode: [] for mode in MODES}
-    # No local.settings.json there: the settings come from the environment, as when deployed.
-    with tempfile.TemporaryDirectory(prefix="bench-cold-") as workdir:
+    with _children(settings, interpreter.python) as children:
         for mode in MODES:
-            _run(mode, settings, env, workdir)
+            _spawn(mode, children)
         for index in range(runs):
             shift = index % len(MODES)
             for mode in MODES[shift:] + MODES[:shift]:
-                results[mode].append(_run(mode, settings, env, workdir))
-    return ColdStartFigures(results)
+                results[mode].append(_spawn(mode, children)[0])
+    return ColdStartFigures(interpreter.description, results)
 
 
 @dataclass(frozen=True)
@@ -170,6 +163,7 @@ class _Import:
     depth: int
     self_us: int
     cumulative_us: int
+    via: str = ""
 
 
 def _parse_importtime(stderr: str) -> list[_Import]:
@@ -181,7 +175,23 @@ def _parse_importtime(stderr: str) -> list[_Import]:
         self_us, cumulative_us, name = line.removeprefix("import time:").split("|")
         depth = (len(name) - len(name.lstrip()) - 1) // 2
         imports.append(_Import(name.strip(), depth, int(self_us), int(cumulative_us)))
-    return imports
+    return _with_importers(imports)
+
+
+def _is_app_module(name: str) -> bool:
+    return name == "function_app" or name.startswith("acr_webhook")
+
+
+def _with_importers(imports: list[_Import]) -> list[_Import]:
+    """Each entry with ``via``: the nearest app module above it in the import tree."""
+    parents: list[str] = []  # by depth, walking from the top-level imports down
+    result = []
+    for entry in reversed(imports):
+        del parents[entry.depth :]
+        via = next((name for name in reversed(parents) if _is_app_module(name)), "")
+        result.append(dataclasses.replace(entry, via=via))
+        parents.append(entry.name)
+    return result[::-1]
 
 
 def _tree(imports: list[_Import], root: str) -> list[_Import]:
@@ -193,34 +203,39 @@ def _tree(imports: list[_Import], root: str) -> list[_Import]:
     return imports[start : end + 1]
 
 
-def profile_imports(settings: Settings, repeats: int = 5, top: int = 12) -> ImportProfile:
+def _all_imports_us(runs: list[list[_Import]]) -> float:
+    return median([sum(e.cumulative_us for e in run if e.depth == 0) for run in runs])
+
+
+def profile_imports(
+    settings: Settings, interpreter: Interpreter, repeats: int = 5, top: int = 12
+) -> ImportProfile:
     """``-X importtime`` of whole app and floor cold starts (so imports made on first use count
     too), median of ``repeats`` each: the ``function_app`` import tree and what the floor
     imports during its whole run."""
-    env = _child_env(settings)
-    with tempfile.TemporaryDirectory(prefix="bench-imports-") as workdir:
-        app_runs, floor_runs = [], []
+    app_runs, floor_runs = [], []
+    with _children(settings, interpreter.python) as children:
         for _ in range(repeats):
-            app_runs.append(_parse_importtime(_spawn("app", settings, env, workdir, *FLAGS)[1]))
-            floor_runs.append(_parse_importtime(_spawn("floor", settings, env, workdir, *FLAGS)[1]))
+            app_runs.append(_parse_importtime(_spawn("app", children, *FLAGS)[1]))
+            floor_runs.append(_parse_importtime(_spawn("floor", children, *FLAGS)[1]))
     trees = [{entry.name: entry for entry in _tree(run, "function_app")} for run in app_runs]
     floor_modules = {entry.name for run in floor_runs for entry in run}
 
     def med(module: str, field: str) -> float:
         return median([getattr(tree[module], field) for tree in trees if module in tree])
 
+    def via(module: str) -> str:
+        return next(tree[module].via for tree in trees if module in tree)
+
     offenders = [
-        ImportOffender(
-            name, med(name, "self_us"), med(name, "cumulative_us"), name in floor_modules
-        )
-        for name in set().union(*trees)
+        ImportOffender(name, med(name, "self_us"), med(name, "cumulative_us"), via(name))
+        for name in set().union(*trees) - floor_modules
     ]
     offenders.sort(key=lambda offender: offender.self_us, reverse=True)
     return ImportProfile(
-        app_total_us=med("function_app", "cumulative_us"),
-        floor_total_us=median(
-            [sum(e.cumulative_us for e in run if e.depth == 0) for run in floor_runs]
-        ),
-        beyond_floor_us=sum(o.self_us for o in offenders if not o.in_floor),
+        function_app_us=med("function_app", "cumulative_us"),
+        app_total_us=_all_imports_us(app_runs),
+        floor_total_us=_all_imports_us(floor_runs),
+        beyond_floor_us=sum(o.self_us for o in offenders),
         offenders=offenders[:top],
     )

@@ -18,6 +18,7 @@ from bench.cpu import measure_cpu
 from bench.local import local_cosmos_server
 from bench.machine import describe_machine
 from bench.ru import measure_write_costs
+from bench.runtime import runtime_interpreter
 from bench.throughput import measure_throughput
 from tests.conftest import fresh_settings
 from tests.support.cosmos_server import REPO_ROOT
@@ -39,8 +40,11 @@ def run_all(args: argparse.Namespace) -> report.Figures:
     machine = describe_machine()
     with local_cosmos_server() as server:
         cold_settings = fresh_settings(server)
-        cold = _step("cold start", lambda: measure_cold_start(cold_settings, args.runs))
-        imports = _step("import profile", lambda: profile_imports(cold_settings))
+        interpreter = _step("runtime venv", runtime_interpreter)
+        cold = _step(
+            "cold start", lambda: measure_cold_start(cold_settings, interpreter, args.runs)
+        )
+        imports = _step("import profile", lambda: profile_imports(cold_settings, interpreter))
         cpu = _step("per-event CPU", measure_cpu)
         throughput = _step(
             "throughput",
