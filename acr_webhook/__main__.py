@@ -37,11 +37,19 @@ def _provision(_args: argparse.Namespace) -> int:
         flush=True,
     )
     if settings.fallback_queue:
+        from azure.core.exceptions import AzureError
+
         from acr_webhook.fallback import provision_queue
 
-        provision_queue(settings.fallback_queue)
         name = settings.fallback_queue.queue_name
-        print(f"Fallback queues '{name}' and '{name}-poison' are ready", flush=True)
+        try:
+            provision_queue(settings.fallback_queue)
+        except (AzureError, ValueError) as error:
+            # The database is what events need; without the queue the app answers 503
+            # instead of 202 during an outage, so this is a warning, not a failure.
+            print(f"warning: fallback queue '{name}' not created: {error}", file=sys.stderr)
+        else:
+            print(f"Fallback queues '{name}' and '{name}-poison' are ready", flush=True)
     return 0
 
 

@@ -98,7 +98,7 @@ def provision_queue(settings: QueueSettings) -> None:
     for name in (settings.queue_name, f"{settings.queue_name}-poison"):
         client = create_queue_client(
             QueueSettings(name, settings.connection_string, settings.queue_service_uri),
-            {"connection_timeout": 5, "read_timeout": 30},
+            {"connection_timeout": 5, "read_timeout": 30, "retry_total": 0},
         )
         with contextlib.suppress(ResourceExistsError):
             client.create_queue()

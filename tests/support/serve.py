@@ -34,7 +34,8 @@ class ServeProcess:
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COSMOS_", "LOCAL_"))}
+        own = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs")  # only what the test gives
+        env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
         env.update(
             PYTHONPATH=str(REPO_ROOT),
             COSMOS_ENDPOINT=settings.cosmos_endpoint,

@@ -433,7 +433,11 @@ def test_an_empty_batch_is_acknowledged(repository: FakeEventRepository) -> None
 
 
 @pytest.fixture
-def host(monkeypatch: pytest.MonkeyPatch, repository: FakeEventRepository) -> LocalFunctionsHost:
+def host(
+    monkeypatch: pytest.MonkeyPatch,
+    app_repository: FakeEventRepository,
+    repository: FakeEventRepository,
+) -> LocalFunctionsHost:
     monkeypatch.setattr(function_app, "event_repository", lambda: repository)
     return LocalFunctionsHost(function_app.app, KEY)
 

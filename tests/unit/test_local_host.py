@@ -16,10 +16,8 @@ URL = "/api/acr/webhook"
 
 
 @pytest.fixture
-def repository(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
-    fake = FakeEventRepository()
-    monkeypatch.setattr(function_app, "event_repository", lambda: fake)
-    return fake
+def repository(app_repository: FakeEventRepository) -> FakeEventRepository:
+    return app_repository
 
 
 @pytest.fixture

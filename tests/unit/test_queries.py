@@ -430,11 +430,9 @@ def test_logs_never_carry_the_function_key(
 
 
 @pytest.fixture
-def route_reader(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
+def route_reader(app_repository: FakeEventRepository) -> FakeEventRepository:
     """function_app's own route, with the fake as its reader."""
-    fake = FakeEventRepository()
-    monkeypatch.setattr(function_app, "event_reader", lambda: fake)
-    return fake
+    return app_repository
 
 
 @pytest.fixture

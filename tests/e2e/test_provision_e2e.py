@@ -1,0 +1,78 @@
+"""``python -m acr_webhook provision`` as a user runs it, against the real local servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from azure.storage.queue import QueueServiceClient
+
+from acr_webhook.config import FALLBACK_QUEUE_NAME, Settings
+from acr_webhook.repository import create_cosmos_client
+from tests.support.azurite import LocalAzurite
+from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
+
+
+def provision(
+    server: LocalCosmosServer, container: str, workdir: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COSMOS_", "Azure"))}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        COSMOS_ENDPOINT=server.endpoint,
+        COSMOS_KEY=EMULATOR_KEY,
+        COSMOS_CONTAINER=container,
+        **extra,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "acr_webhook", "provision"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_provision_creates_the_container_partitioned_by_repository_twice_fine(
+    cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    container = f"prov-{uuid.uuid4().hex[:8]}"
+    for _ in range(2):
+        result = provision(cosmos_server, container, tmp_path)
+        assert result.returncode == 0, result.stderr
+    settings = Settings(cosmos_server.endpoint, EMULATOR_KEY, "acr", container, None)
+    properties = (
+        create_cosmos_client(settings)
+        .get_database_client("acr")
+        .get_container_client(container)
+        .read()
+    )
+    assert properties["partitionKey"]["paths"] == ["/repository"]
+
+
+def test_provision_creates_the_fallback_queues_when_storage_is_configured(
+    cosmos_server: LocalCosmosServer, azurite: LocalAzurite, tmp_path: Path
+) -> None:
+    result = provision(
+        cosmos_server, "events", tmp_path, AzureWebJobsStorage=azurite.connection_string
+    )
+    assert result.returncode == 0, result.stderr
+    service = QueueServiceClient.from_connection_string(azurite.connection_string)
+    names = {queue.name for queue in service.list_queues()}
+    assert {FALLBACK_QUEUE_NAME, f"{FALLBACK_QUEUE_NAME}-poison"} <= names
+
+
+def test_unreachable_storage_is_a_warning_not_a_failure(
+    cosmos_server: LocalCosmosServer, restartable_azurite: LocalAzurite, tmp_path: Path
+) -> None:
+    connection_string = restartable_azurite.connection_string
+    restartable_azurite.stop()
+    result = provision(cosmos_server, "events", tmp_path, AzureWebJobsStorage=connection_string)
+    assert result.returncode == 0, result.stderr
+    assert "warning: fallback queue" in result.stderr
+    assert "container 'events' are ready" in result.stdout

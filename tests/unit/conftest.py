@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import function_app
+from tests.support.fakes import FakeEventRepository
+
+
+@pytest.fixture(autouse=True)
+def _no_local_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unit tests never read a developer's local.settings.json (it is looked up in the cwd)
+    nor its COSMOS_/storage settings from the environment."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("COSMOS_ENDPOINT", "AzureWebJobsStorage", "WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def app_repository(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
+    """function_app's routes with an in-memory store: no fallback queue, no shared secret."""
+    fake = FakeEventRepository()
+    monkeypatch.setattr(function_app, "event_repository", lambda: fake)
+    monkeypatch.setattr(function_app, "event_reader", lambda: fake)
+    monkeypatch.setattr(function_app, "fallback_queue", lambda: None)
+    monkeypatch.setattr(function_app, "shared_secret", lambda: None)
+    return fake
