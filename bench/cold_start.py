@@ -54,6 +54,12 @@ class ColdStartFigures:
     def median(self, mode: str, phase: str = "total") -> float:
         return median([getattr(run, phase) for run in self.runs[mode]])
 
+    def ratio(self, phase: str = "total") -> float:
+        """App over floor: the median of each round's pair, which cancels the drift other
+        work on the machine causes between rounds."""
+        pairs = zip(self.runs["app"], self.runs["floor"], strict=True)
+        return median([getattr(app, phase) / getattr(floor, phase) for app, floor in pairs])
+
 
 @dataclass(frozen=True)
 class ImportOffender:

@@ -51,9 +51,9 @@ def targets_section(figures: Figures) -> str:
     handler_cpu, loads_cpu = figures.cpu.handler, figures.cpu.floor
     tp = figures.throughput
     handler_rate, floor_rate = tp.events_per_s("handler"), tp.events_per_s("floor")
-    cold_ratio = ratio(app, floor)
+    cold_ratio = cold.ratio()
     cpu_ratio = ratio(handler_cpu.seconds, loads_cpu.seconds)
-    tp_ratio = ratio(handler_rate, floor_rate)
+    tp_ratio = tp.ratio()
     rows = [
         (
             "Cold start: new process → first answered event",
@@ -106,7 +106,7 @@ def cold_start_section(cold: ColdStartFigures, imports: ImportProfile) -> str:
         for mode, label in labels.items()
     ]
     runs = len(cold.runs["app"])
-    cpu_ratio = ratio(cold.median("app", "cpu"), cold.median("floor", "cpu"))
+    cpu_ratio = cold.ratio("cpu")
     offenders = [
         (
             f"`{o.module}`",
@@ -127,7 +127,8 @@ def cold_start_section(cold: ColdStartFigures, imports: ImportProfile) -> str:
             "azure-cosmos and pydantic, creates a `CosmosClient` with the app's client options "
             "and does one `create_item`. The worker's own start (gRPC, host handshake) is "
             "neither's and not measured. "
-            f"Medians of {runs} interleaved runs each after a discarded warm-up, against the "
+            f"Medians of {runs} interleaved runs each after a discarded warm-up (ratios: median "
+            "of each round's app/floor ratio), against the "
             "local Cosmos DB API server (loopback TLS, keep-alive). Interpreter: "
             f"{cold.interpreter}.",
             table(("Run", "Total", "Interpreter start", "Imports", "First event", "CPU"), rows),
@@ -195,8 +196,9 @@ def throughput_section(tp: ThroughputFigures) -> str:
             "server. Each run has a fresh container and its own client, built with the app's "
             "`create_cosmos_client` (same options in both), warmed with one write per thread "
             "before the clock starts. The floor writes the very documents the handler produces "
-            "from the same payloads. Events/s: median of the rounds; p50/p99: over every event "
-            "of all rounds, from call to return.",
+            "from the same payloads. Events/s: median of the rounds; ratio: median of each "
+            "round's handler/floor ratio; p50/p99: over every event of all rounds, from call to "
+            "return.",
             table(("Path", "Events/s", "p50", "p99"), rows),
         ]
     )

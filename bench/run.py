@@ -59,10 +59,10 @@ def run_all(args: argparse.Namespace) -> report.Figures:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("part", nargs="?", choices=("all", "ru"), default="all")
-    parser.add_argument("--runs", type=int, default=7, help="cold starts of each kind")
-    parser.add_argument("--events", type=int, default=3000, help="events per throughput run")
+    parser.add_argument("--runs", type=int, default=9, help="cold starts of each kind")
+    parser.add_argument("--events", type=int, default=2000, help="events per throughput run")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=3, help="throughput runs of each kind")
+    parser.add_argument("--rounds", type=int, default=5, help="throughput runs of each kind")
     parser.add_argument("--output", type=Path, default=DOCUMENT, help="the report to rewrite")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)

@@ -4,7 +4,8 @@ repository, next to direct ``create_item`` of the same documents at the same con
 Each run gets a fresh container and a client of its own, built as the app builds it, warmed
 with C writes (connections open, the account read) before the clock starts. Handler and floor
 runs alternate (which goes first swaps every round); events/s is the median of the rounds,
-p50/p99 are over every event of all rounds of a kind, each timed from its call to its return.
+the ratio the median of the rounds' ratios, p50/p99 are over every event of all rounds of a
+kind, each timed from its call to its return.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class ThroughputFigures:
 
     def events_per_s(self, kind: str) -> float:
         return median([run.events_per_s for run in self.runs[kind]])
+
+    def ratio(self) -> float:
+        """Handler over floor events/s: the median of each round's pair, which cancels the
+        drift other work on the machine causes between rounds."""
+        pairs = zip(self.runs["handler"], self.runs["floor"], strict=True)
+        return median([handler.events_per_s / floor.events_per_s for handler, floor in pairs])
 
     def latency(self, kind: str, fraction: float) -> float:
         return percentile([s for run in self.runs[kind] for s in run.latencies], fraction)
