@@ -243,5 +243,5 @@ def profile_imports(
         app_total_us=_all_imports_us(app_runs),
         floor_total_us=_all_imports_us(floor_runs),
         beyond_floor_us=sum(o.self_us for o in offenders),
-        offenders=offenders[:top],
+        offenders=[o for o in offenders if o.module != "function_app"][:top],
     )
