@@ -62,7 +62,18 @@ class AcrEvent(_Tolerant):
 
 def iso_utc(moment: datetime) -> str:
     """Fixed-width ISO 8601 UTC, so that string order is time order in Cosmos DB queries."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    # strftime("%Y-%m-%dT%H:%M:%S.%fZ")'s very text (year unpadded below 1000, as glibc does)
+    # for a third of its CPU: this runs twice per event.
+    return "%d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond,
+    )
 
 
 def to_document(

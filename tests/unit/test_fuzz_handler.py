@@ -100,3 +100,28 @@ def test_mutated_real_payloads(payload: dict[str, Any]) -> None:
 @given(st.integers(1, 200_000))
 def test_deep_nesting(depth: int) -> None:
     check(b'{"action": "push", "x": ' + b"[" * depth + b"]" * depth + b"}")
+
+
+def _slow_path(body: bytes) -> AcrEvent | None:
+    try:
+        return AcrEvent.model_validate(json.loads(body))
+    except Exception:
+        return None
+
+
+def _fast_path(body: bytes) -> AcrEvent | None:
+    try:
+        return AcrEvent.model_validate_json(body)
+    except Exception:
+        return None
+
+
+@FUZZ
+@given(mutated_events())
+def test_one_pass_json_validation_agrees_with_json_loads_then_validate(
+    payload: dict[str, Any],
+) -> None:
+    """The handler validates the raw bytes in one pass and falls back to json.loads only to
+    explain a rejection; both must accept the same events and read them the same way."""
+    body = json.dumps(payload).encode()
+    assert _fast_path(body) == _slow_path(body)
