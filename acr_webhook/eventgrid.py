@@ -14,12 +14,19 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from acr_webhook.handlers import UNAUTHORIZED, Result, SharedSecret, parse_json
+from acr_webhook.handlers import (
+    UNAUTHORIZED,
+    Result,
+    SharedSecret,
+    parse_json,
+    utc_now,
+    validation_problems,
+)
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import EventRepository, RepositoryUnavailableError
 
@@ -77,24 +84,9 @@ class _Handshake:
     code: str
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _reject(problem: str, status: int = 400) -> Result:
     log.warning("eventgrid rejected: %s", problem)
     return Result(status, {"error": problem})
-
-
-def _problems(error: ValidationError, prefix: str) -> list[str]:
-    """``prefix.field: message`` for each bad field (no input values: they may be large)."""
-    problems = []
-    for detail in error.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in detail["loc"])
-        problems.append(
-            f"{prefix}.{path}: {detail['msg']}" if path else f"{prefix}: {detail['msg']}"
-        )
-    return problems
 
 
 def _labelled_events(payload: Any) -> list[tuple[str, Any]] | Result:
@@ -124,7 +116,7 @@ def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]
         else:
             envelope = EventGridEnvelope.model_validate(raw)
     except ValidationError as error:
-        return _problems(error, label)
+        return validation_problems(error, label)
     event_type = envelope.type if isinstance(envelope, CloudEventEnvelope) else envelope.eventType
     data = envelope.data
 
@@ -134,7 +126,7 @@ def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]
         try:
             return _Handshake(_ValidationData.model_validate(data).validationCode)
         except ValidationError as error:
-            return _problems(error, f"{label}.data")
+            return validation_problems(error, f"{label}.data")
 
     # Some samples of the schema drop the namespace ("ImagePushed"); accept both spellings.
     action = EVENT_TYPE_ACTIONS.get(event_type) or EVENT_TYPE_ACTIONS.get(
@@ -155,7 +147,7 @@ def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]
         return AcrEvent.model_validate(fields)
     except ValidationError as error:
         problems = []
-        for problem in _problems(error, f"{label}.data"):
+        for problem in validation_problems(error, f"{label}.data"):
             if id_from_envelope and problem.startswith(f"{label}.data.id:"):
                 # The id came from the envelope, so name the field the sender actually set.
                 problem = f"{label}.id" + problem.removeprefix(f"{label}.data.id")
@@ -175,7 +167,7 @@ def handle_eventgrid(
     body: bytes,
     headers: Mapping[str, str],
     repository: EventRepository,
-    now: Callable[[], datetime] = _utc_now,
+    now: Callable[[], datetime] = utc_now,
     *,
     secret: SharedSecret | None = None,
 ) -> Result:

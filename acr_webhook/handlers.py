@@ -50,7 +50,7 @@ class Result:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _utc_now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -59,13 +59,15 @@ def _bad_request(problem: str, status: int = 400) -> Result:
     return Result(status, {"error": problem})
 
 
-def describe_validation_error(error: ValidationError) -> str:
-    """One line naming each bad field, e.g. ``target.repository: Field required``."""
+def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
+    """``field: problem`` for each bad field, e.g. ``target.repository: Field required``
+    (``prefix`` names where the object sits; no input values: they may be large)."""
     problems = []
     for detail in error.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in detail["loc"]) or "body"
+        path = ".".join(str(part) for part in detail["loc"])
+        field = ".".join(part for part in (prefix, path) if part) or "body"
         problems.append(f"{field}: {detail['msg']}")
-    return "; ".join(problems)
+    return problems
 
 
 def parse_json(body: bytes) -> Any:
@@ -131,7 +133,7 @@ def _recorded_event(body: bytes) -> AcrEvent | Result:
     try:
         return AcrEvent.model_validate(payload)
     except ValidationError as error:
-        return _bad_request(describe_validation_error(error))
+        return _bad_request("; ".join(validation_problems(error)))
 
 
 def handle_webhook(
@@ -141,7 +143,7 @@ def handle_webhook(
     headers: Mapping[str, str] | None = None,
     secret: SharedSecret | None = None,
     fallback: FallbackQueue | None = None,
-    now: Callable[[], datetime] = _utc_now,
+    now: Callable[[], datetime] = utc_now,
 ) -> Result:
     """One ACR webhook call: ping → 204, recorded action → 201 or 200 (duplicate),
     unknown action → 202, bad input → 400/413, wrong shared secret → 401.

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
 
-from acr_webhook.handlers import Result
+from acr_webhook.handlers import Result, utc_now
 from acr_webhook.models import RECORDED_ACTIONS, iso_utc
 from acr_webhook.repository import EventReader, RepositoryUnavailableError
 
@@ -53,10 +53,6 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
 )
 _LIMIT = re.compile(r"[0-9]{1,7}")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class QueryError(ValueError):
@@ -170,7 +166,7 @@ def _parse_filter(name: str, value: str, now: datetime) -> str:
 
 
 def parse_event_query(
-    params: Mapping[str, str], now: Callable[[], datetime] = _utc_now
+    params: Mapping[str, str], now: Callable[[], datetime] = utc_now
 ) -> EventQuery:
     """Validate query parameters. Raises QueryError naming every bad or unknown parameter."""
     problems: list[tuple[str, str]] = []
@@ -294,7 +290,7 @@ def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
 
 
 def handle_events_query(
-    params: Mapping[str, str], reader: EventReader, now: Callable[[], datetime] = _utc_now
+    params: Mapping[str, str], reader: EventReader, now: Callable[[], datetime] = utc_now
 ) -> Result:
     """GET events: 200 ``{"events": [...], "continuation": token|null}``, 400 naming the bad
     parameter(s), 503 when the store is unavailable."""
