@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,29 +11,20 @@ from azure.storage.queue import QueueServiceClient
 from acr_webhook.config import FALLBACK_QUEUE_NAME, Settings
 from acr_webhook.repository import create_cosmos_client
 from tests.support.azurite import LocalAzurite
-from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
+from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
+from tests.support.serve import run_cli
 
 
 def provision(
     server: LocalCosmosServer, container: str, workdir: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COSMOS_", "Azure"))}
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
-        COSMOS_ENDPOINT=server.endpoint,
-        COSMOS_KEY=EMULATOR_KEY,
-        COSMOS_CONTAINER=container,
+    env = {
+        "COSMOS_ENDPOINT": server.endpoint,
+        "COSMOS_KEY": EMULATOR_KEY,
+        "COSMOS_CONTAINER": container,
         **extra,
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "acr_webhook", "provision"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    }
+    return run_cli(["provision"], workdir, env)
 
 
 def test_provision_creates_the_container_partitioned_by_repository_twice_fine(

@@ -14,7 +14,7 @@ from acr_webhook.repository import provision
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, run_cli
 
 ANSWER_BUDGET_S = 4.5
 
@@ -103,21 +103,7 @@ def test_serve_exits_cleanly_on_signal(
 
 
 def test_serve_without_endpoint_refuses_to_start(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.support.cosmos_server import REPO_ROOT
-
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "acr_webhook", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_cli(["serve", "--port", "0"], tmp_path, {})
     assert result.returncode == 2
     assert "COSMOS_ENDPOINT" in result.stderr
 

@@ -15,6 +15,21 @@ from acr_webhook.config import Settings
 from tests.support.cosmos_server import REPO_ROOT
 
 
+def run_cli(
+    args: list[str], workdir: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``python -m acr_webhook <args>`` to completion, with only ``env`` (and PYTHONPATH)."""
+    return subprocess.run(
+        [sys.executable, "-m", "acr_webhook", *args],
+        cwd=workdir,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
