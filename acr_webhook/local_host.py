@@ -103,9 +103,7 @@ class LocalFunctionsHost:
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         lower_headers = {name.lower(): value for name, value in headers.items()}
         if function.needs_key and not self._key_matches(query, lower_headers):
-            return Reply(
-                401, json.dumps(UNAUTHORIZED).encode(), {"Content-Type": "application/json"}
-            )
+            return _json_reply(401, UNAUTHORIZED["error"])
         request = func.HttpRequest(
             method, base_url + target, headers=lower_headers, params=query, body=body
         )

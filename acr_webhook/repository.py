@@ -159,52 +159,46 @@ def create_cosmos_client(
     )
 
 
-class CosmosEventRepository:
-    """Cosmos DB implementation. The client is created on first use and then reused.
+class _LazyContainer:
+    """A container client built on first use with these timeouts, then reused. A failed
+    build is retried on the next call, so an app started while the database was unreachable
+    recovers without a restart."""
 
-    Creation is retried on the next call after a failure, so an app started while the
-    database was unreachable recovers without a restart. Reads use a client of their own
-    (QUERY_TIMEOUTS), created only when something reads, so writes keep their ~2 s bound.
-    """
-
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, timeouts: dict[str, Any]) -> None:
         self._settings = settings
+        self._timeouts = timeouts
         self._container: ContainerProxy | None = None
-        self._query_container: ContainerProxy | None = None
         self._lock = threading.Lock()
 
-    def _events(self) -> ContainerProxy:
+    def get(self) -> ContainerProxy:
         container = self._container
         if container is None:
             with self._lock:
                 if self._container is None:
-                    client = create_cosmos_client(self._settings)
+                    client = create_cosmos_client(self._settings, self._timeouts)
                     database = client.get_database_client(self._settings.cosmos_database)
                     self._container = database.get_container_client(self._settings.cosmos_container)
                 container = self._container
         return container
 
+
+class CosmosEventRepository:
+    """Cosmos DB implementation. Writes and reads each get a client, created on first use:
+    reads use their own (QUERY_TIMEOUTS), built only when something reads, so writes keep
+    their ~2 s bound."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._writes = _LazyContainer(settings, CLIENT_TIMEOUTS)
+        self._reads = _LazyContainer(settings, QUERY_TIMEOUTS)
+
     def add(self, document: dict[str, Any]) -> bool:
         try:
-            self._events().create_item(document)
+            self._writes.get().create_item(document)
         except CosmosResourceExistsError:
             return False
         except AzureError as error:
             raise RepositoryUnavailableError(f"{type(error).__name__}: {error.message}") from error
         return True
-
-    def _queryable_events(self) -> ContainerProxy:
-        container = self._query_container
-        if container is None:
-            with self._lock:
-                if self._query_container is None:
-                    client = create_cosmos_client(self._settings, QUERY_TIMEOUTS)
-                    database = client.get_database_client(self._settings.cosmos_database)
-                    self._query_container = database.get_container_client(
-                        self._settings.cosmos_container
-                    )
-                container = self._query_container
-        return container
 
     def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
         sql, parameters = events_sql(query, max_items)
@@ -217,7 +211,7 @@ class CosmosEventRepository:
         deadline = time.monotonic() + QUERY_BUDGET_S
         documents: list[dict[str, Any]] = []
         try:
-            items = self._queryable_events().query_items(
+            items = self._reads.get().query_items(
                 query=sql, parameters=parameters, max_item_count=max_items, **scope
             )
             for item in items:
