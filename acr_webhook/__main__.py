@@ -16,7 +16,7 @@ from acr_webhook.config import ConfigurationError, load_settings
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail fast on a missing COSMOS_ENDPOINT, before listening
-    from acr_webhook.local_host import serve
+    from acr_webhook.local.host import serve
 
     function_app = importlib.import_module(args.app)
     key = settings.local_function_key or secrets.token_urlsafe(24)
@@ -109,8 +109,8 @@ def _events(args: argparse.Namespace) -> int:
 
 
 def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from acr_webhook.models import RECORDED_ACTIONS
-    from acr_webhook.queries import DEFAULT_LIMIT, MAX_LIMIT
+    from acr_webhook.models import DEFAULT_LIMIT, RECORDED_ACTIONS
+    from acr_webhook.queries import MAX_LIMIT
 
     events = commands.add_parser(
         "events",

@@ -19,16 +19,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from acr_webhook.handlers import (
-    UNAUTHORIZED,
-    Result,
-    SharedSecret,
-    parse_json,
-    utc_now,
-    validation_problems,
-)
+from acr_webhook.handlers import UNAUTHORIZED, SharedSecret, parse_json, validation_problems
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import EventRepository, RepositoryUnavailableError
+from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from acr_webhook.config import DEFAULT_SECRET_HEADER
 from acr_webhook.fallback import FallbackQueue, FallbackUnavailableError
 from acr_webhook.models import PING, RECORDED_ACTIONS, AcrEvent, to_document
 from acr_webhook.repository import EventRepository, RepositoryUnavailableError
+from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,6 @@ class SharedSecret:
         given = next((v for k, v in headers.items() if k.lower() == wanted), "")
         expected = f"Bearer {self.value}" if wanted == "authorization" else self.value
         return hmac.compare_digest(given.encode(), expected.encode())
-
-
-@dataclass(frozen=True)
-class Result:
-    status: int
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _bad_request(problem: str, status: int = 400) -> Result:

@@ -7,6 +7,10 @@ fields the record needs are required. Real payloads omit ``request`` (chart even
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -99,3 +103,59 @@ def to_document(
         "chartName": target.name,
         "chartVersion": target.version,
     }
+
+
+# The read side's query model: the filters of GET /api/acr/events and the events CLI.
+DEFAULT_LIMIT: Final = 50
+FILTERS: Final = ("repository", "tag", "digest", "action", "since", "until")
+
+
+def filters_fingerprint(filters: Mapping[str, str | None]) -> str:
+    """Identifies a set of filter values, so a continuation token cannot page another query."""
+    given = [filters.get(name) for name in FILTERS]
+    return hashlib.sha256(json.dumps(given).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the previous page ended: its last timestamp and the events returned at it."""
+
+    timestamp: str
+    seen: tuple[str, ...]  # event_key() of each event at `timestamp` already returned
+
+
+@dataclass(frozen=True)
+class EventQuery:
+    """Validated filters (exact matches; since inclusive, until exclusive), page size, position.
+
+    ``since``/``until`` are normalised to the stored fixed-width UTC form, so they compare with
+    the stored ``timestamp`` as strings.
+    """
+
+    repository: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = DEFAULT_LIMIT
+    after: Position | None = None
+    # Fingerprint of the filter parameters as the client gave them (see parse_event_query).
+    origin: str = ""
+
+    @property
+    def single_partition(self) -> bool:
+        """The repository is the partition key: with it the query reads one partition."""
+        return self.repository is not None
+
+    def fingerprint(self) -> str:
+        """Identifies the filters (not the limit), so a token cannot page another query."""
+        return self.origin or filters_fingerprint({name: getattr(self, name) for name in FILTERS})
+
+    def describe(self) -> str:
+        """For logs: the filters that are set, values repr()'d so they cannot forge lines."""
+        parts = [f"{name}={getattr(self, name)!r}" for name in FILTERS if getattr(self, name)]
+        parts.append(f"limit={self.limit}")
+        if self.after is not None:
+            parts.append("continued")
+        return " ".join(parts)

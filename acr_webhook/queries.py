@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import json
 import logging
 import re
@@ -25,15 +24,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
 
-from acr_webhook.handlers import Result, utc_now
-from acr_webhook.models import RECORDED_ACTIONS, iso_utc
+from acr_webhook.models import (
+    DEFAULT_LIMIT,
+    FILTERS,
+    RECORDED_ACTIONS,
+    EventQuery,
+    Position,
+    filters_fingerprint,
+    iso_utc,
+)
 from acr_webhook.repository import EventReader, RepositoryUnavailableError
+from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIMIT: Final = 50
 MAX_LIMIT: Final = 1000
-FILTERS: Final = ("repository", "tag", "digest", "action", "since", "until")
 PARAMETERS: Final = (*FILTERS, "limit", "continuation")
 # The function key when it is sent as ?code=; the host checks it, the query ignores it.
 IGNORED_PARAMETERS: Final = frozenset({"code"})
@@ -68,59 +73,9 @@ class QueryError(ValueError):
 
 
 @dataclass(frozen=True)
-class Position:
-    """Where the previous page ended: its last timestamp and the events returned at it."""
-
-    timestamp: str
-    seen: tuple[str, ...]  # event_key() of each event at `timestamp` already returned
-
-
-@dataclass(frozen=True)
-class EventQuery:
-    """Validated filters (exact matches; since inclusive, until exclusive), page size, position.
-
-    ``since``/``until`` are normalised to the stored fixed-width UTC form, so they compare with
-    the stored ``timestamp`` as strings.
-    """
-
-    repository: str | None = None
-    tag: str | None = None
-    digest: str | None = None
-    action: str | None = None
-    since: str | None = None
-    until: str | None = None
-    limit: int = DEFAULT_LIMIT
-    after: Position | None = None
-    # Fingerprint of the filter parameters as the client gave them (see parse_event_query).
-    origin: str = ""
-
-    @property
-    def single_partition(self) -> bool:
-        """The repository is the partition key: with it the query reads one partition."""
-        return self.repository is not None
-
-    def fingerprint(self) -> str:
-        """Identifies the filters (not the limit), so a token cannot page another query."""
-        return self.origin or _fingerprint({name: getattr(self, name) for name in FILTERS})
-
-    def describe(self) -> str:
-        """For logs: the filters that are set, values repr()'d so they cannot forge lines."""
-        parts = [f"{name}={getattr(self, name)!r}" for name in FILTERS if getattr(self, name)]
-        parts.append(f"limit={self.limit}")
-        if self.after is not None:
-            parts.append("continued")
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
 class EventPage:
     events: list[dict[str, Any]]
     continuation: str | None
-
-
-def _fingerprint(filters: Mapping[str, str | None]) -> str:
-    given = [filters.get(name) for name in FILTERS]
-    return hashlib.sha256(json.dumps(given).encode()).hexdigest()[:16]
 
 
 def event_key(document: Mapping[str, Any]) -> str:
@@ -197,7 +152,7 @@ def parse_event_query(
         except ValueError as error:
             problems.append(("limit", str(error)))
     # The parameters as given, not as resolved: "since=PT1H" must match its own next page.
-    origin = _fingerprint({name: params.get(name) for name in FILTERS})
+    origin = filters_fingerprint({name: params.get(name) for name in FILTERS})
     query = EventQuery(
         repository=values.get("repository"),
         tag=values.get("tag"),

@@ -16,12 +16,12 @@ from azure.cosmos.exceptions import CosmosResourceExistsError
 from urllib3.exceptions import InsecureRequestWarning
 
 from acr_webhook.config import Settings
+from acr_webhook.models import EventQuery
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.cosmos import ContainerProxy
 
-    from acr_webhook.queries import EventQuery
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, FALLBACK_QUEUE_NAME
-from acr_webhook.queries import EventQuery
+from acr_webhook.models import EventQuery
 from acr_webhook.repository import events_sql
 from tests.infra.bicep import (
     REPO_ROOT,

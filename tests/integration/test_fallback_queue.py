@@ -20,7 +20,7 @@ from acr_webhook.fallback import (
     provision_queue,
     replay_queued_event,
 )
-from acr_webhook.local_queues import QueueOptions, QueuePoller, queue_functions, resolve_queue
+from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions, resolve_queue
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from acr_webhook.queries import EventQuery
+from acr_webhook.models import EventQuery
 from acr_webhook.repository import RepositoryUnavailableError
 
 

@@ -18,13 +18,13 @@ from acr_webhook.eventgrid import (
 from acr_webhook.handlers import (
     MAX_BODY_BYTES,
     UNAUTHORIZED,
-    Result,
     SharedSecret,
     handle_webhook,
 )
-from acr_webhook.local_host import LocalFunctionsHost
+from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import RepositoryUnavailableError
+from acr_webhook.results import Result
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 

@@ -10,7 +10,7 @@ import pytest
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, queue_settings
 from acr_webhook.fallback import InvalidQueuedEventError, replay_queued_event
 from acr_webhook.handlers import UNAUTHORIZED, SharedSecret, handle_webhook
-from acr_webhook.local_queues import QueueOptions
+from acr_webhook.local.queues import QueueOptions
 from acr_webhook.repository import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
@@ -137,7 +137,7 @@ def test_fallback_uses_the_functions_storage_connection() -> None:
 
 
 def test_queue_options_come_from_host_json() -> None:
-    from acr_webhook.local_host import HOST_JSON
+    from acr_webhook.local.host import HOST_JSON
 
     options = QueueOptions.from_host_json(HOST_JSON)
     assert options.max_dequeue_count == 5

@@ -7,7 +7,7 @@ import pytest
 
 import function_app
 from acr_webhook.handlers import UNAUTHORIZED
-from acr_webhook.local_host import LocalFunctionsHost
+from acr_webhook.local.host import LocalFunctionsHost
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 

@@ -13,10 +13,9 @@ import pytest
 
 import function_app
 from acr_webhook import __main__ as cli
-from acr_webhook.local_host import LocalFunctionsHost
-from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.local.host import LocalFunctionsHost
+from acr_webhook.models import DEFAULT_LIMIT, AcrEvent, to_document
 from acr_webhook.queries import (
-    DEFAULT_LIMIT,
     MAX_LIMIT,
     QueryError,
     fetch_page,

@@ -27,9 +27,9 @@ from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueMessage
 
-from acr_webhook.app_index import indexed_functions
 from acr_webhook.config import QueueSettings, queue_settings
 from acr_webhook.fallback import create_queue_client
+from acr_webhook.local.app_index import indexed_functions
 
 log = logging.getLogger(__name__)
 

@@ -24,16 +24,16 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 from azure.functions.decorators.http import HttpTrigger
 
-from acr_webhook.app_index import indexed_functions
 from acr_webhook.config import read_values
 from acr_webhook.handlers import MAX_BODY_BYTES, UNAUTHORIZED
-from acr_webhook.local_queues import QueueOptions, start_queue_pollers
+from acr_webhook.local.app_index import indexed_functions
+from acr_webhook.local.queues import QueueOptions, start_queue_pollers
 
 log = logging.getLogger(__name__)
 
 ROUTE_PREFIX = "/api/"
-# function_app.py and host.json sit beside this package, as they are deployed.
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+# function_app.py and host.json sit beside the acr_webhook package, as they are deployed.
+HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 # Read one byte past the handlers' limit so they can see an oversized body and answer 413,
 # without the host ever holding more than that in memory.
 BODY_READ_LIMIT = MAX_BODY_BYTES + 1
