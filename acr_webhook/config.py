@@ -21,6 +21,20 @@ LOCAL_SETTINGS_FILE = "local.settings.json"
 # The Functions host's own storage connection; the fallback queue lives in the same account.
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
+# Concurrency, sized together (infra/modules/function-app.bicep sets the same numbers and a test
+# keeps them in step). Each request holds a worker thread while it waits on Cosmos DB, so the
+# worker's thread pool matches the per-instance HTTP concurrency; Event Grid batches fan out on
+# one process-wide pool of their own; and the Cosmos connection pool has a connection for every
+# thread that can write at once, so no write waits for a connection.
+HTTP_CONCURRENCY = 16
+BATCH_WRITE_THREADS = 16
+COSMOS_POOL_SIZE = HTTP_CONCURRENCY + BATCH_WRITE_THREADS
+
+# Reconcile from ACR's delivery history (timer trigger). The schedule is read by the trigger
+# itself as %RECONCILE_SCHEDULE%, so it is an app setting name, not a value read here.
+RECONCILE_SCHEDULE_SETTING = "RECONCILE_SCHEDULE"
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+
 
 class ConfigurationError(Exception):
     """A required setting is missing or unusable; the message names it."""
@@ -37,6 +51,21 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class ReconcileSettings:
+    """Which registry and webhooks the timer reconciles, and the management endpoint to ask
+    (sovereign clouds have their own endpoint and token audience)."""
+
+    registry_id: str
+    webhook_names: tuple[str, ...]
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    arm_audience: str = DEFAULT_ARM_ENDPOINT
+
+    @property
+    def arm_scope(self) -> str:
+        return f"{self.arm_audience.rstrip('/')}/.default"
+
+
+@dataclass(frozen=True)
 class Settings:
     cosmos_endpoint: str
     cosmos_key: str | None
@@ -46,6 +75,9 @@ class Settings:
     webhook_secret: str | None = None
     webhook_secret_header: str = DEFAULT_SECRET_HEADER
     fallback_queue: QueueSettings | None = None
+    # Days a document is kept (the container's default time-to-live); None keeps it forever.
+    retention_days: int | None = None
+    reconcile: ReconcileSettings | None = None
 
 
 def read_values(
@@ -88,7 +120,39 @@ def load_settings(
         webhook_secret=values.get("WEBHOOK_SECRET") or None,
         webhook_secret_header=values.get("WEBHOOK_SECRET_HEADER") or DEFAULT_SECRET_HEADER,
         fallback_queue=queue_settings(values),
+        retention_days=_retention_days(values.get("RETENTION_DAYS", "").strip()),
+        reconcile=reconcile_settings(values),
     )
+
+
+def _retention_days(value: str) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 36500:
+        raise ConfigurationError("RETENTION_DAYS must be a whole number of days from 1 to 36500")
+    return int(value)
+
+
+def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
+    """The registry and webhooks to reconcile, or None when ACR_REGISTRY_ID is not set."""
+    registry_id = values.get("ACR_REGISTRY_ID", "").strip()
+    if not registry_id:
+        return None
+    if not registry_id.lower().startswith("/subscriptions/") or "/registries/" not in (
+        registry_id.lower()
+    ):
+        raise ConfigurationError(
+            "ACR_REGISTRY_ID must be a registry's resource id "
+            "(/subscriptions/.../providers/Microsoft.ContainerRegistry/registries/NAME)"
+        )
+    names = tuple(n.strip() for n in values.get("ACR_WEBHOOK_NAMES", "").split(",") if n.strip())
+    if not names:
+        raise ConfigurationError("ACR_WEBHOOK_NAMES must name the webhooks to reconcile")
+    endpoint = (values.get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT).strip().rstrip("/")
+    if not endpoint.startswith("https://"):
+        raise ConfigurationError("ARM_ENDPOINT must be an https:// URL")
+    audience = (values.get("ARM_AUDIENCE") or endpoint).strip()
+    return ReconcileSettings(registry_id.rstrip("/"), names, endpoint, audience)
 
 
 def queue_settings(

@@ -22,7 +22,16 @@ RECORDED_ACTIONS: Final = frozenset({"push", "delete", "chart_push", "chart_dele
 # Cosmos DB refuses these characters in an item id; the event id becomes the item id.
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^/\\?#]+$")]
 RepositoryName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
-Source = Literal["webhook", "eventgrid"]
+Source = Literal["webhook", "eventgrid", "reconcile"]
+# What a later delivery of the same event may add to a stored document (Event Grid and ACR's
+# history carry them, the webhook does not): filled in where missing, never overwritten.
+ENRICHMENT_FIELDS: Final = (
+    "actor",
+    "clientAddress",
+    "location",
+    "connectedRegistry",
+    "registryResourceId",
+)
 
 
 class _Tolerant(BaseModel):

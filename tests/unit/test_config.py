@@ -73,3 +73,61 @@ def test_broken_settings_file_is_reported(tmp_path: Path) -> None:
 )
 def test_tls_verification_is_skipped_only_for_loopback(endpoint: str, loopback: bool) -> None:
     assert is_loopback(endpoint) is loopback
+
+
+BASE = {"COSMOS_ENDPOINT": "https://a.documents.azure.com:443/"}
+REGISTRY_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+    "/providers/Microsoft.ContainerRegistry/registries/myregistry"
+)
+
+
+def test_retention_days_is_read_and_checked(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.json"
+    assert load_settings(BASE, absent).retention_days is None
+    assert load_settings({**BASE, "RETENTION_DAYS": "90"}, absent).retention_days == 90
+    for bad in ("0", "-1", "1.5", "ninety", "36501"):
+        with pytest.raises(ConfigurationError, match="RETENTION_DAYS"):
+            load_settings({**BASE, "RETENTION_DAYS": bad}, absent)
+
+
+def test_reconcile_settings_default_to_the_public_cloud(tmp_path: Path) -> None:
+    values = {**BASE, "ACR_REGISTRY_ID": REGISTRY_ID, "ACR_WEBHOOK_NAMES": "hookone, hooktwo"}
+    reconcile = load_settings(values, tmp_path / "absent.json").reconcile
+    assert reconcile is not None
+    assert reconcile.registry_id == REGISTRY_ID
+    assert reconcile.webhook_names == ("hookone", "hooktwo")
+    assert reconcile.arm_endpoint == "https://management.azure.com"
+    assert reconcile.arm_scope == "https://management.azure.com/.default"
+
+
+def test_reconcile_settings_take_a_sovereign_cloud_endpoint_and_audience(tmp_path: Path) -> None:
+    values = {
+        **BASE,
+        "ACR_REGISTRY_ID": REGISTRY_ID,
+        "ACR_WEBHOOK_NAMES": "hook",
+        "ARM_ENDPOINT": "https://management.chinacloudapi.cn/",
+        "ARM_AUDIENCE": "https://management.core.chinacloudapi.cn/",
+    }
+    reconcile = load_settings(values, tmp_path / "absent.json").reconcile
+    assert reconcile is not None
+    assert reconcile.arm_endpoint == "https://management.chinacloudapi.cn"
+    assert reconcile.arm_scope == "https://management.core.chinacloudapi.cn/.default"
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"ACR_REGISTRY_ID": "myregistry", "ACR_WEBHOOK_NAMES": "hook"}, "ACR_REGISTRY_ID"),
+        ({"ACR_REGISTRY_ID": REGISTRY_ID}, "ACR_WEBHOOK_NAMES"),
+        (
+            {"ACR_REGISTRY_ID": REGISTRY_ID, "ACR_WEBHOOK_NAMES": "h", "ARM_ENDPOINT": "http://x"},
+            "ARM_ENDPOINT",
+        ),
+    ],
+)
+def test_incomplete_reconcile_settings_name_the_setting(
+    tmp_path: Path, extra: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        load_settings({**BASE, **extra}, tmp_path / "absent.json")
