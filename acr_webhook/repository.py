@@ -40,6 +40,15 @@ CLIENT_TIMEOUTS: dict[str, Any] = {
     "retry_throttle_total": 1,
     "retry_throttle_backoff_max": 1,
 }
+# Event Grid waits 30 s and redelivers anything but a 2xx, so its writes ride out throttling
+# (429) for longer: up to 4 throttle retries, each waiting at most 3 s, inside the batch budget
+# that eventgrid.py enforces; still throttled after that, the batch is answered 503.
+EVENTGRID_WRITE_OPTIONS: dict[str, Any] = {
+    **CLIENT_TIMEOUTS,
+    "timeout": 5,
+    "retry_throttle_total": 4,
+    "retry_throttle_backoff_max": 3,
+}
 # Provisioning is run by hand, off the request path; an emulator may take seconds per container.
 PROVISIONING_TIMEOUTS: dict[str, Any] = {"timeout": 60, "connection_timeout": 5, "read_timeout": 30}
 
@@ -62,11 +71,17 @@ class RepositoryUnavailableError(Exception):
     """The store did not accept or answer in time; the event was not recorded."""
 
 
+class DocumentRejectedError(Exception):
+    """The store refused this document for a reason that will not change (a 400-class answer
+    other than throttling or a conflict): trying again cannot help. The message says why."""
+
+
 class EventRepository(Protocol):
     def add(self, document: dict[str, Any]) -> bool:
         """Store one event document. True if new, False if that id was already recorded.
 
-        Raises RepositoryUnavailableError when the store fails or does not answer in time.
+        Raises RepositoryUnavailableError when the store fails or does not answer in time, and
+        DocumentRejectedError when it refuses the document itself.
         """
         ...
 
@@ -187,8 +202,8 @@ class CosmosEventRepository:
     reads use their own (QUERY_TIMEOUTS), built only when something reads, so writes keep
     their ~2 s bound."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._writes = _LazyContainer(settings, CLIENT_TIMEOUTS)
+    def __init__(self, settings: Settings, write_options: dict[str, Any] = CLIENT_TIMEOUTS) -> None:
+        self._writes = _LazyContainer(settings, write_options)
         self._reads = _LazyContainer(settings, QUERY_TIMEOUTS)
 
     def add(self, document: dict[str, Any]) -> bool:

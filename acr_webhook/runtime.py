@@ -7,11 +7,17 @@ setting or a database that comes back needs no restart.
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
-from acr_webhook.config import Settings, load_settings
+from acr_webhook.config import BATCH_WRITE_THREADS, Settings, load_settings
 from acr_webhook.fallback import FallbackQueue, StorageQueueFallback
 from acr_webhook.handlers import SharedSecret
-from acr_webhook.repository import CosmosEventRepository, EventReader, EventRepository
+from acr_webhook.repository import (
+    EVENTGRID_WRITE_OPTIONS,
+    CosmosEventRepository,
+    EventReader,
+    EventRepository,
+)
 
 
 @functools.cache
@@ -22,6 +28,19 @@ def settings() -> Settings:
 @functools.cache
 def event_repository() -> EventRepository:
     return CosmosEventRepository(settings())
+
+
+@functools.cache
+def eventgrid_repository() -> EventRepository:
+    # Event Grid waits 30 s, not 5: its batches get a client that rides out throttling longer.
+    return CosmosEventRepository(settings(), write_options=EVENTGRID_WRITE_OPTIONS)
+
+
+@functools.cache
+def batch_executor() -> ThreadPoolExecutor:
+    """The one pool that Event Grid batches fan their writes out on (config.BATCH_WRITE_THREADS:
+    bounded for the whole process, however many batches arrive at once)."""
+    return ThreadPoolExecutor(max_workers=BATCH_WRITE_THREADS, thread_name_prefix="batch-write")
 
 
 @functools.cache
