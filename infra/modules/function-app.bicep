@@ -122,6 +122,7 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
   // checkov:skip=CKV_AZURE_212: numberOfWorkers does not apply to Flex Consumption, which scales per function (see alwaysReadyInstances)
   // checkov:skip=CKV_AZURE_213: App Service health-check probing does not apply to the serverless Flex Consumption plan (it scales to zero; the platform replaces unhealthy instances)
   kind: 'functionapp,linux'
+  // checkov:skip=CKV_AZURE_78: Flex Consumption rejects the siteConfig ftpsState property with BadRequest 51021, so FTP is off through the ftp publishing credentials policy below
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: {
@@ -135,7 +136,6 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [for setting in items(appSettings): {
         name: setting.key

@@ -34,6 +34,7 @@ REVIEWED_SKIPS = {
     ("CKV_AZURE_17", "modules/function-app.bicep"),  # client certs: ACR cannot send them
     ("CKV_AZURE_212", "modules/function-app.bicep"),  # numberOfWorkers: not a Flex setting
     ("CKV_AZURE_213", "modules/function-app.bicep"),  # health check: not for serverless Flex
+    ("CKV_AZURE_78", "modules/function-app.bicep"),  # ftpsState: Flex rejects it; ftp policy off
 }
 
 
@@ -118,7 +119,6 @@ def test_hardening_checks_pass(report: dict[str, Any]) -> None:
         ("CKV_AZURE_70", "modules/function-app.bicep"),  # HTTPS only
         ("CKV_AZURE_145", "modules/function-app.bicep"),  # function app TLS 1.2
         ("CKV_AZURE_71", "modules/function-app.bicep"),  # managed identity
-        ("CKV_AZURE_78", "modules/function-app.bicep"),  # FTP disabled
         ("CKV_AZURE_140", "modules/cosmos.bicep"),  # Cosmos local auth disabled
         ("CKV_AZURE_132", "modules/cosmos.bicep"),  # Cosmos key-based metadata writes disabled
         ("CKV_AZURE_44", "modules/storage.bicep"),  # storage TLS 1.2
