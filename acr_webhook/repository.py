@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import requests
+from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import CosmosClient, PartitionKey
-from azure.cosmos.exceptions import CosmosResourceExistsError
+from azure.cosmos.exceptions import (
+    CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
+    CosmosResourceExistsError,
+)
+from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
+from urllib3.util.retry import Retry
 
-from acr_webhook.config import Settings
-from acr_webhook.models import EventQuery
+from acr_webhook.config import COSMOS_POOL_SIZE, Settings
+from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -76,9 +87,49 @@ class DocumentRejectedError(Exception):
     other than throttling or a conflict): trying again cannot help. The message says why."""
 
 
+# After a failure to reach the database, writers go straight to the fallback for this long
+# instead of each spending ~2 s on a connection that will fail too; then it is tried again.
+UNAVAILABLE_MEMORY_S = 5.0
+# Answers that say the document itself is refused, whatever the time: trying again cannot help.
+# (408, 429 and 5xx are about the service; 401/403/404 about set-up, which can be fixed.)
+_REFUSED_STATUS = frozenset({400, 413, 414})
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+
+
+class DatabaseHealth:
+    """Remembers for a short while that the database could not be reached, for every writer
+    in the process (webhook, Event Grid, replay): concurrent and following requests then answer
+    from the fallback at once instead of queueing up behind connection attempts that fail."""
+
+    def __init__(
+        self,
+        memory_s: float = UNAVAILABLE_MEMORY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._memory_s = memory_s
+        self._clock = clock
+        self._unavailable_until = 0.0
+        self._reason = ""
+
+    def check(self) -> None:
+        """Raises RepositoryUnavailableError while a recent failure is remembered."""
+        if self._clock() < self._unavailable_until:
+            raise RepositoryUnavailableError(f"database unavailable moments ago ({self._reason})")
+
+    def failed(self, reason: str) -> None:
+        self._reason = reason
+        self._unavailable_until = self._clock() + self._memory_s
+
+    def succeeded(self) -> None:
+        self._unavailable_until = 0.0
+
+
 class EventRepository(Protocol):
     def add(self, document: dict[str, Any]) -> bool:
         """Store one event document. True if new, False if that id was already recorded.
+
+        On a duplicate, the fields in ``models.ENRICHMENT_FIELDS`` that the stored document
+        lacks and this one has are filled in (never overwritten).
 
         Raises RepositoryUnavailableError when the store fails or does not answer in time, and
         DocumentRejectedError when it refuses the document itself.
@@ -143,6 +194,23 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
+def create_transport(pool_size: int = COSMOS_POOL_SIZE) -> RequestsTransport:
+    """The HTTP transport of every Cosmos client: a connection for each thread that may write
+    at once (config.COSMOS_POOL_SIZE), and no per-request environment lookups.
+
+    requests re-reads proxy variables and ~/.netrc on every call while ``trust_env`` is on:
+    13% of a write's CPU, measured. It stays on only where a proxy is configured.
+    """
+    session = requests.Session()
+    session.trust_env = any(os.environ.get(name) for name in _PROXY_VARIABLES)
+    # The SDK retries by itself (CLIENT_TIMEOUTS); urllib3 must not retry underneath it.
+    no_retries = Retry(total=False, redirect=False, raise_on_status=False)
+    adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=no_retries)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=True)
+
+
 def create_cosmos_client(
     settings: Settings, timeouts: dict[str, Any] = CLIENT_TIMEOUTS
 ) -> CosmosClient:
@@ -170,50 +238,139 @@ def create_cosmos_client(
         connection_verify=verify_tls,
         # Writes need no echo of the item; this saves bandwidth on every event.
         no_response_on_write=True,
+        transport=create_transport(),
         **timeouts,
     )
 
 
 class _LazyContainer:
-    """A container client built on first use with these timeouts, then reused. A failed
-    build is retried on the next call, so an app started while the database was unreachable
-    recovers without a restart."""
+    """A container client built on first use with these options, then reused.
 
-    def __init__(self, settings: Settings, timeouts: dict[str, Any]) -> None:
+    One request builds it; requests that arrive meanwhile wait for that one build at most
+    (bounded by its own ``timeout``), never in a queue of builds. A failed build is remembered
+    in ``health``, so the waiters and the requests that follow answer at once, and it is tried
+    again once the memory expires: an app started while the database was unreachable recovers
+    without a restart.
+    """
+
+    def __init__(self, settings: Settings, options: dict[str, Any], health: DatabaseHealth):
         self._settings = settings
-        self._timeouts = timeouts
+        self._options = options
+        self._health = health
         self._container: ContainerProxy | None = None
+        self._build_done: threading.Event | None = None
         self._lock = threading.Lock()
 
     def get(self) -> ContainerProxy:
         container = self._container
-        if container is None:
+        if container is not None:
+            return container
+        with self._lock:
+            in_flight = self._build_done
+            if in_flight is None and self._container is None:
+                self._build_done = threading.Event()
+        if in_flight is not None:
+            in_flight.wait(float(self._options.get("timeout", 2)) + 1)
+            if self._container is None:
+                self._health.check()
+                raise RepositoryUnavailableError("database client is not ready")
+            return self._container
+        if self._container is not None:  # built between the first look and the lock
+            return self._container
+        return self._build()
+
+    def _build(self) -> ContainerProxy:
+        try:
+            client = create_cosmos_client(self._settings, self._options)
+            database = client.get_database_client(self._settings.cosmos_database)
+            container = database.get_container_client(self._settings.cosmos_container)
+        except AzureError as error:
+            reason = f"{type(error).__name__}: {error.message}"
+            self._health.failed(reason)
+            raise RepositoryUnavailableError(reason) from error
+        finally:
             with self._lock:
-                if self._container is None:
-                    client = create_cosmos_client(self._settings, self._timeouts)
-                    database = client.get_database_client(self._settings.cosmos_database)
-                    self._container = database.get_container_client(self._settings.cosmos_container)
-                container = self._container
+                done, self._build_done = self._build_done, None
+            if done is not None:
+                done.set()
+        self._container = container
         return container
 
 
 class CosmosEventRepository:
     """Cosmos DB implementation. Writes and reads each get a client, created on first use:
     reads use their own (QUERY_TIMEOUTS), built only when something reads, so writes keep
-    their ~2 s bound."""
+    their ~2 s bound. ``health`` is shared by every writer of the process (runtime.py)."""
 
-    def __init__(self, settings: Settings, write_options: dict[str, Any] = CLIENT_TIMEOUTS) -> None:
-        self._writes = _LazyContainer(settings, write_options)
-        self._reads = _LazyContainer(settings, QUERY_TIMEOUTS)
+    def __init__(
+        self,
+        settings: Settings,
+        write_options: dict[str, Any] = CLIENT_TIMEOUTS,
+        health: DatabaseHealth | None = None,
+    ) -> None:
+        self._health = DatabaseHealth() if health is None else health
+        self._writes = _LazyContainer(settings, write_options, self._health)
+        self._reads = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
 
     def add(self, document: dict[str, Any]) -> bool:
+        self._health.check()
+        container = self._writes.get()
         try:
-            self._writes.get().create_item(document)
+            container.create_item(document)
         except CosmosResourceExistsError:
+            self._fill_in(container, document)
             return False
         except AzureError as error:
-            raise RepositoryUnavailableError(f"{type(error).__name__}: {error.message}") from error
+            raise self._failure(error) from error
+        except ValueError as error:  # the SDK's own check of the id, before anything is sent
+            raise DocumentRejectedError(f"refused by the database client: {error}") from error
+        self._health.succeeded()
         return True
+
+    def _fill_in(self, container: ContainerProxy, document: dict[str, Any]) -> None:
+        """Add to the stored document the enrichment fields it lacks and ``document`` has.
+
+        Only a duplicate that carries such fields costs a read; a write only when something is
+        missing. The ETag condition keeps a concurrent fill-in from being overwritten: on a
+        conflict the stored document is read again and compared anew.
+        """
+        offered = {name: document[name] for name in ENRICHMENT_FIELDS if document.get(name)}
+        if not offered:
+            return
+        try:
+            for _ in range(3):
+                stored = container.read_item(document["id"], partition_key=document["repository"])
+                missing = {name: v for name, v in offered.items() if stored.get(name) is None}
+                if not missing:
+                    return
+                try:
+                    container.replace_item(
+                        stored["id"],
+                        {**without_system_fields(stored), **missing},
+                        etag=stored["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                except CosmosAccessConditionFailedError:
+                    continue
+                log.info(
+                    "event=%r filled in %s on the stored document",
+                    document["id"],
+                    ", ".join(sorted(missing)),
+                )
+                return
+        except AzureError as error:
+            raise self._failure(error) from error
+        raise RepositoryUnavailableError("stored document kept changing while being filled in")
+
+    def _failure(self, error: AzureError) -> Exception:
+        """The error to raise for a failed write; remembers an unreachable database."""
+        reason = f"{type(error).__name__}: {error.message}"
+        status = error.status_code if isinstance(error, CosmosHttpResponseError) else None
+        if status in _REFUSED_STATUS:
+            return DocumentRejectedError(f"refused by the database ({status}): {error.message}")
+        if status != 429:  # throttled means reachable: the next request may well get through
+            self._health.failed(reason)
+        return RepositoryUnavailableError(reason)
 
     def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
         sql, parameters = events_sql(query, max_items)
@@ -241,9 +398,15 @@ class CosmosEventRepository:
 
 
 def provision(settings: Settings) -> None:
-    """Create the database and container if missing. Not on the request path: run once."""
+    """Create the database and container if missing, with the retention ``settings`` ask for
+    (the container's default time-to-live; none keeps documents forever). Not on the request
+    path: run once, and again after changing RETENTION_DAYS."""
     client = create_cosmos_client(settings, PROVISIONING_TIMEOUTS)
     database = client.create_database_if_not_exists(settings.cosmos_database)
-    database.create_container_if_not_exists(
-        settings.cosmos_container, partition_key=PartitionKey(path=PARTITION_KEY_PATH)
+    ttl = settings.retention_days * 86400 if settings.retention_days else None
+    partition_key = PartitionKey(path=PARTITION_KEY_PATH)
+    container = database.create_container_if_not_exists(
+        settings.cosmos_container, partition_key=partition_key, default_ttl=ttl
     )
+    if container.read().get("defaultTtl") != ttl:
+        database.replace_container(container, partition_key=partition_key, default_ttl=ttl)

@@ -15,6 +15,7 @@ from acr_webhook.handlers import SharedSecret
 from acr_webhook.repository import (
     EVENTGRID_WRITE_OPTIONS,
     CosmosEventRepository,
+    DatabaseHealth,
     EventReader,
     EventRepository,
 )
@@ -26,14 +27,22 @@ def settings() -> Settings:
 
 
 @functools.cache
+def database_health() -> DatabaseHealth:
+    """One memory of database failures for every writer: webhook, Event Grid and replay."""
+    return DatabaseHealth()
+
+
+@functools.cache
 def event_repository() -> EventRepository:
-    return CosmosEventRepository(settings())
+    return CosmosEventRepository(settings(), health=database_health())
 
 
 @functools.cache
 def eventgrid_repository() -> EventRepository:
     # Event Grid waits 30 s, not 5: its batches get a client that rides out throttling longer.
-    return CosmosEventRepository(settings(), write_options=EVENTGRID_WRITE_OPTIONS)
+    return CosmosEventRepository(
+        settings(), write_options=EVENTGRID_WRITE_OPTIONS, health=database_health()
+    )
 
 
 @functools.cache

@@ -65,3 +65,34 @@ def test_unreachable_storage_is_a_warning_not_a_failure(
     assert result.returncode == 0, result.stderr
     assert "warning: fallback queue" in result.stderr
     assert "container 'events' are ready" in result.stdout
+
+
+def container_properties(server: LocalCosmosServer, container: str) -> dict[str, object]:
+    settings = Settings(server.endpoint, EMULATOR_KEY, "acr", container, None)
+    return dict(
+        create_cosmos_client(settings)
+        .get_database_client("acr")
+        .get_container_client(container)
+        .read()
+    )
+
+
+def test_retention_days_sets_the_default_time_to_live_and_a_rerun_changes_it(
+    cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    """The local server keeps the property but never expires items; Cosmos DB does both."""
+    container = f"ttl-{uuid.uuid4().hex[:8]}"
+    assert provision(cosmos_server, container, tmp_path, RETENTION_DAYS="30").returncode == 0
+    assert container_properties(cosmos_server, container).get("defaultTtl") == 30 * 86400
+    assert provision(cosmos_server, container, tmp_path, RETENTION_DAYS="7").returncode == 0
+    assert container_properties(cosmos_server, container).get("defaultTtl") == 7 * 86400
+    assert provision(cosmos_server, container, tmp_path).returncode == 0  # keep forever again
+    assert container_properties(cosmos_server, container).get("defaultTtl") is None
+
+
+def test_bad_retention_days_is_refused_before_anything_is_created(
+    cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    result = provision(cosmos_server, "events", tmp_path, RETENTION_DAYS="forever")
+    assert result.returncode == 2
+    assert "RETENTION_DAYS" in result.stderr
