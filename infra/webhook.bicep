@@ -2,8 +2,10 @@
 // and/or an Event Grid system topic subscription (deliveryMode).
 //
 // Deploy AFTER the code is published (az: after `func azure functionapp publish`; azd: the
-// postdeploy hook does it): both endpoints carry the Functions host key, and
-// listKeys(.../host/default) only succeeds once the host is running with code.
+// postdeploy hook does it): each endpoint carries its own function's key (acr_webhook for the
+// webhook, acr_eventgrid for Event Grid), and a function has keys only once the code that
+// defines it runs. Never the host key: it would also open GET /api/acr/events to anyone who
+// can read the registry webhook's callback config.
 //
 //   az deployment group create -g <app rg> -f infra/webhook.bicep \
 //     -p functionAppName=<app> registryName=<registry> [registryResourceGroup=<rg>]
@@ -52,7 +54,9 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' existing = {
 }
 
 var appHost = functionApp.properties.defaultHostName
-var functionKey = listKeys('${functionApp.id}/host/default', webApiVersion).functionKeys.default
+// Function names as function_app.py defines them (the Python function names).
+var webhookFunctionKey = listKeys('${functionApp.id}/functions/acr_webhook', webApiVersion).default
+var eventGridFunctionKey = listKeys('${functionApp.id}/functions/acr_eventgrid', webApiVersion).default
 // WEBHOOK_SECRET is set on the app by main.bicep only when a secret was given; read it back
 // so the registry and the app can never disagree.
 var webhookSecret = (list('${functionApp.id}/config/appsettings', webApiVersion).properties.?WEBHOOK_SECRET) ?? ''
@@ -70,7 +74,7 @@ module acrWebhook 'modules/acr-webhook.bicep' = if ((deliveryMode == 'webhook') 
   params: {
     registryName: registryName
     webhookName: effectiveWebhookName
-    serviceUri: 'https://${appHost}/api/acr/webhook?code=${functionKey}'
+    serviceUri: 'https://${appHost}/api/acr/webhook?code=${webhookFunctionKey}'
     customHeaders: customHeaders
     actions: webhookActions
     scope: webhookScope
@@ -84,7 +88,7 @@ module acrEventGrid 'modules/acr-eventgrid.bicep' = if ((deliveryMode == 'eventg
     registryName: registryName
     systemTopicName: effectiveSystemTopicName
     subscriptionName: eventSubscriptionName
-    endpointUrl: 'https://${appHost}/api/acr/eventgrid?code=${functionKey}'
+    endpointUrl: 'https://${appHost}/api/acr/eventgrid?code=${eventGridFunctionKey}'
     webhookSecret: webhookSecret
   }
 }

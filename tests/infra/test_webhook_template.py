@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 
 from tests.infra.bicep import (
+    REPO_ROOT,
     Json,
     accessor,
     conditional_branches,
@@ -26,13 +29,46 @@ ACR_WEBHOOK = "modules/acr-webhook.bicep"
 ACR_EVENTGRID = "modules/acr-eventgrid.bicep"
 FUNCTION_APP = "modules/function-app.bicep"
 
-ENDPOINT = re.compile(r"https://\$\{appHost\}(?P<path>/[^?]*)\?code=\$\{functionKey\}")
+ENDPOINT = re.compile(r"https://\$\{appHost\}(?P<path>/[^?]*)\?code=\$\{(?P<key>\w+)\}")
 
 
-def endpoint_path(url: str) -> str:
+def endpoint(url: str) -> tuple[str, str]:
+    """(path, key variable) of https://<app host><path>?code=<key variable>."""
     match = ENDPOINT.fullmatch(url)
     assert match, f"not https://<app host><path>?code=<function key>: {url}"
-    return match["path"]
+    return match["path"], match["key"]
+
+
+def function_key_source(key_variable: str) -> str:
+    """The function whose own key a variable holds: listKeys(<app>/functions/<name>).default."""
+    key = var(template(WEBHOOK), key_variable)["operator"]
+    assert key["type"] == "property_accessor"
+    assert key["operands"]["operand_2"] == "default"
+    list_call = key["operands"]["operand_1"]["function"]
+    assert list_call["type"] == "list_func"
+    assert list_call["parameters"]["func_name"] == "listKeys"
+    # listKeys needs an API version the Microsoft.Web provider knows: the one the app uses.
+    assert list_call["parameters"]["api_version"] == "webApiVersion"
+    resource_id = list_call["parameters"]["resource_identifier"]
+    match = re.fullmatch(r"\$\{functionApp\.id\}/functions/(?P<name>\w+)", resource_id)
+    assert match, f"{key_variable} is not a function's own key: {resource_id}"
+    return match["name"]
+
+
+def http_functions() -> dict[str, str]:
+    """route -> Python function name, as function_app.py declares them (the function names
+    the Functions host gives keys to)."""
+    tree = ast.parse((REPO_ROOT / "function_app.py").read_text())
+    routes: dict[str, str] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if isinstance(decorator, ast.Call) and getattr(decorator.func, "attr", "") == "route":
+                route = next(k.value for k in decorator.keywords if k.arg == "route")
+                assert isinstance(route, ast.Constant) and isinstance(route.value, str)
+                routes[f"/api/{route.value}"] = node.name
+    return routes
 
 
 def mode_condition(*modes: str) -> Json:
@@ -59,23 +95,29 @@ def test_targets_the_existing_function_app() -> None:
     assert var(document, "appHost") == accessor("functionApp", "properties", "defaultHostName")
 
 
-def test_function_key_comes_from_the_host_keys() -> None:
+def test_each_endpoint_carries_its_own_function_key_never_the_host_key() -> None:
     document = template(WEBHOOK)
-    key = var(document, "functionKey")["operator"]
-    assert key["type"] == "property_accessor"
-    list_call = key["operands"]["operand_1"]["function"]
-    assert list_call["type"] == "list_func"
-    assert list_call["parameters"]["func_name"] == "listKeys"
-    assert list_call["parameters"]["resource_identifier"] == "${functionApp.id}/host/default"
-    assert key["operands"]["operand_2"] == accessor("functionKeys", "default")
-    # listKeys needs an API version the Microsoft.Web provider knows: the one the app uses.
-    assert list_call["parameters"]["api_version"] == "webApiVersion"
+    webhook_path, webhook_key = endpoint(module(document, "acrWebhook")["params"]["serviceUri"])
+    event_grid_path, event_grid_key = endpoint(
+        module(document, "acrEventGrid")["params"]["endpointUrl"]
+    )
+    routes = http_functions()
+    assert function_key_source(webhook_key) == routes[webhook_path] == "acr_webhook"
+    assert function_key_source(event_grid_key) == routes[event_grid_path] == "acr_eventgrid"
+    assert "/host/" not in json.dumps(document), "the host key opens every function"
+
     app_api_versions = {
         entry["api_version"]
         for entry in resources_of_type(template(FUNCTION_APP), "Microsoft.Web/sites").values()
     }
     assert app_api_versions == {var(document, "webApiVersion")}
     assert document["resources"]["functionApp"]["api_version"] == var(document, "webApiVersion")
+
+
+def test_the_read_endpoint_is_a_function_of_its_own() -> None:
+    """GET /api/acr/events has its own key, which no registry connection carries."""
+    assert http_functions()["/api/acr/events"] == "acr_events"
+    assert "acr_events" not in json.dumps(template(WEBHOOK))
 
 
 def test_delivery_mode_parameter() -> None:
@@ -96,7 +138,7 @@ def test_native_webhook_posts_to_the_webhook_route_with_the_key() -> None:
         }
     }
     params = webhook["params"]
-    assert endpoint_path(params["serviceUri"]) == "/api/acr/webhook"
+    assert endpoint(params["serviceUri"])[0] == "/api/acr/webhook"
     assert params["registryName"] == "registryName"
     assert params["actions"] == "webhookActions"
     assert params["scope"] == "webhookScope"
@@ -177,7 +219,7 @@ def test_event_grid_subscription_posts_to_the_eventgrid_route() -> None:
         event_grid["scope"]["function"]["parameters"]["resource_group_name"]
         == "registryResourceGroup"
     )
-    assert endpoint_path(event_grid["params"]["endpointUrl"]) == "/api/acr/eventgrid"
+    assert endpoint(event_grid["params"]["endpointUrl"])[0] == "/api/acr/eventgrid"
     assert event_grid["params"]["webhookSecret"] == "webhookSecret"
 
 
@@ -217,5 +259,5 @@ def test_outputs_do_not_leak_the_key() -> None:
     document = template(WEBHOOK)
     assert output(document, "ACR_WEBHOOK_URL") == "https://${appHost}/api/acr/webhook"
     assert output(document, "ACR_EVENTGRID_URL") == "https://${appHost}/api/acr/eventgrid"
-    assert "functionKey" not in str(document["outputs"])
+    assert "FunctionKey" not in str(document["outputs"])
     assert "webhookSecret" not in str(document["outputs"])
