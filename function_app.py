@@ -20,8 +20,15 @@ from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
 from acr_webhook.fallback import replay_queued_event
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.queries import handle_events_query
+from acr_webhook.reconcile import reconcile_webhooks
 from acr_webhook.results import Result
-from acr_webhook.runtime import event_reader, event_repository, fallback_queue, shared_secret
+from acr_webhook.runtime import (
+    event_reader,
+    event_repository,
+    fallback_queue,
+    settings,
+    shared_secret,
+)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -72,9 +79,19 @@ def acr_events(req: func.HttpRequest) -> func.HttpResponse:
     arg_name="message", queue_name=FALLBACK_QUEUE_NAME, connection=STORAGE_CONNECTION
 )
 def replay_fallback(message: func.QueueMessage) -> None:
-    """Events the webhook parked while Cosmos DB was down. Raising leaves the message for a
-    retry; after maxDequeueCount (host.json) the runtime moves it to the poison queue."""
-    replay_queued_event(message.get_body(), event_repository())
+    """Events the webhook parked while Cosmos DB was down. While it still is, the event goes
+    back with a longer delay; only a message that can never be stored raises, and after
+    maxDequeueCount (host.json) the runtime moves it to the poison queue."""
+    replay_queued_event(
+        message.get_body(), event_repository(), fallback_queue(), settings().replay_max_delay_s
+    )
+
+
+@app.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def reconcile_history(timer: func.TimerRequest) -> None:
+    """Every RECONCILE_SCHEDULE (NCRONTAB): store the events in the configured webhooks'
+    delivery history (ACR_REGISTRY_ID, ACR_WEBHOOK_NAMES) that the record lacks."""
+    reconcile_webhooks(settings().reconcile, event_repository())
 
 
 # Everything built so far lives as long as the process. Frozen, the collector never walks it

@@ -1,4 +1,4 @@
-"""Command line: ``python -m acr_webhook serve|provision|events``."""
+"""Command line: ``python -m acr_webhook serve|provision|events|reconcile``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 import secrets
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from acr_webhook.config import ConfigurationError, load_settings
@@ -131,6 +132,48 @@ def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     events.set_defaults(run=_events)
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from acr_webhook.reconcile import HistoryFileError, read_history_file, reconcile_entries
+    from acr_webhook.repository import CosmosEventRepository
+    from acr_webhook.results import utc_now
+
+    try:
+        entries = read_history_file(Path(args.events_file))
+    except HistoryFileError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    settings = load_settings()
+    # stderr is for the invalid entries (one line each); per-event decisions stay quiet.
+    logging.getLogger("acr_webhook.reconcile").setLevel(logging.WARNING)
+    outcome = reconcile_entries(
+        entries,
+        CosmosEventRepository(settings),
+        received_at=utc_now(),
+        report_invalid=lambda entry: print(f"invalid {entry}", file=sys.stderr),
+    )
+    if outcome.unavailable is not None:
+        print(
+            f"stopped: the event store at {settings.cosmos_endpoint} is unavailable "
+            f"({outcome.unavailable}); run reconcile again when it is back",
+            file=sys.stderr,
+        )
+    print(outcome.counts.summary(), flush=True)
+    return 1 if outcome.unavailable is not None else 0
+
+
+def _add_reconcile_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="store the events in ACR's webhook history that the record lacks",
+        description="FILE is the output of `az acr webhook list-events --registry R --name W "
+        "--output json`. Events already stored are counted 'already' (missing fields are "
+        "filled in); ping and other actions 'skipped'; invalid entries are listed on stderr. "
+        "Treat FILE as a secret: it holds the webhook URL with its ?code= and the headers.",
+    )
+    reconcile.add_argument("--events-file", required=True, metavar="FILE")
+    reconcile.set_defaults(run=_reconcile)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acr_webhook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     provision = commands.add_parser("provision", help="create the database and container")
     provision.set_defaults(run=_provision)
     _add_events_parser(commands)
+    _add_reconcile_parser(commands)
     args = parser.parse_args(argv)
 
     logging.basicConfig(

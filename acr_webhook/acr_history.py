@@ -1,0 +1,106 @@
+"""ACR's webhook delivery history through the management API (ARM ``webhooks/listEvents``).
+
+Only the reconcile timer uses this module, and it imports it when it runs: the management SDK
+stays out of every cold start.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from urllib3.exceptions import InsecureRequestWarning
+
+from acr_webhook.config import ConfigurationError, ReconcileSettings
+from acr_webhook.repository import is_loopback
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+# The timer is not on a request path: calls may take a while, but every call is bounded.
+MANAGEMENT_TIMEOUTS: dict[str, Any] = {
+    "connection_timeout": 10,
+    "read_timeout": 60,
+    "retry_total": 3,
+}
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+
+
+def parse_registry_id(registry_id: str) -> RegistryRef:
+    """``/subscriptions/S/resourceGroups/G/providers/Microsoft.ContainerRegistry/registries/N``
+    (segment names in any case, as ARM accepts them)."""
+    parts = registry_id.strip("/").split("/")
+    pairs = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+    try:
+        return RegistryRef(pairs["subscriptions"], pairs["resourcegroups"], pairs["registries"])
+    except KeyError:
+        raise ConfigurationError(
+            "ACR_REGISTRY_ID must be a registry's resource id (/subscriptions/S/resourceGroups/G"
+            "/providers/Microsoft.ContainerRegistry/registries/NAME)"
+        ) from None
+
+
+class ManagementApiHistory:
+    """Each webhook's history, every page (the SDK follows ``nextLink``), as plain dicts shaped
+    like the REST answer's ``value`` items, which is also what ``az`` prints.
+
+    ``credential`` defaults to DefaultAzureCredential: the managed identity in Azure
+    (AZURE_CLIENT_ID names it). The endpoint and token audience come from the settings, as
+    sovereign clouds need.
+    """
+
+    def __init__(self, target: ReconcileSettings, credential: TokenCredential | None = None):
+        self._target = target
+        self._registry = parse_registry_id(target.registry_id)
+        self._credential = credential
+        self._client: ContainerRegistryManagementClient | None = None
+        self._lock = threading.Lock()
+
+    def _management_client(self) -> ContainerRegistryManagementClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._create_client()
+            return self._client
+
+    def _create_client(self) -> ContainerRegistryManagementClient:
+        from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+        credential = self._credential
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        endpoint = self._target.arm_endpoint
+        verify_tls = not is_loopback(endpoint)
+        if not verify_tls:
+            # A local stand-in's self-signed certificate; the filter matches loopback alone.
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Unverified HTTPS request is being made to host '(127\.|localhost|::1)",
+                category=InsecureRequestWarning,
+            )
+        return ContainerRegistryManagementClient(
+            credential,
+            self._registry.subscription_id,
+            base_url=endpoint,
+            credential_scopes=[self._target.arm_scope],
+            connection_verify=verify_tls,
+            **MANAGEMENT_TIMEOUTS,
+        )
+
+    def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
+        pages = self._management_client().webhooks.list_events(
+            self._registry.resource_group, self._registry.name, webhook_name
+        )
+        for event in pages:
+            yield event.as_dict()

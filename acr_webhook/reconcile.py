@@ -1,0 +1,292 @@
+"""Reconcile: store what ACR's webhook delivery history holds and the record lacks.
+
+ACR calls a webhook once and never retries, but it keeps each webhook's recent deliveries
+(``az acr webhook list-events``, the ARM action ``webhooks/listEvents``), each with the payload
+it sent. Replaying those payloads through the webhook route's own validation and document
+mapping, idempotently by event id, fills the gaps a deployment or an outage left.
+
+Two callers, one core (``reconcile_entries``): the ``reconcile`` CLI reads the file the Azure
+CLI wrote; the timer function reads the history through the management API
+(``acr_webhook.acr_history``). History entries also hold the request ACR sent: its
+``requestUri`` carries ``?code=`` and its ``headers`` the shared secret. Only
+``eventRequestMessage.content`` is ever read here, so neither reaches a log or a document.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from pydantic import ValidationError
+
+from acr_webhook.config import ReconcileSettings
+from acr_webhook.handlers import validation_problems
+from acr_webhook.models import RECORDED_ACTIONS, AcrEvent, to_document
+from acr_webhook.repository import (
+    DocumentRejectedError,
+    EventRepository,
+    RepositoryUnavailableError,
+)
+from acr_webhook.results import utc_now
+
+log = logging.getLogger(__name__)
+
+ROUTE: Final = "reconcile"
+# Where the webhook payload sits in a history entry; named in the problems reported.
+CONTENT_PATH = "eventRequestMessage.content"
+MAX_ID_CHARS = 80  # an id in a report line; longer ones are cut (they are invalid anyway)
+
+
+@dataclass
+class ReconcileCounts:
+    recorded: int = 0
+    already: int = 0
+    skipped: int = 0
+    invalid: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"recorded={self.recorded} already={self.already} "
+            f"skipped={self.skipped} invalid={self.invalid}"
+        )
+
+
+@dataclass(frozen=True)
+class ReconcileOutcome:
+    counts: ReconcileCounts
+    # Why the store stopped the run (it was unreachable); None when every entry was handled.
+    unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class InvalidEntry:
+    """A history entry that cannot be stored, and why (no payload values, no request data)."""
+
+    index: int
+    entry_id: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        named = f" (id {self.entry_id!r})" if self.entry_id is not None else ""
+        return f"entry {self.index}{named}: {self.reason}"
+
+
+class HistoryFileError(Exception):
+    """The events file cannot be used at all; the message says why in one line."""
+
+
+def read_history_file(path: Path) -> list[dict[str, Any]]:
+    """The entries of a file written by ``az acr webhook list-events --output json``.
+
+    Raises HistoryFileError when it is missing, unreadable, not JSON or not an array of
+    objects. UTF-16 with a byte order mark is accepted: it is what Windows PowerShell 5's ``>``
+    writes.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise HistoryFileError(f"{path}: no such file") from None
+    except OSError as error:
+        raise HistoryFileError(f"{path}: cannot be read ({error.strerror or error})") from None
+    encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    try:
+        entries = json.loads(raw.decode(encoding))
+    except UnicodeDecodeError:
+        raise HistoryFileError(f"{path}: is not UTF-8 text") from None
+    except RecursionError:
+        raise HistoryFileError(f"{path}: is nested too deeply") from None
+    except ValueError as error:
+        raise HistoryFileError(f"{path}: is not JSON ({error})") from None
+    expected = "a JSON array of webhook events (az acr webhook list-events --output json)"
+    if not isinstance(entries, list):
+        raise HistoryFileError(f"{path}: must be {expected}, not a JSON {type(entries).__name__}")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise HistoryFileError(
+                f"{path}: must be {expected}; item {index} is a {type(entry).__name__}"
+            )
+    return entries
+
+
+def _entry_id(entry: object) -> str | None:
+    value = entry.get("id") if isinstance(entry, dict) else None
+    if not isinstance(value, str):
+        return None
+    return value if len(value) <= MAX_ID_CHARS else value[:MAX_ID_CHARS] + "..."
+
+
+class _InvalidContentError(ValueError):
+    pass
+
+
+def _content(entry: object) -> dict[str, Any]:
+    """The webhook payload of a history entry (the content ACR posted), nothing else of it."""
+    if not isinstance(entry, dict):
+        raise _InvalidContentError(f"must be an object, not {type(entry).__name__}")
+    message = entry.get("eventRequestMessage")
+    if not isinstance(message, dict):
+        raise _InvalidContentError("eventRequestMessage: required, must be an object")
+    content = message.get("content")
+    if isinstance(content, str):
+        # The spec types it as an object; a serialised one is still the same payload.
+        try:
+            content = json.loads(content)
+        except (ValueError, RecursionError):
+            raise _InvalidContentError(f"{CONTENT_PATH}: is a string but not JSON") from None
+    if not isinstance(content, dict):
+        raise _InvalidContentError(f"{CONTENT_PATH}: required, must be an object")
+    return content
+
+
+def reconcile_entries(
+    entries: Iterable[object],
+    repository: EventRepository,
+    *,
+    received_at: datetime,
+    report_invalid: Callable[[InvalidEntry], None],
+) -> ReconcileOutcome:
+    """Store the recorded events among ``entries`` that are not stored yet.
+
+    Each entry costs one ``repository.add`` at most (which fills in missing fields of an
+    already stored event). Ping and other actions are skipped; invalid entries are reported
+    and counted, never fatal. The run stops when the store is unreachable: the outcome says so.
+    """
+    counts = ReconcileCounts()
+    for index, entry in enumerate(entries):
+        try:
+            content = _content(entry)
+        except _InvalidContentError as problem:
+            counts.invalid += 1
+            report_invalid(InvalidEntry(index, _entry_id(entry), str(problem)))
+            continue
+        action = content.get("action")
+        if not isinstance(action, str) or not action:
+            counts.invalid += 1
+            reason = f"{CONTENT_PATH}.action: required, must be a non-empty string"
+            report_invalid(InvalidEntry(index, _entry_id(entry), reason))
+            continue
+        if action not in RECORDED_ACTIONS:
+            counts.skipped += 1  # ping, or an action the record does not keep
+            continue
+        try:
+            event = AcrEvent.model_validate(content)
+        except ValidationError as error:
+            counts.invalid += 1
+            reason = "; ".join(validation_problems(error, CONTENT_PATH))
+            report_invalid(InvalidEntry(index, _entry_id(entry), reason))
+            continue
+        fields = {"event_id": event.id, "action": action, "repository": event.target.repository}
+        context = f"event={event.id!r} action={action!r} repository={event.target.repository!r}"
+        try:
+            created = repository.add(to_document(event, received_at=received_at, source=ROUTE))
+        except RepositoryUnavailableError as error:
+            log.error(
+                "%s not reconciled: database unavailable (%s)",
+                context,
+                error,
+                extra={"decision": "unavailable", "route": ROUTE, **fields, "reason": str(error)},
+            )
+            return ReconcileOutcome(counts, unavailable=str(error))
+        except DocumentRejectedError as error:
+            counts.invalid += 1
+            report_invalid(InvalidEntry(index, _entry_id(entry), f"refused by the store: {error}"))
+            continue
+        if created:
+            counts.recorded += 1
+            log.info(
+                "%s reconciled from ACR's delivery history",
+                context,
+                extra={"decision": "reconciled", "route": ROUTE, **fields},
+            )
+        else:
+            counts.already += 1
+    return ReconcileOutcome(counts)
+
+
+class WebhookHistory(Protocol):
+    def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
+        """The webhook's delivery history, every page, as the management API returns it.
+
+        Raises azure.core.exceptions.AzureError when it cannot be read.
+        """
+        ...
+
+
+def _log_invalid(entry: InvalidEntry) -> None:
+    log.warning(
+        "reconcile: history %s",
+        entry,
+        extra={
+            "decision": "rejected",
+            "route": ROUTE,
+            **({"event_id": entry.entry_id} if entry.entry_id else {}),
+            "reason": entry.reason,
+        },
+    )
+
+
+class _Guarded:
+    """The history's entries, ending early (with ``error`` set) when reading them fails, so
+    what was read before the failure is still reconciled and counted."""
+
+    def __init__(self, entries: Iterator[dict[str, Any]]) -> None:
+        self._entries = entries
+        self.error: Exception | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # Imported here: azure-core is loaded anyway, this keeps the module's imports light.
+        from azure.core.exceptions import AzureError
+
+        try:
+            yield from self._entries
+        except AzureError as error:
+            self.error = error
+
+
+def reconcile_webhooks(
+    target: ReconcileSettings | None,
+    repository: EventRepository,
+    history: WebhookHistory | None = None,
+    *,
+    now: Callable[[], datetime] = utc_now,
+) -> Mapping[str, ReconcileOutcome]:
+    """The timer's run: reconcile each configured webhook's history; one summary log line each.
+
+    ``history`` defaults to the management API, reached with the app's managed identity.
+    Stops at the first webhook whose run found the database unreachable.
+    """
+    if target is None:
+        log.info("reconcile is not configured (ACR_REGISTRY_ID is not set); nothing to do")
+        return {}
+    if history is None:
+        # Imported here: only this timer needs the management SDK (cold start).
+        from acr_webhook.acr_history import ManagementApiHistory
+
+        history = ManagementApiHistory(target)
+    outcomes: dict[str, ReconcileOutcome] = {}
+    for name in target.webhook_names:
+        entries = _Guarded(history.entries(name))
+        outcome = reconcile_entries(
+            entries, repository, received_at=now(), report_invalid=_log_invalid
+        )
+        outcomes[name] = outcome
+        summary = outcome.counts.summary()
+        if entries.error is not None:
+            log.error(
+                "reconcile of webhook %r: history unreadable (%s: %s); so far %s",
+                name,
+                type(entries.error).__name__,
+                entries.error,
+                summary,
+            )
+        elif outcome.unavailable is not None:
+            log.error("reconcile of webhook %r stopped: database unavailable; %s", name, summary)
+            break
+        else:
+            log.info("reconcile of webhook %r: %s", name, summary)
+    return outcomes

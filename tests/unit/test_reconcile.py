@@ -1,0 +1,283 @@
+"""Reconcile without a database: the history file, the counts, what is stored, what is logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from acr_webhook import __main__ as cli
+from acr_webhook.config import ReconcileSettings
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.reconcile import (
+    HistoryFileError,
+    InvalidEntry,
+    read_history_file,
+    reconcile_entries,
+    reconcile_webhooks,
+)
+from tests.support import payloads
+from tests.support.fakes import FakeEventRepository
+from tests.support.history import LEAKABLE, history_entry
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TARGET = ReconcileSettings(
+    "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/reg",
+    ("acrwebhook", "acrwebhook2"),
+)
+
+
+def run(entries: list[Any], repository: FakeEventRepository) -> tuple[Any, list[InvalidEntry]]:
+    invalid: list[InvalidEntry] = []
+    outcome = reconcile_entries(entries, repository, received_at=NOW, report_invalid=invalid.append)
+    return outcome, invalid
+
+
+def all_logged(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+
+
+# --- the core ------------------------------------------------------------------------------
+
+
+def test_a_missed_event_is_stored_as_the_webhook_would_with_source_reconcile() -> None:
+    repository = FakeEventRepository()
+    push = payloads.with_new_id(payloads.PUSH)
+    outcome, invalid = run([history_entry(push)], repository)
+
+    assert (outcome.counts.summary(), outcome.unavailable, invalid) == (
+        "recorded=1 already=0 skipped=0 invalid=0",
+        None,
+        [],
+    )
+    expected = to_document(AcrEvent.model_validate(push), received_at=NOW, source="reconcile")
+    assert repository.documents == {push["id"]: expected}
+    assert expected["source"] == "reconcile"
+    assert expected["receivedAt"] == "2026-11-23T12:00:00.000000Z"
+
+
+def test_every_recorded_action_is_stored_and_ping_and_others_are_skipped() -> None:
+    repository = FakeEventRepository()
+    recorded = [payloads.with_new_id(p) for p in payloads.RECORDED.values()]
+    ping = {**payloads.with_new_id(payloads.PUSH), "action": "ping"}
+    other = {**payloads.with_new_id(payloads.PUSH), "action": "testaction"}
+    outcome, _ = run([history_entry(p) for p in [*recorded, ping, other]], repository)
+
+    assert outcome.counts.summary() == f"recorded={len(recorded)} already=0 skipped=2 invalid=0"
+    assert set(repository.documents) == {p["id"] for p in recorded}
+
+
+def test_a_second_run_changes_nothing_and_costs_one_write_attempt_per_entry() -> None:
+    repository = FakeEventRepository()
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(3)]
+    run(entries, repository)
+    stored = json.dumps(repository.documents, sort_keys=True)
+    calls_before = repository.add_calls
+
+    outcome, _ = run(entries, repository)
+
+    assert outcome.counts.summary() == "recorded=0 already=3 skipped=0 invalid=0"
+    assert repository.add_calls - calls_before == 3
+    assert json.dumps(repository.documents, sort_keys=True) == stored
+
+
+def test_an_id_repeated_in_the_history_counts_recorded_once_then_already() -> None:
+    repository = FakeEventRepository()
+    push = payloads.with_new_id(payloads.PUSH)
+    outcome, _ = run([history_entry(push), history_entry(push, status_code="200")], repository)
+    assert outcome.counts.summary() == "recorded=1 already=1 skipped=0 invalid=0"
+    assert len(repository.documents) == 1
+
+
+def test_invalid_entries_are_counted_and_named_and_never_stop_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    repository = FakeEventRepository()
+    no_timestamp = payloads.with_new_id(payloads.PUSH)
+    del no_timestamp["timestamp"]
+    no_message = {"id": "no-message", "eventResponseMessage": {"statusCode": "504"}}
+    no_action = payloads.with_new_id(payloads.PUSH)
+    del no_action["action"]
+    good = payloads.with_new_id(payloads.PUSH)
+    entries = [
+        history_entry(no_timestamp),
+        no_message,
+        history_entry(no_action),
+        history_entry(["not", "an", "object"]),
+        history_entry(good),
+    ]
+    outcome, invalid = run(entries, repository)
+
+    assert outcome.counts.summary() == "recorded=1 already=0 skipped=0 invalid=4"
+    assert [str(entry) for entry in invalid] == [
+        f"entry 0 (id {no_timestamp['id']!r}): "
+        "eventRequestMessage.content.timestamp: Field required",
+        "entry 1 (id 'no-message'): eventRequestMessage: required, must be an object",
+        f"entry 2 (id {no_action['id']!r}): "
+        "eventRequestMessage.content.action: required, must be a non-empty string",
+        "entry 3 (id 'entry-without-content-id'): "
+        "eventRequestMessage.content: required, must be an object",
+    ]
+    assert list(repository.documents) == [good["id"]]
+    for secret in LEAKABLE:
+        assert secret not in json.dumps(repository.documents)
+        assert secret not in all_logged(caplog)
+
+
+def test_an_unreachable_store_stops_the_run_with_the_counts_so_far() -> None:
+    repository = FakeEventRepository()
+    first, second = (history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(2))
+    run([first], repository)
+    repository.unavailable = True
+
+    outcome, _ = run(
+        [first, second, history_entry(payloads.with_new_id(payloads.PUSH))], repository
+    )
+
+    assert outcome.unavailable == "fake outage"
+    assert outcome.counts.summary() == "recorded=0 already=0 skipped=0 invalid=0"
+    assert repository.add_calls == 2  # the first failure ends it
+
+
+# --- the events file -----------------------------------------------------------------------
+
+
+def test_the_file_az_writes_is_read_in_any_encoding_windows_writes(tmp_path: Path) -> None:
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH))]
+    for encoding in ("utf-8", "utf-8-sig", "utf-16"):
+        path = tmp_path / f"{encoding}.json"
+        path.write_text(json.dumps(entries), encoding=encoding)
+        assert read_history_file(path) == entries
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "no such file"),
+        (b"", "is not JSON"),
+        (b"[{", "is not JSON"),
+        (b"\xff\x00\xfe", "is not UTF-8 text"),
+        (b'{"value": []}', "must be a JSON array of webhook events"),
+        (b"[1]", "item 0 is a int"),
+    ],
+)
+def test_an_unusable_file_is_one_line_saying_why(
+    tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / "events.json"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(HistoryFileError) as raised:
+        read_history_file(path)
+    message = str(raised.value)
+    assert reason in message
+    assert message.startswith(str(path))
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("missing-file", "events.json: no such file"),
+        ("no-settings", "configuration error: COSMOS_ENDPOINT is not set"),
+    ],
+)
+def test_cli_exit_2_with_a_one_line_reason(
+    setup: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if setup == "no-settings":
+        (tmp_path / "events.json").write_text("[]")
+    code = cli.main(["reconcile", "--events-file", str(tmp_path / "events.json")])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert (out, err.count("\n")) == ("", 1)
+    assert expected in err
+
+
+# --- the timer's run -----------------------------------------------------------------------
+
+
+class ListedHistory:
+    """A WebhookHistory over lists, failing after ``fail_after`` entries when set."""
+
+    def __init__(self, by_webhook: dict[str, list[dict[str, Any]]], fail_after: int = -1):
+        self.by_webhook = by_webhook
+        self.fail_after = fail_after
+        self.asked: list[str] = []
+
+    def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
+        self.asked.append(webhook_name)
+        for index, entry in enumerate(self.by_webhook[webhook_name]):
+            if index == self.fail_after:
+                raise HttpResponseError(message="ARM said 429")
+            yield entry
+
+
+def test_not_configured_logs_so_and_does_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    repository = FakeEventRepository()
+    assert reconcile_webhooks(None, repository) == {}
+    assert repository.add_calls == 0
+    assert "reconcile is not configured" in caplog.text
+
+
+def test_each_webhook_is_reconciled_with_one_summary_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    repository = FakeEventRepository()
+    shared = history_entry(payloads.with_new_id(payloads.PUSH))
+    history = ListedHistory(
+        {
+            "acrwebhook": [shared, history_entry({**payloads.PUSH, "action": "ping"})],
+            "acrwebhook2": [shared, history_entry(payloads.with_new_id(payloads.DELETE))],
+        }
+    )
+    outcomes = reconcile_webhooks(TARGET, repository, history, now=lambda: NOW)
+
+    assert {name: o.counts.summary() for name, o in outcomes.items()} == {
+        "acrwebhook": "recorded=1 already=0 skipped=1 invalid=0",
+        "acrwebhook2": "recorded=1 already=1 skipped=0 invalid=0",
+    }
+    summaries = [r.getMessage() for r in caplog.records if "reconcile of webhook" in r.getMessage()]
+    assert summaries == [
+        "reconcile of webhook 'acrwebhook': recorded=1 already=0 skipped=1 invalid=0",
+        "reconcile of webhook 'acrwebhook2': recorded=1 already=1 skipped=0 invalid=0",
+    ]
+    decisions = [r.__dict__.get("decision") for r in caplog.records]
+    assert decisions.count("reconciled") == 2
+    assert all(
+        r.__dict__["route"] == "reconcile" for r in caplog.records if r.__dict__.get("decision")
+    )
+
+
+def test_a_history_that_fails_midway_keeps_what_was_read_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    repository = FakeEventRepository()
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(3)]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": entries}, fail_after=2)
+    outcomes = reconcile_webhooks(TARGET, repository, history, now=lambda: NOW)
+
+    assert len(repository.documents) == 2
+    assert outcomes["acrwebhook2"].counts.summary() == "recorded=0 already=2 skipped=0 invalid=0"
+    assert "history unreadable (HttpResponseError: ARM said 429)" in caplog.text
+
+
+def test_an_unreachable_store_ends_the_timer_run(caplog: pytest.LogCaptureFixture) -> None:
+    repository = FakeEventRepository()
+    repository.unavailable = True
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH))]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": entries})
+    outcomes = reconcile_webhooks(TARGET, repository, history, now=lambda: NOW)
+
+    assert list(outcomes) == ["acrwebhook"]
+    assert history.asked == ["acrwebhook"]
+    assert "stopped: database unavailable" in caplog.text
