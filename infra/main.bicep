@@ -11,7 +11,41 @@ targetScope = 'resourceGroup'
 @maxLength(64)
 param environmentName string
 
-@description('Location of all resources (must offer Flex Consumption). Defaults to the resource group location.')
+@description('Location of all resources. Defaults to the resource group location. Only regions that offer Flex Consumption (the list of the official template, Azure-Samples/functions-quickstart-python-http-azd).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'eastus2euap'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'

@@ -522,3 +522,53 @@ def test_indexing_covers_what_the_app_and_the_documented_queries_filter_on() -> 
     # id is always indexed by Cosmos DB.
     missing = {name for name in used - {"id"} if f"/{name}/?" not in indexed}
     assert not missing, f"filtered or sorted on but not indexed: {sorted(missing)}"
+
+
+# --- Location --------------------------------------------------------------------------------
+
+# Regions that offer Flex Consumption: the @allowed list of the official template
+# (Azure-Samples/functions-quickstart-python-http-azd, infra/main.bicep, 2025-11-24).
+FLEX_CONSUMPTION_REGIONS = [
+    "australiaeast",
+    "australiasoutheast",
+    "brazilsouth",
+    "canadacentral",
+    "centralindia",
+    "centralus",
+    "eastasia",
+    "eastus",
+    "eastus2",
+    "eastus2euap",
+    "francecentral",
+    "germanywestcentral",
+    "italynorth",
+    "japaneast",
+    "koreacentral",
+    "northcentralus",
+    "northeurope",
+    "norwayeast",
+    "southafricanorth",
+    "southcentralus",
+    "southeastasia",
+    "southindia",
+    "spaincentral",
+    "swedencentral",
+    "uaenorth",
+    "uksouth",
+    "ukwest",
+    "westcentralus",
+    "westeurope",
+    "westus",
+    "westus2",
+    "westus3",
+]
+
+
+def test_location_is_limited_to_flex_consumption_regions() -> None:
+    location = param(template(MAIN), "location")
+    rules = decorators(location)
+    assert rules["allowed"] == FLEX_CONSUMPTION_REGIONS
+    assert rules["metadata"] == {"azd": {"type": "location"}}  # azd offers only these
+    assert location["default"]["function"]["type"] == "resource_group"
+    for name in ("monitoring", "storage", "cosmos", "functionApp"):
+        assert module(template(MAIN), name)["params"]["location"] == "location"
