@@ -34,6 +34,9 @@ COSMOS_POOL_SIZE = HTTP_CONCURRENCY + BATCH_WRITE_THREADS
 # itself as %RECONCILE_SCHEDULE%, so it is an app setting name, not a value read here.
 RECONCILE_SCHEDULE_SETTING = "RECONCILE_SCHEDULE"
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+# Once the database is back, a parked event is stored within this cap plus the queue polling
+# interval (host.json maxPollingInterval) and the writers' memory of the failure.
+DEFAULT_REPLAY_MAX_DELAY_S = 60
 
 
 class ConfigurationError(Exception):
@@ -78,6 +81,8 @@ class Settings:
     # Days a document is kept (the container's default time-to-live); None keeps it forever.
     retention_days: int | None = None
     reconcile: ReconcileSettings | None = None
+    # The longest a parked event waits between two replays while the database is down.
+    replay_max_delay_s: int = DEFAULT_REPLAY_MAX_DELAY_S
 
 
 def read_values(
@@ -122,7 +127,16 @@ def load_settings(
         fallback_queue=queue_settings(values),
         retention_days=_retention_days(values.get("RETENTION_DAYS", "").strip()),
         reconcile=reconcile_settings(values),
+        replay_max_delay_s=_replay_max_delay_s(values.get("REPLAY_MAX_DELAY_SECONDS", "").strip()),
     )
+
+
+def _replay_max_delay_s(value: str) -> int:
+    if not value:
+        return DEFAULT_REPLAY_MAX_DELAY_S
+    if not value.isdigit() or not 1 <= int(value) <= 3600:
+        raise ConfigurationError("REPLAY_MAX_DELAY_SECONDS must be a whole number from 1 to 3600")
+    return int(value)
 
 
 def _retention_days(value: str) -> int | None:

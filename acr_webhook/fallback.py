@@ -1,8 +1,11 @@
 """The durable fallback: when Cosmos DB fails, a validated event waits in a Storage queue.
 
 A queue-triggered function (``replay_fallback`` in function_app.py) applies queued events to
-Cosmos DB later; ids make that idempotent, and the Functions runtime moves a message that keeps
-failing to ``<queue>-poison`` after ``maxDequeueCount`` tries (host.json).
+Cosmos DB later; ids make that idempotent. While the database is still unavailable the replay
+puts the event back itself, with a delay that doubles up to a cap, and returns normally: the
+runtime's retries (a fixed delay, a counted number of tries, then the poison queue) are left
+for messages that can never be stored. Messages never expire, so an outage of any length
+loses nothing.
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ import contextlib
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from acr_webhook.config import QueueSettings
-from acr_webhook.repository import EventRepository
+from acr_webhook.repository import (
+    DocumentRejectedError,
+    EventRepository,
+    RepositoryUnavailableError,
+)
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -32,14 +40,33 @@ QUEUE_TIMEOUTS: dict[str, Any] = {
 }
 
 
+# Storage queue messages live 7 days unless told otherwise; -1 keeps them until replayed.
+NEVER_EXPIRES = -1
+# The first replay of a parked event waits this long; each failed try doubles it up to the cap
+# (Settings.replay_max_delay_s, 60 s by default).
+REPLAY_FIRST_DELAY_S = 2
+
+
 class FallbackUnavailableError(Exception):
     """The fallback queue did not take the event either."""
 
 
 class FallbackQueue(Protocol):
-    def put(self, document: dict[str, Any]) -> None:
-        """Keep one event document for replay; raises FallbackUnavailableError on failure."""
+    def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
+        """Keep one event document for replay, hidden for ``delay_s``, with the number of
+        replay ``attempts`` already made; raises FallbackUnavailableError on failure."""
         ...
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """A queue message: the event document and how many replays of it have failed."""
+
+    document: dict[str, Any]
+    attempts: int = 0
+
+    def to_message(self) -> str:
+        return json.dumps({"document": self.document, "attempts": self.attempts})
 
 
 def create_queue_client(
@@ -90,9 +117,13 @@ class StorageQueueFallback:
                 self._client = create_queue_client(self._settings, QUEUE_TIMEOUTS)
             return self._client
 
-    def put(self, document: dict[str, Any]) -> None:
+    def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
         try:
-            self._queue().send_message(json.dumps(document))
+            self._queue().send_message(
+                ParkedEvent(document, attempts).to_message(),
+                visibility_timeout=delay_s or None,
+                time_to_live=NEVER_EXPIRES,
+            )
         except (AzureError, ValueError) as error:
             raise FallbackUnavailableError(f"{type(error).__name__}: {error}") from error
 
@@ -109,29 +140,94 @@ def provision_queue(settings: QueueSettings) -> None:
 
 
 class InvalidQueuedEventError(ValueError):
-    """A queue message that is not an event document this app wrote."""
+    """A queue message that is not an event this app parked, or one the database refuses:
+    it can never be stored, so the runtime's retries end it in the poison queue."""
 
 
-def replay_queued_event(message: bytes | str, repository: EventRepository) -> bool:
-    """Apply one queued event document to the store. True if new, False if already there.
-
-    Raises RepositoryUnavailableError (the runtime retries, then poisons) or
-    InvalidQueuedEventError.
-    """
+def parse_parked(message: bytes | str) -> ParkedEvent:
+    """The parked event in a queue message: ``{"document": ..., "attempts": n}``, or a bare
+    document as parked before replays counted their attempts."""
     try:
-        document = json.loads(message)
+        payload = json.loads(message)
     except ValueError as error:
         raise InvalidQueuedEventError(f"queued message is not JSON: {error}") from error
+    attempts = 0
+    if isinstance(payload, dict) and "document" in payload:
+        attempts = payload.get("attempts", 0)
+        payload = payload["document"]
+        if type(attempts) is not int or attempts < 0:
+            raise InvalidQueuedEventError("queued message has no valid attempt count")
     if not (
-        isinstance(document, dict)
-        and isinstance(document.get("id"), str)
-        and isinstance(document.get("repository"), str)
+        isinstance(payload, dict)
+        and isinstance(payload.get("id"), str)
+        and isinstance(payload.get("repository"), str)
     ):
         raise InvalidQueuedEventError("queued message is not an event document")
+    return ParkedEvent(payload, attempts)
+
+
+def replay_delay_s(attempts: int, max_delay_s: int) -> int:
+    """The wait before the next replay after ``attempts`` failed ones: 2, 4, 8 ... capped."""
+    return int(min(max_delay_s, REPLAY_FIRST_DELAY_S * 2 ** min(attempts, 30)))
+
+
+def replay_queued_event(
+    message: bytes | str,
+    repository: EventRepository,
+    requeue: FallbackQueue | None,
+    max_delay_s: int,
+) -> str:
+    """Apply one parked event to the store: ``"recorded"``, ``"duplicate"``, or ``"requeued"``
+    when the store is still unavailable (the event is back in the queue with a longer delay,
+    so the caller returns normally and the runtime deletes this copy).
+
+    Raises InvalidQueuedEventError for a message that can never be stored, and
+    FallbackUnavailableError when it could be neither stored nor put back (the runtime then
+    keeps the message and retries it).
+    """
+    parked = parse_parked(message)
+    document = parked.document
+    fields = {
+        "route": "replay",
+        "event_id": document["id"],
+        "action": document.get("action"),
+        "repository": document["repository"],
+    }
     context = (
         f"event={document['id']!r} action={document.get('action')!r} "
         f"repository={document['repository']!r}"
     )
-    created = repository.add(document)
-    log.info("%s replayed from fallback queue: %s", context, "recorded" if created else "duplicate")
-    return created
+    try:
+        created = repository.add(document)
+    except DocumentRejectedError as error:
+        log.error(
+            "%s cannot be replayed: %s",
+            context,
+            error,
+            extra={"decision": "rejected", "reason": str(error), **fields},
+        )
+        raise InvalidQueuedEventError(str(error)) from error
+    except RepositoryUnavailableError as error:
+        if requeue is None:
+            raise FallbackUnavailableError("no fallback queue to put the event back") from error
+        attempts = parked.attempts + 1
+        delay_s = replay_delay_s(attempts, max_delay_s)
+        requeue.put(document, attempts=attempts, delay_s=delay_s)
+        # One line per failed try, no traceback: an outage is expected here, not a bug.
+        log.warning(
+            "%s replay attempt %d: database unavailable (%s); next try in %d s",
+            context,
+            attempts,
+            error,
+            delay_s,
+            extra={"decision": "queued", "reason": "database unavailable", **fields},
+        )
+        return "requeued"
+    decision = "replayed" if created else "duplicate"
+    log.info(
+        "%s replayed from fallback queue: %s",
+        context,
+        "recorded" if created else "already recorded",
+        extra={"decision": decision, **fields},
+    )
+    return "recorded" if created else "duplicate"
