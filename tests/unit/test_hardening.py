@@ -1,17 +1,14 @@
-"""Shared secret, fallback queue decisions and queued-event replay, with fakes."""
+"""Shared secret and fallback queue decisions, with fakes (replay: test_replay.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
 
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, queue_settings
-from acr_webhook.fallback import InvalidQueuedEventError, replay_queued_event
 from acr_webhook.handlers import UNAUTHORIZED, SharedSecret, handle_webhook
 from acr_webhook.local.queues import QueueOptions
-from acr_webhook.repository import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
@@ -92,29 +89,6 @@ def test_decisions_are_logged_with_event_fields_and_never_the_secret(
     assert getattr(recorded, "repository", None) == "hello-world"
     assert getattr(recorded, "action", None) == "push"
     assert SECRET not in caplog.text
-
-
-def test_replay_writes_once_and_treats_a_duplicate_as_done() -> None:
-    repository = FakeEventRepository()
-    message = json.dumps({"id": "e1", "repository": "r", "action": "push"})
-    assert replay_queued_event(message, repository) is True
-    assert replay_queued_event(message.encode(), repository) is False
-    assert list(repository.documents) == ["e1"]
-
-
-def test_replay_raises_while_the_store_is_down_so_the_runtime_retries() -> None:
-    repository = FakeEventRepository()
-    repository.unavailable = True
-    with pytest.raises(RepositoryUnavailableError):
-        replay_queued_event(json.dumps({"id": "e1", "repository": "r"}), repository)
-
-
-@pytest.mark.parametrize(
-    "message", ["not json", "[]", '{"id": 1, "repository": "r"}', '{"id": "x"}']
-)
-def test_replay_refuses_what_is_not_an_event_document(message: str) -> None:
-    with pytest.raises(InvalidQueuedEventError):
-        replay_queued_event(message, FakeEventRepository())
 
 
 def test_fallback_is_off_without_a_storage_setting() -> None:

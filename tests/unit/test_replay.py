@@ -1,0 +1,124 @@
+"""Replay of parked events (issue 10): back into the queue with a growing delay while the
+database is unavailable, poison only for what can never be stored. With fakes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from acr_webhook.fallback import (
+    REPLAY_FIRST_DELAY_S,
+    FallbackUnavailableError,
+    InvalidQueuedEventError,
+    ParkedEvent,
+    parse_parked,
+    replay_delay_s,
+    replay_queued_event,
+)
+from acr_webhook.repository import DocumentRejectedError
+from tests.support.fake_queue import FakeFallbackQueue
+from tests.support.fakes import FakeEventRepository
+
+DOCUMENT = {"id": "e1", "repository": "r", "action": "push"}
+CAP_S = 60
+
+
+class RefusingRepository(FakeEventRepository):
+    def add(self, document: dict[str, Any]) -> bool:
+        raise DocumentRejectedError("refused by the database (400): bad document")
+
+
+def test_replay_writes_once_and_treats_a_duplicate_as_done() -> None:
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    message = ParkedEvent(DOCUMENT).to_message()
+    assert replay_queued_event(message, repository, queue, CAP_S) == "recorded"
+    assert replay_queued_event(message.encode(), repository, queue, CAP_S) == "duplicate"
+    assert list(repository.documents) == ["e1"]
+    assert queue.messages == []
+
+
+def test_a_bare_document_parked_by_an_earlier_version_still_replays() -> None:
+    repository = FakeEventRepository()
+    assert replay_queued_event(json.dumps(DOCUMENT), repository, None, CAP_S) == "recorded"
+    assert parse_parked(json.dumps(DOCUMENT)) == ParkedEvent(DOCUMENT, attempts=0)
+
+
+def test_while_the_store_is_down_the_event_goes_back_with_a_doubling_delay() -> None:
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    repository.unavailable = True
+    message = ParkedEvent(DOCUMENT).to_message()
+    for _ in range(8):
+        assert replay_queued_event(message, repository, queue, CAP_S) == "requeued"
+        attempts, _ = queue.puts[-1]
+        message = ParkedEvent(queue.messages[-1], attempts).to_message()
+    assert [attempts for attempts, _ in queue.puts] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [delay for _, delay in queue.puts] == [4, 8, 16, 32, 60, 60, 60, 60]
+    assert all(document == DOCUMENT for document in queue.messages)
+
+    repository.unavailable = False  # the database is back: the next try stores it
+    assert replay_queued_event(message, repository, queue, CAP_S) == "recorded"
+    assert list(repository.documents) == ["e1"]
+
+
+def test_the_delay_starts_small_and_never_passes_the_cap() -> None:
+    assert replay_delay_s(0, CAP_S) == REPLAY_FIRST_DELAY_S
+    assert replay_delay_s(1, 3) == 3
+    assert replay_delay_s(10**6, CAP_S) == CAP_S  # a very old message does not overflow
+
+
+def test_a_failed_try_is_one_log_line_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    repository.unavailable = True
+    with caplog.at_level(logging.INFO):
+        replay_queued_event(ParkedEvent(DOCUMENT).to_message(), repository, queue, CAP_S)
+    [record] = caplog.records
+    assert record.exc_info is None
+    assert "replay attempt 1" in record.getMessage()
+    assert (getattr(record, "decision", None), getattr(record, "route", None)) == (
+        "queued",
+        "replay",
+    )
+    assert getattr(record, "event_id", None) == "e1"
+
+
+def test_a_document_the_database_refuses_is_invalid_so_it_ends_in_poison() -> None:
+    queue = FakeFallbackQueue()
+    with pytest.raises(InvalidQueuedEventError, match="refused"):
+        replay_queued_event(ParkedEvent(DOCUMENT).to_message(), RefusingRepository(), queue, 60)
+    assert queue.messages == []
+
+
+def test_without_a_queue_to_put_it_back_the_message_stays_for_the_runtime() -> None:
+    repository = FakeEventRepository()
+    repository.unavailable = True
+    with pytest.raises(FallbackUnavailableError):
+        replay_queued_event(ParkedEvent(DOCUMENT).to_message(), repository, None, CAP_S)
+
+
+def test_when_the_queue_refuses_the_put_back_the_message_stays_for_the_runtime() -> None:
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    repository.unavailable = queue.unavailable = True
+    with pytest.raises(FallbackUnavailableError):
+        replay_queued_event(ParkedEvent(DOCUMENT).to_message(), repository, queue, CAP_S)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "not json",
+        "[]",
+        '{"id": 1, "repository": "r"}',
+        '{"id": "x"}',
+        '{"document": {"id": "x"}, "attempts": 0}',
+        '{"document": {"id": "x", "repository": "r"}, "attempts": -1}',
+        '{"document": {"id": "x", "repository": "r"}, "attempts": true}',
+    ],
+)
+def test_replay_refuses_what_is_not_an_event_document(message: str) -> None:
+    with pytest.raises(InvalidQueuedEventError):
+        replay_queued_event(message, FakeEventRepository(), FakeFallbackQueue(), CAP_S)
