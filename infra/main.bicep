@@ -81,6 +81,18 @@ param cosmosDatabaseName string = 'acr'
 @description('Cosmos DB container name (app setting COSMOS_CONTAINER).')
 param cosmosContainerName string = 'events'
 
+@description('Days an event document is kept after its last write (Cosmos DB default time-to-live, app setting RETENTION_DAYS). 0 = forever (default).')
+@minValue(0)
+@maxValue(24855)
+param retentionDays int = 0
+
+@description('Cosmos DB continuous backup tier: point-in-time restore over the last 7 days (free) or 30 days.')
+@allowed([
+  'Continuous7Days'
+  'Continuous30Days'
+])
+param cosmosBackupTier string = 'Continuous7Days'
+
 @description('Optional shared secret. When set it becomes app setting WEBHOOK_SECRET and webhook.bicep makes ACR send "Authorization: Bearer <secret>".')
 @secure()
 param webhookSecret string = ''
@@ -154,6 +166,8 @@ module cosmos 'modules/cosmos.bicep' = {
     capacityMode: cosmosCapacityMode
     throughput: cosmosThroughput
     autoscaleMaxThroughput: cosmosAutoscaleMaxThroughput
+    retentionDays: retentionDays
+    backupTier: cosmosBackupTier
     appPrincipalId: appIdentity.properties.principalId
     userPrincipalId: principalId
   }
@@ -187,6 +201,7 @@ module functionApp 'modules/function-app.bicep' = {
     cosmosDatabaseName: cosmosDatabaseName
     cosmosContainerName: cosmosContainerName
     webhookSecret: webhookSecret
+    retentionDays: retentionDays
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyInstances: alwaysReadyInstances
     zoneRedundant: zoneRedundant

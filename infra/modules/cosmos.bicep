@@ -35,6 +35,18 @@ param throughput int = 400
 @minValue(1000)
 param autoscaleMaxThroughput int = 1000
 
+@description('Days a document is kept after its last write (the container default time-to-live). 0 = forever. At most 24855: Cosmos DB stores the TTL in seconds as a 32-bit number.')
+@minValue(0)
+@maxValue(24855)
+param retentionDays int = 0
+
+@description('Continuous backup tier: point-in-time restore over the last 7 or 30 days.')
+@allowed([
+  'Continuous7Days'
+  'Continuous30Days'
+])
+param backupTier string = 'Continuous7Days'
+
 @description('Principal (object) id of the Function App managed identity.')
 param appPrincipalId string
 
@@ -89,7 +101,7 @@ resource account 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
     backupPolicy: {
       type: 'Continuous'
       continuousModeProperties: {
-        tier: 'Continuous7Days'
+        tier: backupTier
       }
     }
   }
@@ -114,6 +126,8 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
     options: containerOptions
     resource: {
       id: containerName
+      // null = no time-to-live: documents are kept until deleted.
+      defaultTtl: (retentionDays > 0) ? retentionDays * 86400 : null
       partitionKey: {
         paths: [
           '/repository'

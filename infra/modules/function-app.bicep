@@ -48,6 +48,11 @@ param cosmosContainerName string
 @secure()
 param webhookSecret string = ''
 
+@description('Days a document is kept (app setting RETENTION_DAYS, read by provision). 0 = forever: no setting.')
+@minValue(0)
+@maxValue(24855)
+param retentionDays int = 0
+
 @description('Upper bound of Flex Consumption instances.')
 @minValue(40)
 @maxValue(1000)
@@ -86,7 +91,11 @@ var secretAppSettings = empty(webhookSecret) ? {} : {
   WEBHOOK_SECRET: webhookSecret
 }
 
-var appSettings = union(baseAppSettings, secretAppSettings)
+var retentionAppSettings = (retentionDays > 0) ? {
+  RETENTION_DAYS: string(retentionDays)
+} : {}
+
+var appSettings = union(baseAppSettings, secretAppSettings, retentionAppSettings)
 
 var alwaysReady = (alwaysReadyInstances > 0) ? [
   {

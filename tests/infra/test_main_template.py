@@ -6,7 +6,12 @@ import json
 import re
 from typing import Any
 
-from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, FALLBACK_QUEUE_NAME
+from acr_webhook.config import (
+    DEFAULT_CONTAINER,
+    DEFAULT_DATABASE,
+    FALLBACK_QUEUE_NAME,
+    load_settings,
+)
 from acr_webhook.models import EventQuery
 from acr_webhook.repository import events_sql
 from tests.infra.bicep import (
@@ -572,3 +577,75 @@ def test_location_is_limited_to_flex_consumption_regions() -> None:
     assert location["default"]["function"]["type"] == "resource_group"
     for name in ("monitoring", "storage", "cosmos", "functionApp"):
         assert module(template(MAIN), name)["params"]["location"] == "location"
+
+
+# --- Retention and backup --------------------------------------------------------------------
+
+RETENTION_ENABLED = {
+    "operator": {
+        "type": "greater_than",
+        "operands": {"operand_1": "retentionDays", "operand_2": 0},
+    }
+}
+
+
+def test_retention_days_sets_the_container_time_to_live_in_seconds() -> None:
+    ttl = conditional_branches(cosmos_container()["defaultTtl"])
+    assert ttl is not None
+    condition, when_set, when_forever = ttl
+    assert condition == RETENTION_ENABLED
+    assert when_set == {
+        "operator": {
+            "type": "multiply",
+            "operands": {"operand_1": "retentionDays", "operand_2": 24 * 60 * 60},
+        }
+    }
+    assert when_forever is None  # no time-to-live: kept until deleted
+
+
+def test_retention_days_parameter_reaches_the_container_and_the_app() -> None:
+    main = template(MAIN)
+    retention = param(main, "retentionDays")
+    assert retention["default"] == 0  # keep forever
+    # Cosmos DB keeps the TTL in seconds as a 32-bit number: 24855 days is the most it holds.
+    assert decorators(retention)["max_value"] == 24855 == (2**31 - 1) // 86400
+    for document in (template(COSMOS), template(FUNCTION_APP)):
+        rules = decorators(param(document, "retentionDays"))
+        assert (rules["min_value"], rules["max_value"]) == (0, 24855)
+    assert module(main, "cosmos")["params"]["retentionDays"] == "retentionDays"
+    assert module(main, "functionApp")["params"]["retentionDays"] == "retentionDays"
+
+
+def test_retention_app_setting_only_when_documents_expire() -> None:
+    assert app_settings()["RETENTION_DAYS"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "retentionDays"}}
+    }
+    branches = conditional_branches(var(template(FUNCTION_APP), "retentionAppSettings"))
+    assert branches is not None
+    condition, _, when_forever = branches
+    assert condition == RETENTION_ENABLED
+    assert when_forever == {}  # the app reads "no setting" as keep forever
+
+
+def test_the_app_accepts_every_retention_the_template_allows() -> None:
+    retention = decorators(param(template(MAIN), "retentionDays"))
+    for days in (1, retention["max_value"]):
+        settings = load_settings(
+            {"COSMOS_ENDPOINT": "https://example.documents.azure.com", "RETENTION_DAYS": str(days)},
+            settings_file=REPO_ROOT / "no-such-file.json",
+        )
+        assert settings.retention_days == days
+
+
+def test_continuous_backup_tier_is_a_parameter() -> None:
+    _, account = cosmos_account()
+    assert account["properties"]["backupPolicy"] == {
+        "type": "Continuous",
+        "continuousModeProperties": {"tier": "backupTier"},
+    }
+    tiers = ["Continuous7Days", "Continuous30Days"]
+    main = template(MAIN)
+    assert decorators(param(main, "cosmosBackupTier"))["allowed"] == tiers
+    assert decorators(param(template(COSMOS), "backupTier"))["allowed"] == tiers
+    assert param(main, "cosmosBackupTier")["default"] == "Continuous7Days"
+    assert module(main, "cosmos")["params"]["backupTier"] == "cosmosBackupTier"
