@@ -15,6 +15,7 @@ import pytest
 from acr_webhook.config import QueueSettings, Settings
 from acr_webhook.fallback import (
     FallbackUnavailableError,
+    ParkedEvent,
     StorageQueueFallback,
     create_queue_client,
     provision_queue,
@@ -26,6 +27,7 @@ from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite
+from tests.support.fakes import FakeEventRepository
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
 
@@ -51,7 +53,34 @@ def test_put_stores_the_document_base64_encoded_as_the_trigger_expects(
     queue = new_queue(azurite)
     StorageQueueFallback(queue).put(document(payloads.PUSH))
     [raw] = raw_messages(queue)
-    assert json.loads(base64.b64decode(raw))["id"] == payloads.PUSH["id"]
+    parked = json.loads(base64.b64decode(raw))
+    assert parked["document"]["id"] == payloads.PUSH["id"]
+    assert parked["attempts"] == 0
+
+
+def test_parked_messages_never_expire(azurite: LocalAzurite) -> None:
+    """A Storage queue message lives 7 days unless told otherwise; an outage may be longer."""
+    queue = new_queue(azurite)
+    StorageQueueFallback(queue).put(document(payloads.PUSH))
+    [message] = create_queue_client(queue, {}).peek_messages(max_messages=1)
+    assert message.expires_on is not None
+    assert message.expires_on.year >= 9999
+
+
+def test_a_replay_during_an_outage_puts_the_event_back_hidden_for_the_delay(
+    azurite: LocalAzurite,
+) -> None:
+    queue = new_queue(azurite)
+    fallback = StorageQueueFallback(queue)
+    down = FakeEventRepository()
+    down.unavailable = True
+    event = document(payloads.with_new_id(payloads.PUSH))
+    message = ParkedEvent(event, attempts=2).to_message()
+    assert replay_queued_event(message, down, fallback, max_delay_s=60) == "requeued"
+    client = create_queue_client(queue, {})
+    # There, with the attempt counted, but hidden for the next delay (2 s doubled thrice: 16 s).
+    assert client.get_queue_properties().approximate_message_count == 1
+    assert list(client.receive_messages(visibility_timeout=1)) == []
 
 
 def test_provision_queue_twice_is_fine(azurite: LocalAzurite) -> None:
@@ -103,7 +132,7 @@ def test_queue_trigger_replays_into_cosmos_once(
     fallback.put(document(pushes[0]))  # the same event queued twice
 
     app = app_with_queue_trigger(
-        queue.queue_name, lambda body: replay_queued_event(body, repository)
+        queue.queue_name, lambda body: replay_queued_event(body, repository, fallback, 60)
     )
     [function] = queue_functions(app)
     resolved = resolve_queue(function, {"AzureWebJobsStorage": azurite.connection_string})
@@ -132,7 +161,7 @@ def test_a_message_that_keeps_failing_goes_to_the_poison_queue(azurite: LocalAzu
     assert len(attempts) == FAST.max_dequeue_count
     assert raw_messages(queue) == []
     [raw] = raw_messages(poison)
-    assert json.loads(base64.b64decode(raw)) == {"id": "e1", "repository": "r"}
+    assert json.loads(base64.b64decode(raw))["document"] == {"id": "e1", "repository": "r"}
 
 
 def test_an_undecodable_message_goes_straight_to_poison(azurite: LocalAzurite) -> None:
