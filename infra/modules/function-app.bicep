@@ -74,6 +74,12 @@ param zoneRedundant bool = false
 ])
 param instanceMemoryMB int = 2048
 
+// Concurrency, sized together with acr_webhook/config.py (HTTP_CONCURRENCY; a test keeps the two
+// equal). Each request holds a worker thread while it waits on Cosmos DB, so the Python worker's
+// thread pool is as large as the HTTP requests an instance is given at once; the Cosmos DB
+// connection pool (COSMOS_POOL_SIZE = 32) covers these 16 threads plus the 16 batch-write threads.
+var httpConcurrency = 16
+
 var baseAppSettings = {
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -85,6 +91,7 @@ var baseAppSettings = {
   COSMOS_DATABASE: cosmosDatabaseName
   COSMOS_CONTAINER: cosmosContainerName
   WEBHOOK_SECRET_HEADER: 'Authorization'
+  PYTHON_THREADPOOL_THREAD_COUNT: string(httpConcurrency)
 }
 
 var secretAppSettings = empty(webhookSecret) ? {} : {
@@ -166,6 +173,11 @@ resource functionApp 'Microsoft.Web/sites@2024-11-01' = {
         alwaysReady: alwaysReady
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

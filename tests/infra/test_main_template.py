@@ -7,9 +7,12 @@ import re
 from typing import Any
 
 from acr_webhook.config import (
+    BATCH_WRITE_THREADS,
+    COSMOS_POOL_SIZE,
     DEFAULT_CONTAINER,
     DEFAULT_DATABASE,
     FALLBACK_QUEUE_NAME,
+    HTTP_CONCURRENCY,
     load_settings,
 )
 from acr_webhook.models import EventQuery
@@ -649,3 +652,22 @@ def test_continuous_backup_tier_is_a_parameter() -> None:
     assert decorators(param(template(COSMOS), "backupTier"))["allowed"] == tiers
     assert param(main, "cosmosBackupTier")["default"] == "Continuous7Days"
     assert module(main, "cosmos")["params"]["backupTier"] == "cosmosBackupTier"
+
+
+# --- Concurrency -----------------------------------------------------------------------------
+
+
+def test_http_concurrency_and_thread_pool_match_the_code() -> None:
+    """Flex gives an instance perInstanceConcurrency requests at once; each holds one worker
+    thread while it waits on Cosmos DB, so the pool and the code's sizing use the same number."""
+    document = template(FUNCTION_APP)
+    assert var(document, "httpConcurrency") == HTTP_CONCURRENCY == 16
+    scale = function_app()["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    assert scale["triggers"] == {"http": {"perInstanceConcurrency": "httpConcurrency"}}
+    assert app_settings()["PYTHON_THREADPOOL_THREAD_COUNT"] == {
+        "function": {"type": "string", "parameters": {"value_to_convert": "httpConcurrency"}}
+    }
+    # The Python worker caps its thread pool at 32; the Cosmos pool has a connection for every
+    # request thread and every batch-write thread.
+    assert HTTP_CONCURRENCY <= 32
+    assert COSMOS_POOL_SIZE >= HTTP_CONCURRENCY + BATCH_WRITE_THREADS
