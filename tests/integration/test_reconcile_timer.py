@@ -1,0 +1,178 @@
+"""The reconcile timer's path: ACR's history read through the management SDK from a local
+HTTPS stand-in for the management endpoint (endpoint and token audience from the settings, as
+in a sovereign cloud), stored in the local Cosmos DB server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessToken
+
+from acr_webhook.acr_history import ManagementApiHistory, parse_registry_id
+from acr_webhook.config import ConfigurationError, ReconcileSettings, reconcile_settings
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.reconcile import reconcile_webhooks
+from acr_webhook.repository import CosmosEventRepository
+from acr_webhook.results import utc_now
+from tests.conftest import read_all
+from tests.support import payloads
+from tests.support.arm_stand_in import ListEventsStandIn
+from tests.support.history import LEAKABLE, history_entry
+
+REGISTRY_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/myResourceGroup"
+    "/providers/Microsoft.ContainerRegistry/registries/myRegistry"
+)
+AUDIENCE = "https://management.sovereign.example"
+TOKEN = "stand-in-bearer-token"
+
+
+def list_events_path(webhook: str) -> str:
+    return f"{REGISTRY_ID}/webhooks/{webhook}/listEvents"
+
+
+class FakeCredential:
+    """A TokenCredential that hands out one token and remembers the scopes it was asked for."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(TOKEN, int(time.time()) + 3600)
+
+
+class CountingRepository(CosmosEventRepository):
+    """The real repository, counting write attempts."""
+
+    add_calls = 0
+
+    def add(self, document: dict[str, Any]) -> bool:
+        self.add_calls += 1
+        return super().add(document)
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path) -> Iterator[ListEventsStandIn]:
+    server = ListEventsStandIn(tmp_path, TOKEN, page_size=2)
+    server.start()
+    yield server
+    server.stop()
+
+
+def target_from_settings(stand_in: ListEventsStandIn) -> ReconcileSettings:
+    target = reconcile_settings(
+        {
+            "ACR_REGISTRY_ID": REGISTRY_ID,
+            "ACR_WEBHOOK_NAMES": "acrwebhook, acrwebhookeu",
+            "ARM_ENDPOINT": stand_in.endpoint,
+            "ARM_AUDIENCE": AUDIENCE,
+        }
+    )
+    assert target is not None
+    return target
+
+
+def test_missed_events_are_read_page_by_page_and_stored_once(
+    stand_in: ListEventsStandIn, cosmos_settings: Any
+) -> None:
+    repository = CountingRepository(cosmos_settings)
+    delivered = payloads.with_new_id(payloads.PUSH, repository="team/api", tag="v1")
+    assert repository.add(to_document(AcrEvent.model_validate(delivered), utc_now()))
+    missed = [
+        payloads.with_new_id(payloads.PUSH, repository="team/api", tag=f"v{n}") for n in (2, 3)
+    ]
+    missed_eu = payloads.with_new_id(payloads.DELETE, repository="team/web")
+    stand_in.histories = {
+        list_events_path("acrwebhook"): [
+            history_entry(missed[0]),
+            history_entry(delivered, status_code="201"),
+            history_entry({**payloads.PUSH, "id": "ping-1", "action": "ping"}, "200"),
+            history_entry(missed[1]),
+            history_entry(missed[1]),
+        ],
+        list_events_path("acrwebhookeu"): [history_entry(missed_eu)],
+    }
+    credential = FakeCredential()
+    target = target_from_settings(stand_in)
+    history = ManagementApiHistory(target, credential)
+    calls_before = repository.add_calls
+
+    outcomes = reconcile_webhooks(target, repository, history)
+
+    assert {name: o.counts.summary() for name, o in outcomes.items()} == {
+        "acrwebhook": "recorded=2 already=2 skipped=1 invalid=0",
+        "acrwebhookeu": "recorded=1 already=0 skipped=0 invalid=0",
+    }
+    assert repository.add_calls - calls_before == 5  # one attempt per recorded entry
+    stored = {d["id"]: d for d in read_all(cosmos_settings)}
+    assert set(stored) == {delivered["id"], missed_eu["id"], *(e["id"] for e in missed)}
+    assert {stored[e["id"]]["source"] for e in [*missed, missed_eu]} == {"reconcile"}
+    assert stored[delivered["id"]]["source"] == "webhook"
+    for secret in LEAKABLE:
+        assert secret not in json.dumps(stored)
+
+    # Three pages for five entries: the first a POST, the nextLinks GETs, all with the token.
+    first_webhook = [r for r in stand_in.requests if "acrwebhook/" in r.path]
+    assert [r.method for r in first_webhook] == ["POST", "GET", "GET"]
+    assert {r.authorization for r in stand_in.requests} == {f"Bearer {TOKEN}"}
+    assert all(r.query["api-version"] for r in stand_in.requests)
+    assert set(credential.scopes) == {(f"{AUDIENCE}/.default",)}
+
+    calls_before = repository.add_calls
+    again = reconcile_webhooks(target, repository, history)
+
+    assert again["acrwebhook"].counts.summary() == "recorded=0 already=4 skipped=1 invalid=0"
+    assert repository.add_calls - calls_before == 5
+    assert {d["id"]: d for d in read_all(cosmos_settings)} == stored
+
+
+def test_an_unreadable_history_is_logged_and_the_next_webhook_still_runs(
+    stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    missed = payloads.with_new_id(payloads.PUSH)
+    # The first webhook is unknown to the endpoint (renamed, say): a 404.
+    stand_in.histories = {list_events_path("acrwebhookeu"): [history_entry(missed)]}
+    target = target_from_settings(stand_in)
+    history = ManagementApiHistory(target, FakeCredential())
+
+    outcomes = reconcile_webhooks(target, CosmosEventRepository(cosmos_settings), history)
+
+    assert outcomes["acrwebhook"].counts.summary() == "recorded=0 already=0 skipped=0 invalid=0"
+    assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
+    assert outcomes["acrwebhookeu"].counts.summary() == "recorded=1 already=0 skipped=0 invalid=0"
+    assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
+
+
+def test_a_refused_token_stores_nothing(
+    stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    stand_in.histories = {
+        list_events_path(name): [history_entry(payloads.with_new_id(payloads.PUSH))]
+        for name in ("acrwebhook", "acrwebhookeu")
+    }
+    stand_in.token = "a-token-the-credential-does-not-have"
+    target = target_from_settings(stand_in)
+    history = ManagementApiHistory(target, FakeCredential())
+
+    outcomes = reconcile_webhooks(target, CosmosEventRepository(cosmos_settings), history)
+
+    assert len(outcomes) == 2
+    assert caplog.text.count("history unreadable (ClientAuthenticationError") == 2
+    assert read_all(cosmos_settings) == []
+
+
+def test_the_registry_id_names_subscription_group_and_registry() -> None:
+    registry = parse_registry_id(REGISTRY_ID.replace("resourceGroups", "resourcegroups"))
+    assert (registry.subscription_id, registry.resource_group, registry.name) == (
+        "00000000-0000-0000-0000-000000000000",
+        "myResourceGroup",
+        "myRegistry",
+    )
+    with pytest.raises(ConfigurationError, match="ACR_REGISTRY_ID"):
+        parse_registry_id("/subscriptions/s/providers/Microsoft.ContainerRegistry/registries/r")

@@ -1,0 +1,135 @@
+"""A small local stand-in for the management endpoint's ``webhooks/listEvents``, over HTTPS.
+
+It serves the documented REST shape (the REST API spec's WebhookListEvents example: a POST to
+``{registry id}/webhooks/{name}/listEvents?api-version=...`` answers
+``{"value": [Event, ...], "nextLink": "..."}``), pages with ``nextLink`` (fetched with GET, as
+the SDK does), and accepts only the bearer token it was given. HTTPS because azure-core refuses
+to send a bearer token over plain HTTP; the certificate is self-signed, made at start.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import ssl
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "arm-cert.pem", directory / "arm-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    authorization: str | None
+
+
+class ListEventsStandIn:
+    """``histories`` maps a webhook's listEvents path (from /subscriptions/...) to its events;
+    each answer holds at most ``page_size`` of them."""
+
+    def __init__(self, directory: Path, token: str, page_size: int = 2) -> None:
+        self.histories: dict[str, list[dict[str, Any]]] = {}
+        self.requests: list[SeenRequest] = []
+        self.token = token
+        self.page_size = page_size
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*write_self_signed_certificate(directory))
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _answer(
+        self, method: str, path: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]]:
+        if "api-version" not in query:
+            return 400, {"error": {"code": "MissingApiVersionParameter", "message": "..."}}
+        events = self.histories.get(path)
+        if events is None or method != ("POST" if "skip" not in query else "GET"):
+            return 404, {"error": {"code": "NotFound", "message": f"{method} {path}"}}
+        start = int(query.get("skip", ["0"])[0])
+        body: dict[str, Any] = {"value": events[start : start + self.page_size]}
+        if start + self.page_size < len(events):
+            body["nextLink"] = f"{self.endpoint}{path}?skip={start + self.page_size}"
+        return 200, body
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                url = urlsplit(self.path)
+                query = parse_qs(url.query)
+                authorization = self.headers.get("Authorization")
+                stand_in.requests.append(SeenRequest(self.command, url.path, query, authorization))
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                if authorization != f"Bearer {stand_in.token}":
+                    status, body = 401, {"error": {"code": "InvalidAuthenticationToken"}}
+                else:
+                    status, body = stand_in._answer(self.command, url.path, query)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
