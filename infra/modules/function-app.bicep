@@ -85,7 +85,11 @@ var baseAppSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // Local auth is off on Application Insights: the host and the azure-monitor-opentelemetry
+  // exporter send with an Entra ID token of this identity (Monitoring Metrics Publisher).
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
+  // The worker hands the host's trace context to the app's own OpenTelemetry setup.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   AZURE_CLIENT_ID: identityClientId
   COSMOS_ENDPOINT: cosmosEndpoint
   COSMOS_DATABASE: cosmosDatabaseName

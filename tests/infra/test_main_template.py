@@ -61,6 +61,9 @@ REQUIRED_APP_SETTINGS = {
     "COSMOS_CONTAINER",
     "WEBHOOK_SECRET_HEADER",
     "WEBHOOK_SECRET",
+    "PYTHON_ENABLE_OPENTELEMETRY",
+    "PYTHON_THREADPOOL_THREAD_COUNT",
+    "RETENTION_DAYS",
 }
 
 
@@ -277,8 +280,11 @@ def test_webhook_secret_is_optional_and_secure() -> None:
 def test_application_insights_uses_the_identity() -> None:
     settings = app_settings()
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == (
-        "ClientId=${identityClientId};Authorization=AAD"
+        "Authorization=AAD;ClientId=${identityClientId}"
     )
+    assert settings["PYTHON_ENABLE_OPENTELEMETRY"] == "true"
+    # The worker's own Azure Monitor setup would export everything a second time.
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in settings
     assert (
         settings["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "applicationInsightsConnectionString"
     )
