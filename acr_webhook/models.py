@@ -12,16 +12,21 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 PING: Final = "ping"
-RECORDED_ACTIONS: Final = frozenset({"push", "delete", "chart_push", "chart_delete", "quarantine"})
-
-# Cosmos DB refuses these characters in an item id; the event id becomes the item id.
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^/\\?#]+$")]
-RepositoryName = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+RecordedAction = Literal["push", "delete", "chart_push", "chart_delete", "quarantine"]
+RECORDED_ACTIONS: Final = frozenset(get_args(RecordedAction))
 Source = Literal["webhook", "eventgrid", "reconcile"]
 # What a later delivery of the same event may add to a stored document (Event Grid and ACR's
 # history carry them, the webhook does not): filled in where missing, never overwritten.
@@ -33,6 +38,71 @@ ENRICHMENT_FIELDS: Final = (
     "registryResourceId",
 )
 
+# Field limits, in characters. Together they keep every valid event's document under 48 KB as
+# JSON even in the worst case (each character escaped as a 12-byte surrogate pair), so that it
+# fits a 64 KB Storage queue message once base64-encoded: the fallback can take any of them.
+MAX_ID_LENGTH: Final = 255  # Cosmos DB's limit for an item id
+# The OCI distribution spec: clients limit "host[:port]/name" to 255 characters, so a
+# repository name and a registry host are each at most that. 255 characters are at most
+# 1,020 bytes in UTF-8, inside Cosmos DB's 2 KB limit for a partition key value.
+MAX_REPOSITORY_LENGTH: Final = 255
+MAX_HOST_LENGTH: Final = 255
+MAX_TAG_LENGTH: Final = 128  # the OCI distribution spec's tag grammar
+MAX_DIGEST_LENGTH: Final = 255  # "algorithm:hex"; a sha512 digest is 135
+MAX_MEDIA_TYPE_LENGTH: Final = 255  # RFC 6838: type and subtype at most 127 each
+MAX_NAME_LENGTH: Final = 255  # request ids, chart names, actor names (e-mail addresses: 254)
+MAX_VERSION_LENGTH: Final = 128  # chart versions, which Helm uses as OCI tags
+MAX_METHOD_LENGTH: Final = 32
+MAX_ADDRESS_LENGTH: Final = 64  # "[IPv6%zone]:port" with room to spare
+MAX_LOCATION_LENGTH: Final = 64  # Azure region names
+MAX_CONNECTED_REGISTRY_LENGTH: Final = 64  # ACR allows 5-40 alphanumerics
+MAX_RESOURCE_ID_LENGTH: Final = 512  # a registry's ARM id is at most ~260
+# Free text from the pushing client: kept, but cut to this length rather than refused.
+MAX_USER_AGENT_LENGTH: Final = 512
+# Event timestamps are stored as fixed-width text (string order is time order): 4-digit years.
+MIN_YEAR: Final = 1000
+MAX_YEAR: Final = 9999
+MAX_SIZE: Final = 2**53 - 1  # Cosmos DB stores numbers as doubles: exact up to here
+
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+_TEXT_PATTERN: Final = rf"^[^{_CONTROL}]*$"
+# Cosmos DB refuses /, \, ? and # in an item id, and its SDK also control characters and a
+# trailing space or newline; the event id becomes the item id.
+_ID_PATTERN: Final = rf"^[^/\\?#{_CONTROL}]*[^/\\?#{_CONTROL} ]$"
+# What a 400 says for each pattern, instead of the pattern itself.
+_PATTERN_PROBLEMS: Final = {
+    _TEXT_PATTERN: "must not contain control characters",
+    _ID_PATTERN: "must not contain control characters, '/', '\\', '?' or '#', nor end with a space",
+}
+
+
+def _clip_user_agent(value: str) -> str:
+    return value[:MAX_USER_AGENT_LENGTH]
+
+
+def _text(max_length: int, min_length: int = 0) -> StringConstraints:
+    return StringConstraints(min_length=min_length, max_length=max_length, pattern=_TEXT_PATTERN)
+
+
+EventId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)
+]
+RepositoryName = Annotated[str, _text(MAX_REPOSITORY_LENGTH, min_length=1)]
+Host = Annotated[str, _text(MAX_HOST_LENGTH)]
+Tag = Annotated[str, _text(MAX_TAG_LENGTH)]
+Digest = Annotated[str, _text(MAX_DIGEST_LENGTH)]
+MediaType = Annotated[str, _text(MAX_MEDIA_TYPE_LENGTH)]
+Name = Annotated[str, _text(MAX_NAME_LENGTH)]
+Version = Annotated[str, _text(MAX_VERSION_LENGTH)]
+Method = Annotated[str, _text(MAX_METHOD_LENGTH)]
+Address = Annotated[str, _text(MAX_ADDRESS_LENGTH)]
+Location = Annotated[str, _text(MAX_LOCATION_LENGTH)]
+ConnectedRegistryName = Annotated[str, _text(MAX_CONNECTED_REGISTRY_LENGTH)]
+ResourceId = Annotated[str, _text(MAX_RESOURCE_ID_LENGTH)]
+UserAgent = Annotated[str, AfterValidator(_clip_user_agent)]
+# Strict: true, "12" and 1.0 are not sizes; the bound keeps it exact in Cosmos DB.
+Size = Annotated[int, Field(strict=True, ge=0, le=MAX_SIZE)]
+
 
 class _Tolerant(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -40,21 +110,33 @@ class _Tolerant(BaseModel):
 
 class Target(_Tolerant):
     repository: RepositoryName
-    mediaType: str | None = None
-    digest: str | None = None
-    size: Annotated[int, Field(ge=0)] | None = None
-    length: Annotated[int, Field(ge=0)] | None = None
-    tag: str | None = None
+    mediaType: MediaType | None = None
+    digest: Digest | None = None
+    size: Size | None = None
+    length: Size | None = None
+    tag: Tag | None = None
     # Legacy Helm chart events (chart_push / chart_delete) name the chart here.
-    name: str | None = None
-    version: str | None = None
+    name: Name | None = None
+    version: Version | None = None
 
 
 class RequestInfo(_Tolerant):
-    id: str | None = None
-    host: str | None = None
-    method: str | None = None
-    useragent: str | None = None
+    id: Name | None = None
+    host: Host | None = None
+    method: Method | None = None
+    useragent: UserAgent | None = None
+    # The client's address (Event Grid and ACR's history carry it, the webhook does not).
+    addr: Address | None = None
+
+
+class Actor(_Tolerant):
+    """Who pushed or deleted: a user, service principal or token name."""
+
+    name: Name | None = None
+
+
+class ConnectedRegistry(_Tolerant):
+    name: ConnectedRegistryName | None = None
 
 
 class AcrEvent(_Tolerant):
@@ -62,23 +144,60 @@ class AcrEvent(_Tolerant):
 
     id: EventId
     timestamp: datetime
-    action: str
+    action: RecordedAction
     target: Target
     request: RequestInfo | None = None
+    actor: Actor | None = None
+    # The geo-replica region that emitted the event (Event Grid only).
+    location: Location | None = None
+    connectedRegistry: ConnectedRegistry | None = None
 
     @field_validator("timestamp")
     @classmethod
     def _as_utc(cls, value: datetime) -> datetime:
         # ACR writes UTC with a "Z"; a naive time can only mean UTC too.
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value.tzinfo is None:
+            utc = value.replace(tzinfo=UTC)
+        else:
+            try:
+                utc = value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("is outside the years 1 to 9999 once converted to UTC") from None
+        if not MIN_YEAR <= utc.year <= MAX_YEAR:
+            raise ValueError(f"year must be from {MIN_YEAR} to {MAX_YEAR} in UTC")
+        return utc
+
+
+def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
+    """``field: problem`` for each bad field, e.g. ``target.repository: Field required``
+    (``prefix`` names where the object sits; no input values: they may be large)."""
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        path = ".".join(str(part) for part in detail["loc"])
+        field = ".".join(part for part in (prefix, path) if part) or "body"
+        message = detail["msg"]
+        if detail["type"] == "string_pattern_mismatch":
+            message = _PATTERN_PROBLEMS.get(str(detail.get("ctx", {}).get("pattern")), message)
+        problems.append(f"{field}: {message}")
+    return problems
+
+
+def parse_webhook_payload(payload: Mapping[str, Any], prefix: str = "") -> AcrEvent | list[str]:
+    """A webhook payload (the body ACR posts, or the ``content`` of an entry of ACR's delivery
+    history) as the recorded event it carries, or the problems that make it none, each named
+    as in ``validation_problems``: the one validation every path that takes webhook payloads
+    shares. Check for ``ping`` and unrecorded actions first: they are problems here."""
+    try:
+        return AcrEvent.model_validate(payload)
+    except ValidationError as error:
+        return validation_problems(error, prefix)
 
 
 def iso_utc(moment: datetime) -> str:
     """Fixed-width ISO 8601 UTC, so that string order is time order in Cosmos DB queries."""
     utc = moment.astimezone(UTC)
-    # strftime("%Y-%m-%dT%H:%M:%S.%fZ")'s very text (year unpadded below 1000, as glibc does)
-    # for a third of its CPU: this runs twice per event.
-    return "%d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+    # strftime("%Y-%m-%dT%H:%M:%S.%fZ")'s text for a third of its CPU: this runs twice per event.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
         utc.year,
         utc.month,
         utc.day,
@@ -90,10 +209,22 @@ def iso_utc(moment: datetime) -> str:
 
 
 def to_document(
-    event: AcrEvent, received_at: datetime, source: Source = "webhook"
+    event: AcrEvent,
+    received_at: datetime,
+    source: Source = "webhook",
+    registry_resource_id: str | None = None,
 ) -> dict[str, Any]:
-    """The Cosmos DB item for one event; ``id`` is the event id, so writes are idempotent."""
-    target, request = event.target, event.request
+    """The Cosmos DB item for one event; ``id`` is the event id, so writes are idempotent.
+
+    ``registry_resource_id``: the registry's ARM id when the delivery names it (Event Grid's
+    topic or source); every field of ENRICHMENT_FIELDS is null when the delivery lacks it.
+    """
+    target, request, actor, connected = (
+        event.target,
+        event.request,
+        event.actor,
+        event.connectedRegistry,
+    )
     return {
         "id": event.id,
         "action": event.action,
@@ -111,6 +242,12 @@ def to_document(
         "requestMethod": request.method if request else None,
         "chartName": target.name,
         "chartVersion": target.version,
+        # Empty counts as absent, so that a later delivery that has the value fills it in.
+        "actor": (actor.name or None) if actor else None,
+        "clientAddress": (request.addr or None) if request else None,
+        "location": event.location or None,
+        "connectedRegistry": (connected.name or None) if connected else None,
+        "registryResourceId": registry_resource_id or None,
     }
 
 

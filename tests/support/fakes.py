@@ -3,31 +3,48 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from typing import Any
 
-from acr_webhook.models import EventQuery
-from acr_webhook.repository import RepositoryUnavailableError
+from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
+from acr_webhook.repository import DocumentRejectedError, RepositoryUnavailableError
 
 
 class FakeEventRepository:
     """Keeps documents by id, like a Cosmos container keyed on the event id; reads them back
-    like ``CosmosEventRepository.find_events``."""
+    like ``CosmosEventRepository.find_events``. Safe for concurrent writers (Event Grid
+    batches), fills in missing ENRICHMENT_FIELDS on a duplicate as the protocol says, refuses
+    the ids in ``refused`` for good and takes ``write_delay_s`` per write."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
         self.unavailable = False
+        self.refused: set[str] = set()
+        self.write_delay_s = 0.0
         self.add_calls = 0
         self.find_calls = 0
         self.last_find: tuple[EventQuery, int] | None = None
+        self._lock = threading.Lock()
 
     def add(self, document: dict[str, Any]) -> bool:
-        self.add_calls += 1
+        with self._lock:
+            self.add_calls += 1
+        if self.write_delay_s:
+            time.sleep(self.write_delay_s)
         if self.unavailable:
             raise RepositoryUnavailableError("fake outage")
-        if document["id"] in self.documents:
+        if document["id"] in self.refused:
+            raise DocumentRejectedError("fake refusal")
+        with self._lock:
+            stored = self.documents.get(document["id"])
+            if stored is None:
+                self.documents[document["id"]] = dict(document)
+                return True
+            for name in ENRICHMENT_FIELDS:
+                if stored.get(name) is None and document.get(name) is not None:
+                    stored[name] = document[name]
             return False
-        self.documents[document["id"]] = dict(document)
-        return True
 
     def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
         """The filters of repository.events_sql. Equal timestamps come back in a different

@@ -105,6 +105,19 @@ PUSH_BY_DIGEST_OCI: dict[str, Any] = {
     "request": {"id": "r-oci", "host": "myregistry.azurecr.io", "method": "PUT"},
 }
 
+# The same push as Event Grid's ``data`` carries it: the webhook payload plus who pushed, from
+# which address, through which replica and connected registry (reference: event sources).
+ENRICHED_PUSH: dict[str, Any] = {
+    **copy.deepcopy(PUSH),
+    "id": "7c1ee3d2-5d4a-4f0e-9d8b-2f3e6a1b9c10",
+    "actor": {"name": "ci-bot@contoso.com"},
+    "location": "westeurope",
+    "connectedRegistry": {"name": "edge01"},
+    "source": {"addr": "myregistry-node-1:443", "instanceID": "0a1b2c3d-4e5f"},
+}
+ENRICHED_PUSH["request"]["addr"] = "203.0.113.7:51234"
+ENRICHED_PUSH["target"]["url"] = "https://myregistry.azurecr.io/v2/hello-world/manifests/v1"
+
 RECORDED = {
     "push": PUSH,
     "delete": DELETE,

@@ -1,11 +1,24 @@
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from acr_webhook.models import AcrEvent, iso_utc, to_document
+from acr_webhook.models import (
+    ENRICHMENT_FIELDS,
+    MAX_REPOSITORY_LENGTH,
+    MAX_RESOURCE_ID_LENGTH,
+    MAX_SIZE,
+    MAX_USER_AGENT_LENGTH,
+    AcrEvent,
+    iso_utc,
+    parse_webhook_payload,
+    to_document,
+)
 from tests.support import payloads
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -30,6 +43,11 @@ def test_documented_push_maps_to_the_contract_fields() -> None:
         "requestMethod": "PUT",
         "chartName": None,
         "chartVersion": None,
+        "actor": None,
+        "clientAddress": None,
+        "location": None,
+        "connectedRegistry": None,
+        "registryResourceId": None,
     }
 
 
@@ -100,6 +118,7 @@ def test_timestamps_are_stored_as_fixed_width_utc(timestamp: str, expected: str)
         (lambda p: p["target"].update(repository=7), "target.repository"),
         (lambda p: p.update(id="a/b"), "id"),
         (lambda p: p.update(request="PUT"), "request"),
+        (lambda p: p.update(action="testaction"), "action"),
     ],
 )
 def test_invalid_recorded_events_name_the_field(mutate: object, field: str) -> None:
@@ -109,3 +128,218 @@ def test_invalid_recorded_events_name_the_field(mutate: object, field: str) -> N
         AcrEvent.model_validate(payload)
     fields = {".".join(str(p) for p in e["loc"]) for e in caught.value.errors()}
     assert field in fields
+
+
+# --- issue 11: who pushed, from where ------------------------------------------------------------
+
+RESOURCE_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
+    "/providers/Microsoft.ContainerRegistry/registries/myregistry"
+)
+
+
+def test_what_event_grid_and_the_history_carry_is_kept() -> None:
+    event = AcrEvent.model_validate(payloads.ENRICHED_PUSH)
+    document = to_document(event, RECEIVED, "eventgrid", registry_resource_id=RESOURCE_ID)
+    assert {name: document[name] for name in ENRICHMENT_FIELDS} == {
+        "actor": "ci-bot@contoso.com",
+        "clientAddress": "203.0.113.7:51234",
+        "location": "westeurope",
+        "connectedRegistry": "edge01",
+        "registryResourceId": RESOURCE_ID,
+    }
+    # registry stays the login server; the ARM id has a field of its own.
+    assert document["registry"] == "myregistry.azurecr.io"
+    assert document["source"] == "eventgrid"
+
+
+@pytest.mark.parametrize("name", sorted(payloads.RECORDED))
+def test_every_document_has_every_enrichment_field(name: str) -> None:
+    document = to_document(AcrEvent.model_validate(payloads.RECORDED[name]), RECEIVED)
+    assert {field: document[field] for field in ENRICHMENT_FIELDS} == dict.fromkeys(
+        ENRICHMENT_FIELDS
+    )
+
+
+def test_empty_enrichment_values_are_stored_as_absent() -> None:
+    payload = payloads.with_new_id(payloads.ENRICHED_PUSH)
+    payload.update(actor={"name": ""}, location="", connectedRegistry={})
+    payload["request"]["addr"] = ""
+    document = to_document(AcrEvent.model_validate(payload), RECEIVED, "reconcile", "")
+    assert {field: document[field] for field in ENRICHMENT_FIELDS} == dict.fromkeys(
+        ENRICHMENT_FIELDS
+    )
+    assert document["source"] == "reconcile"
+
+
+def test_the_reconcile_entry_point_returns_the_event_or_the_problems() -> None:
+    event = parse_webhook_payload(payloads.ENRICHED_PUSH)
+    assert isinstance(event, AcrEvent)
+    assert event.actor is not None and event.actor.name == "ci-bot@contoso.com"
+    bad = payloads.with_new_id(payloads.PUSH)
+    bad["id"] = "tab\tinside"
+    del bad["target"]["repository"]
+    problems = parse_webhook_payload(bad, "eventRequestMessage.content")
+    assert problems == [
+        "eventRequestMessage.content.id: must not contain control characters, '/', '\\', "
+        "'?' or '#', nor end with a space",
+        "eventRequestMessage.content.target.repository: Field required",
+    ]
+
+
+# --- issue 10: what Cosmos DB or the queue would refuse is a validation problem -----------------
+
+
+def mutated(path: str, value: Any) -> dict[str, Any]:
+    payload = payloads.with_new_id(payloads.ENRICHED_PUSH)
+    *parents, last = path.split(".")
+    node = payload
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return payload
+
+
+HOSTILE: list[tuple[str, Any, str]] = [
+    ("id", "tab\tinside", "control characters"),
+    ("id", "line\nend", "control characters"),
+    ("id", "carriage\rreturn", "control characters"),
+    ("id", "nul\x00", "control characters"),
+    ("id", "c1\x85", "control characters"),
+    ("id", "ends-with-space ", "nor end with a space"),
+    ("id", "a/b", "'/'"),
+    ("id", "a\\b", "'/'"),
+    ("id", "a?b", "'/'"),
+    ("id", "a#b", "'/'"),
+    ("id", "x" * 256, "at most 255 characters"),
+    ("id", "", "at least 1 character"),
+    ("target.repository", "r" * (MAX_REPOSITORY_LENGTH + 1), "at most 255 characters"),
+    # 1,024 characters of 4 bytes each: 4 KB, twice Cosmos DB's limit for a partition key.
+    ("target.repository", "\U0001f600" * 1024, "at most 255 characters"),
+    ("target.repository", "team/\napi", "control characters"),
+    ("target.tag", "t" * 129, "at most 128 characters"),
+    ("target.tag", "x" * 100_000, "at most 128 characters"),
+    ("target.digest", "sha256:" + "a" * 249, "at most 255 characters"),
+    ("target.mediaType", "m" * 256, "at most 255 characters"),
+    ("target.name", "n" * 256, "at most 255 characters"),
+    ("target.version", "v" * 129, "at most 128 characters"),
+    ("request.host", "h" * 256, "at most 255 characters"),
+    ("request.id", "i" * 256, "at most 255 characters"),
+    ("request.method", "M" * 33, "at most 32 characters"),
+    ("request.addr", "1" * 65, "at most 64 characters"),
+    ("actor.name", "a" * 256, "at most 255 characters"),
+    ("actor.name", "bot\u0007", "control characters"),
+    ("location", "l" * 65, "at most 64 characters"),
+    ("connectedRegistry.name", "c" * 65, "at most 64 characters"),
+    ("timestamp", "0001-01-01T00:00:00+01:00", "outside the years 1 to 9999"),
+    ("timestamp", "9999-12-31T23:59:59-01:00", "outside the years 1 to 9999"),
+    ("timestamp", "0999-12-31T23:59:59Z", "year must be from 1000 to 9999"),
+    ("timestamp", "1000-01-01T00:30:00+01:00", "year must be from 1000 to 9999"),
+    ("timestamp", "0009-06-01T00:00:00Z", "year must be from 1000 to 9999"),
+    ("target.size", True, "valid integer"),
+    ("target.size", "12", "valid integer"),
+    ("target.size", 12.0, "valid integer"),
+    ("target.size", 1e30, "valid integer"),
+    ("target.size", 10**400, "less than or equal to 9007199254740991"),
+    ("target.size", MAX_SIZE + 1, "less than or equal to 9007199254740991"),
+    ("target.size", -1, "greater than or equal to 0"),
+    ("target.length", False, "valid integer"),
+    ("target.length", 2**64, "less than or equal to 9007199254740991"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "mentions"), HOSTILE)
+def test_hostile_values_are_problems_naming_the_field(path: str, value: Any, mentions: str) -> None:
+    problems = parse_webhook_payload(mutated(path, value))
+    assert isinstance(problems, list)
+    [problem] = problems
+    assert problem.startswith(f"{path}: ")
+    assert mentions in problem
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("target.size", MAX_SIZE),
+        ("target.size", 0),
+        ("target.tag", ""),
+        ("target.tag", "t" * 128),
+        ("target.repository", "\U0001f600" * MAX_REPOSITORY_LENGTH),
+        ("id", " leading-space-is-fine"),
+        ("id", "\u00e9v\u00e9nement-\U0001f600"),
+        ("timestamp", "1000-01-01T00:00:00Z"),
+        ("timestamp", "9999-12-31T23:59:59.999999Z"),
+        ("timestamp", "2019-03-06T09:45:31+14:00"),
+        ("timestamp", "2019-03-05T23:45:31.123456789Z"),
+        ("request.useragent", "tab\tis allowed in a user agent"),
+    ],
+)
+def test_values_at_the_limits_are_accepted(path: str, value: Any) -> None:
+    assert isinstance(parse_webhook_payload(mutated(path, value)), AcrEvent)
+
+
+def test_extreme_accepted_timestamps_stay_fixed_width() -> None:
+    for timestamp, stored in [
+        ("1000-01-01T00:00:00Z", "1000-01-01T00:00:00.000000Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+        ("1000-01-01T00:00:00-01:00", "1000-01-01T01:00:00.000000Z"),
+    ]:
+        event = AcrEvent.model_validate(mutated("timestamp", timestamp))
+        assert iso_utc(event.timestamp) == stored
+
+
+def test_a_long_user_agent_is_cut_not_refused() -> None:
+    event = AcrEvent.model_validate(mutated("request.useragent", "u" * 10_000))
+    assert event.request is not None
+    assert event.request.useragent == "u" * MAX_USER_AGENT_LENGTH
+
+
+def test_the_partition_key_fits_cosmos_db_whatever_the_characters() -> None:
+    longest = "\U0001f600" * MAX_REPOSITORY_LENGTH
+    event = AcrEvent.model_validate(mutated("target.repository", longest))
+    assert len(event.target.repository.encode("utf-8")) <= 2048
+
+
+# --- any valid event fits the fallback queue ------------------------------------------------------
+
+# The character whose JSON escape is longest: outside the BMP, json.dumps writes a surrogate
+# pair, "\\ud83d\\ude00", 12 bytes for one character.
+WIDEST = "\U0001f600"
+# Longer than any limit: a field without a maxLength is cut (user agent) or the test fails.
+UNBOUNDED_PROBE = 100_000
+
+
+def _string_fields(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Each string field of the model filled to its maximum length with WIDEST; submodels
+    recursively (from the JSON schema, so a field added later is covered too)."""
+    filled: dict[str, Any] = {}
+    for name, spec in node["properties"].items():
+        options = spec.get("anyOf", [spec])
+        for option in options:
+            if "$ref" in option:
+                filled[name] = _string_fields(
+                    schema, schema["$defs"][option["$ref"].split("/")[-1]]
+                )
+            elif option.get("type") == "string" and option.get("format") != "date-time":
+                filled[name] = WIDEST * option.get("maxLength", UNBOUNDED_PROBE)
+    return filled
+
+
+def worst_case_payload() -> dict[str, Any]:
+    schema = AcrEvent.model_json_schema()
+    payload = _string_fields(schema, schema)
+    payload.update(action="chart_delete", timestamp="2026-11-23T12:00:00.123456Z")
+    payload["target"].update(size=MAX_SIZE, length=MAX_SIZE)
+    return payload
+
+
+def test_any_valid_event_fits_a_fallback_queue_message() -> None:
+    event = AcrEvent.model_validate(worst_case_payload())
+    document = to_document(event, RECEIVED, "reconcile", WIDEST * MAX_RESOURCE_ID_LENGTH)
+    assert all(document[name] for name in ENRICHMENT_FIELDS)  # every field is at its widest
+    # As the fallback queue sends it: json.dumps (ASCII escapes), UTF-8, base64.
+    message = json.dumps(document).encode("utf-8")
+    assert len(message) < 48 * 1024
+    assert len(base64.b64encode(message)) < 64 * 1024
+    # Cosmos DB's own encoding of the same document is smaller still.
+    assert len(json.dumps(document, ensure_ascii=False).encode("utf-8")) < len(message)
