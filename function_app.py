@@ -11,6 +11,10 @@ import gc
 # (pydantic validators, the SDKs' tables): re-enabled, with all of it frozen, at the end.
 gc.disable()
 
+from acr_webhook.telemetry import configure_telemetry
+
+configure_telemetry()  # Application Insights when configured; Azure SDK loggers at WARNING
+
 import json
 
 import azure.functions as func

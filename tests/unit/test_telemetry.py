@@ -1,0 +1,302 @@
+"""Telemetry through the real OpenTelemetry SDK and the Azure Monitor distro, with in-memory
+exporters beside the distro's own: webhook events against the local Cosmos DB server and
+Azurite, so the dependencies are real SDK calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.core.settings import settings as azure_core_settings
+from azure.identity import ManagedIdentityCredential
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import function_app
+from acr_webhook.config import QueueSettings, Settings
+from acr_webhook.fallback import StorageQueueFallback, provision_queue
+from acr_webhook.handlers import SharedSecret
+from acr_webhook.repository import CosmosEventRepository
+from acr_webhook.telemetry import (
+    APP_LOGGER,
+    DECISIONS_METRIC,
+    STORE_DURATION_METRIC,
+    DecisionMetrics,
+    configure_telemetry,
+    managed_identity_credential,
+)
+from tests.conftest import fresh_settings
+from tests.support import payloads
+from tests.support.azurite import LocalAzurite
+from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
+
+SECRET = "telemetry-test-secret"
+# A well-formed connection string whose ingestion endpoint refuses connections: the distro's
+# own exporters run as in Azure and fail fast; the in-memory ones are what the tests read.
+DEAD_INGESTION = (
+    "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+)
+
+
+@dataclass
+class Exported:
+    spans: InMemorySpanExporter
+    logs: InMemoryLogRecordExporter
+    metrics: InMemoryMetricReader
+
+    def clear(self) -> None:
+        self.spans.clear()
+        self.logs.clear()
+
+    def decision_logs(self) -> list[dict[str, Any]]:
+        records: list[ReadableLogRecord] = list(self.logs.get_finished_logs())
+        return [
+            dict(record.log_record.attributes or {})
+            for record in records
+            if (record.log_record.attributes or {}).get("decision")
+        ]
+
+    def client_spans(self, method: str | None = None) -> list[ReadableSpan]:
+        """Outgoing HTTP calls (Application Insights dependencies), of one method if given."""
+        return [
+            span
+            for span in self.spans.get_finished_spans()
+            if span.kind is SpanKind.CLIENT
+            and method in (None, _attributes(span)["http.request.method"])
+        ]
+
+    def decision_counts(self) -> dict[tuple[tuple[str, Any], ...], int]:
+        return {
+            tuple(sorted(point.attributes.items())): int(point.value)
+            for point in _points(self.metrics, DECISIONS_METRIC)
+        }
+
+
+def _attributes(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
+    """The distro configured once for this module (its providers are process-wide), undone
+    afterwards so that later tests in the process export nothing."""
+    found = Exported(
+        InMemorySpanExporter(),
+        InMemoryLogRecordExporter(),  # type: ignore[no-untyped-call]
+        InMemoryMetricReader(),
+    )
+    logger = logging.getLogger(APP_LOGGER)
+    handlers_before, level_before = list(logger.handlers), logger.level
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("telemetry"))  # no developer local.settings.json
+        patch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+        patch.setenv("OTEL_TRACES_SAMPLER", "always_on")  # every span, not 5 per second
+        configured = configure_telemetry(
+            {"APPLICATIONINSIGHTS_CONNECTION_STRING": DEAD_INGESTION},
+            span_processors=[SimpleSpanProcessor(found.spans)],
+            log_record_processors=[SimpleLogRecordProcessor(found.logs)],
+            metric_readers=[found.metrics],
+            disable_offline_storage=True,
+            enable_live_metrics=False,
+            enable_performance_counters=False,
+        )
+        assert configured
+        logger.setLevel(logging.INFO)  # the Functions worker's root level
+        try:
+            yield found
+        finally:
+            azure_core_settings.tracing_implementation = None
+            logger.handlers[:] = handlers_before
+            logger.setLevel(level_before)
+
+
+@pytest.fixture
+def queue(azurite: LocalAzurite) -> QueueSettings:
+    settings = QueueSettings(
+        f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string
+    )
+    provision_queue(settings)
+    return settings
+
+
+def post_webhook(payload: dict[str, Any], secret: str | None = SECRET) -> func.HttpResponse:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["Authorization"] = f"Bearer {secret}"
+    request = func.HttpRequest(
+        method="POST", url="/api/acr/webhook", headers=headers, body=payloads.body(payload)
+    )
+    response: func.HttpResponse = function_app.acr_webhook(request)
+    return response
+
+
+@pytest.fixture
+def app_stores(
+    monkeypatch: pytest.MonkeyPatch,
+    restartable_cosmos_server: LocalCosmosServer,
+    queue: QueueSettings,
+) -> Settings:
+    """function_app's webhook route with the real local stores and a shared secret."""
+    settings = fresh_settings(restartable_cosmos_server)
+    repository = CosmosEventRepository(settings)
+    fallback = StorageQueueFallback(queue)
+    monkeypatch.setattr(function_app, "event_repository", lambda: repository)
+    monkeypatch.setattr(function_app, "fallback_queue", lambda: fallback)
+    monkeypatch.setattr(function_app, "shared_secret", lambda: SharedSecret(SECRET))
+    return settings
+
+
+def test_recorded_queued_and_rejected_events_arrive_with_dimensions_counts_and_dependencies(
+    exported: Exported,
+    app_stores: Settings,
+    restartable_cosmos_server: LocalCosmosServer,
+    queue: QueueSettings,
+) -> None:
+    counts_before = exported.decision_counts()
+    cosmos_port = f":{restartable_cosmos_server.port}/"
+
+    # recorded: one write to Cosmos DB
+    exported.clear()
+    recorded = payloads.with_new_id(payloads.PUSH)
+    assert post_webhook(recorded).status_code == 201
+    [record] = exported.decision_logs()
+    assert record["decision"] == "recorded"
+    assert record["route"] == "webhook"
+    assert record["event_id"] == recorded["id"]
+    assert record["action"] == "push"
+    assert record["repository"] == recorded["target"]["repository"]
+    assert isinstance(record["store_ms"], float)
+    writes = [
+        _attributes(span)
+        for span in exported.client_spans("POST")
+        if cosmos_port in _attributes(span)["url.full"]
+    ]
+    assert [write["http.response.status_code"] for write in writes] == [201]
+
+    # queued: Cosmos DB does not answer, the event goes to the Storage queue
+    exported.clear()
+    queued = payloads.with_new_id(payloads.PUSH)
+    restartable_cosmos_server.freeze()
+    try:
+        assert post_webhook(queued).status_code == 202
+    finally:
+        restartable_cosmos_server.thaw()
+    [record] = exported.decision_logs()
+    assert (record["decision"], record["route"], record["event_id"]) == (
+        "queued",
+        "webhook",
+        queued["id"],
+    )
+    assert record["reason"]
+    posts = exported.client_spans("POST")
+    failed_writes = [s for s in posts if cosmos_port in _attributes(s)["url.full"]]
+    assert failed_writes and all(not span.status.is_ok for span in failed_writes)
+    sends = [
+        _attributes(span)
+        for span in posts
+        if f"/{queue.queue_name}/messages" in _attributes(span)["url.full"]
+    ]
+    assert [send["http.response.status_code"] for send in sends] == [201]
+
+    # rejected: no shared secret, nothing stored and no dependency
+    exported.clear()
+    rejected = payloads.with_new_id(payloads.PUSH)
+    assert post_webhook(rejected, secret=None).status_code == 401
+    [record] = exported.decision_logs()
+    assert (record["decision"], record["route"]) == ("rejected", "webhook")
+    assert record["reason"]
+    assert exported.client_spans() == []
+
+    counts = exported.decision_counts()
+    for decision in ("recorded", "queued", "rejected"):
+        key = (("decision", decision), ("route", "webhook"))
+        assert counts.get(key, 0) - counts_before.get(key, 0) == 1, decision
+
+
+def test_the_store_latency_histogram_comes_from_store_ms() -> None:
+    reader = InMemoryMetricReader()
+    logger = logging.getLogger(f"{APP_LOGGER}.test_histogram")
+    logger.setLevel(logging.INFO)
+    handler = DecisionMetrics(MeterProvider(metric_readers=[reader]))
+    logger.addHandler(handler)
+    try:
+        fields = {"decision": "recorded", "route": "webhook"}
+        logger.info("stored", extra={**fields, "store_ms": 12.5})
+        logger.info("stored", extra={**fields, "store_ms": 7})
+        logger.info("not a decision", extra={"store_ms": 1000.0})
+        logger.warning("no latency", extra={"decision": "rejected", "route": "webhook"})
+    finally:
+        logger.removeHandler(handler)
+    [latency] = _points(reader, STORE_DURATION_METRIC)
+    assert isinstance(latency, HistogramDataPoint)
+    assert (latency.count, latency.sum, latency.max) == (2, 19.5, 12.5)
+    assert dict(latency.attributes or {}) == fields
+    counts = {
+        tuple(sorted(p.attributes.items())): p.value for p in _points(reader, DECISIONS_METRIC)
+    }
+    assert counts == {
+        (("decision", "recorded"), ("route", "webhook")): 2,
+        (("decision", "rejected"), ("route", "webhook")): 1,
+    }
+
+
+def test_the_managed_identity_is_the_one_named_by_azure_client_id() -> None:
+    assert isinstance(
+        managed_identity_credential({"AZURE_CLIENT_ID": "abc"}), ManagedIdentityCredential
+    )
+    assert managed_identity_credential({}) is None
+
+
+def test_without_a_connection_string_nothing_is_imported_and_the_sdk_loggers_are_quiet(
+    tmp_path: Path,
+) -> None:
+    """function_app as the worker imports it, in a fresh process without the setting."""
+    probe = (
+        "import json, logging, sys; import function_app; "
+        "print(json.dumps({'loaded': sorted(m for m in sys.modules if m.startswith("
+        "('opentelemetry', 'azure.monitor'))), "
+        "'azure_level': logging.getLogger('azure').level}))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found == {"loaded": [], "azure_level": logging.WARNING}
