@@ -1,8 +1,15 @@
-"""A small local stand-in for the Azure Functions host.
+"""A local stand-in for the Azure Functions host.
 
 Serves the HTTP functions that ``function_app.app`` registers, from their own decorators
-(route, methods, auth level), so there is no second copy of the routes to drift. It checks
-function keys like the real host (``?code=`` or ``x-functions-key``), which Core Tools skips.
+(route, methods, auth level), so there is no second copy of the routes to drift, and answers
+as the Azure host does: the function key from ``x-functions-key`` or ``?code=`` (header first),
+empty 401, 404 and 500 answers, 404 for a method the function does not take, the route prefix
+from host.json. Core Tools checks no keys at all; this host does.
+
+HTTP itself is waitress's (a dev dependency; Azure runs its own host): a fixed pool of worker
+threads as large as one Azure instance's concurrency, a real listen backlog, idle connections
+cut after a timeout, and request limits above the handlers' own, so that the function, not the
+server, answers an oversized or malformed body.
 """
 
 from __future__ import annotations
@@ -13,27 +20,30 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import azure.functions as func
+import waitress  # type: ignore[import-untyped]
 from azure.functions.decorators.http import HttpTrigger
 
-from acr_webhook.config import read_values
-from acr_webhook.handlers import MAX_BODY_BYTES, UNAUTHORIZED
+from acr_webhook.config import HTTP_CONCURRENCY, read_values
+from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.app_index import indexed_functions
 from acr_webhook.local.queues import QueueOptions, start_queue_pollers
 
 log = logging.getLogger(__name__)
 
-ROUTE_PREFIX = "/api/"
 # function_app.py and host.json sit beside the acr_webhook package, as they are deployed.
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
+DEFAULT_ROUTE_PREFIX = "api"  # the Functions host's own default
+KEY_HEADER = "x-functions-key"
+KEY_QUERY_PARAMETER = "code"
 # Read one byte past the handlers' limit so they can see an oversized body and answer 413,
 # without the host ever holding more than that in memory.
 BODY_READ_LIMIT = MAX_BODY_BYTES + 1
@@ -46,9 +56,18 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _json_reply(status: int, message: str, **headers: str) -> Reply:
-    body = json.dumps({"error": message}).encode()
-    return Reply(status, body, {"Content-Type": "application/json", **headers})
+# The Azure host answers these itself, with no body and no Content-Type.
+UNAUTHORIZED = Reply(401)
+NOT_FOUND = Reply(404)
+INTERNAL_ERROR = Reply(500)
+
+
+def route_prefix(host_json: Path = HOST_JSON) -> str:
+    """host.json ``extensions.http.routePrefix``: "api" when not set, "" for no prefix."""
+    if not host_json.is_file():
+        return DEFAULT_ROUTE_PREFIX
+    http = json.loads(host_json.read_text()).get("extensions", {}).get("http", {})
+    return str(http.get("routePrefix", DEFAULT_ROUTE_PREFIX)).strip("/")
 
 
 @dataclass(frozen=True)
@@ -59,18 +78,19 @@ class HttpFunction:
     call: Any
 
 
-def http_functions(app: func.FunctionApp) -> dict[str, HttpFunction]:
-    """The app's HTTP-triggered functions by lower-case path (``/api/<route>``)."""
+def http_functions(app: func.FunctionApp, prefix: str) -> dict[str, HttpFunction]:
+    """The app's HTTP-triggered functions by lower-case path (``/<prefix>/<route>``)."""
     routes: dict[str, HttpFunction] = {}
     for function in indexed_functions(app):
         trigger = function.get_trigger()
         if not isinstance(trigger, HttpTrigger):
             continue
         name = str(function.get_function_name())
-        route = str(trigger.route or name)
+        route = str(trigger.route or name).strip("/")
         methods = trigger.methods or list(func.HttpMethod)
         auth_level = trigger.auth_level or func.AuthLevel.FUNCTION
-        routes[(ROUTE_PREFIX + route.strip("/")).lower()] = HttpFunction(
+        path = "/" + "/".join(part for part in (prefix, route) if part)
+        routes[path.lower()] = HttpFunction(
             name=name,
             methods=frozenset(str(m.value if hasattr(m, "value") else m).upper() for m in methods),
             needs_key=auth_level != func.AuthLevel.ANONYMOUS,
@@ -79,44 +99,52 @@ def http_functions(app: func.FunctionApp) -> dict[str, HttpFunction]:
     return routes
 
 
+def given_key(query: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> str:
+    """The key as the Azure host reads it: the header if present (even empty), else the first
+    ``code`` in the query, whose name is case-insensitive."""
+    if KEY_HEADER in headers:
+        return headers[KEY_HEADER]
+    return next((value for name, value in query if name.lower() == KEY_QUERY_PARAMETER), "")
+
+
 class LocalFunctionsHost:
     """Dispatches one HTTP request to the matching function; no sockets, so tests can call it."""
 
-    def __init__(self, app: func.FunctionApp, function_key: str) -> None:
-        self.routes = http_functions(app)
+    def __init__(self, app: func.FunctionApp, function_key: str, prefix: str | None = None) -> None:
+        self.prefix = route_prefix() if prefix is None else prefix.strip("/")
+        self.routes = http_functions(app, self.prefix)
         self._key = function_key.encode()
-
-    def _key_matches(self, query: Mapping[str, str], headers: Mapping[str, str]) -> bool:
-        given = query.get("code") or headers.get("x-functions-key") or ""
-        return hmac.compare_digest(given.encode(), self._key)
 
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, base_url: str
     ) -> Reply:
         parts = urlsplit(target)
         function = self.routes.get(parts.path.rstrip("/").lower())
-        if function is None:
-            return _json_reply(404, f"no function at {parts.path}")
-        if method not in function.methods:
-            allow = ", ".join(sorted(function.methods))
-            return _json_reply(405, f"method {method} not allowed", Allow=allow)
-        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        # Azure routes on path and method together: a method the function does not take is
+        # no route at all.
+        if function is None or method.upper() not in function.methods:
+            return NOT_FOUND
+        query = parse_qsl(parts.query, keep_blank_values=True)
         lower_headers = {name.lower(): value for name, value in headers.items()}
-        if function.needs_key and not self._key_matches(query, lower_headers):
-            return _json_reply(401, UNAUTHORIZED["error"])
+        if function.needs_key:
+            key = given_key(query, lower_headers).encode()
+            if not key or not hmac.compare_digest(key, self._key):
+                return UNAUTHORIZED
         request = func.HttpRequest(
-            method, base_url + target, headers=lower_headers, params=query, body=body
+            method.upper(), base_url + target, headers=lower_headers, params=dict(query), body=body
         )
         try:
             response: func.HttpResponse = function.call(request)
         except Exception:
             # Like the real host: the traceback goes to the log, never to the client.
             log.exception("function %s failed", function.name)
-            return _json_reply(500, "internal error")
+            return INTERNAL_ERROR
         return _to_reply(response)
 
 
 def _to_reply(response: func.HttpResponse) -> Reply:
+    """The function's answer as the Python worker hands it to the Azure host: its headers, and
+    a Content-Type from its mimetype unless it set one."""
     headers = dict(response.headers)
     if response.mimetype and not any(k.lower() == "content-type" for k in headers):
         charset = f"; charset={response.charset}" if response.charset else ""
@@ -128,71 +156,156 @@ def _to_reply(response: func.HttpResponse) -> Reply:
     return Reply(response.status_code, body, headers)
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as ACR and load tests expect
-    server: _Server
+class WsgiAdapter:
+    """WSGI in front of ``LocalFunctionsHost.dispatch``: the server parses HTTP, the host
+    decides the answer."""
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > BODY_READ_LIMIT:
-            self.close_connection = True  # the unread rest of the body cannot be skipped
-        return self.rfile.read(min(length, BODY_READ_LIMIT))
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk_size = int(self.rfile.readline(64).split(b";")[0].strip() or b"0", 16)
-            if chunk_size == 0:
-                self.rfile.readline(64)
-                return b"".join(chunks)
-            if size + chunk_size > BODY_READ_LIMIT:
-                self.close_connection = True
-                return b"".join(chunks) + self.rfile.read(BODY_READ_LIMIT - size)
-            chunks.append(self.rfile.read(chunk_size))
-            size += chunk_size
-            self.rfile.readline(64)
-
-    def _handle(self) -> None:
-        started = time.perf_counter()
-        try:
-            body = self._read_body()
-        except ValueError:
-            reply = _json_reply(400, "malformed Content-Length or chunked body")
-            self.close_connection = True
-        else:
-            host = self.headers.get("Host") or "127.0.0.1"
-            reply = self.server.host.dispatch(
-                self.command, self.path, dict(self.headers.items()), body, f"http://{host}"
-            )
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply.body)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        # The path only: the query string carries the function key.
-        log.info(
-            "%s %s %d %.1fms", self.command, urlsplit(self.path).path, reply.status, elapsed_ms
-        )
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # BaseHTTPRequestHandler would log the request line, key included; _handle logs instead.
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], host: LocalFunctionsHost) -> None:
+    def __init__(self, host: LocalFunctionsHost) -> None:
         self.host = host
-        super().__init__(address, _RequestHandler)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        method = str(environ["REQUEST_METHOD"])
+        # WSGI hands the path over as latin-1 text of its bytes.
+        path = str(environ.get("PATH_INFO", "")).encode("latin-1").decode("utf-8", "replace")
+        query = str(environ.get("QUERY_STRING", ""))
+        target = f"{path}?{query}" if query else path
+        body = environ["wsgi.input"].read(BODY_READ_LIMIT)
+        host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+        reply = self.host.dispatch(
+            method, target, request_headers(environ), body, f"{environ['wsgi.url_scheme']}://{host}"
+        )
+        headers = [(k, v) for k, v in reply.headers.items() if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(reply.body))))
+        start_response(status_line(reply.status), headers)
+        # The path only: the query string carries the function key.
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.info("%s %s %d %.1fms", method, path, reply.status, elapsed_ms)
+        return [reply.body]
+
+
+def request_headers(environ: WSGIEnvironment) -> dict[str, str]:
+    """Request headers by lower-case name, back from WSGI's ``HTTP_*`` keys."""
+    headers = {
+        key[5:].replace("_", "-").lower(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.replace("_", "-").lower()] = str(environ[key])
+    return headers
+
+
+def status_line(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """waitress's limits. Its body and header limits sit above the handlers' (1 MiB), so the
+    function answers 413 and 400 in its JSON shape; past them waitress answers itself and
+    closes the connection, whatever ``Content-Length`` or a chunk size claims."""
+
+    threads: int = HTTP_CONCURRENCY  # one Azure instance's per-instance concurrency
+    backlog: int = 1024
+    idle_timeout_s: int = 30  # a connection that sends nothing for this long is closed
+    connection_limit: int = 1000  # beyond it, new connections wait in the backlog
+    max_body_bytes: int = 2 * MAX_BODY_BYTES
+    max_header_bytes: int = 64 * 1024
+    # Bodies past this go to an anonymous temporary file, so a connection holds at most
+    # this much body in memory.
+    body_in_memory_bytes: int = 64 * 1024
+
+    def adjustments(self) -> dict[str, Any]:
+        return {
+            "threads": self.threads,
+            "backlog": self.backlog,
+            "channel_timeout": self.idle_timeout_s,
+            "cleanup_interval": max(1, self.idle_timeout_s // 4),
+            "connection_limit": self.connection_limit,
+            "max_request_body_size": self.max_body_bytes,
+            "max_request_header_size": self.max_header_bytes,
+            "inbuf_overflow": self.body_in_memory_bytes,
+            "asyncore_use_poll": True,  # select() fails past 1024 open descriptors
+            "clear_untrusted_proxy_headers": False,  # functions see headers as sent
+        }
+
+
+STOP_GRACE_S = 5.0  # in-flight requests answer within 4.5 s, so they get to finish
+
+
+class LocalHttpServer:
+    """waitress serving a LocalFunctionsHost on its own thread; ``stop`` from any thread."""
+
+    def __init__(
+        self,
+        host: LocalFunctionsHost,
+        address: str,
+        port: int,
+        limits: ServerLimits = ServerLimits(),
+    ) -> None:
+        self.host = host
+        self._connections: dict[int, Any] = {}  # waitress's socket map: listener + channels
+        self._server = waitress.create_server(
+            WsgiAdapter(host),
+            map=self._connections,
+            host=address,
+            port=port,
+            **limits.adjustments(),
+        )
+        self.address = (str(self._server.effective_host), int(self._server.effective_port))
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.address[0]}:{self.address[1]}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop accepting, let requests in flight finish (up to ``grace_s``), close every
+        connection once its answer is sent, and wait for the server thread."""
+        # The socket map belongs to the server's thread: changes to it go through its trigger.
+        self._server.trigger.pull_trigger(self._stop_accepting)
+        self._server.task_dispatcher.shutdown(timeout=grace_s)
+        self._server.trigger.pull_trigger(self._close_connections)
+        self._thread.join(timeout=grace_s)
+
+    def _stop_accepting(self) -> None:
+        self._server.accepting = False
+
+    def _close_connections(self) -> None:
+        for connection in list(self._connections.values()):
+            connection.close_when_flushed = True
+        self._server.close()  # the listener and the trigger; the loop ends with the last channel
+
+
+@dataclass(frozen=True)
+class BackgroundTrigger:
+    """A running non-HTTP trigger: what the banner says about it, and how to stop it."""
+
+    description: str
+    stop: Callable[[], None]
+
+
+def _queue_triggers(app: func.FunctionApp, values: Mapping[str, str]) -> list[BackgroundTrigger]:
+    pollers = start_queue_pollers(app, values, QueueOptions.from_host_json(HOST_JSON))
+    return [
+        BackgroundTrigger(f"queue trigger {p.function.name} on {p.queue_name}", p.stop)
+        for p in pollers
+    ]
+
+
+# Each starts the runners for one kind of non-HTTP trigger the app registers; serve() starts
+# them all with the server and stops them with it.
+TRIGGER_STARTERS: tuple[
+    Callable[[func.FunctionApp, Mapping[str, str]], list[BackgroundTrigger]], ...
+] = (_queue_triggers,)
 
 
 def serve(
@@ -202,35 +315,38 @@ def serve(
     function_key: str,
     values: Mapping[str, str] | None = None,
 ) -> None:
-    """Serve HTTP functions and run queue triggers until SIGINT or SIGTERM, then return.
+    """Serve HTTP functions and run the other triggers until SIGINT or SIGTERM, then return.
 
-    ``values``: the settings queue triggers resolve connections and names from (default:
+    ``values``: the settings triggers resolve connections and names from (default:
     environment over local.settings.json, as the app itself reads them).
     """
-    server = _Server((host, port), LocalFunctionsHost(app, function_key))
-    pollers = start_queue_pollers(
-        app, read_values() if values is None else values, QueueOptions.from_host_json(HOST_JSON)
-    )
-    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    # More callers than worker threads queue, as they do in Azure: not worth a warning each.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    server = LocalHttpServer(LocalFunctionsHost(app, function_key), host, port)
+    stop_requested = threading.Event()
 
-    def stop(signum: int, _frame: object) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s, shutting down", signal.Signals(signum).name)
-        # shutdown() waits for serve_forever() to return, so it cannot run on this thread.
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        stop_requested.set()
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    print(f"Local Functions host listening on http://{bound_host}:{bound_port}", flush=True)
-    for path, function in server.host.routes.items():
-        url = f"http://{bound_host}:{bound_port}{path}"
-        if function.needs_key:
-            url += f"?code={function_key}"
-        print(f"  {'/'.join(sorted(function.methods))} {url}", flush=True)
-    for poller in pollers:
-        print(f"  queue trigger {poller.function.name} on {poller.queue_name}", flush=True)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    settings = read_values() if values is None else values
+    triggers: list[BackgroundTrigger] = []
+    server.start()
     try:
-        server.serve_forever()
+        for start_triggers in TRIGGER_STARTERS:
+            triggers += start_triggers(app, settings)
+        print(f"Local Functions host listening on {server.base_url}", flush=True)
+        for path, function in server.host.routes.items():
+            url = server.base_url + path
+            if function.needs_key:
+                url += f"?{KEY_QUERY_PARAMETER}={function_key}"
+            print(f"  {'/'.join(sorted(function.methods))} {url}", flush=True)
+        for trigger in triggers:
+            print(f"  {trigger.description}", flush=True)
+        stop_requested.wait()
     finally:
-        for poller in pollers:
-            poller.stop()
-        server.server_close()
+        server.stop()
+        for trigger in triggers:
+            trigger.stop()

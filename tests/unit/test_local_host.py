@@ -1,18 +1,28 @@
+"""The local host's dispatch, without sockets: each row of its parity with the Azure host."""
+
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import azure.functions as func
 import pytest
 
 import function_app
-from acr_webhook.handlers import UNAUTHORIZED
-from acr_webhook.local.host import LocalFunctionsHost
+from acr_webhook.local.host import (
+    HOST_JSON,
+    LocalFunctionsHost,
+    Reply,
+    request_headers,
+    route_prefix,
+    status_line,
+)
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 
 KEY = "test-key"
 URL = "/api/acr/webhook"
+EMPTY_401 = Reply(401)
 
 
 @pytest.fixture
@@ -23,6 +33,10 @@ def repository(app_repository: FakeEventRepository) -> FakeEventRepository:
 @pytest.fixture
 def host() -> LocalFunctionsHost:
     return LocalFunctionsHost(function_app.app, KEY)
+
+
+def push(host: LocalFunctionsHost, target: str, **headers: str) -> Reply:
+    return host.dispatch("POST", target, headers, payloads.body(payloads.PUSH), "http://h")
 
 
 def test_routes_come_from_the_function_app_decorators(host: LocalFunctionsHost) -> None:
@@ -39,15 +53,21 @@ def test_routes_come_from_the_function_app_decorators(host: LocalFunctionsHost) 
         (URL, {"x-functions-key": KEY}),
         (URL, {"X-Functions-Key": KEY}),
         (f"/API/ACR/Webhook/?code={KEY}", {}),
+        # Azure: the query's key name is case-insensitive, and its first value counts.
+        (f"{URL}?CODE={KEY}", {}),
+        (f"{URL}?Code={KEY}", {}),
+        (f"{URL}?code={KEY}&code=bad", {}),
+        # Azure: the header, when present, wins over the query.
+        (f"{URL}?code=bad", {"x-functions-key": KEY}),
     ],
 )
-def test_key_in_query_or_header_reaches_the_function(
+def test_a_key_azure_accepts_reaches_the_function(
     host: LocalFunctionsHost,
     repository: FakeEventRepository,
     target: str,
     headers: dict[str, str],
 ) -> None:
-    reply = host.dispatch("POST", target, headers, payloads.body(payloads.PUSH), "http://h")
+    reply = push(host, target, **headers)
     assert reply.status == 201
     assert reply.headers["Content-Type"].startswith("application/json")
     assert json.loads(reply.body)["id"] == payloads.PUSH["id"]
@@ -60,25 +80,51 @@ def test_key_in_query_or_header_reaches_the_function(
         (f"{URL}?code=wrong", {}),
         (URL, {"x-functions-key": "wrong"}),
         (f"{URL}?code=", {}),
+        (f"{URL}?code=bad&code={KEY}", {}),  # the first value counts
+        (f"{URL}?code={KEY}", {"x-functions-key": "bad"}),  # the header wins
+        (f"{URL}?code={KEY}", {"x-functions-key": ""}),  # even when empty
+        (f"{URL}?key={KEY}", {}),
     ],
 )
-def test_missing_or_wrong_key_is_401_and_nothing_runs(
+def test_a_key_azure_refuses_is_the_same_empty_401_and_nothing_runs(
     host: LocalFunctionsHost,
     repository: FakeEventRepository,
     target: str,
     headers: dict[str, str],
 ) -> None:
-    reply = host.dispatch("POST", target, headers, payloads.body(payloads.PUSH), "http://h")
-    assert reply.status == 401
-    assert json.loads(reply.body) == UNAUTHORIZED
+    assert push(host, target, **headers) == EMPTY_401
     assert repository.add_calls == 0
 
 
-def test_unknown_path_is_404_and_wrong_method_is_405(host: LocalFunctionsHost) -> None:
-    assert host.dispatch("POST", f"/api/nope?code={KEY}", {}, b"", "http://h").status == 404
-    reply = host.dispatch("GET", f"{URL}?code={KEY}", {}, b"", "http://h")
-    assert reply.status == 405
-    assert reply.headers["Allow"] == "POST"
+def test_unknown_path_and_wrong_method_are_an_empty_404(
+    host: LocalFunctionsHost, repository: FakeEventRepository
+) -> None:
+    assert push(host, f"/api/nope?code={KEY}") == Reply(404)
+    assert push(host, f"/acr/webhook?code={KEY}") == Reply(404)  # the prefix is required
+    for method in ("GET", "PUT", "HEAD", "OPTIONS"):
+        assert host.dispatch(method, f"{URL}?code={KEY}", {}, b"", "http://h") == Reply(404)
+    # Method before key, as in Azure: no route, so no 401 either.
+    assert host.dispatch("GET", URL, {}, b"", "http://h") == Reply(404)
+    assert repository.add_calls == 0
+
+
+def test_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
+    assert route_prefix(HOST_JSON) == "api"
+    host_json = tmp_path / "host.json"
+    assert route_prefix(host_json) == "api"  # no file: the host's default
+    for http, expected in [({}, "api"), ({"routePrefix": ""}, ""), ({"routePrefix": "/v1/"}, "v1")]:
+        host_json.write_text(json.dumps({"version": "2.0", "extensions": {"http": http}}))
+        assert route_prefix(host_json) == expected
+
+
+@pytest.mark.parametrize(
+    ("prefix", "path"), [("", "/acr/webhook"), ("hooks/v1", "/hooks/v1/acr/webhook")]
+)
+def test_routes_follow_the_prefix(repository: FakeEventRepository, prefix: str, path: str) -> None:
+    host = LocalFunctionsHost(function_app.app, KEY, prefix=prefix)
+    assert path in host.routes
+    assert push(host, f"{path}?code={KEY}").status == 201
+    assert push(host, f"{URL}?code={KEY}") == Reply(404)
 
 
 def test_ping_reply_has_no_body_or_content_type(
@@ -89,26 +135,63 @@ def test_ping_reply_has_no_body_or_content_type(
     assert "Content-Type" not in reply.headers
 
 
-def test_a_crashing_function_is_a_500_without_traceback() -> None:
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+def open_app() -> func.FunctionApp:
+    return func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+
+def test_a_crashing_function_is_an_empty_500() -> None:
+    app = open_app()
 
     @app.route(route="boom", methods=["GET"])
     def boom(req: func.HttpRequest) -> func.HttpResponse:
         raise RuntimeError("secret detail")
 
-    reply = LocalFunctionsHost(app, KEY).dispatch("GET", "/api/boom", {}, b"", "http://h")
-    assert reply.status == 500
-    assert b"secret detail" not in reply.body
-    assert b"Traceback" not in reply.body
-    assert json.loads(reply.body) == {"error": "internal error"}
+    assert LocalFunctionsHost(app, KEY).dispatch("GET", "/api/boom", {}, b"", "h") == Reply(500)
 
 
-def test_anonymous_routes_need_no_key() -> None:
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+def test_a_functions_own_empty_401_passes_through_as_the_python_worker_sends_it() -> None:
+    app = open_app()
+
+    @app.route(route="guarded", methods=["POST"])
+    def guarded(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(status_code=401)
+
+    reply = LocalFunctionsHost(app, KEY).dispatch("POST", "/api/guarded", {}, b"{}", "http://h")
+    assert (reply.status, reply.body) == (401, b"")
+    # The worker gives every response a Content-Type from its mimetype (text/plain by default),
+    # which the Azure host sends on; its own 401 has none.
+    assert reply.headers == {"Content-Type": "text/plain; charset=utf-8"}
+
+
+def test_anonymous_routes_need_no_key_and_see_query_and_headers() -> None:
+    app = open_app()
 
     @app.route(route="open", methods=["GET"])
     def open_route(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse(req.params.get("q", ""), status_code=200)
+        return func.HttpResponse(f"{req.params.get('q')} {req.headers.get('x-trace')}")
 
-    reply = LocalFunctionsHost(app, KEY).dispatch("GET", "/api/open?q=hi", {}, b"", "http://h")
-    assert (reply.status, reply.body) == (200, b"hi")
+    reply = LocalFunctionsHost(app, KEY).dispatch(
+        "GET", "/api/open?q=hi", {"X-Trace": "t1"}, b"", "http://h"
+    )
+    assert (reply.status, reply.body) == (200, b"hi t1")
+
+
+def test_wsgi_headers_are_turned_back_into_header_names() -> None:
+    environ = {
+        "HTTP_X_FUNCTIONS_KEY": "k",
+        "HTTP_AEG_EVENT_TYPE": "Notification",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": "2",
+        "PATH_INFO": "/api/x",
+    }
+    assert request_headers(environ) == {
+        "x-functions-key": "k",
+        "aeg-event-type": "Notification",
+        "content-type": "application/json",
+        "content-length": "2",
+    }
+
+
+def test_status_lines_name_the_status() -> None:
+    assert status_line(413) == "413 Request Entity Too Large"
+    assert status_line(299) == "299 Unknown"
