@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,8 +18,21 @@ from pydantic import ValidationError
 
 from acr_webhook.config import DEFAULT_SECRET_HEADER
 from acr_webhook.fallback import FallbackQueue, FallbackUnavailableError
-from acr_webhook.models import PING, RECORDED_ACTIONS, AcrEvent, to_document
-from acr_webhook.repository import EventRepository, RepositoryUnavailableError
+from acr_webhook.models import (
+    PING,
+    RECORDED_ACTIONS,
+    AcrEvent,
+    parse_webhook_payload,
+    to_document,
+)
+
+# Re-exported for the reconcile module, which formats its problems the same way.
+from acr_webhook.models import validation_problems as validation_problems
+from acr_webhook.repository import (
+    DocumentRejectedError,
+    EventRepository,
+    RepositoryUnavailableError,
+)
 from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
@@ -26,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 
 
-# The same answer whichever credential failed, so a caller learns nothing about which part.
+# The local host's answer to a missing or wrong function key.
 UNAUTHORIZED: dict[str, str] = {"error": "unauthorized"}
 
 
@@ -44,38 +58,93 @@ class SharedSecret:
         return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _bad_request(problem: str, status: int = 400) -> Result:
-    log.warning("rejected: %s", problem)
+def unauthorized(route: str) -> Result:
+    """401 with an empty body, as Azure answers a wrong function key: no hint which part failed."""
+    log.warning(
+        "%s rejected: shared secret missing or wrong",
+        route,
+        extra={"decision": "rejected", "route": route, "reason": "shared secret"},
+    )
+    return Result(401)
+
+
+def log_event_decision(
+    logger: logging.Logger,
+    level: int,
+    route: str,
+    decision: str,
+    event: AcrEvent,
+    *,
+    reason: str | None = None,
+    store_ms: float | None = None,
+) -> None:
+    """One decision about one event: the structured fields telemetry counts, and a message
+    with the client's values repr()'d so that they cannot forge log lines. Nothing is formatted
+    unless the level is on."""
+    if not logger.isEnabledFor(level):
+        return
+    repository = event.target.repository
+    extra: dict[str, Any] = {
+        "decision": decision,
+        "route": route,
+        "event_id": event.id,
+        "action": event.action,
+        "repository": repository,
+    }
+    if store_ms is not None:
+        extra["store_ms"] = store_ms
+    if reason is None:
+        logger.log(
+            level,
+            "%s event=%r action=%r repository=%r %s",
+            route,
+            event.id,
+            event.action,
+            repository,
+            decision,
+            extra=extra,
+        )
+    else:
+        extra["reason"] = reason
+        logger.log(
+            level,
+            "%s event=%r action=%r repository=%r %s: %s",
+            route,
+            event.id,
+            event.action,
+            repository,
+            decision,
+            reason,
+            extra=extra,
+        )
+
+
+def _bad_request(problem: str, status: int = 400, route: str = "webhook") -> Result:
+    log.warning(
+        "%s rejected: %s",
+        route,
+        problem,
+        extra={"decision": "rejected", "route": route, "reason": problem},
+    )
     return Result(status, {"error": problem})
 
 
-def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
-    """``field: problem`` for each bad field, e.g. ``target.repository: Field required``
-    (``prefix`` names where the object sits; no input values: they may be large)."""
-    problems = []
-    for detail in error.errors(include_url=False, include_input=False):
-        path = ".".join(str(part) for part in detail["loc"])
-        field = ".".join(part for part in (prefix, path) if part) or "body"
-        problems.append(f"{field}: {detail['msg']}")
-    return problems
-
-
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, route: str = "webhook") -> Any:
     """The body as parsed JSON, or the 4xx Result that says why it cannot be parsed."""
     if len(body) > MAX_BODY_BYTES:
-        return _bad_request(f"body is larger than {MAX_BODY_BYTES} bytes", status=413)
+        return _bad_request(f"body is larger than {MAX_BODY_BYTES} bytes", 413, route)
     if not body.strip():
-        return _bad_request("body is empty; expected a JSON object")
+        return _bad_request("body is empty; expected JSON", route=route)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        return _bad_request(f"body is not valid UTF-8 (byte {error.start})")
+        return _bad_request(f"body is not valid UTF-8 (byte {error.start})", route=route)
     try:
         return json.loads(text)
     except RecursionError:
-        return _bad_request("body is nested too deeply")
+        return _bad_request("body is nested too deeply", route=route)
     except ValueError as error:
-        return _bad_request(f"body is not valid JSON: {error}")
+        return _bad_request(f"body is not valid JSON: {error}", route=route)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any] | Result:
@@ -98,12 +167,9 @@ def _recorded_event(body: bytes) -> AcrEvent | Result:
     """
     if len(body) <= MAX_BODY_BYTES:
         try:
-            event = AcrEvent.model_validate_json(body)
+            return AcrEvent.model_validate_json(body)
         except ValidationError:
             pass
-        else:
-            if event.action in RECORDED_ACTIONS:
-                return event
     payload = parse_json_object(body)
     if isinstance(payload, Result):
         return payload
@@ -111,19 +177,19 @@ def _recorded_event(body: bytes) -> AcrEvent | Result:
     if not isinstance(action, str) or not action:
         return _bad_request("action: required, must be a non-empty string")
     if action == PING:
-        log.info("ping acknowledged", extra={"decision": "ping", "action": PING})
+        log.info("ping acknowledged", extra={"decision": "ping", "route": "webhook"})
         return Result(204)
     if action not in RECORDED_ACTIONS:
         log.info(
-            "action=%r ignored: not a recorded action",
+            "webhook action=%r ignored: not a recorded action",
             action,
-            extra={"decision": "ignored", "action": action},
+            extra={"decision": "ignored", "route": "webhook", "action": action},
         )
         return Result(202, {"status": "ignored", "reason": f"action '{action}' is not recorded"})
-    try:
-        return AcrEvent.model_validate(payload)
-    except ValidationError as error:
-        return _bad_request("; ".join(validation_problems(error)))
+    event = parse_webhook_payload(payload)
+    if isinstance(event, list):
+        return _bad_request("; ".join(event))
+    return event
 
 
 def handle_webhook(
@@ -136,65 +202,63 @@ def handle_webhook(
     now: Callable[[], datetime] = utc_now,
 ) -> Result:
     """One ACR webhook call: ping → 204, recorded action → 201 or 200 (duplicate),
-    unknown action → 202, bad input → 400/413, wrong shared secret → 401.
+    unknown action → 202, bad input or a document the store refuses → 400/413, wrong shared
+    secret → 401 with no body.
 
     When the store fails, the validated event goes to the fallback queue (202, it is safe);
     only when that fails too, or there is none, the answer is 503.
     """
     if secret is not None and not secret.matches(headers or {}):
-        log.warning("rejected: shared secret missing or wrong", extra={"decision": "rejected"})
-        return Result(401, dict(UNAUTHORIZED))
+        return unauthorized("webhook")
     event = _recorded_event(body)
     if isinstance(event, Result):
         return event
-    action = event.action
 
     document = to_document(event, received_at=now())
-    fields = {"event_id": event.id, "action": action, "repository": event.target.repository}
-    # repr() keeps client-chosen text from forging log lines.
-    context = f"event={event.id!r} action={action!r} repository={event.target.repository!r}"
+    started = time.perf_counter()
     try:
         created = repository.add(document)
     except RepositoryUnavailableError as error:
-        return _store_in_fallback(document, fallback, context, fields, error)
+        store_ms = (time.perf_counter() - started) * 1000
+        return _store_in_fallback(event, document, fallback, error, store_ms)
+    except DocumentRejectedError as error:
+        problem = f"the event store refused this event: {error}"
+        log_event_decision(log, logging.WARNING, "webhook", "rejected", event, reason=problem)
+        return Result(400, {"error": problem})
+    store_ms = (time.perf_counter() - started) * 1000
     if created:
-        log.info("%s recorded", context, extra={"decision": "recorded", **fields})
+        log_event_decision(log, logging.INFO, "webhook", "recorded", event, store_ms=store_ms)
         return Result(201, {"status": "recorded", "id": event.id})
-    log.info("%s duplicate: already recorded", context, extra={"decision": "duplicate", **fields})
+    log_event_decision(log, logging.INFO, "webhook", "duplicate", event, store_ms=store_ms)
     return Result(200, {"status": "duplicate", "id": event.id})
 
 
 def _store_in_fallback(
+    event: AcrEvent,
     document: dict[str, Any],
     fallback: FallbackQueue | None,
-    context: str,
-    fields: dict[str, str],
     store_error: RepositoryUnavailableError,
+    store_ms: float,
 ) -> Result:
     lost = Result(503, {"error": "the event store is unavailable; the event was not recorded"})
     if fallback is None:
-        log.error(
-            "%s not recorded: database unavailable (%s)",
-            context,
-            store_error,
-            extra={"decision": "unavailable", **fields},
+        reason = f"database unavailable ({store_error})"
+        log_event_decision(
+            log, logging.ERROR, "webhook", "unavailable", event, reason=reason, store_ms=store_ms
         )
         return lost
     try:
         fallback.put(document)
     except FallbackUnavailableError as queue_error:
-        log.error(
-            "%s not recorded: database unavailable (%s) and fallback queue unavailable (%s)",
-            context,
-            store_error,
-            queue_error,
-            extra={"decision": "unavailable", **fields},
+        reason = (
+            f"database unavailable ({store_error}) and fallback queue unavailable ({queue_error})"
+        )
+        log_event_decision(
+            log, logging.ERROR, "webhook", "unavailable", event, reason=reason, store_ms=store_ms
         )
         return lost
-    log.warning(
-        "%s queued for replay: database unavailable (%s)",
-        context,
-        store_error,
-        extra={"decision": "queued", **fields},
+    reason = f"database unavailable ({store_error}); queued for replay"
+    log_event_decision(
+        log, logging.WARNING, "webhook", "queued", event, reason=reason, store_ms=store_ms
     )
-    return Result(202, {"status": "queued", "id": document["id"]})
+    return Result(202, {"status": "queued", "id": event.id})

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from acr_webhook.handlers import MAX_BODY_BYTES, handle_webhook
+from acr_webhook.models import ENRICHMENT_FIELDS
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.payloads import HOSTILE, mutated
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -118,3 +122,103 @@ def test_body_at_the_limit_is_accepted(repository: FakeEventRepository) -> None:
     padded = raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
     assert len(padded) == MAX_BODY_BYTES
     assert call(padded, repository)[0] == 201
+
+
+# --- issue 10: hostile input is a 400 naming the field, never a write or a 5xx ---
+
+
+@pytest.mark.parametrize(("path", "value", "mentions"), HOSTILE)
+def test_hostile_input_is_a_400_naming_the_field_and_writes_nothing(
+    path: str, value: Any, mentions: str, repository: FakeEventRepository
+) -> None:
+    status, answer = call(payloads.body(mutated(path, value)), repository)
+    assert status == 400
+    assert answer is not None
+    assert str(answer["error"]).startswith(f"{path}: ")
+    assert mentions in str(answer["error"])
+    assert repository.add_calls == 0
+
+
+def test_a_document_the_store_refuses_is_a_400_not_a_500(repository: FakeEventRepository) -> None:
+    repository.refused.add(payloads.PUSH["id"])
+    status, answer = call(payloads.body(payloads.PUSH), repository)
+    assert status == 400
+    assert answer is not None and "refused" in str(answer["error"])
+    assert repository.documents == {}
+
+
+def test_an_action_outside_the_five_is_never_stored(repository: FakeEventRepository) -> None:
+    payload = payloads.with_new_id(payloads.PUSH)
+    payload["action"] = "testaction"
+    assert call(payloads.body(payload), repository)[0] == 202
+    assert repository.add_calls == 0
+
+
+# --- issue 11: the webhook payload may carry what Event Grid carries ---
+
+
+def test_actor_and_the_other_new_fields_are_kept_from_a_webhook_payload(
+    repository: FakeEventRepository,
+) -> None:
+    assert call(payloads.body(payloads.ENRICHED_PUSH), repository)[0] == 201
+    document = repository.documents[payloads.ENRICHED_PUSH["id"]]
+    assert document["actor"] == "ci-bot@contoso.com"
+    assert document["clientAddress"] == "203.0.113.7:51234"
+    assert (document["location"], document["connectedRegistry"]) == ("westeurope", "edge01")
+    assert document["registryResourceId"] is None  # only an Event Grid envelope names it
+    assert set(ENRICHMENT_FIELDS) <= set(document)
+
+
+# --- decision logs ------------------------------------------------------------------------
+
+
+def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    keys = ("decision", "route", "event_id", "action", "repository", "reason", "store_ms")
+    return [
+        {key: getattr(record, key) for key in keys if hasattr(record, key)}
+        for record in caplog.records
+        if hasattr(record, "decision")
+    ]
+
+
+def test_each_decision_is_logged_with_its_fields_and_the_store_time(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    call(payloads.body(payloads.PUSH), repository)
+    call(payloads.body(payloads.PUSH), repository)
+    repository.unavailable = True
+    call(payloads.body(payloads.with_new_id(payloads.PUSH)), repository)
+    logged = decisions(caplog)
+    assert [(d["decision"], d["route"]) for d in logged] == [
+        ("recorded", "webhook"),
+        ("duplicate", "webhook"),
+        ("unavailable", "webhook"),
+    ]
+    for entry in logged:
+        assert isinstance(entry["store_ms"], float) and entry["store_ms"] >= 0
+        assert (entry["action"], entry["repository"]) == ("push", "hello-world")
+    assert logged[0]["event_id"] == payloads.PUSH["id"]
+    assert "fake outage" in logged[2]["reason"]
+    assert "reason" not in logged[0]
+
+
+def test_rejections_are_logged_with_the_reason_never_the_clients_text(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    forged = payloads.with_new_id(payloads.PUSH)
+    forged["target"]["repository"] = "x\nFAKE recorded"
+    call(payloads.body(forged), repository)
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"]) == ("rejected", "webhook")
+    assert "target.repository" in entry["reason"]
+    assert "\n" not in caplog.text.strip()
+
+
+def test_log_arguments_are_not_formatted_when_the_level_is_off(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.WARNING)
+    assert call(payloads.body(payloads.PUSH), repository)[0] == 201
+    assert caplog.records == []

@@ -20,6 +20,7 @@ from acr_webhook.models import (
     to_document,
 )
 from tests.support import payloads
+from tests.support.payloads import HOSTILE, mutated
 
 RECEIVED = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
@@ -188,64 +189,6 @@ def test_the_reconcile_entry_point_returns_the_event_or_the_problems() -> None:
 
 
 # --- issue 10: what Cosmos DB or the queue would refuse is a validation problem -----------------
-
-
-def mutated(path: str, value: Any) -> dict[str, Any]:
-    payload = payloads.with_new_id(payloads.ENRICHED_PUSH)
-    *parents, last = path.split(".")
-    node = payload
-    for key in parents:
-        node = node[key]
-    node[last] = value
-    return payload
-
-
-HOSTILE: list[tuple[str, Any, str]] = [
-    ("id", "tab\tinside", "control characters"),
-    ("id", "line\nend", "control characters"),
-    ("id", "carriage\rreturn", "control characters"),
-    ("id", "nul\x00", "control characters"),
-    ("id", "c1\x85", "control characters"),
-    ("id", "ends-with-space ", "nor end with a space"),
-    ("id", "a/b", "'/'"),
-    ("id", "a\\b", "'/'"),
-    ("id", "a?b", "'/'"),
-    ("id", "a#b", "'/'"),
-    ("id", "x" * 256, "at most 255 characters"),
-    ("id", "", "at least 1 character"),
-    ("target.repository", "r" * (MAX_REPOSITORY_LENGTH + 1), "at most 255 characters"),
-    # 1,024 characters of 4 bytes each: 4 KB, twice Cosmos DB's limit for a partition key.
-    ("target.repository", "\U0001f600" * 1024, "at most 255 characters"),
-    ("target.repository", "team/\napi", "control characters"),
-    ("target.tag", "t" * 129, "at most 128 characters"),
-    ("target.tag", "x" * 100_000, "at most 128 characters"),
-    ("target.digest", "sha256:" + "a" * 249, "at most 255 characters"),
-    ("target.mediaType", "m" * 256, "at most 255 characters"),
-    ("target.name", "n" * 256, "at most 255 characters"),
-    ("target.version", "v" * 129, "at most 128 characters"),
-    ("request.host", "h" * 256, "at most 255 characters"),
-    ("request.id", "i" * 256, "at most 255 characters"),
-    ("request.method", "M" * 33, "at most 32 characters"),
-    ("request.addr", "1" * 65, "at most 64 characters"),
-    ("actor.name", "a" * 256, "at most 255 characters"),
-    ("actor.name", "bot\u0007", "control characters"),
-    ("location", "l" * 65, "at most 64 characters"),
-    ("connectedRegistry.name", "c" * 65, "at most 64 characters"),
-    ("timestamp", "0001-01-01T00:00:00+01:00", "outside the years 1 to 9999"),
-    ("timestamp", "9999-12-31T23:59:59-01:00", "outside the years 1 to 9999"),
-    ("timestamp", "0999-12-31T23:59:59Z", "year must be from 1000 to 9999"),
-    ("timestamp", "1000-01-01T00:30:00+01:00", "year must be from 1000 to 9999"),
-    ("timestamp", "0009-06-01T00:00:00Z", "year must be from 1000 to 9999"),
-    ("target.size", True, "valid integer"),
-    ("target.size", "12", "valid integer"),
-    ("target.size", 12.0, "valid integer"),
-    ("target.size", 1e30, "valid integer"),
-    ("target.size", 10**400, "less than or equal to 9007199254740991"),
-    ("target.size", MAX_SIZE + 1, "less than or equal to 9007199254740991"),
-    ("target.size", -1, "greater than or equal to 0"),
-    ("target.length", False, "valid integer"),
-    ("target.length", 2**64, "less than or equal to 9007199254740991"),
-]
 
 
 @pytest.mark.parametrize(("path", "value", "mentions"), HOSTILE)
