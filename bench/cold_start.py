@@ -5,6 +5,10 @@ child's answer, in a venv with the runtime requirements only (bench/runtime.py).
 runs are interleaved, after one discarded warm-up of each (disk cache, .pyc files, the local
 server's JIT), and reported as medians. ``python -X importtime`` runs of the same children
 name the imports that make up the difference.
+
+*app-telemetry* is the app run with APPLICATIONINSIGHTS_CONNECTION_STRING set, as deployed, its
+ingestion endpoint a local sink (bench/sink.py) that accepts everything: whatever the app sets
+up when that setting is present is part of its cold start (statsbeat off: see bench/sink.py).
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CLIENT_TIMEOUTS
 from bench.runtime import Interpreter
-from bench.stats import median
+from bench.sink import telemetry_sink
+from bench.stats import Spread, median, spread
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
 
 CHILD = Path(__file__).with_name("cold_child.py")
-MODES = ("app", "floor")
+APP, APP_TELEMETRY, FLOOR = "app", "app-telemetry", "floor"
+MODES = (APP, APP_TELEMETRY, FLOOR)
 FLAGS = ("-X", "importtime")
 
 
@@ -54,11 +60,11 @@ class ColdStartFigures:
     def median(self, mode: str, phase: str = "total") -> float:
         return median([getattr(run, phase) for run in self.runs[mode]])
 
-    def ratio(self, phase: str = "total") -> float:
-        """App over floor: the median of each round's pair, which cancels the drift other
-        work on the machine causes between rounds."""
-        pairs = zip(self.runs["app"], self.runs["floor"], strict=True)
-        return median([getattr(app, phase) / getattr(floor, phase) for app, floor in pairs])
+    def ratio(self, mode: str = APP, phase: str = "total") -> Spread:
+        """``mode`` over floor, round by round (which cancels the drift other work on the
+        machine causes between rounds): their median and range."""
+        pairs = zip(self.runs[mode], self.runs[FLOOR], strict=True)
+        return spread([getattr(app, phase) / getattr(floor, phase) for app, floor in pairs])
 
 
 @dataclass(frozen=True)
@@ -88,25 +94,29 @@ class _Children:
     settings: Settings
     env: dict[str, str]
     workdir: str
+    telemetry_env: dict[str, str]  # added for app-telemetry
 
 
 @contextmanager
 def _children(settings: Settings, python: str) -> Iterator[_Children]:
     # Only the bench's settings: a developer's own (a webhook secret, a storage connection)
     # would change what the app does.
-    app_settings = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs")
+    app_settings = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs", "APPLICATIONINSIGHTS_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(app_settings)}
     env["PYTHONPATH"] = str(REPO_ROOT)
     for name in ("endpoint", "key", "database", "container"):
         env[f"COSMOS_{name.upper()}"] = getattr(settings, f"cosmos_{name}") or ""
     # No local.settings.json there: the settings come from the environment, as when deployed.
-    with tempfile.TemporaryDirectory(prefix="bench-cold-") as workdir:
-        yield _Children(python, settings, env, workdir)
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as workdir, telemetry_sink() as sink:
+        yield _Children(python, settings, env, workdir, sink.environment)
 
 
 def _spawn(mode: str, children: _Children, *flags: str) -> tuple[ColdRun, str]:
-    """One cold child of ``mode`` ("app" or "floor"): its phases, and what it wrote to stderr."""
-    if mode == "app":
+    """One cold child of ``mode`` (one of MODES): its phases, and what it wrote to stderr."""
+    env = children.env
+    if mode != FLOOR:
+        if mode == APP_TELEMETRY:
+            env = {**env, **children.telemetry_env}
         spec: dict[str, Any] = {
             "url": "http://localhost/api/acr/webhook",
             "body": payloads.body(_push()).decode(),
@@ -123,9 +133,9 @@ def _spawn(mode: str, children: _Children, *flags: str) -> tuple[ColdRun, str]:
         }
     spawned = time.perf_counter()
     done = subprocess.run(
-        [children.python, *flags, str(CHILD), mode, json.dumps(spec)],
+        [children.python, *flags, str(CHILD), APP if mode != FLOOR else FLOOR, json.dumps(spec)],
         cwd=children.workdir,
-        env=children.env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -222,8 +232,8 @@ def profile_imports(
     app_runs, floor_runs = [], []
     with _children(settings, interpreter.python) as children:
         for _ in range(repeats):
-            app_runs.append(_parse_importtime(_spawn("app", children, *FLAGS)[1]))
-            floor_runs.append(_parse_importtime(_spawn("floor", children, *FLAGS)[1]))
+            app_runs.append(_parse_importtime(_spawn(APP, children, *FLAGS)[1]))
+            floor_runs.append(_parse_importtime(_spawn(FLOOR, children, *FLAGS)[1]))
     trees = [{entry.name: entry for entry in _tree(run, "function_app")} for run in app_runs]
     floor_modules = {entry.name for run in floor_runs for entry in run}
 

@@ -5,26 +5,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.cold_start import ColdStartFigures, ImportProfile
-from bench.cpu import CpuFigures
-from bench.ru import WriteCost
-from bench.stats import ratio
-from bench.throughput import ThroughputFigures
+from bench import floors, ru
+from bench.cold_start import APP, APP_TELEMETRY, FLOOR, ColdStartFigures, ImportProfile
+from bench.http_host import HOST, HttpFigures
+from bench.inprocess import (
+    LABELS,
+    TELEMETRY,
+    EventGridFigures,
+    PerEventFigures,
+    Rows,
+    ThroughputFigures,
+)
+from bench.stats import Spread
+from bench.worker import FUNCTION
 
+CPU_TARGET = 1.1
+TELEMETRY_CPU_TARGET = 1.2
+THROUGHPUT_TARGET = 0.9
+EVENTGRID_TARGET_S = 3.0  # a tenth of the 30 s Event Grid waits
 COLD_START_TARGET = 1.3
-CPU_TARGET = 3.0
-THROUGHPUT_TARGET = 0.8
+HTTP_TARGET = 0.8
 
 
 @dataclass(frozen=True)
 class Figures:
     machine: dict[str, str]
+    command: str  # the command line that produced them
+    per_event: PerEventFigures
+    throughput: ThroughputFigures
+    eventgrid: EventGridFigures
+    http: HttpFigures
     cold_start: ColdStartFigures
     imports: ImportProfile
-    cpu: CpuFigures
-    throughput: ThroughputFigures
-    write_costs: list[WriteCost]
+    sizes: list[ru.WriteCost]
+    telemetry_note: str
+    async_note: str
     seconds: float
+    quick: bool = False  # a smoke run: too few rounds for the figures to mean anything
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -38,61 +55,248 @@ def _ms(seconds: float) -> str:
 
 
 def _us(seconds: float) -> str:
-    return f"{seconds * 1e6:.2f} µs"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def _x(spread: Spread) -> str:
+    return f"{spread.median:.2f}x ({spread.low:.2f}-{spread.high:.2f})"
 
 
 def _verdict(passed: bool) -> str:
     return "PASS" if passed else "**MISS**"
 
 
+def _name(row: str) -> str:
+    return {HOST: "local host over HTTP"}.get(row, row)
+
+
+def _vs(rows: Rows, row: str, fastest: str) -> tuple[str, str]:
+    """The row over the fastest floor and over the sync tuned floor, round by round."""
+    tuned = floors.SYNC_TUNED
+    return _x(rows.ratios(row, fastest)), _x(rows.ratios(row, tuned))
+
+
 def targets_section(figures: Figures) -> str:
-    cold = figures.cold_start
-    app, floor = cold.median("app"), cold.median("floor")
-    handler_cpu, loads_cpu = figures.cpu.handler, figures.cpu.floor
-    tp = figures.throughput
-    handler_rate, floor_rate = tp.events_per_s("handler"), tp.events_per_s("floor")
-    cold_ratio = cold.ratio()
-    cpu_ratio = ratio(handler_cpu.seconds, loads_cpu.seconds)
-    tp_ratio = tp.ratio()
-    rows = [
+    pe, tp, http, cold = figures.per_event, figures.throughput, figures.http, figures.cold_start
+    fastest = pe.fastest_floor()
+    rows: list[tuple[str, ...]] = []
+
+    def cpu_row(row: str, what: str, target: float) -> None:
+        ratio = pe.rows.ratios(row, fastest)
+        rows.append(
+            (
+                what,
+                _us(pe.rows.median(row)),
+                f"{_us(pe.rows.median(fastest))} ({fastest})",
+                *_vs(pe.rows, row, fastest),
+                f"≤ {target}x",
+                _verdict(ratio.median <= target),
+            )
+        )
+
+    cpu_row(FUNCTION, "Per-event CPU, function path, logging at INFO", CPU_TARGET)
+    if TELEMETRY in pe.rows.per_round:
+        cpu_row(TELEMETRY, "Per-event CPU, function path, telemetry on", TELEMETRY_CPU_TARGET)
+    else:
+        rows.append(
+            (
+                "Per-event CPU, function path, telemetry on",
+                figures.telemetry_note,
+                "",
+                "",
+                "",
+                f"≤ {TELEMETRY_CPU_TARGET}x",
+                "not measured",
+            )
+        )
+    for name, figs, target in (
+        (f"Throughput in-process at concurrency {tp.concurrency}", tp, THROUGHPUT_TARGET),
+        (f"Through the local host over HTTP at concurrency {http.concurrency}", http, HTTP_TARGET),
+    ):
+        row = FUNCTION if figs is tp else HOST
+        floor = figs.fastest_floor()
+        rows.append(
+            (
+                name,
+                f"{figs.rows.median(row):.0f} events/s",
+                f"{figs.rows.median(floor):.0f} events/s ({floor})",
+                *_vs(figs.rows, row, floor),
+                f"≥ {target}x",
+                _verdict(figs.rows.ratios(row, floor).median >= target),
+            )
+        )
+    eg = figures.eventgrid
+    rows.append(
         (
-            "Cold start: new process → first answered event",
-            _ms(app),
-            _ms(floor),
-            f"{cold_ratio:.2f}x",
-            f"≤ {COLD_START_TARGET}x",
-            _verdict(cold_ratio <= COLD_START_TARGET),
-        ),
-        (
-            "Per-event CPU: validate and map one push",
-            _us(handler_cpu.seconds),
-            _us(loads_cpu.seconds),
-            f"{cpu_ratio:.2f}x",
-            f"≤ {CPU_TARGET}x",
-            _verdict(cpu_ratio <= CPU_TARGET),
-        ),
-        (
-            f"Throughput at concurrency {tp.concurrency}",
-            f"{handler_rate:.0f} events/s",
-            f"{floor_rate:.0f} events/s",
-            f"{tp_ratio:.2f}x",
-            f"≥ {THROUGHPUT_TARGET}x",
-            _verdict(tp_ratio >= THROUGHPUT_TARGET),
-        ),
-    ]
-    return "## Targets\n\n" + table(
-        ("What", "Measured", "Floor", "Ratio", "Target", "Result"), rows
+            f"Event Grid batch of {eg.events} events stored",
+            f"{eg.median:.2f} s",
+            "",
+            "",
+            "",
+            f"< {EVENTGRID_TARGET_S:g} s",
+            _verdict(eg.median < EVENTGRID_TARGET_S),
+        )
+    )
+    for mode, what in (
+        (APP, "Cold start: new process → first answered event"),
+        (APP_TELEMETRY, "Cold start with APPLICATIONINSIGHTS_CONNECTION_STRING set"),
+    ):
+        ratio = cold.ratio(mode)
+        rows.append(
+            (
+                what,
+                _ms(cold.median(mode)),
+                f"{_ms(cold.median(FLOOR))} (bare process)",
+                _x(ratio),
+                "",
+                f"≤ {COLD_START_TARGET}x",
+                _verdict(ratio.median <= COLD_START_TARGET),
+            )
+        )
+    headers = (
+        "What",
+        "Measured",
+        "Floor (fastest found)",
+        "Ratio vs fastest floor (range)",
+        "Ratio vs sync tuned floor (range)",
+        "Target",
+        "Result",
+    )
+    return "\n\n".join(
+        [
+            "## Targets",
+            "Ratios are medians of each round's own ratio, with their range over the rounds in "
+            "brackets. *Fastest floor*: of the floors below, the one with the best median in "
+            "this run; *sync tuned floor*: `RequestsTransport(use_env_settings=False)`, the "
+            "configuration the app's sync client is meant to match.",
+            table(headers, rows),
+        ]
     )
 
 
-def machine_section(machine: dict[str, str]) -> str:
-    return "## Machine\n\n" + table(("", ""), list(machine.items()))
+def machine_section(machine: dict[str, str], command: str) -> str:
+    return "## Machine\n\n" + table(("", ""), [*machine.items(), ("Command", f"`{command}`")])
+
+
+def floors_section(figures: Figures) -> str:
+    items = [f"- *{name}*: {floors.LABELS[name]}." for name in floors.FLOORS]
+    notes = [note for note in (figures.async_note,) if note]
+    return "\n\n".join(
+        [
+            "## The floors",
+            "Each figure stands next to the bare SDK doing the same write of the same "
+            "document (the one the app makes from the same payload), measured in the same "
+            "run and process, interleaved with the app's rounds. All floors get the app's "
+            "client options (timeouts, no echo of the item on writes), so they differ in the "
+            "transport alone:",
+            "\n".join(items),
+            *notes,
+        ]
+    )
+
+
+def _latency_rows(rows: Rows, fastest: str, figure: str) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for row in rows.per_round:
+        spread = rows.spread(row)
+        value = (
+            f"{_us(spread.median)} ({_us(spread.low)}-{_us(spread.high)})"
+            if figure == "cpu"
+            else f"{spread.median:.0f} ({spread.low:.0f}-{spread.high:.0f})"
+        )
+        mine, tuned = _vs(rows, row, fastest)
+        out.append(
+            (
+                f"*{_name(row)}*: {LABELS.get(row, row) if row != HOST else HOST}",
+                value,
+                _ms(rows.latency(row, 0.5)),
+                _ms(rows.latency(row, 0.99)),
+                mine,
+                tuned,
+            )
+        )
+    return out
+
+
+def per_event_section(figures: Figures) -> str:
+    pe = figures.per_event
+    headers = ("Row", "CPU per event (range)", "p50", "p99", "vs fastest floor", "vs sync tuned")
+    telemetry = (
+        f"Telemetry row: {figures.telemetry_note}."
+        if TELEMETRY in pe.rows.per_round
+        else f"Telemetry row {figures.telemetry_note}."
+    )
+    return "\n\n".join(
+        [
+            "## Per-event CPU and latency",
+            f"{pe.rounds} interleaved rounds of {pe.events} new push events each, one after "
+            "another, after a warm-up. The function path runs in a child process configured as "
+            "the deployed app (settings from the environment, `bench/worker.py`) with the root "
+            "logger at INFO through a handler that formats every record, as the Python worker "
+            "does before it ships each one to the host; it calls the registered user function "
+            "with a `func.HttpRequest` and reads the `func.HttpResponse`'s body. CPU is the "
+            "process's own (`time.process_time`, all its threads) over the round, per event: "
+            "the local Cosmos DB API server's CPU is not in it. Latency is per call, p50/p99 "
+            "over every event of every round.",
+            table(headers, _latency_rows(pe.rows, pe.fastest_floor(), "cpu")),
+            telemetry,
+        ]
+    )
+
+
+def throughput_section(tp: ThroughputFigures) -> str:
+    headers = ("Row", "Events/s (range)", "p50", "p99", "vs fastest floor", "vs sync tuned")
+    return "\n\n".join(
+        [
+            "## Throughput in-process",
+            f"{tp.events} new push events at concurrency {tp.concurrency} "
+            "(`config.HTTP_CONCURRENCY`: the deployed per-instance HTTP concurrency and worker "
+            f"thread count), {tp.rounds} interleaved rounds, after one warm-up write per "
+            "thread: the function path and the sync floors on that many threads, the async "
+            "floor as that many tasks on one event loop. Latency from call to return.",
+            table(headers, _latency_rows(tp.rows, tp.fastest_floor(), "rate")),
+        ]
+    )
+
+
+def eventgrid_section(eg: EventGridFigures) -> str:
+    runs = ", ".join(f"{s:.2f} s" for s in eg.seconds)
+    return "\n\n".join(
+        [
+            "## Event Grid batch",
+            f"One batch of {eg.events} new ACR push events in the Event Grid schema "
+            f"({eg.body_bytes} bytes) through the registered `function_app.acr_eventgrid`, "
+            "answered 200, every event then read back from the local server (off the clock). "
+            f"Median {eg.median:.2f} s ({eg.events / eg.median:.0f} events/s) over "
+            f"{len(eg.seconds)} batches ({runs}); target under {EVENTGRID_TARGET_S:g} s, a "
+            "tenth of the 30 s Event Grid waits for an answer.",
+        ]
+    )
+
+
+def http_section(http: HttpFigures) -> str:
+    headers = ("Row", "Events/s (range)", "p50", "p99", "vs fastest floor", "vs sync tuned")
+    return "\n\n".join(
+        [
+            "## Through the local host over HTTP",
+            f"`python -m acr_webhook serve` as its own process; {http.concurrency} client "
+            "threads, each with one keep-alive connection (opened with one warm-up request "
+            f"off the clock), send {http.events} new pushes per round; {http.rounds} rounds "
+            "alternating with direct `create_item` of the same documents at the same "
+            "concurrency. The client runs on the same machine and its CPU counts against the "
+            "host's. Latency from send to the end of the answer. Connection errors over all "
+            f"rounds: **{http.connection_errors}**; answers other than 201: "
+            f"**{http.unexpected_answers}**.",
+            table(headers, _latency_rows(http.rows, http.fastest_floor(), "rate")),
+        ]
+    )
 
 
 def cold_start_section(cold: ColdStartFigures, imports: ImportProfile) -> str:
     labels = {
-        "app": "app: `import function_app`, call the registered function",
-        "floor": "floor: imports, `CosmosClient`, one `create_item`",
+        APP: "app: `import function_app`, call the registered function",
+        APP_TELEMETRY: "app, APPLICATIONINSIGHTS_CONNECTION_STRING set (local sink)",
+        FLOOR: "floor: imports, `CosmosClient` (sync tuned), one `create_item`",
     }
     rows = [
         (
@@ -105,8 +309,7 @@ def cold_start_section(cold: ColdStartFigures, imports: ImportProfile) -> str:
         )
         for mode, label in labels.items()
     ]
-    runs = len(cold.runs["app"])
-    cpu_ratio = cold.ratio("cpu")
+    runs = len(cold.runs[APP])
     offenders = [
         (
             f"`{o.module}`",
@@ -123,18 +326,21 @@ def cold_start_section(cold: ColdStartFigures, imports: ImportProfile) -> str:
             "spawn until the answer. *app* does what the Functions worker does once it runs: "
             "imports `function_app`, builds a `func.HttpRequest` for a push and calls the "
             "registered function, which reads the settings from the environment, creates the "
-            "Cosmos client and writes the document (201). *floor* only imports azure-functions, "
+            "Cosmos client and writes the document (201). *app with telemetry* is the same with "
+            "APPLICATIONINSIGHTS_CONNECTION_STRING set, as deployed, its ingestion endpoint a "
+            "local sink that accepts everything (`bench/sink.py`): whatever the app sets up "
+            "when the setting is present counts. *floor* only imports azure-functions, "
             "azure-cosmos and pydantic, creates a `CosmosClient` with the app's client options "
-            "and does one `create_item`. The worker's own start (gRPC, host handshake) is "
-            "neither's and not measured. "
-            f"Medians of {runs} interleaved runs each after a discarded warm-up (ratios: median "
-            "of each round's app/floor ratio), against the "
-            "local Cosmos DB API server (loopback TLS, keep-alive). Interpreter: "
-            f"{cold.interpreter}.",
+            "on the sync tuned transport and does one `create_item`. The worker's own start "
+            "(gRPC, host handshake) is no one's and not measured. "
+            f"Medians of {runs} interleaved runs each after a discarded warm-up, against the "
+            f"local Cosmos DB API server. Interpreter: {cold.interpreter}.",
             table(("Run", "Total", "Interpreter start", "Imports", "First event", "CPU"), rows),
-            f"CPU is the child's own CPU time up to the answer (ratio {cpu_ratio:.2f}x): it "
-            "moves less than the wall-clock figures when other work shares the machine.",
-            "`python -X importtime` of the same children (medians of 5 each; importtime itself "
+            "CPU is the child's own CPU time up to the answer (ratio to the floor: "
+            f"{_x(cold.ratio(APP, 'cpu'))} without telemetry, "
+            f"{_x(cold.ratio(APP_TELEMETRY, 'cpu'))} with): it moves less than the wall-clock "
+            "figures when other work shares the machine.",
+            "`python -X importtime` of the plain app and floor children (importtime itself "
             "slows imports down): all imports of the app's run take "
             f"**{imports.app_total_us / 1000:.1f} ms** (`import function_app` "
             f"{imports.function_app_us / 1000:.1f} ms, the rest on first use), those of the "
@@ -147,88 +353,67 @@ def cold_start_section(cold: ColdStartFigures, imports: ImportProfile) -> str:
     )
 
 
-def cpu_section(cpu: CpuFigures) -> str:
-    floor = cpu.floor
+def ru_expected_table(costs: list[ru.WriteCost]) -> str:
+    rows = []
+    for name, policy in ru.POLICIES.items():
+        paths = ", ".join(f"`{p['path'].removesuffix('/?')}`" for p in policy["includedPaths"])
+        composites = len(policy["compositeIndexes"])
+        terms = ru.indexed_terms(policy)
+        largest = max(cost.bytes_sent for cost in costs)
+        rows.append(
+            (
+                name,
+                f"{paths}; {composites} composite",
+                terms,
+                f"{ru.BASE_RU_UP_TO_1_KB:g} + {ru.RU_PER_INDEXED_TERM:g} x {terms} = "
+                f"**{ru.expected_write_ru(policy, largest):.1f} RU**",
+            )
+        )
+    return table(("Policy", "Indexed paths", "Terms per item", "Expected RU per write"), rows)
+
+
+def ru_measured_table(costs: list[ru.WriteCost]) -> str:
     rows = [
         (
-            f"`{f.name.strip()}`" if not f.detail else f"&nbsp;&nbsp;↳ `{f.name.strip()}`",
-            _us(f.seconds),
-            f"{ratio(f.seconds, floor.seconds):.2f}x",
+            f"`{c.kind}`",
+            c.bytes_sent,
+            *(f"{c.request_units[p]:g}" if p in c.request_units else "-" for p in ru.POLICIES),
         )
-        for f in cpu.rows
+        for c in costs
     ]
+    return table(("Event kind", "Bytes sent", "Write RU, old policy", "Write RU, new policy"), rows)
+
+
+def ru_section(costs: list[ru.WriteCost]) -> str:
     return "\n\n".join(
         [
-            "## Per-event CPU",
-            "CPU time per call (`time.process_time`), timeit-style: loop count sized to about "
-            "0.2 s, 7 repeats, median; garbage collector off while timing. The payload is the "
-            "documented push (`tests/support/payloads.py`, "
-            f"{cpu.payload_bytes} bytes). "
-            "The handler's figure is everything `handle_webhook` does for a push (size, UTF-8 "
-            "and JSON checks, action dispatch, validation, mapping, receive time, result, log "
-            "call at the default WARNING level) with a repository that stores nothing; the "
-            "indented rows are its parts, and a variant with INFO logging on (to a discarded "
-            "stream, as a host keeping INFO would format every line).",
-            table(("Call", "CPU per call", "vs json.loads"), rows),
-        ]
-    )
-
-
-def throughput_section(tp: ThroughputFigures) -> str:
-    labels = {
-        "handler": "`handle_webhook` + `CosmosEventRepository`",
-        "floor": "direct `container.create_item`",
-    }
-    rows = [
-        (
-            label,
-            f"{tp.events_per_s(kind):.0f}",
-            _ms(tp.latency(kind, 0.5)),
-            _ms(tp.latency(kind, 0.99)),
-        )
-        for kind, label in labels.items()
-    ]
-    return "\n\n".join(
-        [
-            "## Throughput and latency",
-            f"{tp.events} push events at concurrency {tp.concurrency} (a `ThreadPoolExecutor`), "
-            f"{tp.rounds} rounds of each kind, alternating, against the local Cosmos DB API "
-            "server. Each run has a fresh container and its own client, built with the app's "
-            "`create_cosmos_client` (same options in both), warmed with one write per thread "
-            "before the clock starts. The floor writes the very documents the handler produces "
-            "from the same payloads. Events/s: median of the rounds; ratio: median of each "
-            "round's handler/floor ratio; p50/p99: over every event of all rounds, from call to "
-            "return.",
-            table(("Path", "Events/s", "p50", "p99"), rows),
-        ]
-    )
-
-
-def ru_table(costs: list[WriteCost]) -> str:
-    rows = [(f"`{c.kind}`", f"{c.request_units:g}", c.bytes_sent, c.bytes_stored) for c in costs]
-    return table(("Event kind", "Write RU", "Bytes sent", "Bytes stored"), rows)
-
-
-def ru_section(costs: list[WriteCost]) -> str:
-    return "\n\n".join(
-        [
-            "## Request units and document size",
-            "One write per recorded event kind: the request charge the write reports "
-            "(`x-ms-request-charge`), the document as sent and as stored (read back, with the "
-            "system properties). **The local Cosmos DB API server reports 1 RU for every "
-            "request**, so the RU column below says nothing about the indexing policy; run "
-            "this part against a real account to read it:",
+            "## Request units per write",
+            "Cosmos DB charges a create for the document's size and for each term it adds to "
+            'the index: its published example is "a 1-KB document with 10 indexed terms: 5.0 '
+            '(document size based) + 0.2 x 10 (indexing) = 7 RUs" '
+            f"([Understand request units consumption]({ru.SOURCE})). Every explicitly included "
+            "path adds a term for every item, defined or not, and `id` and `_ts` are always "
+            "indexed ([Indexing policies]"
+            "(https://learn.microsoft.com/azure/cosmos-db/index-policy)); a composite index is "
+            "counted as one term per item (no published figure). Our documents are under 1 KB "
+            "(sizes below), so the base is 5.0 RU whatever the kind:",
+            ru_expected_table(costs),
+            "The old policy is infra/modules/cosmos.bicep before this round; the new one indexes "
+            "what the documented queries and the read endpoint filter or sort on. Measured on a "
+            "real account (the local Cosmos DB API server reports 1 RU for everything, so this "
+            "run cannot measure it):",
             "```sh\n"
             "# the app's own settings: environment (or local.settings.json) - key or Entra ID\n"
             "COSMOS_ENDPOINT=https://<account>.documents.azure.com:443/ \\\n"
-            "COSMOS_DATABASE=acr COSMOS_CONTAINER=events ./scripts/bench ru\n"
+            "COSMOS_DATABASE=acr ./scripts/bench ru\n"
             "```",
-            "Without COSMOS_KEY it signs in with Microsoft Entra ID (`az login`; the identity "
-            "needs the Cosmos DB Built-in Data Contributor role). It writes one document per "
-            "kind, with fresh ids, into that existing container, so its deployed indexing "
-            "policy applies, reads each back and deletes it (a few RU more). It prints the "
-            "table and leaves this file alone.",
-            ru_table(costs),
+            "It creates a temporary container per policy in that database, writes one "
+            "document of each kind into each, prints the charges and deletes both containers. "
+            "Where the account refuses to create containers (Entra ID data-plane roles cannot; "
+            "the deployed account has no keys), create the two yourself with the policies "
+            "`./scripts/bench ru --print-policies` prints and add `--old-container NAME "
+            "--new-container NAME`. This run's document sizes:",
+            ru_measured_table(costs),
         ]
     )
 
@@ -236,18 +421,30 @@ def ru_section(costs: list[WriteCost]) -> str:
 def render(figures: Figures) -> str:
     sections = [
         "# Performance",
-        "ACR waits 5 s for an answer and never retries, so start-up time and latency decide "
-        "whether an event is recorded at all. Each figure stands next to its floor, measured "
-        "in the same run: what the same work costs without this app's code.",
+        "ACR waits 5 s for an answer and never retries, and Event Grid waits 30 s, so CPU per "
+        "event, latency and start-up time decide whether an event is recorded at all. Each "
+        "figure stands next to its floor, measured in the same run: the bare SDK doing the "
+        "same write with the same libraries.",
         f"> Generated by `./scripts/bench` (code in `bench/`) in {figures.seconds:.0f} s. "
         "Do not edit by hand: run the command again to refresh every figure "
         "(`./scripts/bench --no-write` only prints them). Other work on the machine skews "
         "them: run it on a quiet one.",
+        *(
+            [
+                "> **Smoke run (`--quick`)**: too few, too small rounds; these figures only "
+                "show that the harness works. Run `./scripts/bench` on a quiet machine."
+            ]
+            if figures.quick
+            else []
+        ),
         targets_section(figures),
-        machine_section(figures.machine),
-        cold_start_section(figures.cold_start, figures.imports),
-        cpu_section(figures.cpu),
+        machine_section(figures.machine, figures.command),
+        floors_section(figures),
+        per_event_section(figures),
         throughput_section(figures.throughput),
-        ru_section(figures.write_costs),
+        eventgrid_section(figures.eventgrid),
+        http_section(figures.http),
+        cold_start_section(figures.cold_start, figures.imports),
+        ru_section(figures.sizes),
     ]
     return "\n\n".join(sections) + "\n"

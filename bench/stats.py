@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def median(values: Sequence[float]) -> float:
@@ -20,3 +21,16 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 def ratio(measured: float, floor: float) -> float:
     return measured / floor if floor else math.inf
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of a figure taken once per round, and its range over the rounds."""
+
+    median: float
+    low: float
+    high: float
+
+
+def spread(values: Sequence[float]) -> Spread:
+    return Spread(median(values), min(values), max(values))

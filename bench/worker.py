@@ -1,0 +1,229 @@
+"""A long-lived child process that stands in for the Functions worker: ``python -m bench.worker``.
+
+Configured as the deployed app is, from the environment alone (COSMOS_*, no
+local.settings.json in its working directory), with the root logger at INFO through a handler
+that formats every record (the Python worker formats and ships each one to the host). It imports
+``function_app`` and calls the registered user functions with ``func.HttpRequest`` objects, as
+the worker does, and runs the floors (bench/floors.py) in the same process, so the parent
+(bench/inprocess.py) can interleave them round by round. With BENCH_TELEMETRY=1 the parent also
+sets APPLICATIONINSIGHTS_CONNECTION_STRING to a local sink, so ``function_app`` sets telemetry
+up exactly as deployed; the worker only checks that it did.
+
+Protocol: one JSON command per line on stdin, one JSON answer per line on the original stdout
+(``sys.stdout`` is pointed at stderr, so nothing else can end up there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import azure.functions as func
+
+from acr_webhook.config import load_settings
+from acr_webhook.models import AcrEvent, to_document
+from bench import floors
+from tests.support import payloads
+
+FUNCTION = "function"
+TELEMETRY_ENV = "BENCH_TELEMETRY"
+# ACR registries push to many repositories: spread the events over a few partition keys.
+REPOSITORIES = 16
+WEBHOOK_URL = "http://localhost/api/acr/webhook"
+EVENTGRID_URL = "http://localhost/api/acr/eventgrid"
+REGISTRY_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/bench/providers/"
+    "Microsoft.ContainerRegistry/registries/benchregistry"
+)
+# What the Python worker's handler puts in each line it ships, give or take.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"
+
+
+def _info_logging() -> None:
+    sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _telemetry_configured() -> str:
+    """What telemetry ``function_app``'s import set up, or why there is none."""
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if type(provider).__module__.startswith("opentelemetry.sdk"):
+        return (
+            "APPLICATIONINSIGHTS_CONNECTION_STRING set, so `function_app` configured the Azure "
+            "Monitor distro through `acr_webhook.telemetry.configure_telemetry()` as deployed; "
+            "its exporters send to a local sink (`bench/sink.py`)"
+        )
+    raise SystemExit("function_app configured no telemetry with a connection string set")
+
+
+def _pushes(count: int) -> list[dict[str, Any]]:
+    return [
+        payloads.with_new_id(payloads.PUSH, repository=f"team/app-{index % REPOSITORIES}")
+        for index in range(count)
+    ]
+
+
+def _document(payload: dict[str, Any]) -> dict[str, Any]:
+    return to_document(AcrEvent.model_validate(payload), datetime.now(UTC))
+
+
+def _request(url: str, body: bytes) -> func.HttpRequest:
+    return func.HttpRequest(
+        "POST", url, headers={"content-type": "application/json"}, params={}, body=body
+    )
+
+
+def eventgrid_event(data: dict[str, Any]) -> dict[str, Any]:
+    """An ACR push in the Event Grid schema, as a system topic delivers it."""
+    return {
+        "id": data["id"],
+        "topic": REGISTRY_ID,
+        "subject": f"{data['target']['repository']}:{data['target'].get('tag', '')}",
+        "eventType": "Microsoft.ContainerRegistry.ImagePushed",
+        "eventTime": datetime.now(UTC).isoformat(),
+        "data": data,
+        "dataVersion": "1.0",
+        "metadataVersion": "1",
+    }
+
+
+class Worker:
+    def __init__(self) -> None:
+        _info_logging()
+        import function_app  # configures telemetry when a connection string is set
+
+        self.telemetry = _telemetry_configured() if os.environ.get(TELEMETRY_ENV) == "1" else ""
+
+        functions = {f.get_function_name(): f for f in function_app.app.get_functions()}
+        self._webhook = functions["acr_webhook"].get_user_function()
+        self._eventgrid = functions["acr_eventgrid"].get_user_function()
+        settings = load_settings()
+        self._settings = settings
+        self._containers = {
+            floors.SYNC_DEFAULT: floors.sync_container(settings, tuned=False),
+            floors.SYNC_TUNED: floors.sync_container(settings, tuned=True),
+        }
+        self._async = floors.AsyncFloor(settings) if floors.async_available() else None
+
+    def paths(self) -> list[str]:
+        available = [FUNCTION, floors.SYNC_DEFAULT, floors.SYNC_TUNED]
+        return available + ([floors.ASYNC] if self._async else [])
+
+    def _calls(self, path: str, count: int) -> list[Callable[[], object]]:
+        """One call per new event on ``path``, everything but the call itself prepared."""
+        events = _pushes(count)
+        if path == FUNCTION:
+
+            def answer(request: func.HttpRequest) -> Callable[[], object]:
+                def call() -> object:
+                    response = self._webhook(request)
+                    response.get_body()  # as the worker does to send it
+                    if response.status_code != 201:
+                        raise RuntimeError(f"answered {response.status_code}")
+                    return response
+
+                return call
+
+            return [answer(_request(WEBHOOK_URL, payloads.body(event))) for event in events]
+        container = self._containers[path]
+
+        def write(document: dict[str, Any]) -> Callable[[], object]:
+            return lambda: container.create_item(document)
+
+        return [write(_document(event)) for event in events]
+
+    def events(self, path: str, count: int) -> dict[str, Any]:
+        """``count`` new events one after another: CPU and wall time of the whole round."""
+        if path == floors.ASYNC:
+            assert self._async is not None
+            documents = [_document(event) for event in _pushes(count)]
+            cpu = time.process_time()
+            latencies = self._async.sequential(documents)
+        else:
+            calls = self._calls(path, count)
+            cpu = time.process_time()
+            latencies = [floors.timed(call) for call in calls]
+        return {"cpu": time.process_time() - cpu, "latencies": latencies}
+
+    def throughput(self, path: str, count: int, concurrency: int) -> dict[str, Any]:
+        """``count`` new events on ``concurrency`` threads (tasks, for the async client), after
+        one warm-up write per thread."""
+        if path == floors.ASYNC:
+            assert self._async is not None
+            self._async.concurrent([_document(e) for e in _pushes(concurrency)], concurrency)
+            documents = [_document(event) for event in _pushes(count)]
+            started, cpu = time.perf_counter(), time.process_time()
+            latencies = self._async.concurrent(documents, concurrency)
+        else:
+            floors.threaded(self._calls(path, concurrency), concurrency)
+            calls = self._calls(path, count)
+            started, cpu = time.perf_counter(), time.process_time()
+            latencies = floors.threaded(calls, concurrency)
+        return {
+            "seconds": time.perf_counter() - started,
+            "cpu": time.process_time() - cpu,
+            "latencies": latencies,
+        }
+
+    def eventgrid(self, count: int) -> dict[str, Any]:
+        """One Event Grid batch of ``count`` new pushes through the registered function, then a
+        read-back of every event (outside the clock) to prove each was stored."""
+        events = _pushes(count)
+        body = json.dumps([eventgrid_event(event) for event in events]).encode()
+        request = _request(EVENTGRID_URL, body)
+        started = time.perf_counter()
+        response = self._eventgrid(request)
+        seconds = time.perf_counter() - started
+        container = self._containers[floors.SYNC_TUNED]
+        stored = sum(
+            1
+            for event in events
+            if container.read_item(event["id"], partition_key=event["target"]["repository"])
+        )
+        return {
+            "seconds": seconds,
+            "status": response.status_code,
+            "bytes": len(body),
+            "stored": stored,
+        }
+
+    def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        operation = command["op"]
+        if operation == "hello":
+            return {"paths": self.paths(), "telemetry": self.telemetry}
+        if operation == "events":
+            return self.events(command["path"], command["count"])
+        if operation == "throughput":
+            return self.throughput(command["path"], command["count"], command["concurrency"])
+        if operation == "eventgrid":
+            return self.eventgrid(command["count"])
+        raise ValueError(f"unknown command {operation!r}")
+
+
+def main(commands: TextIO, answers: TextIO) -> None:
+    worker = Worker()
+    for line in commands:
+        try:
+            answer = worker.handle(json.loads(line))
+        except Exception as error:
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    protocol = sys.stdout
+    sys.stdout = sys.stderr
+    main(sys.stdin, protocol)
