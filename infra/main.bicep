@@ -97,6 +97,26 @@ param cosmosBackupTier string = 'Continuous7Days'
 @secure()
 param webhookSecret string = ''
 
+@description('Existing container registry the app reconciles from (its webhook history; app settings ACR_REGISTRY_ID and ACR_WEBHOOK_NAMES, and a custom role on it). Empty = no reconcile. Same value as registryName of webhook.bicep.')
+param registryName string = ''
+
+@description('Resource group of that registry. Empty = this resource group.')
+param registryResourceGroup string = ''
+
+@description('How webhook.bicep connects the registry (its deliveryMode). Only a native webhook keeps a history to reconcile from, so eventgrid alone turns reconcile off.')
+@allowed([
+  'webhook'
+  'eventgrid'
+  'both'
+])
+param deliveryMode string = 'webhook'
+
+@description('Name of the native webhook webhook.bicep creates (its webhookName). Empty = derived from the app name, by the same rule as webhook.bicep.')
+param webhookName string = ''
+
+@description('When the reconcile timer runs (NCRONTAB with seconds; app setting RECONCILE_SCHEDULE).')
+param reconcileSchedule string = '0 */5 * * * *'
+
 @description('Upper bound of Flex Consumption instances.')
 @minValue(40)
 @maxValue(1000)
@@ -126,6 +146,12 @@ var tags = {
 var appName = (!empty(functionAppName)) ? functionAppName : 'func-${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var fallbackQueueName = 'acr-events-fallback'
+// The native webhook's name: the same rule and expression as webhook.bicep (a test compares them).
+var derivedWebhookName = take('acr${replace(appName, '-', '')}', 50)
+var effectiveWebhookName = (!empty(webhookName)) ? webhookName : derivedWebhookName
+var effectiveRegistryResourceGroup = (!empty(registryResourceGroup)) ? registryResourceGroup : resourceGroup().name
+var reconcileEnabled = (!empty(registryName)) && (deliveryMode != 'eventgrid')
+var registryId = reconcileEnabled ? resourceId(effectiveRegistryResourceGroup, 'Microsoft.ContainerRegistry/registries', registryName) : ''
 
 resource appIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-func-${resourceToken}'
@@ -183,6 +209,15 @@ module roleAssignments 'modules/role-assignments.bicep' = {
   }
 }
 
+module registryAccess 'modules/registry-access.bicep' = if (reconcileEnabled) {
+  name: 'registry-access'
+  scope: resourceGroup(effectiveRegistryResourceGroup)
+  params: {
+    registryName: registryName
+    appPrincipalId: appIdentity.properties.principalId
+  }
+}
+
 module functionApp 'modules/function-app.bicep' = {
   name: 'function-app'
   params: {
@@ -202,6 +237,9 @@ module functionApp 'modules/function-app.bicep' = {
     cosmosContainerName: cosmosContainerName
     webhookSecret: webhookSecret
     retentionDays: retentionDays
+    registryId: registryId
+    webhookNames: reconcileEnabled ? effectiveWebhookName : ''
+    reconcileSchedule: reconcileSchedule
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyInstances: alwaysReadyInstances
     zoneRedundant: zoneRedundant
@@ -226,3 +264,6 @@ output COSMOS_DATABASE string = cosmos.outputs.databaseName
 output COSMOS_CONTAINER string = cosmos.outputs.containerName
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output FALLBACK_QUEUE_NAME string = fallbackQueueName
+// Empty when the app reconciles from no registry.
+output ACR_REGISTRY_ID string = registryId
+output ACR_WEBHOOK_NAMES string = reconcileEnabled ? effectiveWebhookName : ''

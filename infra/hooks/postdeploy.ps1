@@ -1,6 +1,6 @@
 # azd postdeploy hook (Windows): same as postdeploy.sh. Connects the container registry to the
-# deployed app by deploying infra/webhook.bicep after the code deploy (the endpoint carries the
-# Functions host key, which exists only once the host runs the code).
+# deployed app by deploying infra/webhook.bicep after the code deploy (each endpoint carries its
+# function's own key, which exists only once the host runs the code).
 # Needs the Azure CLI signed in (az login) to the same tenant and subscription as azd.
 $ErrorActionPreference = 'Stop'
 
@@ -37,6 +37,7 @@ for ($attempt = 1; ; $attempt++) {
       "registryResourceGroup=$registryRg" `
       "deliveryMode=$mode" `
       "webhookScope=$env:ACR_WEBHOOK_SCOPE" `
+      "webhookName=$env:ACR_WEBHOOK_NAME" `
       "systemTopicName=$env:ACR_SYSTEM_TOPIC_NAME" `
     --query properties.outputs `
     --output json

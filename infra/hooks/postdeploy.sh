@@ -1,7 +1,7 @@
 #!/bin/sh
 # azd postdeploy hook: connect the container registry to the freshly deployed app by deploying
 # infra/webhook.bicep. It runs after the code deploy because the webhook / Event Grid endpoint
-# carries the Functions host key, which exists only once the host runs the code.
+# carries its function's own key, which exists only once the host runs the code.
 #
 # Reads the azd environment (azd passes it to hooks):
 #   AZURE_SUBSCRIPTION_ID, AZURE_RESOURCE_GROUP, AZURE_FUNCTION_APP_NAME  (set by azd / main.bicep)
@@ -9,6 +9,8 @@
 #   ACR_REGISTRY_RESOURCE_GROUP     its resource group (default: AZURE_RESOURCE_GROUP)
 #   ACR_DELIVERY_MODE               webhook (default) | eventgrid | both
 #   ACR_WEBHOOK_SCOPE               e.g. "myrepo:*" (default: all repositories)
+#   ACR_WEBHOOK_NAME                native webhook name (default: derived from the app name;
+#                                   main.bicep reads the same variable for ACR_WEBHOOK_NAMES)
 #   ACR_SYSTEM_TOPIC_NAME           existing Event Grid system topic of the registry, if any
 #   ACR_CONNECT_RETRY_SECONDS       wait between attempts (default 30)
 # Needs the Azure CLI signed in (az login) to the same tenant and subscription as azd.
@@ -46,6 +48,7 @@ until az deployment group create \
     registryResourceGroup="$registry_rg" \
     deliveryMode="$mode" \
     webhookScope="${ACR_WEBHOOK_SCOPE:-}" \
+    webhookName="${ACR_WEBHOOK_NAME:-}" \
     systemTopicName="${ACR_SYSTEM_TOPIC_NAME:-}" \
   --query properties.outputs \
   --output json

@@ -53,6 +53,15 @@ param webhookSecret string = ''
 @maxValue(24855)
 param retentionDays int = 0
 
+@description('Resource id of the registry the reconcile timer reads (app setting ACR_REGISTRY_ID). Empty = no reconcile.')
+param registryId string = ''
+
+@description('Comma-separated names of the registry webhooks to reconcile (app setting ACR_WEBHOOK_NAMES).')
+param webhookNames string = ''
+
+@description('NCRONTAB schedule of the reconcile timer (app setting RECONCILE_SCHEDULE; the trigger needs it even when nothing is reconciled).')
+param reconcileSchedule string = '0 */5 * * * *'
+
 @description('Upper bound of Flex Consumption instances.')
 @minValue(40)
 @maxValue(1000)
@@ -80,6 +89,13 @@ param instanceMemoryMB int = 2048
 // connection pool (COSMOS_POOL_SIZE = 32) covers these 16 threads plus the 16 batch-write threads.
 var httpConcurrency = 16
 
+// The management endpoint and token audience of this cloud (sovereign clouds differ), without
+// the trailing slash environment() gives them.
+var resourceManager = environment().resourceManager
+var armEndpoint = endsWith(resourceManager, '/') ? substring(resourceManager, 0, length(resourceManager) - 1) : resourceManager
+var armAudience = environment().authentication.audiences[0]
+var armTokenAudience = endsWith(armAudience, '/') ? substring(armAudience, 0, length(armAudience) - 1) : armAudience
+
 var baseAppSettings = {
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
@@ -96,6 +112,9 @@ var baseAppSettings = {
   COSMOS_CONTAINER: cosmosContainerName
   WEBHOOK_SECRET_HEADER: 'Authorization'
   PYTHON_THREADPOOL_THREAD_COUNT: string(httpConcurrency)
+  RECONCILE_SCHEDULE: reconcileSchedule
+  ARM_ENDPOINT: armEndpoint
+  ARM_AUDIENCE: armTokenAudience
 }
 
 var secretAppSettings = empty(webhookSecret) ? {} : {
@@ -106,7 +125,12 @@ var retentionAppSettings = (retentionDays > 0) ? {
   RETENTION_DAYS: string(retentionDays)
 } : {}
 
-var appSettings = union(baseAppSettings, secretAppSettings, retentionAppSettings)
+var reconcileAppSettings = empty(registryId) ? {} : {
+  ACR_REGISTRY_ID: registryId
+  ACR_WEBHOOK_NAMES: webhookNames
+}
+
+var appSettings = union(baseAppSettings, secretAppSettings, retentionAppSettings, reconcileAppSettings)
 
 var alwaysReady = (alwaysReadyInstances > 0) ? [
   {

@@ -52,6 +52,11 @@ def test_main_parameters_file_matches_main_bicep() -> None:
     assert parameters["environmentName"]["value"] == "${AZURE_ENV_NAME}"
     assert parameters["location"]["value"] == "${AZURE_LOCATION}"
     assert parameters["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+    # main.bicep (reconcile settings, registry role) and the hook read the same variables.
+    assert parameters["registryName"]["value"] == "${ACR_REGISTRY_NAME}"
+    assert parameters["registryResourceGroup"]["value"] == "${ACR_REGISTRY_RESOURCE_GROUP}"
+    assert parameters["deliveryMode"]["value"] == "${ACR_DELIVERY_MODE=webhook}"
+    assert parameters["webhookName"]["value"] == "${ACR_WEBHOOK_NAME}"
 
 
 # --- postdeploy.sh with a fake az on PATH -----------------------------------------------------
@@ -157,6 +162,13 @@ def test_hook_passes_registry_group_and_delivery_mode(fake_az: Path) -> None:
     assert parameters["registryResourceGroup"] == "rg-shared"
     assert parameters["deliveryMode"] == "both"
     assert parameters["webhookScope"] == "team/*:*"
+
+
+def test_hook_passes_the_webhook_name_main_bicep_also_reads(fake_az: Path) -> None:
+    result = run_hook(fake_az, **AZD_ENV, ACR_REGISTRY_NAME="myregistry", ACR_WEBHOOK_NAME="mine")
+    assert result.returncode == 0, result.stderr
+    (call,) = az_calls(fake_az)
+    assert deployment_parameters(call)["webhookName"] == "mine"
 
 
 def test_hook_retries_while_the_host_starts(fake_az: Path) -> None:

@@ -486,6 +486,7 @@ def test_main_wires_the_local_modules() -> None:
         "cosmos": COSMOS,
         "roleAssignments": ROLES,
         "functionApp": FUNCTION_APP,
+        "registryAccess": "modules/registry-access.bicep",
     }
 
 

@@ -18,6 +18,7 @@ EXPECTED_TEMPLATES = {
     "modules/function-app.bicep",
     "modules/acr-webhook.bicep",
     "modules/acr-eventgrid.bicep",
+    "modules/registry-access.bicep",
 }
 
 VALID_SNIPPET = """\
