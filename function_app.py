@@ -68,7 +68,16 @@ def acr_eventgrid(req: func.HttpRequest) -> func.HttpResponse:
     headers = {name.lower(): value for name, value in req.headers.items()}
     if req.method.upper() == "OPTIONS":
         return _http_response(handle_eventgrid_options(headers))
-    result = handle_eventgrid(req.get_body(), headers, event_repository(), secret=shared_secret())
+    # Event Grid's own client rides out throttling longer; its writes fan out on one bounded pool.
+    from acr_webhook import runtime
+
+    result = handle_eventgrid(
+        req.get_body(),
+        headers,
+        runtime.eventgrid_repository(),
+        executor=runtime.batch_executor(),
+        secret=shared_secret(),
+    )
     return _http_response(result)
 
 

@@ -4,37 +4,62 @@ Framework-free like ``handlers``: ``function_app.py`` passes the body and the lo
 request headers and turns the ``Result`` into HTTP. Event Grid retries anything but a 2xx
 (except 400, 401, 403 and 413) for up to 24 hours, so a batch is all or nothing: every event is
 validated before any is written, and 200 means every ACR event in it is stored (a duplicate
-counts as stored). A write failure answers 503 and Event Grid resends the whole batch; the
-events already written then come back as duplicates.
+counts as stored). The writes run concurrently on a bounded pool, within a time budget well
+inside Event Grid's 30 s; a write failure or an exhausted budget answers 503 and Event Grid
+resends the whole batch, whose events already written then come back as duplicates.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
-from acr_webhook.handlers import UNAUTHORIZED, SharedSecret, parse_json, validation_problems
-from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.repository import EventRepository, RepositoryUnavailableError
+from acr_webhook.handlers import SharedSecret, log_event_decision, parse_json, unauthorized
+from acr_webhook.models import (
+    AcrEvent,
+    RecordedAction,
+    ResourceId,
+    to_document,
+    validation_problems,
+)
+from acr_webhook.repository import (
+    DocumentRejectedError,
+    EventRepository,
+    RepositoryUnavailableError,
+)
 from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
 
+ROUTE: Final = "eventgrid"
+
 # ACR's Event Grid event types and the webhook action each one carries in ``data.action``.
 ACR_EVENT_NAMESPACE: Final = "Microsoft.ContainerRegistry"
-EVENT_TYPE_ACTIONS: Final = {
+EVENT_TYPE_ACTIONS: Final[dict[str, RecordedAction]] = {
     "Microsoft.ContainerRegistry.ImagePushed": "push",
     "Microsoft.ContainerRegistry.ImageDeleted": "delete",
     "Microsoft.ContainerRegistry.ChartPushed": "chart_push",
     "Microsoft.ContainerRegistry.ChartDeleted": "chart_delete",
 }
 SUBSCRIPTION_VALIDATION: Final = "Microsoft.EventGrid.SubscriptionValidationEvent"
+# Event Grid's header for the handshake; event deliveries carry "Notification".
+EVENT_TYPE_HEADER: Final = "aeg-event-type"
+HANDSHAKE_HEADER_VALUE: Final = "subscriptionvalidation"
+# A handshake is one small event; anything bigger is refused before it is parsed.
+MAX_HANDSHAKE_BYTES: Final = 64 * 1024
+
+# Event Grid waits 30 s for an answer. After this long the batch is answered 503 so that it is
+# delivered again, whatever the writes still under way do (they are idempotent).
+BATCH_BUDGET_S: Final = 20.0
 
 # A 400 names at most this many bad fields; the rest are counted.
 MAX_REPORTED_PROBLEMS: Final = 10
@@ -43,6 +68,7 @@ MAX_REPORTED_PROBLEMS: Final = 10
 _ORIGIN = re.compile(r"[\x21-\x7e]{1,255}")
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1)]
+_RESOURCE_ID: Final = TypeAdapter(ResourceId)
 
 
 class _Envelope(BaseModel):
@@ -54,6 +80,7 @@ class _Envelope(BaseModel):
 class EventGridEnvelope(_Envelope):
     id: NonEmpty
     eventType: NonEmpty
+    topic: Any = None
     data: Any = None
 
 
@@ -61,6 +88,7 @@ class CloudEventEnvelope(_Envelope):
     specversion: Literal["1.0"]
     id: NonEmpty
     type: NonEmpty
+    source: Any = None
     data: Any = None
 
 
@@ -78,8 +106,20 @@ class _Handshake:
     code: str
 
 
+@dataclass(frozen=True)
+class _Storable:
+    """A valid ACR event, with what its envelope adds."""
+
+    event: AcrEvent
+    registry_resource_id: str | None
+
+
 def _reject(problem: str, status: int = 400) -> Result:
-    log.warning("eventgrid rejected: %s", problem)
+    log.warning(
+        "eventgrid rejected: %s",
+        problem,
+        extra={"decision": "rejected", "route": ROUTE, "reason": problem},
+    )
     return Result(status, {"error": problem})
 
 
@@ -99,7 +139,7 @@ def _labelled_events(payload: Any) -> list[tuple[str, Any]] | Result:
     )
 
 
-def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]:
+def _check(label: str, raw: Any) -> _Storable | _Ignored | _Handshake | list[str]:
     """One event validated: an ACR event to store, an ignored type, a handshake, or problems."""
     if not isinstance(raw, dict):
         return [f"{label}: must be a JSON object, not {type(raw).__name__}"]
@@ -111,7 +151,10 @@ def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]
             envelope = EventGridEnvelope.model_validate(raw)
     except ValidationError as error:
         return validation_problems(error, label)
-    event_type = envelope.type if isinstance(envelope, CloudEventEnvelope) else envelope.eventType
+    if isinstance(envelope, CloudEventEnvelope):
+        event_type, origin, origin_field = envelope.type, envelope.source, "source"
+    else:
+        event_type, origin, origin_field = envelope.eventType, envelope.topic, "topic"
     data = envelope.data
 
     if event_type == SUBSCRIPTION_VALIDATION:
@@ -131,22 +174,48 @@ def _check(label: str, raw: Any) -> AcrEvent | _Ignored | _Handshake | list[str]
     if not isinstance(data, dict):
         found = "missing" if data is None else type(data).__name__
         return [f"{label}.data: must be a JSON object with the ACR event, not {found}"]
+    problems: list[str] = []
+    try:
+        registry_resource_id = _RESOURCE_ID.validate_python(origin) if origin else None
+    except ValidationError as error:
+        problems = validation_problems(error, f"{label}.{origin_field}")
+        registry_resource_id = None
     fields = dict(data)
     id_from_envelope = fields.get("id") is None
     if id_from_envelope:
         fields["id"] = envelope.id
-    if fields.get("action") in (None, ""):
-        fields["action"] = action
+    # The event type decides the action: a contradicting data.action is not stored.
+    claimed = fields.get("action")
+    fields["action"] = action
     try:
-        return AcrEvent.model_validate(fields)
+        event = AcrEvent.model_validate(fields)
     except ValidationError as error:
-        problems = []
         for problem in validation_problems(error, f"{label}.data"):
             if id_from_envelope and problem.startswith(f"{label}.data.id:"):
                 # The id came from the envelope, so name the field the sender actually set.
                 problem = f"{label}.id" + problem.removeprefix(f"{label}.data.id")
             problems.append(problem)
         return problems
+    if problems:
+        return problems
+    if claimed not in (None, "", action):
+        log.warning(
+            "eventgrid event=%r action=%r repository=%r: data.action %r contradicts the event "
+            "type %r; stored with the action the type names",
+            event.id,
+            action,
+            event.target.repository,
+            claimed,
+            event_type,
+            extra={
+                "route": ROUTE,
+                "event_id": event.id,
+                "action": action,
+                "repository": event.target.repository,
+                "reason": "data.action contradicts the event type",
+            },
+        )
+    return _Storable(event, registry_resource_id)
 
 
 def _delivery(headers: Mapping[str, str]) -> str:
@@ -157,98 +226,200 @@ def _delivery(headers: Mapping[str, str]) -> str:
     )
 
 
+def _answer_handshake(labelled: list[tuple[str, Any]], headers: Mapping[str, str]) -> Result:
+    """The subscription-validation handshake: one SubscriptionValidationEvent, alone."""
+    outcome = _check(*labelled[0]) if len(labelled) == 1 else None
+    if isinstance(outcome, list):
+        return _reject("; ".join(outcome[:MAX_REPORTED_PROBLEMS]))
+    if not isinstance(outcome, _Handshake):
+        return _reject(
+            f"{EVENT_TYPE_HEADER}: SubscriptionValidation needs a body of exactly one "
+            f"{SUBSCRIPTION_VALIDATION}"
+        )
+    log.info("eventgrid subscription validation answered (%s)", _delivery(headers))
+    return Result(200, {"validationResponse": outcome.code})
+
+
+@dataclass
+class _Written:
+    """What one write task did: the copies of one event id in the batch, in order."""
+
+    recorded: int = 0
+    duplicate: int = 0
+    rejected: str | None = None
+
+
+def _write(
+    copies: list[_Storable],
+    repository: EventRepository,
+    received_at: datetime,
+    deadline: float,
+    abandoned: threading.Event,
+) -> _Written:
+    """Writes the copies of one event id one after another (the first is new, the others
+    duplicates, as with sequential writes). Raises RepositoryUnavailableError, and marks the
+    batch ``abandoned`` so that its other writes do not start: the batch is answered 503."""
+    written = _Written()
+    for copy in copies:
+        if abandoned.is_set():
+            return written
+        if time.monotonic() > deadline:
+            abandoned.set()
+            raise RepositoryUnavailableError("batch time budget used up before this write")
+        event = copy.event
+        document = to_document(event, received_at, "eventgrid", copy.registry_resource_id)
+        started = time.perf_counter()
+        try:
+            created = repository.add(document)
+        except RepositoryUnavailableError as error:
+            store_ms = (time.perf_counter() - started) * 1000
+            abandoned.set()
+            reason = f"database unavailable ({error})"
+            log_event_decision(
+                log, logging.ERROR, ROUTE, "unavailable", event, reason=reason, store_ms=store_ms
+            )
+            raise
+        except DocumentRejectedError as error:
+            written.rejected = f"event {event.id!r}: the event store refused it: {error}"
+            log_event_decision(log, logging.WARNING, ROUTE, "rejected", event, reason=str(error))
+            return written
+        store_ms = (time.perf_counter() - started) * 1000
+        if created:
+            written.recorded += 1
+            log_event_decision(log, logging.INFO, ROUTE, "recorded", event, store_ms=store_ms)
+        else:
+            written.duplicate += 1
+            log_event_decision(log, logging.INFO, ROUTE, "duplicate", event, store_ms=store_ms)
+    return written
+
+
+def _unavailable(reason: str, batch: int, headers: Mapping[str, str]) -> Result:
+    log.error(
+        "eventgrid batch of %d answered 503 for Event Grid to retry: %s (%s)",
+        batch,
+        reason,
+        _delivery(headers),
+        extra={"decision": "unavailable", "route": ROUTE, "reason": reason},
+    )
+    return Result(
+        503, {"error": "the event store is unavailable; the batch was not fully recorded"}
+    )
+
+
 def handle_eventgrid(
     body: bytes,
     headers: Mapping[str, str],
     repository: EventRepository,
     now: Callable[[], datetime] = utc_now,
     *,
+    executor: Executor,
     secret: SharedSecret | None = None,
+    budget_s: float = BATCH_BUDGET_S,
 ) -> Result:
     """One Event Grid delivery (Event Grid schema array, CloudEvents event or batch).
 
-    With a ``secret``, event deliveries must carry it (the subscription sends it as a delivery
-    property); the validation handshake is exempt, the function key still guards it.
-
-    Subscription validation → 200 ``{"validationResponse": code}``; every ACR event stored
-    (new or duplicate) → 200 with counts; unknown event types are counted as ignored; any
-    invalid event → 400 and nothing written; store unavailable → 503 (Event Grid retries).
-    ``headers`` must have lower-case names.
+    The subscription-validation handshake (``aeg-event-type: SubscriptionValidation``, a lone
+    SubscriptionValidationEvent) → 200 ``{"validationResponse": code}``; it is exempt from the
+    ``secret``, which every other delivery must carry (checked before the body is read; the
+    subscription sends it as a delivery property): without it, 401 with no body. Every ACR event
+    stored (new or duplicate) → 200 with counts; unknown event types are counted as ignored;
+    any invalid event, or one the store refuses → 400 (nothing written when found invalid);
+    store unavailable, or no answer within ``budget_s`` → 503 (Event Grid retries).
+    The writes run on ``executor``. ``headers`` must have lower-case names.
     """
-    payload = parse_json(body)
+    deadline = time.monotonic() + budget_s
+    handshake = headers.get(EVENT_TYPE_HEADER, "").lower() == HANDSHAKE_HEADER_VALUE
+    if handshake:
+        if len(body) > MAX_HANDSHAKE_BYTES:
+            return _reject(
+                f"a subscription-validation body is at most {MAX_HANDSHAKE_BYTES} bytes", 413
+            )
+    elif secret is not None and not secret.matches(headers):
+        return unauthorized(ROUTE)
+    payload = parse_json(body, ROUTE)
     if isinstance(payload, Result):
         return payload
     labelled = _labelled_events(payload)
     if isinstance(labelled, Result):
         return labelled
+    if handshake:
+        return _answer_handshake(labelled, headers)
 
-    events: list[AcrEvent | _Ignored] = []
-    handshake: _Handshake | None = None
+    storable: list[_Storable] = []
+    ignored: list[_Ignored] = []
     problems: list[str] = []
     for label, raw in labelled:
         outcome = _check(label, raw)
         if isinstance(outcome, list):
             problems.extend(outcome)
         elif isinstance(outcome, _Handshake):
-            if len(labelled) > 1:
-                problems.append(f"{label}: a {SUBSCRIPTION_VALIDATION} must be sent alone")
-            handshake = outcome
+            problems.append(
+                f"{label}: a {SUBSCRIPTION_VALIDATION} comes alone, with the header "
+                f"{EVENT_TYPE_HEADER}: SubscriptionValidation"
+            )
+        elif isinstance(outcome, _Ignored):
+            ignored.append(outcome)
         else:
-            events.append(outcome)
-    if secret is not None and handshake is None and not secret.matches(headers):
-        log.warning("eventgrid delivery rejected: shared secret missing or wrong")
-        return Result(401, dict(UNAUTHORIZED))
+            storable.append(outcome)
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         if len(problems) > len(shown):
             shown.append(f"and {len(problems) - len(shown)} more")
         return _reject("; ".join(shown))
 
-    delivery = _delivery(headers)
-    if handshake is not None:
-        log.info("eventgrid subscription validation answered (%s)", delivery)
-        return Result(200, {"validationResponse": handshake.code})
-
+    for unknown in ignored:
+        log.info(
+            "eventgrid type=%r not recorded: unknown event type acknowledged",
+            unknown.event_type,
+            extra={"decision": "ignored", "route": ROUTE, "reason": "unknown event type"},
+        )
+    # The copies of one event id go to one task, in order, so exactly one of them is new.
+    by_id: dict[str, list[_Storable]] = {}
+    for item in storable:
+        by_id.setdefault(item.event.id, []).append(item)
     received_at = now()
-    recorded = duplicate = ignored = 0
-    for item in events:
-        if isinstance(item, _Ignored):
-            ignored += 1
-            log.info(
-                "eventgrid type=%r not recorded: unknown event type acknowledged", item.event_type
-            )
-            continue
-        context = f"event={item.id!r} action={item.action!r} repository={item.target.repository!r}"
-        try:
-            created = repository.add(to_document(item, received_at=received_at, source="eventgrid"))
-        except RepositoryUnavailableError as error:
-            log.error(
-                "eventgrid %s not recorded: database unavailable (%s); batch of %d answered 503 "
-                "for Event Grid to retry (%s)",
-                context,
-                error,
-                len(events),
-                delivery,
-            )
-            return Result(
-                503,
-                {"error": "the event store is unavailable; the batch was not fully recorded"},
-            )
-        if created:
-            recorded += 1
-            log.info("eventgrid %s recorded", context)
-        else:
-            duplicate += 1
-            log.info("eventgrid %s duplicate: already recorded", context)
+    abandoned = threading.Event()
+    futures: set[Future[_Written]] = {
+        executor.submit(_write, copies, repository, received_at, deadline, abandoned)
+        for copies in by_id.values()
+    }
+    recorded = duplicate = 0
+    refused: list[str] = []
+    pending = futures
+    while pending:
+        done, pending = wait(
+            pending, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_EXCEPTION
+        )
+        if not done:
+            abandoned.set()
+            for future in pending:
+                future.cancel()
+            return _unavailable(f"no answer within {budget_s:g} s", len(storable), headers)
+        for future in done:
+            error = future.exception()
+            if isinstance(error, RepositoryUnavailableError):
+                for other in pending:
+                    other.cancel()
+                return _unavailable(f"database unavailable ({error})", len(storable), headers)
+            written = future.result()
+            recorded += written.recorded
+            duplicate += written.duplicate
+            if written.rejected is not None:
+                refused.append(written.rejected)
+    if refused:
+        shown = refused[:MAX_REPORTED_PROBLEMS]
+        if len(refused) > len(shown):
+            shown.append(f"and {len(refused) - len(shown)} more")
+        return Result(400, {"error": "; ".join(shown)})
     log.info(
         "eventgrid batch of %d: recorded=%d duplicate=%d ignored=%d (%s)",
-        len(events),
+        len(storable),
         recorded,
         duplicate,
-        ignored,
-        delivery,
+        len(ignored),
+        _delivery(headers),
     )
-    return Result(200, {"recorded": recorded, "duplicate": duplicate, "ignored": ignored})
+    return Result(200, {"recorded": recorded, "duplicate": duplicate, "ignored": len(ignored)})
 
 
 def handle_eventgrid_options(headers: Mapping[str, str]) -> Result:

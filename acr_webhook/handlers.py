@@ -103,6 +103,7 @@ def log_event_decision(
             repository,
             decision,
             extra=extra,
+            stacklevel=2,
         )
     else:
         extra["reason"] = reason
@@ -116,6 +117,7 @@ def log_event_decision(
             decision,
             reason,
             extra=extra,
+            stacklevel=2,
         )
 
 

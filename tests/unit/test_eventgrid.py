@@ -2,34 +2,40 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 import function_app
+from acr_webhook import runtime
 from acr_webhook.eventgrid import (
     EVENT_TYPE_ACTIONS,
+    MAX_HANDSHAKE_BYTES,
     MAX_REPORTED_PROBLEMS,
     handle_eventgrid,
     handle_eventgrid_options,
 )
-from acr_webhook.handlers import (
-    MAX_BODY_BYTES,
-    UNAUTHORIZED,
-    SharedSecret,
-    handle_webhook,
-)
+from acr_webhook.handlers import MAX_BODY_BYTES, SharedSecret, handle_webhook
 from acr_webhook.local.host import LocalFunctionsHost
-from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, to_document
 from acr_webhook.repository import RepositoryUnavailableError
 from acr_webhook.results import Result
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.payloads import HOSTILE, mutated
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 KEY = "test-key"
+# The batch writes' pool, bounded as runtime.batch_executor() is in production.
+POOL_SIZE = 4
+POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="test-batch-write")
+HANDSHAKE = {"aeg-event-type": "SubscriptionValidation"}
 URL = "/api/acr/eventgrid"
 TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
@@ -89,10 +95,14 @@ def validation_event(code: str = "512d38b6-c7b8-40c8-89fe-f46f9e9622b6") -> dict
 
 
 def call(
-    payload: Any, repository: FakeEventRepository, headers: dict[str, str] | None = None
+    payload: Any,
+    repository: FakeEventRepository,
+    headers: dict[str, str] | None = None,
+    **options: Any,
 ) -> Result:
     raw = payload if isinstance(payload, bytes) else payloads.body(payload)
-    result = handle_eventgrid(raw, headers or {}, repository, now=lambda: NOW)
+    options.setdefault("executor", POOL)
+    result = handle_eventgrid(raw, headers or {}, repository, now=lambda: NOW, **options)
     json.dumps(result.body)  # always serialisable as the HTTP body
     return result
 
@@ -103,7 +113,7 @@ def repository() -> FakeEventRepository:
 
 
 class FailingAfter(FakeEventRepository):
-    """Accepts ``ok`` writes, then the store goes down."""
+    """Accepts ``ok`` writes, then the store goes down (use it with one writer thread)."""
 
     def __init__(self, ok: int) -> None:
         super().__init__()
@@ -113,6 +123,26 @@ class FailingAfter(FakeEventRepository):
         if self.add_calls >= self.ok:
             self.unavailable = True
         return super().add(document)
+
+
+class CountingConcurrency(FakeEventRepository):
+    """Remembers how many writes were under way at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.write_delay_s = 0.005
+        self.running = self.most_running = 0
+        self.counter = threading.Lock()
+
+    def add(self, document: dict[str, Any]) -> bool:
+        with self.counter:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+        try:
+            return super().add(document)
+        finally:
+            with self.counter:
+                self.running -= 1
 
 
 # --- both schemas map to the webhook's documents ----------------------------------------------
@@ -126,9 +156,11 @@ def test_each_acr_event_type_becomes_the_webhook_document_marked_eventgrid(
     data = ACR_EVENTS[action]
     result = call([envelope(data)], repository)
     assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 0, "ignored": 0})
-    expected = to_document(AcrEvent.model_validate(data), received_at=NOW, source="eventgrid")
+    expected = to_document(AcrEvent.model_validate(data), NOW, "eventgrid", TOPIC)
     assert repository.documents == {data["id"]: expected}
     assert expected["source"] == "eventgrid"
+    # The envelope's topic (Event Grid) or source (CloudEvents): the registry's ARM id.
+    assert expected["registryResourceId"] == TOPIC
     assert expected["action"] == action
 
 
@@ -186,8 +218,7 @@ def test_an_envelope_id_unfit_as_document_id_is_named_as_the_envelope_field(
 def test_subscription_validation_echoes_the_code_and_writes_nothing(
     repository: FakeEventRepository,
 ) -> None:
-    headers = {"aeg-event-type": "SubscriptionValidation"}
-    result = call([validation_event("the-code")], repository, headers)
+    result = call([validation_event("the-code")], repository, HANDSHAKE)
     assert (result.status, result.body) == (200, {"validationResponse": "the-code"})
     assert repository.add_calls == 0
 
@@ -206,7 +237,7 @@ def test_subscription_validation_without_a_code_is_400(
 ) -> None:
     event = validation_event()
     event["data"] = data
-    result = call([event], repository)
+    result = call([event], repository, HANDSHAKE)
     assert result.status == 400
     assert result.body is not None and mentions in str(result.body["error"])
 
@@ -219,6 +250,40 @@ def test_subscription_validation_inside_a_batch_is_400_and_writes_nothing(
     assert result.body is not None and "events[1]: " in str(result.body["error"])
     assert "alone" in str(result.body["error"])
     assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [
+        [validation_event(), validation_event()],
+        [event_grid(payloads.PUSH)],
+        [validation_event(), event_grid(payloads.PUSH)],
+        [],
+    ],
+)
+def test_the_handshake_header_takes_a_lone_validation_event_only(
+    batch: list[dict[str, Any]], repository: FakeEventRepository
+) -> None:
+    # The header is what exempts a delivery from the secret: it must not carry events past it.
+    result = call(batch, repository, HANDSHAKE, secret=SharedSecret("eg-secret"))
+    assert result.status == 400
+    assert result.body is not None and "exactly one" in str(result.body["error"])
+    assert repository.add_calls == 0
+
+
+def test_a_validation_event_without_the_handshake_header_is_not_answered(
+    repository: FakeEventRepository,
+) -> None:
+    result = call([validation_event("the-code")], repository)
+    assert result.status == 400
+    assert result.body is not None and "aeg-event-type" in str(result.body["error"])
+
+
+def test_an_oversized_handshake_is_refused_before_it_is_parsed(
+    repository: FakeEventRepository,
+) -> None:
+    result = call(b"[" + b" " * MAX_HANDSHAKE_BYTES + b"]", repository, HANDSHAKE)
+    assert result.status == 413
 
 
 def test_options_handshake_allows_the_requesting_origin() -> None:
@@ -354,9 +419,10 @@ def test_store_outage_is_503_json(repository: FakeEventRepository) -> None:
 def test_partial_failure_is_503_and_the_retry_completes_the_batch() -> None:
     repository = FailingAfter(ok=1)
     batch = [event_grid(p) for p in (payloads.PUSH, payloads.DELETE, payloads.CHART_PUSH)]
-    assert call(batch, repository).status == 503
+    with ThreadPoolExecutor(max_workers=1) as one_writer:
+        assert call(batch, repository, executor=one_writer).status == 503
     assert list(repository.documents) == [payloads.PUSH["id"]]
-    assert repository.add_calls == 2  # stops at the first failure
+    assert repository.add_calls == 2  # the writes not yet started are cancelled
 
     repository.unavailable, repository.ok = False, 100
     retry = call(batch, repository, {"aeg-delivery-count": "1"})
@@ -438,7 +504,9 @@ def host(
     app_repository: FakeEventRepository,
     repository: FakeEventRepository,
 ) -> LocalFunctionsHost:
-    monkeypatch.setattr(function_app, "event_repository", lambda: repository)
+    # The route writes with Event Grid's own client, on the process-wide pool.
+    monkeypatch.setattr(runtime, "eventgrid_repository", lambda: repository)
+    monkeypatch.setattr(runtime, "batch_executor", lambda: POOL)
     return LocalFunctionsHost(function_app.app, KEY)
 
 
@@ -481,7 +549,7 @@ def test_route_translates_options_and_post(
 
 def test_short_event_type_names_are_recorded_too(repository: FakeEventRepository) -> None:
     body = json.dumps([event_grid(payloads.PUSH, event_type="ImagePushed")]).encode()
-    result = handle_eventgrid(body, {}, repository, now=lambda: NOW)
+    result = call(body, repository)
     assert result.status == 200
     assert repository.documents[payloads.PUSH["id"]]["action"] == "push"
 
@@ -497,17 +565,211 @@ def test_short_event_type_names_are_recorded_too(repository: FakeEventRepository
 def test_shared_secret_guards_event_deliveries(
     repository: FakeEventRepository, headers: dict[str, str], status: int
 ) -> None:
-    body = json.dumps([event_grid(payloads.PUSH)]).encode()
-    result = handle_eventgrid(body, headers, repository, secret=SharedSecret("eg-secret"))
+    result = call(
+        [event_grid(payloads.PUSH)], repository, headers, secret=SharedSecret("eg-secret")
+    )
     assert result.status == status
     if status == 401:
-        assert result.body == UNAUTHORIZED
+        assert (result.body, result.headers) == (None, {})  # empty, like Azure's 401
         assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" + b" " * (MAX_BODY_BYTES - 2) + b"]",  # 1 MiB that would take seconds to check
+        payloads.body([event_grid(payloads.PUSH)] * 2000)[:MAX_BODY_BYTES],
+        b"[{",
+        b"[" + b" " * MAX_BODY_BYTES + b"]",
+    ],
+)
+def test_the_secret_is_checked_before_the_batch_is_read(
+    body: bytes, repository: FakeEventRepository
+) -> None:
+    # Whatever the body (valid, invalid, too large), without the secret the answer is the 401.
+    result = call(body, repository, {"aeg-event-type": "Notification"}, secret=SharedSecret("s"))
+    assert (result.status, result.body) == (401, None)
 
 
 def test_validation_handshake_is_answered_without_the_secret(
     repository: FakeEventRepository,
 ) -> None:
-    body = json.dumps([validation_event("code-1")]).encode()
-    result = handle_eventgrid(body, {}, repository, secret=SharedSecret("eg-secret"))
+    result = call([validation_event("code-1")], repository, HANDSHAKE, secret=SharedSecret("s"))
     assert (result.status, result.body) == (200, {"validationResponse": "code-1"})
+
+
+# --- issue 10: hostile input, refusals, the time budget -------------------------------------------
+
+
+@pytest.mark.parametrize(("path", "value", "mentions"), HOSTILE)
+def test_hostile_input_in_one_event_is_a_400_naming_it_and_nothing_is_written(
+    path: str, value: Any, mentions: str, repository: FakeEventRepository
+) -> None:
+    good = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(2)]
+    bad = event_grid(mutated(path, value))
+    result = call([good[0], bad, good[1]], repository)
+    assert result.status == 400
+    assert result.body is not None
+    assert str(result.body["error"]).startswith(f"events[1].data.{path}: ")
+    assert mentions in str(result.body["error"])
+    assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize("envelope_id", ["tab\tinside", "ends-with-space ", "a#b", "x" * 256])
+def test_an_envelope_id_cosmos_db_would_refuse_is_a_400(
+    envelope_id: str, repository: FakeEventRepository
+) -> None:
+    event = cloud_event(payloads.with_new_id(payloads.PUSH))
+    del event["data"]["id"]
+    event["id"] = envelope_id
+    result = call([cloud_event(payloads.DELETE), event], repository)
+    assert result.status == 400
+    assert result.body is not None and str(result.body["error"]).startswith("events[1].id: ")
+    assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize(("envelope", "field"), [(event_grid, "topic"), (cloud_event, "source")])
+def test_an_unusable_registry_resource_id_is_a_400_naming_the_envelope_field(
+    envelope: Any, field: str, repository: FakeEventRepository
+) -> None:
+    for value, mentions in [("/s" * 300, "at most 512 characters"), (42, "valid string")]:
+        event = envelope(payloads.PUSH)
+        event[field] = value
+        result = call([event], repository)
+        assert result.status == 400
+        assert result.body is not None
+        assert str(result.body["error"]).startswith(f"events[0].{field}: ")
+        assert mentions in str(result.body["error"])
+    assert repository.add_calls == 0
+
+
+def test_the_envelope_of_an_unknown_type_is_not_validated(repository: FakeEventRepository) -> None:
+    other = cloud_event(payloads.PUSH, event_type="Contoso.Something")
+    other["source"] = "urn:" + "x" * 5000
+    assert call([other], repository).body == {"recorded": 0, "duplicate": 0, "ignored": 1}
+
+
+def test_an_event_the_store_refuses_is_a_400_naming_it_never_a_500(
+    repository: FakeEventRepository,
+) -> None:
+    refused = payloads.with_new_id(payloads.PUSH)
+    repository.refused.add(refused["id"])
+    result = call([event_grid(payloads.DELETE), event_grid(refused)], repository)
+    assert result.status == 400
+    assert result.body is not None
+    assert refused["id"] in str(result.body["error"]) and "refused" in str(result.body["error"])
+    assert refused["id"] not in repository.documents
+
+
+def test_a_batch_not_stored_within_its_budget_is_503_in_time_for_a_retry(
+    repository: FakeEventRepository,
+) -> None:
+    repository.write_delay_s = 0.2
+    batch = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(40)]
+    with ThreadPoolExecutor(max_workers=2) as writers:
+        started = time.monotonic()
+        result = call(batch, repository, executor=writers, budget_s=0.3)
+        answered_after = time.monotonic() - started
+    assert result.status == 503
+    assert answered_after < 1.0  # not the 4 s the 40 writes would take
+    assert repository.add_calls < len(batch)  # the rest were never started
+
+    repository.write_delay_s = 0
+    retry = call(batch, repository)  # Event Grid's redelivery: nothing doubles
+    assert retry.status == 200
+    assert retry.body is not None
+    assert retry.body["recorded"] + retry.body["duplicate"] == len(batch)
+    assert len(repository.documents) == len(batch)
+
+
+# --- issue 14: concurrent, bounded, all or nothing --------------------------------------------
+
+
+def test_a_batch_is_written_concurrently_on_the_bounded_pool() -> None:
+    repository = CountingConcurrency()
+    batch = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(60)]
+    batch.append(event_grid(batch[0]["data"]))  # the same event twice: one new, one duplicate
+    result = call(batch, repository)
+    assert (result.status, result.body) == (200, {"recorded": 60, "duplicate": 1, "ignored": 0})
+    assert len(repository.documents) == 60
+    assert 1 < repository.most_running <= POOL_SIZE
+
+
+# --- issue 11: action and event type agree; enrichment ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "claimed", "stored"),
+    [
+        ("Microsoft.ContainerRegistry.ImagePushed", "testaction", "push"),
+        ("Microsoft.ContainerRegistry.ImageDeleted", "push", "delete"),
+        ("Microsoft.ContainerRegistry.ChartPushed", 42, "chart_push"),
+    ],
+)
+def test_the_event_type_decides_the_action_with_a_warning(
+    event_type: str,
+    claimed: Any,
+    stored: str,
+    repository: FakeEventRepository,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = event_grid(payloads.with_new_id(payloads.PUSH), event_type=event_type)
+    event["data"]["action"] = claimed
+    assert call([event], repository).status == 200
+    assert repository.documents[event["data"]["id"]]["action"] == stored
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert getattr(warning, "event_id", None) == event["data"]["id"]
+    assert getattr(warning, "action", None) == stored
+    assert getattr(warning, "route", None) == "eventgrid"
+    assert repr(claimed) in warning.getMessage()
+
+
+def test_event_grid_fields_are_kept_and_fill_in_a_webhook_document(
+    repository: FakeEventRepository,
+) -> None:
+    webhook_payload = {
+        key: value
+        for key, value in payloads.ENRICHED_PUSH.items()
+        if key not in ("actor", "location", "connectedRegistry")
+    }
+    assert handle_webhook(payloads.body(webhook_payload), repository).status == 201
+    assert repository.documents[webhook_payload["id"]]["actor"] is None
+
+    result = call([event_grid(payloads.ENRICHED_PUSH)], repository)
+    assert result.body == {"recorded": 0, "duplicate": 1, "ignored": 0}
+    document = repository.documents[webhook_payload["id"]]
+    assert document["source"] == "webhook"
+    assert {name: document[name] for name in ENRICHMENT_FIELDS} == {
+        "actor": "ci-bot@contoso.com",
+        "clientAddress": "203.0.113.7:51234",
+        "location": "westeurope",
+        "connectedRegistry": "edge01",
+        "registryResourceId": TOPIC,
+    }
+
+
+# --- decision logs ----------------------------------------------------------------------------
+
+
+def test_event_grid_decisions_carry_the_team_fields(
+    repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    first = payloads.with_new_id(payloads.PUSH)
+    call([event_grid(first), event_grid(first)], repository)
+    call([event_grid(payloads.PUSH, event_type="Other.Type")], repository)
+    call([7], repository)
+    logged = [r for r in caplog.records if hasattr(r, "decision")]
+    assert [(r.decision, r.route) for r in logged] == [  # type: ignore[attr-defined]
+        ("recorded", "eventgrid"),
+        ("duplicate", "eventgrid"),
+        ("ignored", "eventgrid"),
+        ("rejected", "eventgrid"),
+    ]
+    for record in logged[:2]:
+        assert getattr(record, "event_id", None) == first["id"]
+        assert getattr(record, "repository", None) == "hello-world"
+        assert getattr(record, "action", None) == "push"
+        assert isinstance(getattr(record, "store_ms", None), float)
+    assert "events[0]" in getattr(logged[3], "reason", "")
