@@ -22,11 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
-from pydantic import ValidationError
-
 from acr_webhook.config import ReconcileSettings
-from acr_webhook.handlers import validation_problems
-from acr_webhook.models import RECORDED_ACTIONS, AcrEvent, to_document
+from acr_webhook.handlers import log_event_decision
+from acr_webhook.models import RECORDED_ACTIONS, parse_webhook_payload, to_document
 from acr_webhook.repository import (
     DocumentRejectedError,
     EventRepository,
@@ -173,24 +171,15 @@ def reconcile_entries(
         if action not in RECORDED_ACTIONS:
             counts.skipped += 1  # ping, or an action the record does not keep
             continue
-        try:
-            event = AcrEvent.model_validate(content)
-        except ValidationError as error:
+        event = parse_webhook_payload(content, CONTENT_PATH)  # the webhook route's validation
+        if isinstance(event, list):
             counts.invalid += 1
-            reason = "; ".join(validation_problems(error, CONTENT_PATH))
-            report_invalid(InvalidEntry(index, _entry_id(entry), reason))
+            report_invalid(InvalidEntry(index, _entry_id(entry), "; ".join(event)))
             continue
-        fields = {"event_id": event.id, "action": action, "repository": event.target.repository}
-        context = f"event={event.id!r} action={action!r} repository={event.target.repository!r}"
         try:
             created = repository.add(to_document(event, received_at=received_at, source=ROUTE))
         except RepositoryUnavailableError as error:
-            log.error(
-                "%s not reconciled: database unavailable (%s)",
-                context,
-                error,
-                extra={"decision": "unavailable", "route": ROUTE, **fields, "reason": str(error)},
-            )
+            log_event_decision(log, logging.ERROR, ROUTE, "unavailable", event, reason=str(error))
             return ReconcileOutcome(counts, unavailable=str(error))
         except DocumentRejectedError as error:
             counts.invalid += 1
@@ -198,11 +187,7 @@ def reconcile_entries(
             continue
         if created:
             counts.recorded += 1
-            log.info(
-                "%s reconciled from ACR's delivery history",
-                context,
-                extra={"decision": "reconciled", "route": ROUTE, **fields},
-            )
+            log_event_decision(log, logging.INFO, ROUTE, "reconciled", event)
         else:
             counts.already += 1
     return ReconcileOutcome(counts)

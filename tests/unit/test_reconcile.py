@@ -62,6 +62,19 @@ def test_a_missed_event_is_stored_as_the_webhook_would_with_source_reconcile() -
     assert expected["receivedAt"] == "2026-11-23T12:00:00.000000Z"
 
 
+def test_who_pushed_and_from_where_are_kept_when_the_history_carries_them() -> None:
+    repository = FakeEventRepository()
+    push = payloads.with_new_id(payloads.PUSH)
+    push["actor"] = {"name": "ci-bot"}
+    push["request"]["addr"] = "203.0.113.7:51234"
+    push["source"] = {"addr": "registry-node:5000", "instanceID": "n-1"}
+    run([history_entry(push)], repository)
+
+    document = repository.documents[push["id"]]
+    assert (document["actor"], document["clientAddress"]) == ("ci-bot", "203.0.113.7:51234")
+    assert (document["location"], document["registryResourceId"]) == (None, None)
+
+
 def test_every_recorded_action_is_stored_and_ping_and_others_are_skipped() -> None:
     repository = FakeEventRepository()
     recorded = [payloads.with_new_id(p) for p in payloads.RECORDED.values()]
