@@ -66,10 +66,6 @@ def _verdict(passed: bool) -> str:
     return "PASS" if passed else "**MISS**"
 
 
-def _name(row: str) -> str:
-    return {HOST: "local host over HTTP"}.get(row, row)
-
-
 def _vs(rows: Rows, row: str, fastest: str) -> tuple[str, str]:
     """The row over the fastest floor and over the sync tuned floor, round by round."""
     tuned = floors.SYNC_TUNED
@@ -207,7 +203,7 @@ def _latency_rows(rows: Rows, fastest: str, figure: str) -> list[tuple[str, ...]
         mine, tuned = _vs(rows, row, fastest)
         out.append(
             (
-                f"*{_name(row)}*: {LABELS.get(row, row) if row != HOST else HOST}",
+                HOST if row == HOST else f"`{row}`: {LABELS[row]}",
                 value,
                 _ms(rows.latency(row, 0.5)),
                 _ms(rows.latency(row, 0.99)),
