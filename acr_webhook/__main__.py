@@ -174,6 +174,30 @@ def _add_reconcile_parser(commands: argparse._SubParsersAction[argparse.Argument
     reconcile.set_defaults(run=_reconcile)
 
 
+def _redrive(_args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
+    from acr_webhook.config import STORAGE_CONNECTION, queue_settings, read_values
+    from acr_webhook.redrive import poison_queue_of, redrive
+
+    queue = queue_settings(read_values())
+    if queue is None:
+        raise ConfigurationError(
+            f"{STORAGE_CONNECTION} is not set (environment or local.settings.json Values)"
+        )
+    poison = poison_queue_of(queue).queue_name
+    try:
+        report = redrive(queue)
+    except AzureError as error:
+        print(f"the queue service is unavailable or refused: {error}", file=sys.stderr)
+        return 1
+    print(f"Moved {report.moved} message(s) from '{poison}' to '{queue.queue_name}' for replay")
+    if report.not_events:
+        print(f"{report.not_events} message(s) are not event documents; they stay in '{poison}'")
+    print(f"Left in '{poison}': {report.left}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acr_webhook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -184,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
     provision = commands.add_parser("provision", help="create the database and container")
     provision.set_defaults(run=_provision)
+    redrive = commands.add_parser(
+        "redrive", help="move poison messages back to the fallback queue for replay"
+    )
+    redrive.set_defaults(run=_redrive)
     _add_events_parser(commands)
     _add_reconcile_parser(commands)
     args = parser.parse_args(argv)

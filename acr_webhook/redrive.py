@@ -1,0 +1,100 @@
+"""Moves poison messages back to the fallback queue for replay: ``python -m acr_webhook redrive``.
+
+A queued event lands in ``acr-events-fallback-poison`` after its replay failed
+``maxDequeueCount`` times (host.json), typically because Cosmos DB stayed down longer than the
+retries. Once the cause is fixed, every message that holds an event document goes back to
+``acr-events-fallback``, where the queue trigger replays it.
+
+Per message: receive it from the poison queue (hidden from other readers meanwhile), send it to
+the fallback queue, then delete it from the poison queue. A crash between the send and the
+delete leaves the message in both queues: at most one duplicate event, which replay stores once
+(the event id is the document id). A message already deleted is never sent again, so running
+the command twice moves nothing twice.
+
+Contents move unchanged: both queues hold what fallback.py wrote, base64 of the JSON document
+(the Functions queue trigger's default encoding), and the runtime copies a message to the
+poison queue as it was; nothing is decoded and re-encoded on the way back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from acr_webhook.config import QueueSettings
+from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client, parse_parked
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient, QueueMessage
+
+# A command, not a request path: it can wait for the service, and the SDK's retries apply.
+CLI_TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 30}
+# How long a received message stays hidden while it is moved; far longer than a send and a
+# delete, so no other reader (another redrive) can take it meanwhile.
+LEASE_SECONDS = 60
+BATCH_SIZE = 32  # the most the queue service returns per receive
+
+
+@dataclass(frozen=True)
+class RedriveReport:
+    moved: int
+    # Messages that are not event documents stay in the poison queue for a person to inspect.
+    not_events: int
+    # What the poison queue still holds afterwards (approximate, as the service counts).
+    left: int
+
+
+def poison_queue_of(queue: QueueSettings) -> QueueSettings:
+    return QueueSettings(
+        f"{queue.queue_name}-poison", queue.connection_string, queue.queue_service_uri
+    )
+
+
+def is_event_message(content: str) -> bool:
+    """Whether replay would accept this message: base64 of a parked event (fallback.py)."""
+    try:
+        parse_parked(base64.b64decode(content, validate=True))
+    except (binascii.Error, ValueError):  # InvalidQueuedEventError is a ValueError
+        return False
+    return True
+
+
+def redrive(queue: QueueSettings) -> RedriveReport:
+    """Move every event message from ``<queue>-poison`` back to ``queue``."""
+    main = create_queue_client(queue, CLI_TIMEOUTS, base64_messages=False)
+    poison = create_queue_client(poison_queue_of(queue), CLI_TIMEOUTS, base64_messages=False)
+    try:
+        batch = _receive(poison)
+    except ResourceNotFoundError:
+        return RedriveReport(moved=0, not_events=0, left=0)  # nothing was ever poisoned
+    moved = 0
+    kept: list[QueueMessage] = []
+    try:
+        while batch:
+            for message in batch:
+                content = str(message.content)
+                if not is_event_message(content):
+                    kept.append(message)  # hidden until the end of the run, so seen once
+                    continue
+                main.send_message(content, time_to_live=NEVER_EXPIRES)  # as parked
+                poison.delete_message(message)
+                moved += 1
+            batch = _receive(poison)
+    finally:
+        for message in kept:
+            # Visible again at once, as before the run, for whoever inspects the queue.
+            poison.update_message(message, visibility_timeout=0)
+    left = int(poison.get_queue_properties().approximate_message_count or 0)
+    return RedriveReport(moved=moved, not_events=len(kept), left=left)
+
+
+def _receive(poison: QueueClient) -> list[QueueMessage]:
+    return list(
+        poison.receive_messages(
+            messages_per_page=BATCH_SIZE, max_messages=BATCH_SIZE, visibility_timeout=LEASE_SECONDS
+        )
+    )

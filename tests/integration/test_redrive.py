@@ -1,0 +1,166 @@
+"""``redrive`` against real Azurite: poison messages go back for replay, once, unchanged."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import azure.functions as func
+
+from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
+from acr_webhook.fallback import (
+    StorageQueueFallback,
+    create_queue_client,
+    parse_parked,
+    provision_queue,
+    replay_queued_event,
+)
+from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.redrive import RedriveReport, poison_queue_of, redrive
+from acr_webhook.repository import CosmosEventRepository
+from tests.conftest import read_all
+from tests.support import payloads
+from tests.support.azurite import LocalAzurite
+from tests.support.serve import run_cli
+
+FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
+NOT_AN_EVENT = "not base64 !!"
+
+
+def new_queue(azurite: LocalAzurite, name: str | None = None) -> QueueSettings:
+    queue = QueueSettings(
+        name or f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string
+    )
+    provision_queue(queue)
+    return queue
+
+
+def raw_messages(queue: QueueSettings) -> list[str]:
+    """What the queue holds, as stored (visible messages only)."""
+    client = create_queue_client(queue, {}, base64_messages=False)
+    return sorted(str(m.content) for m in client.peek_messages(max_messages=32))
+
+
+def send_raw(queue: QueueSettings, content: str) -> None:
+    create_queue_client(queue, {}, base64_messages=False).send_message(content)
+
+
+def queued_pushes(count: int) -> list[dict[str, object]]:
+    return [
+        to_document(AcrEvent.model_validate(payloads.with_new_id(payloads.PUSH)), datetime.now(UTC))
+        for _ in range(count)
+    ]
+
+
+def poller(queue: QueueSettings, handler: Callable[[bytes], object]) -> QueuePoller:
+    """The local host's queue trigger on ``queue``, with the runtime's retry and poison rules."""
+    app = func.FunctionApp()
+
+    @app.queue_trigger(arg_name="message", queue_name=queue.queue_name, connection="Storage")
+    def replay(message: func.QueueMessage) -> None:
+        handler(message.get_body())
+
+    [function] = queue_functions(app)
+    return QueuePoller(function, queue, FAST)
+
+
+def drain(queue_poller: QueuePoller, queue: QueueSettings) -> None:
+    for _ in range(40):
+        queue_poller.poll_once()
+        if not raw_messages(queue):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{queue.queue_name} did not drain")
+
+
+def poisoned(azurite: LocalAzurite, documents: list[dict[str, object]]) -> QueueSettings:
+    """Documents queued by the webhook's fallback whose replay kept failing: in the poison queue
+    exactly as the queue trigger leaves them."""
+    queue = new_queue(azurite)
+    fallback = StorageQueueFallback(queue)
+    for document in documents:
+        fallback.put(document)
+
+    def database_down(_body: bytes) -> None:
+        raise RuntimeError("database still down")
+
+    drain(poller(queue, database_down), queue)
+    return queue
+
+
+def test_redrive_moves_events_back_unchanged_and_replay_records_each_once(
+    azurite: LocalAzurite, cosmos_settings: Settings
+) -> None:
+    documents = queued_pushes(3)
+    queue = poisoned(azurite, documents)
+    poison = poison_queue_of(queue)
+    send_raw(poison, NOT_AN_EVENT)
+    stored_in_poison = raw_messages(poison)
+    assert len(stored_in_poison) == 4 and raw_messages(queue) == []
+
+    assert redrive(queue) == RedriveReport(moved=3, not_events=1, left=1)
+    assert raw_messages(queue) == sorted(m for m in stored_in_poison if m != NOT_AN_EVENT)
+    assert raw_messages(poison) == [NOT_AN_EVENT]  # visible again at once, for inspection
+
+    # Run twice: nothing is moved a second time.
+    assert redrive(queue) == RedriveReport(moved=0, not_events=1, left=1)
+    assert len(raw_messages(queue)) == 3
+
+    repository = CosmosEventRepository(cosmos_settings)
+    drain(poller(queue, lambda body: replay_queued_event(body, repository, None, 60)), queue)
+    assert sorted(d["id"] for d in read_all(cosmos_settings)) == sorted(
+        str(d["id"]) for d in documents
+    )
+    assert raw_messages(poison) == [NOT_AN_EVENT]
+
+
+def test_a_crash_between_send_and_delete_costs_one_duplicate_that_replay_stores_once(
+    azurite: LocalAzurite, cosmos_settings: Settings
+) -> None:
+    [document] = queued_pushes(1)
+    queue = poisoned(azurite, [document])
+    [content] = raw_messages(poison_queue_of(queue))
+    send_raw(queue, content)  # the send of an earlier run whose delete never happened
+
+    assert redrive(queue) == RedriveReport(moved=1, not_events=0, left=0)
+    assert raw_messages(queue) == [content, content]
+    repository = CosmosEventRepository(cosmos_settings)
+    drain(poller(queue, lambda body: replay_queued_event(body, repository, None, 60)), queue)
+    assert [d["id"] for d in read_all(cosmos_settings)] == [document["id"]]
+
+
+def test_without_a_poison_queue_there_is_nothing_to_move(azurite: LocalAzurite) -> None:
+    never_created = QueueSettings(f"q{uuid.uuid4().hex[:16]}", azurite.connection_string)
+    assert redrive(never_created) == RedriveReport(moved=0, not_events=0, left=0)
+
+
+def test_the_command_reads_azure_web_jobs_storage_like_serve(
+    restartable_azurite: LocalAzurite, tmp_path: Path
+) -> None:
+    queue = new_queue(restartable_azurite, FALLBACK_QUEUE_NAME)
+    [document] = queued_pushes(1)
+    StorageQueueFallback(poison_queue_of(queue)).put(document)  # encoded as the app writes
+    env = {"AzureWebJobsStorage": restartable_azurite.connection_string}
+
+    first = run_cli(["redrive"], tmp_path, env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines() == [
+        "Moved 1 message(s) from 'acr-events-fallback-poison' to 'acr-events-fallback' for replay",
+        "Left in 'acr-events-fallback-poison': 0",
+    ]
+    again = run_cli(["redrive"], tmp_path, env)
+    assert again.stdout.splitlines()[0].startswith("Moved 0 message(s)")
+    [moved] = create_queue_client(queue, {}, base64_messages=False).peek_messages()
+    assert parse_parked(base64.b64decode(str(moved.content))).document == document
+    assert moved.expires_on is not None and moved.expires_on.year == 9999  # never expires
+
+
+def test_the_command_names_the_missing_setting(tmp_path: Path) -> None:
+    result = run_cli(["redrive"], tmp_path, {})
+    assert result.returncode == 2
+    assert "AzureWebJobsStorage is not set" in result.stderr
