@@ -117,8 +117,8 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15
   }
 }
 
-// Index only the fields the app and people query by; excluding '/*' keeps the write
-// cost of each event document low (see docs/deploy.md).
+// Index only the paths the read endpoint and docs/queries.md filter or sort on (a test keeps
+// them in step); excluding '/*' keeps the request charge of each write low (docs/performance.md).
 resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database
   name: containerName
@@ -155,13 +155,10 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
             path: '/timestamp/?'
           }
           {
-            path: '/receivedAt/?'
-          }
-          {
             path: '/source/?'
           }
           {
-            path: '/userAgent/?'
+            path: '/actor/?'
           }
         ]
         excludedPaths: [
@@ -169,28 +166,8 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
             path: '/*'
           }
         ]
-        compositeIndexes: [
-          [
-            {
-              path: '/repository'
-              order: 'ascending'
-            }
-            {
-              path: '/timestamp'
-              order: 'descending'
-            }
-          ]
-          [
-            {
-              path: '/action'
-              order: 'ascending'
-            }
-            {
-              path: '/timestamp'
-              order: 'descending'
-            }
-          ]
-        ]
+        // No composite indexes: every query sorts by one property (timestamp) only.
+        compositeIndexes: []
       }
     }
   }
