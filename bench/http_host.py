@@ -132,7 +132,9 @@ def measure_http_host(
     rows = Rows()
     errors = unexpected = 0
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as workdir:
-        serve = ServeProcess(settings, Path(workdir))
+        # No telemetry, whatever this shell has set: the floors export nothing either.
+        quiet = {"APPLICATIONINSIGHTS_CONNECTION_STRING": ""}
+        serve = ServeProcess(settings, Path(workdir), extra_env=quiet)
         try:
             for index in range(rounds):
                 for name in rotated([HOST, *floors], index):
