@@ -69,22 +69,66 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def format_table(events: Sequence[Mapping[str, Any]]) -> str:
-    """Events as aligned columns under an upper-case header (no trailing spaces)."""
-    rows = [[column.upper() for column in TABLE_COLUMNS]]
-    rows += [[_cell(column, event.get(column)) for column in TABLE_COLUMNS] for event in events]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
+def _aligned(header: Sequence[str], rows: list[list[str]]) -> str:
+    """Aligned columns under an upper-case header (no trailing spaces)."""
+    rows = [[column.upper() for column in header], *rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
 
 
+def format_table(events: Sequence[Mapping[str, Any]]) -> str:
+    """Events as aligned columns under an upper-case header (no trailing spaces)."""
+    return _aligned(
+        TABLE_COLUMNS,
+        [[_cell(column, event.get(column)) for column in TABLE_COLUMNS] for event in events],
+    )
+
+
+PUSH_COLUMNS = ("timestamp", "action", "repository", "tag", "digest", "actor", "regions")
+
+
+def _push_cell(column: str, push: Mapping[str, Any]) -> str:
+    if column != "regions":
+        return _cell(column, push.get(column))
+    # Deliveries without a location (the webhook's) show as "?"; times are in --json.
+    return ",".join(region["location"] or "?" for region in push["regions"])
+
+
+def format_pushes_table(pushes: Sequence[Mapping[str, Any]]) -> str:
+    """One line per push: its first timestamp and the regions that reported it, in order."""
+    return _aligned(
+        PUSH_COLUMNS, [[_push_cell(column, push) for column in PUSH_COLUMNS] for push in pushes]
+    )
+
+
+def _print_pushes(pushes: list[dict[str, Any]], continuation: str | None, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"pushes": pushes, "continuation": continuation}, indent=2))
+        return 0
+    print(format_pushes_table(pushes) if pushes else "No pushes.")
+    if continuation:
+        print(f"\nMore pushes: add --pushes --continuation {continuation}")
+    return 0
+
+
 def _events(args: argparse.Namespace) -> int:
-    from acr_webhook.queries import PARAMETERS, QueryError, fetch_page, parse_event_query
+    from acr_webhook.queries import (
+        PARAMETERS,
+        QueryError,
+        fetch_page,
+        fetch_pushes,
+        parse_event_query,
+    )
     from acr_webhook.repository import CosmosEventRepository, RepositoryUnavailableError
 
-    params = {name: value for name in PARAMETERS if (value := getattr(args, name)) is not None}
+    params = {
+        name: value for name in PARAMETERS if (value := getattr(args, name, None)) is not None
+    }
+    if args.pushes:
+        params["view"] = "pushes"
     try:
         query = parse_event_query(params)  # before the settings: a typo needs no database
     except QueryError as error:
@@ -93,13 +137,18 @@ def _events(args: argparse.Namespace) -> int:
         return 2
     settings = load_settings()
     try:
-        page = fetch_page(query, CosmosEventRepository(settings))
+        if args.pushes:
+            pushes = fetch_pushes(query, CosmosEventRepository(settings))
+        else:
+            page = fetch_page(query, CosmosEventRepository(settings))
     except RepositoryUnavailableError as error:
         print(
             f"the event store at {settings.cosmos_endpoint} is unavailable: {error}",
             file=sys.stderr,
         )
         return 1
+    if args.pushes:
+        return _print_pushes(pushes.pushes, pushes.continuation, as_json=args.json)
     if args.json:
         print(json.dumps({"events": page.events, "continuation": page.continuation}, indent=2))
         return 0
@@ -129,6 +178,12 @@ def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     events.add_argument("--limit", help=f"events per page, 1-{MAX_LIMIT} (default {DEFAULT_LIMIT})")
     events.add_argument("--continuation", help="token printed by the previous page")
     events.add_argument("--json", action="store_true", help="print the documents as JSON")
+    events.add_argument(
+        "--pushes",
+        action="store_true",
+        help="one row per push (repository, digest, tag, action) with the time each "
+        "geo-replica reported it; same as view=pushes",
+    )
     events.set_defaults(run=_events)
 
 

@@ -9,6 +9,15 @@ tie-breaking second ORDER BY property would need a composite index that a contai
 ``provision`` does not have. A token holds the timestamp of the last event returned and the
 keys (``<id>/<repository>``) of the events returned at exactly that timestamp, so the next page
 is "timestamp <= t, minus those keys", whatever order the store puts equal timestamps in.
+
+``view=pushes`` answers "what was pushed" with one row per push: the events, read newest first
+with the same filters and the same keyset position, grouped by (repository, digest, tag,
+action) in the app (the local server has no GROUP BY). Each row has the push's first timestamp
+and, per event, ``{location, timestamp}``: when each geo-replica had it. A page ends just before
+the first event of the push that would be one too many, so every event lands on exactly one
+page; a push whose events straddle that boundary (replication still completing, or interleaved
+with other pushes) continues on the next page as a row with the same key. Filtering by digest
+gives one complete row.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from typing import Any, Final, TypeGuard
 from acr_webhook.models import (
     DEFAULT_LIMIT,
     FILTERS,
+    MAX_YEAR,
+    MIN_YEAR,
     RECORDED_ACTIONS,
     EventQuery,
     Position,
@@ -39,7 +50,14 @@ from acr_webhook.results import Result, utc_now
 log = logging.getLogger(__name__)
 
 MAX_LIMIT: Final = 1000
-PARAMETERS: Final = (*FILTERS, "limit", "continuation")
+VIEWS: Final = ("events", "pushes")
+PARAMETERS: Final = (*FILTERS, "view", "limit", "continuation")
+# What makes events one push: the same image (digest) under the same name and tag, same action.
+PUSH_KEY: Final = ("repository", "digest", "tag", "action")
+# The pushes view reads events in batches of this many, and at most MAX_PUSH_SCAN per page (the
+# page then ends early, with a continuation): a page's cost stays bounded.
+PUSH_SCAN_BATCH: Final = 200
+MAX_PUSH_SCAN: Final = 1000
 # The function key when it is sent as ?code=; the host checks it, the query ignores it.
 IGNORED_PARAMETERS: Final = frozenset({"code"})
 MAX_VALUE_CHARS: Final = 1024  # ACR's own limit for a repository name; ample for tags
@@ -78,6 +96,12 @@ class EventPage:
     continuation: str | None
 
 
+@dataclass(frozen=True)
+class PushPage:
+    pushes: list[dict[str, Any]]
+    continuation: str | None
+
+
 def event_key(document: Mapping[str, Any]) -> str:
     """Unique across the container: ids are unique per partition only, and contain no '/'."""
     return f"{document['id']}/{document['repository']}"
@@ -98,10 +122,10 @@ def _parse_time(value: str, now: datetime) -> str:
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)  # like stored timestamps: naive means UTC
-    stamp = iso_utc(moment)
-    if not _STORED_TIMESTAMP.fullmatch(stamp):
-        raise ValueError("is out of range (years 1000 to 9999)")
-    return stamp
+    # Stored timestamps have these years (models), so string order is time order.
+    if not MIN_YEAR <= moment.astimezone(UTC).year <= MAX_YEAR:
+        raise ValueError(f"is out of range (years {MIN_YEAR} to {MAX_YEAR})")
+    return iso_utc(moment)
 
 
 def _parse_limit(value: str) -> int:
@@ -145,6 +169,9 @@ def parse_event_query(
                 problems.append((name, message))
     if "since" in values and "until" in values and values["since"] >= values["until"]:
         problems.append(("until", "must be later than since"))
+    view = params.get("view", "events")
+    if view not in VIEWS:
+        problems.append(("view", f"must be one of {', '.join(VIEWS)}"))
     limit = DEFAULT_LIMIT
     if "limit" in params:
         try:
@@ -166,7 +193,7 @@ def parse_event_query(
     token = params.get("continuation")
     if token is not None and not problems:
         try:
-            query = decode_continuation(token, query)
+            query = decode_continuation(token, query, view)
         except ValueError as error:
             problems.append(("continuation", str(error)))
     if problems:
@@ -174,16 +201,24 @@ def parse_event_query(
     return query
 
 
-def encode_continuation(position: Position, query: EventQuery) -> str:
+def requested_view(params: Mapping[str, str]) -> str:
+    """The view asked for (``events`` unless ``view`` says otherwise); call after
+    ``parse_event_query`` has accepted the parameters."""
+    return params.get("view", "events")
+
+
+def encode_continuation(position: Position, query: EventQuery, view: str = "events") -> str:
     """An opaque token for the page after ``position``; it pins the resolved time window, so a
     relative ``since=PT1H`` covers the same hour on every page."""
-    payload = {
+    payload: dict[str, Any] = {
         "v": TOKEN_VERSION,
         "q": query.fingerprint(),
         "t": position.timestamp,
         "s": list(position.seen),
         "w": [query.since, query.until],
     }
+    if view != "events":
+        payload["view"] = view  # a page of pushes continues as pushes only
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -192,7 +227,7 @@ def _is_stamp(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _STORED_TIMESTAMP.fullmatch(value) is not None
 
 
-def decode_continuation(token: str, query: EventQuery) -> EventQuery:
+def decode_continuation(token: str, query: EventQuery, view: str = "events") -> EventQuery:
     """``query`` continued after the position the token holds, in the token's time window.
 
     Raises ValueError if the token is not one of ours or belongs to other filters.
@@ -219,6 +254,8 @@ def decode_continuation(token: str, query: EventQuery) -> EventQuery:
         raise not_ours
     if payload.get("q") != query.fingerprint():
         raise ValueError("belongs to a query with other filters; repeat the same filters")
+    if payload.get("view", "events") != view:
+        raise ValueError(f"belongs to another view; repeat view={payload.get('view', 'events')}")
     since, until = window
     if (since is None) != (query.since is None) or (until is None) != (query.until is None):
         raise not_ours
@@ -244,17 +281,72 @@ def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
     return EventPage(page, encode_continuation(Position(last, tuple(seen)), query))
 
 
+def _advance(position: Position | None, document: Mapping[str, Any]) -> Position:
+    """The keyset position just after ``document`` (read newest first)."""
+    timestamp = document["timestamp"]
+    if position is not None and position.timestamp == timestamp:
+        return Position(timestamp, (*position.seen, event_key(document)))
+    return Position(timestamp, (event_key(document),))
+
+
+def push_row(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One push from its events (one per geo-replica that reported it, or per delivery)."""
+    ordered = sorted(events, key=lambda event: str(event["timestamp"]))
+    first = ordered[0]
+    row = {name: first.get(name) for name in PUSH_KEY}
+    row["timestamp"] = first["timestamp"]
+    # Who pushed, and where: the first event that carries it (webhook deliveries do not).
+    for name in ("actor", "registry"):
+        row[name] = next((e[name] for e in ordered if e.get(name) is not None), None)
+    row["regions"] = [
+        {"location": event.get("location"), "timestamp": event["timestamp"]} for event in ordered
+    ]
+    return row
+
+
+def fetch_pushes(query: EventQuery, reader: EventReader) -> PushPage:
+    """Up to ``query.limit`` pushes, by each push's newest event, newest first.
+
+    Raises RepositoryUnavailableError when the store fails or does not answer in time.
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    position = query.after
+    scanned = 0
+    while True:
+        batch = reader.find_events(dataclasses.replace(query, after=position), PUSH_SCAN_BATCH)
+        for document in batch:
+            key = tuple(document.get(name) for name in PUSH_KEY)
+            if key not in groups and len(groups) == query.limit and position is not None:
+                # One push too many: the next page starts with this very event.
+                rows = [push_row(events) for events in groups.values()]
+                return PushPage(rows, encode_continuation(position, query, "pushes"))
+            groups.setdefault(key, []).append(document)
+            position = _advance(position, document)
+            scanned += 1
+        rows = [push_row(events) for events in groups.values()]
+        if len(batch) < PUSH_SCAN_BATCH:
+            return PushPage(rows, None)
+        if scanned >= MAX_PUSH_SCAN and position is not None:
+            return PushPage(rows, encode_continuation(position, query, "pushes"))
+
+
 def handle_events_query(
     params: Mapping[str, str], reader: EventReader, now: Callable[[], datetime] = utc_now
 ) -> Result:
-    """GET events: 200 ``{"events": [...], "continuation": token|null}``, 400 naming the bad
-    parameter(s), 503 when the store is unavailable."""
+    """GET events: 200 ``{"events": [...], "continuation": token|null}`` (``view=pushes``:
+    ``{"pushes": [...], ...}``), 400 naming the bad parameter(s), 503 when the store is
+    unavailable."""
     try:
         query = parse_event_query(params, now)
     except QueryError as error:
         log.warning("events query rejected: %s", error)
         return Result(400, {"error": str(error)})
     try:
+        if requested_view(params) == "pushes":
+            pushes = fetch_pushes(query, reader)
+            more = " (more available)" if pushes.continuation else ""
+            log.info("pushes query %s: %d push(es)%s", query.describe(), len(pushes.pushes), more)
+            return Result(200, {"pushes": pushes.pushes, "continuation": pushes.continuation})
         page = fetch_page(query, reader)
     except RepositoryUnavailableError as error:
         log.error("events query %s failed: database unavailable (%s)", query.describe(), error)

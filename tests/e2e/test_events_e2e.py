@@ -128,7 +128,8 @@ def test_function_key_is_required_and_only_get_is_served(served: ServeProcess) -
     )
     assert by_header.status_code == 200
     assert by_header.json() == {"events": [], "continuation": None}
-    assert requests.post(served.url(ROUTE), data=b"{}", timeout=10).status_code == 405
+    # Like the Azure host: a method the route does not take is 404.
+    assert requests.post(served.url(ROUTE), data=b"{}", timeout=10).status_code == 404
 
 
 def test_stopped_database_is_503_json_and_recovers(
@@ -146,3 +147,22 @@ def test_stopped_database_is_503_json_and_recovers(
         assert events(process).json() == {"events": [], "continuation": None}
     finally:
         process.stop()
+
+
+def test_pushes_view_answers_one_row_per_push(served: ServeProcess) -> None:
+    # The same image pushed under one tag, delivered twice with two ids (two deliveries of one
+    # push), and another tag: two rows, the first with both deliveries' times.
+    push(served, "team/api", "v1", DIGEST_A, "2026-11-20T10:00:00Z")
+    push(served, "team/api", "v1", DIGEST_A, "2026-11-20T10:00:05Z")
+    push(served, "team/api", "v2", DIGEST_B, "2026-11-21T10:00:00Z")
+
+    answer = events(served, view="pushes")
+
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["continuation"] is None
+    assert [(p["tag"], p["timestamp"], len(p["regions"])) for p in body["pushes"]] == [
+        ("v2", "2026-11-21T10:00:00.000000Z", 1),
+        ("v1", "2026-11-20T10:00:00.000000Z", 2),
+    ]
+    assert events(served, view="rows").json() == {"error": "view: must be one of events, pushes"}

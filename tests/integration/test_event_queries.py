@@ -382,3 +382,78 @@ def test_cli_json_matches_the_endpoint(
     printed = json.loads(capsys.readouterr().out)
     assert_same_events_newest_first(printed["events"], expected({"digest": DIGEST_B}))
     assert printed["continuation"] is None
+
+
+# --- one row per push, against the real server (it has no GROUP BY: the app groups) --------
+
+
+def replicated_push(
+    repository: str, tag: str, digest: str, regions: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """One push's events from a geo-replicated registry: one per replica, each its location."""
+    documents = []
+    for location, at in regions:
+        doc = document(repository, "push", tag, digest, at)
+        doc["location"] = location
+        documents.append(doc)
+    return documents
+
+
+def test_pushes_view_groups_replica_events_and_pages_every_event_once(
+    cosmos_settings: Settings,
+) -> None:
+    repository = CosmosEventRepository(cosmos_settings)
+    documents = [
+        *replicated_push(
+            "team/api",
+            "v1",
+            DIGEST_A,
+            [("westeurope", "2026-11-23T10:00:00Z"), ("eastus", "2026-11-23T10:00:42Z")],
+        ),
+        *replicated_push(
+            "team/web",
+            "v1",
+            DIGEST_B,
+            [("westeurope", "2026-11-23T10:00:10Z"), ("eastus", "2026-11-23T10:00:42Z")],
+        ),
+        *replicated_push("team/api", "v2", DIGEST_C, [("eastus", "2026-11-23T09:00:00Z")]),
+    ]
+    for doc in documents:
+        assert repository.add(doc)
+
+    result = handle_events_query({"view": "pushes"}, repository)
+    body = result.body
+    assert result.status == 200
+    assert body is not None and body["continuation"] is None
+    rows = {(row["repository"], row["tag"]): row for row in body["pushes"]}
+    assert set(rows) == {("team/api", "v1"), ("team/web", "v1"), ("team/api", "v2")}
+    assert rows[("team/api", "v1")]["timestamp"] == "2026-11-23T10:00:00.000000Z"
+    assert [r["location"] for r in rows[("team/api", "v1")]["regions"]] == ["westeurope", "eastus"]
+
+    # One push per page: every event still lands on exactly one page.
+    seen, token = [], None
+    for _ in range(10):
+        params = {"view": "pushes", "limit": "1", **({"continuation": token} if token else {})}
+        page = handle_events_query(params, repository).body
+        assert page is not None
+        seen += [
+            (row["repository"], row["tag"], region["location"], region["timestamp"])
+            for row in page["pushes"]
+            for region in row["regions"]
+        ]
+        token = page["continuation"]
+        if token is None:
+            break
+    assert token is None
+    assert sorted(seen) == sorted(
+        (d["repository"], d["tag"], d["location"], d["timestamp"]) for d in documents
+    )
+
+    # "When did each region get it": filter by digest, one complete row.
+    result = handle_events_query({"view": "pushes", "digest": DIGEST_B}, repository)
+    assert result.body is not None
+    [row] = result.body["pushes"]
+    assert [(r["location"], r["timestamp"]) for r in row["regions"]] == [
+        ("westeurope", "2026-11-23T10:00:10.000000Z"),
+        ("eastus", "2026-11-23T10:00:42.000000Z"),
+    ]

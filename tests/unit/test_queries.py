@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -574,3 +575,198 @@ def test_cli_without_endpoint_exits_2(
     monkeypatch.delenv("COSMOS_ENDPOINT", raising=False)
     assert cli.main(["events", "--repository", "team/api"]) == 2
     assert "COSMOS_ENDPOINT" in capsys.readouterr().err
+
+
+# --- one row per push (view=pushes, events --pushes) ---------------------------------------
+
+
+def replicated(
+    repository: str, tag: str | None, digest: str, regions: Sequence[tuple[str | None, str]]
+) -> list[dict[str, Any]]:
+    """The events of one push to a geo-replicated registry: one per replica, with its location
+    and the time it had the image (None: a webhook delivery, which carries no location)."""
+    documents = []
+    for location, at in regions:
+        document = event(repository, tag=tag, digest=digest, at=at)
+        document["location"] = location
+        documents.append(document)
+    return documents
+
+
+def all_pages(reader: FakeEventRepository, params: dict[str, str]) -> list[list[dict[str, Any]]]:
+    pages, token = [], None
+    while True:
+        status, body = call({**params, **({"continuation": token} if token else {})}, reader)
+        assert status == 200, body
+        pages.append(body["pushes"])
+        token = body["continuation"]
+        if token is None:
+            return pages
+
+
+def test_one_row_per_push_with_the_first_time_and_each_regions_time(
+    reader: FakeEventRepository,
+) -> None:
+    seed(
+        reader,
+        *replicated(
+            "team/api",
+            "v1",
+            DIGEST_A,
+            [
+                ("eastus", "2026-11-23T10:00:09Z"),
+                ("westeurope", "2026-11-23T10:00:00Z"),
+                ("southeastasia", "2026-11-23T10:00:31Z"),
+            ],
+        ),
+        *replicated("team/api", None, DIGEST_B, [(None, "2026-11-23T09:00:00Z")]),
+    )
+    status, body = call({"view": "pushes"}, reader)
+
+    assert status == 200
+    assert body["continuation"] is None
+    first, by_digest = body["pushes"]
+    assert {k: first[k] for k in ("repository", "tag", "digest", "action", "timestamp")} == {
+        "repository": "team/api",
+        "tag": "v1",
+        "digest": DIGEST_A,
+        "action": "push",
+        "timestamp": "2026-11-23T10:00:00.000000Z",
+    }
+    assert first["regions"] == [
+        {"location": "westeurope", "timestamp": "2026-11-23T10:00:00.000000Z"},
+        {"location": "eastus", "timestamp": "2026-11-23T10:00:09.000000Z"},
+        {"location": "southeastasia", "timestamp": "2026-11-23T10:00:31.000000Z"},
+    ]
+    assert (by_digest["tag"], by_digest["digest"]) == (None, DIGEST_B)
+    assert by_digest["regions"] == [{"location": None, "timestamp": "2026-11-23T09:00:00.000000Z"}]
+
+
+def test_pushes_keep_the_filters(reader: FakeEventRepository) -> None:
+    seed(
+        reader,
+        *replicated("team/api", "v1", DIGEST_A, [("westeurope", "2026-11-23T10:00:00Z")]),
+        *replicated("team/web", "v1", DIGEST_A, [("westeurope", "2026-11-23T10:00:00Z")]),
+    )
+    status, body = call({"view": "pushes", "repository": "team/web"}, reader)
+    assert status == 200
+    assert [push["repository"] for push in body["pushes"]] == ["team/web"]
+
+
+def test_paging_pushes_puts_every_event_on_exactly_one_page(reader: FakeEventRepository) -> None:
+    # Three pushes whose replica events interleave in time, and ties on one timestamp.
+    documents = seed(
+        reader,
+        *replicated(
+            "team/api",
+            "v1",
+            DIGEST_A,
+            [("westeurope", "2026-11-23T10:00:00Z"), ("eastus", "2026-11-23T10:05:00Z")],
+        ),
+        *replicated(
+            "team/api",
+            "v2",
+            DIGEST_B,
+            [("westeurope", "2026-11-23T10:01:00Z"), ("eastus", "2026-11-23T10:05:00Z")],
+        ),
+        *replicated(
+            "team/web",
+            "v1",
+            DIGEST_A,
+            [("westeurope", "2026-11-23T10:02:00Z"), ("eastus", "2026-11-23T10:05:00Z")],
+        ),
+    )
+    pages = all_pages(reader, {"view": "pushes", "limit": "1"})
+
+    assert all(len(page) == 1 for page in pages)
+    seen = [
+        (push["repository"], push["tag"], region["location"], region["timestamp"])
+        for page in pages
+        for push in page
+        for region in push["regions"]
+    ]
+    assert sorted(seen) == sorted(
+        (d["repository"], d["tag"], d["location"], d["timestamp"]) for d in documents
+    )
+    whole = all_pages(reader, {"view": "pushes", "limit": "3"})
+    assert len(whole) == 1
+    assert len(whole[0]) == 3  # with room for them, each push is one complete row
+    assert all(len(push["regions"]) == 2 for push in whole[0])
+
+
+def test_a_push_of_many_events_pages_without_repeating_one(reader: FakeEventRepository) -> None:
+    many = [(f"region{n:04d}", f"2026-11-23T10:{n // 60:02d}:{n % 60:02d}Z") for n in range(1200)]
+    seed(reader, *replicated("team/api", "v1", DIGEST_A, many))
+    pages = all_pages(reader, {"view": "pushes"})
+    regions = [r["location"] for page in pages for push in page for r in push["regions"]]
+    assert len(pages) == 2  # a page reads at most MAX_PUSH_SCAN (1000) events
+    assert sorted(regions) == sorted(location for location, _ in many)
+
+
+def test_tokens_do_not_cross_between_views(reader: FakeEventRepository) -> None:
+    seed(reader, event(at="2026-11-01T00:00:00Z"), event(at="2026-11-02T00:00:00Z", tag="v2"))
+    _, events_page = call({"limit": "1"}, reader)
+    _, pushes_page = call({"limit": "1", "view": "pushes"}, reader)
+
+    status, body = call(
+        {"limit": "1", "view": "pushes", "continuation": events_page["continuation"]}, reader
+    )
+    assert (status, body["error"]) == (
+        400,
+        "continuation: belongs to another view; repeat view=events",
+    )
+    status, body = call({"limit": "1", "continuation": pushes_page["continuation"]}, reader)
+    assert (status, body["error"]) == (
+        400,
+        "continuation: belongs to another view; repeat view=pushes",
+    )
+
+
+def test_an_unknown_view_is_named() -> None:
+    error = rejected({"view": "rows"})
+    assert error.parameters == ("view",)
+    assert str(error) == "view: must be one of events, pushes"
+
+
+def test_cli_pushes_prints_one_line_per_push_with_its_regions(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed(
+        cli_reader,
+        *replicated(
+            "team/api",
+            "v1",
+            DIGEST_A,
+            [
+                ("westeurope", "2026-11-23T10:00:00Z"),
+                ("eastus", "2026-11-23T10:00:09Z"),
+                (None, "2026-11-23T10:00:01Z"),
+            ],
+        ),
+    )
+    assert cli.main(["events", "--pushes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "TIMESTAMP",
+        "ACTION",
+        "REPOSITORY",
+        "TAG",
+        "DIGEST",
+        "ACTOR",
+        "REGIONS",
+    ]
+    assert lines[1].split() == [
+        "2026-11-23T10:00:00.000000Z",
+        "push",
+        "team/api",
+        "v1",
+        "sha256:aaaaaaaaaaaa",
+        "-",
+        "westeurope,?,eastus",
+    ]
+    assert len(lines) == 2
+
+    assert cli.main(["events", "--pushes", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert [r["location"] for r in body["pushes"][0]["regions"]] == ["westeurope", None, "eastus"]
+    assert body["continuation"] is None
