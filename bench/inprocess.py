@@ -177,6 +177,7 @@ class PerEventFigures:
     events: int
     rounds: int
     rows: Rows  # per_round: CPU seconds per event; latencies: seconds per event
+    log_records_per_event: float  # formatted at INFO on the function path (no telemetry)
 
     def fastest_floor(self) -> str:
         return min(self.rows.floors(), key=self.rows.median)
@@ -199,11 +200,13 @@ def measure_per_event(pool: Workers, events: int, rounds: int) -> PerEventFigure
     for _, worker, path in jobs:
         worker.ask({"op": "events", "path": path, "count": max(10, events // 10)})
     rows = Rows()
+    records = 0
     for index in range(rounds):
         for name, worker, path in rotated(jobs, index):
             answer = worker.ask({"op": "events", "path": path, "count": events})
             rows.add(name, answer["cpu"] / events, answer["latencies"])
-    return PerEventFigures(events, rounds, rows)
+            records += answer["log_records"] if name == FUNCTION else 0
+    return PerEventFigures(events, rounds, rows, records / (events * rounds))
 
 
 def measure_throughput(

@@ -98,7 +98,7 @@ def run_all(args: argparse.Namespace, command: str) -> report.Figures:
             )
             telemetry_note, async_note = pool.telemetry_note, pool.async_note
             if pool.telemetry:
-                telemetry_note += f" (it received {pool.sink.posts} export requests)"
+                telemetry_note += f"; the sink received {pool.sink.posts} export requests"
     return report.Figures(
         machine=machine,
         command=command,

@@ -45,13 +45,25 @@ REGISTRY_ID = (
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"
 
 
-def _info_logging() -> None:
+class _CountingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Formats and writes every record, and counts them, so the report can say how many log
+    lines an event costs."""
+
+    records = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records += 1
+        super().emit(record)
+
+
+def _info_logging() -> _CountingHandler:
     sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
-    handler = logging.StreamHandler(sink)
+    handler = _CountingHandler(sink)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    return handler
 
 
 def _telemetry_configured() -> str:
@@ -113,7 +125,7 @@ def eventgrid_event(data: dict[str, Any]) -> dict[str, Any]:
 
 class Worker:
     def __init__(self) -> None:
-        _info_logging()
+        self._log = _info_logging()
         import function_app  # configures telemetry when a connection string is set
 
         self.telemetry = _telemetry_configured() if os.environ.get(TELEMETRY_ENV) == "1" else ""
@@ -165,11 +177,13 @@ class Worker:
             latencies = self._async.sequential(documents)
         else:
             calls = self._calls(path, count)
-            cpu = time.process_time()
+            records, cpu = self._log.records, time.process_time()
             latencies = [floors.timed(call) for call in calls]
             if path == FUNCTION and self.telemetry:
                 _export_pending_telemetry()
-        return {"cpu": time.process_time() - cpu, "latencies": latencies}
+            cpu, records = time.process_time() - cpu, self._log.records - records
+            return {"cpu": cpu, "latencies": latencies, "log_records": records}
+        return {"cpu": time.process_time() - cpu, "latencies": latencies, "log_records": 0}
 
     def throughput(self, path: str, count: int, concurrency: int) -> dict[str, Any]:
         """``count`` new events on ``concurrency`` threads (tasks, for the async client), after
