@@ -1,5 +1,5 @@
 // acr-webhook: everything except the ACR webhook / Event Grid subscription.
-// Those need the Functions host key, which exists only after the code is deployed, so they
+// Those need their functions' own keys, which exist only after the code is deployed, so they
 // live in webhook.bicep and are deployed afterwards (azd: the postdeploy hook).
 //
 // Scope: an existing resource group.
