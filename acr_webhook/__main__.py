@@ -198,8 +198,9 @@ def _reconcile(args: argparse.Namespace) -> int:
         print(str(error), file=sys.stderr)
         return 2
     settings = load_settings()
-    # stderr is for the invalid entries (one line each); per-event decisions stay quiet.
-    logging.getLogger("acr_webhook.reconcile").setLevel(logging.WARNING)
+    # stderr is for the invalid entries (one line each) and problems; per-event decisions
+    # (reconciled, fields filled in) stay quiet: the summary counts them.
+    logging.getLogger("acr_webhook").setLevel(logging.WARNING)
     outcome = reconcile_entries(
         entries,
         CosmosEventRepository(settings),

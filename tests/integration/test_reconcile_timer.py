@@ -91,7 +91,7 @@ def test_missed_events_are_read_page_by_page_and_stored_once(
     stand_in.histories = {
         list_events_path("acrwebhook"): [
             history_entry(missed[0]),
-            history_entry(delivered, status_code="201"),
+            history_entry({**delivered, "actor": {"name": "ci-bot"}}, status_code="201"),
             history_entry({**payloads.PUSH, "id": "ping-1", "action": "ping"}, "200"),
             history_entry(missed[1]),
             history_entry(missed[1]),
@@ -114,6 +114,7 @@ def test_missed_events_are_read_page_by_page_and_stored_once(
     assert set(stored) == {delivered["id"], missed_eu["id"], *(e["id"] for e in missed)}
     assert {stored[e["id"]]["source"] for e in [*missed, missed_eu]} == {"reconcile"}
     assert stored[delivered["id"]]["source"] == "webhook"
+    assert stored[delivered["id"]]["actor"] == "ci-bot"  # filled in from the history
     for secret in LEAKABLE:
         assert secret not in json.dumps(stored)
 
@@ -129,7 +130,7 @@ def test_missed_events_are_read_page_by_page_and_stored_once(
 
     assert again["acrwebhook"].counts.summary() == "recorded=0 already=4 skipped=1 invalid=0"
     assert repository.add_calls - calls_before == 5
-    assert {d["id"]: d for d in read_all(cosmos_settings)} == stored
+    assert {d["id"]: d for d in read_all(cosmos_settings)} == stored  # _etag too: no rewrite
 
 
 def test_an_unreadable_history_is_logged_and_the_next_webhook_still_runs(
