@@ -142,8 +142,9 @@ def _replay_max_delay_s(value: str) -> int:
 def _retention_days(value: str) -> int | None:
     if not value:
         return None
-    if not value.isdigit() or not 1 <= int(value) <= 36500:
-        raise ConfigurationError("RETENTION_DAYS must be a whole number of days from 1 to 36500")
+    # Cosmos DB keeps the time-to-live in seconds as a 32-bit number: 24855 days at most.
+    if not value.isdigit() or not 1 <= int(value) <= 24855:
+        raise ConfigurationError("RETENTION_DAYS must be a whole number of days from 1 to 24855")
     return int(value)
 
 

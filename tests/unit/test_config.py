@@ -86,7 +86,8 @@ def test_retention_days_is_read_and_checked(tmp_path: Path) -> None:
     absent = tmp_path / "absent.json"
     assert load_settings(BASE, absent).retention_days is None
     assert load_settings({**BASE, "RETENTION_DAYS": "90"}, absent).retention_days == 90
-    for bad in ("0", "-1", "1.5", "ninety", "36501"):
+    assert load_settings({**BASE, "RETENTION_DAYS": "24855"}, absent).retention_days == 24855
+    for bad in ("0", "-1", "1.5", "ninety", "24856"):
         with pytest.raises(ConfigurationError, match="RETENTION_DAYS"):
             load_settings({**BASE, "RETENTION_DAYS": bad}, absent)
 
