@@ -393,7 +393,8 @@ def ru_section(costs: list[ru.WriteCost]) -> str:
             "indexed ([Indexing policies]"
             "(https://learn.microsoft.com/azure/cosmos-db/index-policy)); a composite index is "
             "counted as one term per item (no published figure). Our documents are under 1 KB "
-            "(sizes below), so the base is 5.0 RU whatever the kind:",
+            "even as stored (the sizes below plus about 170 bytes of system properties), so "
+            "the base is 5.0 RU whatever the kind:",
             ru_expected_table(costs),
             "The old policy is infra/modules/cosmos.bicep before this round; the new one indexes "
             "what the documented queries and the read endpoint filter or sort on. Measured on a "
