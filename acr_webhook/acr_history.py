@@ -19,6 +19,7 @@ from acr_webhook.repository import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.identity import DefaultAzureCredential
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
 # The timer is not on a request path: calls may take a while, but every call is bounded.
@@ -63,6 +64,7 @@ class ManagementApiHistory:
         self._target = target
         self._registry = parse_registry_id(target.registry_id)
         self._credential = credential
+        self._own_credential: DefaultAzureCredential | None = None
         self._client: ContainerRegistryManagementClient | None = None
         self._lock = threading.Lock()
 
@@ -79,7 +81,7 @@ class ManagementApiHistory:
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
-            credential = DefaultAzureCredential()
+            credential = self._own_credential = DefaultAzureCredential()
         endpoint = self._target.arm_endpoint
         verify_tls = not is_loopback(endpoint)
         if not verify_tls:
@@ -97,6 +99,19 @@ class ManagementApiHistory:
             connection_verify=verify_tls,
             **MANAGEMENT_TIMEOUTS,
         )
+
+    def __enter__(self) -> ManagementApiHistory:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Close the client's connections, and the credential when this object made it."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+            if self._own_credential is not None:
+                self._own_credential.close()
+                self._own_credential = None
 
     def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
         pages = self._management_client().webhooks.list_events(

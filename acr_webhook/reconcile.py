@@ -22,6 +22,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+from azure.core.exceptions import AzureError
+
 from acr_webhook.config import ReconcileSettings
 from acr_webhook.handlers import log_event_decision
 from acr_webhook.models import RECORDED_ACTIONS, parse_webhook_payload, to_document
@@ -224,9 +226,6 @@ class _Guarded:
         self.error: Exception | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        # Imported here: azure-core is loaded anyway, this keeps the module's imports light.
-        from azure.core.exceptions import AzureError
-
         try:
             yield from self._entries
         except AzureError as error:
@@ -252,7 +251,17 @@ def reconcile_webhooks(
         # Imported here: only this timer needs the management SDK (cold start).
         from acr_webhook.acr_history import ManagementApiHistory
 
-        history = ManagementApiHistory(target)
+        with ManagementApiHistory(target) as management_api:
+            return _reconcile_each(target, repository, management_api, now)
+    return _reconcile_each(target, repository, history, now)
+
+
+def _reconcile_each(
+    target: ReconcileSettings,
+    repository: EventRepository,
+    history: WebhookHistory,
+    now: Callable[[], datetime],
+) -> Mapping[str, ReconcileOutcome]:
     outcomes: dict[str, ReconcileOutcome] = {}
     for name in target.webhook_names:
         entries = _Guarded(history.entries(name))
