@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 
 from acr_webhook.config import Settings
+from acr_webhook.models import ENRICHMENT_FIELDS
 from acr_webhook.repository import provision
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.payloads import mutated
 from tests.support.serve import ServeProcess
-from tests.unit.test_eventgrid import cloud_event, event_grid, validation_event
+from tests.unit.test_eventgrid import TOPIC, cloud_event, event_grid, validation_event
 
 ROUTE = "acr/eventgrid"
 # Event Grid waits 30 s; the store's own timeouts keep a failing batch far below that.
@@ -215,9 +220,155 @@ def test_stopped_database_is_503_in_time_and_the_retried_batch_is_stored(
 
         restartable_cosmos_server.start()
         provision(settings)  # the local server keeps nothing across a restart
-        retry = deliver(process.url(ROUTE), batch, **{"aeg-delivery-count": "1"})
+        # Event Grid redelivers until it gets a 200; the app remembers the outage for a few
+        # seconds (repository.UNAVAILABLE_MEMORY_S) before it tries the database again.
+        deadline = time.monotonic() + 30
+        attempt = 0
+        while True:
+            attempt += 1
+            retry = deliver(process.url(ROUTE), batch, **{"aeg-delivery-count": str(attempt)})
+            if retry.status_code != 503 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         assert retry.status_code == 200
         assert retry.json() == {"recorded": 2, "duplicate": 0, "ignored": 0}
         assert set(documents(settings)) == {payloads.PUSH["id"], payloads.DELETE["id"]}
+    finally:
+        process.stop()
+
+
+def keep_reading_output(process: ServeProcess) -> None:
+    """serve logs a line per event: read them as they come, or the pipe fills (64 KB) and the
+    server blocks on its next log line."""
+    assert process.process.stdout is not None
+    output = process.process.stdout
+
+    def drain() -> None:
+        with contextlib.suppress(ValueError, OSError):  # closed by ServeProcess.stop
+            for _ in output:
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
+def test_a_batch_of_a_thousand_events_is_stored_once_each(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    # Written concurrently on the bounded pool; bench/ measures how long it takes.
+    keep_reading_output(served)
+    batch = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(1000)]
+    answer = deliver(served.url(ROUTE), batch)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"recorded": 1000, "duplicate": 0, "ignored": 0}
+    again = deliver(served.url(ROUTE), batch, **{"aeg-delivery-count": "1"})
+    assert again.json() == {"recorded": 0, "duplicate": 1000, "ignored": 0}
+    stored = documents(cosmos_settings)
+    assert set(stored) == {event["data"]["id"] for event in batch}
+
+
+def test_a_mixed_batch_with_one_unstorable_event_is_400_and_writes_nothing(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    # Issue 10: [good, bad id, good] was a 500 with one good event stored, retried for 24 h.
+    bad_id = payloads.with_new_id(payloads.PUSH)
+    bad_id["id"] = "tab\tinside"
+    good = [payloads.with_new_id(payloads.PUSH) for _ in range(20)]
+    batch = [event_grid(good[0]), event_grid(bad_id), *[event_grid(p) for p in good[1:]]]
+    batch.append(event_grid(payloads.PUSH, event_type="Microsoft.Storage.BlobCreated"))
+    answer = deliver(served.url(ROUTE), batch)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("events[1].data.id: ")
+    assert read_all(cosmos_settings) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("timestamp", "0001-01-01T00:00:00+01:00", "data.timestamp"),
+        ("timestamp", "9999-12-31T23:59:59-01:00", "data.timestamp"),
+        ("timestamp", "0009-06-01T00:00:00Z", "data.timestamp"),
+        ("id", "ends-with-space ", "data.id"),
+        ("id", "line\nbreak", "data.id"),
+        ("target.repository", "r" * 1024, "data.target.repository"),
+        ("target.tag", "t" * 100_000, "data.target.tag"),
+        ("target.size", 10**30, "data.target.size"),
+        ("target.size", True, "data.target.size"),
+        ("target.size", "12", "data.target.size"),
+    ],
+)
+def test_hostile_input_is_a_400_naming_the_field_over_http(
+    served: ServeProcess, cosmos_settings: Settings, path: str, value: Any, field: str
+) -> None:
+    answer = deliver(served.url(ROUTE), [event_grid(mutated(path, value))])
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith(f"events[0].{field}: ")
+    assert read_all(cosmos_settings) == []
+
+
+def test_event_grid_adds_who_pushed_to_the_document_the_webhook_stored(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    """Issue 11: the repository fills in the missing ENRICHMENT_FIELDS on a duplicate."""
+    enriched = payloads.with_new_id(payloads.ENRICHED_PUSH)
+    by_webhook = {
+        key: value
+        for key, value in enriched.items()
+        if key not in ("actor", "location", "connectedRegistry")
+    }
+    by_webhook["request"] = {k: v for k, v in enriched["request"].items() if k != "addr"}
+    webhook = requests.post(
+        served.url("acr/webhook"),
+        data=payloads.body(by_webhook),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert webhook.status_code == 201
+    assert documents(cosmos_settings)[enriched["id"]]["actor"] is None
+
+    answer = deliver(served.url(ROUTE), [event_grid(enriched)])
+    assert answer.json() == {"recorded": 0, "duplicate": 1, "ignored": 0}
+    stored = documents(cosmos_settings)
+    assert list(stored) == [enriched["id"]]  # still one document
+    document = stored[enriched["id"]]
+    assert document["source"] == "webhook"  # the path that stored it first
+    assert {name: document[name] for name in ENRICHMENT_FIELDS} == {
+        "actor": "ci-bot@contoso.com",
+        "clientAddress": "203.0.113.7:51234",
+        "location": "westeurope",
+        "connectedRegistry": "edge01",
+        "registryResourceId": TOPIC,
+    }
+
+
+def test_a_contradicting_action_is_stored_as_the_event_type_names(
+    served: ServeProcess, cosmos_settings: Settings
+) -> None:
+    # As in the Azure SDK's own test data: ImagePushed with action "testaction".
+    event = event_grid(payloads.with_new_id(payloads.PUSH))
+    event["data"]["action"] = "testaction"
+    assert deliver(served.url(ROUTE), [event]).status_code == 200
+    assert documents(cosmos_settings)[event["data"]["id"]]["action"] == "push"
+
+
+def test_without_the_shared_secret_the_answer_is_an_empty_401(
+    cosmos_settings: Settings, tmp_path: Path
+) -> None:
+    process = ServeProcess(cosmos_settings, tmp_path, extra_env={"WEBHOOK_SECRET": "eg-secret"})
+    try:
+        batch = payloads.body([event_grid(payloads.PUSH)])
+        huge = b"[" + b" " * (1024 * 1024 - 2) + b"]"
+        for body in (batch, huge):
+            answer = deliver(process.url(ROUTE), body)
+            assert (answer.status_code, answer.content) == (401, b"")
+        # The handshake is exempt from the secret (the function key still guards it).
+        handshake = deliver(
+            process.url(ROUTE),
+            [validation_event("code-9")],
+            **{"aeg-event-type": "SubscriptionValidation"},
+        )
+        assert handshake.json() == {"validationResponse": "code-9"}
+        authorised = deliver(process.url(ROUTE), batch, Authorization="Bearer eg-secret")
+        assert authorised.status_code == 200
+        assert set(documents(cosmos_settings)) == {payloads.PUSH["id"]}
     finally:
         process.stop()
