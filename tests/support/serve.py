@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +84,29 @@ class ServeProcess:
         match = re.search(r"\?code=(\S+)", self.banner)
         assert match, self.banner
         self.key = match.group(1)
+        # serve logs a line per request: read them as they come, or the pipe fills (64 KiB) and
+        # the server blocks on its next log line.
+        self._output: list[str] = []
+        self._reader = threading.Thread(target=self._keep_reading, daemon=True)
+        self._reader.start()
+
+    def _keep_reading(self) -> None:
+        assert self.process.stdout is not None
+        with contextlib.suppress(ValueError, OSError):  # closed by stop()
+            for line in self.process.stdout:
+                self._output.append(line)
+
+    def output(self) -> str:
+        """Everything printed so far, banner included."""
+        return self.banner + "".join(self._output)
+
+    def wait_for_output(self, text: str, timeout: float = 10) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never printed:\n{self.output()}")
+            time.sleep(0.05)
+        return self.output()
 
     def _read_banner(self) -> str:
         """Everything printed up to the first route line, i.e. until it is listening."""
@@ -100,12 +125,19 @@ class ServeProcess:
     def url(self, route: str = "acr/webhook", key: str | None = None) -> str:
         return f"{self.base_url}/api/{route}?code={self.key if key is None else key}"
 
+    def rss_bytes(self) -> int:
+        """The process's resident memory, from /proc (Linux)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        assert match, status
+        return int(match.group(1)) * 1024
+
     def stop(self, signum: int = signal.SIGTERM) -> int:
         """Signal the process and return its exit code (with whatever it printed drained)."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
         code = self.process.wait(timeout=10)
+        self._reader.join(timeout=5)  # ends at the pipe's end
         if self.process.stdout:
-            self.process.stdout.read()
             self.process.stdout.close()
         return code
