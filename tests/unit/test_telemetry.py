@@ -13,12 +13,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import azure.functions as func
 import pytest
 from azure.core.settings import settings as azure_core_settings
 from azure.identity import ManagedIdentityCredential
+from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
@@ -136,6 +137,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
             yield found
         finally:
             azure_core_settings.tracing_implementation = None
+            # Its reader would otherwise keep exporting the counters every minute.
+            cast(MeterProvider, get_meter_provider()).shutdown()
             logger.handlers[:] = handlers_before
             logger.setLevel(level_before)
 
