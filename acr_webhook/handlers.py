@@ -25,9 +25,6 @@ from acr_webhook.models import (
     parse_webhook_payload,
     to_document,
 )
-
-# Re-exported for the reconcile module, which formats its problems the same way.
-from acr_webhook.models import validation_problems as validation_problems
 from acr_webhook.repository import (
     DocumentRejectedError,
     EventRepository,
@@ -38,10 +35,6 @@ from acr_webhook.results import Result, utc_now
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-
-
-# The local host's answer to a missing or wrong function key.
-UNAUTHORIZED: dict[str, str] = {"error": "unauthorized"}
 
 
 @dataclass(frozen=True)
