@@ -26,9 +26,11 @@ Sources relied on:
   / ``metric_readers`` (added next to its own exporters).
 - Azure/azure-functions-python-worker, workers/azure_functions_worker/dispatcher.py:
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY makes the worker call the distro itself (no
-  credential, root logger), so it must stay unset here or everything is exported twice;
-  PYTHON_ENABLE_OPENTELEMETRY marks the worker OpenTelemetry-enabled; it also sets
-  OTEL_EXPERIMENTAL_RESOURCE_DETECTORS to "azure_functions", as done below.
+  credential, root logger), so it must stay unset here or everything is exported twice; it
+  also sets OTEL_EXPERIMENTAL_RESOURCE_DETECTORS to "azure_functions", as done below.
+  PYTHON_ENABLE_OPENTELEMETRY alone marks the worker OpenTelemetry-enabled without creating
+  the trace-context propagator its sync-invocation path then calls (issue #1881 reports the
+  same crash on Python 3.13): see docs/operations.md.
 """
 
 from __future__ import annotations
