@@ -150,6 +150,29 @@ def test_memory_stays_bounded_whatever_the_body_claims(refusing_host: ServeProce
     assert (oversized.status_code, "error" in oversized.json()) == (413, True)
 
 
+def test_over_http_every_401_is_the_same_empty_answer(refusing_host: ServeProcess) -> None:
+    url = f"{refusing_host.base_url}/api/acr/webhook"
+    key = refusing_host.key
+
+    def post(target: str, **headers: str) -> requests.Response:
+        return requests.post(target, data=b'{"action":"ping"}', headers=headers, timeout=5)
+
+    refused = [
+        post(url),
+        post(f"{url}?code=wrong"),
+        post(f"{url}?code={key}", **{"x-functions-key": "wrong"}),
+        post(f"{url}?code="),
+    ]
+    answers = {
+        (r.status_code, r.content, frozenset(r.headers.items() - {("Date", r.headers["Date"])}))
+        for r in refused
+    }
+    assert answers == {(401, b"", frozenset({("Content-Length", "0"), ("Server", "waitress")}))}
+    assert post(f"{url}?CODE={key}&code=wrong").status_code == 204
+    wrong_method = requests.get(f"{url}?code={key}", timeout=5)
+    assert (wrong_method.status_code, wrong_method.content) == (404, b"")
+
+
 echo_app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 
