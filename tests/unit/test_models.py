@@ -286,3 +286,11 @@ def test_any_valid_event_fits_a_fallback_queue_message() -> None:
     assert len(base64.b64encode(message)) < 64 * 1024
     # Cosmos DB's own encoding of the same document is smaller still.
     assert len(json.dumps(document, ensure_ascii=False).encode("utf-8")) < len(message)
+
+
+@pytest.mark.parametrize("digits", range(10))
+def test_zero_to_nine_fractional_digits_are_accepted(digits: int) -> None:
+    fraction = "." + "123456789"[:digits] if digits else ""
+    event = AcrEvent.model_validate(mutated("timestamp", f"2024-05-02T08:15:42{fraction}Z"))
+    expected = ("123456789"[:digits] + "000000")[:6]
+    assert iso_utc(event.timestamp) == f"2024-05-02T08:15:42.{expected}Z"
