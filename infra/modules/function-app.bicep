@@ -125,7 +125,11 @@ var retentionAppSettings = (retentionDays > 0) ? {
   RETENTION_DAYS: string(retentionDays)
 } : {}
 
-var reconcileAppSettings = empty(registryId) ? {} : {
+// Without a registry to reconcile, the timer is switched off rather than woken every few
+// minutes only to log that it has nothing to do.
+var reconcileAppSettings = empty(registryId) ? {
+  'AzureWebJobs.reconcile_history.Disabled': 'true'
+} : {
   ACR_REGISTRY_ID: registryId
   ACR_WEBHOOK_NAMES: webhookNames
 }

@@ -104,7 +104,8 @@ def app_settings() -> dict[str, Any]:
     }
     settings: dict[str, Any] = {}
     for settings_object in _setting_objects(document, loop["loop_type"]["detail"]["object_name"]):
-        settings.update(settings_object)
+        # A name that is not an identifier is quoted in Bicep: 'AzureWebJobs.<fn>.Disabled'.
+        settings.update({name.strip("'"): value for name, value in settings_object.items()})
     return settings
 
 

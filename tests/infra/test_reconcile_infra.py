@@ -200,7 +200,10 @@ def test_registry_and_webhook_settings_only_when_reconciling() -> None:
     assert condition == {
         "function": {"type": "empty", "parameters": {"item_to_test": "registryId"}}
     }
-    assert when_none == {}  # no ACR_REGISTRY_ID: the app reconciles nothing
+    # No ACR_REGISTRY_ID: nothing to reconcile, so the timer function is switched off (the
+    # name is function_app.py's timer function).
+    assert when_none == {"'AzureWebJobs.reconcile_history.Disabled'": "true"}
+    assert "def reconcile_history(" in (REPO_ROOT / "function_app.py").read_text()
 
     main = template(MAIN)
     params = module(main, "functionApp")["params"]
