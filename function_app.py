@@ -27,8 +27,10 @@ from acr_webhook.queries import handle_events_query
 from acr_webhook.reconcile import reconcile_webhooks
 from acr_webhook.results import Result
 from acr_webhook.runtime import (
+    batch_executor,
     event_reader,
     event_repository,
+    eventgrid_repository,
     fallback_queue,
     settings,
     shared_secret,
@@ -69,13 +71,11 @@ def acr_eventgrid(req: func.HttpRequest) -> func.HttpResponse:
     if req.method.upper() == "OPTIONS":
         return _http_response(handle_eventgrid_options(headers))
     # Event Grid's own client rides out throttling longer; its writes fan out on one bounded pool.
-    from acr_webhook import runtime
-
     result = handle_eventgrid(
         req.get_body(),
         headers,
-        runtime.eventgrid_repository(),
-        executor=runtime.batch_executor(),
+        eventgrid_repository(),
+        executor=batch_executor(),
         secret=shared_secret(),
     )
     return _http_response(result)
