@@ -18,6 +18,7 @@ from acr_webhook.fallback import (
     ParkedEvent,
     StorageQueueFallback,
     create_queue_client,
+    parse_parked,
     provision_queue,
     replay_queued_event,
 )
@@ -28,6 +29,7 @@ from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite
 from tests.support.fakes import FakeEventRepository
+from tests.unit.test_models import worst_case_payload
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
 
@@ -183,3 +185,15 @@ def test_queue_name_from_a_setting_is_resolved_like_the_runtime(azurite: LocalAz
     resolved = resolve_queue(function, values)
     assert resolved is not None and resolved.queue_name == "resolved"
     assert resolve_queue(function, {"AzureWebJobsStorage": azurite.connection_string}) is None
+
+
+def test_the_largest_valid_event_fits_a_real_queue_message(azurite: LocalAzurite) -> None:
+    """Every field at its limit, in the characters JSON escapes longest: the fallback takes
+    it (Storage refuses messages over 64 KiB), so no valid event is a 503 in an outage."""
+    event = AcrEvent.model_validate(worst_case_payload())
+    widest = to_document(event, datetime.now(UTC), "eventgrid", "\U0001f600" * 512)
+    queue = new_queue(azurite)
+    fallback = StorageQueueFallback(queue)
+    fallback.put(widest, attempts=10**6)  # the attempt count a very long outage reaches
+    [raw] = raw_messages(queue)
+    assert parse_parked(base64.b64decode(raw)).document == widest
