@@ -1,6 +1,7 @@
-"""Telemetry through the real OpenTelemetry SDK and the Azure Monitor distro, with in-memory
-exporters beside the distro's own: webhook events against the local Cosmos DB server and
-Azurite, so the dependencies are real SDK calls."""
+"""Telemetry through the real OpenTelemetry SDK and the Azure Monitor distro: in-memory
+exporters beside the distro's own, whose envelopes go to a local stand-in for the ingestion
+endpoint. Webhook events run against the local Cosmos DB server and Azurite, so the dependencies
+are real SDK calls."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,15 +22,16 @@ import azure.functions as func
 import pytest
 from azure.core.settings import settings as azure_core_settings
 from azure.identity import ManagedIdentityCredential
+from opentelemetry._logs import get_logger_provider
 from opentelemetry.metrics import get_meter_provider
-from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, get_tracer_provider
 
 import function_app
 from acr_webhook.config import QueueSettings, Settings
@@ -48,11 +52,49 @@ from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
 
 SECRET = "telemetry-test-secret"
-# A well-formed connection string whose ingestion endpoint refuses connections: the distro's
-# own exporters run as in Azure and fail fast; the in-memory ones are what the tests read.
-DEAD_INGESTION = (
-    "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
-)
+
+
+class Ingestion:
+    """A stand-in for Application Insights' ingestion endpoint (``/v2.1/track``): keeps the
+    envelopes the distro's own exporters send, so the tests see what Azure would store."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[dict[str, Any]] = []
+        envelopes = self.envelopes
+
+        class Track(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                items = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                envelopes.extend(items)
+                answer = json.dumps(
+                    {"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Track)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def connection_string(self) -> str:
+        port = self._server.server_address[1]
+        return (
+            "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+            f"IngestionEndpoint=http://127.0.0.1:{port}/"
+        )
+
+    def of_type(self, base_type: str) -> list[dict[str, Any]]:
+        return [e["data"]["baseData"] for e in self.envelopes if e["data"]["baseType"] == base_type]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 @dataclass
@@ -60,6 +102,7 @@ class Exported:
     spans: InMemorySpanExporter
     logs: InMemoryLogRecordExporter
     metrics: InMemoryMetricReader
+    ingestion: Ingestion
 
     def clear(self) -> None:
         self.spans.clear()
@@ -115,15 +158,18 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         InMemorySpanExporter(),
         InMemoryLogRecordExporter(),  # type: ignore[no-untyped-call]
         InMemoryMetricReader(),
+        Ingestion(),
     )
     logger = logging.getLogger(APP_LOGGER)
     handlers_before, level_before = list(logger.handlers), logger.level
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path_factory.mktemp("telemetry"))  # no developer local.settings.json
+        # No SDK self-reporting: neither to Microsoft nor, every minute, to the stand-in.
         patch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
+        patch.setenv("APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "true")
         patch.setenv("OTEL_TRACES_SAMPLER", "always_on")  # every span, not 5 per second
         configured = configure_telemetry(
-            {"APPLICATIONINSIGHTS_CONNECTION_STRING": DEAD_INGESTION},
+            {"APPLICATIONINSIGHTS_CONNECTION_STRING": found.ingestion.connection_string},
             span_processors=[SimpleSpanProcessor(found.spans)],
             log_record_processors=[SimpleLogRecordProcessor(found.logs)],
             metric_readers=[found.metrics],
@@ -137,8 +183,12 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
             yield found
         finally:
             azure_core_settings.tracing_implementation = None
-            # Its reader would otherwise keep exporting the counters every minute.
+            # Flushed into the stand-in while it listens; the metric reader would otherwise
+            # keep exporting every minute.
+            cast(TracerProvider, get_tracer_provider()).shutdown()
+            cast(LoggerProvider, get_logger_provider()).shutdown()
             cast(MeterProvider, get_meter_provider()).shutdown()
+            found.ingestion.close()
             logger.handlers[:] = handlers_before
             logger.setLevel(level_before)
 
@@ -244,6 +294,52 @@ def test_recorded_queued_and_rejected_events_arrive_with_dimensions_counts_and_d
     for decision in ("recorded", "queued", "rejected"):
         key = (("decision", decision), ("route", "webhook"))
         assert counts.get(key, 0) - counts_before.get(key, 0) == 1, decision
+
+    # What Application Insights receives from the distro's own exporters: the fields as
+    # customDimensions (strings) in traces, the counter in customMetrics, the dependencies.
+    flush_telemetry()
+    stored = {
+        properties["event_id"]: properties
+        for message in exported.ingestion.of_type("MessageData")
+        if "event_id" in (properties := message.get("properties", {}))
+    }
+    assert stored[recorded["id"]]["decision"] == "recorded"
+    assert stored[recorded["id"]]["repository"] == recorded["target"]["repository"]
+    assert float(stored[recorded["id"]]["store_ms"]) >= 0
+    assert (stored[queued["id"]]["decision"], stored[queued["id"]]["route"]) == (
+        "queued",
+        "webhook",
+    )
+    rejections = [
+        message["properties"]
+        for message in exported.ingestion.of_type("MessageData")
+        if message.get("properties", {}).get("decision") == "rejected"
+    ]
+    assert rejections and all(r["route"] == "webhook" and r["reason"] for r in rejections)
+    metrics = {
+        (metric["properties"]["decision"], metric["properties"].get("route"))
+        for metric in exported.ingestion.of_type("MetricData")
+        if metric["metrics"][0]["name"] == DECISIONS_METRIC
+    }
+    assert {("recorded", "webhook"), ("queued", "webhook"), ("rejected", "webhook")} <= metrics
+    calls = [d for d in exported.ingestion.of_type("RemoteDependencyData") if d["type"] == "HTTP"]
+    cosmos = f"127.0.0.1:{restartable_cosmos_server.port}"
+    outcomes = [
+        (call["resultCode"], call["success"])
+        for call in calls
+        if call["target"] == cosmos and call["name"].startswith("POST /dbs/")
+    ]
+    assert ("201", True) in outcomes  # recorded
+    assert any(not succeeded for _, succeeded in outcomes)  # queued: the write that timed out
+    sends = [c for c in calls if c["name"] == f"POST /devstoreaccount1/{queue.queue_name}/messages"]
+    assert [(send["resultCode"], send["success"]) for send in sends] == [("201", True)]
+
+
+def flush_telemetry() -> None:
+    """Export what the distro's batch processors and metric reader hold, now."""
+    cast(TracerProvider, get_tracer_provider()).force_flush()
+    cast(LoggerProvider, get_logger_provider()).force_flush()
+    cast(MeterProvider, get_meter_provider()).force_flush()
 
 
 def test_the_store_latency_histogram_comes_from_store_ms() -> None:
