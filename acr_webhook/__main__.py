@@ -262,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--app", default="function_app", help="module that defines `app`")
     serve.set_defaults(run=_serve)
-    provision = commands.add_parser("provision", help="create the database and container")
+    provision = commands.add_parser(
+        "provision",
+        help="create the database, the container and the fallback queues",
+        description="Creates, if missing, the Cosmos DB database and container, and, when "
+        "AzureWebJobsStorage is set, the fallback queue acr-events-fallback and its poison "
+        "queue acr-events-fallback-poison. Safe to run again.",
+    )
     provision.set_defaults(run=_provision)
     redrive = commands.add_parser(
         "redrive", help="move poison messages back to the fallback queue for replay"
