@@ -104,8 +104,9 @@ var baseAppSettings = {
   // Local auth is off on Application Insights: the host and the azure-monitor-opentelemetry
   // exporter send with an Entra ID token of this identity (Monitoring Metrics Publisher).
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
-  // The worker hands the host's trace context to the app's own OpenTelemetry setup.
-  PYTHON_ENABLE_OPENTELEMETRY: 'true'
+  // PYTHON_ENABLE_OPENTELEMETRY is left unset on purpose: with it, worker versions that turn
+  // trace propagation on without creating the propagator fail every invocation
+  // (azure-functions-python-worker#1881). The app exports its own telemetry (telemetry.py).
   AZURE_CLIENT_ID: identityClientId
   COSMOS_ENDPOINT: cosmosEndpoint
   COSMOS_DATABASE: cosmosDatabaseName
