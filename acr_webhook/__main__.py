@@ -1,4 +1,4 @@
-"""Command line: ``python -m acr_webhook serve|provision|events|reconcile``."""
+"""Command line: ``python -m acr_webhook serve|provision|events|reconcile|redrive``."""
 
 from __future__ import annotations
 
