@@ -148,6 +148,9 @@ def test_memory_stays_bounded_whatever_the_body_claims(refusing_host: ServeProce
     # itself answers, in its JSON shape.
     oversized = requests.post(refusing_host.url(), data=b" " * (MIB + 1), timeout=5)
     assert (oversized.status_code, "error" in oversized.json()) == (413, True)
+    # Past the server's own 2 MiB, waitress refuses it, in plain text.
+    huge = requests.post(refusing_host.url(), data=b" " * (2 * MIB), timeout=5)
+    assert (huge.status_code, huge.headers["Content-Type"]) == (413, "text/plain; charset=utf-8")
 
 
 def test_over_http_every_401_is_the_same_empty_answer(refusing_host: ServeProcess) -> None:

@@ -9,10 +9,14 @@ import azure.functions as func
 import pytest
 
 import function_app
+from acr_webhook.config import HTTP_CONCURRENCY
+from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.host import (
+    BODY_READ_LIMIT,
     HOST_JSON,
     LocalFunctionsHost,
     Reply,
+    ServerLimits,
     request_headers,
     route_prefix,
     status_line,
@@ -195,3 +199,12 @@ def test_wsgi_headers_are_turned_back_into_header_names() -> None:
 def test_status_lines_name_the_status() -> None:
     assert status_line(413) == "413 Request Entity Too Large"
     assert status_line(299) == "299 Unknown"
+
+
+def test_server_limits_are_one_azure_instance_and_above_the_handlers() -> None:
+    adjustments = ServerLimits().adjustments()
+    assert adjustments["threads"] == HTTP_CONCURRENCY == 16
+    assert adjustments["backlog"] == 1024
+    assert adjustments["channel_timeout"] == 30  # idle seconds before a connection is closed
+    # Past the handlers' limit, so they answer 413 themselves; the server refuses past 2 MiB.
+    assert adjustments["max_request_body_size"] == 2 * MAX_BODY_BYTES > BODY_READ_LIMIT
