@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 
@@ -35,7 +35,7 @@ from azure.functions.decorators.http import HttpTrigger
 from acr_webhook.config import HTTP_CONCURRENCY, read_values
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.app_index import indexed_functions
-from acr_webhook.local.queues import QueueOptions, start_queue_pollers
+from acr_webhook.local.queues import QueueOptions, QueuePoller, start_queue_pollers
 
 log = logging.getLogger(__name__)
 
@@ -285,27 +285,35 @@ class LocalHttpServer:
         self._server.close()  # the listener and the trigger; the loop ends with the last channel
 
 
+class Runner(Protocol):
+    """A running non-HTTP trigger (queue poller, timer): it runs until stopped."""
+
+    def stop(self) -> None: ...
+
+
+R = TypeVar("R", bound=Runner)
+
+
 @dataclass(frozen=True)
-class BackgroundTrigger:
-    """A running non-HTTP trigger: what the banner says about it, and how to stop it."""
+class TriggerKind(Generic[R]):
+    """One kind of non-HTTP trigger: how to start a runner for each such function in the app
+    (given the settings), and the banner line for a runner."""
 
-    description: str
-    stop: Callable[[], None]
-
-
-def _queue_triggers(app: func.FunctionApp, values: Mapping[str, str]) -> list[BackgroundTrigger]:
-    pollers = start_queue_pollers(app, values, QueueOptions.from_host_json(HOST_JSON))
-    return [
-        BackgroundTrigger(f"queue trigger {p.function.name} on {p.queue_name}", p.stop)
-        for p in pollers
-    ]
+    start: Callable[[func.FunctionApp, Mapping[str, str]], Sequence[R]]
+    describe: Callable[[R], str]
 
 
-# Each starts the runners for one kind of non-HTTP trigger the app registers; serve() starts
-# them all with the server and stops them with it.
-TRIGGER_STARTERS: tuple[
-    Callable[[func.FunctionApp, Mapping[str, str]], list[BackgroundTrigger]], ...
-] = (_queue_triggers,)
+def _start_queue_pollers(app: func.FunctionApp, values: Mapping[str, str]) -> list[QueuePoller]:
+    return start_queue_pollers(app, values, QueueOptions.from_host_json(HOST_JSON))
+
+
+# serve() starts a runner for every function of these kinds with the server, and stops them
+# with it.
+TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (
+    TriggerKind(
+        _start_queue_pollers, lambda p: f"queue trigger {p.function.name} on {p.queue_name}"
+    ),
+)
 
 
 def serve(
@@ -332,21 +340,21 @@ def serve(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     settings = read_values() if values is None else values
-    triggers: list[BackgroundTrigger] = []
+    started: list[tuple[str, Runner]] = []
     server.start()
     try:
-        for start_triggers in TRIGGER_STARTERS:
-            triggers += start_triggers(app, settings)
+        for kind in TRIGGER_KINDS:
+            started += [(kind.describe(runner), runner) for runner in kind.start(app, settings)]
         print(f"Local Functions host listening on {server.base_url}", flush=True)
         for path, function in server.host.routes.items():
             url = server.base_url + path
             if function.needs_key:
                 url += f"?{KEY_QUERY_PARAMETER}={function_key}"
             print(f"  {'/'.join(sorted(function.methods))} {url}", flush=True)
-        for trigger in triggers:
-            print(f"  {trigger.description}", flush=True)
+        for description, _ in started:
+            print(f"  {description}", flush=True)
         stop_requested.wait()
     finally:
         server.stop()
-        for trigger in triggers:
-            trigger.stop()
+        for _, runner in started:
+            runner.stop()
