@@ -206,9 +206,10 @@ def status_line(status: int) -> str:
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """waitress's limits. Its body and header limits sit above the handlers' (1 MiB), so the
-    function answers 413 and 400 in its JSON shape; past them waitress answers itself and
-    closes the connection, whatever ``Content-Length`` or a chunk size claims."""
+    """waitress's limits. Its body limit sits above the handlers' (1 MiB), so the function
+    answers 413 and 400 in its JSON shape; past it, or on a ``Content-Length`` or chunk size
+    that is not a number, waitress answers itself, reads no further and closes the connection.
+    Worst case, each open connection holds its headers and ``body_in_memory_bytes`` in memory."""
 
     threads: int = HTTP_CONCURRENCY  # one Azure instance's per-instance concurrency
     backlog: int = 1024
