@@ -36,6 +36,7 @@ from acr_webhook.config import HTTP_CONCURRENCY, read_values
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.app_index import indexed_functions
 from acr_webhook.local.queues import QueueOptions, QueuePoller, start_queue_pollers
+from acr_webhook.local.timers import start_timer_runners
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,7 @@ TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (
     TriggerKind(
         _start_queue_pollers, lambda p: f"queue trigger {p.function.name} on {p.queue_name}"
     ),
+    TriggerKind(start_timer_runners, lambda r: f"timer trigger {r.function.name} ({r.schedule})"),
 )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -237,25 +235,10 @@ def test_stopped_database_is_503_in_time_and_the_retried_batch_is_stored(
         process.stop()
 
 
-def keep_reading_output(process: ServeProcess) -> None:
-    """serve logs a line per event: read them as they come, or the pipe fills (64 KB) and the
-    server blocks on its next log line."""
-    assert process.process.stdout is not None
-    output = process.process.stdout
-
-    def drain() -> None:
-        with contextlib.suppress(ValueError, OSError):  # closed by ServeProcess.stop
-            for _ in output:
-                pass
-
-    threading.Thread(target=drain, daemon=True).start()
-
-
 def test_a_batch_of_a_thousand_events_is_stored_once_each(
     served: ServeProcess, cosmos_settings: Settings
 ) -> None:
     # Written concurrently on the bounded pool; bench/ measures how long it takes.
-    keep_reading_output(served)
     batch = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(1000)]
     answer = deliver(served.url(ROUTE), batch)
     assert answer.status_code == 200, answer.text
