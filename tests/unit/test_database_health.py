@@ -1,0 +1,72 @@
+"""The writers' memory of an unreachable database (issue 10): answered at once for 5 s after a
+failure, then the database is tried again; a success or a throttle never starts it."""
+
+from __future__ import annotations
+
+import pytest
+from azure.cosmos.exceptions import CosmosHttpResponseError
+
+from acr_webhook.config import Settings
+from acr_webhook.repository import (
+    UNAVAILABLE_MEMORY_S,
+    CosmosEventRepository,
+    DatabaseHealth,
+    DocumentRejectedError,
+    RepositoryUnavailableError,
+)
+
+SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failure_is_remembered_for_five_seconds_then_the_database_is_tried_again() -> None:
+    assert UNAVAILABLE_MEMORY_S == 5.0  # the README's promise
+    clock = Clock()
+    health = DatabaseHealth(clock=clock)
+    health.check()  # nothing remembered yet
+    health.failed("ServiceResponseTimeoutError: read timed out")
+    clock.now += UNAVAILABLE_MEMORY_S - 0.01
+    with pytest.raises(RepositoryUnavailableError, match="read timed out"):
+        health.check()
+    clock.now += 0.02
+    health.check()
+
+
+def test_a_success_forgets_the_failure_at_once() -> None:
+    clock = Clock()
+    health = DatabaseHealth(clock=clock)
+    health.failed("refused")
+    health.succeeded()
+    health.check()
+
+
+@pytest.mark.parametrize(
+    ("status", "raised", "remembered"),
+    [
+        (429, RepositoryUnavailableError, False),  # throttled: reachable, the next may pass
+        (503, RepositoryUnavailableError, True),
+        (408, RepositoryUnavailableError, True),
+        (400, DocumentRejectedError, False),  # the document, not the database
+        (413, DocumentRejectedError, False),
+    ],
+)
+def test_which_failures_are_remembered(
+    status: int, raised: type[Exception], remembered: bool
+) -> None:
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(SETTINGS, health=health)  # nothing is contacted
+    response_error = CosmosHttpResponseError(status_code=status, message="x")  # type: ignore[no-untyped-call]
+    error = repository._failure(response_error)
+    assert type(error) is raised
+    if remembered:
+        with pytest.raises(RepositoryUnavailableError):
+            health.check()
+    else:
+        health.check()
