@@ -56,8 +56,9 @@ def served(database: Settings, storage: dict[str, str], tmp_path: Path) -> Itera
 
 def poison_messages(storage: dict[str, str]) -> int:
     poison = QueueSettings(f"{FALLBACK_QUEUE_NAME}-poison", storage["AzureWebJobsStorage"])
-    properties = create_queue_client(poison, {}).get_queue_properties()
-    return int(properties.approximate_message_count)
+    count = create_queue_client(poison, {}).get_queue_properties().approximate_message_count
+    assert count is not None
+    return count
 
 
 def timed_push(process: ServeProcess) -> tuple[dict[str, object], int, float]:
