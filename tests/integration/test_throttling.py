@@ -1,0 +1,101 @@
+"""Throttled writes (429) against the local Cosmos DB server behind a throttling proxy.
+
+Issue 10's policy: the webhook's writes give up on throttling at once (ACR waits 5 s; the
+event goes to the fallback queue), Event Grid's ride it out within the batch budget, and a
+batch still throttled after that is answered 503 so that Event Grid redelivers it. Throttling
+says the database is reachable, so it is never remembered as an outage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from acr_webhook.config import Settings
+from acr_webhook.eventgrid import handle_eventgrid
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.repository import (
+    CLIENT_TIMEOUTS,
+    EVENTGRID_WRITE_OPTIONS,
+    CosmosEventRepository,
+    DatabaseHealth,
+    RepositoryUnavailableError,
+)
+from tests.conftest import read_all
+from tests.support import payloads
+from tests.support.throttling_proxy import ThrottlingProxy
+from tests.unit.test_eventgrid import event_grid
+
+EVENT_GRID_WAIT_S = 30
+
+
+@pytest.fixture
+def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ThrottlingProxy]:
+    server = ThrottlingProxy(cosmos_settings.cosmos_endpoint, tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def through_proxy(cosmos_settings: Settings, proxy: ThrottlingProxy) -> Settings:
+    return dataclasses.replace(cosmos_settings, cosmos_endpoint=proxy.endpoint)
+
+
+def new_document() -> dict[str, object]:
+    event = AcrEvent.model_validate(payloads.with_new_id(payloads.PUSH))
+    return to_document(event, datetime.now(UTC))
+
+
+def test_event_grid_writes_ride_out_a_short_throttle(
+    through_proxy: Settings, proxy: ThrottlingProxy, cosmos_settings: Settings
+) -> None:
+    repository = CosmosEventRepository(through_proxy, write_options=EVENTGRID_WRITE_OPTIONS)
+    proxy.throttle_next = 3
+    document = new_document()
+    assert repository.add(document) is True
+    assert proxy.throttled == 3
+    assert [d["id"] for d in read_all(cosmos_settings)] == [document["id"]]
+
+
+def test_webhook_writes_do_not_wait_out_throttling_and_it_is_not_an_outage(
+    through_proxy: Settings, proxy: ThrottlingProxy
+) -> None:
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(through_proxy, write_options=CLIENT_TIMEOUTS, health=health)
+    proxy.throttle_next = 3  # more than the webhook's one throttle retry
+    with pytest.raises(RepositoryUnavailableError):
+        repository.add(new_document())
+    health.check()  # throttled means reachable: the next request tries the database
+    assert repository.add(new_document()) is True
+
+
+def test_a_batch_still_throttled_is_a_503_well_inside_event_grids_wait(
+    through_proxy: Settings, proxy: ThrottlingProxy, cosmos_settings: Settings
+) -> None:
+    repository = CosmosEventRepository(through_proxy, write_options=EVENTGRID_WRITE_OPTIONS)
+    proxy.throttle_always = True
+    batch = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(20)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        result = handle_eventgrid(json.dumps(batch).encode(), {}, repository, executor=executor)
+    assert result.status == 503
+    assert time.monotonic() - started < EVENT_GRID_WAIT_S
+    # A write was retried as often as Event Grid's options allow before the batch gave up.
+    assert proxy.throttled >= EVENTGRID_WRITE_OPTIONS["retry_throttle_total"] + 1
+    assert read_all(cosmos_settings) == []
+
+    proxy.throttle_always = False  # Event Grid redelivers: now every event is stored
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        again = handle_eventgrid(json.dumps(batch).encode(), {}, repository, executor=executor)
+    assert (again.status, again.body) == (
+        200,
+        {"recorded": len(batch), "duplicate": 0, "ignored": 0},
+    )

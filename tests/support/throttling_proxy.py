@@ -1,0 +1,113 @@
+"""An HTTPS proxy in front of the local Cosmos DB API server that answers document writes with
+429 (throttled), as Cosmos DB does when a container's request units run out. The local server
+never throttles, so this is how the throttling policy is tried against a real server.
+
+Everything else is passed through. The account answer is rewritten to name the proxy, so the
+SDK keeps sending to it rather than to the endpoints the server advertises.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.support.arm_stand_in import write_self_signed_certificate
+
+_DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+class ThrottlingProxy:
+    """``throttle_next`` document writes are answered 429 (then they pass); with
+    ``throttle_always`` every one is. ``throttled`` counts the 429s sent."""
+
+    def __init__(self, upstream: str, directory: Path) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.throttle_next = 0
+        self.throttle_always = False
+        self.throttled = 0
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*write_self_signed_certificate(directory))
+        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self._server.server_address[1]}/"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _should_throttle(self, method: str, path: str) -> bool:
+        if method != "POST" or not _DOCUMENT_WRITE.match(path):
+            return False
+        with self._lock:
+            if self.throttle_always or self.throttle_next > 0:
+                self.throttle_next = max(0, self.throttle_next - 1)
+                self.throttled += 1
+                return True
+        return False
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = urlsplit(self.path).path
+                if proxy._should_throttle(self.command, path):
+                    self._reply(
+                        429,
+                        b'{"code": "429", "message": "Request rate is large"}',
+                        {
+                            "Content-Type": "application/json",
+                            "x-ms-retry-after-ms": "50",
+                            "x-ms-substatus": "3200",
+                        },
+                    )
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = proxy._session.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    headers=headers,
+                    data=body,
+                    verify=False,
+                    timeout=10,  # the local server's self-signed certificate
+                )
+                content = answer.content.replace(
+                    urlsplit(proxy.upstream).netloc.encode(),
+                    urlsplit(proxy.endpoint).netloc.encode(),
+                )
+                kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
+                self._reply(answer.status_code, content, kept)
+
+            def _reply(self, status: int, content: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
