@@ -1,5 +1,5 @@
-"""Telemetry through the real OpenTelemetry SDK and the Azure Monitor distro: in-memory
-exporters beside the distro's own, whose envelopes go to a local stand-in for the ingestion
+"""Telemetry through the real OpenTelemetry SDK and the Azure Monitor exporters: in-memory
+exporters beside the Azure Monitor ones, whose envelopes go to a local stand-in for the ingestion
 endpoint. Webhook events run against the local Cosmos DB server and Azurite, so the dependencies
 are real SDK calls."""
 
@@ -43,6 +43,7 @@ from acr_webhook.telemetry import (
     DECISIONS_METRIC,
     STORE_DURATION_METRIC,
     DecisionMetrics,
+    DecisionTelemetry,
     configure_telemetry,
     managed_identity_credential,
 )
@@ -56,7 +57,7 @@ SECRET = "telemetry-test-secret"
 
 class Ingestion:
     """A stand-in for Application Insights' ingestion endpoint (``/v2.1/track``): keeps the
-    envelopes the distro's own exporters send, so the tests see what Azure would store."""
+    envelopes the Azure Monitor exporters send, so the tests see what Azure would store."""
 
     def __init__(self) -> None:
         self.envelopes: list[dict[str, Any]] = []
@@ -109,6 +110,8 @@ class Exported:
         self.logs.clear()
 
     def decision_logs(self) -> list[dict[str, Any]]:
+        # The log exporters are built off the first event's path; its records wait for them.
+        assert exporting_handler().wait_until_exporting(timeout=30)
         records: list[ReadableLogRecord] = list(self.logs.get_finished_logs())
         return [
             dict(record.log_record.attributes or {})
@@ -150,9 +153,16 @@ def _points(reader: InMemoryMetricReader, name: str) -> list[Any]:
     ]
 
 
+def exporting_handler() -> DecisionTelemetry:
+    [handler] = [
+        h for h in logging.getLogger(APP_LOGGER).handlers if isinstance(h, DecisionTelemetry)
+    ]
+    return handler
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
-    """The distro configured once for this module (its providers are process-wide), undone
+    """Telemetry configured once for this module (its providers are process-wide), undone
     afterwards so that later tests in the process export nothing."""
     found = Exported(
         InMemorySpanExporter(),
@@ -167,22 +177,20 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         # No SDK self-reporting: neither to Microsoft nor, every minute, to the stand-in.
         patch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
         patch.setenv("APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "true")
-        patch.setenv("OTEL_TRACES_SAMPLER", "always_on")  # every span, not 5 per second
         configured = configure_telemetry(
             {"APPLICATIONINSIGHTS_CONNECTION_STRING": found.ingestion.connection_string},
+            dependencies_per_second=None,  # every dependency, not 5 per second
             span_processors=[SimpleSpanProcessor(found.spans)],
             log_record_processors=[SimpleLogRecordProcessor(found.logs)],
             metric_readers=[found.metrics],
-            disable_offline_storage=True,
-            enable_live_metrics=False,
-            enable_performance_counters=False,
+            exporter_options={"disable_offline_storage": True},
         )
         assert configured
         logger.setLevel(logging.INFO)  # the Functions worker's root level
         try:
             yield found
         finally:
-            azure_core_settings.tracing_implementation = None
+            azure_core_settings.tracing_enabled.unset_value()
             # Flushed into the stand-in while it listens; the metric reader would otherwise
             # keep exporting every minute.
             cast(TracerProvider, get_tracer_provider()).shutdown()
@@ -289,13 +297,15 @@ def test_recorded_queued_and_rejected_events_arrive_with_dimensions_counts_and_d
     assert (record["decision"], record["route"]) == ("rejected", "webhook")
     assert record["reason"]
     assert exported.client_spans() == []
+    # Only the calls themselves: the SDK's method spans around them are not recorded.
+    assert all(span.kind is SpanKind.CLIENT for span in exported.spans.get_finished_spans())
 
     counts = exported.decision_counts()
     for decision in ("recorded", "queued", "rejected"):
         key = (("decision", decision), ("route", "webhook"))
         assert counts.get(key, 0) - counts_before.get(key, 0) == 1, decision
 
-    # What Application Insights receives from the distro's own exporters: the fields as
+    # What Application Insights receives from the Azure Monitor exporters: the fields as
     # customDimensions (strings) in traces, the counter in customMetrics, the dependencies.
     flush_telemetry()
     stored = {
@@ -333,10 +343,13 @@ def test_recorded_queued_and_rejected_events_arrive_with_dimensions_counts_and_d
     assert any(not succeeded for _, succeeded in outcomes)  # queued: the write that timed out
     sends = [c for c in calls if c["name"] == f"POST /devstoreaccount1/{queue.queue_name}/messages"]
     assert [(send["resultCode"], send["success"]) for send in sends] == [("201", True)]
+    assert not [
+        d for d in exported.ingestion.of_type("RemoteDependencyData") if d["type"] != "HTTP"
+    ]
 
 
 def flush_telemetry() -> None:
-    """Export what the distro's batch processors and metric reader hold, now."""
+    """Export what the batch processors and the metric reader hold, now."""
     cast(TracerProvider, get_tracer_provider()).force_flush()
     cast(LoggerProvider, get_logger_provider()).force_flush()
     cast(MeterProvider, get_meter_provider()).force_flush()
@@ -374,6 +387,60 @@ def test_the_managed_identity_is_the_one_named_by_azure_client_id() -> None:
         managed_identity_credential({"AZURE_CLIENT_ID": "abc"}), ManagedIdentityCredential
     )
     assert managed_identity_credential({}) is None
+
+
+FIRST_EVENT_THEN_EXIT = """
+import logging, sys
+from azure.core import PipelineClient
+from azure.core.rest import HttpRequest
+from acr_webhook.telemetry import configure_telemetry
+
+assert configure_telemetry(exporter_options={"disable_offline_storage": True})
+# The exporters are built off the first event's path, not at import.
+assert "azure.monitor.opentelemetry.exporter" not in sys.modules
+logging.getLogger("acr_webhook").setLevel(logging.INFO)
+with PipelineClient(sys.argv[1]) as client:  # one traced SDK call, as a Cosmos DB write is
+    client.send_request(HttpRequest("POST", sys.argv[1] + "probe", json=[])).raise_for_status()
+logging.getLogger("acr_webhook.handlers").info(
+    "recorded", extra={"decision": "recorded", "route": "webhook", "event_id": "first"}
+)
+"""  # ...and the process ends at once: no flush
+
+
+def test_the_first_event_is_exported_even_if_the_process_ends_right_after(tmp_path: Path) -> None:
+    ingestion = Ingestion()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string,
+        APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true",
+        APPLICATIONINSIGHTS_SDKSTATS_DISABLED="true",
+    )
+    endpoint = ingestion.connection_string.split("IngestionEndpoint=")[1]
+    try:
+        subprocess.run(
+            [sys.executable, "-c", FIRST_EVENT_THEN_EXIT, endpoint],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        ingestion.close()
+    [message] = [m for m in ingestion.of_type("MessageData") if m.get("properties")]
+    fields = {"decision": "recorded", "route": "webhook", "event_id": "first"}
+    assert fields.items() <= message["properties"].items()
+    [call] = ingestion.of_type("RemoteDependencyData")
+    assert (call["type"], call["name"], call["resultCode"]) == ("HTTP", "POST /probe", "200")
+    [count] = [
+        m for m in ingestion.of_type("MetricData") if m["metrics"][0]["name"] == DECISIONS_METRIC
+    ]
+    assert (count["metrics"][0]["value"], count["properties"]) == (
+        1,
+        {"decision": "recorded", "route": "webhook"},
+    )
 
 
 def test_without_a_connection_string_nothing_is_imported_and_the_sdk_loggers_are_quiet(
