@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 import function_app
-from acr_webhook import runtime
 from acr_webhook.eventgrid import (
     EVENT_TYPE_ACTIONS,
     MAX_HANDSHAKE_BYTES,
@@ -505,8 +504,8 @@ def host(
     repository: FakeEventRepository,
 ) -> LocalFunctionsHost:
     # The route writes with Event Grid's own client, on the process-wide pool.
-    monkeypatch.setattr(runtime, "eventgrid_repository", lambda: repository)
-    monkeypatch.setattr(runtime, "batch_executor", lambda: POOL)
+    monkeypatch.setattr(function_app, "eventgrid_repository", lambda: repository)
+    monkeypatch.setattr(function_app, "batch_executor", lambda: POOL)
     return LocalFunctionsHost(function_app.app, KEY)
 
 
