@@ -1,13 +1,42 @@
-"""The function app's registered functions, indexed once (for the local host)."""
+"""The function app's registered functions, indexed once, and the runtime's ``%SETTING%``
+binding expressions (for the local host and its trigger runners)."""
 
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
+from typing import TypeVar
 
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
+
+T = TypeVar("T")
+
+# A trigger property written as %NAME% takes the value of the app setting NAME.
+_SETTING_EXPRESSION = re.compile(r"%([^%]+)%")
 
 
 @functools.cache  # the SDK's get_functions() refuses a second call on the same app
 def indexed_functions(app: func.FunctionApp) -> list[Function]:
     return list(app.get_functions())
+
+
+def triggered_by(app: func.FunctionApp, trigger_type: type[T]) -> list[tuple[Function, T]]:
+    """The app's functions whose trigger is a ``trigger_type``, each with its trigger."""
+    found = []
+    for function in indexed_functions(app):
+        trigger = function.get_trigger()
+        if isinstance(trigger, trigger_type):
+            found.append((function, trigger))
+    return found
+
+
+def missing_settings(text: str, values: Mapping[str, str]) -> list[str]:
+    """The settings ``text`` names as %NAME% that have no value."""
+    return [name for name in _SETTING_EXPRESSION.findall(text) if not values.get(name)]
+
+
+def resolve_settings(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each %NAME% replaced by that setting's value (empty when it has none)."""
+    return _SETTING_EXPRESSION.sub(lambda m: values.get(m.group(1), "").strip(), text)

@@ -13,7 +13,6 @@ import binascii
 import contextlib
 import json
 import logging
-import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueMessage
 
-from acr_webhook.config import QueueSettings, queue_settings
+from acr_webhook.config import STORAGE_CONNECTION, QueueSettings, queue_settings
 from acr_webhook.fallback import create_queue_client
-from acr_webhook.local.app_index import indexed_functions
+from acr_webhook.local.app_index import resolve_settings, triggered_by
 
 log = logging.getLogger(__name__)
 
@@ -81,24 +80,20 @@ class QueueFunction:
 
 
 def queue_functions(app: func.FunctionApp) -> list[QueueFunction]:
-    found = []
-    for function in indexed_functions(app):
-        trigger = function.get_trigger()
-        if isinstance(trigger, QueueTrigger):
-            found.append(
-                QueueFunction(
-                    name=str(function.get_function_name()),
-                    queue_name=str(trigger.queue_name),
-                    connection=str(trigger.connection or "AzureWebJobsStorage"),
-                    call=function.get_user_function(),
-                )
-            )
-    return found
+    return [
+        QueueFunction(
+            name=str(function.get_function_name()),
+            queue_name=str(trigger.queue_name),
+            connection=str(trigger.connection or STORAGE_CONNECTION),
+            call=function.get_user_function(),
+        )
+        for function, trigger in triggered_by(app, QueueTrigger)
+    ]
 
 
 def resolve_queue(function: QueueFunction, values: Mapping[str, str]) -> QueueSettings | None:
     """The queue a function listens on, with ``%SETTING%`` names resolved like the runtime."""
-    queue_name = re.sub(r"%([^%]+)%", lambda m: values.get(m.group(1), ""), function.queue_name)
+    queue_name = resolve_settings(function.queue_name, values)
     if not queue_name:
         return None
     return queue_settings(values, function.connection, queue_name)

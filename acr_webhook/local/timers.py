@@ -11,7 +11,6 @@ happens on schedule; runs of one function never overlap.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from azure.functions.decorators.timer import TimerTrigger
 from azure.functions.timer import TimerRequest
 from croniter import croniter
 
-from acr_webhook.local.app_index import indexed_functions
+from acr_webhook.local.app_index import missing_settings, resolve_settings, triggered_by
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +42,23 @@ class TimerFunction:
 
 
 def timer_functions(app: func.FunctionApp) -> list[TimerFunction]:
-    found = []
-    for function in indexed_functions(app):
-        trigger = function.get_trigger()
-        if isinstance(trigger, TimerTrigger):
-            found.append(
-                TimerFunction(
-                    name=str(function.get_function_name()),
-                    schedule=str(trigger.schedule),
-                    run_on_startup=bool(trigger.run_on_startup),
-                    call=function.get_user_function(),
-                )
-            )
-    return found
+    return [
+        TimerFunction(
+            name=str(function.get_function_name()),
+            schedule=str(trigger.schedule),
+            run_on_startup=bool(trigger.run_on_startup),
+            call=function.get_user_function(),
+        )
+        for function, trigger in triggered_by(app, TimerTrigger)
+    ]
 
 
 def resolve_schedule(schedule: str, values: Mapping[str, str]) -> str:
     """``%SETTING%`` replaced by its value. Raises ScheduleError when a setting is missing."""
-    missing = [name for name in re.findall(r"%([^%]+)%", schedule) if not values.get(name)]
+    missing = missing_settings(schedule, values)
     if missing:
         raise ScheduleError(f"setting {missing[0]} is not set")
-    return re.sub(r"%([^%]+)%", lambda m: values[m.group(1)].strip(), schedule)
+    return resolve_settings(schedule, values)
 
 
 def next_occurrence(schedule: str, after: datetime) -> datetime:
