@@ -57,23 +57,11 @@ def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@dataclass(frozen=True)
-class SeenRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    authorization: str | None
+class LocalHttpsServer:
+    """A threaded HTTPS server on a free loopback port with a self-signed certificate (made in
+    ``directory``), serving the handler class a subclass builds in ``_handler_class``."""
 
-
-class ListEventsStandIn:
-    """``histories`` maps a webhook's listEvents path (from /subscriptions/...) to its events;
-    each answer holds at most ``page_size`` of them."""
-
-    def __init__(self, directory: Path, token: str, page_size: int = 2) -> None:
-        self.histories: dict[str, list[dict[str, Any]]] = {}
-        self.requests: list[SeenRequest] = []
-        self.token = token
-        self.page_size = page_size
+    def __init__(self, directory: Path) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*write_self_signed_certificate(directory))
@@ -90,6 +78,29 @@ class ListEventsStandIn:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    authorization: str | None
+
+
+class ListEventsStandIn(LocalHttpsServer):
+    """``histories`` maps a webhook's listEvents path (from /subscriptions/...) to its events;
+    each answer holds at most ``page_size`` of them."""
+
+    def __init__(self, directory: Path, token: str, page_size: int = 2) -> None:
+        self.histories: dict[str, list[dict[str, Any]]] = {}
+        self.requests: list[SeenRequest] = []
+        self.token = token
+        self.page_size = page_size
+        super().__init__(directory)
 
     def _answer(
         self, method: str, path: str, query: dict[str, list[str]]

@@ -9,21 +9,20 @@ SDK keeps sending to it rather than to the endpoints the server advertises.
 from __future__ import annotations
 
 import re
-import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from tests.support.arm_stand_in import write_self_signed_certificate
+from tests.support.arm_stand_in import LocalHttpsServer
 
 _DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
-class ThrottlingProxy:
+class ThrottlingProxy(LocalHttpsServer):
     """``throttle_next`` document writes are answered 429 (then they pass); with
     ``throttle_always`` every one is. ``throttled`` counts the 429s sent."""
 
@@ -34,22 +33,7 @@ class ThrottlingProxy:
         self.throttled = 0
         self._lock = threading.Lock()
         self._session = requests.Session()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*write_self_signed_certificate(directory))
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self._server.server_address[1]}/"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(directory)
 
     def _should_throttle(self, method: str, path: str) -> bool:
         if method != "POST" or not _DOCUMENT_WRITE.match(path):
