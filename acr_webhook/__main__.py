@@ -234,14 +234,14 @@ def _redrive(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
     from acr_webhook.config import STORAGE_CONNECTION, queue_settings, read_values
-    from acr_webhook.redrive import poison_queue_of, redrive
+    from acr_webhook.redrive import redrive
 
     queue = queue_settings(read_values())
     if queue is None:
         raise ConfigurationError(
             f"{STORAGE_CONNECTION} is not set (environment or local.settings.json Values)"
         )
-    poison = poison_queue_of(queue).queue_name
+    poison = queue.poison.queue_name
     try:
         report = redrive(queue)
     except AzureError as error:

@@ -6,6 +6,7 @@ Settings come from the environment and, for local runs, from ``local.settings.js
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -51,6 +52,12 @@ class QueueSettings:
     queue_name: str
     connection_string: str | None = None
     queue_service_uri: str | None = None
+
+    @property
+    def poison(self) -> QueueSettings:
+        """Where the Functions runtime moves a message that keeps failing: ``<queue>-poison``
+        in the same account."""
+        return dataclasses.replace(self, queue_name=f"{self.queue_name}-poison")
 
 
 @dataclass(frozen=True)

@@ -130,10 +130,9 @@ class StorageQueueFallback:
 
 def provision_queue(settings: QueueSettings) -> None:
     """Create the fallback queue and its poison queue if missing (Bicep does it in Azure)."""
-    for name in (settings.queue_name, f"{settings.queue_name}-poison"):
+    for queue in (settings, settings.poison):
         client = create_queue_client(
-            QueueSettings(name, settings.connection_string, settings.queue_service_uri),
-            {"connection_timeout": 5, "read_timeout": 30, "retry_total": 0},
+            queue, {"connection_timeout": 5, "read_timeout": 30, "retry_total": 0}
         )
         with contextlib.suppress(ResourceExistsError):
             client.create_queue()

@@ -48,12 +48,6 @@ class RedriveReport:
     left: int
 
 
-def poison_queue_of(queue: QueueSettings) -> QueueSettings:
-    return QueueSettings(
-        f"{queue.queue_name}-poison", queue.connection_string, queue.queue_service_uri
-    )
-
-
 def is_event_message(content: str) -> bool:
     """Whether replay would accept this message: base64 of a parked event (fallback.py)."""
     try:
@@ -66,7 +60,7 @@ def is_event_message(content: str) -> bool:
 def redrive(queue: QueueSettings) -> RedriveReport:
     """Move every event message from ``<queue>-poison`` back to ``queue``."""
     main = create_queue_client(queue, CLI_TIMEOUTS, base64_messages=False)
-    poison = create_queue_client(poison_queue_of(queue), CLI_TIMEOUTS, base64_messages=False)
+    poison = create_queue_client(queue.poison, CLI_TIMEOUTS, base64_messages=False)
     try:
         batch = _receive(poison)
     except ResourceNotFoundError:

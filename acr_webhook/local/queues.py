@@ -106,10 +106,7 @@ class QueuePoller:
         self.options = options
         # Raw messages: decoding here lets an undecodable one go to poison, as in Azure.
         self._queue = create_queue_client(queue, POLL_TIMEOUTS, base64_messages=False)
-        poison = QueueSettings(
-            f"{queue.queue_name}-poison", queue.connection_string, queue.queue_service_uri
-        )
-        self._poison = create_queue_client(poison, POLL_TIMEOUTS, base64_messages=False)
+        self._poison = create_queue_client(queue.poison, POLL_TIMEOUTS, base64_messages=False)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"queue-{function.name}", daemon=True

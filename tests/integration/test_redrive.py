@@ -21,7 +21,7 @@ from acr_webhook.fallback import (
 )
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.redrive import RedriveReport, poison_queue_of, redrive
+from acr_webhook.redrive import RedriveReport, redrive
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
@@ -98,7 +98,7 @@ def test_redrive_moves_events_back_unchanged_and_replay_records_each_once(
 ) -> None:
     documents = queued_pushes(3)
     queue = poisoned(azurite, documents)
-    poison = poison_queue_of(queue)
+    poison = queue.poison
     send_raw(poison, NOT_AN_EVENT)
     stored_in_poison = raw_messages(poison)
     assert len(stored_in_poison) == 4 and raw_messages(queue) == []
@@ -124,7 +124,7 @@ def test_a_crash_between_send_and_delete_costs_one_duplicate_that_replay_stores_
 ) -> None:
     [document] = queued_pushes(1)
     queue = poisoned(azurite, [document])
-    [content] = raw_messages(poison_queue_of(queue))
+    [content] = raw_messages(queue.poison)
     send_raw(queue, content)  # the send of an earlier run whose delete never happened
 
     assert redrive(queue) == RedriveReport(moved=1, not_events=0, left=0)
@@ -144,7 +144,7 @@ def test_the_command_reads_azure_web_jobs_storage_like_serve(
 ) -> None:
     queue = new_queue(restartable_azurite, FALLBACK_QUEUE_NAME)
     [document] = queued_pushes(1)
-    StorageQueueFallback(poison_queue_of(queue)).put(document)  # encoded as the app writes
+    StorageQueueFallback(queue.poison).put(document)  # encoded as the app writes
     env = {"AzureWebJobsStorage": restartable_azurite.connection_string}
 
     first = run_cli(["redrive"], tmp_path, env)
