@@ -304,6 +304,11 @@ def test_recorded_queued_and_rejected_events_arrive_with_dimensions_counts_and_d
     for decision in ("recorded", "queued", "rejected"):
         key = (("decision", decision), ("route", "webhook"))
         assert counts.get(key, 0) - counts_before.get(key, 0) == 1, decision
+    latencies = {
+        tuple(sorted(point.attributes.items())): point.count
+        for point in _points(exported.metrics, STORE_DURATION_METRIC)
+    }
+    assert latencies[(("decision", "recorded"), ("route", "webhook"))] >= 1
 
     # What Application Insights receives from the Azure Monitor exporters: the fields as
     # customDimensions (strings) in traces, the counter in customMetrics, the dependencies.
