@@ -235,7 +235,7 @@ def install_decision_telemetry(pipeline: _Pipeline) -> None:
     logger = logging.getLogger(APP_LOGGER)
     if not any(isinstance(handler, DecisionTelemetry) for handler in logger.handlers):
         handler = DecisionTelemetry(pipeline)
-        pipeline.on_ready(handler)
+        pipeline.add_handler(handler)
         logger.addHandler(handler)
 
 
@@ -266,7 +266,8 @@ class _Pipeline:
         # Imported with the exporters (its package is most of their import time).
         self.call_sampler: Sampler | None = None
 
-    def on_ready(self, handler: DecisionTelemetry) -> None:
+    def add_handler(self, handler: DecisionTelemetry) -> None:
+        """``handler`` starts exporting once the pipeline is built."""
         self._handlers.append(handler)
 
     def start(self) -> None:
