@@ -1,7 +1,7 @@
 """A local stand-in for Application Insights' ingestion endpoint: accepts every POST.
 
 Runs with telemetry point APPLICATIONINSIGHTS_CONNECTION_STRING here, so the app configures the
-Azure Monitor distro exactly as deployed and its exporters do all their work (serialize, send)
+Azure Monitor exporters exactly as deployed and its exporters do all their work (serialize, send)
 without reaching outside hosts.
 """
 

@@ -74,7 +74,7 @@ def _telemetry_configured() -> str:
     if type(provider).__module__.startswith("opentelemetry.sdk"):
         return (
             "APPLICATIONINSIGHTS_CONNECTION_STRING set, so `function_app` configured the Azure "
-            "Monitor distro through `acr_webhook.telemetry.configure_telemetry()` as deployed; "
+            "Monitor exporters through `acr_webhook.telemetry.configure_telemetry()` as deployed; "
             "its exporters send to a local sink (`bench/sink.py`)"
         )
     raise SystemExit("function_app configured no telemetry with a connection string set")
