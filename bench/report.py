@@ -416,6 +416,30 @@ def ru_section(costs: list[ru.WriteCost]) -> str:
     )
 
 
+# Written by hand from one-off profiles (cProfile and interleaved process_time loops against the
+# local server), not measured by this run: the why behind the misses above.
+WHERE_THE_TIME_GOES = """## Where the time goes
+
+Profiled on 2026-11-23 (2 cores), not by this run:
+
+- **Per event** the SDK's `create_item` is ~880 µs of CPU on the app's client, the same as the
+  sync tuned floor (the app's transport matches it). The rest of the function path measures
+  ~24 µs when run alone (validation 5, document 3, decision log record 10, translation and the
+  rest 6), but ~110-130 µs between real writes: each write evicts the caches, and the one
+  decision log record per event (needed: every decision is a log record) then costs ~60 µs
+  instead of 10. Turning off process and thread information on log records (the logging
+  HOWTO's optimisations) saves ~10 µs, too little for 1.1x and process-wide, so it is not done.
+- **Telemetry** adds ~360 µs per event on top: the Azure Monitor log exporter converts each
+  record (~150 µs), azure-core's tracing costs ~110 µs per write even when the call is not
+  sampled, the rest is OpenTelemetry's handler and the counters.
+- **Throughput** at concurrency 16: the sync client's threads contend for the GIL; the async
+  client on one event loop does ~1.4x the sync tuned floor. The app is sync (one decision for
+  the client, the outage handling, the local host and the telemetry); against the sync tuned
+  floor the function path reaches ~0.87x.
+- **Through the local host** the client, waitress and the app share the same 2 cores with the
+  local Cosmos DB server; HTTP parsing on both sides costs about as much CPU as the write."""
+
+
 def render(figures: Figures) -> str:
     sections = [
         "# Performance",
@@ -444,5 +468,6 @@ def render(figures: Figures) -> str:
         http_section(figures.http),
         cold_start_section(figures.cold_start, figures.imports),
         ru_section(figures.sizes),
+        WHERE_THE_TIME_GOES,
     ]
     return "\n\n".join(sections) + "\n"
