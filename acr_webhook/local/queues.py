@@ -13,7 +13,6 @@ import binascii
 import contextlib
 import json
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +28,7 @@ from azure.storage.queue import QueueMessage
 from acr_webhook.config import STORAGE_CONNECTION, QueueSettings, queue_settings
 from acr_webhook.fallback import create_queue_client
 from acr_webhook.local.app_index import resolve_settings, triggered_by
+from acr_webhook.local.background import BackgroundRunner
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +99,15 @@ def resolve_queue(function: QueueFunction, values: Mapping[str, str]) -> QueueSe
     return queue_settings(values, function.connection, queue_name)
 
 
-class QueuePoller:
+class QueuePoller(BackgroundRunner):
     def __init__(self, function: QueueFunction, queue: QueueSettings, options: QueueOptions):
+        super().__init__(f"queue-{function.name}")
         self.function = function
         self.queue_name = queue.queue_name
         self.options = options
         # Raw messages: decoding here lets an undecodable one go to poison, as in Azure.
         self._queue = create_queue_client(queue, POLL_TIMEOUTS, base64_messages=False)
         self._poison = create_queue_client(queue.poison, POLL_TIMEOUTS, base64_messages=False)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"queue-{function.name}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         idle = 0.1

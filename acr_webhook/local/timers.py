@@ -11,7 +11,6 @@ happens on schedule; runs of one function never overlap.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from azure.functions.timer import TimerRequest
 from croniter import croniter
 
 from acr_webhook.local.app_index import missing_settings, resolve_settings, triggered_by
+from acr_webhook.local.background import BackgroundRunner
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class TimerRunner:
+class TimerRunner(BackgroundRunner):
     """Calls one timer function at each time its schedule names, on a thread of its own."""
 
     def __init__(
@@ -91,20 +91,10 @@ class TimerRunner:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         next_occurrence(schedule, clock())  # refuse a bad schedule before starting
+        super().__init__(f"timer-{function.name}")
         self.function = function
         self.schedule = schedule
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"timer-{function.name}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
 
     def _run(self) -> None:
         if self.function.run_on_startup:
