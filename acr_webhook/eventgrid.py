@@ -293,6 +293,14 @@ def _write(
     return written
 
 
+def _summary(problems: list[str]) -> str:
+    """The first MAX_REPORTED_PROBLEMS problems, then how many more there are."""
+    shown = problems[:MAX_REPORTED_PROBLEMS]
+    if len(problems) > len(shown):
+        shown.append(f"and {len(problems) - len(shown)} more")
+    return "; ".join(shown)
+
+
 def _unavailable(reason: str, batch: int, headers: Mapping[str, str]) -> Result:
     log.error(
         "eventgrid batch of %d answered 503 for Event Grid to retry: %s (%s)",
@@ -362,10 +370,7 @@ def handle_eventgrid(
         else:
             storable.append(outcome)
     if problems:
-        shown = problems[:MAX_REPORTED_PROBLEMS]
-        if len(problems) > len(shown):
-            shown.append(f"and {len(problems) - len(shown)} more")
-        return _reject("; ".join(shown))
+        return _reject(_summary(problems))
 
     for unknown in ignored:
         log.info(
@@ -407,10 +412,7 @@ def handle_eventgrid(
             if written.rejected is not None:
                 refused.append(written.rejected)
     if refused:
-        shown = refused[:MAX_REPORTED_PROBLEMS]
-        if len(refused) > len(shown):
-            shown.append(f"and {len(refused) - len(shown)} more")
-        return Result(400, {"error": "; ".join(shown)})
+        return Result(400, {"error": _summary(refused)})
     log.info(
         "eventgrid batch of %d: recorded=%d duplicate=%d ignored=%d (%s)",
         len(storable),
