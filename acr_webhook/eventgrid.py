@@ -230,7 +230,7 @@ def _answer_handshake(labelled: list[tuple[str, Any]], headers: Mapping[str, str
     """The subscription-validation handshake: one SubscriptionValidationEvent, alone."""
     outcome = _check(*labelled[0]) if len(labelled) == 1 else None
     if isinstance(outcome, list):
-        return _reject("; ".join(outcome[:MAX_REPORTED_PROBLEMS]))
+        return _reject(_summary(outcome))
     if not isinstance(outcome, _Handshake):
         return _reject(
             f"{EVENT_TYPE_HEADER}: SubscriptionValidation needs a body of exactly one "
