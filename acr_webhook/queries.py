@@ -60,7 +60,9 @@ PUSH_SCAN_BATCH: Final = 200
 MAX_PUSH_SCAN: Final = 1000
 # The function key when it is sent as ?code=; the host checks it, the query ignores it.
 IGNORED_PARAMETERS: Final = frozenset({"code"})
-MAX_VALUE_CHARS: Final = 1024  # ACR's own limit for a repository name; ample for tags
+# Longer than any stored value (models: repository 255, tag 128): only bounds what a client can
+# make the server send to the database.
+MAX_VALUE_CHARS: Final = 1024
 # A token normally holds one key; ties on a microsecond timestamp are rare. This only bounds
 # what a client can make the server decode and send to the database.
 MAX_CONTINUATION_CHARS: Final = 64 * 1024
