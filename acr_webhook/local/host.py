@@ -20,10 +20,14 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
@@ -179,9 +183,12 @@ class WsgiAdapter:
         headers = [(k, v) for k, v in reply.headers.items() if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(reply.body))))
         start_response(status_line(reply.status), headers)
-        # The path only: the query string carries the function key.
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        log.info("%s %s %d %.1fms", method, path, reply.status, elapsed_ms)
+        # Only failed requests: every request the function handles already logs its decision
+        # line, and a second line for each one cost ~6% of the host's throughput.
+        if reply.status >= HTTPStatus.BAD_REQUEST:
+            # The path only: the query string carries the function key.
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log.info("%s %s %d %.1fms", method, path, reply.status, elapsed_ms)
         return [reply.body]
 
 
@@ -203,6 +210,10 @@ def status_line(status: int) -> str:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"{status} Unknown"
+
+
+# waitress holds a response back until this much is waiting, or the request is done.
+SEND_BYTES = 18000
 
 
 @dataclass(frozen=True)
@@ -233,6 +244,11 @@ class ServerLimits:
             "max_request_header_size": self.max_header_bytes,
             "inbuf_overflow": self.body_in_memory_bytes,
             "asyncore_use_poll": True,  # select() fails past 1024 open descriptors
+            # Status line, headers and a small body leave in one send() from the server's
+            # loop instead of two from the worker thread: one GIL hand-off less per request.
+            # Deprecated in waitress 3 but honoured by the pinned 3.0.2; a waitress that
+            # dropped it refuses to start ("Unknown adjustment"), it does not go quiet.
+            "send_bytes": SEND_BYTES,
             "clear_untrusted_proxy_headers": False,  # functions see headers as sent
         }
 
@@ -252,13 +268,15 @@ class LocalHttpServer:
     ) -> None:
         self.host = host
         self._connections: dict[int, Any] = {}  # waitress's socket map: listener + channels
-        self._server = waitress.create_server(
-            WsgiAdapter(host),
-            map=self._connections,
-            host=address,
-            port=port,
-            **limits.adjustments(),
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "send_bytes", DeprecationWarning)
+            self._server = waitress.create_server(
+                WsgiAdapter(host),
+                map=self._connections,
+                host=address,
+                port=port,
+                **limits.adjustments(),
+            )
         self.address = (str(self._server.effective_host), int(self._server.effective_port))
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 
@@ -319,6 +337,25 @@ TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (
 )
 
 
+@contextmanager
+def console_log_on_its_own_thread() -> Iterator[None]:
+    """The root logger's handlers (the console) run on one thread of their own, fed by a queue,
+    as the Azure Python worker hands its log records to the host: a request never waits for
+    the console, nor for another request's line to be written. Lines keep their order, format
+    and time of logging."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    records: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    listener = QueueListener(records, *handlers, respect_handler_level=True)
+    root.handlers = [QueueHandler(records)]
+    listener.start()
+    try:
+        yield
+    finally:
+        root.handlers = handlers
+        listener.stop()  # writes what is still queued
+
+
 def serve(
     app: func.FunctionApp,
     host: str,
@@ -356,7 +393,10 @@ def serve(
             print(f"  {'/'.join(sorted(function.methods))} {url}", flush=True)
         for description, _ in started:
             print(f"  {description}", flush=True)
-        stop_requested.wait()
+        # Only after the banner: a line written from the console's thread could otherwise
+        # land inside a banner line (print writes the text and its newline separately).
+        with console_log_on_its_own_thread():
+            stop_requested.wait()
     finally:
         server.stop()
         for _, runner in started:
