@@ -436,8 +436,12 @@ Profiled on 2026-11-23 (2 cores), not by this run:
   client on one event loop does ~1.4x the sync tuned floor. The app is sync (one decision for
   the client, the outage handling, the local host and the telemetry); against the sync tuned
   floor the function path reaches ~0.87x.
-- **Through the local host** the client, waitress and the app share the same 2 cores with the
-  local Cosmos DB server; HTTP parsing on both sides costs about as much CPU as the write."""
+- **Through the local host** the serve process is bound by GIL hand-offs, not by HTTP parsing:
+  each blocking write on a request's path waits for the GIL behind 16 busy threads. Console
+  logging runs on its own thread and each response goes out in one send; of the GIL time that
+  remains, the SDK write is ~68%, the function path ~11%, waitress and the adapter ~15%
+  (py-spy). A leaner benchmark client (raw keep-alive requests, ~85 instead of ~215 µs of CPU
+  per event) moved the figure only within its noise."""
 
 
 def render(figures: Figures) -> str:
