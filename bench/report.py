@@ -435,7 +435,7 @@ Profiled on 2026-11-23 (2 cores), not by this run:
 - **Throughput** at concurrency 16: the sync client's threads contend for the GIL; the async
   client on one event loop does ~1.4x the sync tuned floor. The app is sync (one decision for
   the client, the outage handling, the local host and the telemetry); against the sync tuned
-  floor the function path reaches ~0.87x.
+  floor the function path reaches ~0.85x.
 - **Through the local host** the serve process is bound by GIL hand-offs, not by HTTP parsing:
   each blocking write on a request's path waits for the GIL behind 16 busy threads. Console
   logging runs on its own thread and each response goes out in one send; of the GIL time that
