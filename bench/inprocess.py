@@ -11,7 +11,6 @@ range.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from bench import floors
 from bench.sink import Sink, telemetry_sink
 from bench.stats import Spread, median, percentile, spread
 from bench.worker import FUNCTION, TELEMETRY_ENV
-from tests.support.cosmos_server import REPO_ROOT
+from tests.support.serve import app_environment
 
 TELEMETRY = "function+telemetry"
 LABELS = {
@@ -45,17 +44,8 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, workdir: str, telemetry: dict[str, str] | None) -> None:
         """``telemetry``: the settings that turn it on (bench/sink.py), or None for off."""
-        own = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs", "APPLICATIONINSIGHTS_")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
-        env.update(
-            PYTHONPATH=str(REPO_ROOT),
-            COSMOS_ENDPOINT=settings.cosmos_endpoint,
-            COSMOS_KEY=settings.cosmos_key or "",
-            COSMOS_DATABASE=settings.cosmos_database,
-            COSMOS_CONTAINER=settings.cosmos_container,
-            **{TELEMETRY_ENV: "1" if telemetry else "0"},
-            **(telemetry or {}),
-        )
+        env = app_environment(settings, "APPLICATIONINSIGHTS_")
+        env.update({TELEMETRY_ENV: "1" if telemetry else "0"}, **(telemetry or {}))
         # Closed in close(): it outlives this method, as the process does.
         self._stderr: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._process = subprocess.Popen(

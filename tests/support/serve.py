@@ -11,25 +11,54 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from acr_webhook.config import Settings
 from tests.support.cosmos_server import REPO_ROOT
 
 
-def run_cli(
-    args: list[str], workdir: Path, env: dict[str, str]
+def run_python(
+    args: list[str], workdir: Path, env: Mapping[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m acr_webhook <args>`` to completion, with only ``env`` (and PYTHONPATH)."""
+    """``python <args>`` in a fresh process to completion, with ``env`` and the repository
+    importable (PYTHONPATH); the caller checks the exit code."""
     return subprocess.run(
-        [sys.executable, "-m", "acr_webhook", *args],
+        [sys.executable, *args],
         cwd=workdir,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env, "PYTHONPATH": str(REPO_ROOT)},
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def run_cli(
+    args: list[str], workdir: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``python -m acr_webhook <args>`` to completion, with only ``env`` (and PYTHONPATH)."""
+    path = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    return run_python(["-m", "acr_webhook", *args], workdir, {**path, **env})
+
+
+# Settings a child app process takes from its test alone, never from the caller's environment.
+APP_SETTING_PREFIXES = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs")
+
+
+def app_environment(settings: Settings, *also_own: str) -> dict[str, str]:
+    """This process's environment without any app setting (those in APP_SETTING_PREFIXES and
+    ``also_own``), plus PYTHONPATH and the Cosmos DB settings of ``settings``."""
+    own = (*APP_SETTING_PREFIXES, *also_own)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
+    env.update(
+        PYTHONPATH=str(REPO_ROOT),
+        COSMOS_ENDPOINT=settings.cosmos_endpoint,
+        COSMOS_KEY=settings.cosmos_key or "",
+        COSMOS_DATABASE=settings.cosmos_database,
+        COSMOS_CONTAINER=settings.cosmos_container,
+    )
+    return env
 
 
 def free_port() -> int:
@@ -51,15 +80,7 @@ class ServeProcess:
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        own = ("COSMOS_", "LOCAL_", "WEBHOOK_", "AzureWebJobs")  # only what the test gives
-        env = {k: v for k, v in os.environ.items() if not k.startswith(own)}
-        env.update(
-            PYTHONPATH=str(REPO_ROOT),
-            COSMOS_ENDPOINT=settings.cosmos_endpoint,
-            COSMOS_KEY=settings.cosmos_key or "",
-            COSMOS_DATABASE=settings.cosmos_database,
-            COSMOS_CONTAINER=settings.cosmos_container,
-        )
+        env = app_environment(settings)  # only what the test gives
         if function_key is not None:
             env["LOCAL_FUNCTION_KEY"] = function_key
         env.update(extra_env or {})

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cosmos_server import REPO_ROOT
+from tests.support.serve import run_python
+
 # Packages only requirements-dev.txt installs (the local host, its timers, the tests).
 DEV_ONLY = ("acr_webhook.local", "waitress", "croniter", "pytest", "hypothesis", "aiohttp")
 
@@ -21,16 +21,8 @@ def test_the_function_app_imports_no_local_stand_in_and_no_dev_package(tmp_path:
         "import json, sys; import function_app; "
         f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({DEV_ONLY!r}))))"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_python(["-c", probe], tmp_path, os.environ)
+    assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.splitlines()[-1]) == []
 
 

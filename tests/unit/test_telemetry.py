@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -50,7 +48,8 @@ from acr_webhook.telemetry import (
 from tests.conftest import fresh_settings
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite
-from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
+from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.serve import run_python
 
 SECRET = "telemetry-test-secret"
 
@@ -416,22 +415,14 @@ def test_the_first_event_is_exported_even_if_the_process_ends_right_after(tmp_pa
     ingestion = Ingestion()
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
     env.update(
-        PYTHONPATH=str(REPO_ROOT),
         APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string,
         APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true",
         APPLICATIONINSIGHTS_SDKSTATS_DISABLED="true",
     )
     endpoint = ingestion.connection_string.split("IngestionEndpoint=")[1]
     try:
-        subprocess.run(
-            [sys.executable, "-c", FIRST_EVENT_THEN_EXIT, endpoint],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        result = run_python(["-c", FIRST_EVENT_THEN_EXIT, endpoint], tmp_path, env)
+        assert result.returncode == 0, result.stderr
     finally:
         ingestion.close()
     [message] = [m for m in ingestion.of_type("MessageData") if m.get("properties")]
@@ -459,15 +450,7 @@ def test_without_a_connection_string_nothing_is_imported_and_the_sdk_loggers_are
         "'azure_level': logging.getLogger('azure').level}))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
-    env["PYTHONPATH"] = str(REPO_ROOT)
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    result = run_python(["-c", probe], tmp_path, env)
+    assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.splitlines()[-1])
     assert found == {"loaded": [], "azure_level": logging.WARNING}
