@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
@@ -297,18 +297,26 @@ class _LazyContainer:
         return container
 
 
+def _no_call_options() -> Mapping[str, Any]:
+    return {}
+
+
 class CosmosEventRepository:
     """Cosmos DB implementation. Writes and reads each get a client, created on first use:
     reads use their own (QUERY_TIMEOUTS), built only when something reads, so writes keep
-    their ~2 s bound. ``health`` is shared by every writer of the process (runtime.py)."""
+    their ~2 s bound. ``health`` is shared by every writer of the process (runtime.py).
+    ``call_options``, asked before each write, gives extra keywords for its SDK call (runtime.py
+    passes telemetry's per-call tracing decision)."""
 
     def __init__(
         self,
         settings: Settings,
         write_options: dict[str, Any] = CLIENT_TIMEOUTS,
         health: DatabaseHealth | None = None,
+        call_options: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._health = DatabaseHealth() if health is None else health
+        self._call_options = call_options or _no_call_options
         self._writes = _LazyContainer(settings, write_options, self._health)
         self._reads = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
 
@@ -316,7 +324,7 @@ class CosmosEventRepository:
         self._health.check()
         container = self._writes.get()
         try:
-            container.create_item(document)
+            container.create_item(document, **self._call_options())
         except CosmosResourceExistsError:
             self._fill_in(container, document)
             return False

@@ -19,6 +19,7 @@ from acr_webhook.repository import (
     EventReader,
     EventRepository,
 )
+from acr_webhook.telemetry import sdk_call_options
 
 
 @functools.cache
@@ -34,14 +35,19 @@ def database_health() -> DatabaseHealth:
 
 @functools.cache
 def event_repository() -> EventRepository:
-    return CosmosEventRepository(settings(), health=database_health())
+    return CosmosEventRepository(
+        settings(), health=database_health(), call_options=sdk_call_options
+    )
 
 
 @functools.cache
 def eventgrid_repository() -> EventRepository:
     # Event Grid waits 30 s, not 5: its batches get a client that rides out throttling longer.
     return CosmosEventRepository(
-        settings(), write_options=EVENTGRID_WRITE_OPTIONS, health=database_health()
+        settings(),
+        write_options=EVENTGRID_WRITE_OPTIONS,
+        health=database_health(),
+        call_options=sdk_call_options,
     )
 
 

@@ -9,9 +9,11 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +23,7 @@ import pytest
 from azure.core.settings import settings as azure_core_settings
 from azure.identity import ManagedIdentityCredential
 from opentelemetry._logs import get_logger_provider
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.metrics import get_meter_provider
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -35,13 +38,17 @@ import function_app
 from acr_webhook.config import QueueSettings, Settings
 from acr_webhook.fallback import StorageQueueFallback, provision_queue
 from acr_webhook.handlers import SharedSecret
+from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.telemetry import (
     APP_LOGGER,
     DECISIONS_METRIC,
+    SAMPLE_RATE_KEY,
     STORE_DURATION_METRIC,
     DecisionMetrics,
     DecisionTelemetry,
+    RateLimit,
+    RoutineSampling,
     configure_telemetry,
     managed_identity_credential,
 )
@@ -179,6 +186,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         configured = configure_telemetry(
             {"APPLICATIONINSIGHTS_CONNECTION_STRING": found.ingestion.connection_string},
             dependencies_per_second=None,  # every dependency, not 5 per second
+            routine_records_per_second=None,  # every log record, not 5 routine ones per second
             span_processors=[SimpleSpanProcessor(found.spans)],
             log_record_processors=[SimpleLogRecordProcessor(found.logs)],
             metric_readers=[found.metrics],
@@ -352,6 +360,56 @@ def test_recorded_queued_and_rejected_events_arrive_with_dimensions_counts_and_d
     ]
 
 
+def test_calls_and_records_sampled_before_export_carry_their_rate_and_dropped_calls_no_span(
+    exported: Exported, app_stores: Settings, restartable_cosmos_server: LocalCosmosServer
+) -> None:
+    """What telemetry.sdk_call_options and RoutineSampling hand on: a call sampled beforehand
+    (through azure-cosmos to azure-core's tracing) and a record, each with its sampling rate,
+    and a call not traced at all."""
+    decisions: Iterator[Mapping[str, Any]] = iter(
+        [
+            {"tracing_options": {"attributes": {SAMPLE_RATE_KEY: 25.0}}},
+            {"tracing_options": {"enabled": False}},
+        ]
+    )
+    repository = CosmosEventRepository(app_stores, call_options=lambda: next(decisions))
+    exported.clear()
+    sampled, dropped = (payloads.with_new_id(payloads.PUSH) for _ in range(2))
+    for payload in (sampled, dropped):
+        assert repository.add(to_document(AcrEvent.model_validate(payload), datetime.now(UTC)))
+    fields = {"decision": "recorded", "route": "webhook", "event_id": sampled["id"]}
+    logging.getLogger(f"{APP_LOGGER}.test_rates").info(
+        "stored", extra={**fields, SAMPLE_RATE_KEY: 25.0}
+    )
+
+    cosmos = f"127.0.0.1:{restartable_cosmos_server.port}"
+    [write] = [
+        _attributes(span)
+        for span in exported.client_spans("POST")
+        if cosmos in _attributes(span)["url.full"]
+    ]
+    assert write[SAMPLE_RATE_KEY] == 25.0
+    flush_telemetry()
+    # (The calls of the other tests here were all recorded: no sampling rate.)
+    rates = [
+        envelope.get("sampleRate")
+        for envelope in exported.ingestion.envelopes
+        if envelope["data"]["baseType"] == "RemoteDependencyData"
+        and envelope["data"]["baseData"]["target"] == cosmos
+        and "sampleRate" in envelope
+    ]
+    assert rates == [25.0]
+    [message] = [
+        envelope
+        for envelope in exported.ingestion.envelopes
+        if envelope["data"]["baseType"] == "MessageData"
+        and envelope["data"]["baseData"].get("properties", {}).get("event_id") == sampled["id"]
+    ]
+    assert message["sampleRate"] == 25.0
+    assert fields.items() <= message["data"]["baseData"]["properties"].items()
+    assert SAMPLE_RATE_KEY not in message["data"]["baseData"]["properties"]
+
+
 def flush_telemetry() -> None:
     """Export what the batch processors and the metric reader hold, now."""
     cast(TracerProvider, get_tracer_provider()).force_flush()
@@ -383,6 +441,62 @@ def test_the_store_latency_histogram_comes_from_store_ms() -> None:
     assert counts == {
         (("decision", "recorded"), ("route", "webhook")): 2,
         (("decision", "rejected"), ("route", "webhook")): 1,
+    }
+
+
+def test_routine_records_are_exported_at_a_bounded_rate_the_rest_always_counts_exactly() -> None:
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    reader = InMemoryMetricReader()
+    per_second = 100.0
+    logger = logging.getLogger(f"{APP_LOGGER}.test_sampling")
+    logger.setLevel(logging.INFO)
+    handlers = [
+        DecisionMetrics(MeterProvider(metric_readers=[reader])),
+        RoutineSampling(LoggingHandler(logger_provider=logger_provider), RateLimit(per_second)),
+    ]
+    for handler in handlers:
+        logger.addHandler(handler)
+    routine, started = 2000, time.monotonic()
+    try:
+        for index in range(routine):
+            route = "webhook" if index % 2 else "eventgrid"
+            logger.info("stored", extra={"decision": "recorded", "route": route})
+            if index % 100 == 0:
+                logger.warning("refused", extra={"decision": "rejected", "route": route})
+                logger.info("replayed", extra={"decision": "replayed", "route": "replay"})
+                logger.info("duplicate", extra={"decision": "duplicate", "route": "replay"})
+        elapsed = time.monotonic() - started
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    exported = [dict(r.log_record.attributes or {}) for r in exporter.get_finished_logs()]
+
+    def of(decision: str) -> list[dict[str, Any]]:
+        return [attributes for attributes in exported if attributes["decision"] == decision]
+
+    # Warnings and the replay's records: every one, as logged, with no sampling rate.
+    assert len(of("rejected")) == 20 and len(of("replayed")) == 20 and len(of("duplicate")) == 20
+    assert not [
+        a for a in of("rejected") + of("replayed") + of("duplicate") if SAMPLE_RATE_KEY in a
+    ]
+    # The routine ones: some, at most the rate allows, each saying what it stands for (100/n %).
+    sampled = of("recorded")
+    assert 0 < len(sampled) <= per_second * (elapsed + 1) < routine
+    for attributes in sampled:
+        rate = attributes.get(SAMPLE_RATE_KEY, 100.0)
+        assert 0 < rate <= 100 and (100 / rate) == pytest.approx(round(100 / rate))
+    # The counts are exact.
+    counts = {
+        tuple(sorted(p.attributes.items())): p.value for p in _points(reader, DECISIONS_METRIC)
+    }
+    assert counts == {
+        (("decision", "recorded"), ("route", "webhook")): routine / 2,
+        (("decision", "recorded"), ("route", "eventgrid")): routine / 2,
+        (("decision", "rejected"), ("route", "eventgrid")): 20,
+        (("decision", "replayed"), ("route", "replay")): 20,
+        (("decision", "duplicate"), ("route", "replay")): 20,
     }
 
 
