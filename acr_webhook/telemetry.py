@@ -33,13 +33,14 @@ use (live metrics, performance counters, instrumentation entry points, a second 
 and builds everything before the first event. This module builds the same three exporters with
 the OpenTelemetry SDK in two steps:
 
-1. at import, only what must exist before the first event so that none of its telemetry is
-   lost: the tracer provider that records the SDK's spans (the first Cosmos DB call included),
-   exporting through :class:`_ExportWhenReady`, and the app logger's :class:`DecisionTelemetry`
-   handler, which holds records until the rest exists;
-2. the rest (the exporters, the credential, log and metric providers: ~100 ms of imports) on a
-   thread started by the first log record or span export, so off the first answer's path. The
-   held records and spans are then exported as if the pipeline had been there all along.
+1. at import, the app logger's :class:`DecisionTelemetry` handler, which holds records until
+   the rest exists, and the one thing that must happen before the interpreter may be shutting
+   down (see configure_telemetry): ~17 ms;
+2. the rest (the exporters, the credential, the tracer, log and metric providers, azure-core
+   tracing: ~100 ms of imports) on a thread started by the first log record, so off the first
+   answer's path. The held records are then exported as if the pipeline had been there all
+   along; the SDK calls made before it existed (a new instance's first event's, ~0.1 s) are not
+   traced: the tracer provider and the Functions resource at import cost ~15 ms more.
 
 Sources relied on:
 
@@ -60,7 +61,8 @@ Sources relied on:
 - Azure/azure-functions-python-worker, workers/azure_functions_worker/dispatcher.py:
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY makes the worker call the distro itself (no
   credential, root logger), so it must stay unset here or everything is exported twice; it
-  also sets OTEL_EXPERIMENTAL_RESOURCE_DETECTORS to "azure_functions", as done below.
+  also sets OTEL_EXPERIMENTAL_RESOURCE_DETECTORS to "azure_functions": that detector is used
+  below.
   PYTHON_ENABLE_OPENTELEMETRY alone marks the worker OpenTelemetry-enabled without creating
   the trace-context propagator its sync-invocation path then calls (issue #1881 reports the
   same crash on Python 3.13): see docs/operations.md.
@@ -70,7 +72,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import random
 import threading
 from collections import deque
@@ -88,8 +89,7 @@ if TYPE_CHECKING:
     from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord
     from opentelemetry.sdk.metrics.export import MetricReader
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
     from opentelemetry.trace import Link, SpanKind
     from opentelemetry.trace.span import TraceState
@@ -115,8 +115,9 @@ ROUTINE_ROUTES = frozenset({"webhook", "eventgrid"})
 SAMPLE_RATE_KEY = "_MS.sampleRate"
 # Records logged before the exporters exist (the first event's, normally a handful).
 HELD_RECORDS = 10_000
-# How long an export waits for the exporters to be built (it only waits on a cold process).
-SETUP_WAIT_SECONDS = 30.0
+# The pipeline is built on its own thread at the first log record, or this long after start in
+# a process that logs nothing (one that only answers reads: its calls are still dependencies).
+SETUP_AT_THE_LATEST_SECONDS = 10.0
 
 _log = logging.getLogger(__name__)
 
@@ -149,39 +150,28 @@ def configure_telemetry(
     connection_string = values.get(CONNECTION_STRING_SETTING, "").strip()
     if not connection_string:
         return False
-    # Imported only now, and only what the first event's spans need (~30 ms).
-    # opentelemetry.sdk._logs too (~4 ms), although only the setup thread uses it: its import
-    # builds a default Resource on a thread pool, which fails once the interpreter is shutting
-    # down, when that thread may run (in a process that ends right after its first event).
+    # Only what must happen before the interpreter may be shutting down, which is when the
+    # setup thread runs in a process that ends right after its first event: a Resource is built
+    # on a thread pool, which then refuses work. Importing opentelemetry.sdk._logs builds its
+    # default one; this builds the app's (~17 ms in all, most of it psutil).
     import opentelemetry.sdk._logs  # noqa: F401
-    from azure.core.settings import settings as azure_core_settings
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.trace import set_tracer_provider
 
-    # What the worker sets when it configures the distro: the Functions resource (role name =
-    # the app's name) instead of probing for App Service and VM metadata.
-    os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
-    resource = Resource.create()
     pipeline = _Pipeline(
         values,
-        resource,
+        Resource.create(),
         dependencies_per_second=dependencies_per_second,
         routine_records_per_second=routine_records_per_second,
+        span_processors=span_processors,
         log_record_processors=log_record_processors,
         metric_readers=metric_readers,
         exporter_options={"connection_string": connection_string, **(exporter_options or {})},
     )
-    tracer_provider = TracerProvider(sampler=_dependency_sampler(pipeline), resource=resource)
-    for processor in span_processors:
-        tracer_provider.add_span_processor(processor)
-    tracer_provider.add_span_processor(BatchSpanProcessor(_export_when_ready(pipeline)))
-    set_tracer_provider(tracer_provider)
-    # azure-core's own OpenTelemetry tracing (not the azure-core-tracing-opentelemetry plugin
-    # the distro sets): it gets its tracer once, not twice per call, and costs less per span.
-    azure_core_settings.tracing_enabled = True
     install_decision_telemetry(pipeline)
+    # Built by the first log record at the latest, off the first answer's path.
+    latest = threading.Timer(SETUP_AT_THE_LATEST_SECONDS, pipeline.start)
+    latest.daemon = True
+    latest.start()
     global _calls_pipeline  # one pipeline per process, as its providers are
     _calls_pipeline = pipeline
     return True
@@ -198,7 +188,8 @@ def sdk_call_options() -> Mapping[str, Any]:
     be recorded is not traced at all (azure-core's ``tracing_options``). Tracing a call only to
     drop it costs ~10% of the call's CPU: the method span, the context switches, the sampler.
 
-    Nothing without telemetry, nor before the sampler exists (every call is then recorded).
+    Nothing without telemetry, nor before the exporters exist (azure-core tracing is still off),
+    nor when every call is recorded (tests).
     """
     pipeline = _calls_pipeline
     calls = pipeline.calls if pipeline is not None else None
@@ -385,6 +376,7 @@ class _Pipeline:
         *,
         dependencies_per_second: float | None,
         routine_records_per_second: float | None,
+        span_processors: Sequence[SpanProcessor],
         log_record_processors: Sequence[LogRecordProcessor],
         metric_readers: Sequence[MetricReader],
         exporter_options: Mapping[str, Any],
@@ -393,6 +385,7 @@ class _Pipeline:
         self._resource = resource
         self._dependencies_per_second = dependencies_per_second
         self._routine_records_per_second = routine_records_per_second
+        self._span_processors = span_processors
         self._log_record_processors = log_record_processors
         self._metric_readers = metric_readers
         self._exporter_options = exporter_options
@@ -400,7 +393,6 @@ class _Pipeline:
         self._started = threading.Lock()
         self._thread: threading.Thread | None = None
         self.ready = threading.Event()
-        self.span_exporter: SpanExporter | None = None
         # Imported with the exporters (its package is most of their import time).
         self.calls: RateLimit | None = None
 
@@ -426,6 +418,7 @@ class _Pipeline:
             self.ready.set()
 
     def _build_exporters(self) -> None:
+        from azure.core.settings import settings as azure_core_settings
         from azure.monitor.opentelemetry.exporter import (
             AzureMonitorLogExporter,
             AzureMonitorMetricExporter,
@@ -434,35 +427,48 @@ class _Pipeline:
         from opentelemetry._logs import set_logger_provider
         from opentelemetry.instrumentation.logging.handler import LoggingHandler
         from opentelemetry.metrics import set_meter_provider
+        from opentelemetry.resource.detector.azure import AzureFunctionsResourceDetector
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
         from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace import set_tracer_provider
 
-        if self._dependencies_per_second is not None:
-            self.calls = RateLimit(self._dependencies_per_second)
         options = dict(self._exporter_options)
         credential = managed_identity_credential(self._values)
         if credential is not None:
             options["credential"] = credential
+        # The Functions resource (role name = the app's name), as the worker's distro set-up
+        # asks for (OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=azure_functions); detected directly,
+        # not on Resource.create's thread pool (see configure_telemetry).
+        resource = self._resource.merge(AzureFunctionsResourceDetector().detect())
+        calls = None
+        if self._dependencies_per_second is not None:
+            calls = RateLimit(self._dependencies_per_second)
+        tracer_provider = TracerProvider(sampler=_dependency_sampler(calls), resource=resource)
+        for span_processor in self._span_processors:
+            tracer_provider.add_span_processor(span_processor)
+        tracer_provider.add_span_processor(BatchSpanProcessor(AzureMonitorTraceExporter(**options)))
+        set_tracer_provider(tracer_provider)
         meter_provider = MeterProvider(
             metric_readers=[
                 *self._metric_readers,
                 PeriodicExportingMetricReader(AzureMonitorMetricExporter(**options)),
             ],
-            resource=self._resource,
+            resource=resource,
             # The Azure Monitor exporter sends no exemplars: not offering each measurement.
             exemplar_filter=AlwaysOffExemplarFilter(),
         )
         set_meter_provider(meter_provider)
-        logger_provider = LoggerProvider(resource=self._resource)
+        logger_provider = LoggerProvider(resource=resource)
         for processor in self._log_record_processors:
             logger_provider.add_log_record_processor(processor)
         logger_provider.add_log_record_processor(
             BatchLogRecordProcessor(_sampled_log_exporter(AzureMonitorLogExporter, options))
         )
         set_logger_provider(logger_provider)
-        self.span_exporter = AzureMonitorTraceExporter(**options)
         metrics = DecisionMetrics(meter_provider)
         logs = LoggingHandler(logger_provider=logger_provider)
         targets: tuple[logging.Handler, ...] = (metrics, logs)
@@ -471,6 +477,11 @@ class _Pipeline:
             targets = (metrics, RoutineSampling(logs, limit))
         for handler in self._handlers:
             handler.start_exporting(targets, held_targets=(metrics, logs))
+        self.calls = calls
+        # Only now: the calls made before (a new instance's first event's) are not recorded.
+        # azure-core's own OpenTelemetry tracing (not the azure-core-tracing-opentelemetry plugin
+        # the distro sets): it gets its tracer once, not twice per call, and costs less per span.
+        azure_core_settings.tracing_enabled = True
 
 
 def _sampled_log_exporter(
@@ -495,41 +506,14 @@ def _sampled_log_exporter(
     return cast("AzureMonitorLogExporter", SampledLogExporter(**options))
 
 
-def _export_when_ready(pipeline: _Pipeline) -> SpanExporter:
-    """The span exporter the tracer provider starts with: waits for the Azure Monitor one (and
-    starts building it), so spans ended before it existed are exported too."""
-    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-
-    class ExportWhenReady(SpanExporter):
-        def _exporter(self) -> SpanExporter | None:
-            pipeline.start()
-            pipeline.ready.wait(SETUP_WAIT_SECONDS)
-            return pipeline.span_exporter
-
-        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-            exporter = self._exporter()
-            return exporter.export(spans) if exporter else SpanExportResult.FAILURE
-
-        def force_flush(self, timeout_millis: int = 30_000) -> bool:
-            exporter = self._exporter()
-            return exporter.force_flush(timeout_millis) if exporter else False
-
-        def shutdown(self) -> None:
-            if pipeline.span_exporter is not None:
-                pipeline.span_exporter.shutdown()
-
-    return ExportWhenReady()
-
-
-def _dependency_sampler(pipeline: _Pipeline) -> Sampler:
-    """Records the SDK's HTTP calls (client spans: the dependencies) as ``pipeline.calls``
-    decides (all of them until it exists) unless sampled before the call, and drops the method
-    spans around them."""
+def _dependency_sampler(calls: RateLimit | None) -> Sampler:
+    """Records the SDK's HTTP calls (client spans: the dependencies) that were sampled before the
+    call (:func:`sdk_call_options`) or, for the others, as ``calls`` decides (all of them if
+    None), and drops the method spans around them."""
     from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
     from opentelemetry.trace import SpanKind
 
     drop = SamplingResult(Decision.DROP)
-    record = SamplingResult(Decision.RECORD_AND_SAMPLE)
 
     class DependencySampler(Sampler):
         def should_sample(
@@ -544,18 +528,14 @@ def _dependency_sampler(pipeline: _Pipeline) -> Sampler:
         ) -> SamplingResult:
             if kind is not SpanKind.CLIENT:
                 return drop
-            if attributes and SAMPLE_RATE_KEY in attributes:
-                # Sampled before the call (sdk_call_options), with this rate.
+            if calls is None or (attributes and SAMPLE_RATE_KEY in attributes):
                 return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-            if pipeline.calls is None:
-                return record
             # Not the dropped method span's decision: each call is sampled on its own.
-            rate = pipeline.calls.sample()
+            rate = calls.sample()
             if rate is None:
                 return drop
-            return SamplingResult(
-                Decision.RECORD_AND_SAMPLE, {**(attributes or {}), SAMPLE_RATE_KEY: rate}
-            )
+            sampled = {**(attributes or {}), SAMPLE_RATE_KEY: rate}
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, sampled)
 
         def get_description(self) -> str:
             return "DependencySampler"
