@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ import azure.functions as func
 
 from acr_webhook.config import load_settings
 from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.telemetry import APP_LOGGER, DecisionTelemetry
 from bench import floors
 from tests.support import payloads
 
@@ -41,37 +44,62 @@ REGISTRY_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/bench/providers/"
     "Microsoft.ContainerRegistry/registries/benchregistry"
 )
-# What the Python worker's handler puts in each line it ships, give or take.
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s: %(message)s"
+# The worker's handler (azure_functions_worker/dispatcher.py, AsyncLoggingHandler and
+# Dispatcher.on_logging) formats each record with logging's default format (the message alone)
+# and queues an RpcLog for its gRPC thread to send.
+_WORKER_LOG_LEVELS = ((logging.ERROR, 4), (logging.WARNING, 3), (logging.INFO, 2))
 
 
-class _CountingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Formats and writes every record, and counts them, so the report can say how many log
-    lines an event costs."""
+class _WorkerLogHandler(logging.Handler):
+    """Stands in for the Python worker's log handler on the invocation's thread: formats every
+    record, builds the fields of the worker's RpcLog (level, message, category, invocation id)
+    and queues them. Sending them is the worker's gRPC thread's work, as is sending each
+    invocation's response, so it is left out like the rest of the worker's own traffic: the
+    queue is emptied between rounds. Counts records, so the report can say how many log lines
+    an event costs."""
 
     records = 0
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._invocation = threading.local()
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+
     def emit(self, record: logging.LogRecord) -> None:
         self.records += 1
-        super().emit(record)
+        message = self.format(record)
+        level = next((rpc for floor, rpc in _WORKER_LOG_LEVELS if record.levelno >= floor), 1)
+        log: dict[str, Any] = {
+            "level": level,
+            "message": message,
+            "category": record.name,
+            "log_category": 1,
+        }
+        invocation_id = getattr(self._invocation, "invocation_id", None)
+        if invocation_id is not None:
+            log["invocation_id"] = invocation_id
+        self._queue.put_nowait(log)
+
+    def discard_queued(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
 
 
-def _info_logging() -> _CountingHandler:
-    sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
-    handler = _CountingHandler(sink)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+def _info_logging() -> _WorkerLogHandler:
+    handler = _WorkerLogHandler()
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     return handler
 
 
+def _telemetry_handlers() -> list[DecisionTelemetry]:
+    return [h for h in logging.getLogger(APP_LOGGER).handlers if isinstance(h, DecisionTelemetry)]
+
+
 def _telemetry_configured() -> str:
     """What telemetry ``function_app``'s import set up, or why there is none."""
-    from opentelemetry import trace
-
-    provider = trace.get_tracer_provider()
-    if type(provider).__module__.startswith("opentelemetry.sdk"):
+    if _telemetry_handlers():
         return (
             "APPLICATIONINSIGHTS_CONNECTION_STRING set, so `function_app` configured the Azure "
             "Monitor exporters through `acr_webhook.telemetry.configure_telemetry()` as deployed; "
@@ -86,6 +114,10 @@ def _export_pending_telemetry() -> None:
     Metrics are left to their own interval: their export cost does not grow with events."""
     from opentelemetry import _logs, trace
 
+    # The exporters are built on a thread of their own after the first record (the warm-up's).
+    for handler in _telemetry_handlers():
+        if not handler.wait_until_exporting(30):
+            raise RuntimeError("telemetry exporters not built within 30 s")
     for provider in (trace.get_tracer_provider(), _logs.get_logger_provider()):
         flush = getattr(provider, "force_flush", None)
         if flush is not None:
@@ -177,6 +209,7 @@ class Worker:
             latencies = self._async.sequential(documents)
         else:
             calls = self._calls(path, count)
+            self._log.discard_queued()
             records, cpu = self._log.records, time.process_time()
             latencies = [floors.timed(call) for call in calls]
             if path == FUNCTION and self.telemetry:
@@ -197,6 +230,7 @@ class Worker:
         else:
             floors.threaded(self._calls(path, concurrency), concurrency)
             calls = self._calls(path, count)
+            self._log.discard_queued()
             started, cpu = time.perf_counter(), time.process_time()
             latencies = floors.threaded(calls, concurrency)
         return {
