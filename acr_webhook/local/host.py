@@ -21,15 +21,14 @@ import signal
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import azure.functions as func
@@ -123,13 +122,14 @@ class LocalFunctionsHost:
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, base_url: str
     ) -> Reply:
-        parts = urlsplit(target)
-        function = self.routes.get(parts.path.rstrip("/").lower())
+        # urlsplit's path and query, for the path-and-query targets a server hands over.
+        path, _, query_string = target.partition("#")[0].partition("?")
+        function = self.routes.get(path.rstrip("/").lower())
         # Azure routes on path and method together: a method the function does not take is
         # no route at all.
         if function is None or method.upper() not in function.methods:
             return NOT_FOUND
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        query = parse_qsl(query_string, keep_blank_values=True)
         lower_headers = {name.lower(): value for name, value in headers.items()}
         if function.needs_key:
             key = given_key(query, lower_headers).encode()
@@ -205,11 +205,11 @@ def request_headers(environ: WSGIEnvironment) -> dict[str, str]:
     return headers
 
 
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
 def status_line(status: int) -> str:
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Unknown"
+    return _STATUS_LINES.get(status) or f"{status} Unknown"
 
 
 # waitress holds a response back until this much is waiting, or the request is done.
@@ -337,23 +337,62 @@ TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (
 )
 
 
+# How often the console's thread writes the lines logged since it last wrote.
+CONSOLE_WRITE_INTERVAL_S = 0.1
+# Lines held for the console at most; past this (a console that stopped reading) the oldest
+# are dropped rather than letting memory grow.
+CONSOLE_HELD_RECORDS = 100_000
+
+
+class _HeldForConsole(logging.Handler):
+    """Appends each record to a deque for the console's thread: all a request pays for its log
+    line besides creating the record (no formatting, no write, no thread woken)."""
+
+    def __init__(self, records: deque[logging.LogRecord]) -> None:
+        super().__init__()
+        self._records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._records.append(record)
+
+
+def _write_to_console(
+    records: deque[logging.LogRecord], handlers: Sequence[logging.Handler]
+) -> None:
+    while records:
+        record = records.popleft()
+        for handler in handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
 @contextmanager
 def console_log_on_its_own_thread() -> Iterator[None]:
-    """The root logger's handlers (the console) run on one thread of their own, fed by a queue,
-    as the Azure Python worker hands its log records to the host: a request never waits for
-    the console, nor for another request's line to be written. Lines keep their order, format
-    and time of logging."""
+    """The root logger's handlers (the console) run on one thread of their own, which writes
+    what was logged every CONSOLE_WRITE_INTERVAL_S, as the Azure Python worker hands its log
+    records to the host: a request never waits for the console, nor wakes a thread for each
+    line (at ~600 lines/s that cost the host ~5% of its throughput). Lines keep their order,
+    format and time of logging."""
     root = logging.getLogger()
     handlers = root.handlers[:]
-    records: SimpleQueue[logging.LogRecord] = SimpleQueue()
-    listener = QueueListener(records, *handlers, respect_handler_level=True)
-    root.handlers = [QueueHandler(records)]
-    listener.start()
+    records: deque[logging.LogRecord] = deque(maxlen=CONSOLE_HELD_RECORDS)
+    stopping = threading.Event()
+
+    def write_until_stopped() -> None:
+        while not stopping.wait(CONSOLE_WRITE_INTERVAL_S):
+            _write_to_console(records, handlers)
+
+    writer = threading.Thread(target=write_until_stopped, name="console", daemon=True)
+    root.handlers = [_HeldForConsole(records)]
+    writer.start()
     try:
         yield
     finally:
+        stopping.set()
+        writer.join()
+        _write_to_console(records, handlers)
         root.handlers = handlers
-        listener.stop()  # writes what is still queued
+        _write_to_console(records, handlers)  # lines logged while the handlers were swapped
 
 
 def serve(

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import azure.functions as func
@@ -17,6 +21,7 @@ from acr_webhook.local.host import (
     LocalFunctionsHost,
     Reply,
     ServerLimits,
+    console_log_on_its_own_thread,
     request_headers,
     route_prefix,
     status_line,
@@ -208,3 +213,48 @@ def test_server_limits_are_one_azure_instance_and_above_the_handlers() -> None:
     assert adjustments["channel_timeout"] == 30  # idle seconds before a connection is closed
     # Past the handlers' limit, so they answer 413 themselves; the server refuses past 2 MiB.
     assert adjustments["max_request_body_size"] == 2 * MAX_BODY_BYTES > BODY_READ_LIMIT
+
+
+class _BlockedConsole(logging.Handler):
+    """A console that takes nothing until released: a terminal nobody reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.released = threading.Event()
+        self.lines: list[tuple[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.released.wait(10)
+        self.lines.append((record.getMessage(), record.created))
+
+
+@pytest.fixture
+def console() -> Iterator[_BlockedConsole]:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    handler = _BlockedConsole()
+    root.handlers = [handler]
+    try:
+        yield handler
+    finally:
+        handler.released.set()
+        root.handlers = saved
+
+
+def test_logging_never_waits_for_the_console_and_every_line_is_written_in_order(
+    console: _BlockedConsole,
+) -> None:
+    log = logging.getLogger("acr_webhook.test_console")
+    handlers = logging.getLogger().handlers[:]
+    with console_log_on_its_own_thread():
+        started = time.perf_counter()
+        for index in range(200):
+            log.warning("line %d", index)
+        # The console is stuck, yet 200 lines took no longer than creating them.
+        assert time.perf_counter() - started < 1.0
+        logged_at = time.time()
+        console.released.set()
+    # Leaving the block writes what was still held: every line, in order, timed when logged.
+    assert [line for line, _ in console.lines] == [f"line {index}" for index in range(200)]
+    assert all(created <= logged_at for _, created in console.lines)
+    assert logging.getLogger().handlers == handlers  # the console's own again
