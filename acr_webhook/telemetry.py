@@ -129,6 +129,17 @@ def quiet_azure_sdk_loggers() -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
+def lean_log_records() -> None:
+    """Log records without the thread and process fields, as the logging HOWTO's
+    "Optimization" section suggests when nothing reads them: the worker ships only a record's
+    level, logger name and message to the host, and Application Insights has the instance. Each
+    event logs its decision, and creating that record is most of what logging costs it: this
+    saves ~13 µs of ~1,000 µs of CPU per event (bench/, measured between real writes)."""
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def configure_telemetry(
     environ: Mapping[str, str] | None = None,
     *,
@@ -147,6 +158,7 @@ def configure_telemetry(
     to those exporters unchanged. The app passes none.
     """
     quiet_azure_sdk_loggers()
+    lean_log_records()
     values = read_values(environ)
     connection_string = values.get(CONNECTION_STRING_SETTING, "").strip()
     if not connection_string:

@@ -584,7 +584,7 @@ def test_the_first_event_is_exported_even_if_the_process_ends_right_after(tmp_pa
     )
 
 
-def test_without_a_connection_string_nothing_is_imported_and_the_sdk_loggers_are_quiet(
+def test_without_a_connection_string_nothing_is_imported_sdk_loggers_quiet_and_records_lean(
     tmp_path: Path,
 ) -> None:
     """function_app as the worker imports it, in a fresh process without the setting."""
@@ -592,10 +592,13 @@ def test_without_a_connection_string_nothing_is_imported_and_the_sdk_loggers_are
         "import json, logging, sys; import function_app; "
         "print(json.dumps({'loaded': sorted(m for m in sys.modules if m.startswith("
         "('opentelemetry', 'azure.monitor'))), "
-        "'azure_level': logging.getLogger('azure').level}))"
+        "'azure_level': logging.getLogger('azure').level, "
+        "'record': sorted(k for k in ('thread', 'threadName', 'process', 'processName') "
+        "if getattr(logging.makeLogRecord({}), k) is not None)}))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
     result = run_python(["-c", probe], tmp_path, env)
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout.splitlines()[-1])
-    assert found == {"loaded": [], "azure_level": logging.WARNING}
+    # Records skip the thread and process fields nothing reads (lean_log_records).
+    assert found == {"loaded": [], "azure_level": logging.WARNING, "record": []}
