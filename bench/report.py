@@ -228,15 +228,17 @@ def per_event_section(figures: Figures) -> str:
             f"{pe.rounds} interleaved rounds of {pe.events} new push events each, one after "
             "another, after a warm-up. The function path runs in a child process configured as "
             "the deployed app (settings from the environment, `bench/worker.py`) with the root "
-            "logger at INFO through a handler that formats every record, as the Python worker "
-            "does before it ships each one to the host; it calls the registered user function "
+            "logger at INFO through a stand-in for the Python worker's log handler (as in its "
+            "dispatcher.py: each record formatted, its RpcLog fields built and queued for the "
+            "worker's gRPC thread, whose sending, like that of each invocation's answer, is the "
+            "worker's own and not measured); it calls the registered user function "
             "with a `func.HttpRequest` and reads the `func.HttpResponse`'s body. CPU is the "
             "process's own (`time.process_time`, all its threads) over the round, per event: "
             "the local Cosmos DB API server's CPU is not in it. Latency is per call, p50/p99 "
             "over every event of every round.",
             table(headers, _latency_rows(pe.rows, pe.fastest_floor(), "cpu")),
             f"The function path emitted {pe.log_records_per_event:.2f} log records per event "
-            "at INFO, each formatted and written. " + telemetry,
+            "at INFO, each formatted and queued. " + telemetry,
         ]
     )
 
@@ -422,26 +424,33 @@ WHERE_THE_TIME_GOES = """## Where the time goes
 
 Profiled on 2026-11-23 (2 cores), not by this run:
 
-- **Per event** the SDK's `create_item` is ~880 µs of CPU on the app's client, the same as the
-  sync tuned floor (the app's transport matches it). The rest of the function path measures
-  ~24 µs when run alone (validation 5, document 3, decision log record 10, translation and the
-  rest 6), but ~110-130 µs between real writes: each write evicts the caches, and the one
-  decision log record per event (needed: every decision is a log record) then costs ~60 µs
-  instead of 10. Turning off process and thread information on log records (the logging
-  HOWTO's optimisations) saves ~10 µs, too little for 1.1x and process-wide, so it is not done.
-- **Telemetry** adds ~360 µs per event on top: the Azure Monitor log exporter converts each
-  record (~150 µs), azure-core's tracing costs ~110 µs per write even when the call is not
-  sampled, the rest is OpenTelemetry's handler and the counters.
-- **Throughput** at concurrency 16: the sync client's threads contend for the GIL; the async
-  client on one event loop does ~1.4x the sync tuned floor. The app is sync (one decision for
-  the client, the outage handling, the local host and the telemetry); against the sync tuned
-  floor the function path reaches ~0.85x.
-- **Through the local host** the serve process is bound by GIL hand-offs, not by HTTP parsing:
-  each blocking write on a request's path waits for the GIL behind 16 busy threads. Console
-  logging runs on its own thread and each response goes out in one send; of the GIL time that
-  remains, the SDK write is ~68%, the function path ~11%, waitress and the adapter ~15%
-  (py-spy). A leaner benchmark client (raw keep-alive requests, ~85 instead of ~215 µs of CPU
-  per event) moved the figure only within its noise."""
+- **Per event** (CPU in situ, between real writes, `time.thread_time` around each part): the
+  SDK's `create_item` ~885 µs, as on the sync tuned floor; then validation ~32 µs, the decision
+  log record ~33 µs, the response (`func.HttpResponse`, JSON) ~15 µs, the document ~9 µs, the
+  rest of the handler ~12 µs and the repository's wrapper ~6 µs: ~110-120 µs in all. Run alone
+  the same parts take ~25 µs; each write evicts the caches. Log records leave out the thread and
+  process fields (~13 µs saved). Every decision is a log record by design (the audit trail in
+  the host's logs), so 1.1x would leave ~85 µs for validating, documenting, logging and
+  answering one event: not reached.
+- **Telemetry** adds ~65-85 µs per event: routine decision records are exported at 5/s and
+  unsampled writes are not traced (before: every record exported, ~150 µs, and every write
+  traced to be dropped, ~110 µs); what remains is the store-latency histogram (~20 µs), the two
+  sampling decisions (~6 µs each) and the handlers.
+- **Throughput** at concurrency 16: the sync client's 16 threads contend for the GIL (the sync
+  tuned floor spends ~1,250 µs of CPU per event at concurrency 16, ~880 µs one at a time); the
+  async client on one event loop does ~1.4x its events/s. The app is sync and reaches ~0.89x
+  of the sync tuned floor. **The targets pull apart:** the async client is the fastest floor for
+  throughput but costs ~1.25x the sync tuned floor's CPU for an event on its own (the per-event
+  floor) and adds aiohttp and the async client to a cold start (~100 ms); the sync tuned client
+  is the cheapest per event and at start-up. One client model cannot be at ≥ 0.9x of the async
+  floor's throughput and ≤ 1.1x of the sync tuned floor's CPU at once.
+- **Through the local host** the serve process runs on one core (GIL): ~1,480 µs of CPU per
+  event, of which the SDK write ~1,120, the function path ~135 and waitress, the adapter and the
+  console ~225, against ~1,250 µs per event in the floor's process: 0.75x. 0.8x would need the
+  non-SDK part at ~265 µs. The console's thread now writes held lines every 0.1 s (+1.5%);
+  fewer server threads (8: +1.4%, within the noise) and other GIL switch intervals (20 ms: ±0,
+  1 ms: -2%, 0.2 ms: -13%) did not help; the client's own CPU (~150 µs per event, another
+  process) and the stdout pipe do not limit it (measured)."""
 
 
 def render(figures: Figures) -> str:

@@ -1,8 +1,8 @@
 """A long-lived child process that stands in for the Functions worker: ``python -m bench.worker``.
 
 Configured as the deployed app is, from the environment alone (COSMOS_*, no
-local.settings.json in its working directory), with the root logger at INFO through a handler
-that formats every record (the Python worker formats and ships each one to the host). It imports
+local.settings.json in its working directory), with the root logger at INFO through a stand-in
+for the Python worker's log handler (each record formatted and queued for the host). It imports
 ``function_app`` and calls the registered user functions with ``func.HttpRequest`` objects, as
 the worker does, and runs the floors (bench/floors.py) in the same process, so the parent
 (bench/inprocess.py) can interleave them round by round. With BENCH_TELEMETRY=1 the parent also
