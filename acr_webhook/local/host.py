@@ -339,9 +339,10 @@ TRIGGER_KINDS: tuple[TriggerKind[Any], ...] = (
 
 # How often the console's thread writes the lines logged since it last wrote.
 CONSOLE_WRITE_INTERVAL_S = 0.1
-# Lines held for the console at most; past this (a console that stopped reading) the oldest
-# are dropped rather than letting memory grow.
-CONSOLE_HELD_RECORDS = 100_000
+# Lines held for the console at most (~10 MB; ~60 are held between writes at 600 events/s):
+# past this (a console that stopped reading) the oldest are dropped rather than letting memory
+# grow.
+CONSOLE_HELD_RECORDS = 10_000
 
 
 class _HeldForConsole(logging.Handler):
