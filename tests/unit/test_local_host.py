@@ -17,6 +17,7 @@ from acr_webhook.config import HTTP_CONCURRENCY
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.host import (
     BODY_READ_LIMIT,
+    CONSOLE_HELD_RECORDS,
     HOST_JSON,
     LocalFunctionsHost,
     Reply,
@@ -258,3 +259,20 @@ def test_logging_never_waits_for_the_console_and_every_line_is_written_in_order(
     assert [line for line, _ in console.lines] == [f"line {index}" for index in range(200)]
     assert all(created <= logged_at for _, created in console.lines)
     assert logging.getLogger().handlers == handlers  # the console's own again
+
+
+def test_a_console_that_stopped_reading_holds_a_bounded_number_of_lines(
+    console: _BlockedConsole,
+) -> None:
+    log = logging.getLogger("acr_webhook.test_console")
+    total = CONSOLE_HELD_RECORDS + 500
+    with console_log_on_its_own_thread():
+        for index in range(total):
+            log.warning("line %d", index)
+        console.released.set()
+    written = [line for line, _ in console.lines]
+    # The oldest went (one may already have been on its way out); the newest are all there.
+    assert len(written) <= CONSOLE_HELD_RECORDS + 1
+    assert written[-CONSOLE_HELD_RECORDS:] == [
+        f"line {index}" for index in range(total - CONSOLE_HELD_RECORDS, total)
+    ]
