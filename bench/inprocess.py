@@ -179,6 +179,7 @@ class ThroughputFigures:
     concurrency: int
     rounds: int
     rows: Rows  # per_round: events per second; latencies: seconds per event
+    cpu: Rows  # per_round: the process's CPU seconds per event at this concurrency
 
     def fastest_floor(self) -> str:
         return max(self.rows.floors(), key=self.rows.median)
@@ -205,13 +206,14 @@ def measure_throughput(
     """``events`` new events at ``concurrency`` on each row (telemetry's left out: its target is
     per-event CPU), ``rounds`` interleaved rounds."""
     jobs = [job for job in pool.jobs() if job[0] != TELEMETRY]
-    rows = Rows()
+    rows, cpu = Rows(), Rows()
     for index in range(rounds):
         for name, worker, path in rotated(jobs, index):
             command = {"op": "throughput", "path": path, "count": events}
             answer = worker.ask({**command, "concurrency": concurrency})
             rows.add(name, events / answer["seconds"], answer["latencies"])
-    return ThroughputFigures(events, concurrency, rounds, rows)
+            cpu.add(name, answer["cpu"] / events, [])
+    return ThroughputFigures(events, concurrency, rounds, rows, cpu)
 
 
 @dataclass(frozen=True)
