@@ -105,7 +105,7 @@ STORE_DURATION_METRIC = "acr_webhook.store.duration"
 DEPENDENCIES_PER_SECOND = 5.0
 # Routine decision records (a new or repeated event on the routes ACR and Event Grid call) are
 # exported at up to this many per second, as the Functions host samples its own telemetry
-# (host.json samplingSettings): translating and exporting one costs about a fifth of the event's
+# (host.json samplingSettings): translating and exporting one costs about a sixth of the event's
 # own CPU. Their counts stay exact in customMetrics; each exported one carries its sampling rate
 # (itemCount). Every other record (warnings and errors, replays, reconciles) is always exported.
 ROUTINE_RECORDS_PER_SECOND = 5.0
