@@ -461,10 +461,12 @@ Profiled on 2026-11-23 (2 cores), not by this run:
   async client on one event loop does ~1.4x its events/s, at ~0.7x its CPU per event under that
   load. The app is sync and reaches ~0.9x of the sync tuned floor. **The targets pull apart:**
   the async client is the fastest floor under load, but one event at a time (the per-event
-  floor) it costs ~1.23x the sync tuned client's CPU, and importing aiohttp and the async
-  client adds ~100 ms to a cold start (~1.7x its floor instead of ~1.2x). One client model
-  cannot be at ≥ 0.9x of the async floor's throughput and ≤ 1.1x of the sync tuned floor's
-  per-event CPU and ≤ 1.3x cold start at once. Sync keeps the two that decide whether a
+  floor) it costs ~1.23x the sync tuned client's CPU, and a cold start on it takes ~1.2x as
+  long (~55 ms more: aiohttp and the async client, fresh processes, requirements.txt plus
+  aiohttp). A prototype of the webhook path on the async client (validation, document, write,
+  decision record; not the product, one interleaved run) reached 0.89x of the async floor's
+  throughput at 1.38x the sync tuned floor's per-event CPU. Neither client model meets the
+  throughput and the per-event targets together. Sync keeps the two that decide whether a
   webhook is answered at all: ACR waits 5 s once, a registry's events mostly arrive one at
   a time, and the first after an idle spell meets an instance scaled to zero.
 - **Through the local host** the serve process runs on one core (GIL): ~1,480 µs of CPU per
