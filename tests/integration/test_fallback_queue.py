@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -27,22 +26,11 @@ from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
-from tests.support.azurite import LocalAzurite
+from tests.support.azurite import LocalAzurite, new_queue, raw_messages
 from tests.support.fakes import FakeEventRepository
 from tests.unit.test_models import worst_case_payload
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
-
-
-def new_queue(azurite: LocalAzurite) -> QueueSettings:
-    queue = QueueSettings(f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string)
-    provision_queue(queue)
-    return queue
-
-
-def raw_messages(queue: QueueSettings) -> list[str]:
-    client = create_queue_client(queue, {}, base64_messages=False)
-    return [str(m.content) for m in client.peek_messages(max_messages=32)]
 
 
 def document(payload: dict[str, object]) -> dict[str, object]:

@@ -16,7 +16,6 @@ from acr_webhook.fallback import (
     StorageQueueFallback,
     create_queue_client,
     parse_parked,
-    provision_queue,
     replay_queued_event,
 )
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
@@ -25,25 +24,11 @@ from acr_webhook.redrive import RedriveReport, redrive
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
-from tests.support.azurite import LocalAzurite
+from tests.support.azurite import LocalAzurite, new_queue, raw_messages
 from tests.support.serve import run_cli
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
 NOT_AN_EVENT = "not base64 !!"
-
-
-def new_queue(azurite: LocalAzurite, name: str | None = None) -> QueueSettings:
-    queue = QueueSettings(
-        name or f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string
-    )
-    provision_queue(queue)
-    return queue
-
-
-def raw_messages(queue: QueueSettings) -> list[str]:
-    """What the queue holds, as stored (visible messages only)."""
-    client = create_queue_client(queue, {}, base64_messages=False)
-    return sorted(str(m.content) for m in client.peek_messages(max_messages=32))
 
 
 def send_raw(queue: QueueSettings, content: str) -> None:
@@ -104,7 +89,7 @@ def test_redrive_moves_events_back_unchanged_and_replay_records_each_once(
     assert len(stored_in_poison) == 4 and raw_messages(queue) == []
 
     assert redrive(queue) == RedriveReport(moved=3, not_events=1, left=1)
-    assert raw_messages(queue) == sorted(m for m in stored_in_poison if m != NOT_AN_EVENT)
+    assert sorted(raw_messages(queue)) == sorted(m for m in stored_in_poison if m != NOT_AN_EVENT)
     assert raw_messages(poison) == [NOT_AN_EVENT]  # visible again at once, for inspection
 
     # Run twice: nothing is moved a second time.

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import uuid
 
+from acr_webhook.config import QueueSettings
+from acr_webhook.fallback import create_queue_client, provision_queue
 from tests.support.cosmos_server import REPO_ROOT
 
 # Azurite's published development account: not a secret.
@@ -70,3 +73,18 @@ class LocalAzurite:
             if self._process.stdout:
                 self._process.stdout.close()
             self._process = None
+
+
+def new_queue(azurite: LocalAzurite, name: str | None = None) -> QueueSettings:
+    """A queue on ``azurite``, created: a fresh name unless ``name`` is given."""
+    queue = QueueSettings(
+        name or f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string
+    )
+    provision_queue(queue)
+    return queue
+
+
+def raw_messages(queue: QueueSettings) -> list[str]:
+    """The visible messages, as stored, in queue order."""
+    client = create_queue_client(queue, {}, base64_messages=False)
+    return [str(m.content) for m in client.peek_messages(max_messages=32)]

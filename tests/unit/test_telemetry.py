@@ -10,7 +10,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,7 +35,7 @@ from opentelemetry.trace import SpanKind, get_tracer_provider
 
 import function_app
 from acr_webhook.config import QueueSettings, Settings
-from acr_webhook.fallback import StorageQueueFallback, provision_queue
+from acr_webhook.fallback import StorageQueueFallback
 from acr_webhook.handlers import SharedSecret
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CosmosEventRepository
@@ -55,7 +54,7 @@ from acr_webhook.telemetry import (
 )
 from tests.conftest import fresh_settings
 from tests.support import payloads
-from tests.support.azurite import LocalAzurite
+from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import run_python
 
@@ -214,11 +213,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
 
 @pytest.fixture
 def queue(azurite: LocalAzurite) -> QueueSettings:
-    settings = QueueSettings(
-        f"q{uuid.uuid4().hex[:16]}", connection_string=azurite.connection_string
-    )
-    provision_queue(settings)
-    return settings
+    return new_queue(azurite)
 
 
 def post_webhook(payload: dict[str, Any], secret: str | None = SECRET) -> func.HttpResponse:
