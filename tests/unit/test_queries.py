@@ -291,13 +291,16 @@ def test_a_page_that_holds_the_rest_has_no_continuation(
     assert body["continuation"] is None
 
 
-def page_through(reader: FakeEventRepository, params: dict[str, str]) -> list[list[dict[str, Any]]]:
+def page_through(
+    reader: FakeEventRepository, params: dict[str, str], rows: str = "events"
+) -> list[list[dict[str, Any]]]:
+    """Every page of the query, following continuation tokens; ``rows``: the body's list."""
     pages: list[list[dict[str, Any]]] = []
     token: str | None = None
     while True:
         status, body = call({**params, **({"continuation": token} if token else {})}, reader)
         assert status == 200, body
-        pages.append(body["events"])
+        pages.append(body[rows])
         token = body["continuation"]
         if token is None:
             return pages
@@ -593,17 +596,6 @@ def replicated(
     return documents
 
 
-def all_pages(reader: FakeEventRepository, params: dict[str, str]) -> list[list[dict[str, Any]]]:
-    pages, token = [], None
-    while True:
-        status, body = call({**params, **({"continuation": token} if token else {})}, reader)
-        assert status == 200, body
-        pages.append(body["pushes"])
-        token = body["continuation"]
-        if token is None:
-            return pages
-
-
 def test_one_row_per_push_with_the_first_time_and_each_regions_time(
     reader: FakeEventRepository,
 ) -> None:
@@ -676,7 +668,7 @@ def test_paging_pushes_puts_every_event_on_exactly_one_page(reader: FakeEventRep
             [("westeurope", "2026-11-23T10:02:00Z"), ("eastus", "2026-11-23T10:05:00Z")],
         ),
     )
-    pages = all_pages(reader, {"view": "pushes", "limit": "1"})
+    pages = page_through(reader, {"view": "pushes", "limit": "1"}, "pushes")
 
     assert all(len(page) == 1 for page in pages)
     seen = [
@@ -688,7 +680,7 @@ def test_paging_pushes_puts_every_event_on_exactly_one_page(reader: FakeEventRep
     assert sorted(seen) == sorted(
         (d["repository"], d["tag"], d["location"], d["timestamp"]) for d in documents
     )
-    whole = all_pages(reader, {"view": "pushes", "limit": "3"})
+    whole = page_through(reader, {"view": "pushes", "limit": "3"}, "pushes")
     assert len(whole) == 1
     assert len(whole[0]) == 3  # with room for them, each push is one complete row
     assert all(len(push["regions"]) == 2 for push in whole[0])
@@ -697,7 +689,7 @@ def test_paging_pushes_puts_every_event_on_exactly_one_page(reader: FakeEventRep
 def test_a_push_of_many_events_pages_without_repeating_one(reader: FakeEventRepository) -> None:
     many = [(f"region{n:04d}", f"2026-11-23T10:{n // 60:02d}:{n % 60:02d}Z") for n in range(1200)]
     seed(reader, *replicated("team/api", "v1", DIGEST_A, many))
-    pages = all_pages(reader, {"view": "pushes"})
+    pages = page_through(reader, {"view": "pushes"}, "pushes")
     regions = [r["location"] for page in pages for push in page for r in push["regions"]]
     assert len(pages) == 2  # a page reads at most MAX_PUSH_SCAN (1000) events
     assert sorted(regions) == sorted(location for location, _ in many)
