@@ -14,26 +14,20 @@ from acr_webhook.repository import UNAVAILABLE_MEMORY_S, provision
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
-from tests.support.serve import ServeProcess, run_cli
+from tests.support.serve import ServeProcess, post_json, run_cli
 
 ANSWER_BUDGET_S = 4.5
-
-
-def post(url: str, data: bytes, **headers: str) -> requests.Response:
-    return requests.post(
-        url, data=data, headers={"Content-Type": "application/json", **headers}, timeout=10
-    )
 
 
 def test_every_action_and_duplicate_over_http(
     served: ServeProcess, cosmos_settings: Settings
 ) -> None:
-    assert post(served.url(), b'{"action": "ping"}').status_code == 204
+    assert post_json(served.url(), b'{"action": "ping"}').status_code == 204
     for payload in payloads.RECORDED.values():
-        answer = post(served.url(), payloads.body(payload))
+        answer = post_json(served.url(), payloads.body(payload))
         assert answer.status_code == 201, answer.text
         assert answer.json()["id"] == payload["id"]
-    assert post(served.url(), payloads.body(payloads.PUSH)).status_code == 200
+    assert post_json(served.url(), payloads.body(payloads.PUSH)).status_code == 200
 
     documents = {d["id"]: d for d in read_all(cosmos_settings)}
     assert set(documents) == {p["id"] for p in payloads.RECORDED.values()}
@@ -52,7 +46,7 @@ def test_unknown_action_and_bad_input_write_nothing(
 ) -> None:
     unknown = payloads.with_new_id(payloads.PUSH)
     unknown["action"] = "artifact_signed"
-    assert post(served.url(), payloads.body(unknown)).status_code == 202
+    assert post_json(served.url(), payloads.body(unknown)).status_code == 202
 
     no_repository = payloads.with_new_id(payloads.PUSH)
     del no_repository["target"]["repository"]
@@ -64,7 +58,7 @@ def test_unknown_action_and_bad_input_write_nothing(
         (payloads.body(no_repository), 400),
         (b"{" + b" " * (1024 * 1024) + b"}", 413),
     ]:
-        answer = post(served.url(), body)
+        answer = post_json(served.url(), body)
         assert answer.status_code == status
         assert answer.json()["error"]
     assert read_all(cosmos_settings) == []
@@ -72,11 +66,13 @@ def test_unknown_action_and_bad_input_write_nothing(
 
 def test_function_key_is_required(served: ServeProcess, cosmos_settings: Settings) -> None:
     event = payloads.body(payloads.PUSH)
-    assert post(served.url(key=""), event).status_code == 401
-    assert post(served.url(key="wrong"), event).status_code == 401
-    assert post(f"{served.base_url}/api/acr/webhook", event).status_code == 401
+    assert post_json(served.url(key=""), event).status_code == 401
+    assert post_json(served.url(key="wrong"), event).status_code == 401
+    assert post_json(f"{served.base_url}/api/acr/webhook", event).status_code == 401
     assert read_all(cosmos_settings) == []
-    by_header = post(f"{served.base_url}/api/acr/webhook", event, **{"x-functions-key": served.key})
+    by_header = post_json(
+        f"{served.base_url}/api/acr/webhook", event, **{"x-functions-key": served.key}
+    )
     assert by_header.status_code == 201
 
 
@@ -86,8 +82,8 @@ def test_generated_key_is_printed_and_required(cosmos_settings: Settings, tmp_pa
         assert "generated key" in process.banner
         assert process.key in process.banner
         assert len(process.key) >= 24
-        assert post(process.url(key="e2e-key"), b'{"action":"ping"}').status_code == 401
-        assert post(process.url(), b'{"action":"ping"}').status_code == 204
+        assert post_json(process.url(key="e2e-key"), b'{"action":"ping"}').status_code == 401
+        assert post_json(process.url(), b'{"action":"ping"}').status_code == 204
     finally:
         process.stop()
 
@@ -110,7 +106,7 @@ def test_serve_without_endpoint_refuses_to_start(tmp_path: Path) -> None:
 
 def timed_post(url: str, payload: dict[str, object]) -> tuple[int, float]:
     started = time.monotonic()
-    answer = post(url, payloads.body(payload))
+    answer = post_json(url, payloads.body(payload))
     return answer.status_code, time.monotonic() - started
 
 
@@ -119,7 +115,7 @@ def first_success_after_recovery(process: ServeProcess, payload: dict[str, objec
     app remembers an outage for UNAVAILABLE_MEMORY_S before it tries the database again."""
     deadline = time.monotonic() + UNAVAILABLE_MEMORY_S + ANSWER_BUDGET_S
     while True:
-        status = post(process.url(), payloads.body(payload)).status_code
+        status = post_json(process.url(), payloads.body(payload)).status_code
         if status != 503 or time.monotonic() > deadline:
             return status
         time.sleep(1)
@@ -131,7 +127,7 @@ def test_frozen_database_is_503_in_time_and_recovers_without_restart(
     settings = fresh_settings(restartable_cosmos_server)
     process = ServeProcess(settings, tmp_path)
     try:
-        assert post(process.url(), payloads.body(payloads.PUSH)).status_code == 201
+        assert post_json(process.url(), payloads.body(payloads.PUSH)).status_code == 201
         restartable_cosmos_server.freeze()
         try:
             for _ in range(2):
@@ -189,7 +185,7 @@ def test_stopped_database_is_503_in_time_and_recovers_without_restart(
 def test_hostile_input_is_a_400_naming_the_field_over_http(
     served: ServeProcess, cosmos_settings: Settings, path: str, value: object
 ) -> None:
-    answer = post(served.url(), payloads.body(payloads.mutated(path, value)))
+    answer = post_json(served.url(), payloads.body(payloads.mutated(path, value)))
     assert answer.status_code == 400
     assert answer.json()["error"].startswith(f"{path}: ")
     assert read_all(cosmos_settings) == []
@@ -199,7 +195,7 @@ def test_who_pushed_is_kept_when_the_payload_carries_it(
     served: ServeProcess, cosmos_settings: Settings
 ) -> None:
     # ACR's delivery history holds the actor; a payload that carries it keeps it.
-    assert post(served.url(), payloads.body(payloads.ENRICHED_PUSH)).status_code == 201
+    assert post_json(served.url(), payloads.body(payloads.ENRICHED_PUSH)).status_code == 201
     [document] = read_all(cosmos_settings)
     assert document["actor"] == "ci-bot@contoso.com"
     assert document["registryResourceId"] is None
@@ -211,10 +207,10 @@ def test_without_the_shared_secret_the_answer_is_an_empty_401(
     process = ServeProcess(cosmos_settings, tmp_path, extra_env={"WEBHOOK_SECRET": "s3cret"})
     try:
         for headers in ({}, {"Authorization": "Bearer wrong"}):
-            answer = post(process.url(), payloads.body(payloads.PUSH), **headers)
+            answer = post_json(process.url(), payloads.body(payloads.PUSH), **headers)
             assert (answer.status_code, answer.content) == (401, b"")
         assert read_all(cosmos_settings) == []
-        authorised = post(
+        authorised = post_json(
             process.url(), payloads.body(payloads.PUSH), Authorization="Bearer s3cret"
         )
         assert authorised.status_code == 201

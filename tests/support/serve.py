@@ -14,6 +14,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import requests
+
 from acr_webhook.config import Settings
 from tests.support.cosmos_server import REPO_ROOT
 
@@ -59,6 +61,13 @@ def app_environment(settings: Settings, *also_own: str) -> dict[str, str]:
         COSMOS_CONTAINER=settings.cosmos_container,
     )
     return env
+
+
+def post_json(url: str, data: bytes, **headers: str) -> requests.Response:
+    """POST ``data`` as JSON, as ACR and Event Grid do."""
+    return requests.post(
+        url, data=data, headers={"Content-Type": "application/json", **headers}, timeout=10
+    )
 
 
 def free_port() -> int:

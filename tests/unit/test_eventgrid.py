@@ -40,6 +40,14 @@ TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
     "/providers/Microsoft.ContainerRegistry/registries/myregistry"
 )
+# What payloads.ENRICHED_PUSH, delivered by Event Grid from TOPIC, adds to a stored document.
+ENRICHED_BY_EVENT_GRID = {
+    "actor": "ci-bot@contoso.com",
+    "clientAddress": "203.0.113.7:51234",
+    "location": "westeurope",
+    "connectedRegistry": "edge01",
+    "registryResourceId": TOPIC,
+}
 TYPES = {action: event_type for event_type, action in EVENT_TYPE_ACTIONS.items()}
 ACR_EVENTS = {
     "push": payloads.PUSH,
@@ -739,13 +747,7 @@ def test_event_grid_fields_are_kept_and_fill_in_a_webhook_document(
     assert result.body == {"recorded": 0, "duplicate": 1, "ignored": 0}
     document = repository.documents[webhook_payload["id"]]
     assert document["source"] == "webhook"
-    assert {name: document[name] for name in ENRICHMENT_FIELDS} == {
-        "actor": "ci-bot@contoso.com",
-        "clientAddress": "203.0.113.7:51234",
-        "location": "westeurope",
-        "connectedRegistry": "edge01",
-        "registryResourceId": TOPIC,
-    }
+    assert {name: document[name] for name in ENRICHMENT_FIELDS} == ENRICHED_BY_EVENT_GRID
 
 
 # --- decision logs ----------------------------------------------------------------------------
