@@ -34,6 +34,7 @@ from acr_webhook.runtime import (
     fallback_queue,
     settings,
     shared_secret,
+    webhook_history,
 )
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -104,7 +105,7 @@ def replay_fallback(message: func.QueueMessage) -> None:
 def reconcile_history(timer: func.TimerRequest) -> None:
     """Every RECONCILE_SCHEDULE (NCRONTAB): store the events in the configured webhooks'
     delivery history (ACR_REGISTRY_ID, ACR_WEBHOOK_NAMES) that the record lacks."""
-    reconcile_webhooks(settings().reconcile, event_repository())
+    reconcile_webhooks(settings().reconcile, event_repository(), webhook_history())
 
 
 # Everything built so far lives as long as the process. Frozen, the collector never walks it

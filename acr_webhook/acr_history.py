@@ -1,7 +1,8 @@
 """ACR's webhook delivery history through the management API (ARM ``webhooks/listEvents``).
 
-Only the reconcile timer uses this module, and it imports it when it runs: the management SDK
-stays out of every cold start.
+Only the reconcile timer uses this module, through the one instance runtime.webhook_history()
+keeps for the process, made on the timer's first run; the management SDK and azure.identity
+are imported when it first reads a history. All of it stays out of every cold start.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from acr_webhook.repository import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-    from azure.identity import DefaultAzureCredential
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
 # The timer is not on a request path: calls may take a while, but every call is bounded.
@@ -57,14 +57,15 @@ class ManagementApiHistory:
 
     ``credential`` defaults to DefaultAzureCredential: the managed identity in Azure
     (AZURE_CLIENT_ID names it). The endpoint and token audience come from the settings, as
-    sovereign clouds need.
+    sovereign clouds need. Client and credential are made on the first read and kept for every
+    later one: the client holds its token until it nears expiry (or ARM answers 401) and its
+    connections open between timer runs.
     """
 
     def __init__(self, target: ReconcileSettings, credential: TokenCredential | None = None):
         self._target = target
         self._registry = parse_registry_id(target.registry_id)
         self._credential = credential
-        self._own_credential: DefaultAzureCredential | None = None
         self._client: ContainerRegistryManagementClient | None = None
         self._lock = threading.Lock()
 
@@ -81,7 +82,7 @@ class ManagementApiHistory:
         if credential is None:
             from azure.identity import DefaultAzureCredential
 
-            credential = self._own_credential = DefaultAzureCredential()
+            credential = DefaultAzureCredential()
         endpoint = self._target.arm_endpoint
         verify_tls = not is_loopback(endpoint)
         if not verify_tls:
@@ -99,19 +100,6 @@ class ManagementApiHistory:
             connection_verify=verify_tls,
             **MANAGEMENT_TIMEOUTS,
         )
-
-    def __enter__(self) -> ManagementApiHistory:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        """Close the client's connections, and the credential when this object made it."""
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
-            if self._own_credential is not None:
-                self._own_credential.close()
-                self._own_credential = None
 
     def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
         pages = self._management_client().webhooks.list_events(

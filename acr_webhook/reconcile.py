@@ -6,8 +6,8 @@ it sent. Replaying those payloads through the webhook route's own validation and
 mapping, idempotently by event id, fills the gaps a deployment or an outage left.
 
 Two callers, one core (``reconcile_entries``): the ``reconcile`` CLI reads the file the Azure
-CLI wrote; the timer function reads the history through the management API
-(``acr_webhook.acr_history``). History entries also hold the request ACR sent: its
+CLI wrote; the timer function reads the history through the management API (the process-wide
+``runtime.webhook_history()`` it is given). History entries also hold the request ACR sent: its
 ``requestUri`` carries ``?code=`` and its ``headers`` the shared secret. Only
 ``eventRequestMessage.content`` is ever read here, so neither reaches a log or a document.
 """
@@ -235,33 +235,18 @@ class _Guarded:
 def reconcile_webhooks(
     target: ReconcileSettings | None,
     repository: EventRepository,
-    history: WebhookHistory | None = None,
+    history: WebhookHistory | None,
     *,
     now: Callable[[], datetime] = utc_now,
 ) -> Mapping[str, ReconcileOutcome]:
     """The timer's run: reconcile each configured webhook's history; one summary log line each.
 
-    ``history`` defaults to the management API, reached with the app's managed identity.
-    Stops at the first webhook whose run found the database unreachable.
+    ``history`` is None exactly when ``target`` is (runtime.webhook_history()). Stops at the
+    first webhook whose run found the database unreachable.
     """
-    if target is None:
+    if target is None or history is None:
         log.info("reconcile is not configured (ACR_REGISTRY_ID is not set); nothing to do")
         return {}
-    if history is None:
-        # Imported here: only this timer needs the management SDK (cold start).
-        from acr_webhook.acr_history import ManagementApiHistory
-
-        with ManagementApiHistory(target) as management_api:
-            return _reconcile_each(target, repository, management_api, now)
-    return _reconcile_each(target, repository, history, now)
-
-
-def _reconcile_each(
-    target: ReconcileSettings,
-    repository: EventRepository,
-    history: WebhookHistory,
-    now: Callable[[], datetime],
-) -> Mapping[str, ReconcileOutcome]:
     outcomes: dict[str, ReconcileOutcome] = {}
     for name in target.webhook_names:
         entries = _Guarded(history.entries(name))

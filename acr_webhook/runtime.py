@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from acr_webhook.config import BATCH_WRITE_THREADS, Settings, load_settings
 from acr_webhook.fallback import FallbackQueue, StorageQueueFallback
 from acr_webhook.handlers import SharedSecret
+from acr_webhook.reconcile import WebhookHistory
 from acr_webhook.repository import (
     EVENTGRID_WRITE_OPTIONS,
     CosmosEventRepository,
@@ -76,3 +77,19 @@ def shared_secret() -> SharedSecret | None:
     if not current.webhook_secret:
         return None
     return SharedSecret(current.webhook_secret, current.webhook_secret_header)
+
+
+@functools.cache
+def webhook_history() -> WebhookHistory | None:
+    """ACR's delivery history for the reconcile timer, or None when reconcile is not configured.
+
+    One for the process: its management client and credential are built on the first read and
+    reused by every later timer run, token included.
+    """
+    target = settings().reconcile
+    if target is None:
+        return None
+    # Imported on the timer's first run: nothing on the HTTP path needs it (cold start).
+    from acr_webhook.acr_history import ManagementApiHistory
+
+    return ManagementApiHistory(target)

@@ -7,12 +7,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import azure.identity
 import pytest
 from azure.core.credentials import AccessToken
+from azure.functions.timer import TimerRequest
 
+import function_app
+from acr_webhook import runtime
 from acr_webhook.acr_history import ManagementApiHistory, parse_registry_id
 from acr_webhook.config import ConfigurationError, ReconcileSettings, reconcile_settings
 from acr_webhook.models import AcrEvent, to_document
@@ -166,6 +171,47 @@ def test_a_refused_token_stores_nothing(
     assert len(outcomes) == 2
     assert caplog.text.count("history unreadable (ClientAuthenticationError") == 2
     assert read_all(cosmos_settings) == []
+
+
+def test_timer_runs_share_one_credential_and_token_and_recover_from_a_refused_one(
+    stand_in: ListEventsStandIn, cosmos_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """function_app's timer as the runtime calls it, through the app's own webhook_history()."""
+    app_settings = replace(cosmos_settings, reconcile=target_from_settings(stand_in))
+    repository = CosmosEventRepository(cosmos_settings)
+    credentials: list[FakeCredential] = []
+
+    def default_azure_credential() -> FakeCredential:
+        credentials.append(FakeCredential())
+        return credentials[-1]
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", default_azure_credential)
+    monkeypatch.setattr(runtime, "settings", lambda: app_settings)
+    monkeypatch.setattr(function_app, "settings", lambda: app_settings)
+    monkeypatch.setattr(function_app, "event_repository", lambda: repository)
+    missed = payloads.with_new_id(payloads.PUSH)
+    stand_in.histories = {
+        list_events_path(name): [history_entry(missed)] for name in ("acrwebhook", "acrwebhookeu")
+    }
+    runtime.webhook_history.cache_clear()
+    try:
+        stand_in.token = "a-token-the-credential-does-not-have"  # ARM answers 401
+        function_app.reconcile_history(TimerRequest())
+        assert read_all(cosmos_settings) == []
+
+        stand_in.token = TOKEN
+        function_app.reconcile_history(TimerRequest())
+        assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
+        tokens_fetched, calls_made = len(credentials[0].scopes), len(stand_in.requests)
+
+        function_app.reconcile_history(TimerRequest())
+    finally:
+        runtime.webhook_history.cache_clear()
+
+    assert len(credentials) == 1  # one credential for the process, not one per run
+    assert len(stand_in.requests) - calls_made == 2  # the last run read both histories...
+    assert len(credentials[0].scopes) == tokens_fetched  # ...with the token it already had
+    assert tokens_fetched == 3  # a 401 drops the token: one per refused call, then one
 
 
 def test_the_registry_id_names_subscription_group_and_registry() -> None:

@@ -102,6 +102,7 @@ def test_the_apps_reconcile_timer_runs_on_the_local_host(
     repository = FakeEventRepository()
     monkeypatch.setattr(function_app, "settings", not_configured)
     monkeypatch.setattr(function_app, "event_repository", lambda: repository)
+    monkeypatch.setattr(function_app, "webhook_history", lambda: None)
     runners = start_timer_runners(function_app.app, {"RECONCILE_SCHEDULE": "* * * * * *"})
     try:
         assert "reconcile_history" in [runner.function.name for runner in runners]

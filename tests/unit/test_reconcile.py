@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from acr_webhook import __main__ as cli
-from acr_webhook.config import ReconcileSettings
+from acr_webhook import runtime
+from acr_webhook.config import ReconcileSettings, Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.reconcile import (
     HistoryFileError,
@@ -25,6 +27,7 @@ from acr_webhook.reconcile import (
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
+from tests.support.serve import run_python
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 TARGET = ReconcileSettings(
@@ -236,7 +239,7 @@ class ListedHistory:
 def test_not_configured_logs_so_and_does_nothing(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     repository = FakeEventRepository()
-    assert reconcile_webhooks(None, repository) == {}
+    assert reconcile_webhooks(None, repository, None) == {}
     assert repository.add_calls == 0
     assert "reconcile is not configured" in caplog.text
 
@@ -294,3 +297,43 @@ def test_an_unreachable_store_ends_the_timer_run(caplog: pytest.LogCaptureFixtur
     assert list(outcomes) == ["acrwebhook"]
     assert history.asked == ["acrwebhook"]
     assert "stopped: database unavailable" in caplog.text
+
+
+def test_the_apps_history_is_one_per_process_and_its_sdks_wait_for_the_first_read(
+    tmp_path: Path,
+) -> None:
+    """In a fresh process, as the worker imports function_app: neither the management SDK nor
+    azure.identity is imported by the app or by making its history, only by reading one."""
+    probe = (
+        "import json, sys; import function_app; from acr_webhook import runtime; "
+        "heavy = ('azure.mgmt', 'azure.identity', 'acr_webhook.acr_history'); "
+        "loaded = lambda: sorted({m for m in sys.modules if m.startswith(heavy)}); "
+        "at_import = loaded(); history = runtime.webhook_history(); "
+        "print(json.dumps([at_import, loaded(), history is runtime.webhook_history()]))"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "APPLICATIONINSIGHTS_CONNECTION_STRING"},
+        "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
+        "ACR_REGISTRY_ID": TARGET.registry_id,
+        "ACR_WEBHOOK_NAMES": ",".join(TARGET.webhook_names),
+    }
+    result = run_python(["-c", probe], tmp_path, env)
+
+    assert result.returncode == 0, result.stderr
+    at_import, after_making, same = json.loads(result.stdout.splitlines()[-1])
+    assert at_import == []
+    assert after_making == ["acr_webhook.acr_history"]
+    assert same is True
+
+
+def test_without_reconcile_settings_the_app_has_no_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        runtime, "settings", lambda: Settings("https://127.0.0.1:1/", None, "a", "e", None)
+    )
+    runtime.webhook_history.cache_clear()
+    try:
+        assert runtime.webhook_history() is None
+    finally:
+        runtime.webhook_history.cache_clear()
