@@ -253,20 +253,27 @@ class DecisionMetrics(logging.Handler):
     """Turns decision log records into metrics: a count per decision and route, and the store
     latency (``store_ms``) as a histogram. Records without a ``decision`` are not counted.
 
-    The counts are kept here and handed to an observable counter when the metrics are
-    collected: exact all the same, and an increment instead of a synchronous counter's ~15 µs
-    (attribute copying and hashing, exemplar checks) on every event."""
+    A record only increments a count kept here (~0.2 µs); the counts are added to the decisions
+    counter when the metrics are collected, instead of a counter ``add`` (~5 µs: attribute
+    hashing, a lock per reader) on every event. Exact all the same, and in the delta temporality
+    the Azure Monitor exporter asks for, only what was decided since the previous collection is
+    exported (an observable counter, reporting every decision and route seen so far, would send
+    a zero-valued customMetrics row for each of them every minute). Not an observable counter
+    reporting only what changed either: its callback does not know which reader collects, so a
+    second reader (the tests') would miss what the first one took."""
 
     def __init__(self, meter_provider: MeterProvider) -> None:
         super().__init__()
         meter = meter_provider.get_meter(APP_LOGGER)
-        self._counts: dict[tuple[str, str | None], int] = {}
-        self._counts_lock = threading.Lock()
+        self._pending: dict[tuple[str, str | None], int] = {}
+        self._pending_lock = threading.Lock()
+        self._decisions = meter.create_counter(
+            DECISIONS_METRIC, unit="{decision}", description="Decisions taken on events"
+        )
+        # Observes nothing: its callback is how the pending counts are added at the start of
+        # every collection, for every reader.
         meter.create_observable_counter(
-            DECISIONS_METRIC,
-            callbacks=[self._observe_counts],
-            unit="{decision}",
-            description="Decisions taken on events",
+            f"{DECISIONS_METRIC}.collection", callbacks=[self._add_pending_counts]
         )
         self._store_duration = meter.create_histogram(
             STORE_DURATION_METRIC, unit="ms", description="Time to store an event in Cosmos DB"
@@ -278,18 +285,18 @@ class DecisionMetrics(logging.Handler):
             return
         route = getattr(record, "route", None)
         key = (decision, route if isinstance(route, str) else None)
-        with self._counts_lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
+        with self._pending_lock:
+            self._pending[key] = self._pending.get(key, 0) + 1
         store_ms = getattr(record, "store_ms", None)
         if isinstance(store_ms, int | float) and not isinstance(store_ms, bool):
             self._store_duration.record(float(store_ms), _decision_attributes(key))
 
-    def _observe_counts(self, _options: CallbackOptions) -> Iterable[Observation]:
-        from opentelemetry.metrics import Observation
-
-        with self._counts_lock:
-            counts = list(self._counts.items())
-        return [Observation(count, _decision_attributes(key)) for key, count in counts]
+    def _add_pending_counts(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for key, count in pending.items():
+            self._decisions.add(count, _decision_attributes(key))
+        return ()
 
 
 def _decision_attributes(key: tuple[str, str | None]) -> dict[str, str]:

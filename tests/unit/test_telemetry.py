@@ -21,6 +21,9 @@ import azure.functions as func
 import pytest
 from azure.core.settings import settings as azure_core_settings
 from azure.identity import ManagedIdentityCredential
+from azure.monitor.opentelemetry.exporter.export.metrics._exporter import (
+    APPLICATION_INSIGHTS_METRIC_TEMPORALITIES,
+)
 from opentelemetry._logs import get_logger_provider
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.metrics import get_meter_provider
@@ -441,6 +444,48 @@ def test_the_store_latency_histogram_comes_from_store_ms() -> None:
         (("decision", "recorded"), ("route", "webhook")): 2,
         (("decision", "rejected"), ("route", "webhook")): 1,
     }
+
+
+def test_each_collection_exports_only_the_decisions_taken_since_the_one_before() -> None:
+    """In the delta temporality the Azure Monitor exporter asks for, an idle decision and route
+    sends nothing (each point is a customMetrics row), and the counts stay exact, for another
+    reader too."""
+    azure_monitor = InMemoryMetricReader(
+        preferred_temporality=APPLICATION_INSIGHTS_METRIC_TEMPORALITIES  # type: ignore[arg-type]
+    )
+    other = InMemoryMetricReader()  # cumulative, collecting at other times
+    logger = logging.getLogger(f"{APP_LOGGER}.test_delta")
+    logger.setLevel(logging.INFO)
+    handler = DecisionMetrics(MeterProvider(metric_readers=[azure_monitor, other]))
+    logger.addHandler(handler)
+    recorded = {"decision": "recorded", "route": "webhook"}
+    rejected = {"decision": "rejected", "route": "webhook"}
+
+    def collect(reader: InMemoryMetricReader) -> dict[tuple[tuple[str, Any], ...], int]:
+        points = _points(reader, DECISIONS_METRIC)
+        counts = {tuple(sorted(p.attributes.items())): int(p.value) for p in points}
+        assert len(counts) == len(points)
+        return counts
+
+    try:
+        logger.info("stored", extra=recorded)
+        logger.warning("refused", extra=rejected)
+        assert collect(azure_monitor) == {
+            tuple(sorted(recorded.items())): 1,
+            tuple(sorted(rejected.items())): 1,
+        }
+        logger.info("stored", extra=recorded)
+        assert collect(azure_monitor) == {tuple(sorted(recorded.items())): 1}
+        assert collect(azure_monitor) == {}  # nothing new: not even a zero
+        logger.warning("refused", extra=rejected)
+        logger.warning("refused", extra=rejected)
+        assert collect(azure_monitor) == {tuple(sorted(rejected.items())): 2}
+        assert collect(other) == {
+            tuple(sorted(recorded.items())): 2,
+            tuple(sorted(rejected.items())): 3,
+        }
+    finally:
+        logger.removeHandler(handler)
 
 
 @dataclass
