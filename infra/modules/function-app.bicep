@@ -26,8 +26,14 @@ param identityClientId string
 @description('Name of the storage account for AzureWebJobsStorage and the deployment package.')
 param storageAccountName string
 
-@description('Blob endpoint of that storage account (https://<name>.blob.core.windows.net/).')
+@description('Blob endpoint of that storage account (its primaryEndpoints.blob, ending in /).')
 param storageBlobEndpoint string
+
+@description('Queue endpoint of that storage account (its primaryEndpoints.queue, ending in /).')
+param storageQueueEndpoint string
+
+@description('Table endpoint of that storage account (its primaryEndpoints.table, ending in /).')
+param storageTableEndpoint string
 
 @description('Blob container that holds the deployment package.')
 param deploymentContainerName string
@@ -96,10 +102,25 @@ var armEndpoint = endsWith(resourceManager, '/') ? substring(resourceManager, 0,
 var armAudience = environment().authentication.audiences[0]
 var armTokenAudience = endsWith(armAudience, '/') ? substring(armAudience, 0, length(armAudience) - 1) : armAudience
 
-var baseAppSettings = {
-  AzureWebJobsStorage__accountName: storageAccountName
+// Host storage (and the app's fallback queue) through the identity, at the storage account's
+// own endpoints, so each cloud gets its own DNS suffix. __accountName is the documented
+// alternative only for an account with the public cloud's default endpoints (the host infers
+// them with the public suffix); where both are set, the host uses the service URIs. It is added
+// exactly there, because with __blobServiceUri alone the host can fail to create its blob
+// client at startup (azure-functions-host#11787); anywhere else it would name wrong hosts.
+var hostCanInferStorageEndpoints = (environment().name == 'AzureCloud') && (storageBlobEndpoint == 'https://${storageAccountName}.blob.${environment().suffixes.storage}/')
+
+var hostStorageAppSettings = union({
+  AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
+  AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
+}, hostCanInferStorageEndpoints ? {
+  AzureWebJobsStorage__accountName: storageAccountName
+} : {})
+
+var baseAppSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   // Local auth is off on Application Insights: the host and the azure-monitor-opentelemetry
   // exporter send with an Entra ID token of this identity (Monitoring Metrics Publisher).
@@ -135,7 +156,7 @@ var reconcileAppSettings = empty(registryId) ? {
   ACR_WEBHOOK_NAMES: webhookNames
 }
 
-var appSettings = union(baseAppSettings, secretAppSettings, retentionAppSettings, reconcileAppSettings)
+var appSettings = union(hostStorageAppSettings, baseAppSettings, secretAppSettings, retentionAppSettings, reconcileAppSettings)
 
 var alwaysReady = (alwaysReadyInstances > 0) ? [
   {

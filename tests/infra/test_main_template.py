@@ -14,10 +14,12 @@ from acr_webhook.config import (
     FALLBACK_QUEUE_NAME,
     HTTP_CONCURRENCY,
     load_settings,
+    queue_settings,
 )
 from acr_webhook.models import EventQuery, Position
 from acr_webhook.repository import events_sql
 from tests.infra.bicep import (
+    INFRA,
     REPO_ROOT,
     Json,
     accessor,
@@ -50,7 +52,9 @@ MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
 # Settings the Python code and the Functions host read (exact names).
 REQUIRED_APP_SETTINGS = {
-    "AzureWebJobsStorage__accountName",
+    "AzureWebJobsStorage__blobServiceUri",
+    "AzureWebJobsStorage__queueServiceUri",
+    "AzureWebJobsStorage__tableServiceUri",
     "AzureWebJobsStorage__credential",
     "AzureWebJobsStorage__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -184,9 +188,88 @@ def test_function_app_runs_as_the_user_assigned_identity() -> None:
 
 def test_host_storage_is_identity_based() -> None:
     settings = app_settings()
-    assert settings["AzureWebJobsStorage__accountName"] == "storageAccountName"
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert "AzureWebJobsStorage" not in settings  # a connection string would carry a key
+
+
+STORAGE_SERVICES = {"blob": "Blob", "queue": "Queue", "table": "Table"}
+
+
+def test_host_storage_uses_the_storage_accounts_own_endpoints() -> None:
+    """Each service URI is the account's primaryEndpoints value (the right DNS suffix in every
+    cloud), passed through a storage output and a function-app parameter, never built here."""
+    settings = app_settings()
+    main_params = module(template(MAIN), "functionApp")["params"]
+    storage = template(STORAGE)
+    account_name, _ = single(resources_of_type(storage, "Microsoft.Storage/storageAccounts"))
+    for service, capitalized in STORAGE_SERVICES.items():
+        param_name = f"storage{capitalized}Endpoint"
+        assert settings[f"AzureWebJobsStorage__{service}ServiceUri"] == param_name
+        assert param_name in template(FUNCTION_APP)["parameters"]
+        assert main_params[param_name] == accessor("storage", "outputs", f"{service}Endpoint")
+        assert output(storage, f"{service}Endpoint") == accessor(
+            account_name, "properties", "primaryEndpoints", service
+        )
+
+
+def test_account_name_is_set_only_where_the_host_infers_the_same_endpoints() -> None:
+    """The host builds https://<name>.<service>.<public suffix> from __accountName: right only in
+    the public cloud for an account with default endpoints, so the setting is conditional."""
+    document = template(FUNCTION_APP)
+    storage_settings = var(document, "hostStorageAppSettings")
+    assert storage_settings["function"]["type"] == "union"
+    always, optional = storage_settings["function"]["parameters"].values()
+    assert "AzureWebJobsStorage__accountName" not in always
+    branches = conditional_branches(optional)
+    assert branches is not None
+    condition, when_true, when_false = branches
+    assert when_true == {"AzureWebJobsStorage__accountName": "storageAccountName"}
+    assert when_false == {}
+    assert condition == "hostCanInferStorageEndpoints"
+
+    public_cloud, default_endpoint = _and_operands(var(document, condition))
+    assert public_cloud == _equals(
+        {"function": {"type": "environment", "property_name": "name"}}, "AzureCloud"
+    )
+    assert default_endpoint == _equals(
+        "storageBlobEndpoint",
+        "https://${storageAccountName}.blob.${environment().suffixes.storage}/",
+    )
+
+
+def _equals(left: Any, right: Any) -> Json:
+    return {"operator": {"type": "equals", "operands": {"operand_1": left, "operand_2": right}}}
+
+
+def _and_operands(value: Any) -> tuple[Any, Any]:
+    assert value["operator"]["type"] == "and", value
+    operands = value["operator"]["operands"]
+    return operands["operand_1"], operands["operand_2"]
+
+
+def test_no_template_hard_codes_the_public_storage_suffix() -> None:
+    """Sovereign clouds have other suffixes; endpoints come from the account or environment()."""
+    offenders = [
+        path.relative_to(INFRA).as_posix()
+        for path in sorted(INFRA.rglob("*"))
+        if path.is_file() and "core.windows.net" in path.read_text(errors="replace").lower()
+    ]
+    assert offenders == []
+
+
+def test_the_app_finds_the_fallback_queue_from_the_template_settings_in_any_cloud() -> None:
+    """What config.py reads is what the template sets: a sovereign account's queue endpoint
+    (trailing slash as primaryEndpoints gives it, no __accountName) is the fallback queue's."""
+    names = set(app_settings())
+    endpoint = "https://st123.queue.core.chinacloudapi.cn/"
+    values = {name: "" for name in names}
+    values.pop("AzureWebJobsStorage__accountName")
+    values["AzureWebJobsStorage__queueServiceUri"] = endpoint
+    queue = queue_settings(values)
+    assert queue is not None
+    assert queue.queue_service_uri == endpoint
+    assert queue.connection_string is None
+    assert queue.queue_name == FALLBACK_QUEUE_NAME
 
 
 def test_app_settings_are_complete() -> None:
