@@ -8,9 +8,11 @@ import pytest
 from acr_webhook.config import (
     DEFAULT_CONTAINER,
     DEFAULT_DATABASE,
+    FALLBACK_QUEUE_NAME,
     ConfigurationError,
     load_settings,
 )
+from acr_webhook.fallback import create_queue_client
 from acr_webhook.repository import is_loopback
 
 
@@ -132,3 +134,31 @@ def test_incomplete_reconcile_settings_name_the_setting(
 ) -> None:
     with pytest.raises(ConfigurationError, match=named):
         load_settings({**BASE, **extra}, tmp_path / "absent.json")
+
+
+# As the deployed app gets it: the storage account's primaryEndpoints.queue, with its trailing
+# slash, in a cloud whose suffix is not the public one, next to the public-cloud account name.
+SOVEREIGN_QUEUE_ENDPOINT = "https://st123.queue.core.chinacloudapi.cn/"
+
+
+def test_the_queue_service_uri_wins_over_the_account_name(tmp_path: Path) -> None:
+    storage = {
+        "AzureWebJobsStorage__queueServiceUri": SOVEREIGN_QUEUE_ENDPOINT,
+        "AzureWebJobsStorage__accountName": "st123",
+    }
+    settings = load_settings({**BASE, **storage}, tmp_path / "absent.json")
+    assert settings.fallback_queue is not None
+    assert settings.fallback_queue.queue_service_uri == SOVEREIGN_QUEUE_ENDPOINT
+
+
+def test_a_queue_service_uri_with_a_trailing_slash_addresses_the_queues(tmp_path: Path) -> None:
+    storage = {"AzureWebJobsStorage__queueServiceUri": SOVEREIGN_QUEUE_ENDPOINT}
+    queue = load_settings({**BASE, **storage}, tmp_path / "absent.json").fallback_queue
+    assert queue is not None
+    # Made with the identity; building the client makes no request.
+    assert create_queue_client(queue, {}).url == (
+        f"https://st123.queue.core.chinacloudapi.cn/{FALLBACK_QUEUE_NAME}"
+    )
+    assert create_queue_client(queue.poison, {}).url == (
+        f"https://st123.queue.core.chinacloudapi.cn/{FALLBACK_QUEUE_NAME}-poison"
+    )
