@@ -139,6 +139,9 @@ param zoneRedundant bool = false
 ])
 param storageSkuName string = 'Standard_LRS'
 
+@description('Deploy the Azure Monitor workbook "acr-webhook: decisions and pushes" on Application Insights (decisions, rejected and queued events, store latency, Cosmos DB and Storage calls, pushes; the queries of docs/operations.md). false = none.')
+param deployWorkbook bool = true
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -166,6 +169,15 @@ module monitoring 'modules/monitoring.bicep' = {
     tags: tags
     logAnalyticsName: 'log-${resourceToken}'
     applicationInsightsName: 'appi-${resourceToken}'
+  }
+}
+
+module workbook 'modules/workbook.bicep' = if (deployWorkbook) {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
   }
 }
 
