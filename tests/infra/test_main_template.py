@@ -569,6 +569,7 @@ def test_main_wires_the_local_modules() -> None:
         "roleAssignments": ROLES,
         "functionApp": FUNCTION_APP,
         "registryAccess": "modules/registry-access.bicep",
+        "workbook": "modules/workbook.bicep",
     }
 
 
