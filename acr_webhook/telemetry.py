@@ -34,14 +34,17 @@ use (live metrics, performance counters, instrumentation entry points, a second 
 and builds everything before the first event. This module builds the same three exporters with
 the OpenTelemetry SDK in two steps:
 
-1. at import, the app logger's :class:`DecisionTelemetry` handler, which holds records until
-   the rest exists, and the one thing that must happen before the interpreter may be shutting
-   down (see configure_telemetry): ~17 ms;
-2. the rest (the exporters, the credential, the tracer, log and metric providers, azure-core
-   tracing: ~100 ms of imports) on a thread started by the first log record, so off the first
-   answer's path. The held records are then exported as if the pipeline had been there all
-   along; the SDK calls made before it existed (a new instance's first event's, ~0.1 s) are not
-   traced: the tracer provider and the Functions resource at import cost ~15 ms more.
+1. at import, only the app logger's :class:`DecisionTelemetry` handler, which holds records
+   until the rest exists;
+2. the rest (the exporters, the credential, the resource, the tracer, log and metric providers,
+   azure-core tracing: ~100 ms of imports) on a thread started by the first log record, so off
+   the first answer's path. The held records are then exported as if the pipeline had been there
+   all along; the SDK calls made before it existed (a new instance's first event's, ~0.1 s) are
+   not traced: that would take the tracer provider and the resource on the first answer's path
+   (~30 ms, most of it imports).
+   A process that ends right after its first event waits for that thread before the
+   interpreter stops taking thread-pool work, which building the resource needs
+   (:meth:`_Pipeline.start`).
 
 Sources relied on:
 
@@ -71,12 +74,13 @@ Sources relied on:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import random
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from acr_webhook.config import read_values
@@ -89,7 +93,6 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord
     from opentelemetry.sdk.metrics.export import MetricReader
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor
     from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
     from opentelemetry.trace import Link, SpanKind
@@ -119,6 +122,8 @@ HELD_RECORDS = 10_000
 # The pipeline is built on its own thread at the first log record, or this long after start in
 # a process that logs nothing (one that only answers reads: its calls are still dependencies).
 SETUP_AT_THE_LATEST_SECONDS = 10.0
+# A process that exits while that thread is still building waits this long for it at most.
+SETUP_AT_EXIT_WAIT_SECONDS = 5.0
 
 _log = logging.getLogger(__name__)
 
@@ -163,16 +168,8 @@ def configure_telemetry(
     connection_string = values.get(CONNECTION_STRING_SETTING, "").strip()
     if not connection_string:
         return False
-    # Only what must happen before the interpreter may be shutting down, which is when the
-    # setup thread runs in a process that ends right after its first event: a Resource is built
-    # on a thread pool, which then refuses work. Importing opentelemetry.sdk._logs builds its
-    # default one; this builds the app's (~17 ms in all, a third of it importing psutil).
-    import opentelemetry.sdk._logs  # noqa: F401
-    from opentelemetry.sdk.resources import Resource
-
     pipeline = _Pipeline(
         values,
-        Resource.create(),
         dependencies_per_second=dependencies_per_second,
         routine_records_per_second=routine_records_per_second,
         span_processors=span_processors,
@@ -392,7 +389,6 @@ class _Pipeline:
     def __init__(
         self,
         values: Mapping[str, str],
-        resource: Resource,
         *,
         dependencies_per_second: float | None,
         routine_records_per_second: float | None,
@@ -402,7 +398,6 @@ class _Pipeline:
         exporter_options: Mapping[str, Any],
     ) -> None:
         self._values = values
-        self._resource = resource
         self._dependencies_per_second = dependencies_per_second
         self._routine_records_per_second = routine_records_per_second
         self._span_processors = span_processors
@@ -426,6 +421,10 @@ class _Pipeline:
                 # Not a daemon: the process's exit waits for it, so the held telemetry is sent.
                 self._thread = threading.Thread(target=self._build, name="telemetry-setup")
                 self._thread.start()
+                _before_thread_pools_stop(self._wait_at_exit)
+
+    def _wait_at_exit(self) -> None:
+        self.ready.wait(SETUP_AT_EXIT_WAIT_SECONDS)
 
     def _build(self) -> None:
         try:
@@ -452,6 +451,7 @@ class _Pipeline:
         from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
         from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.trace import set_tracer_provider
@@ -461,9 +461,8 @@ class _Pipeline:
         if credential is not None:
             options["credential"] = credential
         # The Functions resource (role name = the app's name), as the worker's distro set-up
-        # asks for (OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=azure_functions); detected directly,
-        # not on Resource.create's thread pool (see configure_telemetry).
-        resource = self._resource.merge(AzureFunctionsResourceDetector().detect())
+        # asks for (OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=azure_functions).
+        resource = Resource.create().merge(AzureFunctionsResourceDetector().detect())
         calls = None
         if self._dependencies_per_second is not None:
             calls = RateLimit(self._dependencies_per_second)
@@ -502,6 +501,27 @@ class _Pipeline:
         # azure-core's own OpenTelemetry tracing (not the azure-core-tracing-opentelemetry plugin
         # the distro sets): it gets its tracer once, not twice per call, and costs less per span.
         azure_core_settings.tracing_enabled = True
+
+
+def _before_thread_pools_stop(callback: Callable[[], None]) -> None:
+    """Run ``callback`` when the interpreter starts to exit, before concurrent.futures stops
+    taking work: the setup thread builds a Resource on a thread pool (OpenTelemetry's
+    Resource.create, also run by importing its log SDK), which refuses work after that point.
+
+    The hook is the one concurrent.futures registers its own stop with (CPython's
+    ``threading._register_atexit``, Python 3.9 and later); hooks run last-registered first, so
+    registering after importing concurrent.futures.thread puts this one ahead of it. Without the
+    hook (another interpreter), a process that exits during the setup loses its held records.
+    """
+    import concurrent.futures.thread  # noqa: F401  (registers its own hook first)
+
+    register: Callable[[Callable[[], None]], None] | None = getattr(
+        threading, "_register_atexit", None
+    )
+    if register is None:
+        return
+    with contextlib.suppress(RuntimeError):  # already exiting: too late to wait for anything
+        register(callback)
 
 
 def _sampled_log_exporter(

@@ -585,8 +585,15 @@ from azure.core.rest import HttpRequest
 from acr_webhook.telemetry import configure_telemetry
 
 assert configure_telemetry(exporter_options={"disable_offline_storage": True})
-# The exporters and the tracing are built off the first event's path, not at import.
-assert not {"azure.monitor.opentelemetry.exporter", "opentelemetry.sdk.trace"} & set(sys.modules)
+# The exporters, the tracing and the SDK's resource are built off the first event's path, not at
+# import: at exit, building them must still be possible.
+off_the_path = {
+    "azure.monitor.opentelemetry.exporter",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.sdk._logs",
+    "opentelemetry.sdk.resources",
+}
+assert not off_the_path & set(sys.modules), off_the_path & set(sys.modules)
 logging.getLogger("acr_webhook").setLevel(logging.INFO)
 with PipelineClient(sys.argv[1]) as client:  # an SDK call before they exist, as a first write
     client.send_request(HttpRequest("POST", sys.argv[1] + "probe", json=[])).raise_for_status()
