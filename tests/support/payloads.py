@@ -165,6 +165,7 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("id", "x" * 256, "at most 255 characters"),
     ("id", "", "at least 1 character"),
     ("target.repository", "r" * (MAX_REPOSITORY_LENGTH + 1), "at most 255 characters"),
+    ("target.repository", "r" * 1024, "at most 255 characters"),
     # 1,024 characters of 4 bytes each: 4 KB, twice Cosmos DB's limit for a partition key.
     ("target.repository", "\U0001f600" * 1024, "at most 255 characters"),
     ("target.repository", "team/\napi", "control characters"),
@@ -191,6 +192,7 @@ HOSTILE: list[tuple[str, Any, str]] = [
     ("target.size", "12", "valid integer"),
     ("target.size", 12.0, "valid integer"),
     ("target.size", 1e30, "valid integer"),
+    ("target.size", 10**30, "less than or equal to 9007199254740991"),
     ("target.size", 10**400, "less than or equal to 9007199254740991"),
     ("target.size", MAX_SIZE + 1, "less than or equal to 9007199254740991"),
     ("target.size", -1, "greater than or equal to 0"),
