@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -79,6 +80,11 @@ class _WorkerLogHandler(logging.Handler):
         if invocation_id is not None:
             log["invocation_id"] = invocation_id
         self._queue.put_nowait(log)
+
+    def begin_invocation(self, invocation_id: str) -> None:
+        """What the worker does on the invocation's thread before it calls the function: the
+        records logged there carry this id."""
+        self._invocation.invocation_id = invocation_id
 
     def discard_queued(self) -> None:
         while not self._queue.empty():
@@ -183,7 +189,10 @@ class Worker:
         if path == FUNCTION:
 
             def answer(request: func.HttpRequest) -> Callable[[], object]:
+                invocation_id = str(uuid.uuid4())
+
                 def call() -> object:
+                    self._log.begin_invocation(invocation_id)
                     response = self._webhook(request)
                     response.get_body()  # as the worker does to send it
                     if response.status_code != 201:
@@ -245,6 +254,7 @@ class Worker:
         events = _pushes(count)
         body = json.dumps([eventgrid_event(event) for event in events]).encode()
         request = _request(EVENTGRID_URL, body)
+        self._log.begin_invocation(str(uuid.uuid4()))
         started = time.perf_counter()
         response = self._eventgrid(request)
         seconds = time.perf_counter() - started
