@@ -236,7 +236,7 @@ def test_sigterm_stops_serve_and_its_queue_trigger_with_connections_open(
     code = process.stop(signal.SIGTERM)
     elapsed = time.monotonic() - started
     print(f"\nserve stopped {elapsed:.2f} s after SIGTERM")
-    assert code == 0
+    assert code == 0, process.output()
     assert elapsed < STOP_BUDGET_S
     idle.close()
     stalled.close()
