@@ -291,15 +291,24 @@ class LocalHttpServer:
         """Stop accepting, let requests in flight finish (up to ``grace_s``), close every
         connection once its answer is sent, and wait for the server thread."""
         # The socket map belongs to the server's thread: changes to it go through its trigger.
-        self._server.trigger.pull_trigger(self._stop_accepting)
+        trigger = self._server.trigger
+        trigger.pull_trigger(self._stop_accepting)
         self._server.task_dispatcher.shutdown(timeout=grace_s)
-        self._server.trigger.pull_trigger(self._close_connections)
+        # The last step closes the trigger's pipe. The server's thread may run it on the first
+        # wake-up, before this thread writes the second one: it waits for that write, which
+        # would otherwise go to a closed descriptor (or to whatever file reused its number).
+        woken = threading.Event()
+        try:
+            trigger.pull_trigger(lambda: self._close_connections(after=woken))
+        finally:
+            woken.set()
         self._thread.join(timeout=grace_s)
 
     def _stop_accepting(self) -> None:
         self._server.accepting = False
 
-    def _close_connections(self) -> None:
+    def _close_connections(self, after: threading.Event) -> None:
+        after.wait()
         for connection in list(self._connections.values()):
             connection.close_when_flushed = True
         self._server.close()  # the listener and the trigger; the loop ends with the last channel

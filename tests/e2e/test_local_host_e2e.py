@@ -241,3 +241,32 @@ def test_sigterm_stops_serve_and_its_queue_trigger_with_connections_open(
     idle.close()
     stalled.close()
     session.close()
+
+
+def test_stop_holds_when_the_server_thread_runs_both_stop_steps_on_one_wakeup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # stop() queues two steps for the server's thread, each followed by a wake-up write to
+    # waitress's trigger pipe; the second step closes that pipe. When the server's thread is slow
+    # to answer the first wake-up and the stopping thread is slow to write the second, the
+    # server's thread runs both steps on the first: the late write then went to a closed
+    # descriptor, and serve exited 1 after SIGTERM (seen once in CI). These delays force that
+    # order: the server's thread reads the first wake-up after the second step is queued and
+    # before its wake-up is written.
+    server = LocalHttpServer(LocalFunctionsHost(echo_app, "unused"), "127.0.0.1", 0)
+    server.start()
+    trigger = server._server.trigger
+    wake_up, run_steps = trigger._physical_pull, trigger.handle_read
+
+    def wake_up_late() -> None:
+        time.sleep(0.4)
+        wake_up()
+
+    def run_steps_late() -> None:
+        time.sleep(0.2)
+        run_steps()
+
+    monkeypatch.setattr(trigger, "_physical_pull", wake_up_late)
+    monkeypatch.setattr(trigger, "handle_read", run_steps_late)
+    server.stop()
+    assert not server._thread.is_alive()
