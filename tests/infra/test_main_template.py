@@ -36,6 +36,7 @@ from tests.infra.bicep import (
     template,
     var,
 )
+from tests.unit.test_config import SOVEREIGN_QUEUE_ENDPOINT
 
 MAIN = "main.bicep"
 FUNCTION_APP = "modules/function-app.bicep"
@@ -261,13 +262,12 @@ def test_the_app_finds_the_fallback_queue_from_the_template_settings_in_any_clou
     """What config.py reads is what the template sets: a sovereign account's queue endpoint
     (trailing slash as primaryEndpoints gives it, no __accountName) is the fallback queue's."""
     names = set(app_settings())
-    endpoint = "https://st123.queue.core.chinacloudapi.cn/"
     values = {name: "" for name in names}
     values.pop("AzureWebJobsStorage__accountName")
-    values["AzureWebJobsStorage__queueServiceUri"] = endpoint
+    values["AzureWebJobsStorage__queueServiceUri"] = SOVEREIGN_QUEUE_ENDPOINT
     queue = queue_settings(values)
     assert queue is not None
-    assert queue.queue_service_uri == endpoint
+    assert queue.queue_service_uri == SOVEREIGN_QUEUE_ENDPOINT
     assert queue.connection_string is None
     assert queue.queue_name == FALLBACK_QUEUE_NAME
 
