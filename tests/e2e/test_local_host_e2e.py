@@ -111,17 +111,27 @@ def send_until_stopped(address: tuple[str, int], head: bytes, body: Iterator[byt
         while time.monotonic() < deadline:
             wanted = [sock] if sent < ABUSE_BYTES else []
             readable, writable, _ = select.select([sock], wanted, [], 1)
-            try:
-                if readable:
-                    answer = sock.recv(4096)
-                    return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
-                if writable:
-                    pending = pending or next(body)
+            if readable:
+                return answered_status(sock)
+            if writable:
+                pending = pending or next(body)
+                try:
                     written = sock.send(pending)
-                    pending, sent = pending[written:], sent + written
-            except (BrokenPipeError, ConnectionResetError):
-                return None
+                except (BrokenPipeError, ConnectionResetError):
+                    # The server answered and closed while the body was still coming, so its
+                    # kernel reset the connection; the answer, sent before, is still here.
+                    return answered_status(sock)
+                pending, sent = pending[written:], sent + written
     raise AssertionError("the server neither answered nor closed the connection")
+
+
+def answered_status(sock: socket.socket) -> int | None:
+    """The status the server answered on ``sock``, or None if it closed without answering."""
+    try:
+        answer = sock.recv(4096)
+    except ConnectionResetError:
+        return None
+    return int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
 
 
 def chunks(size_line: bytes, size: int) -> Iterator[bytes]:
