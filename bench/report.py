@@ -475,7 +475,11 @@ Profiled on 2026-11-23 (2 cores), not by this run:
   non-SDK part at ~265 µs. The console's thread now writes held lines every 0.1 s (+1.5%);
   fewer server threads (8: +1.4%, within the noise) and other GIL switch intervals (20 ms: ±0,
   1 ms: -2%, 0.2 ms: -13%) did not help; the client's own CPU (~150 µs per event, another
-  process) and the stdout pipe do not limit it (measured)."""
+  process) and the stdout pipe do not limit it (measured). Two prototypes, each in one
+  interleaved run, did not help either: a host split like Azure's (waitress in one process,
+  the functions in a worker process behind a Unix socket) reached 0.74x where the in-process
+  host reached 0.72x, and cheroot in place of waitress reached 0.92x (0.89-0.94, 6 rounds) of
+  waitress's own throughput."""
 
 
 def render(figures: Figures) -> str:
