@@ -126,6 +126,11 @@ def accessor(*names: str) -> Json:
     }
 
 
+def equals(left: Any, right: Any) -> Json:
+    """pycep's tree for ``left == right``."""
+    return {"operator": {"type": "equals", "operands": {"operand_1": left, "operand_2": right}}}
+
+
 def conditional_branches(value: Any) -> tuple[Any, Any, Any] | None:
     """(condition, true_value, false_value) of ``cond ? a : b``; None for other values."""
     if isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional":

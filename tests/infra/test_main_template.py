@@ -25,6 +25,7 @@ from tests.infra.bicep import (
     accessor,
     conditional_branches,
     decorators,
+    equals,
     is_secure,
     module,
     module_path,
@@ -229,17 +230,13 @@ def test_account_name_is_set_only_where_the_host_infers_the_same_endpoints() -> 
     assert condition == "hostCanInferStorageEndpoints"
 
     public_cloud, default_endpoint = _and_operands(var(document, condition))
-    assert public_cloud == _equals(
+    assert public_cloud == equals(
         {"function": {"type": "environment", "property_name": "name"}}, "AzureCloud"
     )
-    assert default_endpoint == _equals(
+    assert default_endpoint == equals(
         "storageBlobEndpoint",
         "https://${storageAccountName}.blob.${environment().suffixes.storage}/",
     )
-
-
-def _equals(left: Any, right: Any) -> Json:
-    return {"operator": {"type": "equals", "operands": {"operand_1": left, "operand_2": right}}}
 
 
 def _and_operands(value: Any) -> tuple[Any, Any]:

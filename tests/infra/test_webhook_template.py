@@ -12,6 +12,7 @@ from tests.infra.bicep import (
     accessor,
     conditional_branches,
     decorators,
+    equals,
     is_secure,
     module,
     module_condition,
@@ -73,15 +74,7 @@ def http_functions() -> dict[str, str]:
 
 def mode_condition(*modes: str) -> Json:
     """pycep's tree for (deliveryMode == 'a') || (deliveryMode == 'b')."""
-    first, second = (
-        {
-            "operator": {
-                "type": "equals",
-                "operands": {"operand_1": "deliveryMode", "operand_2": mode},
-            }
-        }
-        for mode in modes
-    )
+    first, second = (equals("deliveryMode", mode) for mode in modes)
     return {"operator": {"type": "or", "operands": {"operand_1": first, "operand_2": second}}}
 
 
