@@ -448,10 +448,15 @@ Profiled on 2026-11-23 (2 cores), not by this run:
   SDK's `create_item` ~885 µs, as on the sync tuned floor; then validation ~32 µs, the decision
   log record ~33 µs, the response (`func.HttpResponse`, JSON) ~15 µs, the document ~9 µs, the
   rest of the handler ~12 µs and the repository's wrapper ~6 µs: ~110-120 µs in all. Run alone
-  the same parts take ~25 µs; each write evicts the caches. Log records leave out the thread and
-  process fields (~13 µs saved). Every decision is a log record by design (the audit trail in
-  the host's logs), so 1.1x would leave ~85 µs for validating, documenting, logging and
-  answering one event: not reached.
+  the same parts take ~25 µs: what the write does not run itself is cold again after each wait
+  for the server (pinning the local server to the other core or to the same one changed
+  nothing), while `json.loads`, which the SDK keeps warm, costs ~4 µs in situ. Validating with
+  pydantic-core costs ~30-45 µs in situ however it is called: from bytes or from `json.loads`'s
+  dict, with the `python-re` engine, even with no patterns at all (at most ~10 µs less, within
+  the noise of two runs of 11 and 15 rounds). Log records leave out the thread and process
+  fields (~13 µs saved). Every decision is a log record by design (the audit trail in the host's
+  logs), so 1.1x would leave ~85 µs for validating, documenting, logging and answering one
+  event: not reached.
 - **Telemetry** adds ~65-85 µs per event: routine decision records are exported at 5/s and
   unsampled writes are not traced (before: every record exported, ~150 µs, and every write
   traced to be dropped, ~110 µs); what remains is the store-latency histogram (~20 µs), the two
