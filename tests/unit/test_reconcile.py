@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,9 +26,11 @@ from acr_webhook.reconcile import (
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
-from tests.support.serve import run_python
+from tests.support.serve import app_environment, run_python
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+# Settings of an app whose database nobody listens for: for what the app makes, not what it stores.
+NO_DATABASE = Settings("https://127.0.0.1:1/", None, "acr", "events", None)
 TARGET = ReconcileSettings(
     "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/reg",
     ("acrwebhook", "acrwebhook2"),
@@ -312,8 +313,7 @@ def test_the_apps_history_is_one_per_process_and_its_sdks_wait_for_the_first_rea
         "print(json.dumps([at_import, loaded(), history is runtime.webhook_history()]))"
     )
     env = {
-        **{k: v for k, v in os.environ.items() if k != "APPLICATIONINSIGHTS_CONNECTION_STRING"},
-        "COSMOS_ENDPOINT": "https://127.0.0.1:1/",
+        **app_environment(NO_DATABASE, "APPLICATIONINSIGHTS_", "ACR_"),
         "ACR_REGISTRY_ID": TARGET.registry_id,
         "ACR_WEBHOOK_NAMES": ",".join(TARGET.webhook_names),
     }
@@ -329,9 +329,7 @@ def test_the_apps_history_is_one_per_process_and_its_sdks_wait_for_the_first_rea
 def test_without_reconcile_settings_the_app_has_no_history(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(
-        runtime, "settings", lambda: Settings("https://127.0.0.1:1/", None, "a", "e", None)
-    )
+    monkeypatch.setattr(runtime, "settings", lambda: NO_DATABASE)
     runtime.webhook_history.cache_clear()
     try:
         assert runtime.webhook_history() is None

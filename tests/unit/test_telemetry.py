@@ -461,29 +461,26 @@ def test_each_collection_exports_only_the_decisions_taken_since_the_one_before()
     recorded = {"decision": "recorded", "route": "webhook"}
     rejected = {"decision": "rejected", "route": "webhook"}
 
+    def key(attributes: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+        return tuple(sorted(attributes.items()))
+
     def collect(reader: InMemoryMetricReader) -> dict[tuple[tuple[str, Any], ...], int]:
         points = _points(reader, DECISIONS_METRIC)
-        counts = {tuple(sorted(p.attributes.items())): int(p.value) for p in points}
+        counts = {key(p.attributes): int(p.value) for p in points}
         assert len(counts) == len(points)
         return counts
 
     try:
         logger.info("stored", extra=recorded)
         logger.warning("refused", extra=rejected)
-        assert collect(azure_monitor) == {
-            tuple(sorted(recorded.items())): 1,
-            tuple(sorted(rejected.items())): 1,
-        }
+        assert collect(azure_monitor) == {key(recorded): 1, key(rejected): 1}
         logger.info("stored", extra=recorded)
-        assert collect(azure_monitor) == {tuple(sorted(recorded.items())): 1}
+        assert collect(azure_monitor) == {key(recorded): 1}
         assert collect(azure_monitor) == {}  # nothing new: not even a zero
         logger.warning("refused", extra=rejected)
         logger.warning("refused", extra=rejected)
-        assert collect(azure_monitor) == {tuple(sorted(rejected.items())): 2}
-        assert collect(other) == {
-            tuple(sorted(recorded.items())): 2,
-            tuple(sorted(rejected.items())): 3,
-        }
+        assert collect(azure_monitor) == {key(rejected): 2}
+        assert collect(other) == {key(recorded): 2, key(rejected): 3}
     finally:
         logger.removeHandler(handler)
 
