@@ -454,9 +454,12 @@ Profiled on 2026-11-23 (2 cores), not by this run:
   pydantic-core costs ~30-45 µs in situ however it is called: from bytes or from `json.loads`'s
   dict, with the `python-re` engine, even with no patterns at all (at most ~10 µs less, within
   the noise of two runs of 11 and 15 rounds). Log records leave out the thread and process
-  fields (~13 µs saved). Every decision is a log record by design (the audit trail in the host's
-  logs), so 1.1x would leave ~85 µs for validating, documenting, logging and answering one
-  event: not reached.
+  fields (~13 µs saved). Two cheap switches changed nothing (one run each, 9 and 11 rounds;
+  the switched medians 0.007-0.016x above the app's own, within the spread): pydantic's
+  `cache_strings` off or keys only, and log records without the caller's file and line
+  (`logging._srcfile = None`, the HOWTO's other suggestion). Every decision is a log record by
+  design (the audit trail in the host's logs), so 1.1x would leave ~85 µs for validating,
+  documenting, logging and answering one event: not reached.
 - **Telemetry** adds ~65-85 µs per event: routine decision records are exported at 5/s and
   unsampled writes are not traced (before: every record exported, ~150 µs, and every write
   traced to be dropped, ~110 µs); what remains is the store-latency histogram (~20 µs), the two
