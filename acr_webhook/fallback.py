@@ -42,8 +42,9 @@ QUEUE_TIMEOUTS: dict[str, Any] = {
 
 # Storage queue messages live 7 days unless told otherwise; -1 keeps them until replayed.
 NEVER_EXPIRES = -1
-# The first replay of a parked event waits this long; each failed try doubles it up to the cap
-# (Settings.replay_max_delay_s, 60 s by default).
+# A parked event is replayed at once; after its first failed replay it waits this long, and each
+# further failed try doubles the wait up to the cap (Settings.replay_max_delay_s, 60 s by
+# default).
 REPLAY_FIRST_DELAY_S = 2
 
 
@@ -165,9 +166,11 @@ def parse_parked(message: bytes | str) -> ParkedEvent:
     return ParkedEvent(payload, attempts)
 
 
-def replay_delay_s(attempts: int, max_delay_s: int) -> int:
-    """The wait before the next replay after ``attempts`` failed ones: 2, 4, 8 ... capped."""
-    return int(min(max_delay_s, REPLAY_FIRST_DELAY_S * 2 ** min(attempts, 30)))
+def replay_delay_s(failed_tries: int, max_delay_s: int) -> int:
+    """The wait before the next replay after ``failed_tries`` (1 or more) failed ones: 2, 4,
+    8 ... capped."""
+    doublings = min(max(failed_tries - 1, 0), 30)
+    return int(min(max_delay_s, REPLAY_FIRST_DELAY_S * 2**doublings))
 
 
 def replay_queued_event(

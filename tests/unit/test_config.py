@@ -94,6 +94,17 @@ def test_retention_days_is_read_and_checked(tmp_path: Path) -> None:
             load_settings({**BASE, "RETENTION_DAYS": bad}, absent)
 
 
+def test_the_replay_cap_defaults_to_60_s_and_is_checked(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.json"
+    assert load_settings(BASE, absent).replay_max_delay_s == 60
+    for good in ("1", "3600"):
+        settings = load_settings({**BASE, "REPLAY_MAX_DELAY_SECONDS": good}, absent)
+        assert settings.replay_max_delay_s == int(good)
+    for bad in ("0", "-1", "1.5", "sixty", "3601"):
+        with pytest.raises(ConfigurationError, match="REPLAY_MAX_DELAY_SECONDS"):
+            load_settings({**BASE, "REPLAY_MAX_DELAY_SECONDS": bad}, absent)
+
+
 def test_reconcile_settings_default_to_the_public_cloud(tmp_path: Path) -> None:
     values = {**BASE, "ACR_REGISTRY_ID": REGISTRY_ID, "ACR_WEBHOOK_NAMES": "hookone, hooktwo"}
     reconcile = load_settings(values, tmp_path / "absent.json").reconcile

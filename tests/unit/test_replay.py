@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from acr_webhook.config import DEFAULT_REPLAY_MAX_DELAY_S
 from acr_webhook.fallback import (
     REPLAY_FIRST_DELAY_S,
     FallbackUnavailableError,
@@ -23,7 +24,7 @@ from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 
 DOCUMENT = {"id": "e1", "repository": "r", "action": "push"}
-CAP_S = 60
+CAP_S = DEFAULT_REPLAY_MAX_DELAY_S  # 60 s, as the README says
 
 
 class RefusingRepository(FakeEventRepository):
@@ -55,7 +56,7 @@ def test_while_the_store_is_down_the_event_goes_back_with_a_doubling_delay() -> 
         attempts, _ = queue.puts[-1]
         message = ParkedEvent(queue.messages[-1], attempts).to_message()
     assert [attempts for attempts, _ in queue.puts] == [1, 2, 3, 4, 5, 6, 7, 8]
-    assert [delay for _, delay in queue.puts] == [4, 8, 16, 32, 60, 60, 60, 60]
+    assert [delay for _, delay in queue.puts] == [2, 4, 8, 16, 32, 60, 60, 60]
     assert all(document == DOCUMENT for document in queue.messages)
 
     repository.unavailable = False  # the database is back: the next try stores it
@@ -64,8 +65,8 @@ def test_while_the_store_is_down_the_event_goes_back_with_a_doubling_delay() -> 
 
 
 def test_the_delay_starts_small_and_never_passes_the_cap() -> None:
-    assert replay_delay_s(0, CAP_S) == REPLAY_FIRST_DELAY_S
-    assert replay_delay_s(1, 3) == 3
+    assert replay_delay_s(1, CAP_S) == REPLAY_FIRST_DELAY_S == 2
+    assert replay_delay_s(2, 3) == 3
     assert replay_delay_s(10**6, CAP_S) == CAP_S  # a very old message does not overflow
 
 
