@@ -24,6 +24,9 @@ from tests.support.cosmos_server import LocalCosmosServer
 
 # ACR gives up after 5 s; the whole answer must come well inside that.
 ANSWER_BUDGET_S = 4.5
+# The README: a write the database does not answer gives up after ~2 s (CLIENT_TIMEOUTS),
+# leaving the rest of the answer budget for the fallback queue.
+WRITE_GIVES_UP_S = 2.5
 # How long these tests let a repository remember a failure (production: UNAVAILABLE_MEMORY_S).
 SHORT_MEMORY_S = 0.5
 
@@ -100,11 +103,11 @@ def test_frozen_server_fails_within_budget_and_recovers(
 
     restartable_cosmos_server.freeze()
     try:
-        assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < ANSWER_BUDGET_S
+        assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < WRITE_GIVES_UP_S
         # Remembered: the next writer does not spend its budget on the same failure.
         assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < 0.1
         after_the_memory()  # then it is tried again, with the endpoint marked unavailable
-        assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < ANSWER_BUDGET_S
+        assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < WRITE_GIVES_UP_S
     finally:
         restartable_cosmos_server.thaw()
 
@@ -120,7 +123,7 @@ def test_stopped_server_fails_within_budget_and_recovers_after_restart(
     assert repository.add(document_for(payloads.with_new_id(payloads.PUSH))) is True
 
     restartable_cosmos_server.stop()
-    assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < ANSWER_BUDGET_S
+    assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < WRITE_GIVES_UP_S
 
     restartable_cosmos_server.start()  # same port, but an empty in-memory server
     provision(settings)
@@ -134,7 +137,7 @@ def test_client_created_while_server_is_down_recovers_without_restart(
     settings = fresh_settings(restartable_cosmos_server)
     restartable_cosmos_server.stop()
     repository = recovering(settings)  # nothing is contacted yet
-    assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < ANSWER_BUDGET_S
+    assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < WRITE_GIVES_UP_S
 
     restartable_cosmos_server.start()
     provision(settings)
@@ -149,7 +152,7 @@ def test_client_created_while_server_is_frozen_fails_within_budget(
     repository = recovering(settings)
     restartable_cosmos_server.freeze()
     try:
-        assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < ANSWER_BUDGET_S
+        assert timed_add(repository, payloads.with_new_id(payloads.PUSH)) < WRITE_GIVES_UP_S
     finally:
         restartable_cosmos_server.thaw()
     after_the_memory()
