@@ -14,6 +14,7 @@ import pytest
 
 import function_app
 from acr_webhook.eventgrid import (
+    BATCH_BUDGET_S,
     EVENT_TYPE_ACTIONS,
     MAX_HANDSHAKE_BYTES,
     MAX_REPORTED_PROBLEMS,
@@ -687,6 +688,21 @@ def test_a_batch_not_stored_within_its_budget_is_503_in_time_for_a_retry(
     assert retry.body is not None
     assert retry.body["recorded"] + retry.body["duplicate"] == len(batch)
     assert len(repository.documents) == len(batch)
+
+
+def test_a_batch_gets_20_of_event_grids_30_s(repository: FakeEventRepository) -> None:
+    """docs/delivery.md's budget, at its real size (this test takes 20 s): a write that never
+    ends is answered 503 after 20 s, in time for Event Grid, which waits 30 s."""
+    repository.write_delay_s = BATCH_BUDGET_S + 1  # the thread ends 1 s after the answer
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        started = time.monotonic()
+        result = call(
+            [event_grid(payloads.with_new_id(payloads.PUSH))], repository, executor=writer
+        )
+        answered_after = time.monotonic() - started
+    assert result.status == 503
+    assert BATCH_BUDGET_S == 20
+    assert 20 <= answered_after < 21
 
 
 # --- issue 14: concurrent, bounded, all or nothing --------------------------------------------
