@@ -1,0 +1,80 @@
+"""The README: a failure to reach the database is remembered for 5 s by every writer in the
+instance (webhook, Event Grid, replay), which then answer at once. Through function_app's
+registered functions and runtime's process-wide objects, against a frozen local server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import azure.functions as func
+import pytest
+
+import function_app
+from acr_webhook import runtime
+from acr_webhook.config import Settings
+from acr_webhook.fallback import FallbackUnavailableError, ParkedEvent
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.results import utc_now
+from tests.conftest import fresh_settings
+from tests.support import payloads
+from tests.support.cosmos_server import LocalCosmosServer
+from tests.unit.test_eventgrid import event_grid
+
+# Built once per process from the settings; rebuilt for this test's settings, then dropped.
+PROCESS_WIDE = (
+    runtime.database_health,
+    runtime.event_repository,
+    runtime.eventgrid_repository,
+    runtime.fallback_queue,
+    runtime.shared_secret,
+)
+# A write the database does not answer gives up after ~2 s (CLIENT_TIMEOUTS).
+WRITE_GIVES_UP_S = 2.5
+AT_ONCE_S = 0.1
+
+
+@pytest.fixture
+def app_settings(
+    restartable_cosmos_server: LocalCosmosServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """function_app as deployed, on a container of its own, with no fallback queue."""
+    settings = fresh_settings(restartable_cosmos_server)
+    monkeypatch.setattr(runtime, "settings", lambda: settings)
+    monkeypatch.setattr(function_app, "settings", lambda: settings)
+    for built in PROCESS_WIDE:
+        built.cache_clear()
+    yield settings
+    for built in PROCESS_WIDE:
+        built.cache_clear()
+
+
+def post(body: bytes) -> func.HttpRequest:
+    return func.HttpRequest("POST", "http://localhost/api/acr/any", body=body)
+
+
+def test_a_failed_webhook_write_makes_event_grid_and_replay_answer_at_once(
+    app_settings: Settings, restartable_cosmos_server: LocalCosmosServer
+) -> None:
+    push = payloads.body(payloads.with_new_id(payloads.PUSH))
+    batch = json.dumps([event_grid(payloads.with_new_id(payloads.PUSH))]).encode()
+    event = AcrEvent.model_validate(payloads.with_new_id(payloads.PUSH))
+    parked = func.QueueMessage(body=ParkedEvent(to_document(event, utc_now())).to_message())
+    restartable_cosmos_server.freeze()
+    try:
+        started = time.monotonic()
+        webhook = function_app.acr_webhook(post(push))
+        webhook_s, started = time.monotonic() - started, time.monotonic()
+        eventgrid = function_app.acr_eventgrid(post(batch))
+        eventgrid_s, started = time.monotonic() - started, time.monotonic()
+        with pytest.raises(FallbackUnavailableError):  # and no queue to put it back in
+            function_app.replay_fallback(parked)
+        replay_s = time.monotonic() - started
+    finally:
+        restartable_cosmos_server.thaw()
+    # Neither the database nor a queue took the events.
+    assert (webhook.status_code, eventgrid.status_code) == (503, 503)
+    assert webhook_s < WRITE_GIVES_UP_S  # the one writer that waited for the database
+    assert eventgrid_s < AT_ONCE_S
+    assert replay_s < AT_ONCE_S
