@@ -31,8 +31,17 @@ from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client, parse_parke
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueMessage
 
-# A command, not a request path: it can wait for the service, and the SDK's retries apply.
-CLI_TIMEOUTS: dict[str, Any] = {"connection_timeout": 5, "read_timeout": 30}
+# A command, not a request path: it may wait for the service and retries a failed call twice,
+# but after ~3 and ~5 s (the SDK's own: 3 times, after ~18, ~24 and ~42 s), so that a wrong or
+# unreachable endpoint is an error message within ~10 s, not after more than a minute.
+CLI_TIMEOUTS: dict[str, Any] = {
+    "connection_timeout": 5,
+    "read_timeout": 30,
+    "retry_total": 2,
+    "initial_backoff": 1,  # the n-th retry waits initial_backoff + increment_base**n seconds
+    "increment_base": 2,
+    "random_jitter_range": 1,
+}
 # How long a received message stays hidden while it is moved; far longer than a send and a
 # delete, so no other reader (another redrive) can take it meanwhile.
 LEASE_SECONDS = 60

@@ -24,11 +24,13 @@ from acr_webhook.redrive import RedriveReport, redrive
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
-from tests.support.azurite import LocalAzurite, new_queue, raw_messages
-from tests.support.serve import run_cli
+from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite, new_queue, raw_messages
+from tests.support.serve import free_port, run_cli
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
 NOT_AN_EVENT = "not base64 !!"
+# docs/operations.md: a queue service that cannot be reached is exit 1 within 12 s.
+UNREACHABLE_EXIT_S = 12
 
 
 def send_raw(queue: QueueSettings, content: str) -> None:
@@ -149,3 +151,28 @@ def test_the_command_names_the_missing_setting(tmp_path: Path) -> None:
     result = run_cli(["redrive"], tmp_path, {})
     assert result.returncode == 2
     assert "AzureWebJobsStorage is not set" in result.stderr
+
+
+def test_an_unreachable_queue_service_is_exit_1_within_seconds(tmp_path: Path) -> None:
+    """It took 80 s: the SDK's own retries wait 18, 24 and 42 s."""
+    nowhere = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint=http://127.0.0.1:{free_port()}/{ACCOUNT};"
+    )
+    started = time.monotonic()
+    result = run_cli(["redrive"], tmp_path, {"AzureWebJobsStorage": nowhere})
+    assert time.monotonic() - started < UNREACHABLE_EXIT_S
+    assert result.returncode == 1
+    assert result.stderr.startswith("the queue service is unavailable or refused: ")
+    assert result.stdout == ""
+
+
+def test_a_queue_service_that_refuses_the_key_is_exit_1(
+    azurite: LocalAzurite, tmp_path: Path
+) -> None:
+    wrong_key = base64.b64encode(bytes(64)).decode()
+    refused = azurite.connection_string.replace(ACCOUNT_KEY, wrong_key)
+    result = run_cli(["redrive"], tmp_path, {"AzureWebJobsStorage": refused})
+    assert result.returncode == 1
+    assert result.stderr.startswith("the queue service is unavailable or refused: ")
+    assert wrong_key not in result.stderr
