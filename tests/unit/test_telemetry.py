@@ -493,16 +493,23 @@ class Burst:
     counts: dict[tuple[tuple[str, Any], ...], float]  # the decisions counter
     seconds: float
 
-    def of(self, decision: str) -> list[dict[str, Any]]:
-        return [attributes for attributes in self.exported if attributes["decision"] == decision]
+    def routine(self) -> list[dict[str, Any]]:
+        """The records the app samples: recorded and duplicate on the webhook and Event Grid."""
+        return [
+            attributes
+            for attributes in self.exported
+            if attributes["decision"] in ("recorded", "duplicate")
+            and attributes["route"] in ("webhook", "eventgrid")
+        ]
 
 
 ROUTINE_IN_BURST = 2000
 
 
 def log_burst(limit: RateLimit) -> Burst:
-    """2,000 routine records (recorded, half webhook, half Event Grid), with 20 rejections and
-    20 replayed and 20 duplicate records of the replay among them."""
+    """2,000 routine records (half webhook, half Event Grid; a quarter of each duplicate, the
+    rest recorded), with 20 rejections and 20 replayed and 20 duplicate records of the replay
+    among them."""
     exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
@@ -519,7 +526,8 @@ def log_burst(limit: RateLimit) -> Burst:
     try:
         for index in range(ROUTINE_IN_BURST):
             route = "webhook" if index % 2 else "eventgrid"
-            logger.info("stored", extra={"decision": "recorded", "route": route})
+            decision = "duplicate" if index % 4 < 2 else "recorded"
+            logger.info("stored", extra={"decision": decision, "route": route})
             if index % 100 == 0:
                 logger.warning("refused", extra={"decision": "rejected", "route": route})
                 logger.info("replayed", extra={"decision": "replayed", "route": "replay"})
@@ -540,15 +548,18 @@ def test_routine_records_are_exported_at_most_5_a_second_the_rest_all_counts_exa
     burst = log_burst(RateLimit(ROUTINE_RECORDS_PER_SECOND))
 
     # Warnings and the replay's records: every one, as logged, with no sampling rate.
-    others = burst.of("rejected") + burst.of("replayed") + burst.of("duplicate")
+    others = [attributes for attributes in burst.exported if attributes not in burst.routine()]
     assert len(others) == 60
     assert not [attributes for attributes in others if SAMPLE_RATE_KEY in attributes]
-    # The routine ones: no more than the rate allows over the burst (give or take a second).
-    assert len(burst.of("recorded")) <= ROUTINE_RECORDS_PER_SECOND * (burst.seconds + 1)
+    # The routine ones, recorded and duplicate: no more than the rate allows over the burst
+    # (give or take a second).
+    assert len(burst.routine()) <= ROUTINE_RECORDS_PER_SECOND * (burst.seconds + 1)
     # The counts are exact.
     assert burst.counts == {
-        (("decision", "recorded"), ("route", "webhook")): ROUTINE_IN_BURST / 2,
-        (("decision", "recorded"), ("route", "eventgrid")): ROUTINE_IN_BURST / 2,
+        (("decision", "recorded"), ("route", "webhook")): ROUTINE_IN_BURST / 4,
+        (("decision", "recorded"), ("route", "eventgrid")): ROUTINE_IN_BURST / 4,
+        (("decision", "duplicate"), ("route", "webhook")): ROUTINE_IN_BURST / 4,
+        (("decision", "duplicate"), ("route", "eventgrid")): ROUTINE_IN_BURST / 4,
         (("decision", "rejected"), ("route", "eventgrid")): 20,
         (("decision", "replayed"), ("route", "replay")): 20,
         (("decision", "duplicate"), ("route", "replay")): 20,
@@ -559,8 +570,8 @@ def test_each_sampled_record_says_how_many_records_it_stands_for() -> None:
     # A higher rate than the app's, so that the burst keeps enough for the estimate below
     # (the burst takes ~20 ms here: a few hundred records).
     burst = log_burst(RateLimit(20_000.0))
-    sampled = burst.of("recorded")
-    assert sampled
+    sampled = burst.routine()
+    assert {attributes["decision"] for attributes in sampled} == {"recorded", "duplicate"}
     stands_for = [100 / attributes.get(SAMPLE_RATE_KEY, 100.0) for attributes in sampled]
     # Application Insights' itemCount (100 / sampling rate): a whole number per record...
     assert all(count == pytest.approx(round(count)) for count in stands_for)
@@ -600,14 +611,20 @@ logging.getLogger("acr_webhook.handlers").info(
 """  # ...and the process ends at once: no flush
 
 
-def test_the_first_event_is_exported_even_if_the_process_ends_right_after(tmp_path: Path) -> None:
-    ingestion = Ingestion()
+def exporting_to(ingestion: Ingestion) -> dict[str, str]:
+    """This environment for a child process whose telemetry goes to ``ingestion`` only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
     env.update(
         APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string,
         APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true",
         APPLICATIONINSIGHTS_SDKSTATS_DISABLED="true",
     )
+    return env
+
+
+def test_the_first_event_is_exported_even_if_the_process_ends_right_after(tmp_path: Path) -> None:
+    ingestion = Ingestion()
+    env = exporting_to(ingestion)
     endpoint = ingestion.connection_string.split("IngestionEndpoint=")[1]
     try:
         result = run_python(["-c", FIRST_EVENT_THEN_EXIT, endpoint], tmp_path, env)
@@ -626,6 +643,40 @@ def test_the_first_event_is_exported_even_if_the_process_ends_right_after(tmp_pa
         1,
         {"decision": "recorded", "route": "webhook"},
     )
+
+
+DEFAULT_DEPENDENCY_RATE = """
+import json, logging, sys, time
+from acr_webhook.telemetry import configure_telemetry, sdk_call_options
+
+assert configure_telemetry(exporter_options={"disable_offline_storage": True})  # the app's rates
+logging.getLogger("acr_webhook").setLevel(logging.INFO)
+logging.getLogger("acr_webhook.handlers").info("first", extra={"decision": "ping"})
+deadline = time.monotonic() + 10
+while sdk_call_options() == {} and time.monotonic() < deadline:  # the exporters are being built
+    time.sleep(0.01)
+calls = traced = 0
+started = time.monotonic()
+while time.monotonic() - started < 1.0:
+    calls += 1
+    traced += sdk_call_options() != {"tracing_options": {"enabled": False}}
+print(json.dumps({"calls": calls, "traced": traced, "seconds": time.monotonic() - started}))
+"""
+
+
+def test_dependencies_are_traced_at_most_5_a_second_as_deployed(tmp_path: Path) -> None:
+    """docs/operations.md: SDK calls on the events' path are recorded as dependencies at up to
+    5 a second (DEPENDENCIES_PER_SECOND), the rest not traced at all."""
+    ingestion = Ingestion()
+    env = exporting_to(ingestion)
+    try:
+        result = run_python(["-c", DEFAULT_DEPENDENCY_RATE], tmp_path, env)
+        assert result.returncode == 0, result.stderr
+    finally:
+        ingestion.close()
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["calls"] > 1000  # a burst far above the rate...
+    assert 1 <= found["traced"] <= 5 * (found["seconds"] + 1)  # ...of which 5 a second are traced
 
 
 def test_without_a_connection_string_nothing_is_imported_sdk_loggers_quiet_and_records_lean(
