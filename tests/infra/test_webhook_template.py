@@ -216,6 +216,15 @@ def test_event_grid_subscription_posts_to_the_eventgrid_route() -> None:
     assert event_grid["params"]["webhookSecret"] == "webhookSecret"
 
 
+def event_subscription() -> Json:
+    """The one event subscription of the Event Grid module."""
+    (name, _), *others = resources_of_type(
+        template(ACR_EVENTGRID), "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    ).items()
+    assert not others
+    return resource(template(ACR_EVENTGRID), name)
+
+
 def test_event_grid_resources() -> None:
     document = template(ACR_EVENTGRID)
     (topic_name, _), *others = resources_of_type(
@@ -228,11 +237,7 @@ def test_event_grid_resources() -> None:
         "source": accessor("registry", "id"),
         "topicType": "Microsoft.ContainerRegistry.Registries",
     }
-    (subscription_name, _), *others = resources_of_type(
-        document, "Microsoft.EventGrid/systemTopics/eventSubscriptions"
-    ).items()
-    assert not others
-    subscription = resource(document, subscription_name)
+    subscription = event_subscription()
     assert subscription["parent"] == topic_name
     properties = subscription["properties"]
     assert properties["destination"]["endpointType"] == "WebHook"
@@ -245,7 +250,16 @@ def test_event_grid_resources() -> None:
         "Microsoft.ContainerRegistry.ChartPushed",
         "Microsoft.ContainerRegistry.ChartDeleted",
     }
-    assert properties["retryPolicy"]["eventTimeToLiveInMinutes"] == 24 * 60
+
+
+def test_event_grid_sends_one_event_per_delivery_and_retries_30_times_over_24_hours() -> None:
+    """docs/delivery.md: one event per delivery; Event Grid's maximum retry policy."""
+    properties = event_subscription()["properties"]
+    assert properties["destination"]["properties"]["maxEventsPerBatch"] == 1
+    assert properties["retryPolicy"] == {
+        "maxDeliveryAttempts": 30,
+        "eventTimeToLiveInMinutes": 24 * 60,
+    }
 
 
 def test_outputs_do_not_leak_the_key() -> None:
