@@ -84,8 +84,19 @@ def _text(max_length: int, min_length: int = 0) -> StringConstraints:
     return StringConstraints(min_length=min_length, max_length=max_length, pattern=_TEXT_PATTERN)
 
 
+def _not_a_dot_segment(value: str) -> str:
+    """The item's URL path ends with its id, and the HTTP client resolves the dot segments "."
+    and ".." away: a duplicate of such an event read back another resource (a 500 for ".", a
+    remembered outage for "..")."""
+    if value in (".", ".."):
+        raise ValueError("must not be '.' or '..'")
+    return value
+
+
 EventId = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN),
+    AfterValidator(_not_a_dot_segment),
 ]
 RepositoryName = Annotated[str, _text(MAX_REPOSITORY_LENGTH, min_length=1)]
 Host = Annotated[str, _text(MAX_HOST_LENGTH)]

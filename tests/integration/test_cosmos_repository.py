@@ -201,6 +201,22 @@ def test_a_duplicate_fills_in_what_the_stored_document_lacks_and_nothing_else(
     assert stored["source"] == "webhook"  # the path that stored it first
 
 
+# Ids the validation accepts next to the dot segments it refuses ("." and ".."): as the last
+# part of the item's URL path, none may be resolved into another resource by the HTTP client.
+@pytest.mark.parametrize("event_id", ["...", ".a", "a.", "a..", "%2e", "%2e%2e", "%2F", " ."])
+def test_a_duplicate_fills_in_its_own_document_whatever_dots_its_id_has(
+    cosmos_settings: Settings, event_id: str
+) -> None:
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(cosmos_settings, health=health)
+    document = {**document_for(payloads.PUSH), "id": event_id, "actor": None}
+    assert repository.add(document) is True
+    assert repository.add({**document, "actor": "ci-bot"}) is False
+    [stored] = read_all(cosmos_settings)
+    assert (stored["id"], stored["actor"]) == (event_id, "ci-bot")
+    health.check()  # nothing was taken for an outage
+
+
 def test_a_duplicate_with_nothing_new_is_not_rewritten(cosmos_settings: Settings) -> None:
     repository = CosmosEventRepository(cosmos_settings)
     document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": "ci-bot"}

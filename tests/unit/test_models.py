@@ -118,6 +118,8 @@ def test_timestamps_are_stored_as_fixed_width_utc(timestamp: str, expected: str)
         (lambda p: p["target"].update(repository=""), "target.repository"),
         (lambda p: p["target"].update(repository=7), "target.repository"),
         (lambda p: p.update(id="a/b"), "id"),
+        (lambda p: p.update(id="."), "id"),  # a dot segment in the item's URL path
+        (lambda p: p.update(id=".."), "id"),
         (lambda p: p.update(request="PUT"), "request"),
         (lambda p: p.update(action="testaction"), "action"),
     ],
