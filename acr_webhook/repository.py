@@ -416,5 +416,13 @@ def provision(settings: Settings) -> None:
     container = database.create_container_if_not_exists(
         settings.cosmos_container, partition_key=partition_key, default_ttl=ttl
     )
-    if container.read().get("defaultTtl") != ttl:
-        database.replace_container(container, partition_key=partition_key, default_ttl=ttl)
+    properties = container.read()
+    if properties.get("defaultTtl") != ttl:
+        # A replace sets every property it is given and resets the rest: the indexing policy
+        # (the template's, or one tuned since) goes back as it is.
+        database.replace_container(
+            container,
+            partition_key=partition_key,
+            indexing_policy=properties.get("indexingPolicy"),
+            default_ttl=ttl,
+        )

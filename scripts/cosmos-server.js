@@ -4,6 +4,22 @@
 // Usage: node scripts/cosmos-server.js [port]   (port 0 picks a free one; default 8081, like the emulator)
 "use strict";
 const { createHttpsServer } = require("@vercel/cosmosdb-server");
+const Collections = require("@vercel/cosmosdb-server/lib/account/collections").default;
+
+// The package replaces a container (a changed default time-to-live, say) with a new, empty
+// one; Cosmos DB keeps its documents, and so does this server: the replacement takes over the
+// old container's documents, partition key ranges and functions.
+const replaceContainer = Collections.prototype.replace;
+Collections.prototype.replace = function replaceKeepingDocuments(data, original) {
+  const before = this._data.get(original._rid);
+  const replaced = replaceContainer.call(this, data, original);
+  const after = this._data.get(replaced._rid);
+  for (const children of ["documents", "partitionKeyRanges", "userDefinedFunctions"]) {
+    after[children] = before[children];
+    after[children]._parent = after;
+  }
+  return replaced;
+};
 
 const port = Number.parseInt(process.argv[2] ?? process.env.COSMOS_SERVER_PORT ?? "8081", 10);
 const server = createHttpsServer({ keepAlive: true });

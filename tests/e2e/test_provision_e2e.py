@@ -6,6 +6,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from azure.cosmos import ContainerProxy, PartitionKey
 from azure.storage.queue import QueueServiceClient
 
 from acr_webhook.config import FALLBACK_QUEUE_NAME, Settings
@@ -67,27 +68,44 @@ def test_unreachable_storage_is_a_warning_not_a_failure(
     assert "container 'events' are ready" in result.stdout
 
 
-def container_properties(server: LocalCosmosServer, container: str) -> dict[str, object]:
+def container_client(server: LocalCosmosServer, container: str) -> ContainerProxy:
     settings = Settings(server.endpoint, EMULATOR_KEY, "acr", container, None)
-    return dict(
-        create_cosmos_client(settings)
-        .get_database_client("acr")
-        .get_container_client(container)
-        .read()
-    )
+    return create_cosmos_client(settings).get_database_client("acr").get_container_client(container)
+
+
+def container_properties(server: LocalCosmosServer, container: str) -> dict[str, object]:
+    return dict(container_client(server, container).read())
 
 
 def test_retention_days_sets_the_default_time_to_live_and_a_rerun_changes_it(
     cosmos_server: LocalCosmosServer, tmp_path: Path
 ) -> None:
-    """The local server keeps the property but never expires items; Cosmos DB does both."""
+    """The local server keeps the property but never expires items; Cosmos DB does both. A
+    rerun changes only the time-to-live: the documents and the indexing policy stay."""
     container = f"ttl-{uuid.uuid4().hex[:8]}"
     assert provision(cosmos_server, container, tmp_path, RETENTION_DAYS="30").returncode == 0
     assert container_properties(cosmos_server, container).get("defaultTtl") == 30 * 86400
+    client = container_client(cosmos_server, container)
+    client.create_item({"id": "kept", "repository": "team/api"})
+    curated = {"indexingMode": "consistent", "excludedPaths": [{"path": "/*"}]}
+    database = create_cosmos_client(
+        Settings(cosmos_server.endpoint, EMULATOR_KEY, "acr", container, None)
+    ).get_database_client("acr")
+    database.replace_container(
+        client,
+        partition_key=PartitionKey(path="/repository"),
+        indexing_policy=curated,
+        default_ttl=30 * 86400,
+    )
+
     assert provision(cosmos_server, container, tmp_path, RETENTION_DAYS="7").returncode == 0
     assert container_properties(cosmos_server, container).get("defaultTtl") == 7 * 86400
     assert provision(cosmos_server, container, tmp_path).returncode == 0  # keep forever again
-    assert container_properties(cosmos_server, container).get("defaultTtl") is None
+    properties = container_properties(cosmos_server, container)
+    assert properties.get("defaultTtl") is None
+    policy = properties["indexingPolicy"]
+    assert isinstance(policy, dict) and curated.items() <= policy.items()
+    assert [item["id"] for item in client.read_all_items()] == ["kept"]
 
 
 def test_bad_retention_days_is_refused_before_anything_is_created(
