@@ -28,18 +28,27 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _provision(_args: argparse.Namespace) -> int:
+    from azure.core.exceptions import AzureError
+
     from acr_webhook.repository import provision
 
     settings = load_settings()
-    provision(settings)
+    try:
+        provision(settings)
+    except AzureError as error:
+        # A server that is still starting, or a wrong endpoint or key: one line, no traceback.
+        print(
+            f"the event store at {settings.cosmos_endpoint} is unavailable or refused: "
+            f"{type(error).__name__}: {error.message}",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"Database '{settings.cosmos_database}' and container '{settings.cosmos_container}' "
         f"are ready at {settings.cosmos_endpoint}",
         flush=True,
     )
     if settings.fallback_queue:
-        from azure.core.exceptions import AzureError
-
         from acr_webhook.fallback import provision_queue
 
         name = settings.fallback_queue.queue_name

@@ -13,7 +13,7 @@ from acr_webhook.config import FALLBACK_QUEUE_NAME, Settings
 from acr_webhook.repository import create_cosmos_client
 from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
-from tests.support.serve import run_cli
+from tests.support.serve import free_port, run_cli
 
 
 def provision(
@@ -106,6 +106,19 @@ def test_retention_days_sets_the_default_time_to_live_and_a_rerun_changes_it(
     policy = properties["indexingPolicy"]
     assert isinstance(policy, dict) and curated.items() <= policy.items()
     assert [item["id"] for item in client.read_all_items()] == ["kept"]
+
+
+def test_a_database_not_listening_yet_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """The README's piece-by-piece steps ran provision before the server listened: a
+    60-line traceback."""
+    nowhere = f"https://127.0.0.1:{free_port()}/"
+    result = run_cli(
+        ["provision"], tmp_path, {"COSMOS_ENDPOINT": nowhere, "COSMOS_KEY": EMULATOR_KEY}
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"the event store at {nowhere} is unavailable or refused: ")
+    assert EMULATOR_KEY not in line
 
 
 def test_bad_retention_days_is_refused_before_anything_is_created(
