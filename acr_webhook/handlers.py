@@ -48,7 +48,8 @@ class SharedSecret:
         wanted = self.header.lower()
         given = next((v for k, v in headers.items() if k.lower() == wanted), "")
         expected = f"Bearer {self.value}" if wanted == "authorization" else self.value
-        return hmac.compare_digest(given.encode(), expected.encode())
+        # surrogatepass: a header value with a lone surrogate is a mismatch, not a crash.
+        return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
 
 
 def unauthorized(route: str) -> Result:
@@ -114,12 +115,40 @@ def log_event_decision(
         )
 
 
-def _bad_request(problem: str, status: int = 400, route: str = "webhook") -> Result:
+# What a log line keeps of an identity field that failed validation (it may be any size).
+MAX_LOGGED_CLAIM = 256
+
+
+def claimed_identity(payload: Mapping[str, Any]) -> dict[str, str]:
+    """What a payload that is not a valid event says it is, for the log: its event id, action
+    and repository, those that are text, clipped."""
+    target = payload.get("target")
+    claimed = {
+        "event_id": payload.get("id"),
+        "action": payload.get("action"),
+        "repository": target.get("repository") if isinstance(target, dict) else None,
+    }
+    return {
+        name: value[:MAX_LOGGED_CLAIM] for name, value in claimed.items() if isinstance(value, str)
+    }
+
+
+def _bad_request(
+    problem: str,
+    status: int = 400,
+    route: str = "webhook",
+    claimed: Mapping[str, str] | None = None,
+) -> Result:
+    """``claimed``: the event's identity as far as the body gives one (claimed_identity)."""
+    identity = "".join(
+        f" {name.removeprefix('event_')}={value!r}" for name, value in (claimed or {}).items()
+    )
     log.warning(
-        "%s rejected: %s",
+        "%s%s rejected: %s",
         route,
+        identity,
         problem,
-        extra={"decision": "rejected", "route": route, "reason": problem},
+        extra={"decision": "rejected", "route": route, "reason": problem, **(claimed or {})},
     )
     return Result(status, {"error": problem})
 
@@ -175,15 +204,18 @@ def _recorded_event(body: bytes) -> AcrEvent | Result:
         log.info("ping acknowledged", extra={"decision": "ping", "route": "webhook"})
         return Result(204)
     if action not in RECORDED_ACTIONS:
+        claimed = claimed_identity(payload)
         log.info(
-            "webhook action=%r ignored: not a recorded action",
-            action,
-            extra={"decision": "ignored", "route": "webhook", "action": action},
+            "webhook event=%r action=%r repository=%r ignored: not a recorded action",
+            claimed.get("event_id"),
+            claimed["action"],
+            claimed.get("repository"),
+            extra={"decision": "ignored", "route": "webhook", **claimed},
         )
         return Result(202, {"status": "ignored", "reason": f"action '{action}' is not recorded"})
     event = parse_webhook_payload(payload)
     if isinstance(event, list):
-        return _bad_request("; ".join(event))
+        return _bad_request("; ".join(event), claimed=claimed_identity(payload))
     return event
 
 

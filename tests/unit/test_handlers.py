@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from acr_webhook.handlers import MAX_BODY_BYTES, handle_webhook
+from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, handle_webhook
 from acr_webhook.models import ENRICHMENT_FIELDS
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
@@ -203,9 +203,11 @@ def test_each_decision_is_logged_with_its_fields_and_the_store_time(
     assert "reason" not in logged[0]
 
 
-def test_rejections_are_logged_with_the_reason_never_the_clients_text(
+def test_rejections_are_logged_with_the_reason_and_what_the_event_claims_to_be(
     caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
 ) -> None:
+    """The README: every decision, rejected included, with event id, action and repository;
+    the client's values repr()'d in the message, so that they cannot forge a line."""
     caplog.set_level(logging.INFO)
     forged = payloads.with_new_id(payloads.PUSH)
     forged["target"]["repository"] = "x\nFAKE recorded"
@@ -213,7 +215,37 @@ def test_rejections_are_logged_with_the_reason_never_the_clients_text(
     [entry] = decisions(caplog)
     assert (entry["decision"], entry["route"]) == ("rejected", "webhook")
     assert "target.repository" in entry["reason"]
+    assert (entry["event_id"], entry["action"]) == (forged["id"], "push")
+    assert entry["repository"] == "x\nFAKE recorded"
     assert "\n" not in caplog.text.strip()
+    assert repr("x\nFAKE recorded") in caplog.text
+
+
+def test_a_rejected_events_claims_are_clipped_and_only_text_is_kept(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    huge = {**payloads.with_new_id(payloads.PUSH), "id": "a" * 100_000, "target": {"repository": 7}}
+    assert call(payloads.body(huge), repository)[0] == 400
+    [entry] = decisions(caplog)
+    assert entry["event_id"] == "a" * MAX_LOGGED_CLAIM
+    assert "repository" not in entry  # not text: nothing is claimed
+
+
+def test_an_ignored_action_is_logged_with_the_events_id_and_repository(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    other = {"id": "ign-1", "action": "testaction", "target": {"repository": "team/api"}}
+    assert call(payloads.body(other), repository)[0] == 202
+    [entry] = decisions(caplog)
+    assert entry == {
+        "decision": "ignored",
+        "route": "webhook",
+        "event_id": "ign-1",
+        "action": "testaction",
+        "repository": "team/api",
+    }
 
 
 def test_log_arguments_are_not_formatted_when_the_level_is_off(

@@ -28,6 +28,7 @@ PUSH = payloads.body(payloads.PUSH)
         (SharedSecret(SECRET), {"X-Webhook-Secret": f"Bearer {SECRET}"}, 401),  # wrong header
         (SharedSecret(SECRET, "X-Webhook-Secret"), {"x-webhook-secret": SECRET}, 201),
         (SharedSecret(SECRET, "X-Webhook-Secret"), {"Authorization": f"Bearer {SECRET}"}, 401),
+        (SharedSecret(SECRET), {"Authorization": "Bearer \ud800"}, 401),  # a lone surrogate
         (None, {}, 201),
     ],
 )
