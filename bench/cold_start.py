@@ -108,6 +108,9 @@ def _children(settings: Settings, python: str) -> Iterator[_Children]:
         env[f"COSMOS_{name.upper()}"] = getattr(settings, f"cosmos_{name}") or ""
     # No local.settings.json there: the settings come from the environment, as when deployed.
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as workdir, telemetry_sink() as sink:
+        # The exporters keep unsent telemetry under the temporary directory: this one, removed
+        # with the rest, not one left in /tmp by every run.
+        env["TMPDIR"] = workdir
         yield _Children(python, settings, env, workdir, sink.environment)
 
 

@@ -46,6 +46,7 @@ class WorkerProcess:
         """``telemetry``: the settings that turn it on (bench/sink.py), or None for off."""
         env = app_environment(settings, "APPLICATIONINSIGHTS_")
         env.update({TELEMETRY_ENV: "1" if telemetry else "0"}, **(telemetry or {}))
+        env["TMPDIR"] = workdir  # where the exporters keep unsent telemetry: removed afterwards
         # Closed in close(): it outlives this method, as the process does.
         self._stderr: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
         self._process = subprocess.Popen(

@@ -42,6 +42,7 @@ class LocalAzurite:
                 str(self.port),
                 "--inMemoryPersistence",
                 "--skipApiVersionCheck",
+                "--disableTelemetry",  # as ./scripts/dev: nothing sent out, nothing left in /tmp
                 "--loose",
             ],
             cwd=REPO_ROOT,
