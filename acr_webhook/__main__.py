@@ -264,11 +264,16 @@ def _redrive(_args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m acr_webhook", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m acr_webhook",
+        description="The acr-webhook app's commands: a local Functions host, provisioning, "
+        "reading the record, reconciling ACR's delivery history, and moving poison messages "
+        "back for replay. Settings come from the environment over local.settings.json.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve function_app.py's HTTP functions locally")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument("--port", type=int, default=7071, help="port to listen on (%(default)s)")
     serve.add_argument("--app", default="function_app", help="module that defines `app`")
     serve.set_defaults(run=_serve)
     provision = commands.add_parser(
@@ -280,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     provision.set_defaults(run=_provision)
     redrive = commands.add_parser(
-        "redrive", help="move poison messages back to the fallback queue for replay"
+        "redrive",
+        help="move poison messages back to the fallback queue for replay",
+        description="Moves every parked event from acr-events-fallback-poison back to "
+        "acr-events-fallback, where the queue trigger replays it; messages that are not "
+        "events stay. Safe to run again. Needs AzureWebJobsStorage (or its __queueServiceUri "
+        "or __accountName form).",
     )
     redrive.set_defaults(run=_redrive)
     _add_events_parser(commands)

@@ -173,7 +173,8 @@ class AcrEvent(_Tolerant):
             try:
                 utc = value.astimezone(UTC)
             except OverflowError:
-                raise ValueError("is outside the years 1 to 9999 once converted to UTC") from None
+                # Past datetime's own range: outside the stored range all the more.
+                raise ValueError(f"year must be from {MIN_YEAR} to {MAX_YEAR} in UTC") from None
         if not MIN_YEAR <= utc.year <= MAX_YEAR:
             raise ValueError(f"year must be from {MIN_YEAR} to {MAX_YEAR} in UTC")
         return utc
