@@ -1,0 +1,150 @@
+"""``./scripts/dev`` as the README runs it: from a checkout it starts the local Cosmos DB server
+and Azurite, provisions and serves; Ctrl+C stops everything it started within 5 s and leaves no
+files behind (issue 13's "Done when"); so does a SIGTERM to the script itself."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support import payloads
+from tests.support.cosmos_server import REPO_ROOT
+from tests.support.serve import APP_SETTING_PREFIXES, free_port, post_json
+
+STARTED_WITHIN_S = 120  # the first run of bootstrap in a fresh clone installs nothing here
+STOPPED_WITHIN_S = 5
+SAMPLE_KEY = "local-dev-key"  # local.settings.sample.json's LOCAL_FUNCTION_KEY
+
+
+def checkout_of_the_repository(target: Path) -> Path:
+    """The tracked files as they are in the work tree, with this run's .venv and node_modules:
+    the script writes local.settings.json into its checkout, and must not into this one."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for installed in (".venv", "node_modules"):
+        (target / installed).symlink_to(REPO_ROOT / installed)
+    return target
+
+
+def files_in(root: Path) -> set[Path]:
+    return {
+        path.relative_to(root)
+        for path in root.rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.parts[len(root.parts)] not in (".venv", "node_modules")
+    }
+
+
+def process_group(group: int) -> list[str]:
+    """The command lines of the live processes in ``group``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # ended meanwhile
+        state, process_group_id = fields[0], int(fields[2])
+        if process_group_id == group and state != "Z":
+            members.append(command.strip())
+    return members
+
+
+@dataclass(frozen=True)
+class DevScript:
+    process: subprocess.Popen[str]
+    checkout: Path
+    files_before: set[Path]  # the checkout's, before the script ran
+    temp: Path  # its TMPDIR
+    port: int  # the host's
+
+
+@pytest.fixture
+def dev_script(tmp_path: Path) -> Iterator[DevScript]:
+    checkout = checkout_of_the_repository(tmp_path / "checkout")
+    files_before = files_in(checkout)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTING_PREFIXES)}
+    # Its own ports for the Cosmos DB server and the host; Azurite's are fixed (10000-10002):
+    # if one already listens there, the script uses it and leaves it alone.
+    env.update(
+        COSMOS_ENDPOINT=f"https://127.0.0.1:{free_port()}/", PORT=str(port), TMPDIR=str(temp)
+    )
+    script = subprocess.Popen(
+        ["bash", "scripts/dev"],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        yield DevScript(script, checkout, files_before, temp, port)
+    finally:
+        # Whatever of its group is left, the script included, when the test failed.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(script.pid, signal.SIGKILL)
+        script.wait()
+
+
+def ctrl_c(script: subprocess.Popen[str]) -> None:
+    os.killpg(script.pid, signal.SIGINT)  # a terminal sends it to the whole foreground job
+
+
+def sigterm_to_the_script_alone(script: subprocess.Popen[str]) -> None:
+    script.terminate()  # a process manager's stop: the servers get nothing from it
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm_to_the_script_alone])
+def test_a_stopped_dev_script_leaves_no_process_and_no_file_behind(
+    dev_script: DevScript, stop: Callable[[subprocess.Popen[str]], None]
+) -> None:
+    script = dev_script.process
+    assert script.stdout is not None
+    output = []
+    deadline = time.monotonic() + STARTED_WITHIN_S
+    while time.monotonic() < deadline:
+        line = script.stdout.readline()
+        output.append(line)
+        if not line or line.startswith("Local Functions host listening on"):
+            break
+    assert output[-1].startswith("Local Functions host listening on"), "".join(output)
+
+    url = f"http://127.0.0.1:{dev_script.port}/api/acr/webhook?code={SAMPLE_KEY}"
+    assert post_json(url, payloads.body({"action": "ping"})).status_code == 204
+    assert post_json(url, payloads.body(payloads.with_new_id(payloads.PUSH))).status_code == 201
+    running = process_group(script.pid)
+    assert any("cosmos-server.js" in command for command in running), running
+    assert any("acr_webhook serve" in command for command in running), running
+
+    stop(script)
+    deadline = time.monotonic() + STOPPED_WITHIN_S
+    while process_group(script.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert process_group(script.pid) == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url, timeout=2)
+    assert list(dev_script.temp.iterdir()) == []
+    # The one file it makes on purpose, from the sample (gitignored).
+    made = files_in(dev_script.checkout) - dev_script.files_before
+    assert made == {Path("local.settings.json")}
