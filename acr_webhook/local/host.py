@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, unquote
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import azure.functions as func
@@ -51,6 +51,9 @@ KEY_QUERY_PARAMETER = "code"
 # Read one byte past the handlers' limit so they can see an oversized body and answer 413,
 # without the host ever holding more than that in memory.
 BODY_READ_LIMIT = MAX_BODY_BYTES + 1
+# The characters RFC 3986 allows in a path, which the Azure host leaves unescaped in the URL it
+# hands a function (ASP.NET's PathString); the rest of a path it percent-encodes.
+PATH_SAFE_CHARACTERS = "/:@!$&'()*+,;="
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,11 @@ class LocalFunctionsHost:
     def dispatch(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes, base_url: str
     ) -> Reply:
-        # urlsplit's path and query, for the path-and-query targets a server hands over.
-        path, _, query_string = target.partition("#")[0].partition("?")
-        function = self.routes.get(path.rstrip("/").lower())
+        """``target``: the request target as sent, a percent-encoded path and ``?`` query."""
+        # Split before decoding, as Azure does: an encoded ? (%3F) is part of the path, so a key
+        # never comes from the path.
+        encoded_path, _, query_string = target.partition("?")
+        function = self.routes.get(unquote(encoded_path).rstrip("/").lower())
         # Azure routes on path and method together: a method the function does not take is
         # no route at all.
         if function is None or method.upper() not in function.methods:
@@ -171,10 +176,11 @@ class WsgiAdapter:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         method = str(environ["REQUEST_METHOD"])
-        # WSGI hands the path over as latin-1 text of its bytes.
-        path = str(environ.get("PATH_INFO", "")).encode("latin-1").decode("utf-8", "replace")
+        # WSGI hands the path over decoded, as latin-1 text of its bytes; encoded again, so that
+        # a ? in it (sent as %3F) stays in the path.
+        path_bytes = str(environ.get("PATH_INFO", "")).encode("latin-1")
         query = str(environ.get("QUERY_STRING", ""))
-        target = f"{path}?{query}" if query else path
+        target = quote(path_bytes, safe=PATH_SAFE_CHARACTERS) + (f"?{query}" if query else "")
         body = environ["wsgi.input"].read(BODY_READ_LIMIT)
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
         reply = self.host.dispatch(
@@ -186,9 +192,13 @@ class WsgiAdapter:
         # Only failed requests: every request the function handles already logs its decision
         # line, and a second line for each one cost ~6% of the host's throughput.
         if reply.status >= HTTPStatus.BAD_REQUEST:
-            # The path only: the query string carries the function key.
+            # The decoded path only, never the query string, which carries the function key.
+            # Cut at any "?", so that a key sent inside the path (webhook%3Fcode=...) stays out
+            # of the log too, and as a repr, so that a client's CR, LF or NUL shows escaped
+            # rather than starting a line of its own.
+            path = path_bytes.decode("utf-8", "replace").partition("?")[0]
             elapsed_ms = (time.perf_counter() - started) * 1000
-            log.info("%s %s %d %.1fms", method, path, reply.status, elapsed_ms)
+            log.info("%s %r %d %.1fms", method, path, reply.status, elapsed_ms)
         return [reply.body]
 
 

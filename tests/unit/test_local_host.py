@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from wsgiref.util import setup_testing_defaults
 
 import azure.functions as func
 import pytest
@@ -22,6 +24,7 @@ from acr_webhook.local.host import (
     LocalFunctionsHost,
     Reply,
     ServerLimits,
+    WsgiAdapter,
     console_log_on_its_own_thread,
     request_headers,
     route_prefix,
@@ -116,6 +119,31 @@ def test_unknown_path_and_wrong_method_are_an_empty_404(
     # Method before key, as in Azure: no route, so no 401 either.
     assert host.dispatch("GET", URL, {}, b"", "http://h") == Reply(404)
     assert repository.add_calls == 0
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        # Azure splits the query off before decoding the path: an encoded ? or # is part of the
+        # path, which then matches no route.
+        f"{URL}%3Fcode={KEY}",
+        f"{URL}%3fcode={KEY}",
+        f"{URL}%3Fcode={KEY}?code={KEY}",
+        f"{URL}%23?code={KEY}",
+    ],
+)
+def test_an_encoded_question_mark_is_part_of_the_path_so_a_key_there_is_no_key(
+    host: LocalFunctionsHost, repository: FakeEventRepository, target: str
+) -> None:
+    assert push(host, target) == Reply(404)
+    assert repository.add_calls == 0
+
+
+def test_the_path_is_decoded_once_before_routing(
+    host: LocalFunctionsHost, repository: FakeEventRepository
+) -> None:
+    assert push(host, f"/api/acr/%77ebhook?code={KEY}").status == 201
+    assert push(host, f"/api/acr/%2577ebhook?code={KEY}") == Reply(404)
 
 
 def test_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
@@ -276,3 +304,78 @@ def test_a_console_that_stopped_reading_holds_a_bounded_number_of_lines(
     assert written[-CONSOLE_HELD_RECORDS:] == [
         f"line {index}" for index in range(total - CONSOLE_HELD_RECORDS, total)
     ]
+
+
+def call_wsgi(
+    host: LocalFunctionsHost, method: str, path: str, query: str = "", body: bytes = b""
+) -> tuple[str, bytes]:
+    """One request through WsgiAdapter: its status line and body. ``path`` is decoded, as the
+    server hands it over."""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path.encode().decode("latin-1"),
+        "QUERY_STRING": query,
+        "wsgi.input": io.BytesIO(body),
+    }
+    setup_testing_defaults(environ)  # the rest of a server's environ; host 127.0.0.1
+    statuses: list[str] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: object = None
+    ) -> Callable[[bytes], object]:
+        statuses.append(status)
+        return io.BytesIO().write
+
+    answer = b"".join(WsgiAdapter(host)(environ, start_response))
+    return statuses[0], answer
+
+
+WSGI_404 = ("404 Not Found", b"")
+
+
+@pytest.fixture
+def host_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="acr_webhook.local.host")
+    return caplog
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/acr/events\r\nFORGED2",  # sent as %0d%0a
+        "/api/acr/events\x00",
+        "/api/acr/events\u2028FORGED2",  # a line break to some log viewers
+    ],
+)
+def test_a_failed_request_logs_one_line_whatever_its_path_holds(
+    host: LocalFunctionsHost, host_log: pytest.LogCaptureFixture, path: str
+) -> None:
+    assert call_wsgi(host, "GET", path, f"code={KEY}") == WSGI_404
+    [record] = host_log.records
+    line = record.getMessage()
+    assert line.isprintable()  # no CR, LF, NUL or other line break
+    assert line.startswith(f"GET {path!r} 404 ")
+
+
+def test_a_key_sent_inside_the_path_answers_404_and_stays_out_of_the_log(
+    host: LocalFunctionsHost, repository: FakeEventRepository, host_log: pytest.LogCaptureFixture
+) -> None:
+    body = payloads.body(payloads.PUSH)
+    # /api/acr/webhook%3Fcode=<key>, then the same with the key in the query as well.
+    assert call_wsgi(host, "POST", f"{URL}?code={KEY}", body=body) == WSGI_404
+    assert call_wsgi(host, "POST", f"{URL}?code={KEY}", f"code={KEY}", body) == WSGI_404
+    assert repository.add_calls == 0
+    lines = [record.getMessage() for record in host_log.records]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [f"POST {URL!r} 404"] * 2
+    assert not any(KEY in line for line in lines)
+
+
+def test_over_wsgi_a_function_sees_the_url_azure_builds() -> None:
+    app = open_app()
+
+    @app.route(route="url", methods=["GET"])
+    def url(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(req.url)
+
+    status, answer = call_wsgi(LocalFunctionsHost(app, KEY), "GET", "/api/url", "q=a%20b&r=1")
+    assert (status, answer) == ("200 OK", b"http://127.0.0.1/api/url?q=a%20b&r=1")
