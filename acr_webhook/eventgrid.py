@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, Vali
 
 from acr_webhook.handlers import SharedSecret, log_event_decision, parse_json, unauthorized
 from acr_webhook.models import (
+    ENRICHMENT_FIELDS,
     AcrEvent,
     RecordedAction,
     ResourceId,
@@ -249,6 +250,34 @@ class _Written:
     rejected: str | None = None
 
 
+@dataclass
+class _Document:
+    """One document to write, and the copies of the event that make it up, in order."""
+
+    fields: dict[str, Any]
+    copies: list[AcrEvent]
+
+
+def _merge(copies: list[_Storable], received_at: datetime) -> list[_Document]:
+    """The documents the copies of one event id make: one per repository, since Cosmos DB keeps
+    one document per id and partition (``/repository``). Each is its first copy's document with
+    the enrichment fields it lacks taken from the later copies, first value first, as the
+    repository fills in a duplicate: what writing the copies one after another would store."""
+    documents: dict[str, _Document] = {}
+    for copy in copies:
+        fields = to_document(copy.event, received_at, "eventgrid", copy.registry_resource_id)
+        document = documents.get(fields["repository"])
+        if document is None:
+            documents[fields["repository"]] = _Document(fields, [copy.event])
+            continue
+        document.copies.append(copy.event)
+        for name in ENRICHMENT_FIELDS:
+            # As the repository's fill-in: only a value, only where there is none yet.
+            if document.fields[name] is None and fields[name]:
+                document.fields[name] = fields[name]
+    return list(documents.values())
+
+
 def _write(
     copies: list[_Storable],
     repository: EventRepository,
@@ -256,40 +285,44 @@ def _write(
     deadline: float,
     abandoned: threading.Event,
 ) -> _Written:
-    """Writes the copies of one event id one after another (the first is new, the others
-    duplicates, as with sequential writes). Raises RepositoryUnavailableError, and marks the
-    batch ``abandoned`` so that its other writes do not start: the batch is answered 503."""
+    """Writes the copies of one event id merged (``_merge``): a write per document, however
+    many copies a batch repeats; a write per copy could use up the batch budget and fail the
+    batch on every redelivery. Counts and logs each copy as writing them one after another
+    would: the first new, the others duplicates. Raises RepositoryUnavailableError, and marks
+    the batch ``abandoned`` so that its other writes do not start: the batch is answered 503."""
     written = _Written()
-    for copy in copies:
+    for document in _merge(copies, received_at):
         if abandoned.is_set():
             return written
         if time.monotonic() > deadline:
             abandoned.set()
             raise RepositoryUnavailableError("batch time budget used up before this write")
-        event = copy.event
-        document = to_document(event, received_at, "eventgrid", copy.registry_resource_id)
+        first = document.copies[0]
         started = time.perf_counter()
         try:
-            created = repository.add(document)
+            created = repository.add(document.fields)
         except RepositoryUnavailableError as error:
             store_ms = (time.perf_counter() - started) * 1000
             abandoned.set()
             reason = f"database unavailable ({error})"
             log_event_decision(
-                log, logging.ERROR, ROUTE, "unavailable", event, reason=reason, store_ms=store_ms
+                log, logging.ERROR, ROUTE, "unavailable", first, reason=reason, store_ms=store_ms
             )
             raise
         except DocumentRejectedError as error:
-            written.rejected = f"event {event.id!r}: the event store refused it: {error}"
-            log_event_decision(log, logging.WARNING, ROUTE, "rejected", event, reason=str(error))
+            written.rejected = f"event {first.id!r}: the event store refused it: {error}"
+            log_event_decision(log, logging.WARNING, ROUTE, "rejected", first, reason=str(error))
             return written
         store_ms = (time.perf_counter() - started) * 1000
-        if created:
-            written.recorded += 1
-            log_event_decision(log, logging.INFO, ROUTE, "recorded", event, store_ms=store_ms)
-        else:
-            written.duplicate += 1
-            log_event_decision(log, logging.INFO, ROUTE, "duplicate", event, store_ms=store_ms)
+        # A record per copy, as before: the decisions metric counts each one. Only the first
+        # carries the write's time: the store-latency histogram counts writes, not copies.
+        for index, copy in enumerate(document.copies):
+            decision = "recorded" if created and index == 0 else "duplicate"
+            timed = store_ms if index == 0 else None
+            log_event_decision(log, logging.INFO, ROUTE, decision, copy, store_ms=timed)
+        recorded = 1 if created else 0
+        written.recorded += recorded
+        written.duplicate += len(document.copies) - recorded
     return written
 
 
@@ -378,7 +411,8 @@ def handle_eventgrid(
             unknown.event_type,
             extra={"decision": "ignored", "route": ROUTE, "reason": "unknown event type"},
         )
-    # The copies of one event id go to one task, in order, so exactly one of them is new.
+    # The copies of one event id go to one task, in order, so exactly one of them is new;
+    # they are written merged (see _merge).
     by_id: dict[str, list[_Storable]] = {}
     for item in storable:
         by_id.setdefault(item.event.id, []).append(item)
