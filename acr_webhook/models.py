@@ -277,10 +277,13 @@ def filters_fingerprint(filters: Mapping[str, str | None]) -> str:
 
 @dataclass(frozen=True)
 class Position:
-    """Where the previous page ended: its last timestamp and the events returned at it."""
+    """Where the previous page ended: every event newer than ``timestamp`` was returned and, of
+    the events at ``timestamp``, those whose tie digest (queries.tie_digest) is at most
+    ``tied_through``, or all of them when it is None. The store is asked only for the events
+    at or before ``timestamp``; the app puts those that tie in order."""
 
     timestamp: str
-    seen: tuple[str, ...]  # event_key() of each event at `timestamp` already returned
+    tied_through: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,22 @@ Framework-free like ``handlers``: ``function_app.py`` passes ``req.params`` to
 Paging is keyset paging with a token of our own rather than the SDK's continuation: the SDK's
 cross-partition ORDER BY tokens are not portable between real Cosmos DB and the local server, and a
 tie-breaking second ORDER BY property would need a composite index that a container created by
-``provision`` does not have. A token holds the timestamp of the last event returned and the
-keys (``<id>/<repository>``) of the events returned at exactly that timestamp, so the next page
-is "timestamp <= t, minus those keys", whatever order the store puts equal timestamps in.
+``provision`` does not have. The store sorts by timestamp only; the app puts the events that
+share a timestamp in the order of a digest of their key (``tie_digest``), reading them whole
+(at most MAX_TIED_EVENTS). So where a page ended is a timestamp and, when it ended among the
+events at that timestamp, one digest: a token has a fixed size however many events tie, and the
+next page is "the events at t after that digest, then timestamp < t". A timestamp with more
+than MAX_TIED_EVENTS matching events cannot be ordered that way: a page ends before it and
+says it skipped it.
 
-``view=pushes`` answers "what was pushed" with one row per push: the events, read newest first
-with the same filters and the same keyset position, grouped by (repository, digest, tag,
-action) in the app (the local server has no GROUP BY). Each row has the push's first timestamp
-and, per event, ``{location, timestamp}``: when each geo-replica had it. A page ends just before
-the first event of the push that would be one too many, so every event lands on exactly one
-page; a push whose events straddle that boundary (replication still completing, or interleaved
-with other pushes) continues on the next page as a row with the same key. Filtering by digest
-gives one complete row.
+``view=pushes`` answers "what was pushed" with one row per push: the events, read in the same
+order from the same position, grouped by (repository, digest, tag, action) in the app (the
+local server has no GROUP BY). Each row has the push's first timestamp and, per event,
+``{location, timestamp}``: when each geo-replica had it. A page ends just before the first
+event of the push that would be one too many, so every event lands on exactly one page; a push
+whose events straddle that boundary (replication still completing, or interleaved with other
+pushes) continues on the next page as a row with the same key. Filtering by digest gives one
+complete row.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
+import itertools
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
@@ -36,6 +42,9 @@ from typing import Any, Final, TypeGuard
 from acr_webhook.models import (
     DEFAULT_LIMIT,
     FILTERS,
+    MAX_DIGEST_LENGTH,
+    MAX_REPOSITORY_LENGTH,
+    MAX_TAG_LENGTH,
     MAX_YEAR,
     MIN_YEAR,
     RECORDED_ACTIONS,
@@ -58,15 +67,31 @@ PUSH_KEY: Final = ("repository", "digest", "tag", "action")
 # page then ends early, with a continuation): a page's cost stays bounded.
 PUSH_SCAN_BATCH: Final = 200
 MAX_PUSH_SCAN: Final = 1000
-# The function key when it is sent as ?code=; the host checks it, the query ignores it.
+# Events that share a timestamp are read whole to be put in order, at most this many: a page's
+# cost stays bounded. A timestamp with more matching events is skipped (docs/queries.md).
+MAX_TIED_EVENTS: Final = 1000
+SKIPPED_REASON: Final = (
+    f"more than {MAX_TIED_EVENTS} events at this timestamp match, too many to page through; "
+    "add filters (repository, tag, digest, action) to list them"
+)
+# The function key when it is sent as ?code= (the host takes that name in any case): the host
+# checks it, the query ignores it.
 IGNORED_PARAMETERS: Final = frozenset({"code"})
-# Longer than any stored value (models: repository 255, tag 128): only bounds what a client can
-# make the server send to the database.
+# The longest value each stored field has (models): a longer filter can never match, and Cosmos
+# DB may refuse an oversized partition key.
+MAX_FILTER_CHARS: Final = {
+    "repository": MAX_REPOSITORY_LENGTH,
+    "tag": MAX_TAG_LENGTH,
+    "digest": MAX_DIGEST_LENGTH,
+}
+# The other filters are parsed (times) or checked against a list (action): this only bounds the
+# work a client can ask for.
 MAX_VALUE_CHARS: Final = 1024
-# A token normally holds one key; ties on a microsecond timestamp are rare. This only bounds
-# what a client can make the server decode and send to the database.
-MAX_CONTINUATION_CHARS: Final = 64 * 1024
-TOKEN_VERSION: Final = 1
+# A token holds a timestamp, one digest, the time window and a fingerprint: about 250
+# characters whatever the data, so this bounds nothing the endpoint issues.
+MAX_CONTINUATION_CHARS: Final = 512
+# 2: ties in digest order (1 listed the keys of the tied events returned).
+TOKEN_VERSION: Final = 2
 
 # OCI image spec: algorithm ":" encoded, e.g. sha256:<64 hex>.
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
@@ -78,6 +103,7 @@ _DURATION = re.compile(
     r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
 )
 _LIMIT = re.compile(r"[0-9]{1,7}")
+_TIE_DIGEST = re.compile(r"[0-9a-f]{32}")
 
 
 class QueryError(ValueError):
@@ -96,17 +122,34 @@ class QueryError(ValueError):
 class EventPage:
     events: list[dict[str, Any]]
     continuation: str | None
+    skipped: str | None = None  # the timestamp skipped for MAX_TIED_EVENTS; the page ends there
 
 
 @dataclass(frozen=True)
 class PushPage:
     pushes: list[dict[str, Any]]
     continuation: str | None
+    skipped: str | None = None  # as in EventPage
+
+
+class TooManyTiedError(Exception):
+    """More than MAX_TIED_EVENTS matching events share ``timestamp``: too many to put in order."""
+
+    def __init__(self, timestamp: str) -> None:
+        super().__init__(f"more than {MAX_TIED_EVENTS} events at {timestamp} match")
+        self.timestamp = timestamp
 
 
 def event_key(document: Mapping[str, Any]) -> str:
     """Unique across the container: ids are unique per partition only, and contain no '/'."""
     return f"{document['id']}/{document['repository']}"
+
+
+def tie_digest(document: Mapping[str, Any]) -> str:
+    """The order of events that share a timestamp: a fixed-size stand-in for the key (up to 511
+    characters), so that a token says where a page ended among them in 32 characters."""
+    key = event_key(document).encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
 def _parse_time(value: str, now: datetime) -> str:
@@ -152,17 +195,19 @@ def parse_event_query(
     """Validate query parameters. Raises QueryError naming every bad or unknown parameter."""
     problems: list[tuple[str, str]] = []
     values: dict[str, str] = {}
-    for name in sorted(set(params) - set(PARAMETERS) - IGNORED_PARAMETERS):
-        problems.append((repr(name)[1:-1], f"unknown parameter; use {', '.join(PARAMETERS)}"))
+    for name in sorted(set(params) - set(PARAMETERS)):
+        if name.lower() not in IGNORED_PARAMETERS:
+            problems.append((repr(name)[1:-1], f"unknown parameter; use {', '.join(PARAMETERS)}"))
     moment = now()
     for name in FILTERS:
         value = params.get(name)
         if value is None:
             continue
+        longest = MAX_FILTER_CHARS.get(name, MAX_VALUE_CHARS)
         if not value:
             problems.append((name, "must not be empty"))
-        elif len(value) > MAX_VALUE_CHARS:
-            problems.append((name, f"must be at most {MAX_VALUE_CHARS} characters"))
+        elif len(value) > longest:
+            problems.append((name, f"must be at most {longest} characters"))
         else:
             try:
                 values[name] = _parse_filter(name, value, moment)
@@ -210,13 +255,14 @@ def requested_view(params: Mapping[str, str]) -> str:
 
 
 def encode_continuation(position: Position, query: EventQuery, view: str = "events") -> str:
-    """An opaque token for the page after ``position``; it pins the resolved time window, so a
-    relative ``since=PT1H`` covers the same hour on every page."""
+    """An opaque token for the page after ``position``, at most MAX_CONTINUATION_CHARS long; it
+    pins the resolved time window, so a relative ``since=PT1H`` covers the same hour on every
+    page."""
     payload: dict[str, Any] = {
         "v": TOKEN_VERSION,
         "q": query.fingerprint(),
         "t": position.timestamp,
-        "s": list(position.seen),
+        "k": position.tied_through,
         "w": [query.since, query.until],
     }
     if view != "events":
@@ -244,11 +290,11 @@ def decode_continuation(token: str, query: EventQuery, view: str = "events") -> 
         raise not_ours from None
     if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
         raise not_ours
-    timestamp, seen, window = payload.get("t"), payload.get("s"), payload.get("w")
+    timestamp, window = payload.get("t"), payload.get("w")
+    tied = payload.get("k", "")  # null is a position, absent is not
     if (
         not _is_stamp(timestamp)
-        or not isinstance(seen, list)
-        or not all(isinstance(key, str) and "/" in key for key in seen)
+        or not (tied is None or (isinstance(tied, str) and _TIE_DIGEST.fullmatch(tied)))
         or not isinstance(window, list)
         or len(window) != 2
         or not all(bound is None or _is_stamp(bound) for bound in window)
@@ -261,34 +307,106 @@ def decode_continuation(token: str, query: EventQuery, view: str = "events") -> 
     since, until = window
     if (since is None) != (query.since is None) or (until is None) != (query.until is None):
         raise not_ours
+    # A position is an event's timestamp, inside the window: the next pages only narrow it.
+    if (since is not None and timestamp < since) or (until is not None and timestamp >= until):
+        raise not_ours
     return dataclasses.replace(
-        query, since=since, until=until, after=Position(timestamp, tuple(seen))
+        query, since=since, until=until, after=Position(timestamp, tied_through=tied)
     )
 
 
-def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
-    """One page, newest first, with a continuation only when more events exist.
+def _in_page_order(documents: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Newest first; events that share a timestamp by ``tie_digest``."""
+    by_digest = sorted(documents, key=tie_digest)
+    return sorted(by_digest, key=lambda document: document["timestamp"], reverse=True)
 
-    Asks for one event more than the limit: so the last page never needs an empty follow-up.
+
+def _positioned(
+    events: list[dict[str, Any]], more_follow: bool
+) -> Iterator[tuple[dict[str, Any], Position | None]]:
+    """``events`` (in page order, with every event of their oldest timestamp), each with the
+    position just after it: None after the last one when nothing follows."""
+    for index, event in enumerate(events):
+        following = events[index + 1] if index + 1 < len(events) else None
+        timestamp = event["timestamp"]
+        if following is not None and following["timestamp"] == timestamp:
+            yield event, Position(timestamp, tied_through=tie_digest(event))
+        elif following is not None or more_follow:
+            yield event, Position(timestamp)
+        else:
+            yield event, None
+
+
+def _tied(query: EventQuery, reader: EventReader, timestamp: str) -> list[dict[str, Any]]:
+    """Every event of ``query`` at ``timestamp``, in page order.
+
+    Raises TooManyTiedError when there are more than MAX_TIED_EVENTS.
+    """
+    at_timestamp = dataclasses.replace(query, since=timestamp, after=Position(timestamp))
+    tied = reader.find_events(at_timestamp, MAX_TIED_EVENTS + 1)
+    if len(tied) > MAX_TIED_EVENTS:
+        raise TooManyTiedError(timestamp)
+    return sorted(tied, key=tie_digest)
+
+
+def _events_in_page_order(
+    query: EventQuery, reader: EventReader, batch_size: int
+) -> Iterator[tuple[dict[str, Any], Position | None]]:
+    """The events of ``query`` after its position, in page order, each with the position just
+    after it (None after the last one).
+
+    Reads ``batch_size`` events at a time, newest first. The events at a batch's oldest
+    timestamp may go on past it, so the next batch starts with them again; a batch of a single
+    timestamp is read whole instead (``_tied``). Raises TooManyTiedError at a timestamp with
+    more than MAX_TIED_EVENTS events, RepositoryUnavailableError when the store fails.
+    """
+    start = query.after
+    tied: list[dict[str, Any]] = []  # every event of one timestamp not returned yet, in order
+    rest = query  # the events after those
+    if start is not None:
+        if start.tied_through is not None:
+            at_start = _tied(query, reader, start.timestamp)
+            tied = [event for event in at_start if tie_digest(event) > start.tied_through]
+        rest = dataclasses.replace(query, until=start.timestamp, after=None)
+    while True:
+        batch = reader.find_events(rest, batch_size)
+        if len(batch) < batch_size:
+            yield from _positioned([*tied, *_in_page_order(batch)], more_follow=False)
+            return
+        oldest = batch[-1]["timestamp"]
+        newer = [event for event in batch if event["timestamp"] > oldest]
+        yield from _positioned([*tied, *_in_page_order(newer)], more_follow=True)
+        if newer:
+            # The events at `oldest` may go on past this batch: the next one starts with them.
+            tied, rest = [], dataclasses.replace(query, after=Position(oldest))
+        else:
+            # One timestamp fills the batch: read all of its events, to put them in order.
+            tied = _tied(query, reader, oldest)
+            rest = dataclasses.replace(query, until=oldest, after=None)
+
+
+def _continuation_past(tied: TooManyTiedError, query: EventQuery, view: str = "events") -> str:
+    """The token for the page after the events at ``tied.timestamp``, which are skipped."""
+    log.warning("%s query %s: %s; skipped them", view, query.describe(), tied)
+    return encode_continuation(Position(tied.timestamp), query, view)
+
+
+def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
+    """One page in page order, with a continuation only when more events exist.
+
+    Reads one event more than the limit: so the last page never needs an empty follow-up.
     Raises RepositoryUnavailableError when the store fails or does not answer in time.
     """
-    documents = reader.find_events(query, query.limit + 1)
-    page = documents[: query.limit]
-    if len(documents) <= query.limit:
-        return EventPage(page, None)
-    last = page[-1]["timestamp"]
-    seen = [event_key(document) for document in page if document["timestamp"] == last]
-    if query.after is not None and query.after.timestamp == last:
-        seen = [*query.after.seen, *seen]  # a whole page of one timestamp: keep skipping those
-    return EventPage(page, encode_continuation(Position(last, tuple(seen)), query))
-
-
-def _advance(position: Position | None, document: Mapping[str, Any]) -> Position:
-    """The keyset position just after ``document`` (read newest first)."""
-    timestamp = document["timestamp"]
-    if position is not None and position.timestamp == timestamp:
-        return Position(timestamp, (*position.seen, event_key(document)))
-    return Position(timestamp, (event_key(document),))
+    events: list[dict[str, Any]] = []
+    end: Position | None = None
+    in_order = _events_in_page_order(query, reader, query.limit + 1)
+    try:
+        for event, after in itertools.islice(in_order, query.limit):
+            events.append(event)
+            end = after
+    except TooManyTiedError as tied:
+        return EventPage(events, _continuation_past(tied, query), skipped=tied.timestamp)
+    return EventPage(events, None if end is None else encode_continuation(end, query))
 
 
 def push_row(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -312,32 +430,44 @@ def fetch_pushes(query: EventQuery, reader: EventReader) -> PushPage:
     Raises RepositoryUnavailableError when the store fails or does not answer in time.
     """
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    position = query.after
+    before: Position | None = None  # the position just before `event`
     scanned = 0
-    while True:
-        batch = reader.find_events(dataclasses.replace(query, after=position), PUSH_SCAN_BATCH)
-        for document in batch:
-            key = tuple(document.get(name) for name in PUSH_KEY)
-            if key not in groups and len(groups) == query.limit and position is not None:
-                # One push too many: the next page starts with this very event.
-                rows = [push_row(events) for events in groups.values()]
-                return PushPage(rows, encode_continuation(position, query, "pushes"))
-            groups.setdefault(key, []).append(document)
-            position = _advance(position, document)
+    try:
+        for event, after in _events_in_page_order(query, reader, PUSH_SCAN_BATCH):
+            key = tuple(event.get(name) for name in PUSH_KEY)
+            one_push_too_many = key not in groups and len(groups) == query.limit
+            if before is not None and (one_push_too_many or scanned == MAX_PUSH_SCAN):
+                # The next page starts with this very event.
+                continuation = encode_continuation(before, query, "pushes")
+                return PushPage(_push_rows(groups), continuation)
+            groups.setdefault(key, []).append(event)
+            before = after
             scanned += 1
-        rows = [push_row(events) for events in groups.values()]
-        if len(batch) < PUSH_SCAN_BATCH:
-            return PushPage(rows, None)
-        if scanned >= MAX_PUSH_SCAN and position is not None:
-            return PushPage(rows, encode_continuation(position, query, "pushes"))
+    except TooManyTiedError as tied:
+        continuation = _continuation_past(tied, query, "pushes")
+        return PushPage(_push_rows(groups), continuation, skipped=tied.timestamp)
+    return PushPage(_push_rows(groups), None)
+
+
+def _push_rows(groups: Mapping[tuple[Any, ...], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [push_row(events) for events in groups.values()]
+
+
+def _body(
+    rows_name: str, rows: list[dict[str, Any]], continuation: str | None, skipped: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {rows_name: rows, "continuation": continuation}
+    if skipped is not None:
+        body["skipped"] = {"timestamp": skipped, "reason": SKIPPED_REASON}
+    return body
 
 
 def handle_events_query(
     params: Mapping[str, str], reader: EventReader, now: Callable[[], datetime] = utc_now
 ) -> Result:
     """GET events: 200 ``{"events": [...], "continuation": token|null}`` (``view=pushes``:
-    ``{"pushes": [...], ...}``), 400 naming the bad parameter(s), 503 when the store is
-    unavailable."""
+    ``{"pushes": [...], ...}``; plus ``skipped`` when a page skipped a timestamp with too many
+    events), 400 naming the bad parameter(s), 503 when the store is unavailable."""
     try:
         query = parse_event_query(params, now)
     except QueryError as error:
@@ -348,11 +478,11 @@ def handle_events_query(
             pushes = fetch_pushes(query, reader)
             more = " (more available)" if pushes.continuation else ""
             log.info("pushes query %s: %d push(es)%s", query.describe(), len(pushes.pushes), more)
-            return Result(200, {"pushes": pushes.pushes, "continuation": pushes.continuation})
+            return Result(200, _body("pushes", pushes.pushes, pushes.continuation, pushes.skipped))
         page = fetch_page(query, reader)
     except RepositoryUnavailableError as error:
         log.error("events query %s failed: database unavailable (%s)", query.describe(), error)
         return Result(503, {"error": "the event store is unavailable; try again later"})
     more = " (more available)" if page.continuation else ""
     log.info("events query %s: %d event(s)%s", query.describe(), len(page.events), more)
-    return Result(200, {"events": page.events, "continuation": page.continuation})
+    return Result(200, _body("events", page.events, page.continuation, page.skipped))

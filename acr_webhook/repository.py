@@ -169,10 +169,6 @@ def events_sql(query: EventQuery, max_items: int) -> tuple[str, list[dict[str, A
     if query.after is not None:
         conditions.append("c.timestamp <= @after")
         parameters.append({"name": "@after", "value": query.after.timestamp})
-        if query.after.seen:
-            # Same key as queries.event_key: ids are unique per partition and hold no '/'.
-            conditions.append("NOT ARRAY_CONTAINS(@seen, CONCAT(c.id, '/', c.repository))")
-            parameters.append({"name": "@seen", "value": list(query.after.seen)})
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     # Only fixed fragments above are joined into the text; every value is a @parameter.
     sql = f"SELECT TOP @limit * FROM c{where} ORDER BY c.timestamp DESC"  # noqa: S608

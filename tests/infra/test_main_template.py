@@ -612,7 +612,7 @@ def _endpoint_sql() -> str:
         action="push",
         since="a",
         until="b",
-        after=Position(timestamp="c", seen=("id/r",)),
+        after=Position(timestamp="c"),
     )
     sql, _ = events_sql(every_filter, 10)
     return sql

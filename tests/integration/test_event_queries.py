@@ -477,3 +477,89 @@ def test_pushes_view_groups_replica_events_and_pages_every_event_once(
         ("westeurope", "2026-11-23T10:00:10.000000Z"),
         ("eastus", "2026-11-23T10:00:42.000000Z"),
     ]
+
+
+# --- events that share a timestamp: short tokens, against the server's SQL -----------------
+
+# docs/queries.md: whatever the data, a token is at most this long.
+TOKEN_CHARS = 512
+# The longest repository name (models.MAX_REPOSITORY_LENGTH), in 4-byte characters.
+LONG_REPOSITORY = "😀" * 255
+TIED_AT = "2026-11-23T10:00:00Z"
+
+
+def follow_pages(
+    params: dict[str, str], repository: CosmosEventRepository, rows: str = "events"
+) -> tuple[list[list[dict[str, Any]]], list[str]]:
+    """Every page of the query through the handler, and the tokens it issued."""
+    pages: list[list[dict[str, Any]]] = []
+    tokens: list[str] = []
+    while len(pages) < 50:
+        token = {"continuation": tokens[-1]} if tokens else {}
+        status, body = get({**params, **token}, repository)
+        assert status == 200, body
+        pages.append(body[rows])
+        if body["continuation"] is None:
+            return pages, tokens
+        tokens.append(body["continuation"])
+    raise AssertionError("paging does not end")
+
+
+@pytest.mark.parametrize(
+    ("params", "rows"),
+    [
+        ({"repository": LONG_REPOSITORY, "limit": "10"}, "events"),
+        ({"repository": LONG_REPOSITORY, "limit": "4"}, "events"),
+        ({"limit": "3"}, "events"),  # cross-partition
+        ({"repository": LONG_REPOSITORY, "limit": "5", "view": "pushes"}, "pushes"),
+        ({"limit": "4", "view": "pushes"}, "pushes"),
+    ],
+)
+def test_ties_with_the_longest_keys_page_through_with_short_tokens(
+    cosmos_settings: Settings, params: dict[str, str], rows: str
+) -> None:
+    # The audit's case (12 events at one instant, the longest keys in 4-byte characters: page 2
+    # refused an 81,475-character token), with events before and after them, some tied ones in
+    # another partition.
+    repository = CosmosEventRepository(cosmos_settings)
+    tied = [
+        document(LONG_REPOSITORY, "push", f"v{n}", DIGEST_A, TIED_AT, "😀" * 253 + f"{n:02d}")
+        for n in range(12)
+    ]
+    tied += [document("team/api", "push", f"v{n}", DIGEST_A, TIED_AT) for n in range(12, 15)]
+    around = [
+        document(LONG_REPOSITORY, "push", f"other{n}", DIGEST_B, at)
+        for n, at in enumerate(["2026-11-23T11:00:00Z", "2026-11-23T09:00:00Z", "2026-11-22"])
+    ]
+    for doc in tied + around:
+        assert repository.add(doc)
+    wanted = [doc for doc in tied + around if params.get("repository") in (None, doc["repository"])]
+
+    pages, tokens = follow_pages(params, repository, rows)
+
+    assert tokens
+    assert all(len(token) <= TOKEN_CHARS for token in tokens)
+    assert all(len(page) == int(params["limit"]) for page in pages[:-1])
+    returned = [(row["repository"], row["tag"]) for page in pages for row in page]
+    assert sorted(returned) == sorted((doc["repository"], doc["tag"]) for doc in wanted)
+    stamps = [row["timestamp"] for page in pages for row in page]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+def test_a_timestamp_with_too_many_events_is_skipped_against_the_server(
+    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("acr_webhook.queries.MAX_TIED_EVENTS", 3)  # 1,000 in the unit tests
+    repository = CosmosEventRepository(cosmos_settings)
+    newer = document("team/api", "push", "new", DIGEST_A, "2026-11-23T11:00:00Z")
+    crowded = [document("team/api", "push", f"t{n}", DIGEST_A, TIED_AT) for n in range(4)]
+    older = document("team/web", "push", "old", DIGEST_B, "2026-11-23T09:00:00Z")
+    for doc in [newer, *crowded, older]:
+        assert repository.add(doc)
+
+    status, first = get({"limit": "2"}, repository)
+    assert status == 200
+    assert [doc["id"] for doc in first["events"]] == [newer["id"]]
+    assert first["skipped"]["timestamp"] == "2026-11-23T10:00:00.000000Z"
+    status, second = get({"limit": "2", "continuation": first["continuation"]}, repository)
+    assert (status, second) == (200, {"events": [older], "continuation": None})

@@ -69,8 +69,5 @@ def _matches(query: EventQuery, document: dict[str, Any]) -> bool:
         return False
     if query.until is not None and timestamp >= query.until:
         return False
-    if query.after is not None:
-        key = f"{document['id']}/{document['repository']}"
-        if timestamp > query.after.timestamp or key in query.after.seen:
-            return False
-    return True
+    # As repository.events_sql: the store returns what is at or before the position.
+    return query.after is None or timestamp <= query.after.timestamp

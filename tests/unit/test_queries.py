@@ -5,19 +5,28 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
 import function_app
 from acr_webhook import __main__ as cli
 from acr_webhook.local.host import LocalFunctionsHost
-from acr_webhook.models import DEFAULT_LIMIT, AcrEvent, to_document
+from acr_webhook.models import (
+    DEFAULT_LIMIT,
+    MAX_DIGEST_LENGTH,
+    MAX_REPOSITORY_LENGTH,
+    MAX_TAG_LENGTH,
+    AcrEvent,
+    to_document,
+)
 from acr_webhook.queries import (
     MAX_LIMIT,
+    MAX_TIED_EVENTS,
+    SKIPPED_REASON,
     QueryError,
     fetch_page,
     handle_events_query,
@@ -176,6 +185,31 @@ def test_each_bad_parameter_is_named(name: str, value: str) -> None:
     assert str(error).startswith(f"{name}: ")
 
 
+@pytest.mark.parametrize(
+    ("name", "longest", "value_of_length"),
+    [
+        ("repository", MAX_REPOSITORY_LENGTH, lambda length: "r" * length),
+        ("tag", MAX_TAG_LENGTH, lambda length: "t" * length),
+        ("digest", MAX_DIGEST_LENGTH, lambda length: "sha256:" + "a" * (length - 7)),
+    ],
+)
+def test_filters_are_bounded_by_the_longest_stored_value(
+    name: str, longest: int, value_of_length: Callable[[int], str]
+) -> None:
+    longest_stored = value_of_length(longest)
+    assert getattr(parse_event_query({name: longest_stored}), name) == longest_stored
+    error = rejected({name: value_of_length(longest + 1)})  # could never match
+    assert str(error) == f"{name}: must be at most {longest} characters"
+
+
+@pytest.mark.parametrize("name", ["Code", "CODE"])
+def test_the_function_key_is_ignored_whatever_the_case_of_its_name(name: str) -> None:
+    # The host takes ?CODE= as the key too (its name is case-insensitive).
+    query = parse_event_query({name: KEY, "repository": "team/api"})
+    assert query.repository == "team/api"
+    assert rejected({name: KEY, "Repository": "team/api"}).parameters == ("Repository",)
+
+
 def test_unknown_parameters_are_named_so_typos_do_not_widen_the_query() -> None:
     error = rejected({"repo": "team/api", "code": "key"})
     assert error.parameters == ("repo",)
@@ -292,9 +326,13 @@ def test_a_page_that_holds_the_rest_has_no_continuation(
 
 
 def page_through(
-    reader: FakeEventRepository, params: dict[str, str], rows: str = "events"
+    reader: FakeEventRepository,
+    params: dict[str, str],
+    rows: str = "events",
+    tokens: list[str] | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """Every page of the query, following continuation tokens; ``rows``: the body's list."""
+    """Every page of the query, following continuation tokens; ``rows``: the body's list;
+    ``tokens`` collects the tokens."""
     pages: list[list[dict[str, Any]]] = []
     token: str | None = None
     while True:
@@ -304,6 +342,8 @@ def page_through(
         token = body["continuation"]
         if token is None:
             return pages
+        if tokens is not None:
+            tokens.append(token)
         assert len(pages) < 100, "paging does not end"
 
 
@@ -372,22 +412,129 @@ def test_a_relative_since_keeps_its_window_across_pages(reader: FakeEventReposit
     assert len(fetch_page(query, reader).events) == 2
 
 
+# --- events that share a timestamp, and the size of tokens --------------------------------
+
+# docs/queries.md: whatever the data, a token is at most this long.
+TOKEN_CHARS: Final = 512
+LONG_REPOSITORY: Final = "😀" * MAX_REPOSITORY_LENGTH  # 4 bytes a character, 12 as JSON escapes
+
+
+def long_keyed(count: int) -> list[dict[str, Any]]:
+    """Events with the longest keys there are, in 4-byte characters, all at one instant."""
+    return [
+        event(LONG_REPOSITORY, tag=f"v{n}", event_id="😀" * 253 + f"{n:02d}") for n in range(count)
+    ]
+
+
+@pytest.mark.parametrize(("view", "limit"), [("events", 10), ("events", 3), ("pushes", 5)])
+def test_many_ties_with_long_keys_give_short_tokens_that_page_through_them(
+    reader: FakeEventRepository, view: str, limit: int
+) -> None:
+    # The audit's case: 12 events at one instant made an 81,475-character token at limit 10,
+    # which page 2 refused.
+    documents = seed(reader, *long_keyed(12))
+    tokens: list[str] = []
+    params = {"repository": LONG_REPOSITORY, "limit": str(limit), "view": view}
+
+    pages = page_through(reader, params, view, tokens)
+
+    assert tokens
+    assert all(len(token) <= TOKEN_CHARS for token in tokens)
+    assert all(len(page) == limit for page in pages[:-1])
+    tags = [row["tag"] for page in pages for row in page]
+    assert sorted(tags) == sorted(document["tag"] for document in documents)
+
+
+@pytest.mark.parametrize("limit", [999, 1000])
+def test_a_thousand_ties_at_the_largest_limit_give_a_short_token(
+    reader: FakeEventRepository, limit: int
+) -> None:
+    # The audit's case: at limit=1000, a token for 1,000 tied uuid ids was 68,115 characters.
+    tied = seed(reader, *(event(at="2026-11-23T10:00:00Z") for _ in range(MAX_LIMIT)))
+    older = seed(reader, event(at="2026-11-23T09:00:00Z"))
+    tokens: list[str] = []
+
+    pages = page_through(reader, {"limit": str(limit)}, tokens=tokens)
+
+    assert [len(page) for page in pages] == [limit, len(tied) + len(older) - limit]
+    assert len(tokens[0]) <= TOKEN_CHARS
+    returned = [document["id"] for page in pages for document in page]
+    assert returned[-1] == older[0]["id"]
+    assert sorted(returned) == sorted(document["id"] for document in tied + older)
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 10, 29, 30, 31])
+def test_ties_larger_than_a_page_fill_every_page_and_come_once(
+    reader: FakeEventRepository, limit: int
+) -> None:
+    # 30 events at one instant (one id in two repositories) between others; the fake returns
+    # equal timestamps in a new order on every call.
+    tied = [
+        event(f"repo-{n % 2}", at="2026-11-23T10:00:00Z", event_id=f"e{n // 2}") for n in range(30)
+    ]
+    others = [event(at=f"2026-11-23T{hour:02d}:00:00Z") for hour in (8, 9, 11, 12)]
+    documents = [*tied, *others]
+    for document in documents:
+        reader.documents[f"{document['id']}/{document['repository']}"] = document
+    tokens: list[str] = []
+
+    pages = page_through(reader, {"limit": str(limit)}, tokens=tokens)
+
+    assert all(len(token) <= TOKEN_CHARS for token in tokens)
+    assert all(len(page) == limit for page in pages[:-1])
+    returned = [(d["id"], d["repository"]) for page in pages for d in page]
+    assert sorted(returned) == sorted((d["id"], d["repository"]) for d in documents)
+    stamps = [d["timestamp"] for page in pages for d in page]
+    assert stamps == sorted(stamps, reverse=True)
+
+
+@pytest.mark.parametrize("view", ["events", "pushes"])
+def test_a_timestamp_with_too_many_events_is_skipped_with_a_note(
+    reader: FakeEventRepository, view: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(reader, *(event(tag=f"new{n}", at=f"2026-11-23T11:00:0{n}Z") for n in range(3)))
+    crowded = "2026-11-23T10:00:00.000000Z"
+    too_many = [event(tag=f"t{n}", at=crowded) for n in range(MAX_TIED_EVENTS + 1)]
+    seed(reader, *too_many)
+    older = seed(reader, *(event(tag=f"old{n}", at=f"2026-11-23T09:00:0{n}Z") for n in range(3)))
+
+    status, first = call({"limit": "50", "view": view}, reader)
+
+    assert status == 200
+    # The page ends before them, says so, and the next page carries on after them.
+    assert [row["tag"] for row in first[view]] == ["new2", "new1", "new0"]
+    assert first["skipped"] == {"timestamp": crowded, "reason": SKIPPED_REASON}
+    assert f"more than {MAX_TIED_EVENTS} events at {crowded} match" in caplog.text
+    status, second = call(
+        {"limit": "50", "view": view, "continuation": first["continuation"]}, reader
+    )
+    assert status == 200
+    assert [row["tag"] for row in second[view]] == [d["tag"] for d in reversed(older)]
+    assert second["continuation"] is None
+    assert "skipped" not in second
+
+
 def forged(payload: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+STAMP = "2026-11-23T00:00:00.000000Z"
+UNFILTERED = parse_event_query({}).fingerprint()
 
 
 @pytest.mark.parametrize(
     "token",
     [
         forged([1, 2]),
-        forged({"v": 2, "q": "", "t": "2026-11-23T00:00:00.000000Z", "s": [], "w": [None, None]}),
-        forged({"v": 1, "t": "yesterday", "s": [], "w": [None, None]}),
-        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": "e1/r", "w": [None, None]}),
-        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": [1], "w": [None, None]}),
-        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": [], "w": ["x", None]}),
-        forged({"v": 1, "t": "2026-11-23T00:00:00.000000Z", "s": []}),
+        forged({"v": 1, "q": UNFILTERED, "t": STAMP, "s": [], "w": [None, None]}),  # old format
+        forged({"v": 2, "q": UNFILTERED, "t": "yesterday", "k": None, "w": [None, None]}),
+        forged({"v": 2, "q": UNFILTERED, "t": STAMP, "w": [None, None]}),
+        forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": "e1/r", "w": [None, None]}),
+        forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": ["0" * 32], "w": [None, None]}),
+        forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": None, "w": ["x", None]}),
+        forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": None}),
         base64.urlsafe_b64encode(b"\xff\xfe").decode(),
-        "A" * 70_000,
+        forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None], "x": "x" * 400}),
     ],
 )
 def test_malformed_tokens_are_400_naming_continuation(
@@ -397,6 +544,26 @@ def test_malformed_tokens_are_400_naming_continuation(
     assert status == 400
     assert body["error"].startswith("continuation: ")
     assert reader.find_calls == 0
+
+
+def test_a_token_cannot_move_its_position_out_of_its_time_window(
+    reader: FakeEventRepository,
+) -> None:
+    seed(reader, event(at="2026-11-22T12:00:00Z"), event(at="2026-11-23T12:00:00Z"))
+    params = {"until": "2026-11-23"}
+    window = [None, "2026-11-23T00:00:00.000000Z"]
+    fingerprint = parse_event_query(params).fingerprint()
+
+    def token(position: str) -> str:
+        return forged({"v": 2, "q": fingerprint, "t": position, "k": None, "w": window})
+
+    status, body = call({**params, "continuation": token("2026-11-24T00:00:00.000000Z")}, reader)
+    assert (status, body["error"][:14]) == (400, "continuation: ")
+    status, body = call({**params, "continuation": token("2026-11-22T12:00:00.000001Z")}, reader)
+    assert (status, [d["timestamp"] for d in body["events"]]) == (
+        200,
+        ["2026-11-22T12:00:00.000000Z"],
+    )
 
 
 def test_bad_parameters_are_400_without_reading(reader: FakeEventRepository) -> None:
@@ -457,6 +624,15 @@ def test_route_answers_json_with_the_key(
     assert (status, body) == (200, {"events": [pushed], "continuation": None})
     status, body = get(host, "/api/acr/events?tag=v1", **{"x-functions-key": KEY})
     assert status == 200 and len(body["events"]) == 1
+
+
+@pytest.mark.parametrize("name", ["Code", "CODE"])
+def test_route_takes_the_key_parameter_in_any_case(
+    host: LocalFunctionsHost, route_reader: FakeEventRepository, name: str
+) -> None:
+    pushed = seed(route_reader, event("team/api"))
+    status, body = get(host, f"/api/acr/events?{name}={KEY}&repository=team%2Fapi")
+    assert (status, body) == (200, {"events": pushed, "continuation": None})
 
 
 def test_route_names_the_bad_parameter(host: LocalFunctionsHost) -> None:
