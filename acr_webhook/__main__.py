@@ -10,9 +10,12 @@ import secrets
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acr_webhook.config import ConfigurationError, load_settings
+
+if TYPE_CHECKING:
+    from acr_webhook.queries import PushPage
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -113,13 +116,17 @@ def format_pushes_table(pushes: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _print_pushes(pushes: list[dict[str, Any]], continuation: str | None, as_json: bool) -> int:
+def _print_pushes(page: PushPage, as_json: bool) -> int:
+    from acr_webhook.queries import page_body
+
     if as_json:
-        print(json.dumps({"pushes": pushes, "continuation": continuation}, indent=2))
+        print(
+            json.dumps(page_body("pushes", page.pushes, page.continuation, page.skipped), indent=2)
+        )
         return 0
-    print(format_pushes_table(pushes) if pushes else "No pushes.")
-    if continuation:
-        print(f"\nMore pushes: add --pushes --continuation {continuation}")
+    print(format_pushes_table(page.pushes) if page.pushes else "No pushes.")
+    if page.continuation:
+        print(f"\nMore pushes: add --pushes --continuation {page.continuation}")
     return 0
 
 
@@ -129,6 +136,7 @@ def _events(args: argparse.Namespace) -> int:
         QueryError,
         fetch_page,
         fetch_pushes,
+        page_body,
         parse_event_query,
     )
     from acr_webhook.repository import CosmosEventRepository, RepositoryUnavailableError
@@ -157,9 +165,11 @@ def _events(args: argparse.Namespace) -> int:
         )
         return 1
     if args.pushes:
-        return _print_pushes(pushes.pushes, pushes.continuation, as_json=args.json)
+        return _print_pushes(pushes, as_json=args.json)
     if args.json:
-        print(json.dumps({"events": page.events, "continuation": page.continuation}, indent=2))
+        print(
+            json.dumps(page_body("events", page.events, page.continuation, page.skipped), indent=2)
+        )
         return 0
     print(format_table(page.events) if page.events else "No events.")
     if page.continuation:

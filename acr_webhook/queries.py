@@ -453,9 +453,10 @@ def _push_rows(groups: Mapping[tuple[Any, ...], list[dict[str, Any]]]) -> list[d
     return [push_row(events) for events in groups.values()]
 
 
-def _body(
+def page_body(
     rows_name: str, rows: list[dict[str, Any]], continuation: str | None, skipped: str | None
 ) -> dict[str, Any]:
+    """A page as the endpoint answers it (and the CLI's --json prints it)."""
     body: dict[str, Any] = {rows_name: rows, "continuation": continuation}
     if skipped is not None:
         body["skipped"] = {"timestamp": skipped, "reason": SKIPPED_REASON}
@@ -478,11 +479,13 @@ def handle_events_query(
             pushes = fetch_pushes(query, reader)
             more = " (more available)" if pushes.continuation else ""
             log.info("pushes query %s: %d push(es)%s", query.describe(), len(pushes.pushes), more)
-            return Result(200, _body("pushes", pushes.pushes, pushes.continuation, pushes.skipped))
+            return Result(
+                200, page_body("pushes", pushes.pushes, pushes.continuation, pushes.skipped)
+            )
         page = fetch_page(query, reader)
     except RepositoryUnavailableError as error:
         log.error("events query %s failed: database unavailable (%s)", query.describe(), error)
         return Result(503, {"error": "the event store is unavailable; try again later"})
     more = " (more available)" if page.continuation else ""
     log.info("events query %s: %d event(s)%s", query.describe(), len(page.events), more)
-    return Result(200, _body("events", page.events, page.continuation, page.skipped))
+    return Result(200, page_body("events", page.events, page.continuation, page.skipped))

@@ -365,13 +365,18 @@ def test_missing_container_is_503_not_a_crash(seeded_settings: Settings) -> None
 # --- the CLI against the server -----------------------------------------------------------
 
 
+def cli_on(settings: Settings, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
+    """The CLI reads ``settings``, from the environment only (no local.settings.json)."""
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("COSMOS_ENDPOINT", settings.cosmos_endpoint)
+    monkeypatch.setenv("COSMOS_KEY", settings.cosmos_key or "")
+    monkeypatch.setenv("COSMOS_DATABASE", settings.cosmos_database)
+    monkeypatch.setenv("COSMOS_CONTAINER", settings.cosmos_container)
+
+
 @pytest.fixture
 def cli_env(seeded_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)  # no local.settings.json: the environment only
-    monkeypatch.setenv("COSMOS_ENDPOINT", seeded_settings.cosmos_endpoint)
-    monkeypatch.setenv("COSMOS_KEY", seeded_settings.cosmos_key or "")
-    monkeypatch.setenv("COSMOS_DATABASE", seeded_settings.cosmos_database)
-    monkeypatch.setenv("COSMOS_CONTAINER", seeded_settings.cosmos_container)
+    cli_on(seeded_settings, monkeypatch, tmp_path)
 
 
 @pytest.mark.usefixtures("cli_env")
@@ -547,7 +552,10 @@ def test_ties_with_the_longest_keys_page_through_with_short_tokens(
 
 
 def test_a_timestamp_with_too_many_events_is_skipped_against_the_server(
-    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    cosmos_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("acr_webhook.queries.MAX_TIED_EVENTS", 3)  # 1,000 in the unit tests
     repository = CosmosEventRepository(cosmos_settings)
@@ -563,3 +571,7 @@ def test_a_timestamp_with_too_many_events_is_skipped_against_the_server(
     assert first["skipped"]["timestamp"] == "2026-11-23T10:00:00.000000Z"
     status, second = get({"limit": "2", "continuation": first["continuation"]}, repository)
     assert (status, second) == (200, {"events": [older], "continuation": None})
+
+    cli_on(cosmos_settings, monkeypatch, tmp_path)  # --json prints what the endpoint answers
+    assert cli.main(["events", "--json", "--limit", "2"]) == 0
+    assert json.loads(capsys.readouterr().out) == first
