@@ -11,7 +11,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from urllib3.exceptions import InsecureRequestWarning
 
@@ -20,6 +20,7 @@ from acr_webhook.repository import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
+    from azure.core.paging import PageIterator
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
 # The timer is not on a request path: calls may take a while, but every call is bounded.
@@ -102,8 +103,26 @@ class ManagementApiHistory:
         )
 
     def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
-        pages = self._management_client().webhooks.list_events(
+        """The webhook's history, page by page. Raises DecodeError for an answer that is not a
+        list of events, and AzureError when a next-page link comes round again: either would
+        otherwise end the run with a traceback, or never end it."""
+        from azure.core.exceptions import AzureError, DecodeError
+
+        listed = self._management_client().webhooks.list_events(
             self._registry.resource_group, self._registry.name, webhook_name
         )
-        for event in pages:
-            yield event.as_dict()
+        # by_page() is typed as a plain iterator; it is azure-core's PageIterator, which says
+        # which link it follows next.
+        pages = cast("PageIterator[Any]", listed.by_page())
+        followed: set[str] = set()
+        try:
+            for page in pages:
+                for event in page:
+                    yield event.as_dict()
+                link = pages.continuation_token
+                if link in followed:
+                    raise AzureError("the history's next-page links go round in a circle")
+                if link:
+                    followed.add(link)
+        except (AttributeError, TypeError) as error:  # the SDK's reading of a malformed answer
+            raise DecodeError(f"the history is not a list of events ({error})") from error

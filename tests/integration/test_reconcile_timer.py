@@ -155,6 +155,58 @@ def test_an_unreadable_history_is_logged_and_the_next_webhook_still_runs(
     assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [[], {"value": None}, {"value": "abc"}, {"value": [1, 2]}, {"nextLink": 7, "value": []}],
+    ids=["a list", "value null", "value text", "value numbers", "link a number"],
+)
+def test_a_malformed_history_is_logged_and_the_next_webhook_still_runs(
+    stand_in: ListEventsStandIn,
+    cosmos_settings: Any,
+    caplog: pytest.LogCaptureFixture,
+    answer: Any,
+) -> None:
+    """Each of these ended the timer's run with a traceback: no summary, no later webhook."""
+    missed = payloads.with_new_id(payloads.PUSH)
+    stand_in.verbatim = {list_events_path("acrwebhook"): answer}
+    stand_in.histories = {list_events_path("acrwebhookeu"): [history_entry(missed)]}
+    target = target_from_settings(stand_in)
+
+    outcomes = reconcile_webhooks(
+        target,
+        CosmosEventRepository(cosmos_settings),
+        ManagementApiHistory(target, FakeCredential()),
+    )
+
+    assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
+    assert outcomes["acrwebhookeu"].counts.summary() == "recorded=1 already=0 skipped=0 invalid=0"
+    assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
+
+
+def test_a_next_page_link_that_comes_round_again_ends_the_read(
+    stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It looped: 201 requests and 201 writes in 5 s, for as long as the timer may run."""
+    missed = payloads.with_new_id(payloads.PUSH)
+    path = list_events_path("acrwebhook")
+    stand_in.verbatim = {
+        path: {"value": [history_entry(missed)], "nextLink": f"{stand_in.endpoint}{path}?skip=0"}
+    }
+    target = target_from_settings(stand_in)
+
+    outcomes = reconcile_webhooks(
+        target,
+        CosmosEventRepository(cosmos_settings),
+        ManagementApiHistory(target, FakeCredential()),
+    )
+
+    assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
+    # The first page, then the page its link names, whose link is the same: there it stops.
+    assert outcomes["acrwebhook"].counts.summary() == "recorded=1 already=1 skipped=0 invalid=0"
+    assert len([seen for seen in stand_in.requests if seen.path == path]) == 2
+    assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
+
+
 def test_a_refused_token_stores_nothing(
     stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -97,16 +97,18 @@ class ListEventsStandIn(LocalHttpsServer):
 
     def __init__(self, directory: Path, token: str, page_size: int = 2) -> None:
         self.histories: dict[str, list[dict[str, Any]]] = {}
+        # A path's answer as given, on every call (a malformed one, or one that links to itself).
+        self.verbatim: dict[str, Any] = {}
         self.requests: list[SeenRequest] = []
         self.token = token
         self.page_size = page_size
         super().__init__(directory)
 
-    def _answer(
-        self, method: str, path: str, query: dict[str, list[str]]
-    ) -> tuple[int, dict[str, Any]]:
+    def _answer(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         if "api-version" not in query:
             return 400, {"error": {"code": "MissingApiVersionParameter", "message": "..."}}
+        if path in self.verbatim:
+            return 200, self.verbatim[path]
         events = self.histories.get(path)
         if events is None or method != ("POST" if "skip" not in query else "GET"):
             return 404, {"error": {"code": "NotFound", "message": f"{method} {path}"}}
