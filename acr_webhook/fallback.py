@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.exceptions import AzureError, ResourceExistsError
+from pydantic import ValidationError
 
 from acr_webhook.config import QueueSettings
+from acr_webhook.models import ParkedDocument, validation_problems
 from acr_webhook.repository import (
     DocumentRejectedError,
     EventRepository,
@@ -151,18 +153,21 @@ def parse_parked(message: bytes | str) -> ParkedEvent:
         payload = json.loads(message)
     except ValueError as error:
         raise InvalidQueuedEventError(f"queued message is not JSON: {error}") from error
+    except RecursionError:
+        raise InvalidQueuedEventError("queued message is nested too deeply") from None
     attempts = 0
     if isinstance(payload, dict) and "document" in payload:
         attempts = payload.get("attempts", 0)
         payload = payload["document"]
         if type(attempts) is not int or attempts < 0:
             raise InvalidQueuedEventError("queued message has no valid attempt count")
-    if not (
-        isinstance(payload, dict)
-        and isinstance(payload.get("id"), str)
-        and isinstance(payload.get("repository"), str)
-    ):
-        raise InvalidQueuedEventError("queued message is not an event document")
+    try:
+        ParkedDocument.model_validate(payload)
+    except ValidationError as error:
+        problems = "; ".join(validation_problems(error, "document"))
+        raise InvalidQueuedEventError(
+            f"queued message is not an event document: {problems}"
+        ) from None
     return ParkedEvent(payload, attempts)
 
 

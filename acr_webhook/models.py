@@ -62,6 +62,8 @@ MAX_USER_AGENT_LENGTH: Final = 512
 # Event timestamps are stored as fixed-width text (string order is time order): 4-digit years.
 MIN_YEAR: Final = 1000
 MAX_YEAR: Final = 9999
+# Stored as fixed-width text (27 characters); this only bounds a parked document's.
+MAX_PARKED_TIMESTAMP_LENGTH: Final = 64
 MAX_SIZE: Final = 2**53 - 1  # Cosmos DB stores numbers as doubles: exact up to here
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -148,6 +150,17 @@ class Actor(_Tolerant):
 
 class ConnectedRegistry(_Tolerant):
     name: ConnectedRegistryName | None = None
+
+
+class ParkedDocument(_Tolerant):
+    """What replay checks of a document from the fallback queue before writing it: the keys
+    every path that makes a document validated (AcrEvent) and every query needs. The rest
+    goes back as it was parked."""
+
+    id: EventId
+    repository: RepositoryName
+    action: RecordedAction
+    timestamp: Annotated[str, _text(MAX_PARKED_TIMESTAMP_LENGTH, min_length=1)]
 
 
 class AcrEvent(_Tolerant):

@@ -20,7 +20,7 @@ from acr_webhook.fallback import (
 )
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.redrive import RedriveReport, redrive
+from acr_webhook.redrive import RedriveReport, is_event_message, redrive
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
@@ -176,3 +176,8 @@ def test_a_queue_service_that_refuses_the_key_is_exit_1(
     assert result.returncode == 1
     assert result.stderr.startswith("the queue service is unavailable or refused: ")
     assert wrong_key not in result.stderr
+
+
+def test_a_message_nested_too_deeply_is_not_an_event_and_stays_for_inspection() -> None:
+    """It ended redrive with a RecursionError traceback, the events after it not moved."""
+    assert is_event_message(base64.b64encode(b"[" * 100_000).decode()) is False

@@ -23,7 +23,12 @@ from acr_webhook.repository import DocumentRejectedError
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 
-DOCUMENT = {"id": "e1", "repository": "r", "action": "push"}
+DOCUMENT = {
+    "id": "e1",
+    "repository": "r",
+    "action": "push",
+    "timestamp": "2026-11-23T10:00:00.000000Z",
+}
 CAP_S = DEFAULT_REPLAY_MAX_DELAY_S  # 60 s, as the README says
 
 
@@ -118,6 +123,15 @@ def test_when_the_queue_refuses_the_put_back_the_message_stays_for_the_runtime()
         '{"document": {"id": "x"}, "attempts": 0}',
         '{"document": {"id": "x", "repository": "r"}, "attempts": -1}',
         '{"document": {"id": "x", "repository": "r"}, "attempts": true}',
+        "[" * 100_000,  # a RecursionError in json.loads
+        # What no path that makes documents would make: missing keys, or an id that is a
+        # dot segment in the item's URL (a 500 or a remembered outage on its duplicate).
+        json.dumps({k: v for k, v in DOCUMENT.items() if k != "action"}),
+        json.dumps({k: v for k, v in DOCUMENT.items() if k != "timestamp"}),
+        json.dumps({**DOCUMENT, "action": {"a": 1}}),
+        json.dumps({**DOCUMENT, "id": "."}),
+        json.dumps({**DOCUMENT, "id": ".."}),
+        json.dumps({**DOCUMENT, "repository": "r" * 256}),
     ],
 )
 def test_replay_refuses_what_is_not_an_event_document(message: str) -> None:
