@@ -280,6 +280,7 @@ class _LazyContainer:
             client = create_cosmos_client(self._settings, self._options)
             database = client.get_database_client(self._settings.cosmos_database)
             container = database.get_container_client(self._settings.cosmos_container)
+            self._container = container  # before the waiters are woken: they read it at once
         except AzureError as error:
             reason = f"{type(error).__name__}: {error.message}"
             self._health.failed(reason)
@@ -289,7 +290,6 @@ class _LazyContainer:
                 done, self._build_done = self._build_done, None
             if done is not None:
                 done.set()
-        self._container = container
         return container
 
 
@@ -342,7 +342,9 @@ class CosmosEventRepository:
         if not offered:
             return
         try:
-            for _ in range(3):
+            # A changed ETag means another writer's fill-in landed, which added at least one
+            # field: one more round than there are fields always finishes.
+            for _ in range(len(ENRICHMENT_FIELDS) + 1):
                 stored = container.read_item(document["id"], partition_key=document["repository"])
                 missing = {name: v for name, v in offered.items() if stored.get(name) is None}
                 if not missing:

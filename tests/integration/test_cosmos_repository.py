@@ -217,6 +217,72 @@ def test_a_duplicate_fills_in_its_own_document_whatever_dots_its_id_has(
     health.check()  # nothing was taken for an outage
 
 
+def duplicates_at_once(
+    repository: CosmosEventRepository, document: dict[str, object], fields: dict[str, str]
+) -> list[bool]:
+    """``repository.add`` of one copy of ``document`` per field, each with that field, at once."""
+    start = threading.Barrier(len(fields))
+    created: list[bool] = []
+
+    def duplicate(name: str, value: str) -> None:
+        start.wait()
+        created.append(repository.add({**document, name: value}))
+
+    threads = [threading.Thread(target=duplicate, args=field) for field in fields.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return created
+
+
+def test_concurrent_duplicates_each_fill_in_their_field(cosmos_settings: Settings) -> None:
+    """Five copies at once, each with another enrichment field: fill-in gave up after three
+    changed ETags (a 503, its field lost for good), in 4 of 10 trials."""
+    repository = CosmosEventRepository(cosmos_settings)
+    offered = {
+        "actor": "ci-bot",
+        "clientAddress": "203.0.113.7",
+        "location": "westeurope",
+        "connectedRegistry": "edge01",
+        "registryResourceId": "/subscriptions/s/resourceGroups/g/providers/r",
+    }
+    for _ in range(5):
+        document = document_for(payloads.with_new_id(payloads.PUSH))
+        assert repository.add(document) is True
+        assert duplicates_at_once(repository, document, offered) == [False] * len(offered)
+        [stored] = [d for d in read_all(cosmos_settings) if d["id"] == document["id"]]
+        assert {name: stored[name] for name in offered} == offered
+
+
+def test_concurrent_first_writes_wait_for_the_one_client_and_use_it(
+    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build woke its waiters before it kept the client: a waiter that ran at once found
+    none ("database client is not ready"). A pause after the wake-up makes that moment long."""
+
+    class SlowToReturnEvent(threading.Event):
+        def set(self) -> None:
+            super().set()
+            time.sleep(0.05)
+
+    monkeypatch.setattr("acr_webhook.repository.threading.Event", SlowToReturnEvent)
+    repository = CosmosEventRepository(cosmos_settings)
+    start = threading.Barrier(8)
+    created: list[bool] = []
+
+    def first_write() -> None:
+        start.wait()
+        created.append(repository.add(document_for(payloads.with_new_id(payloads.PUSH))))
+
+    threads = [threading.Thread(target=first_write) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert created == [True] * 8
+
+
 def test_a_duplicate_with_nothing_new_is_not_rewritten(cosmos_settings: Settings) -> None:
     repository = CosmosEventRepository(cosmos_settings)
     document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": "ci-bot"}
