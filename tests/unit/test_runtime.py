@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -41,7 +42,7 @@ def test_concurrent_first_calls_build_one_object() -> None:
 
 
 def test_a_failed_build_keeps_nothing_and_the_next_call_builds_again() -> None:
-    outcomes = iter([RuntimeError("database unreachable"), "client"])
+    outcomes: Iterator[Exception | str] = iter([RuntimeError("database unreachable"), "client"])
 
     def build() -> str:
         outcome = next(outcomes)
