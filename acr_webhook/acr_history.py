@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from azure.core.exceptions import AzureError, DecodeError
 from urllib3.exceptions import InsecureRequestWarning
 
 from acr_webhook.config import ConfigurationError, ReconcileSettings
@@ -106,8 +107,6 @@ class ManagementApiHistory:
         """The webhook's history, page by page. Raises DecodeError for an answer that is not a
         list of events, and AzureError when a next-page link comes round again: either would
         otherwise end the run with a traceback, or never end it."""
-        from azure.core.exceptions import AzureError, DecodeError
-
         listed = self._management_client().webhooks.list_events(
             self._registry.resource_group, self._registry.name, webhook_name
         )

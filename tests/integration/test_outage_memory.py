@@ -18,6 +18,7 @@ from acr_webhook.fallback import FallbackUnavailableError, ParkedEvent
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.results import utc_now
 from tests.conftest import fresh_settings
+from tests.integration.test_cosmos_repository import WRITE_GIVES_UP_S
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.unit.test_eventgrid import event_grid
@@ -30,8 +31,6 @@ PROCESS_WIDE = (
     runtime.fallback_queue,
     runtime.shared_secret,
 )
-# A write the database does not answer gives up after ~2 s (CLIENT_TIMEOUTS).
-WRITE_GIVES_UP_S = 2.5
 AT_ONCE_S = 0.1
 
 

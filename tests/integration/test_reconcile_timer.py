@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from acr_webhook import runtime
 from acr_webhook.acr_history import ManagementApiHistory, parse_registry_id
 from acr_webhook.config import ConfigurationError, ReconcileSettings, reconcile_settings
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.reconcile import reconcile_webhooks
+from acr_webhook.reconcile import ReconcileOutcome, reconcile_webhooks
 from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.results import utc_now
 from tests.conftest import read_all
@@ -81,6 +81,15 @@ def target_from_settings(stand_in: ListEventsStandIn) -> ReconcileSettings:
     )
     assert target is not None
     return target
+
+
+def one_timer_run(
+    stand_in: ListEventsStandIn, cosmos_settings: Any
+) -> Mapping[str, ReconcileOutcome]:
+    """The timer's run against the stand-in, with a fresh history reader and repository."""
+    target = target_from_settings(stand_in)
+    history = ManagementApiHistory(target, FakeCredential())
+    return reconcile_webhooks(target, CosmosEventRepository(cosmos_settings), history)
 
 
 def test_missed_events_are_read_page_by_page_and_stored_once(
@@ -144,10 +153,8 @@ def test_an_unreadable_history_is_logged_and_the_next_webhook_still_runs(
     missed = payloads.with_new_id(payloads.PUSH)
     # The first webhook is unknown to the endpoint (renamed, say): a 404.
     stand_in.histories = {list_events_path("acrwebhookeu"): [history_entry(missed)]}
-    target = target_from_settings(stand_in)
-    history = ManagementApiHistory(target, FakeCredential())
 
-    outcomes = reconcile_webhooks(target, CosmosEventRepository(cosmos_settings), history)
+    outcomes = one_timer_run(stand_in, cosmos_settings)
 
     assert outcomes["acrwebhook"].counts.summary() == "recorded=0 already=0 skipped=0 invalid=0"
     assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
@@ -170,13 +177,8 @@ def test_a_malformed_history_is_logged_and_the_next_webhook_still_runs(
     missed = payloads.with_new_id(payloads.PUSH)
     stand_in.verbatim = {list_events_path("acrwebhook"): answer}
     stand_in.histories = {list_events_path("acrwebhookeu"): [history_entry(missed)]}
-    target = target_from_settings(stand_in)
 
-    outcomes = reconcile_webhooks(
-        target,
-        CosmosEventRepository(cosmos_settings),
-        ManagementApiHistory(target, FakeCredential()),
-    )
+    outcomes = one_timer_run(stand_in, cosmos_settings)
 
     assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
     assert outcomes["acrwebhookeu"].counts.summary() == "recorded=1 already=0 skipped=0 invalid=0"
@@ -192,13 +194,8 @@ def test_a_next_page_link_that_comes_round_again_ends_the_read(
     stand_in.verbatim = {
         path: {"value": [history_entry(missed)], "nextLink": f"{stand_in.endpoint}{path}?skip=0"}
     }
-    target = target_from_settings(stand_in)
 
-    outcomes = reconcile_webhooks(
-        target,
-        CosmosEventRepository(cosmos_settings),
-        ManagementApiHistory(target, FakeCredential()),
-    )
+    outcomes = one_timer_run(stand_in, cosmos_settings)
 
     assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
     # The first page, then the page its link names, whose link is the same: there it stops.
@@ -215,10 +212,8 @@ def test_a_refused_token_stores_nothing(
         for name in ("acrwebhook", "acrwebhookeu")
     }
     stand_in.token = "a-token-the-credential-does-not-have"
-    target = target_from_settings(stand_in)
-    history = ManagementApiHistory(target, FakeCredential())
 
-    outcomes = reconcile_webhooks(target, CosmosEventRepository(cosmos_settings), history)
+    outcomes = one_timer_run(stand_in, cosmos_settings)
 
     assert len(outcomes) == 2
     assert caplog.text.count("history unreadable (ClientAuthenticationError") == 2
