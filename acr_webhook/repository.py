@@ -21,6 +21,7 @@ from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
     CosmosHttpResponseError,
     CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
 )
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
@@ -323,6 +324,7 @@ class CosmosEventRepository:
             container.create_item(document, **self._call_options())
         except CosmosResourceExistsError:
             self._fill_in(container, document)
+            self._health.succeeded()  # it answered: a duplicate proves it reachable as well
             return False
         except AzureError as error:
             raise self._failure(error) from error
@@ -336,7 +338,9 @@ class CosmosEventRepository:
 
         Only a duplicate that carries such fields costs a read; a write only when something is
         missing. The ETag condition keeps a concurrent fill-in from being overwritten: on a
-        conflict the stored document is read again and compared anew.
+        conflict the stored document is read again and compared anew. A stored document that is
+        gone by then (expired by its time to live just after the conflict) has nothing left to
+        fill in: the event stays a duplicate, and the database is not taken for unreachable.
         """
         offered = {name: document[name] for name in ENRICHMENT_FIELDS if document.get(name)}
         if not offered:
@@ -364,6 +368,11 @@ class CosmosEventRepository:
                     ", ".join(sorted(missing)),
                 )
                 return
+        except CosmosResourceNotFoundError:
+            log.info(
+                "event=%r stored document gone before its fields were filled in", document["id"]
+            )
+            return
         except AzureError as error:
             raise self._failure(error) from error
         raise RepositoryUnavailableError("stored document kept changing while being filled in")

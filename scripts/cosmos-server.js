@@ -3,6 +3,26 @@
 // Keep-alive matters: without it every SDK call pays a new TLS handshake (~40 ms instead of ~3 ms).
 // Usage: node scripts/cosmos-server.js [port]   (port 0 picks a free one; default 8081, like the emulator)
 "use strict";
+
+// The package answers a read of a document that does not exist (with a partition key, as the
+// SDK sends it) with a 500, reading a field of the missing document; Cosmos DB answers 404.
+// Patched before the package's routes take the handler.
+const readDocument = require("@vercel/cosmosdb-server/lib/handler/read-document");
+const partitionHeader = require("@vercel/cosmosdb-server/lib/utils/get-partition-from-header");
+const readFoundDocument = readDocument.default;
+readDocument.default = (account, req, res, params) => {
+  const collection = account.database(params.dbId).collection(params.collId);
+  const partitionKey = partitionHeader.default(req);
+  if (collection.read() && partitionKey !== undefined) {
+    const parsed = partitionHeader.parsePartitionKey(partitionKey, params.docId);
+    if (!collection.document(params.docId, parsed).read()) {
+      res.statusCode = 404;
+      return { code: "NotFound", message: "Entity with the specified id does not exist in the system." };
+    }
+  }
+  return readFoundDocument(account, req, res, params);
+};
+
 const { createHttpsServer } = require("@vercel/cosmosdb-server");
 const Collections = require("@vercel/cosmosdb-server/lib/account/collections").default;
 

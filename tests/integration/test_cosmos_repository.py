@@ -6,8 +6,10 @@ import dataclasses
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
@@ -281,6 +283,62 @@ def test_concurrent_first_writes_wait_for_the_one_client_and_use_it(
     for thread in threads:
         thread.join()
     assert created == [True] * 8
+
+
+def then_expire(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """After each call of ContainerProxy.``method``, answered or refused, the server really
+    deletes the document it named, as its time to live running out at that moment would."""
+    real = getattr(ContainerProxy, method)
+
+    def call_then_expire(self: ContainerProxy, item: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return real(self, item, *args, **kwargs)
+        finally:
+            if isinstance(item, dict):  # create_item's document
+                self.delete_item(item["id"], partition_key=item["repository"])
+            else:  # read_item's id
+                self.delete_item(item, partition_key=kwargs["partition_key"])
+
+    monkeypatch.setattr(ContainerProxy, method, call_then_expire)
+
+
+# create_item: gone before the fill-in's read; read_item: gone before its replace.
+@pytest.mark.parametrize("expires_after", ["create_item", "read_item"])
+def test_a_duplicate_whose_stored_document_expired_stays_a_duplicate_not_an_outage(
+    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch, expires_after: str
+) -> None:
+    """The fill-in's 404 was taken for an unreachable database: a 503 for this duplicate, and
+    every writer of the instance sent to the fallback for 5 s."""
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(cosmos_settings, health=health)
+    document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": None}
+    assert repository.add(document) is True
+    then_expire(monkeypatch, expires_after)
+    assert repository.add({**document, "actor": "ci-bot"}) is False
+    health.check()  # not taken for an outage
+    assert read_all(cosmos_settings) == []  # and not written back: it has expired
+
+
+def test_a_duplicate_answered_by_the_database_ends_a_remembered_outage(
+    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a new write does: another writer's failure, remembered while this duplicate was on
+    its way, no longer sends every writer to the fallback once the database has answered."""
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(cosmos_settings, health=health)
+    document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": None}
+    assert repository.add(document) is True
+    real_create = ContainerProxy.create_item
+
+    def create_while_another_writer_fails(self: ContainerProxy, *args: Any, **kwargs: Any) -> Any:
+        health.failed("another writer's write timed out")
+        return real_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerProxy, "create_item", create_while_another_writer_fails)
+    assert repository.add({**document, "actor": "ci-bot"}) is False
+    health.check()
+    [stored] = read_all(cosmos_settings)
+    assert stored["actor"] == "ci-bot"
 
 
 def test_a_duplicate_with_nothing_new_is_not_rewritten(cosmos_settings: Settings) -> None:
