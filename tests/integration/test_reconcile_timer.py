@@ -204,6 +204,30 @@ def test_a_next_page_link_that_comes_round_again_ends_the_read(
     assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
 
 
+def test_a_throttled_history_read_is_tried_again_up_to_3_times_after_the_wait_arm_asks_for(
+    stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """listEvents is a POST, which azure-core retries only when the answer says when to: ARM's
+    429 does (Retry-After), so a throttled read waits and goes on within the run."""
+    missed = payloads.with_new_id(payloads.PUSH)
+    path = list_events_path("acrwebhook")
+    stand_in.histories = {path: [history_entry(missed)]}
+
+    stand_in.throttled_requests = 3
+    started = time.monotonic()
+    outcomes = one_timer_run(stand_in, cosmos_settings)
+    assert time.monotonic() - started >= 3  # Retry-After: 1 s, three times
+    assert outcomes["acrwebhook"].counts.summary() == "recorded=1 already=0 skipped=0 invalid=0"
+    assert [seen.method for seen in stand_in.requests if seen.path == path] == ["POST"] * 4
+    assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
+
+    stand_in.requests.clear()
+    stand_in.throttled_requests = 4
+    one_timer_run(stand_in, cosmos_settings)
+    assert "reconcile of webhook 'acrwebhook': history unreadable" in caplog.text
+    assert [seen.method for seen in stand_in.requests if seen.path == path] == ["POST"] * 4
+
+
 def test_a_refused_token_stores_nothing(
     stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -99,6 +99,8 @@ class ListEventsStandIn(LocalHttpsServer):
         self.histories: dict[str, list[dict[str, Any]]] = {}
         # A path's answer as given, on every call (a malformed one, or one that links to itself).
         self.verbatim: dict[str, Any] = {}
+        # How many of the next requests get ARM's throttling answer (429, Retry-After: 1 s).
+        self.throttled_requests = 0
         self.requests: list[SeenRequest] = []
         self.token = token
         self.page_size = page_size
@@ -129,12 +131,19 @@ class ListEventsStandIn(LocalHttpsServer):
                 stand_in.requests.append(SeenRequest(self.command, url.path, query, authorization))
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
+                extra_headers = {}
                 if authorization != f"Bearer {stand_in.token}":
                     status, body = 401, {"error": {"code": "InvalidAuthenticationToken"}}
+                elif stand_in.throttled_requests > 0:
+                    stand_in.throttled_requests -= 1
+                    status, body = 429, {"error": {"code": "TooManyRequests", "message": "..."}}
+                    extra_headers["Retry-After"] = "1"
                 else:
                     status, body = stand_in._answer(self.command, url.path, query)
                 data = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in extra_headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
