@@ -4,7 +4,8 @@ Serves the HTTP functions that ``function_app.app`` registers, from their own de
 (route, methods, auth level), so there is no second copy of the routes to drift, and answers
 as the Azure host does: the function key from ``x-functions-key`` or ``?code=`` (header first),
 empty 401, 404 and 500 answers, 404 for a method the function does not take, the route prefix
-from host.json. Core Tools checks no keys at all; this host does.
+from host.json, the path decoded and resolved as ASP.NET Core does. Core Tools checks no keys at
+all; this host does.
 
 HTTP itself is waitress's (a dev dependency; Azure runs its own host): a fixed pool of worker
 threads as large as one Azure instance's concurrency, a real listen backlog, idle connections
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from wsgiref.types import StartResponse, WSGIEnvironment
 
 import azure.functions as func
@@ -106,6 +107,21 @@ def http_functions(app: func.FunctionApp, prefix: str) -> dict[str, HttpFunction
     return routes
 
 
+def azure_path(encoded_path: str) -> str:
+    """The request path as the Azure host (ASP.NET Core) routes it and hands it on: decoded,
+    except that an encoded slash (%2F) stays encoded inside its segment, and with the dot
+    segments (``.``, ``..``, encoded or not) resolved."""
+    segments: list[str] = []
+    for segment in encoded_path.split("/")[1:]:
+        decoded = unquote(segment).replace("/", "%2F")
+        if decoded == "..":
+            if segments:
+                segments.pop()
+        elif decoded != ".":
+            segments.append(decoded)
+    return "/" + "/".join(segments)
+
+
 def given_key(query: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> str:
     """The key as the Azure host reads it: the header if present (even empty), else the first
     ``code`` in the query, whose name is case-insensitive."""
@@ -129,7 +145,8 @@ class LocalFunctionsHost:
         # Split before decoding, as Azure does: an encoded ? (%3F) is part of the path, so a key
         # never comes from the path.
         encoded_path, _, query_string = target.partition("?")
-        function = self.routes.get(unquote(encoded_path).rstrip("/").lower())
+        path = azure_path(encoded_path)
+        function = self.routes.get(path.rstrip("/").lower())
         # Azure routes on path and method together: a method the function does not take is
         # no route at all.
         if function is None or method.upper() not in function.methods:
@@ -140,8 +157,13 @@ class LocalFunctionsHost:
             key = given_key(query, lower_headers).encode()
             if not key or not hmac.compare_digest(key, self._key):
                 return UNAUTHORIZED
+        # The URL as Azure builds it from the routed path: the characters a path may hold
+        # unescaped stay so, the rest are percent-encoded.
+        url = base_url + quote(path, safe=PATH_SAFE_CHARACTERS)
+        if query_string:
+            url += f"?{query_string}"
         request = func.HttpRequest(
-            method.upper(), base_url + target, headers=lower_headers, params=dict(query), body=body
+            method.upper(), url, headers=lower_headers, params=dict(query), body=body
         )
         try:
             response: func.HttpResponse = function.call(request)
@@ -176,11 +198,7 @@ class WsgiAdapter:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         method = str(environ["REQUEST_METHOD"])
-        # WSGI hands the path over decoded, as latin-1 text of its bytes; encoded again, so that
-        # a ? in it (sent as %3F) stays in the path.
-        path_bytes = str(environ.get("PATH_INFO", "")).encode("latin-1")
-        query = str(environ.get("QUERY_STRING", ""))
-        target = quote(path_bytes, safe=PATH_SAFE_CHARACTERS) + (f"?{query}" if query else "")
+        target = request_target(environ)
         body = environ["wsgi.input"].read(BODY_READ_LIMIT)
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
         reply = self.host.dispatch(
@@ -196,10 +214,21 @@ class WsgiAdapter:
             # Cut at any "?", so that a key sent inside the path (webhook%3Fcode=...) stays out
             # of the log too, and as a repr, so that a client's CR, LF or NUL shows escaped
             # rather than starting a line of its own.
-            path = path_bytes.decode("utf-8", "replace").partition("?")[0]
+            path = unquote(target.partition("?")[0]).partition("?")[0]
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info("%s %r %d %.1fms", method, path, reply.status, elapsed_ms)
         return [reply.body]
+
+
+def request_target(environ: WSGIEnvironment) -> str:
+    """The request target as the client sent it, still percent-encoded (waitress's REQUEST_URI:
+    WSGI's PATH_INFO is decoded, which would lose the difference between / and %2F), in origin
+    form: an absolute-form target's scheme and host are dropped."""
+    target = str(environ["REQUEST_URI"])
+    if target.startswith("/"):
+        return target
+    parts = urlsplit(target)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 def request_headers(environ: WSGIEnvironment) -> dict[str, str]:

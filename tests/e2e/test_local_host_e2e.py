@@ -228,6 +228,22 @@ def test_idle_and_stalled_connections_are_cut_and_never_block_requests(
     print(f"\n{len(idle + stalled)} idle or stalled connections cut within {cut_after:.1f} s")
 
 
+def status_over_a_raw_socket(server: LocalHttpServer, target: str) -> int:
+    """The status of one POST with ``target`` exactly as written: HTTP clients would resolve
+    its dot segments first."""
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(request_head(target, "Content-Length: 2", "Connection: close") + b"hi")
+        return int(sock.makefile("rb").readline().split()[1])
+
+
+def test_over_http_the_path_is_routed_as_azure_routes_it(quick_server: LocalHttpServer) -> None:
+    """waitress hands the path over decoded, %2F as a slash; the target as sent keeps it."""
+    assert status_over_a_raw_socket(quick_server, "/api/echo%2F") == 404
+    assert status_over_a_raw_socket(quick_server, "/api/a%2F../echo") == 404
+    assert status_over_a_raw_socket(quick_server, "/api/a/../ech%6F") == 200
+    assert status_over_a_raw_socket(quick_server, f"{quick_server.base_url}/api/echo") == 200
+
+
 def test_sigterm_stops_serve_and_its_queue_trigger_with_connections_open(
     cosmos_settings: Settings, azurite: LocalAzurite, tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 from wsgiref.util import setup_testing_defaults
 
 import azure.functions as func
@@ -144,6 +145,41 @@ def test_the_path_is_decoded_once_before_routing(
 ) -> None:
     assert push(host, f"/api/acr/%77ebhook?code={KEY}").status == 201
     assert push(host, f"/api/acr/%2577ebhook?code={KEY}") == Reply(404)
+
+
+# ASP.NET Core decodes a path but for %2F, which stays inside its segment, then resolves dot
+# segments (the documentation of HttpRequest.Path; Kestrel's PathNormalizer).
+@pytest.mark.parametrize(
+    ("target", "status"),
+    [
+        ("/api/acr%2Fwebhook", 404),
+        ("/api/acr%2fwebhook", 404),
+        ("/api/acr/webhook%2F", 404),
+        ("/api/acr/x%2F../webhook", 404),
+        ("/api/x/../acr/webhook", 201),
+        ("/api/acr/./webhook", 201),
+        ("/api/acr/%2E%2E/acr/webhook", 201),
+        ("/../api/acr/webhook", 201),
+    ],
+)
+def test_an_encoded_slash_stays_in_its_segment_and_dot_segments_are_resolved(
+    host: LocalFunctionsHost, repository: FakeEventRepository, target: str, status: int
+) -> None:
+    assert push(host, f"{target}?code={KEY}").status == status
+    assert repository.add_calls == (1 if status == 201 else 0)
+
+
+def test_a_function_sees_the_url_of_the_path_azure_routed() -> None:
+    app = open_app()
+
+    @app.route(route="url", methods=["GET"])
+    def url(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(req.url)
+
+    reply = LocalFunctionsHost(app, KEY).dispatch(
+        "GET", "/api/x/../%75rl?q=a%20b", {}, b"", "http://h"
+    )
+    assert (reply.status, reply.body) == (200, b"http://h/api/url?q=a%20b")
 
 
 def test_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
@@ -307,14 +343,13 @@ def test_a_console_that_stopped_reading_holds_a_bounded_number_of_lines(
 
 
 def call_wsgi(
-    host: LocalFunctionsHost, method: str, path: str, query: str = "", body: bytes = b""
+    host: LocalFunctionsHost, method: str, target: str, body: bytes = b""
 ) -> tuple[str, bytes]:
-    """One request through WsgiAdapter: its status line and body. ``path`` is decoded, as the
-    server hands it over."""
+    """One request through WsgiAdapter: its status line and body. ``target`` is the request
+    target as sent (percent-encoded), which waitress hands over as REQUEST_URI."""
     environ = {
         "REQUEST_METHOD": method,
-        "PATH_INFO": path.encode().decode("latin-1"),
-        "QUERY_STRING": query,
+        "REQUEST_URI": target,
         "wsgi.input": io.BytesIO(body),
     }
     setup_testing_defaults(environ)  # the rest of a server's environ; host 127.0.0.1
@@ -350,7 +385,7 @@ def host_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def test_a_failed_request_logs_one_line_whatever_its_path_holds(
     host: LocalFunctionsHost, host_log: pytest.LogCaptureFixture, path: str
 ) -> None:
-    assert call_wsgi(host, "GET", path, f"code={KEY}") == WSGI_404
+    assert call_wsgi(host, "GET", f"{quote(path)}?code={KEY}") == WSGI_404
     [record] = host_log.records
     line = record.getMessage()
     assert line.isprintable()  # no CR, LF, NUL or other line break
@@ -362,12 +397,22 @@ def test_a_key_sent_inside_the_path_answers_404_and_stays_out_of_the_log(
 ) -> None:
     body = payloads.body(payloads.PUSH)
     # /api/acr/webhook%3Fcode=<key>, then the same with the key in the query as well.
-    assert call_wsgi(host, "POST", f"{URL}?code={KEY}", body=body) == WSGI_404
-    assert call_wsgi(host, "POST", f"{URL}?code={KEY}", f"code={KEY}", body) == WSGI_404
+    assert call_wsgi(host, "POST", f"{URL}%3Fcode={KEY}", body) == WSGI_404
+    assert call_wsgi(host, "POST", f"{URL}%3Fcode={KEY}?code={KEY}", body) == WSGI_404
     assert repository.add_calls == 0
     lines = [record.getMessage() for record in host_log.records]
     assert [line.rsplit(" ", 1)[0] for line in lines] == [f"POST {URL!r} 404"] * 2
     assert not any(KEY in line for line in lines)
+
+
+def test_over_wsgi_an_absolute_form_target_is_routed_by_its_path(
+    host: LocalFunctionsHost, repository: FakeEventRepository
+) -> None:
+    body = payloads.body(payloads.PUSH)
+    status, _ = call_wsgi(host, "POST", f"http://127.0.0.1{URL}?code={KEY}", body)
+    assert status == "201 Created"
+    assert call_wsgi(host, "POST", f"http://127.0.0.1{URL}%2F?code={KEY}", body) == WSGI_404
+    assert repository.add_calls == 1
 
 
 def test_over_wsgi_a_function_sees_the_url_azure_builds() -> None:
@@ -377,5 +422,5 @@ def test_over_wsgi_a_function_sees_the_url_azure_builds() -> None:
     def url(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(req.url)
 
-    status, answer = call_wsgi(LocalFunctionsHost(app, KEY), "GET", "/api/url", "q=a%20b&r=1")
+    status, answer = call_wsgi(LocalFunctionsHost(app, KEY), "GET", "/api/url?q=a%20b&r=1")
     assert (status, answer) == ("200 OK", b"http://127.0.0.1/api/url?q=a%20b&r=1")
