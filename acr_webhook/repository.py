@@ -298,6 +298,15 @@ def _no_call_options() -> Mapping[str, Any]:
     return {}
 
 
+def _left_of(deadline: float) -> dict[str, Any]:
+    """Timeouts for one SDK call that end it by ``deadline``; raises RepositoryUnavailableError
+    once that has passed. (The SDK's own ``timeout`` is checked only as a call starts.)"""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RepositoryUnavailableError("the write's time ran out while filling in a duplicate")
+    return {"timeout": left, "read_timeout": left}
+
+
 class CosmosEventRepository:
     """Cosmos DB implementation. Writes and reads each get a client, created on first use:
     reads use their own (QUERY_TIMEOUTS), built only when something reads, so writes keep
@@ -314,16 +323,19 @@ class CosmosEventRepository:
     ) -> None:
         self._health = DatabaseHealth() if health is None else health
         self._call_options = call_options or _no_call_options
+        # The bound of a whole add(): a duplicate's fill-in gets what the create left of it.
+        self._write_budget_s = float(write_options["timeout"])
         self._writes = _LazyContainer(settings, write_options, self._health)
         self._reads = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
 
     def add(self, document: dict[str, Any]) -> bool:
         self._health.check()
+        deadline = time.monotonic() + self._write_budget_s
         container = self._writes.get()
         try:
             container.create_item(document, **self._call_options())
         except CosmosResourceExistsError:
-            self._fill_in(container, document)
+            self._fill_in(container, document, deadline)
             self._health.succeeded()  # it answered: a duplicate proves it reachable as well
             return False
         except AzureError as error:
@@ -333,7 +345,9 @@ class CosmosEventRepository:
         self._health.succeeded()
         return True
 
-    def _fill_in(self, container: ContainerProxy, document: dict[str, Any]) -> None:
+    def _fill_in(
+        self, container: ContainerProxy, document: dict[str, Any], deadline: float
+    ) -> None:
         """Add to the stored document the enrichment fields it lacks and ``document`` has.
 
         Only a duplicate that carries such fields costs a read; a write only when something is
@@ -341,6 +355,7 @@ class CosmosEventRepository:
         conflict the stored document is read again and compared anew. A stored document that is
         gone by then (expired by its time to live just after the conflict) has nothing left to
         fill in: the event stays a duplicate, and the database is not taken for unreachable.
+        Every call gets only what is left of the write's bound (``deadline``).
         """
         offered = {name: document[name] for name in ENRICHMENT_FIELDS if document.get(name)}
         if not offered:
@@ -349,7 +364,9 @@ class CosmosEventRepository:
             # A changed ETag means another writer's fill-in landed, which added at least one
             # field: one more round than there are fields always finishes.
             for _ in range(len(ENRICHMENT_FIELDS) + 1):
-                stored = container.read_item(document["id"], partition_key=document["repository"])
+                stored = container.read_item(
+                    document["id"], partition_key=document["repository"], **_left_of(deadline)
+                )
                 missing = {name: v for name, v in offered.items() if stored.get(name) is None}
                 if not missing:
                     return
@@ -359,6 +376,7 @@ class CosmosEventRepository:
                         {**without_system_fields(stored), **missing},
                         etag=stored["_etag"],
                         match_condition=MatchConditions.IfNotModified,
+                        **_left_of(deadline),
                     )
                 except CosmosAccessConditionFailedError:
                     continue

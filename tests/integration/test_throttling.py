@@ -4,6 +4,9 @@ Issue 10's policy: the webhook's writes give up on throttling at once (ACR waits
 event goes to the fallback queue), Event Grid's ride it out within the batch budget, and a
 batch still throttled after that is answered 503 so that Event Grid redelivers it. Throttling
 says the database is reachable, so it is never remembered as an outage.
+
+Behind the same proxy, a database that answers every call late: a write, with the fill-in of
+a duplicate, still ends within the write's bound.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from acr_webhook.repository import (
     RepositoryUnavailableError,
 )
 from tests.conftest import read_all
+from tests.integration.test_cosmos_repository import WRITE_GIVES_UP_S
 from tests.support import payloads
 from tests.support.throttling_proxy import ThrottlingProxy
 from tests.unit.test_eventgrid import event_grid
@@ -99,3 +103,19 @@ def test_a_batch_still_throttled_is_a_503_well_inside_event_grids_wait(
         200,
         {"recorded": len(batch), "duplicate": 0, "ignored": 0},
     )
+
+
+def test_a_duplicate_filled_in_by_a_slow_database_ends_within_the_write_bound(
+    through_proxy: Settings, proxy: ThrottlingProxy
+) -> None:
+    """Each call of the fill-in (a read, then a replace) had a bound of its own: with every
+    answer 0.9 s late, the duplicate took 2.7 s, and up to 2 s a call past any bound."""
+    repository = CosmosEventRepository(through_proxy)
+    document = {**new_document(), "actor": None}
+    assert repository.add(document) is True
+    proxy.delay_s = 0.9
+    started = time.monotonic()
+    with pytest.raises(RepositoryUnavailableError):
+        repository.add({**document, "actor": "ci-bot"})
+    assert time.monotonic() - started < WRITE_GIVES_UP_S
+    time.sleep(proxy.delay_s)  # the call it gave up on reaches the server before that stops

@@ -1,6 +1,7 @@
 """An HTTPS proxy in front of the local Cosmos DB API server that answers document writes with
 429 (throttled), as Cosmos DB does when a container's request units run out. The local server
-never throttles, so this is how the throttling policy is tried against a real server.
+never throttles, so this is how the throttling policy is tried against a real server. It can
+also answer every request late (``delay_s``), as a database that is slow but up does.
 
 Everything else is passed through. The account answer is rewritten to name the proxy, so the
 SDK keeps sending to it rather than to the endpoints the server advertises.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,6 +33,7 @@ class ThrottlingProxy(LocalHttpsServer):
         self.throttle_next = 0
         self.throttle_always = False
         self.throttled = 0
+        self.delay_s = 0.0
         self._lock = threading.Lock()
         self._session = requests.Session()
         super().__init__(directory)
@@ -54,6 +57,7 @@ class ThrottlingProxy(LocalHttpsServer):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = urlsplit(self.path).path
+                time.sleep(proxy.delay_s)
                 if proxy._should_throttle(self.command, path):
                     self._reply(
                         429,
@@ -87,7 +91,10 @@ class ThrottlingProxy(LocalHttpsServer):
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(content)
+                try:
+                    self.wfile.write(content)
+                except OSError:  # a client that gave up on a late answer (TLS errors too)
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
