@@ -122,6 +122,20 @@ def azure_path(encoded_path: str) -> str:
     return "/" + "/".join(segments)
 
 
+def azure_params(query: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The query parameters as the Azure host hands them to a Python function: a name in any
+    case is one parameter (its first spelling kept), a repeated one's values joined with commas,
+    and one whose value is empty left out. (ASP.NET Core's query collection, then the host's
+    conversion, which keeps only non-empty values for a worker that, like Python's, does not
+    ask for nullable ones.)"""
+    values: dict[str, list[str]] = {}
+    spellings: dict[str, str] = {}
+    for name, value in query:
+        values.setdefault(spellings.setdefault(name.lower(), name), []).append(value)
+    joined = {name: ",".join(given) for name, given in values.items()}
+    return {name: value for name, value in joined.items() if value}
+
+
 def given_key(query: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> str:
     """The key as the Azure host reads it: the header if present (even empty), else the first
     ``code`` in the query, whose name is case-insensitive."""
@@ -163,7 +177,7 @@ class LocalFunctionsHost:
         if query_string:
             url += f"?{query_string}"
         request = func.HttpRequest(
-            method.upper(), url, headers=lower_headers, params=dict(query), body=body
+            method.upper(), url, headers=lower_headers, params=azure_params(query), body=body
         )
         try:
             response: func.HttpResponse = function.call(request)

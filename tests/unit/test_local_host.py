@@ -182,6 +182,31 @@ def test_a_function_sees_the_url_of_the_path_azure_routed() -> None:
     assert (reply.status, reply.body) == (200, b"http://h/api/url?q=a%20b")
 
 
+# ASP.NET Core's query collection (names in any case, repeated values as one comma-joined
+# string), then the host's conversion for the Python worker (empty values left out).
+@pytest.mark.parametrize(
+    ("query", "params"),
+    [
+        ("a=1&a=2", {"a": "1,2"}),
+        ("Tag=x&tag=y&TAG=z", {"Tag": "x,y,z"}),
+        ("a=&b=1", {"b": "1"}),
+        ("a=&a=", {"a": ","}),
+        ("a=%2C+b", {"a": ", b"}),
+    ],
+)
+def test_a_function_gets_the_query_parameters_azure_hands_it(
+    query: str, params: dict[str, str]
+) -> None:
+    app = open_app()
+
+    @app.route(route="params", methods=["GET"])
+    def echo_params(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(json.dumps(dict(req.params)))
+
+    reply = LocalFunctionsHost(app, KEY).dispatch("GET", f"/api/params?{query}", {}, b"", "h")
+    assert json.loads(reply.body) == params
+
+
 def test_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
     assert route_prefix(HOST_JSON) == "api"
     host_json = tmp_path / "host.json"
