@@ -75,20 +75,22 @@ def redrive(queue: QueueSettings) -> RedriveReport:
     except ResourceNotFoundError:
         return RedriveReport(moved=0, not_events=0, left=0)  # nothing was ever poisoned
     moved = 0
-    kept: list[QueueMessage] = []
+    # Messages that are not events, by id: hidden for the lease, so seen once in most runs. A
+    # run longer than the lease sees one again, and only its latest receipt can release it.
+    kept: dict[str, QueueMessage] = {}
     try:
         while batch:
             for message in batch:
                 content = str(message.content)
                 if not is_event_message(content):
-                    kept.append(message)  # hidden until the end of the run, so seen once
+                    kept[message.id] = message
                     continue
                 main.send_message(content, time_to_live=NEVER_EXPIRES)  # as parked
                 poison.delete_message(message)
                 moved += 1
             batch = _receive(poison)
     finally:
-        for message in kept:
+        for message in kept.values():
             # Visible again at once, as before the run, for whoever inspects the queue.
             poison.update_message(message, visibility_timeout=0)
     left = int(poison.get_queue_properties().approximate_message_count or 0)

@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import azure.functions as func
+import pytest
 
+import acr_webhook.redrive
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
 from acr_webhook.fallback import (
     StorageQueueFallback,
@@ -119,6 +121,25 @@ def test_a_crash_between_send_and_delete_costs_one_duplicate_that_replay_stores_
     repository = CosmosEventRepository(cosmos_settings)
     drain(poller(queue, lambda body: replay_queued_event(body, repository, None, 60)), queue)
     assert [d["id"] for d in read_all(cosmos_settings)] == [document["id"]]
+
+
+def test_a_run_longer_than_the_lease_counts_and_releases_each_kept_message_once(
+    azurite: LocalAzurite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message that is not an event stays hidden for the lease only: in a longer run (the
+    poison queue of a long outage) it came round again, was counted twice, and releasing its
+    first copy failed on a stale receipt, ending the run with a traceback."""
+    monkeypatch.setattr(acr_webhook.redrive, "LEASE_SECONDS", 1)
+    queue = poisoned(azurite, queued_pushes(3))
+    send_raw(queue.poison, NOT_AN_EVENT)
+
+    def slowly_checked(content: str) -> bool:
+        time.sleep(0.5)  # 4 messages: a run of 2 s, twice the lease
+        return is_event_message(content)
+
+    monkeypatch.setattr(acr_webhook.redrive, "is_event_message", slowly_checked)
+    assert redrive(queue) == RedriveReport(moved=3, not_events=1, left=1)
+    assert raw_messages(queue.poison) == [NOT_AN_EVENT]  # visible again at once
 
 
 def test_without_a_poison_queue_there_is_nothing_to_move(azurite: LocalAzurite) -> None:
