@@ -4,6 +4,7 @@ the stand-ins out of the deployment package."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from pathlib import Path
@@ -32,3 +33,13 @@ def test_funcignore_leaves_the_local_stand_ins_out_of_the_package() -> None:
     runtime = (REPO_ROOT / "requirements.txt").read_text()
     for package in ("waitress", "croniter", "aiohttp"):
         assert package not in runtime  # dev-only: the deployed app must not need them
+
+
+def test_funcignore_leaves_files_with_secrets_out_of_the_package() -> None:
+    """``func azure functionapp publish`` uploads what .funcignore does not name: azd keeps an
+    environment's values, WEBHOOK_SECRET included, in .azure/<env>/.env, and the local host's
+    keys are in local.settings.json."""
+    patterns = [line.rstrip("/") for line in (REPO_ROOT / ".funcignore").read_text().split()]
+    for path in (".azure/dev/.env", ".azure/config.json", "local.settings.json", ".env"):
+        top = path.split("/")[0]
+        assert any(fnmatch.fnmatch(top, pattern) for pattern in patterns), path
