@@ -59,9 +59,9 @@ Sources relied on:
   a private module of 1.0.0b58) is reused by :class:`RateLimit`; the sampling rate travels as
   ``_MS.sampleRate``, which that version's trace exporter turns into the envelope's
   ``sampleRate`` and its log exporter does not (:func:`_sampled_log_exporter` adds it).
-- learn.microsoft.com/azure/azure-functions/functions-host-json: the host samples its own
-  Application Insights telemetry by default (``applicationInsights.samplingSettings``,
-  ``maxTelemetryItemsPerSecond`` 20).
+- Azure/azure-functions-host#10770 and #11496: with ``telemetryMode`` OpenTelemetry the host
+  ignores host.json's ``applicationInsights`` section, sampling included, and samples none of
+  its own telemetry; the app bounds what it exports itself.
 - Azure/azure-functions-python-worker, workers/azure_functions_worker/dispatcher.py:
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY makes the worker call the distro itself (no
   credential, root logger), so it must stay unset here or everything is exported twice; it
@@ -107,10 +107,10 @@ STORE_DURATION_METRIC = "acr_webhook.store.duration"
 # CPU to export as a log record); each exported one carries its sampling rate.
 DEPENDENCIES_PER_SECOND = 5.0
 # Routine decision records (a new or repeated event on the routes ACR and Event Grid call) are
-# exported at up to this many per second, as the Functions host samples its own telemetry
-# (host.json samplingSettings): translating and exporting one costs about a sixth of the event's
-# own CPU. Their counts stay exact in customMetrics; each exported one carries its sampling rate
-# (itemCount). Every other record (warnings and errors, replays, reconciles) is always exported.
+# exported at up to this many per second: translating and exporting one costs about a sixth of
+# the event's own CPU. Their counts stay exact in customMetrics; each exported one carries its
+# sampling rate (itemCount). Every other record (warnings and errors, replays, reconciles) is
+# always exported.
 ROUTINE_RECORDS_PER_SECOND = 5.0
 ROUTINE_DECISIONS = frozenset({"recorded", "duplicate"})
 ROUTINE_ROUTES = frozenset({"webhook", "eventgrid"})

@@ -43,3 +43,11 @@ def test_funcignore_leaves_files_with_secrets_out_of_the_package() -> None:
     for path in (".azure/dev/.env", ".azure/config.json", "local.settings.json", ".env"):
         top = path.split("/")[0]
         assert any(fnmatch.fnmatch(top, pattern) for pattern in patterns), path
+
+
+def test_host_json_sets_nothing_its_telemetry_mode_ignores() -> None:
+    """With telemetryMode OpenTelemetry the host ignores logging.applicationInsights, sampling
+    included (Azure/azure-functions-host#10770, #11496): a setting there would only mislead."""
+    host = json.loads((REPO_ROOT / "host.json").read_text())
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "applicationinsights" not in {key.lower() for key in host["logging"]}
