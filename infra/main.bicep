@@ -222,7 +222,8 @@ module roleAssignments 'modules/role-assignments.bicep' = {
 }
 
 module registryAccess 'modules/registry-access.bicep' = if (reconcileEnabled) {
-  name: 'registry-access'
+  // Named per app: it is deployed into the registry's resource group, which other apps may share.
+  name: 'registry-access-${resourceToken}'
   scope: resourceGroup(effectiveRegistryResourceGroup)
   params: {
     registryName: registryName

@@ -67,9 +67,13 @@ var derivedWebhookName = take('acr${replace(functionAppName, '-', '')}', 50)
 var effectiveWebhookName = (!empty(webhookName)) ? webhookName : derivedWebhookName
 var effectiveSystemTopicName = (!empty(systemTopicName)) ? systemTopicName : '${registryName}-events'
 var eventSubscriptionName = '${functionAppName}-eventgrid'
+// Deployments into the registry's resource group are named per app: two apps connected to
+// registries in one resource group would otherwise replace each other's deployment record,
+// or collide when run at the same time.
+var registryDeploymentSuffix = uniqueString(resourceGroup().id, functionAppName)
 
 module acrWebhook 'modules/acr-webhook.bicep' = if ((deliveryMode == 'webhook') || (deliveryMode == 'both')) {
-  name: 'acr-webhook'
+  name: 'acr-webhook-${registryDeploymentSuffix}'
   scope: resourceGroup(registryResourceGroup)
   params: {
     registryName: registryName
@@ -82,7 +86,7 @@ module acrWebhook 'modules/acr-webhook.bicep' = if ((deliveryMode == 'webhook') 
 }
 
 module acrEventGrid 'modules/acr-eventgrid.bicep' = if ((deliveryMode == 'eventgrid') || (deliveryMode == 'both')) {
-  name: 'acr-eventgrid'
+  name: 'acr-eventgrid-${registryDeploymentSuffix}'
   scope: resourceGroup(registryResourceGroup)
   params: {
     registryName: registryName

@@ -278,3 +278,60 @@ def test_main_and_webhook_bicep_name_the_webhook_by_the_same_rule() -> None:
     assert param(main, "webhookName")["default"] == param(webhook, "webhookName")["default"] == ""
     # ... and the app name main.bicep uses is the one it deploys (webhook.bicep gets it back).
     assert module(main, "functionApp")["params"]["name"] == "appName"
+
+
+# --- deployments in the registry's resource group ------------------------------------------
+
+# pycep's tree for resourceGroup().id: the deploying (the app's) resource group.
+THIS_RESOURCE_GROUP_ID = {
+    "function": {
+        "type": "resource_group",
+        "parameters": {"resource_group_name": None, "subscription_id": None},
+        "property_name": "id",
+    }
+}
+
+
+def unique_string_inputs(document: Json, variable: str) -> list[Any]:
+    """What ``variable``, a ``uniqueString(...)`` (maybe inside ``toLower``), is derived from."""
+    value = var(document, variable)
+    if value["function"]["type"] == "to_lower":
+        value = value["function"]["parameters"]["string_to_change"]
+    assert value["function"]["type"] == "unique_string", variable
+    return list(value["function"]["parameters"].values())
+
+
+def test_deployments_into_the_registrys_resource_group_are_named_per_app() -> None:
+    """Several apps may connect registries of one resource group: a fixed nested deployment name
+    there would replace another app's deployment record, or collide when both run at once."""
+    # (template, module) -> (deployment name, its suffix variable, what else makes it per app)
+    expected = {
+        (MAIN, "registryAccess"): (
+            "registry-access-${resourceToken}",
+            "resourceToken",
+            "environmentName",
+        ),
+        (WEBHOOK, "acrWebhook"): (
+            "acr-webhook-${registryDeploymentSuffix}",
+            "registryDeploymentSuffix",
+            "functionAppName",
+        ),
+        (WEBHOOK, "acrEventGrid"): (
+            "acr-eventgrid-${registryDeploymentSuffix}",
+            "registryDeploymentSuffix",
+            "functionAppName",
+        ),
+    }
+    for (path, name), (deployment_name, suffix, per_app) in expected.items():
+        document = template(path)
+        declared = module(document, name)
+        assert declared["scope"]["function"]["type"] == "resource_group", name
+        assert declared["name"] == deployment_name, name
+        inputs = unique_string_inputs(document, suffix)
+        assert THIS_RESOURCE_GROUP_ID in inputs, name
+        assert per_app in inputs, name
+    # No other module of these templates leaves their resource group.
+    for path in (MAIN, WEBHOOK):
+        document = template(path)
+        elsewhere = {name for name in document["modules"] if "scope" in module(document, name)}
+        assert elsewhere == {name for template_path, name in expected if template_path == path}
