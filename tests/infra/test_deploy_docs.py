@@ -13,6 +13,9 @@ from tests.infra.test_webhook_template import ACR_WEBHOOK, http_functions
 
 DEPLOY = (REPO_ROOT / "docs" / "deploy.md").read_text()
 README = (REPO_ROOT / "README.md").read_text()
+DOCS = {path.name: path.read_text() for path in (REPO_ROOT / "docs").glob("*.md")} | {
+    "README.md": README
+}
 
 # Decorators whose arguments the parameter tables state.
 RULES = ("allowed", "min_length", "max_length", "min_value", "max_value")
@@ -228,3 +231,45 @@ def test_deploy_order_is_infra_code_registry() -> None:
             text.index("--template-file infra/webhook.bicep"),
         )
         assert infra < code < registry
+
+
+def shell_commands(text: str) -> list[str]:
+    """The commands in ``text``'s code blocks, a command's ``\\``-continued lines joined."""
+    commands: list[str] = []
+    in_code, pending = False, ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            in_code, pending = not in_code, ""
+            continue
+        if not in_code:
+            continue
+        pending += line.strip()
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+        else:
+            commands.append(pending)
+            pending = ""
+    return commands
+
+
+def test_every_documented_deployment_of_main_keeps_the_registry() -> None:
+    """The template owns the app settings and the registry role: a run of main.bicep without
+    registryName switches the reconcile timer off, so no doc may show one (a key rotation's
+    redeploy once did)."""
+    runs = [
+        (name, command)
+        for name, text in DOCS.items()
+        for command in shell_commands(text)
+        if "--template-file infra/main.bicep" in command
+    ]
+    assert {name for name, _ in runs} >= {"README.md", "deploy.md", "operations.md"}
+    for name, command in runs:
+        for parameter in ("registryName=", "registryResourceGroup="):
+            assert parameter in command, (name, command)
+
+
+def test_no_doc_hands_out_the_host_key() -> None:
+    """The host key opens every function; readers get the read endpoint's own key."""
+    for name, text in DOCS.items():
+        assert "functionKeys" not in text, name
+        assert "az functionapp keys list" not in text, name
