@@ -192,7 +192,17 @@ def replay_queued_event(
     FallbackUnavailableError when it could be neither stored nor put back (the runtime then
     keeps the message and retries it).
     """
-    parked = parse_parked(message)
+    try:
+        parked = parse_parked(message)
+    except InvalidQueuedEventError as error:
+        # No event to name: the message is not one this app parked. The runtime's retries end
+        # it in the poison queue; this record says why (the redrive section of operations.md).
+        log.error(
+            "replay: %s",
+            error,
+            extra={"decision": "rejected", "route": "replay", "reason": str(error)},
+        )
+        raise
     document = parked.document
     fields = {
         "route": "replay",
@@ -215,11 +225,25 @@ def replay_queued_event(
         )
         raise InvalidQueuedEventError(str(error)) from error
     except RepositoryUnavailableError as error:
-        if requeue is None:
-            raise FallbackUnavailableError("no fallback queue to put the event back") from error
         attempts = parked.attempts + 1
         delay_s = replay_delay_s(attempts, max_delay_s)
-        requeue.put(document, attempts=attempts, delay_s=delay_s)
+        try:
+            if requeue is None:
+                raise FallbackUnavailableError("no fallback queue to put the event back")
+            requeue.put(document, attempts=attempts, delay_s=delay_s)
+        except FallbackUnavailableError as queue_error:
+            # The runtime keeps the message and retries it, then poisons it: name the event.
+            reason = (
+                f"database unavailable ({error}) and fallback queue unavailable ({queue_error})"
+            )
+            log.error(
+                "%s replay attempt %d: %s",
+                context,
+                attempts,
+                reason,
+                extra={"decision": "unavailable", "reason": reason, **fields},
+            )
+            raise
         # One line per failed try, no traceback: an outage is expected here, not a bug.
         log.warning(
             "%s replay attempt %d: database unavailable (%s); next try in %d s",

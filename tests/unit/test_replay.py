@@ -137,3 +137,42 @@ def test_when_the_queue_refuses_the_put_back_the_message_stays_for_the_runtime()
 def test_replay_refuses_what_is_not_an_event_document(message: str) -> None:
     with pytest.raises(InvalidQueuedEventError):
         replay_queued_event(message, FakeEventRepository(), FakeFallbackQueue(), CAP_S)
+
+
+def _decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    names = ("decision", "route", "event_id", "action", "repository", "reason")
+    return [
+        {name: getattr(record, name, None) for name in names}
+        for record in caplog.records
+        if getattr(record, "decision", None) is not None
+    ]
+
+
+@pytest.mark.parametrize("with_queue", [True, False])
+def test_an_event_neither_stored_nor_put_back_is_an_unavailable_decision_naming_it(
+    caplog: pytest.LogCaptureFixture, with_queue: bool
+) -> None:
+    """The runtime retries such a message and then poisons it: the operator's queries must see
+    which event, and why, not only the host's traceback."""
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    repository.unavailable = queue.unavailable = True
+    with caplog.at_level(logging.INFO), pytest.raises(FallbackUnavailableError):
+        replay_queued_event(
+            ParkedEvent(DOCUMENT).to_message(), repository, queue if with_queue else None, CAP_S
+        )
+    [decision] = _decisions(caplog)
+    assert decision["decision"] == "unavailable"
+    assert (decision["route"], decision["event_id"], decision["action"]) == ("replay", "e1", "push")
+    assert decision["repository"] == "r"
+    assert "fallback queue unavailable" in decision["reason"]
+
+
+def test_a_message_that_is_not_an_event_is_a_rejected_replay_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """operations.md: a poisoned message's cause is in the replay's `rejected` decision."""
+    with caplog.at_level(logging.INFO), pytest.raises(InvalidQueuedEventError):
+        replay_queued_event("not json", FakeEventRepository(), FakeFallbackQueue(), CAP_S)
+    [decision] = _decisions(caplog)
+    assert (decision["decision"], decision["route"]) == ("rejected", "replay")
+    assert decision["reason"].startswith("queued message is not JSON")
