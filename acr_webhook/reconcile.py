@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 from azure.core.exceptions import AzureError
 
 from acr_webhook.config import ReconcileSettings
-from acr_webhook.handlers import log_event_decision
+from acr_webhook.handlers import claimed_identity, log_event_decision
 from acr_webhook.models import RECORDED_ACTIONS, parse_webhook_payload, to_document
 from acr_webhook.repository import (
     DocumentRejectedError,
@@ -70,6 +70,8 @@ class InvalidEntry:
     index: int
     entry_id: str | None
     reason: str
+    # For the log: the event id, action and repository its payload gives, as far as it does.
+    identity: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
         named = f" (id {self.entry_id!r})" if self.entry_id is not None else ""
@@ -176,7 +178,9 @@ def reconcile_entries(
         event = parse_webhook_payload(content, CONTENT_PATH)  # the webhook route's validation
         if isinstance(event, list):
             counts.invalid += 1
-            report_invalid(InvalidEntry(index, _entry_id(entry), "; ".join(event)))
+            problems = "; ".join(event)
+            identity = claimed_identity(content)
+            report_invalid(InvalidEntry(index, _entry_id(entry), problems, identity))
             continue
         try:
             created = repository.add(to_document(event, received_at=received_at, source=ROUTE))
@@ -185,7 +189,13 @@ def reconcile_entries(
             return ReconcileOutcome(counts, unavailable=str(error))
         except DocumentRejectedError as error:
             counts.invalid += 1
-            report_invalid(InvalidEntry(index, _entry_id(entry), f"refused by the store: {error}"))
+            identity = {
+                "event_id": event.id,
+                "action": event.action,
+                "repository": event.target.repository,
+            }
+            reason = f"refused by the store: {error}"
+            report_invalid(InvalidEntry(index, _entry_id(entry), reason, identity))
             continue
         if created:
             counts.recorded += 1
@@ -205,13 +215,20 @@ class WebhookHistory(Protocol):
 
 
 def _log_invalid(entry: InvalidEntry) -> None:
+    claimed = "".join(
+        f" {name}={entry.identity[name]!r}"
+        for name in ("action", "repository")
+        if name in entry.identity
+    )
     log.warning(
-        "reconcile: history %s",
+        "reconcile: history %s%s",
         entry,
+        claimed,
         extra={
             "decision": "rejected",
             "route": ROUTE,
             **({"event_id": entry.entry_id} if entry.entry_id else {}),
+            **entry.identity,
             "reason": entry.reason,
         },
     )

@@ -23,6 +23,7 @@ from acr_webhook.reconcile import (
     reconcile_entries,
     reconcile_webhooks,
 )
+from acr_webhook.repository import DocumentRejectedError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
@@ -146,6 +147,35 @@ def test_invalid_entries_are_counted_and_named_and_never_stop_the_run(
     for secret in LEAKABLE:
         assert secret not in json.dumps(repository.documents)
         assert secret not in all_logged(caplog)
+
+
+class RefusingRepository(FakeEventRepository):
+    def add(self, document: dict[str, Any]) -> bool:
+        raise DocumentRejectedError("refused by the database (400): bad document")
+
+
+def test_a_rejected_entry_is_logged_with_the_event_id_action_and_repository_it_has(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logs carry the event id, repository and action wherever they are known: a refused
+    event was fully validated, an invalid one may still name them."""
+    caplog.set_level(logging.INFO)
+    refused = payloads.with_new_id(payloads.PUSH)
+    no_timestamp = payloads.with_new_id(payloads.DELETE)
+    del no_timestamp["timestamp"]
+    entries = [history_entry(refused), history_entry(no_timestamp)]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": []})
+    reconcile_webhooks(TARGET, RefusingRepository(), history, now=lambda: NOW)
+
+    rejected = [r for r in caplog.records if r.__dict__.get("decision") == "rejected"]
+    assert [
+        (r.__dict__.get("event_id"), r.__dict__.get("action"), r.__dict__.get("repository"))
+        for r in rejected
+    ] == [
+        (refused["id"], "push", refused["target"]["repository"]),
+        (no_timestamp["id"], "delete", no_timestamp["target"]["repository"]),
+    ]
+    assert f"repository={refused['target']['repository']!r}" in rejected[0].getMessage()
 
 
 def test_an_unreachable_store_stops_the_run_with_the_counts_so_far() -> None:
