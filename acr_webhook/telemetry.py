@@ -346,11 +346,23 @@ class DecisionTelemetry(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         # Runs under the handler's lock (logging.Handler.handle), as does start_exporting.
         if self._targets is None:
-            self._held.append(record)
-            self._pipeline.start()
+            try:
+                self._held.append(record)
+                self._pipeline.start()
+            except Exception:
+                self.handleError(record)
             return
         for target in self._targets:
+            self._emit_to(target, record)
+
+    def _emit_to(self, target: logging.Handler, record: logging.LogRecord) -> None:
+        """As logging.Handler.emit asks: a failure is reported (handleError), never raised into
+        the code that logged, where it would turn an event already stored into a 500 (or an
+        Event Grid batch into a redelivery); nor does it keep the record from other targets."""
+        try:
             target.emit(record)
+        except Exception:
+            self.handleError(record)
 
     def start_exporting(
         self,
@@ -365,7 +377,7 @@ class DecisionTelemetry(logging.Handler):
             while self._held:
                 record = self._held.popleft()
                 for target in targets if held_targets is None else held_targets:
-                    target.emit(record)
+                    self._emit_to(target, record)
         finally:
             self.release()
 
