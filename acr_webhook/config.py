@@ -38,6 +38,9 @@ DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 # Once the database is back, a parked event is stored within this cap plus the queue polling
 # interval (host.json maxPollingInterval) and the writers' memory of the failure.
 DEFAULT_REPLAY_MAX_DELAY_S = 60
+# The variables through which requests (under every Azure SDK client) finds a proxy; it reads
+# them in either case (urllib.request.getproxies).
+PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "all_proxy"})
 
 
 class ConfigurationError(Exception):
@@ -110,6 +113,13 @@ def read_values(
         values.update({str(k): str(v) for k, v in file_values.items() if v is not None})
     values.update(environ)
     return values
+
+
+def proxy_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the process environment names an HTTP proxy, in any case. Read from the
+    environment alone, not local.settings.json: requests itself reads only the environment."""
+    environ = os.environ if environ is None else environ
+    return any(value for name, value in environ.items() if name.lower() in PROXY_VARIABLES)
 
 
 def load_settings(

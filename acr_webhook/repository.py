@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import threading
 import time
 import warnings
@@ -27,7 +26,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
-from acr_webhook.config import COSMOS_POOL_SIZE, Settings
+from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 
 if TYPE_CHECKING:
@@ -94,7 +93,6 @@ UNAVAILABLE_MEMORY_S = 5.0
 # Answers that say the document itself is refused, whatever the time: trying again cannot help.
 # (408, 429 and 5xx are about the service; 401/403/404 about set-up, which can be fixed.)
 _REFUSED_STATUS = frozenset({400, 413, 414})
-_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 
 class DatabaseHealth:
@@ -191,7 +189,7 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def create_transport(pool_size: int = COSMOS_POOL_SIZE) -> RequestsTransport:
+def create_transport() -> RequestsTransport:
     """The HTTP transport of every Cosmos client: a connection for each thread that may write
     at once (config.COSMOS_POOL_SIZE), and no per-request environment lookups.
 
@@ -199,10 +197,10 @@ def create_transport(pool_size: int = COSMOS_POOL_SIZE) -> RequestsTransport:
     13% of a write's CPU, measured. It stays on only where a proxy is configured.
     """
     session = requests.Session()
-    session.trust_env = any(os.environ.get(name) for name in _PROXY_VARIABLES)
+    session.trust_env = proxy_configured()
     # The SDK retries by itself (CLIENT_TIMEOUTS); urllib3 must not retry underneath it.
     no_retries = Retry(total=False, redirect=False, raise_on_status=False)
-    adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=no_retries)
+    adapter = HTTPAdapter(pool_maxsize=COSMOS_POOL_SIZE, max_retries=no_retries)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return RequestsTransport(session=session, session_owner=True)

@@ -11,9 +11,10 @@ from acr_webhook.config import (
     FALLBACK_QUEUE_NAME,
     ConfigurationError,
     load_settings,
+    proxy_configured,
 )
 from acr_webhook.fallback import create_queue_client
-from acr_webhook.repository import is_loopback
+from acr_webhook.repository import create_transport, is_loopback
 
 
 def write_settings(path: Path, values: dict[str, str]) -> Path:
@@ -173,3 +174,34 @@ def test_a_queue_service_uri_with_a_trailing_slash_addresses_the_queues(tmp_path
     assert create_queue_client(queue.poison, {}).url == (
         f"https://st123.queue.core.chinacloudapi.cn/{FALLBACK_QUEUE_NAME}-poison"
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "configured"),
+    [
+        ({}, False),
+        ({"HTTPS_PROXY": ""}, False),
+        ({"NO_PROXY": "localhost"}, False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+        ({"http_proxy": "http://proxy:3128"}, True),
+        # requests honours these in either case too; all_proxy alone used to be missed, and
+        # the proxy then ignored (trust_env off).
+        ({"all_proxy": "http://proxy:3128"}, True),
+        ({"ALL_PROXY": "http://proxy:3128"}, True),
+    ],
+)
+def test_a_proxy_in_the_environment_is_noticed_in_any_case(
+    environ: dict[str, str], configured: bool
+) -> None:
+    assert proxy_configured(environ) is configured
+
+
+def test_the_cosmos_transport_reads_the_environment_only_when_a_proxy_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
+    assert create_transport().session.trust_env is False
+    monkeypatch.setenv("all_proxy", "http://proxy.invalid:3128")
+    assert create_transport().session.trust_env is True
