@@ -408,7 +408,7 @@ class CosmosEventRepository:
         # With the partition key the SDK sends the query to that one partition only.
         scope: dict[str, Any] = (
             {"partition_key": query.repository}
-            if query.repository is not None
+            if query.single_partition
             else {"enable_cross_partition_query": True}
         )
         deadline = time.monotonic() + QUERY_BUDGET_S
