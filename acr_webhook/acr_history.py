@@ -8,16 +8,14 @@ are imported when it first reads a history. All of it stays out of every cold st
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.exceptions import AzureError, DecodeError
-from urllib3.exceptions import InsecureRequestWarning
 
 from acr_webhook.config import ConfigurationError, ReconcileSettings
-from acr_webhook.repository import is_loopback
+from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -86,20 +84,12 @@ class ManagementApiHistory:
 
             credential = DefaultAzureCredential()
         endpoint = self._target.arm_endpoint
-        verify_tls = not is_loopback(endpoint)
-        if not verify_tls:
-            # A local stand-in's self-signed certificate; the filter matches loopback alone.
-            warnings.filterwarnings(
-                "ignore",
-                message=r"Unverified HTTPS request is being made to host '(127\.|localhost|::1)",
-                category=InsecureRequestWarning,
-            )
         return ContainerRegistryManagementClient(
             credential,
             self._registry.subscription_id,
             base_url=endpoint,
             credential_scopes=[self._target.arm_scope],
-            connection_verify=verify_tls,
+            connection_verify=verify_tls(endpoint),
             **MANAGEMENT_TIMEOUTS,
         )
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 import requests
 from azure.core import MatchConditions
@@ -23,11 +20,11 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.retry import Retry
 
 from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
+from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -179,16 +176,6 @@ def without_system_fields(item: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in item.items() if not key.startswith("_")}
 
 
-def is_loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def create_transport() -> RequestsTransport:
     """The HTTP transport of every Cosmos client: a connection for each thread that may write
     at once (config.COSMOS_POOL_SIZE), and no per-request environment lookups.
@@ -210,14 +197,6 @@ def create_cosmos_client(
     settings: Settings, timeouts: dict[str, Any] = CLIENT_TIMEOUTS
 ) -> CosmosClient:
     """Key auth when COSMOS_KEY is set (local server, emulator), otherwise Microsoft Entra ID."""
-    verify_tls = not is_loopback(settings.cosmos_endpoint)
-    if not verify_tls:
-        # Expected for the local server only; the filter matches loopback hosts alone.
-        warnings.filterwarnings(
-            "ignore",
-            message=r"Unverified HTTPS request is being made to host '(127\.|localhost|::1)",
-            category=InsecureRequestWarning,
-        )
     credential: str | TokenCredential
     if settings.cosmos_key:
         credential = settings.cosmos_key
@@ -229,8 +208,7 @@ def create_cosmos_client(
     return CosmosClient(
         settings.cosmos_endpoint,
         credential=credential,
-        # The local server's certificate is self-signed; any other host is verified.
-        connection_verify=verify_tls,
+        connection_verify=verify_tls(settings.cosmos_endpoint),
         # Writes need no echo of the item; this saves bandwidth on every event.
         no_response_on_write=True,
         transport=create_transport(),

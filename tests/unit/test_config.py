@@ -14,7 +14,8 @@ from acr_webhook.config import (
     proxy_configured,
 )
 from acr_webhook.fallback import create_queue_client
-from acr_webhook.repository import create_transport, is_loopback
+from acr_webhook.repository import create_transport
+from acr_webhook.tls import is_loopback, verify_tls
 
 
 def write_settings(path: Path, values: dict[str, str]) -> Path:
@@ -76,6 +77,7 @@ def test_broken_settings_file_is_reported(tmp_path: Path) -> None:
 )
 def test_tls_verification_is_skipped_only_for_loopback(endpoint: str, loopback: bool) -> None:
     assert is_loopback(endpoint) is loopback
+    assert verify_tls(endpoint) is not loopback  # the Cosmos DB and management clients' choice
 
 
 BASE = {"COSMOS_ENDPOINT": "https://a.documents.azure.com:443/"}
