@@ -68,7 +68,7 @@ def test_a_replay_during_an_outage_puts_the_event_back_hidden_for_the_delay(
     message = ParkedEvent(event, attempts=2).to_message()
     assert replay_queued_event(message, down, fallback, max_delay_s=60) == "requeued"
     client = create_queue_client(queue, {})
-    # There, with the attempt counted, but hidden for the next delay (2 s doubled thrice: 16 s).
+    # There, with the attempt counted (the third), but hidden for its delay: 2 s doubled twice, 8 s.
     assert client.get_queue_properties().approximate_message_count == 1
     assert list(client.receive_messages(visibility_timeout=1)) == []
 
