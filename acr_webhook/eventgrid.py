@@ -32,12 +32,12 @@ from acr_webhook.models import (
     to_document,
     validation_problems,
 )
-from acr_webhook.repository import (
+from acr_webhook.results import Result, utc_now
+from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,
 )
-from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.models import ParkedDocument, validation_problems
-from acr_webhook.repository import (
+from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,

@@ -53,8 +53,8 @@ from acr_webhook.models import (
     filters_fingerprint,
     iso_utc,
 )
-from acr_webhook.repository import EventReader, RepositoryUnavailableError
 from acr_webhook.results import Result, utc_now
+from acr_webhook.store import EventReader, RepositoryUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -27,12 +27,12 @@ from azure.core.exceptions import AzureError
 from acr_webhook.config import ReconcileSettings
 from acr_webhook.handlers import claimed_identity, log_event_decision
 from acr_webhook.models import RECORDED_ACTIONS, parse_webhook_payload, to_document
-from acr_webhook.repository import (
+from acr_webhook.results import utc_now
+from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,
 )
-from acr_webhook.results import utc_now
 
 log = logging.getLogger(__name__)
 

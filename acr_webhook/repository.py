@@ -1,4 +1,4 @@
-"""Where event documents are kept: a Protocol and its Cosmos DB implementation."""
+"""Where event documents are kept: the Cosmos DB implementation of ``store``'s protocols."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core import MatchConditions
@@ -24,6 +24,12 @@ from urllib3.util.retry import Retry
 
 from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
+
+# The errors this module raises, and (for handlers.py, until it imports from store.py) the
+# protocol it implements: named here as well, explicitly.
+from acr_webhook.store import DocumentRejectedError as DocumentRejectedError
+from acr_webhook.store import EventRepository as EventRepository
+from acr_webhook.store import RepositoryUnavailableError as RepositoryUnavailableError
 from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
@@ -75,15 +81,6 @@ QUERY_TIMEOUTS: dict[str, Any] = {
 QUERY_BUDGET_S = 8.0
 
 
-class RepositoryUnavailableError(Exception):
-    """The store did not accept or answer in time; the event was not recorded."""
-
-
-class DocumentRejectedError(Exception):
-    """The store refused this document for a reason that will not change (a 400-class answer
-    other than throttling or a conflict): trying again cannot help. The message says why."""
-
-
 # After a failure to reach the database, writers go straight to the fallback for this long
 # instead of each spending ~2 s on a connection that will fail too; then it is tried again.
 UNAVAILABLE_MEMORY_S = 5.0
@@ -118,29 +115,6 @@ class DatabaseHealth:
 
     def succeeded(self) -> None:
         self._unavailable_until = 0.0
-
-
-class EventRepository(Protocol):
-    def add(self, document: dict[str, Any]) -> bool:
-        """Store one event document. True if new, False if that id was already recorded.
-
-        On a duplicate, the fields in ``models.ENRICHMENT_FIELDS`` that the stored document
-        lacks and this one has are filled in (never overwritten).
-
-        Raises RepositoryUnavailableError when the store fails or does not answer in time, and
-        DocumentRejectedError when it refuses the document itself.
-        """
-        ...
-
-
-class EventReader(Protocol):
-    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
-        """Up to ``max_items`` documents that match the query's filters and come after its
-        position, newest first (equal timestamps in any order), without Cosmos system fields.
-
-        Raises RepositoryUnavailableError when the store fails or does not answer in time.
-        """
-        ...
 
 
 def events_sql(query: EventQuery, max_items: int) -> tuple[str, list[dict[str, Any]]]:

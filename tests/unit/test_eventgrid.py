@@ -24,8 +24,8 @@ from acr_webhook.eventgrid import (
 from acr_webhook.handlers import MAX_BODY_BYTES, SharedSecret, handle_webhook
 from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, to_document
-from acr_webhook.repository import RepositoryUnavailableError
 from acr_webhook.results import Result
+from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.payloads import HOSTILE, mutated

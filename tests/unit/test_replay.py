@@ -19,7 +19,7 @@ from acr_webhook.fallback import (
     replay_delay_s,
     replay_queued_event,
 )
-from acr_webhook.repository import DocumentRejectedError
+from acr_webhook.store import DocumentRejectedError
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 
