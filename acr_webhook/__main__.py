@@ -139,7 +139,8 @@ def _events(args: argparse.Namespace) -> int:
         page_body,
         parse_event_query,
     )
-    from acr_webhook.repository import CosmosEventRepository, RepositoryUnavailableError
+    from acr_webhook.repository import CosmosEventRepository
+    from acr_webhook.store import RepositoryUnavailableError
 
     params = {
         name: value for name in PARAMETERS if (value := getattr(args, name, None)) is not None

@@ -25,12 +25,12 @@ from acr_webhook.models import (
     parse_webhook_payload,
     to_document,
 )
-from acr_webhook.repository import (
+from acr_webhook.results import Result, utc_now
+from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,
 )
-from acr_webhook.results import Result, utc_now
 
 log = logging.getLogger(__name__)
 

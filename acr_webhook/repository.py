@@ -24,12 +24,7 @@ from urllib3.util.retry import Retry
 
 from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
-
-# The errors this module raises, and (for handlers.py, until it imports from store.py) the
-# protocol it implements: named here as well, explicitly.
-from acr_webhook.store import DocumentRejectedError as DocumentRejectedError
-from acr_webhook.store import EventRepository as EventRepository
-from acr_webhook.store import RepositoryUnavailableError as RepositoryUnavailableError
+from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:

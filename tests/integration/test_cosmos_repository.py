@@ -13,13 +13,8 @@ from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.repository import (
-    CosmosEventRepository,
-    DatabaseHealth,
-    DocumentRejectedError,
-    RepositoryUnavailableError,
-    provision,
-)
+from acr_webhook.repository import CosmosEventRepository, DatabaseHealth, provision
+from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer

@@ -29,8 +29,8 @@ from acr_webhook.repository import (
     EVENTGRID_WRITE_OPTIONS,
     CosmosEventRepository,
     DatabaseHealth,
-    RepositoryUnavailableError,
 )
+from acr_webhook.store import RepositoryUnavailableError
 from tests.conftest import read_all
 from tests.integration.test_cosmos_repository import WRITE_GIVES_UP_S
 from tests.support import payloads

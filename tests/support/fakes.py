@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
-from acr_webhook.repository import DocumentRejectedError, RepositoryUnavailableError
+from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 
 
 class FakeEventRepository:

@@ -7,13 +7,8 @@ import pytest
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from acr_webhook.config import Settings
-from acr_webhook.repository import (
-    UNAVAILABLE_MEMORY_S,
-    CosmosEventRepository,
-    DatabaseHealth,
-    DocumentRejectedError,
-    RepositoryUnavailableError,
-)
+from acr_webhook.repository import UNAVAILABLE_MEMORY_S, CosmosEventRepository, DatabaseHealth
+from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
 

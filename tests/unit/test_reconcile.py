@@ -23,7 +23,7 @@ from acr_webhook.reconcile import (
     reconcile_entries,
     reconcile_webhooks,
 )
-from acr_webhook.repository import DocumentRejectedError
+from acr_webhook.store import DocumentRejectedError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
