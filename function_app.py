@@ -21,10 +21,10 @@ import azure.functions as func
 
 from acr_webhook.config import FALLBACK_QUEUE_NAME, STORAGE_CONNECTION
 from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
-from acr_webhook.fallback import replay_queued_event
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.queries import handle_events_query
 from acr_webhook.reconcile import reconcile_webhooks
+from acr_webhook.replay import replay_queued_event
 from acr_webhook.results import Result
 from acr_webhook.runtime import (
     batch_executor,

@@ -17,7 +17,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from acr_webhook.config import DEFAULT_SECRET_HEADER
-from acr_webhook.fallback import FallbackQueue, FallbackUnavailableError
 from acr_webhook.models import (
     PING,
     RECORDED_ACTIONS,
@@ -29,6 +28,8 @@ from acr_webhook.results import Result, utc_now
 from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
+    FallbackQueue,
+    FallbackUnavailableError,
     RepositoryUnavailableError,
 )
 

@@ -334,3 +334,44 @@ class EventQuery:
         if self.after is not None:
             parts.append("continued")
         return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """A queue message: the event document and how many replays of it have failed."""
+
+    document: dict[str, Any]
+    attempts: int = 0
+
+    def to_message(self) -> str:
+        return json.dumps({"document": self.document, "attempts": self.attempts})
+
+
+class InvalidQueuedEventError(ValueError):
+    """A queue message that is not an event this app parked, or one the database refuses:
+    it can never be stored, so the runtime's retries end it in the poison queue."""
+
+
+def parse_parked(message: bytes | str) -> ParkedEvent:
+    """The parked event in a queue message: ``{"document": ..., "attempts": n}``, or a bare
+    document as parked before replays counted their attempts."""
+    try:
+        payload = json.loads(message)
+    except ValueError as error:
+        raise InvalidQueuedEventError(f"queued message is not JSON: {error}") from error
+    except RecursionError:
+        raise InvalidQueuedEventError("queued message is nested too deeply") from None
+    attempts = 0
+    if isinstance(payload, dict) and "document" in payload:
+        attempts = payload.get("attempts", 0)
+        payload = payload["document"]
+        if type(attempts) is not int or attempts < 0:
+            raise InvalidQueuedEventError("queued message has no valid attempt count")
+    try:
+        ParkedDocument.model_validate(payload)
+    except ValidationError as error:
+        problems = "; ".join(validation_problems(error, "document"))
+        raise InvalidQueuedEventError(
+            f"queued message is not an event document: {problems}"
+        ) from None
+    return ParkedEvent(payload, attempts)

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from acr_webhook.config import QueueSettings
-from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client, parse_parked
+from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client
+from acr_webhook.models import parse_parked
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient, QueueMessage

@@ -1,6 +1,8 @@
-"""The event store as handlers see it: the protocols and the two ways a write fails.
+"""The stores as handlers see them: the event store and the fallback queue, their protocols
+and the ways a write fails.
 
-No SDK here: handlers depend on this module, and ``repository`` implements it for Cosmos DB.
+No SDK here: handlers depend on this module; ``repository`` implements the event store for
+Cosmos DB and ``fallback`` the queue for Azure Storage.
 """
 
 from __future__ import annotations
@@ -39,4 +41,15 @@ class EventReader(Protocol):
 
         Raises RepositoryUnavailableError when the store fails or does not answer in time.
         """
+        ...
+
+
+class FallbackUnavailableError(Exception):
+    """The fallback queue did not take the event either."""
+
+
+class FallbackQueue(Protocol):
+    def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
+        """Keep one event document for replay, hidden for ``delay_s``, with the number of
+        replay ``attempts`` already made; raises FallbackUnavailableError on failure."""
         ...

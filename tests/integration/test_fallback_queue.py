@@ -12,18 +12,12 @@ import azure.functions as func
 import pytest
 
 from acr_webhook.config import QueueSettings, Settings
-from acr_webhook.fallback import (
-    FallbackUnavailableError,
-    ParkedEvent,
-    StorageQueueFallback,
-    create_queue_client,
-    parse_parked,
-    provision_queue,
-    replay_queued_event,
-)
+from acr_webhook.fallback import StorageQueueFallback, create_queue_client, provision_queue
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions, resolve_queue
-from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.models import AcrEvent, ParkedEvent, parse_parked, to_document
+from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventRepository
+from acr_webhook.store import FallbackUnavailableError
 from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue, raw_messages

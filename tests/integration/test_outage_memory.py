@@ -14,9 +14,9 @@ import pytest
 import function_app
 from acr_webhook import runtime
 from acr_webhook.config import Settings
-from acr_webhook.fallback import FallbackUnavailableError, ParkedEvent
-from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.models import AcrEvent, ParkedEvent, to_document
 from acr_webhook.results import utc_now
+from acr_webhook.store import FallbackUnavailableError
 from tests.conftest import fresh_settings
 from tests.integration.test_cosmos_repository import WRITE_GIVES_UP_S
 from tests.support import payloads

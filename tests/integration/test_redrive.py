@@ -14,15 +14,11 @@ import pytest
 
 import acr_webhook.redrive
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
-from acr_webhook.fallback import (
-    StorageQueueFallback,
-    create_queue_client,
-    parse_parked,
-    replay_queued_event,
-)
+from acr_webhook.fallback import StorageQueueFallback, create_queue_client
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
-from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.models import AcrEvent, parse_parked, to_document
 from acr_webhook.redrive import RedriveReport, is_event_message, redrive
+from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from acr_webhook.fallback import FallbackUnavailableError
+from acr_webhook.store import FallbackUnavailableError
 
 
 class FakeFallbackQueue:

@@ -10,16 +10,9 @@ from typing import Any
 import pytest
 
 from acr_webhook.config import DEFAULT_REPLAY_MAX_DELAY_S
-from acr_webhook.fallback import (
-    REPLAY_FIRST_DELAY_S,
-    FallbackUnavailableError,
-    InvalidQueuedEventError,
-    ParkedEvent,
-    parse_parked,
-    replay_delay_s,
-    replay_queued_event,
-)
-from acr_webhook.store import DocumentRejectedError
+from acr_webhook.models import InvalidQueuedEventError, ParkedEvent, parse_parked
+from acr_webhook.replay import REPLAY_FIRST_DELAY_S, replay_delay_s, replay_queued_event
+from acr_webhook.store import DocumentRejectedError, FallbackUnavailableError
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 
