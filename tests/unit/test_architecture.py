@@ -1,0 +1,141 @@
+"""The package's dependency rules, read from the source: every import counts, at module level,
+under ``if TYPE_CHECKING:`` or inside a function.
+
+- No import cycles.
+- Handlers (bytes in, result out) depend on models, the store protocols, results and settings,
+  and on no adapter nor any SDK client package.
+- Adapters depend on models and the store protocols, never on a handler.
+- The leaves (models, store, results, config) depend on nothing of the app but models.
+- Nothing deployed imports the local stand-ins.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.support.cosmos_server import REPO_ROOT
+
+PACKAGE = "acr_webhook"
+HANDLERS = {"handlers", "eventgrid", "queries", "reconcile", "replay"}
+ADAPTERS = {"repository", "fallback", "acr_history"}
+LEAVES = {"models": set(), "store": {"models"}, "results": set(), "config": set()}
+HANDLER_MAY_IMPORT = HANDLERS | {"models", "store", "results", "config"}
+ADAPTER_MAY_IMPORT = {"models", "store", "config", "tls"}
+# SDK client packages (and their HTTP stacks). azure.core's exception types are shared by every
+# Azure SDK and are not a client, so a handler may name one.
+CLIENT_PACKAGES = (
+    *("azure.cosmos", "azure.storage", "azure.mgmt", "azure.identity", "azure.monitor"),
+    *("requests", "urllib3", "aiohttp", "opentelemetry"),
+)
+
+
+def module_files() -> dict[str, Path]:
+    """Module name (``handlers``, ``local.host``, ``function_app``) -> source file."""
+    files = {"function_app": REPO_ROOT / "function_app.py"}
+    for path in sorted((REPO_ROOT / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(REPO_ROOT / PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        files[".".join(parts) or "__init__"] = path
+    return files
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, absolute, wherever the import statement stands."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            assert node.level == 0, f"{path}: relative import of {node.module}"
+            found.add(node.module)
+            # ``from acr_webhook import x`` may name a module x.
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def app_dependencies() -> dict[str, set[str]]:
+    """Module -> the app modules it imports."""
+    modules = module_files()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {
+            imported.removeprefix(f"{PACKAGE}.")
+            for imported in imports_of(path)
+            if imported.startswith(f"{PACKAGE}.")
+            and imported.removeprefix(f"{PACKAGE}.") in modules
+        }
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for successor in sorted(graph[node]):
+            cycle = visit(successor)
+            if cycle:
+                return cycle
+        path.pop()
+        done.add(node)
+        return None
+
+    for node in sorted(graph):
+        cycle = visit(node)
+        if cycle:
+            return cycle
+    return None
+
+
+def test_the_rules_know_every_module() -> None:
+    graph = app_dependencies()
+    assert HANDLERS | ADAPTERS | set(LEAVES) <= set(graph)
+
+
+def test_there_are_no_import_cycles() -> None:
+    assert find_cycle(app_dependencies()) is None
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_handlers_depend_on_models_and_protocols_only() -> None:
+    graph, files = app_dependencies(), module_files()
+    for handler in HANDLERS:
+        assert graph[handler] <= HANDLER_MAY_IMPORT, handler
+        clients = {
+            imported
+            for imported in imports_of(files[handler])
+            if imported.startswith(CLIENT_PACKAGES)
+        }
+        assert clients == set(), handler
+
+
+def test_adapters_depend_on_models_and_protocols_not_on_handlers() -> None:
+    graph = app_dependencies()
+    for adapter in ADAPTERS:
+        assert graph[adapter] <= ADAPTER_MAY_IMPORT, adapter
+
+
+def test_the_leaves_depend_on_nothing_above_them() -> None:
+    graph = app_dependencies()
+    for leaf, allowed in LEAVES.items():
+        assert graph[leaf] <= allowed, leaf
+
+
+def test_nothing_deployed_imports_the_local_stand_ins() -> None:
+    # The CLI (__main__) runs `serve`; it is not part of what the Functions host loads.
+    graph = app_dependencies()
+    for name, imported in graph.items():
+        if name.startswith("local") or name == "__main__":
+            continue
+        assert not {module for module in imported if module.startswith("local")}, name
