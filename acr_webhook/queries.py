@@ -302,8 +302,11 @@ def decode_continuation(token: str, query: EventQuery, view: str = "events") -> 
         raise not_ours
     if payload.get("q") != query.fingerprint():
         raise ValueError("belongs to a query with other filters; repeat the same filters")
-    if payload.get("view", "events") != view:
-        raise ValueError(f"belongs to another view; repeat view={payload.get('view', 'events')}")
+    token_view = payload.get("view", "events")
+    if token_view not in VIEWS:
+        raise not_ours  # the token is not signed: its view goes into the answer and the log
+    if token_view != view:
+        raise ValueError(f"belongs to another view; repeat view={token_view}")
     since, until = window
     if (since is None) != (query.since is None) or (until is None) != (query.until is None):
         raise not_ours

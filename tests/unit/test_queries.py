@@ -890,6 +890,22 @@ def test_tokens_do_not_cross_between_views(reader: FakeEventRepository) -> None:
     )
 
 
+def test_a_tokens_view_is_one_of_the_views_before_it_is_named(
+    reader: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tokens are not signed: a forged view must not reach the answer or the log verbatim."""
+    forged_view = "x\nERROR acr_webhook.handlers: webhook event='forged' recorded"
+    token = forged(
+        {"v": 2, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None], "view": forged_view}
+    )
+    with caplog.at_level(logging.INFO):
+        status, body = call({"continuation": token}, reader)
+    assert status == 400
+    assert body["error"].startswith("continuation: ")
+    assert "forged" not in body["error"]
+    assert all("forged" not in record.getMessage() for record in caplog.records)
+
+
 def test_an_unknown_view_is_named() -> None:
     error = rejected({"view": "rows"})
     assert error.parameters == ("view",)
