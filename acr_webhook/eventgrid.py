@@ -99,6 +99,7 @@ class _ValidationData(_Envelope):
 
 @dataclass(frozen=True)
 class _Ignored:
+    event_id: str
     event_type: str
 
 
@@ -171,7 +172,7 @@ def _check(label: str, raw: Any) -> _Storable | _Ignored | _Handshake | list[str
         f"{ACR_EVENT_NAMESPACE}.{event_type}"
     )
     if action is None:
-        return _Ignored(event_type)
+        return _Ignored(envelope.id, event_type)
     if not isinstance(data, dict):
         found = "missing" if data is None else type(data).__name__
         return [f"{label}.data: must be a JSON object with the ACR event, not {found}"]
@@ -284,12 +285,14 @@ def _write(
     received_at: datetime,
     deadline: float,
     abandoned: threading.Event,
+    decided: set[int],
 ) -> _Written:
     """Writes the copies of one event id merged (``_merge``): a write per document, however
     many copies a batch repeats; a write per copy could use up the batch budget and fail the
     batch on every redelivery. Counts and logs each copy as writing them one after another
     would: the first new, the others duplicates. Raises RepositoryUnavailableError, and marks
-    the batch ``abandoned`` so that its other writes do not start: the batch is answered 503."""
+    the batch ``abandoned`` so that its other writes do not start: the batch is answered 503.
+    Adds to ``decided`` each copy (by ``id()``) whose decision it logged."""
     written = _Written()
     for document in _merge(copies, received_at):
         if abandoned.is_set():
@@ -305,9 +308,12 @@ def _write(
             store_ms = (time.perf_counter() - started) * 1000
             abandoned.set()
             reason = f"database unavailable ({error})"
-            log_event_decision(
-                log, logging.ERROR, ROUTE, "unavailable", first, reason=reason, store_ms=store_ms
-            )
+            for index, copy in enumerate(document.copies):
+                timed = store_ms if index == 0 else None
+                log_event_decision(
+                    log, logging.ERROR, ROUTE, "unavailable", copy, reason=reason, store_ms=timed
+                )
+                decided.add(id(copy))
             raise
         except DocumentRejectedError as error:
             written.rejected = f"event {first.id!r}: the event store refused it: {error}"
@@ -320,6 +326,7 @@ def _write(
             decision = "recorded" if created and index == 0 else "duplicate"
             timed = store_ms if index == 0 else None
             log_event_decision(log, logging.INFO, ROUTE, decision, copy, store_ms=timed)
+            decided.add(id(copy))
         recorded = 1 if created else 0
         written.recorded += recorded
         written.duplicate += len(document.copies) - recorded
@@ -334,13 +341,22 @@ def _summary(problems: list[str]) -> str:
     return "; ".join(shown)
 
 
-def _unavailable(reason: str, batch: int, headers: Mapping[str, str]) -> Result:
+def _unavailable(
+    reason: str, storable: list[_Storable], decided: set[int], headers: Mapping[str, str]
+) -> Result:
+    """A 503, with an ``unavailable`` decision for each event that has none yet (its write
+    failed, ran out of time or never started): one decision per event, as the metric counts."""
+    for item in storable:
+        if id(item.event) not in decided:
+            log_event_decision(
+                log, logging.ERROR, ROUTE, "unavailable", item.event, reason=f"batch: {reason}"
+            )
     log.error(
         "eventgrid batch of %d answered 503 for Event Grid to retry: %s (%s)",
-        batch,
+        len(storable),
         reason,
         _delivery(headers),
-        extra={"decision": "unavailable", "route": ROUTE, "reason": reason},
+        extra={"route": ROUTE, "reason": reason},
     )
     return Result(
         503, {"error": "the event store is unavailable; the batch was not fully recorded"}
@@ -407,9 +423,15 @@ def handle_eventgrid(
 
     for unknown in ignored:
         log.info(
-            "eventgrid type=%r not recorded: unknown event type acknowledged",
+            "eventgrid event=%r type=%r not recorded: unknown event type acknowledged",
+            unknown.event_id,
             unknown.event_type,
-            extra={"decision": "ignored", "route": ROUTE, "reason": "unknown event type"},
+            extra={
+                "decision": "ignored",
+                "route": ROUTE,
+                "event_id": unknown.event_id,
+                "reason": "unknown event type",
+            },
         )
     # The copies of one event id go to one task, in order, so exactly one of them is new;
     # they are written merged (see _merge).
@@ -418,8 +440,9 @@ def handle_eventgrid(
         by_id.setdefault(item.event.id, []).append(item)
     received_at = now()
     abandoned = threading.Event()
+    decided: set[int] = set()  # written to by the write tasks: set.add is atomic
     futures: set[Future[_Written]] = {
-        executor.submit(_write, copies, repository, received_at, deadline, abandoned)
+        executor.submit(_write, copies, repository, received_at, deadline, abandoned, decided)
         for copies in by_id.values()
     }
     recorded = duplicate = 0
@@ -433,13 +456,13 @@ def handle_eventgrid(
             abandoned.set()
             for future in pending:
                 future.cancel()
-            return _unavailable(f"no answer within {budget_s:g} s", len(storable), headers)
+            return _unavailable(f"no answer within {budget_s:g} s", storable, decided, headers)
         for future in done:
             error = future.exception()
             if isinstance(error, RepositoryUnavailableError):
                 for other in pending:
                     other.cancel()
-                return _unavailable(f"database unavailable ({error})", len(storable), headers)
+                return _unavailable(f"database unavailable ({error})", storable, decided, headers)
             written = future.result()
             recorded += written.recorded
             duplicate += written.duplicate

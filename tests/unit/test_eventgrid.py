@@ -442,6 +442,40 @@ def test_partial_failure_is_503_and_the_retry_completes_the_batch() -> None:
     }
 
 
+def decisions(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None]]:
+    """(decision, event id) of each decision record logged, in order."""
+    return [
+        (record.decision, getattr(record, "event_id", None))
+        for record in caplog.records
+        if hasattr(record, "decision")
+    ]
+
+
+def test_an_outage_gives_each_unstored_event_one_unavailable_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The decisions metric counts records: the batch's own 503 record is not one, and every
+    event the batch left unstored (failed, not started) is named."""
+    repository = FailingAfter(ok=1)
+    events = (payloads.PUSH, payloads.DELETE, payloads.CHART_PUSH)
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=1) as one_writer:
+        result = call([event_grid(p) for p in events], repository, executor=one_writer)
+    assert result.status == 503
+    recorded = [event_id for decision, event_id in decisions(caplog) if decision == "recorded"]
+    unavailable = [
+        event_id for decision, event_id in decisions(caplog) if decision == "unavailable"
+    ]
+    assert len(recorded) == 1
+    assert sorted(map(str, recorded + unavailable)) == sorted(p["id"] for p in events)
+
+
+def test_an_ignored_event_is_named(caplog: pytest.LogCaptureFixture) -> None:
+    unknown = event_grid(payloads.PUSH, event_type="Other.Thing")
+    with caplog.at_level(logging.INFO):
+        assert call([unknown], FakeEventRepository()).status == 200
+    assert decisions(caplog) == [("ignored", unknown["id"])]
+
+
 def test_the_store_error_is_reported_as_unavailable_not_raised() -> None:
     class Raising(FakeEventRepository):
         def add(self, document: dict[str, Any]) -> bool:
