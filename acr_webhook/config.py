@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATABASE = "acr"
@@ -53,7 +53,8 @@ class QueueSettings:
     queue service URI reached with the app's managed identity."""
 
     queue_name: str
-    connection_string: str | None = None
+    # Secrets stay out of repr(): a settings object in a log line or a traceback must not leak.
+    connection_string: str | None = field(default=None, repr=False)
     queue_service_uri: str | None = None
 
     @property
@@ -81,11 +82,11 @@ class ReconcileSettings:
 @dataclass(frozen=True)
 class Settings:
     cosmos_endpoint: str
-    cosmos_key: str | None
+    cosmos_key: str | None = field(repr=False)
     cosmos_database: str
     cosmos_container: str
-    local_function_key: str | None
-    webhook_secret: str | None = None
+    local_function_key: str | None = field(repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
     webhook_secret_header: str = DEFAULT_SECRET_HEADER
     fallback_queue: QueueSettings | None = None
     # Days a document is kept (the container's default time-to-live); None keeps it forever.

@@ -12,6 +12,7 @@ from acr_webhook.config import (
     ConfigurationError,
     load_settings,
     proxy_configured,
+    queue_settings,
 )
 from acr_webhook.fallback import create_queue_client
 from acr_webhook.repository import create_transport
@@ -207,3 +208,17 @@ def test_the_cosmos_transport_reads_the_environment_only_when_a_proxy_is_set(
     assert create_transport().session.trust_env is False
     monkeypatch.setenv("all_proxy", "http://proxy.invalid:3128")
     assert create_transport().session.trust_env is True
+
+
+def test_no_secret_shows_in_a_settings_repr(tmp_path: Path) -> None:
+    environ = {
+        "COSMOS_ENDPOINT": "https://example.documents.azure.com:443/",
+        "COSMOS_KEY": "cosmos-key-must-not-show",
+        "LOCAL_FUNCTION_KEY": "function-key-must-not-show",
+        "WEBHOOK_SECRET": "webhook-secret-must-not-show",
+    }
+    shown = repr(load_settings(environ, tmp_path / "absent.json"))
+    assert "must-not-show" not in shown
+    assert "cosmos_endpoint='https://example.documents.azure.com:443/'" in shown
+    connection = "DefaultEndpointsProtocol=https;AccountKey=account-key-must-not-show"
+    assert "must-not-show" not in repr(queue_settings({"AzureWebJobsStorage": connection}))
