@@ -19,7 +19,7 @@ import json
 
 import azure.functions as func
 
-from acr_webhook.config import FALLBACK_QUEUE_NAME, STORAGE_CONNECTION
+from acr_webhook.config import FALLBACK_QUEUE_NAME, RECONCILE_SCHEDULE_SETTING, STORAGE_CONNECTION
 from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.queries import handle_events_query
@@ -101,7 +101,9 @@ def replay_fallback(message: func.QueueMessage) -> None:
     )
 
 
-@app.timer_trigger(schedule="%RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+@app.timer_trigger(
+    schedule=f"%{RECONCILE_SCHEDULE_SETTING}%", arg_name="timer", run_on_startup=False
+)
 def reconcile_history(timer: func.TimerRequest) -> None:
     """Every RECONCILE_SCHEDULE (NCRONTAB): store the events in the configured webhooks'
     delivery history (ACR_REGISTRY_ID, ACR_WEBHOOK_NAMES) that the record lacks."""
