@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from azure.core.exceptions import AzureError, DecodeError
+from azure.core.exceptions import AzureError
 
 from acr_webhook.config import ConfigurationError, ReconcileSettings
+from acr_webhook.store import HistoryUnreadableError
 from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
@@ -94,9 +95,19 @@ class ManagementApiHistory:
         )
 
     def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
-        """The webhook's history, page by page. Raises DecodeError for an answer that is not a
-        list of events, and AzureError when a next-page link comes round again: either would
-        otherwise end the run with a traceback, or never end it."""
+        """The webhook's history, page by page. Raises HistoryUnreadableError for any failure to
+        read it (the SDK's, an answer that is not a list of events, a next-page link that comes
+        round again): each would otherwise end the run with a traceback, or never end it."""
+        try:
+            yield from self._pages(webhook_name)
+        except AzureError as error:
+            raise HistoryUnreadableError(f"{type(error).__name__}: {error}") from error
+        except (AttributeError, TypeError) as error:  # the SDK's reading of a malformed answer
+            raise HistoryUnreadableError(
+                f"DecodeError: the history is not a list of events ({error})"
+            ) from error
+
+    def _pages(self, webhook_name: str) -> Iterator[dict[str, Any]]:
         listed = self._management_client().webhooks.list_events(
             self._registry.resource_group, self._registry.name, webhook_name
         )
@@ -104,14 +115,11 @@ class ManagementApiHistory:
         # which link it follows next.
         pages = cast("PageIterator[Any]", listed.by_page())
         followed: set[str] = set()
-        try:
-            for page in pages:
-                for event in page:
-                    yield event.as_dict()
-                link = pages.continuation_token
-                if link in followed:
-                    raise AzureError("the history's next-page links go round in a circle")
-                if link:
-                    followed.add(link)
-        except (AttributeError, TypeError) as error:  # the SDK's reading of a malformed answer
-            raise DecodeError(f"the history is not a list of events ({error})") from error
+        for page in pages:
+            for event in page:
+                yield event.as_dict()
+            link = pages.continuation_token
+            if link in followed:
+                raise HistoryUnreadableError("the history's next-page links go round in a circle")
+            if link:
+                followed.add(link)

@@ -20,9 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
-
-from azure.core.exceptions import AzureError
+from typing import Any, Final
 
 from acr_webhook.config import ReconcileSettings
 from acr_webhook.handlers import claimed_identity, log_event_decision
@@ -31,7 +29,9 @@ from acr_webhook.results import utc_now
 from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
+    HistoryUnreadableError,
     RepositoryUnavailableError,
+    WebhookHistory,
 )
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,6 @@ def reconcile_entries(
     return ReconcileOutcome(counts)
 
 
-class WebhookHistory(Protocol):
-    def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
-        """The webhook's delivery history, every page, as the management API returns it.
-
-        Raises azure.core.exceptions.AzureError when it cannot be read.
-        """
-        ...
-
-
 def _log_invalid(entry: InvalidEntry) -> None:
     claimed = "".join(
         f" {name}={entry.identity[name]!r}"
@@ -240,12 +231,12 @@ class _Guarded:
 
     def __init__(self, entries: Iterator[dict[str, Any]]) -> None:
         self._entries = entries
-        self.error: Exception | None = None
+        self.error: HistoryUnreadableError | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         try:
             yield from self._entries
-        except AzureError as error:
+        except HistoryUnreadableError as error:
             self.error = error
 
 
@@ -274,9 +265,8 @@ def reconcile_webhooks(
         summary = outcome.counts.summary()
         if entries.error is not None:
             log.error(
-                "reconcile of webhook %r: history unreadable (%s: %s); so far %s",
+                "reconcile of webhook %r: history unreadable (%s); so far %s",
                 name,
-                type(entries.error).__name__,
                 entries.error,
                 summary,
             )

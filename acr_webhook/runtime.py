@@ -14,9 +14,8 @@ from typing import Generic, TypeVar
 from acr_webhook.config import BATCH_WRITE_THREADS, Settings, load_settings
 from acr_webhook.fallback import StorageQueueFallback
 from acr_webhook.handlers import SharedSecret
-from acr_webhook.reconcile import WebhookHistory
 from acr_webhook.repository import EVENTGRID_WRITE_OPTIONS, CosmosEventRepository, DatabaseHealth
-from acr_webhook.store import EventReader, EventRepository, FallbackQueue
+from acr_webhook.store import EventReader, EventRepository, FallbackQueue, WebhookHistory
 from acr_webhook.telemetry import sdk_call_options
 
 T = TypeVar("T")

@@ -1,12 +1,14 @@
-"""The stores as handlers see them: the event store and the fallback queue, their protocols
-and the ways a write fails.
+"""What handlers see of the outside: the event store, the fallback queue and ACR's webhook
+history, their protocols and the ways they fail.
 
 No SDK here: handlers depend on this module; ``repository`` implements the event store for
-Cosmos DB and ``fallback`` the queue for Azure Storage.
+Cosmos DB, ``fallback`` the queue for Azure Storage and ``acr_history`` the history through the
+management API.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from acr_webhook.models import EventQuery
@@ -52,4 +54,18 @@ class FallbackQueue(Protocol):
     def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
         """Keep one event document for replay, hidden for ``delay_s``, with the number of
         replay ``attempts`` already made; raises FallbackUnavailableError on failure."""
+        ...
+
+
+class HistoryUnreadableError(Exception):
+    """A webhook's delivery history could not be read (or not to the end). The message names
+    the cause, the SDK's error type first."""
+
+
+class WebhookHistory(Protocol):
+    def entries(self, webhook_name: str) -> Iterator[dict[str, Any]]:
+        """The webhook's delivery history, every page, as the management API returns it.
+
+        Raises HistoryUnreadableError when it cannot be read, possibly after some entries.
+        """
         ...

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
 
 from acr_webhook import __main__ as cli
 from acr_webhook import runtime
@@ -23,7 +22,7 @@ from acr_webhook.reconcile import (
     reconcile_entries,
     reconcile_webhooks,
 )
-from acr_webhook.store import DocumentRejectedError
+from acr_webhook.store import DocumentRejectedError, HistoryUnreadableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
@@ -263,7 +262,7 @@ class ListedHistory:
         self.asked.append(webhook_name)
         for index, entry in enumerate(self.by_webhook[webhook_name]):
             if index == self.fail_after:
-                raise HttpResponseError(message="ARM said 429")
+                raise HistoryUnreadableError("HttpResponseError: ARM said 429")
             yield entry
 
 
