@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from azure.functions.decorators.timer import TimerTrigger
+
+import function_app
 from acr_webhook.config import DEFAULT_ARM_ENDPOINT, RECONCILE_SCHEDULE_SETTING
+from acr_webhook.local.app_index import indexed_functions, triggered_by
 from tests.infra.bicep import (
     INFRA,
-    REPO_ROOT,
     Json,
     accessor,
     conditional_branches,
@@ -30,6 +33,7 @@ MAIN = "main.bicep"
 WEBHOOK = "webhook.bicep"
 FUNCTION_APP = "modules/function-app.bicep"
 REGISTRY_ACCESS = "modules/registry-access.bicep"
+TIMER = "reconcile_history"  # the timer function in function_app.py
 
 RECONCILE_ACTIONS = [
     "Microsoft.ContainerRegistry/registries/read",
@@ -203,7 +207,7 @@ def test_registry_and_webhook_settings_only_when_reconciling() -> None:
     # No ACR_REGISTRY_ID: nothing to reconcile, so the timer function is switched off (the
     # name is function_app.py's timer function).
     assert when_none == {"'AzureWebJobs.reconcile_history.Disabled'": "true"}
-    assert "def reconcile_history(" in (REPO_ROOT / "function_app.py").read_text()
+    assert TIMER in {f.get_function_name() for f in indexed_functions(function_app.app)}
 
     main = template(MAIN)
     params = module(main, "functionApp")["params"]
@@ -229,7 +233,9 @@ def test_reconcile_schedule_is_always_set() -> None:
     settings = app_settings()
     assert RECONCILE_SCHEDULE_SETTING in settings
     assert settings[RECONCILE_SCHEDULE_SETTING] == "reconcileSchedule"
-    assert f'"%{RECONCILE_SCHEDULE_SETTING}%"' in (REPO_ROOT / "function_app.py").read_text()
+    ((timer, trigger),) = triggered_by(function_app.app, TimerTrigger)
+    assert timer.get_function_name() == TIMER
+    assert trigger.schedule == f"%{RECONCILE_SCHEDULE_SETTING}%"
     main = template(MAIN)
     assert param(main, "reconcileSchedule")["default"] == "0 */5 * * * *"
     assert module(main, "functionApp")["params"]["reconcileSchedule"] == "reconcileSchedule"
