@@ -102,10 +102,6 @@ class ManagementApiHistory:
             yield from self._pages(webhook_name)
         except AzureError as error:
             raise HistoryUnreadableError(f"{type(error).__name__}: {error}") from error
-        except (AttributeError, TypeError) as error:  # the SDK's reading of a malformed answer
-            raise HistoryUnreadableError(
-                f"DecodeError: the history is not a list of events ({error})"
-            ) from error
 
     def _pages(self, webhook_name: str) -> Iterator[dict[str, Any]]:
         listed = self._management_client().webhooks.list_events(
@@ -115,11 +111,18 @@ class ManagementApiHistory:
         # which link it follows next.
         pages = cast("PageIterator[Any]", listed.by_page())
         followed: set[str] = set()
-        for page in pages:
-            for event in page:
-                yield event.as_dict()
-            link = pages.continuation_token
-            if link in followed:
-                raise HistoryUnreadableError("the history's next-page links go round in a circle")
-            if link:
-                followed.add(link)
+        try:
+            for page in pages:
+                for event in page:
+                    yield event.as_dict()
+                link = pages.continuation_token
+                if link in followed:
+                    raise HistoryUnreadableError(
+                        "the history's next-page links go round in a circle"
+                    )
+                if link:
+                    followed.add(link)
+        except (AttributeError, TypeError) as error:  # the SDK's reading of a malformed answer
+            raise HistoryUnreadableError(
+                f"DecodeError: the history is not a list of events ({error})"
+            ) from error
