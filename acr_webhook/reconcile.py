@@ -189,13 +189,8 @@ def reconcile_entries(
             return ReconcileOutcome(counts, unavailable=str(error))
         except DocumentRejectedError as error:
             counts.invalid += 1
-            identity = {
-                "event_id": event.id,
-                "action": event.action,
-                "repository": event.target.repository,
-            }
             reason = f"refused by the store: {error}"
-            report_invalid(InvalidEntry(index, _entry_id(entry), reason, identity))
+            report_invalid(InvalidEntry(index, _entry_id(entry), reason, claimed_identity(content)))
             continue
         if created:
             counts.recorded += 1
