@@ -12,6 +12,7 @@ under ``if TYPE_CHECKING:`` or inside a function.
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 from tests.support.cosmos_server import REPO_ROOT
@@ -67,27 +68,12 @@ def app_dependencies() -> dict[str, set[str]]:
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    done: set[str] = set()
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        if node in path:
-            return [*path[path.index(node) :], node]
-        if node in done:
-            return None
-        path.append(node)
-        for successor in sorted(graph[node]):
-            cycle = visit(successor)
-            if cycle:
-                return cycle
-        path.pop()
-        done.add(node)
-        return None
-
-    for node in sorted(graph):
-        cycle = visit(node)
-        if cycle:
-            return cycle
+    """An import cycle, in import order (first module last again), or None."""
+    try:
+        # graphlib reads the graph as node -> its predecessors and reports the cycle that way.
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        return list(reversed(error.args[1]))
     return None
 
 
