@@ -279,6 +279,24 @@ def _merge(copies: list[_Storable], received_at: datetime) -> list[_Document]:
     return list(documents.values())
 
 
+def _log_copies(
+    copies: list[AcrEvent],
+    level: int,
+    decisions: list[str],
+    store_ms: float,
+    decided: set[int],
+    reason: str | None = None,
+) -> None:
+    """A record per copy of one write, as writing them one after another would give: the
+    decisions metric counts each one. Only the first carries the write's time: the
+    store-latency histogram counts writes, not copies. Adds each copy (by ``id()``) to
+    ``decided``."""
+    for index, (copy, decision) in enumerate(zip(copies, decisions, strict=True)):
+        timed = store_ms if index == 0 else None
+        log_event_decision(log, level, ROUTE, decision, copy, reason=reason, store_ms=timed)
+        decided.add(id(copy))
+
+
 def _write(
     copies: list[_Storable],
     repository: EventRepository,
@@ -308,26 +326,17 @@ def _write(
             store_ms = (time.perf_counter() - started) * 1000
             abandoned.set()
             reason = f"database unavailable ({error})"
-            for index, copy in enumerate(document.copies):
-                timed = store_ms if index == 0 else None
-                log_event_decision(
-                    log, logging.ERROR, ROUTE, "unavailable", copy, reason=reason, store_ms=timed
-                )
-                decided.add(id(copy))
+            unavailable = ["unavailable"] * len(document.copies)
+            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, decided, reason)
             raise
         except DocumentRejectedError as error:
             written.rejected = f"event {first.id!r}: the event store refused it: {error}"
             log_event_decision(log, logging.WARNING, ROUTE, "rejected", first, reason=str(error))
             return written
         store_ms = (time.perf_counter() - started) * 1000
-        # A record per copy, as before: the decisions metric counts each one. Only the first
-        # carries the write's time: the store-latency histogram counts writes, not copies.
-        for index, copy in enumerate(document.copies):
-            decision = "recorded" if created and index == 0 else "duplicate"
-            timed = store_ms if index == 0 else None
-            log_event_decision(log, logging.INFO, ROUTE, decision, copy, store_ms=timed)
-            decided.add(id(copy))
         recorded = 1 if created else 0
+        decisions = ["recorded"] * recorded + ["duplicate"] * (len(document.copies) - recorded)
+        _log_copies(document.copies, logging.INFO, decisions, store_ms, decided)
         written.recorded += recorded
         written.duplicate += len(document.copies) - recorded
     return written
