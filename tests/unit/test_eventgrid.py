@@ -28,6 +28,7 @@ from acr_webhook.results import Result
 from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.logs import decisions
 from tests.support.payloads import HOSTILE, mutated
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -442,13 +443,9 @@ def test_partial_failure_is_503_and_the_retry_completes_the_batch() -> None:
     }
 
 
-def decisions(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None]]:
+def decided_ids(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str | None]]:
     """(decision, event id) of each decision record logged, in order."""
-    return [
-        (record.decision, getattr(record, "event_id", None))
-        for record in caplog.records
-        if hasattr(record, "decision")
-    ]
+    return [(logged["decision"], logged.get("event_id")) for logged in decisions(caplog)]
 
 
 def test_an_outage_gives_each_unstored_event_one_unavailable_decision(
@@ -461,9 +458,9 @@ def test_an_outage_gives_each_unstored_event_one_unavailable_decision(
     with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=1) as one_writer:
         result = call([event_grid(p) for p in events], repository, executor=one_writer)
     assert result.status == 503
-    recorded = [event_id for decision, event_id in decisions(caplog) if decision == "recorded"]
+    recorded = [event_id for decision, event_id in decided_ids(caplog) if decision == "recorded"]
     unavailable = [
-        event_id for decision, event_id in decisions(caplog) if decision == "unavailable"
+        event_id for decision, event_id in decided_ids(caplog) if decision == "unavailable"
     ]
     assert len(recorded) == 1
     assert sorted(map(str, recorded + unavailable)) == sorted(p["id"] for p in events)
@@ -473,7 +470,7 @@ def test_an_ignored_event_is_named(caplog: pytest.LogCaptureFixture) -> None:
     unknown = event_grid(payloads.PUSH, event_type="Other.Thing")
     with caplog.at_level(logging.INFO):
         assert call([unknown], FakeEventRepository()).status == 200
-    assert decisions(caplog) == [("ignored", unknown["id"])]
+    assert decided_ids(caplog) == [("ignored", unknown["id"])]
 
 
 def test_the_store_error_is_reported_as_unavailable_not_raised() -> None:

@@ -11,6 +11,7 @@ from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, handle_webhoo
 from acr_webhook.models import ENRICHMENT_FIELDS
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.logs import decisions
 from tests.support.payloads import HOSTILE, mutated
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -170,15 +171,6 @@ def test_actor_and_the_other_new_fields_are_kept_from_a_webhook_payload(
 
 
 # --- decision logs ------------------------------------------------------------------------
-
-
-def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    keys = ("decision", "route", "event_id", "action", "repository", "reason", "store_ms")
-    return [
-        {key: getattr(record, key) for key in keys if hasattr(record, key)}
-        for record in caplog.records
-        if hasattr(record, "decision")
-    ]
 
 
 def test_each_decision_is_logged_with_its_fields_and_the_store_time(

@@ -15,6 +15,7 @@ from acr_webhook.replay import REPLAY_FIRST_DELAY_S, replay_delay_s, replay_queu
 from acr_webhook.store import DocumentRejectedError, FallbackUnavailableError
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
+from tests.support.logs import decisions
 
 DOCUMENT = {
     "id": "e1",
@@ -132,15 +133,6 @@ def test_replay_refuses_what_is_not_an_event_document(message: str) -> None:
         replay_queued_event(message, FakeEventRepository(), FakeFallbackQueue(), CAP_S)
 
 
-def _decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    names = ("decision", "route", "event_id", "action", "repository", "reason")
-    return [
-        {name: getattr(record, name, None) for name in names}
-        for record in caplog.records
-        if getattr(record, "decision", None) is not None
-    ]
-
-
 @pytest.mark.parametrize("with_queue", [True, False])
 def test_an_event_neither_stored_nor_put_back_is_an_unavailable_decision_naming_it(
     caplog: pytest.LogCaptureFixture, with_queue: bool
@@ -153,7 +145,7 @@ def test_an_event_neither_stored_nor_put_back_is_an_unavailable_decision_naming_
         replay_queued_event(
             ParkedEvent(DOCUMENT).to_message(), repository, queue if with_queue else None, CAP_S
         )
-    [decision] = _decisions(caplog)
+    [decision] = decisions(caplog)
     assert decision["decision"] == "unavailable"
     assert (decision["route"], decision["event_id"], decision["action"]) == ("replay", "e1", "push")
     assert decision["repository"] == "r"
@@ -166,6 +158,6 @@ def test_a_message_that_is_not_an_event_is_a_rejected_replay_decision(
     """operations.md: a poisoned message's cause is in the replay's `rejected` decision."""
     with caplog.at_level(logging.INFO), pytest.raises(InvalidQueuedEventError):
         replay_queued_event("not json", FakeEventRepository(), FakeFallbackQueue(), CAP_S)
-    [decision] = _decisions(caplog)
+    [decision] = decisions(caplog)
     assert (decision["decision"], decision["route"]) == ("rejected", "replay")
     assert decision["reason"].startswith("queued message is not JSON")
