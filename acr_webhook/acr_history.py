@@ -7,7 +7,6 @@ are imported when it first reads a history. All of it stays out of every cold st
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from azure.core.exceptions import AzureError
 
 from acr_webhook.config import ConfigurationError, ReconcileSettings
+from acr_webhook.once import BuiltOnce
 from acr_webhook.store import HistoryUnreadableError
 from acr_webhook.tls import verify_tls
 
@@ -67,14 +67,7 @@ class ManagementApiHistory:
         self._target = target
         self._registry = parse_registry_id(target.registry_id)
         self._credential = credential
-        self._client: ContainerRegistryManagementClient | None = None
-        self._lock = threading.Lock()
-
-    def _management_client(self) -> ContainerRegistryManagementClient:
-        with self._lock:
-            if self._client is None:
-                self._client = self._create_client()
-            return self._client
+        self._management_client = BuiltOnce(self._create_client)
 
     def _create_client(self) -> ContainerRegistryManagementClient:
         from azure.mgmt.containerregistry import ContainerRegistryManagementClient

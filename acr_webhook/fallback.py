@@ -7,13 +7,13 @@ events to Cosmos DB later. Messages never expire, so an outage of any length los
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.models import ParkedEvent
+from acr_webhook.once import BuiltOnce
 from acr_webhook.store import FallbackUnavailableError
 
 if TYPE_CHECKING:
@@ -70,15 +70,9 @@ class StorageQueueFallback:
     """Azure Storage queue (Azurite locally). The client is created once, on first use."""
 
     def __init__(self, settings: QueueSettings) -> None:
-        self._settings = settings
-        self._client: QueueClient | None = None
-        self._lock = threading.Lock()
-
-    def _queue(self) -> QueueClient:
-        with self._lock:
-            if self._client is None:
-                self._client = create_queue_client(self._settings, QUEUE_TIMEOUTS)
-            return self._client
+        # Built inside put: a setting the SDK refuses is then an unavailable fallback (503),
+        # not an error out of the request path.
+        self._queue = BuiltOnce(lambda: create_queue_client(settings, QUEUE_TIMEOUTS))
 
     def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
         try:

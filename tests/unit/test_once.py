@@ -1,4 +1,4 @@
-"""runtime.ProcessWide: the process-wide objects are built once, however many first requests
+"""once.BuiltOnce: the process-wide objects are built once, however many first requests
 arrive together."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from acr_webhook.runtime import ProcessWide
+from acr_webhook.once import BuiltOnce
 
 FIRST_REQUESTS = 16
 
@@ -24,7 +24,7 @@ def test_concurrent_first_calls_build_one_object() -> None:
         builds.append(object())
         return builds[-1]
 
-    shared = ProcessWide(build)
+    shared = BuiltOnce(build)
     start = threading.Barrier(FIRST_REQUESTS)
     got: list[object] = []
 
@@ -50,7 +50,7 @@ def test_a_failed_build_keeps_nothing_and_the_next_call_builds_again() -> None:
             raise outcome
         return outcome
 
-    shared = ProcessWide(build)
+    shared = BuiltOnce(build)
     with pytest.raises(RuntimeError):
         shared()
     assert shared() == shared() == "client"
