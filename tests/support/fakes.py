@@ -12,7 +12,8 @@ from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 
 
 class FakeEventRepository:
-    """Keeps documents by id, like a Cosmos container keyed on the event id; reads them back
+    """Keeps documents by id, like a Cosmos container keyed on the event id within the
+    repository's partition (one repository per id here); reads them back
     like ``CosmosEventRepository.find_events``. Safe for concurrent writers (Event Grid
     batches), fills in missing ENRICHMENT_FIELDS on a duplicate as the protocol says, refuses
     the ids in ``refused`` for good and takes ``write_delay_s`` per write."""
@@ -38,6 +39,12 @@ class FakeEventRepository:
             raise DocumentRejectedError("fake refusal")
         with self._lock:
             stored = self.documents.get(document["id"])
+            # Cosmos DB keys a document on its id within its partition (the repository): the
+            # same id in another repository would be a second document, which this fake, keyed
+            # on the id alone, cannot hold. Such a test belongs against the real server.
+            assert stored is None or stored["repository"] == document["repository"], (
+                "the same event id in two repositories: test it against the local Cosmos server"
+            )
             if stored is None:
                 self.documents[document["id"]] = dict(document)
                 return True
