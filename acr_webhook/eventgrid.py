@@ -279,22 +279,55 @@ def _merge(copies: list[_Storable], received_at: datetime) -> list[_Document]:
     return list(documents.values())
 
 
+class _BatchProgress:
+    """Which copies (by ``id()``) are being written and which have their decision logged, so
+    that each copy gets exactly one decision, as the decisions metric counts them. Once the
+    batch is abandoned (answered 503) no write starts; one already under way logs its own
+    outcome when it ends, and the answer logs ``unavailable`` for the others only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._writing: set[int] = set()
+        self._decided: set[int] = set()
+
+    def start_writing(self, copies: list[AcrEvent]) -> bool:
+        """False once the batch is abandoned: the write must not start."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._writing.update(map(id, copies))
+            return True
+
+    def decided(self, copies: list[AcrEvent]) -> None:
+        with self._lock:
+            ids = set(map(id, copies))
+            self._decided |= ids
+            self._writing -= ids
+
+    def abandon(self, events: list[AcrEvent]) -> list[AcrEvent]:
+        """Stops further writes; returns those of ``events`` that no write has decided or will
+        decide."""
+        with self._lock:
+            self._abandoned = True
+            return [e for e in events if id(e) not in self._decided | self._writing]
+
+
 def _log_copies(
     copies: list[AcrEvent],
     level: int,
     decisions: list[str],
-    store_ms: float,
-    decided: set[int],
+    store_ms: float | None,
+    progress: _BatchProgress,
     reason: str | None = None,
 ) -> None:
     """A record per copy of one write, as writing them one after another would give: the
     decisions metric counts each one. Only the first carries the write's time: the
-    store-latency histogram counts writes, not copies. Adds each copy (by ``id()``) to
-    ``decided``."""
+    store-latency histogram counts writes, not copies."""
     for index, (copy, decision) in enumerate(zip(copies, decisions, strict=True)):
         timed = store_ms if index == 0 else None
         log_event_decision(log, level, ROUTE, decision, copy, reason=reason, store_ms=timed)
-        decided.add(id(copy))
+    progress.decided(copies)
 
 
 def _write(
@@ -302,41 +335,40 @@ def _write(
     repository: EventRepository,
     received_at: datetime,
     deadline: float,
-    abandoned: threading.Event,
-    decided: set[int],
+    progress: _BatchProgress,
 ) -> _Written:
     """Writes the copies of one event id merged (``_merge``): a write per document, however
     many copies a batch repeats; a write per copy could use up the batch budget and fail the
     batch on every redelivery. Counts and logs each copy as writing them one after another
-    would: the first new, the others duplicates. Raises RepositoryUnavailableError, and marks
-    the batch ``abandoned`` so that its other writes do not start: the batch is answered 503.
-    Adds to ``decided`` each copy (by ``id()``) whose decision it logged."""
+    would: the first new, the others duplicates. Raises RepositoryUnavailableError, and
+    abandons the batch so that its other writes do not start: the batch is answered 503."""
     written = _Written()
     for document in _merge(copies, received_at):
-        if abandoned.is_set():
-            return written
         if time.monotonic() > deadline:
-            abandoned.set()
+            progress.abandon([])
             raise RepositoryUnavailableError("batch time budget used up before this write")
+        if not progress.start_writing(document.copies):
+            return written
         first = document.copies[0]
         started = time.perf_counter()
         try:
             created = repository.add(document.fields)
         except RepositoryUnavailableError as error:
             store_ms = (time.perf_counter() - started) * 1000
-            abandoned.set()
+            progress.abandon([])
             reason = f"database unavailable ({error})"
             unavailable = ["unavailable"] * len(document.copies)
-            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, decided, reason)
+            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, progress, reason)
             raise
         except DocumentRejectedError as error:
             written.rejected = f"event {first.id!r}: the event store refused it: {error}"
-            log_event_decision(log, logging.WARNING, ROUTE, "rejected", first, reason=str(error))
+            rejected = ["rejected"] * len(document.copies)
+            _log_copies(document.copies, logging.WARNING, rejected, None, progress, str(error))
             return written
         store_ms = (time.perf_counter() - started) * 1000
         recorded = 1 if created else 0
         decisions = ["recorded"] * recorded + ["duplicate"] * (len(document.copies) - recorded)
-        _log_copies(document.copies, logging.INFO, decisions, store_ms, decided)
+        _log_copies(document.copies, logging.INFO, decisions, store_ms, progress)
         written.recorded += recorded
         written.duplicate += len(document.copies) - recorded
     return written
@@ -351,15 +383,14 @@ def _summary(problems: list[str]) -> str:
 
 
 def _unavailable(
-    reason: str, storable: list[_Storable], decided: set[int], headers: Mapping[str, str]
+    reason: str, storable: list[_Storable], progress: _BatchProgress, headers: Mapping[str, str]
 ) -> Result:
-    """A 503, with an ``unavailable`` decision for each event that has none yet (its write
-    failed, ran out of time or never started): one decision per event, as the metric counts."""
-    for item in storable:
-        if id(item.event) not in decided:
-            log_event_decision(
-                log, logging.ERROR, ROUTE, "unavailable", item.event, reason=f"batch: {reason}"
-            )
+    """A 503 that abandons the batch, with an ``unavailable`` decision for each event no write
+    has decided or will decide (a write never started, or stopped by the budget)."""
+    for event in progress.abandon([item.event for item in storable]):
+        log_event_decision(
+            log, logging.ERROR, ROUTE, "unavailable", event, reason=f"batch: {reason}"
+        )
     log.error(
         "eventgrid batch of %d answered 503 for Event Grid to retry: %s (%s)",
         len(storable),
@@ -448,10 +479,9 @@ def handle_eventgrid(
     for item in storable:
         by_id.setdefault(item.event.id, []).append(item)
     received_at = now()
-    abandoned = threading.Event()
-    decided: set[int] = set()  # written to by the write tasks: set.add is atomic
+    progress = _BatchProgress()
     futures: set[Future[_Written]] = {
-        executor.submit(_write, copies, repository, received_at, deadline, abandoned, decided)
+        executor.submit(_write, copies, repository, received_at, deadline, progress)
         for copies in by_id.values()
     }
     recorded = duplicate = 0
@@ -462,16 +492,15 @@ def handle_eventgrid(
             pending, timeout=max(0.0, deadline - time.monotonic()), return_when=FIRST_EXCEPTION
         )
         if not done:
-            abandoned.set()
             for future in pending:
                 future.cancel()
-            return _unavailable(f"no answer within {budget_s:g} s", storable, decided, headers)
+            return _unavailable(f"no answer within {budget_s:g} s", storable, progress, headers)
         for future in done:
             error = future.exception()
             if isinstance(error, RepositoryUnavailableError):
                 for other in pending:
                     other.cancel()
-                return _unavailable(f"database unavailable ({error})", storable, decided, headers)
+                return _unavailable(f"database unavailable ({error})", storable, progress, headers)
             written = future.result()
             recorded += written.recorded
             duplicate += written.duplicate

@@ -466,6 +466,53 @@ def test_an_outage_gives_each_unstored_event_one_unavailable_decision(
     assert sorted(map(str, recorded + unavailable)) == sorted(p["id"] for p in events)
 
 
+FOUR_EVENTS = (payloads.PUSH, payloads.DELETE, payloads.CHART_PUSH, payloads.CHART_DELETE)
+
+
+def test_concurrent_writes_failing_together_give_each_event_one_unavailable_decision(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An outage fails every write under way, not only the first: each of those logs its own
+    ``unavailable``, so the 503 must not log another for them (it did: 8 records for 4 events)."""
+    repository = FakeEventRepository()
+    repository.unavailable, repository.write_delay_s = True, 0.05
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=4) as writers:
+        result = call([event_grid(p) for p in FOUR_EVENTS], repository, executor=writers)
+    assert result.status == 503
+    assert sorted(decided_ids(caplog)) == sorted(("unavailable", p["id"]) for p in FOUR_EVENTS)
+
+
+def test_a_write_still_under_way_when_the_budget_ends_logs_its_own_outcome_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch is answered 503 at the budget; the writes under way then land. Each event gets
+    one decision, the true one (before, ``unavailable`` and then ``recorded`` for each)."""
+    repository = FakeEventRepository()
+    repository.write_delay_s = 0.3
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=4) as writers:
+        batch = [event_grid(p) for p in FOUR_EVENTS]
+        assert call(batch, repository, executor=writers, budget_s=0.1).status == 503
+    # Leaving the pool waited for the writes.
+    assert sorted(decided_ids(caplog)) == sorted(("recorded", p["id"]) for p in FOUR_EVENTS)
+
+
+def test_a_refused_event_in_a_batch_answered_503_has_only_its_rejected_decisions(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each copy of the refused event is ``rejected`` once; the outage that follows names only
+    the event it left unstored."""
+    repository = FailingAfter(ok=1)
+    repository.refused.add(payloads.PUSH["id"])
+    batch = [event_grid(payloads.PUSH), event_grid(payloads.PUSH), event_grid(payloads.DELETE)]
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=1) as one_writer:
+        assert call(batch, repository, executor=one_writer).status == 503
+    assert decided_ids(caplog) == [
+        ("rejected", payloads.PUSH["id"]),
+        ("rejected", payloads.PUSH["id"]),
+        ("unavailable", payloads.DELETE["id"]),
+    ]
+
+
 def test_an_ignored_event_is_named(caplog: pytest.LogCaptureFixture) -> None:
     unknown = event_grid(payloads.PUSH, event_type="Other.Thing")
     with caplog.at_level(logging.INFO):
