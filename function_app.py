@@ -1,7 +1,8 @@
 """Azure Functions entry point (Python v2 programming model).
 
-Thin by design: routes, auth level and translation between HTTP and the framework-free
-handlers in ``acr_webhook.handlers``. No business logic lives here.
+Thin by design: routes, auth level, the queue and timer triggers, and translation between HTTP
+and the framework-free handlers (``handlers``, ``eventgrid``, ``queries``, ``replay`` and
+``reconcile`` in ``acr_webhook``). No business logic lives here.
 """
 # ruff: noqa: E402  (the imports run with the garbage collector off; see gc below)
 
@@ -94,8 +95,9 @@ def acr_events(req: func.HttpRequest) -> func.HttpResponse:
 )
 def replay_fallback(message: func.QueueMessage) -> None:
     """Events the webhook parked while Cosmos DB was down. While it still is, the event goes
-    back with a longer delay; only a message that can never be stored raises, and after
-    maxDequeueCount (host.json) the runtime moves it to the poison queue."""
+    back with a longer delay; only a message that can never be stored, or one the queue cannot
+    take back either, raises, and after maxDequeueCount (host.json) the runtime moves it to the
+    poison queue."""
     replay_queued_event(
         message.get_body(), event_repository(), fallback_queue(), settings().replay_max_delay_s
     )

@@ -1,8 +1,10 @@
 """Moves poison messages back to the fallback queue for replay: ``python -m acr_webhook redrive``.
 
 A queued event lands in ``acr-events-fallback-poison`` after its replay failed
-``maxDequeueCount`` times (host.json), typically because Cosmos DB stayed down longer than the
-retries. Once the cause is fixed, every message that holds an event document goes back to
+``maxDequeueCount`` times (host.json): the database refused the document, or it was down and
+the fallback queue could not take the event back either (a replay that finds the database down
+puts the event back itself: see ``replay``). Messages that are not events end there too. Once
+the cause is fixed, every message that holds an event document goes back to
 ``acr-events-fallback``, where the queue trigger replays it.
 
 Per message: receive it from the poison queue (hidden from other readers meanwhile), send it to
@@ -11,9 +13,10 @@ delete leaves the message in both queues: at most one duplicate event, which rep
 (the event id is the document id). A message already deleted is never sent again, so running
 the command twice moves nothing twice.
 
-Contents move unchanged: both queues hold what fallback.py wrote, base64 of the JSON document
-(the Functions queue trigger's default encoding), and the runtime copies a message to the
-poison queue as it was; nothing is decoded and re-encoded on the way back.
+Contents move unchanged: both queues hold what fallback.py wrote, base64 of the parked event's
+JSON (``models.ParkedEvent``; the Functions queue trigger's default encoding), and the runtime
+copies a message to the poison queue as it was; nothing is decoded and re-encoded on the way
+back.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class RedriveReport:
 
 
 def is_event_message(content: str) -> bool:
-    """Whether replay would accept this message: base64 of a parked event (fallback.py)."""
+    """Whether replay would accept this message: base64 of a parked event
+    (``models.parse_parked``)."""
     try:
         parse_parked(base64.b64decode(content, validate=True))
     except (binascii.Error, ValueError):  # InvalidQueuedEventError is a ValueError

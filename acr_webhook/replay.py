@@ -4,7 +4,7 @@ The queue-triggered function ``replay_fallback`` in function_app.py calls this f
 ids make it idempotent. While the database is still unavailable the event goes back into the
 queue with a delay that doubles up to a cap, and the call returns normally: the runtime's
 retries (a fixed delay, a counted number of tries, then the poison queue) are left for messages
-that can never be stored.
+that can never be stored, and for events that the queue could not take back either.
 """
 
 from __future__ import annotations
