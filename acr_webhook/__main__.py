@@ -282,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
         "back for replay. Settings come from the environment over local.settings.json.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve function_app.py's HTTP functions locally")
+    serve = commands.add_parser(
+        "serve",
+        help="serve function_app.py's HTTP functions locally and run its queue and timer triggers",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument("--port", type=int, default=7071, help="port to listen on (%(default)s)")
     serve.add_argument("--app", default="function_app", help="module that defines `app`")
