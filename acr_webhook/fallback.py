@@ -86,7 +86,8 @@ class StorageQueueFallback:
 
 
 def provision_queue(settings: QueueSettings) -> None:
-    """Create the fallback queue and its poison queue if missing (Bicep does it in Azure)."""
+    """Create the fallback queue and its poison queue if missing. In Azure, Bicep creates the
+    fallback queue and the Functions runtime the poison queue, when it first moves a message."""
     for queue in (settings, settings.poison):
         client = create_queue_client(
             queue, {"connection_timeout": 5, "read_timeout": 30, "retry_total": 0}
