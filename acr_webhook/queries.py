@@ -1,7 +1,8 @@
 """The read side: query parameters in, a page of events (newest first) and a continuation out.
 
 Framework-free like ``handlers``: ``function_app.py`` passes ``req.params`` to
-``handle_events_query`` and the CLI calls ``parse_event_query`` and ``fetch_page`` itself.
+``handle_events_query`` and the CLI calls ``parse_event_query`` and ``fetch_page`` (or
+``fetch_pushes``) itself.
 
 Paging is keyset paging with a token of our own rather than the SDK's continuation: the SDK's
 cross-partition ORDER BY tokens are not portable between real Cosmos DB and the local server, and a

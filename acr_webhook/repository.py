@@ -1,4 +1,5 @@
-"""Where event documents are kept: the Cosmos DB implementation of ``store``'s protocols."""
+"""Where event documents are kept: the Cosmos DB implementation of ``store``'s EventRepository
+and EventReader."""
 
 from __future__ import annotations
 
