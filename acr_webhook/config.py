@@ -132,7 +132,9 @@ def load_settings(
         raise ConfigurationError(
             "COSMOS_ENDPOINT is not set (environment or local.settings.json Values)"
         )
-    if not endpoint.startswith(("https://", "http://")):
+    # Over plain HTTP the client would send its token or signed requests in the clear; the local
+    # server and the emulator serve HTTPS too.
+    if not endpoint.startswith("https://"):
         raise ConfigurationError("COSMOS_ENDPOINT must be an https:// URL")
     return Settings(
         cosmos_endpoint=endpoint,

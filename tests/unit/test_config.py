@@ -56,6 +56,12 @@ def test_missing_endpoint_is_a_configuration_error_naming_it(tmp_path: Path) -> 
         load_settings({}, tmp_path / "absent.json")
 
 
+@pytest.mark.parametrize("endpoint", ["http://myaccount.documents.azure.com:443/", "x.com"])
+def test_a_cosmos_endpoint_that_is_not_https_is_refused(endpoint: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"COSMOS_ENDPOINT must be an https:// URL"):
+        load_settings({"COSMOS_ENDPOINT": endpoint}, tmp_path / "absent.json")
+
+
 def test_broken_settings_file_is_reported(tmp_path: Path) -> None:
     file = tmp_path / "local.settings.json"
     file.write_text("{oops")
