@@ -10,6 +10,7 @@ import pytest
 from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, handle_webhook
 from acr_webhook.models import ENRICHMENT_FIELDS
 from tests.support import payloads
+from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 from tests.support.logs import decisions
 from tests.support.payloads import HOSTILE, mutated
@@ -246,3 +247,92 @@ def test_log_arguments_are_not_formatted_when_the_level_is_off(
     caplog.set_level(logging.WARNING)
     assert call(payloads.body(payloads.PUSH), repository)[0] == 201
     assert caplog.records == []
+
+
+# --- the answers and decisions of the less common paths ----------------------------------------
+
+
+def padded_to_the_limit(payload: dict[str, Any]) -> bytes:
+    """``payload`` as a body of exactly MAX_BODY_BYTES (spaces before the closing brace)."""
+    raw = payloads.body(payload)
+    return raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [({"action": "ping"}, 204), ({"action": "tag_delete", "id": "x"}, 202), ({"action": 5}, 400)],
+)
+def test_a_body_at_the_limit_that_is_not_a_recorded_event_is_read_not_413(
+    payload: dict[str, Any], status: int, repository: FakeEventRepository
+) -> None:
+    """The limit is the same for every body: one that takes the checks one at a time (ping,
+    an unrecorded action, a bad one) is read up to MAX_BODY_BYTES too."""
+    body = padded_to_the_limit(payload)
+    assert len(body) == MAX_BODY_BYTES
+    assert call(body, repository)[0] == status
+
+
+def test_an_unrecorded_action_is_answered_ignored_with_the_reason(
+    repository: FakeEventRepository,
+) -> None:
+    payload = payloads.with_new_id(payloads.PUSH)
+    payload["action"] = "tag_delete"
+    assert call(payloads.body(payload), repository) == (
+        202,
+        {"status": "ignored", "reason": "action 'tag_delete' is not recorded"},
+    )
+
+
+def test_a_ping_is_a_ping_decision_of_the_webhook_route(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert call(payloads.body({"action": "ping"}), repository)[0] == 204
+    assert decisions(caplog) == [{"decision": "ping", "route": "webhook"}]
+
+
+def test_an_event_the_store_refuses_is_a_rejected_decision_naming_it(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    repository.refused.add(payloads.PUSH["id"])
+    assert call(payloads.body(payloads.PUSH), repository)[0] == 400
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"], entry["event_id"]) == (
+        "rejected",
+        "webhook",
+        payloads.PUSH["id"],
+    )
+    assert (entry["action"], entry["repository"]) == ("push", "hello-world")
+    assert "fake refusal" in entry["reason"]
+
+
+def test_an_event_lost_to_both_outages_is_an_unavailable_decision_naming_both(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    queue = FakeFallbackQueue()
+    repository.unavailable = queue.unavailable = True
+    result = handle_webhook(payloads.body(payloads.PUSH), repository, fallback=queue)
+    assert result.status == 503
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"], entry["event_id"]) == (
+        "unavailable",
+        "webhook",
+        payloads.PUSH["id"],
+    )
+    assert "fake outage" in entry["reason"] and "fake queue outage" in entry["reason"]
+    assert isinstance(entry["store_ms"], float) and entry["store_ms"] >= 0
+
+
+def test_a_queued_event_is_a_queued_decision_with_the_outage_and_the_store_time(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    caplog.set_level(logging.INFO)
+    repository.unavailable = True
+    result = handle_webhook(payloads.body(payloads.PUSH), repository, fallback=FakeFallbackQueue())
+    assert result.status == 202
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"]) == ("queued", "webhook")
+    assert "fake outage" in entry["reason"] and "queued for replay" in entry["reason"]
+    assert isinstance(entry["store_ms"], float) and entry["store_ms"] >= 0
