@@ -16,6 +16,7 @@ from acr_webhook import runtime
 from acr_webhook.config import ReconcileSettings, Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.reconcile import (
+    MAX_ID_CHARS,
     HistoryFileError,
     InvalidEntry,
     read_history_file,
@@ -148,6 +149,35 @@ def test_invalid_entries_are_counted_and_named_and_never_stop_the_run(
         assert secret not in all_logged(caplog)
 
 
+def test_an_entry_that_is_not_an_object_or_whose_action_is_not_text_is_invalid() -> None:
+    """Not skipped as an unrecorded action: reported, so that the operator sees it."""
+    repository = FakeEventRepository()
+    numbered = payloads.with_new_id(payloads.PUSH)
+    numbered["action"] = 5
+    outcome, invalid = run([7, history_entry(numbered)], repository)
+    assert outcome.counts.summary() == "recorded=0 already=0 skipped=0 invalid=2"
+    assert [str(entry) for entry in invalid] == [
+        "entry 0: must be an object, not int",
+        f"entry 1 (id {numbered['id']!r}): "
+        "eventRequestMessage.content.action: required, must be a non-empty string",
+    ]
+    assert repository.add_calls == 0
+
+
+def test_an_invalid_entrys_long_id_is_cut_in_the_report() -> None:
+    def without_timestamp(entry_id: str) -> dict[str, Any]:
+        entry = history_entry(payloads.with_new_id(payloads.PUSH))
+        entry["id"] = entry_id
+        del entry["eventRequestMessage"]["content"]["timestamp"]
+        return entry
+
+    at_the_limit, longer = "a" * MAX_ID_CHARS, "b" * (MAX_ID_CHARS + 1)
+    _, invalid = run(
+        [without_timestamp(at_the_limit), without_timestamp(longer)], FakeEventRepository()
+    )
+    assert [entry.entry_id for entry in invalid] == [at_the_limit, "b" * MAX_ID_CHARS + "..."]
+
+
 class RefusingRepository(FakeEventRepository):
     def add(self, document: dict[str, Any]) -> bool:
         raise DocumentRejectedError("refused by the database (400): bad document")
@@ -212,6 +242,9 @@ def test_the_file_az_writes_is_read_in_any_encoding_windows_writes(tmp_path: Pat
         (b"\xff\x00\xfe", "is not UTF-8 text"),
         (b'{"value": []}', "must be a JSON array of webhook events"),
         (b"[1]", "item 0 is a int"),
+        (b"{}", "must be a JSON array of webhook events"),
+        (b"5", "not a JSON int"),
+        (b"[" * 100_000, "is nested too deeply"),
     ],
 )
 def test_an_unusable_file_is_one_line_saying_why(
@@ -226,6 +259,12 @@ def test_an_unusable_file_is_one_line_saying_why(
     assert reason in message
     assert message.startswith(str(path))
     assert "\n" not in message
+
+
+def test_a_file_that_cannot_be_read_is_one_line_saying_why(tmp_path: Path) -> None:
+    with pytest.raises(HistoryFileError) as raised:
+        read_history_file(tmp_path)  # a directory
+    assert str(raised.value).startswith(f"{tmp_path}: cannot be read (")
 
 
 @pytest.mark.parametrize(
