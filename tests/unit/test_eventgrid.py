@@ -961,3 +961,104 @@ def test_event_grid_decisions_carry_the_team_fields(
     assert isinstance(getattr(logged[0], "store_ms", None), float)
     assert not hasattr(logged[1], "store_ms")
     assert "events[0]" in getattr(logged[3], "reason", "")
+
+
+# --- the answers and decisions of the less common paths ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "action"),
+    [
+        ("Microsoft.ContainerRegistry.ImagePushed", "push"),
+        ("Microsoft.ContainerRegistry.ImageDeleted", "delete"),
+        ("Microsoft.ContainerRegistry.ChartPushed", "chart_push"),
+        ("Microsoft.ContainerRegistry.ChartDeleted", "chart_delete"),
+    ],
+)
+def test_the_event_types_acr_documents_are_recorded(
+    event_type: str, action: str, repository: FakeEventRepository
+) -> None:
+    """Spelled out as Azure's reference spells them: the table the app routes by is not
+    checked against itself."""
+    data = ACR_EVENTS[action]
+    result = call([event_grid(data, event_type=event_type)], repository)
+    assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 0, "ignored": 0})
+    assert repository.documents[data["id"]]["action"] == action
+
+
+def test_exactly_as_many_invalid_events_as_are_named_are_all_named_with_no_remainder(
+    repository: FakeEventRepository,
+) -> None:
+    result = call([7] * MAX_REPORTED_PROBLEMS, repository)
+    assert result.status == 400
+    assert result.body is not None
+    error = str(result.body["error"])
+    assert f"events[{MAX_REPORTED_PROBLEMS - 1}]: " in error
+    assert "more" not in error
+
+
+def test_a_handshake_of_exactly_the_size_limit_is_answered(
+    repository: FakeEventRepository,
+) -> None:
+    raw = payloads.body([validation_event("the-code")])
+    body = raw[:-1] + b" " * (MAX_HANDSHAKE_BYTES - len(raw)) + b"]"
+    assert len(body) == MAX_HANDSHAKE_BYTES
+    result = call(body, repository, HANDSHAKE)
+    assert (result.status, result.body) == (200, {"validationResponse": "the-code"})
+
+
+def test_a_lone_cloud_event_is_named_event_in_a_400(repository: FakeEventRepository) -> None:
+    event = cloud_event(payloads.with_new_id(payloads.PUSH))
+    del event["data"]["target"]["repository"]
+    result = call(event, repository)
+    assert result.status == 400
+    assert result.body == {"error": "event.data.target.repository: Field required"}
+
+
+def test_an_acr_event_without_data_is_a_400_saying_it_is_missing(
+    repository: FakeEventRepository,
+) -> None:
+    event = event_grid(payloads.PUSH)
+    del event["data"]
+    result = call([event], repository)
+    assert result.status == 400
+    assert result.body == {
+        "error": "events[0].data: must be a JSON object with the ACR event, not missing"
+    }
+
+
+def test_an_event_the_store_refuses_is_a_rejected_decision_naming_it(
+    repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    refused = payloads.with_new_id(payloads.PUSH)
+    repository.refused.add(refused["id"])
+    assert call([event_grid(refused)], repository).status == 400
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"], entry["event_id"]) == (
+        "rejected",
+        "eventgrid",
+        refused["id"],
+    )
+    assert entry["reason"] == "fake refusal"
+
+
+def test_each_unavailable_decision_says_why_its_event_was_not_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write that failed names the database's error; the events it left unwritten name
+    the batch's."""
+    repository = FailingAfter(ok=1)
+    events = (payloads.PUSH, payloads.DELETE, payloads.CHART_PUSH)
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=1) as one_writer:
+        result = call([event_grid(p) for p in events], repository, executor=one_writer)
+    assert result.status == 503
+    reasons = {
+        entry["event_id"]: entry["reason"]
+        for entry in decisions(caplog)
+        if entry["decision"] == "unavailable"
+    }
+    assert reasons == {
+        payloads.DELETE["id"]: "database unavailable (fake outage)",
+        payloads.CHART_PUSH["id"]: "batch: database unavailable (fake outage)",
+    }
