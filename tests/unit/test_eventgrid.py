@@ -1062,3 +1062,13 @@ def test_each_unavailable_decision_says_why_its_event_was_not_stored(
         payloads.DELETE["id"]: "database unavailable (fake outage)",
         payloads.CHART_PUSH["id"]: "batch: database unavailable (fake outage)",
     }
+
+
+@pytest.mark.parametrize("body", [b"", b"{not json", b'["\xff"]', b"[" * 100_000 + b"]" * 100_000])
+def test_a_body_that_cannot_be_read_is_a_rejected_decision_of_the_eventgrid_route(
+    body: bytes, repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert call(body, repository).status == 400
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"]) == ("rejected", "eventgrid")
