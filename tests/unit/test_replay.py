@@ -161,3 +161,40 @@ def test_a_message_that_is_not_an_event_is_a_rejected_replay_decision(
     [decision] = decisions(caplog)
     assert (decision["decision"], decision["route"]) == ("rejected", "replay")
     assert decision["reason"].startswith("queued message is not JSON")
+
+
+def test_a_replayed_event_is_a_replayed_decision_and_again_a_duplicate_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    repository = FakeEventRepository()
+    message = ParkedEvent(DOCUMENT).to_message()
+    with caplog.at_level(logging.INFO):
+        replay_queued_event(message, repository, FakeFallbackQueue(), CAP_S)
+        replay_queued_event(message, repository, FakeFallbackQueue(), CAP_S)
+    assert decisions(caplog) == [
+        {
+            "decision": decision,
+            "route": "replay",
+            "event_id": "e1",
+            "action": "push",
+            "repository": "r",
+        }
+        for decision in ("replayed", "duplicate")
+    ]
+
+
+def test_a_document_the_database_refuses_is_a_rejected_decision_naming_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """operations.md: a poisoned message's cause is in the replay's `rejected` decision."""
+    with caplog.at_level(logging.INFO), pytest.raises(InvalidQueuedEventError):
+        replay_queued_event(
+            ParkedEvent(DOCUMENT).to_message(), RefusingRepository(), FakeFallbackQueue(), CAP_S
+        )
+    [decision] = decisions(caplog)
+    assert (decision["decision"], decision["route"], decision["event_id"]) == (
+        "rejected",
+        "replay",
+        "e1",
+    )
+    assert "bad document" in decision["reason"]
