@@ -198,3 +198,17 @@ def test_a_document_the_database_refuses_is_a_rejected_decision_naming_it(
         "e1",
     )
     assert "bad document" in decision["reason"]
+
+
+@pytest.mark.parametrize("attempts", [-1, True, "2", 1.0, None])
+def test_a_valid_document_with_an_unusable_attempt_count_is_refused(attempts: Any) -> None:
+    message = json.dumps({"document": DOCUMENT, "attempts": attempts})
+    with pytest.raises(InvalidQueuedEventError, match="no valid attempt count"):
+        replay_queued_event(message, FakeEventRepository(), FakeFallbackQueue(), CAP_S)
+
+
+def test_a_parked_timestamp_is_at_most_64_characters() -> None:
+    at_the_limit = {**DOCUMENT, "timestamp": "t" * 64}
+    assert parse_parked(json.dumps(at_the_limit)).document == at_the_limit
+    with pytest.raises(InvalidQueuedEventError, match=r"document\.timestamp"):
+        parse_parked(json.dumps({**DOCUMENT, "timestamp": "t" * 65}))
