@@ -305,6 +305,10 @@ class _BatchProgress:
             self._decided |= ids
             self._writing -= ids
 
+    def stop_writes(self) -> None:
+        with self._lock:
+            self._abandoned = True
+
     def abandon(self, events: list[AcrEvent]) -> list[AcrEvent]:
         """Stops further writes; returns those of ``events`` that no write has decided or will
         decide."""
@@ -345,7 +349,7 @@ def _write(
     written = _Written()
     for document in _merge(copies, received_at):
         if time.monotonic() > deadline:
-            progress.abandon([])
+            progress.stop_writes()
             raise RepositoryUnavailableError("batch time budget used up before this write")
         if not progress.start_writing(document.copies):
             return written
@@ -355,7 +359,7 @@ def _write(
             created = repository.add(document.fields)
         except RepositoryUnavailableError as error:
             store_ms = (time.perf_counter() - started) * 1000
-            progress.abandon([])
+            progress.stop_writes()
             reason = f"database unavailable ({error})"
             unavailable = ["unavailable"] * len(document.copies)
             _log_copies(document.copies, logging.ERROR, unavailable, store_ms, progress, reason)
