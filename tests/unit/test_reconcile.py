@@ -27,6 +27,7 @@ from acr_webhook.store import DocumentRejectedError, HistoryUnreadableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
+from tests.support.logs import decisions
 from tests.support.serve import app_environment, run_python
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -207,11 +208,84 @@ def test_a_rejected_entry_is_logged_with_the_event_id_action_and_repository_it_h
     assert f"repository={refused['target']['repository']!r}" in rejected[0].getMessage()
 
 
-def test_an_unreachable_store_stops_the_run_with_the_counts_so_far() -> None:
+def test_each_invalid_entry_is_a_rejected_decision_of_the_reconcile_route_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fields operations.md queries; an entry without any id has no event_id at all."""
+    caplog.set_level(logging.INFO)
+    refused = payloads.with_new_id(payloads.PUSH)
+    no_content = {"id": "no-content", "eventRequestMessage": None}
+    no_id = {"eventRequestMessage": None}
+    entries = [history_entry(refused), no_content, no_id]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": []})
+    reconcile_webhooks(TARGET, RefusingRepository(), history, now=lambda: NOW)
+
+    assert decisions(caplog) == [
+        {
+            "decision": "rejected",
+            "route": "reconcile",
+            "event_id": refused["id"],
+            "action": "push",
+            "repository": refused["target"]["repository"],
+            "reason": "refused by the store: refused by the database (400): bad document",
+        },
+        {
+            "decision": "rejected",
+            "route": "reconcile",
+            "event_id": "no-content",  # the history entry's id: the content has none to claim
+            "reason": "eventRequestMessage: required, must be an object",
+        },
+        {
+            "decision": "rejected",
+            "route": "reconcile",
+            "reason": "eventRequestMessage: required, must be an object",
+        },
+    ]
+
+
+def test_an_entry_the_store_refuses_is_counted_invalid_and_the_run_goes_on() -> None:
+    refused, also_refused = (payloads.with_new_id(payloads.PUSH) for _ in range(2))
+    outcome, invalid = run(
+        [history_entry(refused), history_entry(also_refused)], RefusingRepository()
+    )
+
+    assert (outcome.counts.summary(), outcome.unavailable) == (
+        "recorded=0 already=0 skipped=0 invalid=2",
+        None,
+    )
+    assert [str(entry) for entry in invalid] == [
+        f"entry {index} (id {payload['id']!r}): "
+        "refused by the store: refused by the database (400): bad document"
+        for index, payload in enumerate([refused, also_refused])
+    ]
+
+
+def test_content_that_is_a_string_but_not_json_is_invalid_and_says_so() -> None:
+    """The spec types content as an object; a serialised one is accepted, a broken one is not
+    'missing': the report says what is wrong with it."""
+    repository = FakeEventRepository()
+    serialised = payloads.with_new_id(payloads.PUSH)
+    broken = history_entry(payloads.with_new_id(payloads.PUSH))
+    broken["eventRequestMessage"]["content"] = '{"action": "push", '
+    entries = [history_entry(json.dumps(serialised)), broken]
+    entries[0]["id"] = serialised["id"]
+    outcome, invalid = run(entries, repository)
+
+    assert outcome.counts.summary() == "recorded=1 already=0 skipped=0 invalid=1"
+    assert list(repository.documents) == [serialised["id"]]
+    assert [str(entry) for entry in invalid] == [
+        f"entry 1 (id {broken['id']!r}): eventRequestMessage.content: is a string but not JSON"
+    ]
+
+
+def test_an_unreachable_store_stops_the_run_with_the_counts_so_far(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     repository = FakeEventRepository()
     first, second = (history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(2))
     run([first], repository)
     repository.unavailable = True
+    caplog.clear()
 
     outcome, _ = run(
         [first, second, history_entry(payloads.with_new_id(payloads.PUSH))], repository
@@ -220,6 +294,18 @@ def test_an_unreachable_store_stops_the_run_with_the_counts_so_far() -> None:
     assert outcome.unavailable == "fake outage"
     assert outcome.counts.summary() == "recorded=0 already=0 skipped=0 invalid=0"
     assert repository.add_calls == 2  # the first failure ends it
+    # The event the run stopped at is an unavailable decision (operations.md counts them).
+    content = first["eventRequestMessage"]["content"]
+    assert decisions(caplog) == [
+        {
+            "decision": "unavailable",
+            "route": "reconcile",
+            "event_id": content["id"],
+            "action": "push",
+            "repository": content["target"]["repository"],
+            "reason": "fake outage",
+        }
+    ]
 
 
 # --- the events file -----------------------------------------------------------------------
