@@ -518,6 +518,7 @@ def test_an_ignored_event_is_named(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         assert call([unknown], FakeEventRepository()).status == 200
     assert decided_ids(caplog) == [("ignored", unknown["id"])]
+    assert decisions(caplog)[0]["reason"] == "unknown event type"
 
 
 def test_the_store_error_is_reported_as_unavailable_not_raised() -> None:
@@ -914,7 +915,26 @@ def test_the_event_type_decides_the_action_with_a_warning(
     assert getattr(warning, "event_id", None) == event["data"]["id"]
     assert getattr(warning, "action", None) == stored
     assert getattr(warning, "route", None) == "eventgrid"
+    assert getattr(warning, "repository", None) == event["data"]["target"]["repository"]
+    assert getattr(warning, "reason", None) == "data.action contradicts the event type"
     assert repr(claimed) in warning.getMessage()
+
+
+@pytest.mark.parametrize("claimed", ["", None, "absent"])
+def test_a_data_action_that_says_nothing_takes_the_types_action_without_a_warning(
+    claimed: str | None,
+    repository: FakeEventRepository,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    event = event_grid(payloads.with_new_id(payloads.DELETE))
+    if claimed == "absent":
+        del event["data"]["action"]
+    else:
+        event["data"]["action"] = claimed
+    assert call([event], repository).status == 200
+    assert repository.documents[event["data"]["id"]]["action"] == "delete"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def test_event_grid_fields_are_kept_and_fill_in_a_webhook_document(
@@ -1062,6 +1082,13 @@ def test_each_unavailable_decision_says_why_its_event_was_not_stored(
         payloads.DELETE["id"]: "database unavailable (fake outage)",
         payloads.CHART_PUSH["id"]: "batch: database unavailable (fake outage)",
     }
+    # The batch's own 503 record is not a decision; it carries the route and the reason.
+    [batch] = [r for r in caplog.records if r.levelno == logging.ERROR and "503" in r.getMessage()]
+    assert not hasattr(batch, "decision")
+    assert (getattr(batch, "route", None), getattr(batch, "reason", None)) == (
+        "eventgrid",
+        "database unavailable (fake outage)",
+    )
 
 
 @pytest.mark.parametrize("body", [b"", b"{not json", b'["\xff"]', b"[" * 100_000 + b"]" * 100_000])
