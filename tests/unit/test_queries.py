@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,6 @@ from acr_webhook.models import (
 )
 from acr_webhook.queries import (
     MAX_LIMIT,
-    MAX_TIED_EVENTS,
     SKIPPED_REASON,
     QueryError,
     fetch_page,
@@ -133,6 +133,31 @@ def test_every_parameter_is_parsed_and_code_is_ignored() -> None:
 def test_times_become_the_stored_fixed_width_utc_form(given: str, stored: str) -> None:
     assert parse_event_query({"since": given}, now=lambda: NOW).since == stored
     assert parse_event_query({"until": given}, now=lambda: NOW).until == stored
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("1000-01-01T00:00:00Z", "1000-01-01T00:00:00.000000Z"),
+        ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_the_first_and_last_years_stored_are_accepted(given: str, stored: str) -> None:
+    """The years a stored timestamp has (1000 to 9999, as the error says): both ends included."""
+    assert parse_event_query({"since": given}).since == stored
+
+
+def test_a_time_without_an_offset_is_utc_whatever_the_hosts_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        query = parse_event_query({"since": "2024-05-02T08:15:42"}, now=lambda: NOW)
+        assert query.since == "2024-05-02T08:15:42.000000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def rejected(params: dict[str, str]) -> QueryError:
@@ -416,6 +441,8 @@ def test_a_relative_since_keeps_its_window_across_pages(reader: FakeEventReposit
 
 # docs/queries.md: whatever the data, a token is at most this long.
 TOKEN_CHARS: Final = 512
+# docs/queries.md: at most this many events at one timestamp are listed; more are skipped.
+TIED_EVENTS_LISTED: Final = 1000
 LONG_REPOSITORY: Final = "😀" * MAX_REPOSITORY_LENGTH  # 4 bytes a character, 12 as JSON escapes
 
 
@@ -450,7 +477,8 @@ def test_a_thousand_ties_at_the_largest_limit_give_a_short_token(
     reader: FakeEventRepository, limit: int
 ) -> None:
     # The audit's case: at limit=1000, a token for 1,000 tied uuid ids was 68,115 characters.
-    tied = seed(reader, *(event(at="2026-11-23T10:00:00Z") for _ in range(MAX_LIMIT)))
+    # As many as are listed at one timestamp: none of them is skipped.
+    tied = seed(reader, *(event(at="2026-11-23T10:00:00Z") for _ in range(TIED_EVENTS_LISTED)))
     older = seed(reader, event(at="2026-11-23T09:00:00Z"))
     tokens: list[str] = []
 
@@ -494,7 +522,7 @@ def test_a_timestamp_with_too_many_events_is_skipped_with_a_note(
 ) -> None:
     seed(reader, *(event(tag=f"new{n}", at=f"2026-11-23T11:00:0{n}Z") for n in range(3)))
     crowded = "2026-11-23T10:00:00.000000Z"
-    too_many = [event(tag=f"t{n}", at=crowded) for n in range(MAX_TIED_EVENTS + 1)]
+    too_many = [event(tag=f"t{n}", at=crowded) for n in range(TIED_EVENTS_LISTED + 1)]
     seed(reader, *too_many)
     older = seed(reader, *(event(tag=f"old{n}", at=f"2026-11-23T09:00:0{n}Z") for n in range(3)))
 
@@ -504,7 +532,7 @@ def test_a_timestamp_with_too_many_events_is_skipped_with_a_note(
     # The page ends before them, says so, and the next page carries on after them.
     assert [row["tag"] for row in first[view]] == ["new2", "new1", "new0"]
     assert first["skipped"] == {"timestamp": crowded, "reason": SKIPPED_REASON}
-    assert f"more than {MAX_TIED_EVENTS} events at {crowded} match" in caplog.text
+    assert f"more than {TIED_EVENTS_LISTED} events at {crowded} match" in caplog.text
     status, second = call(
         {"limit": "50", "view": view, "continuation": first["continuation"]}, reader
     )
@@ -541,8 +569,10 @@ def test_malformed_tokens_are_400_naming_continuation(
     reader: FakeEventRepository, token: str
 ) -> None:
     status, body = call({"continuation": token}, reader)
-    assert status == 400
-    assert body["error"].startswith("continuation: ")
+    assert (status, body) == (
+        400,
+        {"error": "continuation: is not a continuation token from this endpoint; start without it"},
+    )
     assert reader.find_calls == 0
 
 
@@ -564,6 +594,27 @@ def test_a_token_cannot_move_its_position_out_of_its_time_window(
         200,
         ["2026-11-22T12:00:00.000000Z"],
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "window"),
+    [
+        ({"since": "2026-11-23T11:00:00Z"}, [None, None]),
+        ({"until": "2026-11-23T13:00:00Z"}, [None, None]),
+        ({}, ["2026-11-23T11:00:00.000000Z", None]),
+    ],
+)
+def test_a_token_cannot_drop_or_add_a_bound_of_its_time_window(
+    reader: FakeEventRepository, params: dict[str, str], window: list[str | None]
+) -> None:
+    """Tokens are not signed: one whose window lacks the query's since (or until) would
+    widen the query beyond its filter."""
+    seed(reader, event(at="2026-11-23T10:00:00Z"), event(at="2026-11-23T11:30:00Z"))
+    fingerprint = parse_event_query(params).fingerprint()
+    position = "2026-11-23T12:00:00.000000Z"
+    token = forged({"v": 2, "q": fingerprint, "t": position, "k": None, "w": window})
+    status, body = call({**params, "continuation": token}, reader)
+    assert (status, body["error"][:14]) == (400, "continuation: ")
 
 
 def test_bad_parameters_are_400_without_reading(reader: FakeEventRepository) -> None:
@@ -810,6 +861,32 @@ def test_one_row_per_push_with_the_first_time_and_each_regions_time(
     assert by_digest["regions"] == [{"location": None, "timestamp": "2026-11-23T09:00:00.000000Z"}]
 
 
+def test_a_push_rows_actor_and_registry_come_from_its_first_event_that_has_them(
+    reader: FakeEventRepository,
+) -> None:
+    """A webhook delivery carries no actor: the row takes it from a replica's event."""
+    webhook, first_replica, second_replica = replicated(
+        "team/api",
+        "v1",
+        DIGEST_A,
+        [
+            (None, "2026-11-23T10:00:00Z"),
+            ("westeurope", "2026-11-23T10:00:01Z"),
+            ("eastus", "2026-11-23T10:00:09Z"),
+        ],
+    )
+    webhook.update(actor=None, registry=None)
+    first_replica.update(actor="ci-bot", registry="myregistry.azurecr.io")
+    second_replica.update(actor="someone-else", registry="other.azurecr.io")
+    seed(reader, webhook, first_replica, second_replica)
+
+    status, body = call({"view": "pushes"}, reader)
+
+    assert status == 200
+    [row] = body["pushes"]
+    assert (row["actor"], row["registry"]) == ("ci-bot", "myregistry.azurecr.io")
+
+
 def test_pushes_keep_the_filters(reader: FakeEventRepository) -> None:
     seed(
         reader,
@@ -867,7 +944,8 @@ def test_a_push_of_many_events_pages_without_repeating_one(reader: FakeEventRepo
     seed(reader, *replicated("team/api", "v1", DIGEST_A, many))
     pages = page_through(reader, {"view": "pushes"}, "pushes")
     regions = [r["location"] for page in pages for push in page for r in push["regions"]]
-    assert len(pages) == 2  # a page reads at most MAX_PUSH_SCAN (1000) events
+    # docs/queries.md: a page holds at most 1,000 events; it holds that many when there are more.
+    assert [len(push["regions"]) for page in pages for push in page] == [1000, 200]
     assert sorted(regions) == sorted(location for location, _ in many)
 
 
