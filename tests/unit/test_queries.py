@@ -248,7 +248,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 def test_until_must_be_after_since() -> None:
     same = "2026-11-01T00:00:00Z"
-    assert rejected({"since": same, "until": same}).parameters == ("until",)
+    assert str(rejected({"since": same, "until": same})) == "until: must be later than since"
     later = {"since": "2026-11-02T00:00:00+00:00", "until": "2026-11-02T00:00:00+01:00"}
     assert rejected(later).parameters == ("until",)  # 23:00 the day before, in UTC
 
@@ -947,6 +947,26 @@ def test_a_push_of_many_events_pages_without_repeating_one(reader: FakeEventRepo
     # docs/queries.md: a page holds at most 1,000 events; it holds that many when there are more.
     assert [len(push["regions"]) for page in pages for push in page] == [1000, 200]
     assert sorted(regions) == sorted(location for location, _ in many)
+
+
+def test_a_push_whose_events_share_a_timestamp_beyond_a_read_batch_is_one_row(
+    reader: FakeEventRepository,
+) -> None:
+    """250 replicas reporting at one instant: more than the pushes view reads at a time
+    (PUSH_SCAN_BATCH, 200), so they are read whole, and reading goes on after them."""
+    at_once = [(f"region{n:03d}", "2026-11-23T10:00:00Z") for n in range(250)]
+    seed(
+        reader,
+        *replicated("team/api", "v1", DIGEST_A, at_once),
+        *replicated("team/api", "v0", DIGEST_B, [("westeurope", "2026-11-23T09:00:00Z")]),
+    )
+    status, body = call({"view": "pushes"}, reader)
+
+    assert (status, body["continuation"]) == (200, None)
+    assert [(row["tag"], len(row["regions"])) for row in body["pushes"]] == [("v1", 250), ("v0", 1)]
+    assert sorted(r["location"] for r in body["pushes"][0]["regions"]) == [
+        name for name, _ in at_once
+    ]
 
 
 def test_tokens_do_not_cross_between_views(reader: FakeEventRepository) -> None:
