@@ -244,6 +244,13 @@ def test_unknown_parameters_are_named_so_typos_do_not_widen_the_query() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     error = rejected({"limit": "0", "action": "pull", "digest": "abc", "colour": "red"})
     assert set(error.parameters) == {"limit", "action", "digest", "colour"}
+    # The 400's one line: each problem after its parameter's name, "; " between them.
+    assert str(error) == (
+        "colour: unknown parameter; use repository, tag, digest, action, since, until, view, "
+        "limit, continuation; digest: must be a full digest such as sha256:<64 hex digits>; "
+        "action: must be one of chart_delete, chart_push, delete, push, quarantine; "
+        "limit: must be a whole number from 1 to 1000"
+    )
 
 
 def test_until_must_be_after_since() -> None:
@@ -420,10 +427,27 @@ def test_a_token_cannot_page_a_query_with_other_filters(
 ) -> None:
     _, first = call({"repository": "team/api", "limit": "1"}, reader)
     status, body = call({"repository": "team/web", "continuation": first["continuation"]}, reader)
-    assert status == 400
-    assert body["error"].startswith("continuation: ")
+    assert (status, body) == (
+        400,
+        {"error": "continuation: belongs to a query with other filters; repeat the same filters"},
+    )
     status, body = call({"continuation": first["continuation"]}, reader)
     assert status == 400
+
+
+def test_a_page_ending_among_events_at_exactly_since_continues(
+    reader: FakeEventRepository,
+) -> None:
+    """since is inclusive: a page may end among the events at that very time, and its token
+    (whose position is then the window's lower bound) must carry on."""
+    at_since = seed(reader, *(event(tag=f"v{n}", at="2026-11-23T10:00:00Z") for n in range(3)))
+    seed(reader, event(tag="older", at="2026-11-23T09:59:59Z"))
+
+    pages = page_through(reader, {"since": "2026-11-23T10:00:00Z", "limit": "1"})
+
+    assert sorted(row["tag"] for page in pages for row in page) == sorted(
+        document["tag"] for document in at_since
+    )
 
 
 def test_a_relative_since_keeps_its_window_across_pages(reader: FakeEventRepository) -> None:
