@@ -211,6 +211,23 @@ def test_each_bad_parameter_is_named(name: str, value: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"tag": ""}, "tag: must not be empty"),
+        (
+            {"since": "yesterday"},
+            "since: must be an ISO 8601 time such as 2024-05-01T12:00:00Z "
+            "or a duration before now such as PT1H",
+        ),
+    ],
+)
+def test_a_bad_value_is_explained_with_what_to_send_instead(
+    params: dict[str, str], message: str
+) -> None:
+    assert str(rejected(params)) == message
+
+
+@pytest.mark.parametrize(
     ("name", "longest", "value_of_length"),
     [
         ("repository", MAX_REPOSITORY_LENGTH, lambda length: "r" * length),
