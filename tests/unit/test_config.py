@@ -51,9 +51,17 @@ def test_local_settings_file_is_read_and_the_environment_wins(tmp_path: Path) ->
     assert settings.local_function_key == "file-key"
 
 
-def test_missing_endpoint_is_a_configuration_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="COSMOS_ENDPOINT"):
-        load_settings({}, tmp_path / "absent.json")
+@pytest.mark.parametrize("endpoint", [None, "", "   "])
+def test_missing_endpoint_is_a_configuration_error_naming_it(
+    tmp_path: Path, endpoint: str | None
+) -> None:
+    environ = {} if endpoint is None else {"COSMOS_ENDPOINT": endpoint}
+    with pytest.raises(ConfigurationError) as error:
+        load_settings(environ, tmp_path / "absent.json")
+    # Not set, and where to set it: not "must be an https:// URL" about a value never given.
+    assert str(error.value) == (
+        "COSMOS_ENDPOINT is not set (environment or local.settings.json Values)"
+    )
 
 
 @pytest.mark.parametrize("endpoint", ["http://myaccount.documents.azure.com:443/", "x.com"])
@@ -143,6 +151,10 @@ def test_reconcile_settings_take_a_sovereign_cloud_endpoint_and_audience(tmp_pat
     ("extra", "named"),
     [
         ({"ACR_REGISTRY_ID": "myregistry", "ACR_WEBHOOK_NAMES": "hook"}, "ACR_REGISTRY_ID"),
+        (  # the resource group's id, not the registry's
+            {"ACR_REGISTRY_ID": REGISTRY_ID.split("/providers/")[0], "ACR_WEBHOOK_NAMES": "hook"},
+            "ACR_REGISTRY_ID",
+        ),
         ({"ACR_REGISTRY_ID": REGISTRY_ID}, "ACR_WEBHOOK_NAMES"),
         (
             {"ACR_REGISTRY_ID": REGISTRY_ID, "ACR_WEBHOOK_NAMES": "h", "ARM_ENDPOINT": "http://x"},
