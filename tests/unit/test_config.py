@@ -77,6 +77,15 @@ def test_broken_settings_file_is_reported(tmp_path: Path) -> None:
         load_settings({"COSMOS_ENDPOINT": "https://x/"}, file)
 
 
+def test_a_settings_file_whose_values_are_not_an_object_is_reported(tmp_path: Path) -> None:
+    file = tmp_path / "local.settings.json"
+    file.write_text(json.dumps({"Values": ["COSMOS_ENDPOINT=https://x/"]}))
+    with pytest.raises(
+        ConfigurationError, match=r'local\.settings\.json: "Values" must be an object'
+    ):
+        load_settings({}, file)
+
+
 @pytest.mark.parametrize(
     ("endpoint", "loopback"),
     [
@@ -105,6 +114,7 @@ REGISTRY_ID = (
 def test_retention_days_is_read_and_checked(tmp_path: Path) -> None:
     absent = tmp_path / "absent.json"
     assert load_settings(BASE, absent).retention_days is None
+    assert load_settings({**BASE, "RETENTION_DAYS": "1"}, absent).retention_days == 1
     assert load_settings({**BASE, "RETENTION_DAYS": "90"}, absent).retention_days == 90
     assert load_settings({**BASE, "RETENTION_DAYS": "24855"}, absent).retention_days == 24855
     for bad in ("0", "-1", "1.5", "ninety", "24856"):
@@ -172,6 +182,12 @@ def test_incomplete_reconcile_settings_name_the_setting(
 # As the deployed app gets it: the storage account's primaryEndpoints.queue, with its trailing
 # slash, in a cloud whose suffix is not the public one, next to the public-cloud account name.
 SOVEREIGN_QUEUE_ENDPOINT = "https://st123.queue.core.chinacloudapi.cn/"
+
+
+def test_without_a_storage_connection_there_is_no_fallback_queue(tmp_path: Path) -> None:
+    assert load_settings(BASE, tmp_path / "absent.json").fallback_queue is None
+    blank = {"AzureWebJobsStorage": " ", "AzureWebJobsStorage__accountName": ""}
+    assert queue_settings(blank) is None
 
 
 def test_the_queue_service_uri_wins_over_the_account_name(tmp_path: Path) -> None:
