@@ -40,6 +40,7 @@ def test_local_settings_file_is_read_and_the_environment_wins(tmp_path: Path) ->
         {
             "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",
             "COSMOS_KEY": "k",
+            "COSMOS_DATABASE": "db-from-file",
             "COSMOS_CONTAINER": "from-file",
             "LOCAL_FUNCTION_KEY": "file-key",
         },
@@ -47,8 +48,27 @@ def test_local_settings_file_is_read_and_the_environment_wins(tmp_path: Path) ->
     settings = load_settings({"COSMOS_CONTAINER": "from-env"}, file)
     assert settings.cosmos_endpoint == "https://127.0.0.1:8081/"
     assert settings.cosmos_key == "k"
+    assert settings.cosmos_database == "db-from-file"
     assert settings.cosmos_container == "from-env"
     assert settings.local_function_key == "file-key"
+
+
+def test_the_settings_file_is_local_settings_json_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where Core Tools reads it too: a local run needs no path."""
+    write_settings(tmp_path / "local.settings.json", {"COSMOS_ENDPOINT": "https://127.0.0.1:8081/"})
+    monkeypatch.chdir(tmp_path)
+    assert load_settings({}).cosmos_endpoint == "https://127.0.0.1:8081/"
+
+
+def test_the_webhook_secret_and_its_header_are_read(tmp_path: Path) -> None:
+    absent = tmp_path / "absent.json"
+    settings = load_settings(BASE, absent)
+    assert (settings.webhook_secret, settings.webhook_secret_header) == (None, "Authorization")
+    values = {**BASE, "WEBHOOK_SECRET": "s3cret", "WEBHOOK_SECRET_HEADER": "X-Acr-Secret"}
+    settings = load_settings(values, absent)
+    assert (settings.webhook_secret, settings.webhook_secret_header) == ("s3cret", "X-Acr-Secret")
 
 
 @pytest.mark.parametrize("endpoint", [None, "", "   "])
