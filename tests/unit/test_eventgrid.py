@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import function_app
+from acr_webhook import runtime
 from acr_webhook.eventgrid import (
     BATCH_BUDGET_S,
     EVENT_TYPE_ACTIONS,
@@ -595,6 +596,21 @@ def host(
     monkeypatch.setattr(function_app, "eventgrid_repository", lambda: repository)
     monkeypatch.setattr(function_app, "batch_executor", lambda: POOL)
     return LocalFunctionsHost(function_app.app, KEY)
+
+
+def test_the_apps_batch_pool_writes_sixteen_events_at_once() -> None:
+    """The pool the route uses in Azure (the fixture above swaps it): one per process, with a
+    thread for each of the Cosmos DB connections set aside for batch writes."""
+    runtime.batch_executor.cache_clear()
+    pool = runtime.batch_executor()
+    try:
+        assert runtime.batch_executor() is pool
+        all_at_once = threading.Barrier(16, timeout=10)
+        writes = [pool.submit(all_at_once.wait) for _ in range(16)]
+        assert sorted(write.result() for write in writes) == list(range(16))
+    finally:
+        pool.shutdown()
+        runtime.batch_executor.cache_clear()
 
 
 def test_route_takes_post_and_options_with_the_function_key(host: LocalFunctionsHost) -> None:
