@@ -214,6 +214,7 @@ def test_each_bad_parameter_is_named(name: str, value: str) -> None:
     ("params", "message"),
     [
         ({"tag": ""}, "tag: must not be empty"),
+        ({"since": "P99999999999D"}, "since: is out of range"),  # before datetime.min
         (
             {"since": "yesterday"},
             "since: must be an ISO 8601 time such as 2024-05-01T12:00:00Z "
