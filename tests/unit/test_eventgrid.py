@@ -497,6 +497,58 @@ def test_a_write_still_under_way_when_the_budget_ends_logs_its_own_outcome_only(
     assert sorted(decided_ids(caplog)) == sorted(("recorded", p["id"]) for p in FOUR_EVENTS)
 
 
+class ByRepository(FakeEventRepository):
+    """Writes by (id, repository), as Cosmos DB keys documents in its ``/repository``
+    partitions; the outage is ``failing``'s alone and the write of ``held`` waits for
+    ``release``: a write under way, the test decides until when."""
+
+    def __init__(self, failing: str, held: tuple[str, str]) -> None:
+        super().__init__()
+        self.failing, self.held = failing, held
+        self.release = threading.Event()
+        self.written: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def add(self, document: dict[str, Any]) -> bool:
+        key = (document["id"], document["repository"])
+        if document["id"] == self.failing:
+            raise RepositoryUnavailableError("fake outage")
+        if key == self.held:
+            assert self.release.wait(timeout=30), "never released"
+        with self.lock:
+            self.written.append(key)
+        return True
+
+
+def test_a_write_under_way_when_the_batch_is_answered_503_starts_no_other(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An event id pushed to two repositories is two documents, written one after the other by
+    one task. The outage of another write answers the batch 503 while the first document is
+    being written: that one lands and logs ``recorded``; the second is never written, and its
+    copy has the 503's ``unavailable`` as its only decision."""
+    pushed = payloads.with_new_id(payloads.PUSH)
+    elsewhere = {**copy.deepcopy(pushed), "target": {**pushed["target"], "repository": "other"}}
+    failing = payloads.with_new_id(payloads.DELETE)
+    repository = ByRepository(failing["id"], (pushed["id"], "hello-world"))
+    batch = [event_grid(pushed), event_grid(elsewhere), event_grid(failing)]
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=2) as writers:
+        result = call(batch, repository, executor=writers)
+        repository.release.set()  # the answer is out: the held write ends
+    assert result.status == 503
+    assert repository.written == [(pushed["id"], "hello-world")]
+    assert sorted(
+        (entry["decision"], entry["event_id"], entry["repository"], entry.get("reason"))
+        for entry in decisions(caplog)
+    ) == sorted(
+        [
+            ("recorded", pushed["id"], "hello-world", None),
+            ("unavailable", pushed["id"], "other", "batch: database unavailable (fake outage)"),
+            ("unavailable", failing["id"], "hello-world", "database unavailable (fake outage)"),
+        ]
+    )
+
+
 def test_a_refused_event_in_a_batch_answered_503_has_only_its_rejected_decisions(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
