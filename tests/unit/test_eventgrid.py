@@ -6,9 +6,10 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pytest
 
@@ -34,6 +35,8 @@ from tests.support.payloads import HOSTILE, mutated
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 KEY = "test-key"
+P = ParamSpec("P")
+T = TypeVar("T")
 # The batch writes' pool, bounded as runtime.batch_executor() is in production.
 POOL_SIZE = 4
 POOL = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="test-batch-write")
@@ -535,6 +538,75 @@ def test_a_write_under_way_when_the_batch_is_answered_503_starts_no_other(
     with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=2) as writers:
         result = call(batch, repository, executor=writers)
         repository.release.set()  # the answer is out: the held write ends
+    assert result.status == 503
+    assert repository.written == [(pushed["id"], "hello-world")]
+    assert sorted(
+        (entry["decision"], entry["event_id"], entry["repository"], entry.get("reason"))
+        for entry in decisions(caplog)
+    ) == sorted(
+        [
+            ("recorded", pushed["id"], "hello-world", None),
+            ("unavailable", pushed["id"], "other", "batch: database unavailable (fake outage)"),
+            ("unavailable", failing["id"], "hello-world", "database unavailable (fake outage)"),
+        ]
+    )
+
+
+class KeepsFirstTask(ThreadPoolExecutor):
+    """A pool that keeps the future of the first task submitted."""
+
+    first: Future[Any] | None = None
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future = super().submit(fn, *args, **kwargs)
+        if self.first is None:
+            self.first = future
+        return future
+
+
+class OnDecision(logging.Filter):
+    """Runs ``then``, in the logging thread, when ``event_id``'s ``decision`` is logged. A
+    logger's filter, not a handler: a handler's lock would keep the other threads' records
+    waiting meanwhile."""
+
+    def __init__(self, decision: str, event_id: str, then: Callable[[], object]) -> None:
+        super().__init__()
+        self.decision, self.event_id, self.then = decision, event_id, then
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logged = (getattr(record, "decision", None), getattr(record, "event_id", None))
+        if logged == (self.decision, self.event_id):
+            self.then()
+        return True
+
+
+def test_a_failed_write_stops_the_batchs_other_writes_before_the_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write that meets the outage stops the batch itself, not only the 503 after it: a
+    write under way that ends in between goes on to no other document of its event."""
+    pushed = payloads.with_new_id(payloads.PUSH)
+    elsewhere = {**copy.deepcopy(pushed), "target": {**pushed["target"], "repository": "other"}}
+    failing = payloads.with_new_id(payloads.DELETE)
+    repository = ByRepository(failing["id"], (pushed["id"], "hello-world"))
+    batch = [event_grid(pushed), event_grid(elsewhere), event_grid(failing)]
+    with KeepsFirstTask(max_workers=2) as writers:
+
+        def let_the_held_task_end() -> None:
+            # The failed write has logged its outcome and not yet raised, so the batch is not
+            # answered yet: the held write ends and its task (the first) finishes meanwhile.
+            repository.release.set()
+            assert writers.first is not None
+            writers.first.result()
+
+        hook = OnDecision("unavailable", failing["id"], let_the_held_task_end)
+        logger = logging.getLogger("acr_webhook.eventgrid")
+        logger.addFilter(hook)
+        try:
+            with caplog.at_level(logging.INFO):
+                result = call(batch, repository, executor=writers)
+        finally:
+            logger.removeFilter(hook)
     assert result.status == 503
     assert repository.written == [(pushed["id"], "hello-world")]
     assert sorted(
