@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -907,6 +907,40 @@ def test_a_batch_not_stored_within_its_budget_is_503_in_time_for_a_retry(
     assert retry.body is not None
     assert retry.body["recorded"] + retry.body["duplicate"] == len(batch)
     assert len(repository.documents) == len(batch)
+
+
+class Inline(Executor):
+    """Runs each task as it is submitted, so the answer never waits: only the budget check in
+    the writes themselves can find the batch late."""
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+
+def test_a_write_that_would_start_after_the_budget_makes_the_batch_503(
+    repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past the budget a write does not start, and the batch is not answered 200 with that
+    event unstored, whoever notices the budget first (the answer's wait or the write)."""
+    repository.write_delay_s = 0.1  # the first write outlasts the budget
+    late = payloads.with_new_id(payloads.DELETE)
+    batch = [event_grid(payloads.with_new_id(payloads.PUSH)), event_grid(late)]
+    with caplog.at_level(logging.INFO):
+        result = call(batch, repository, executor=Inline(), budget_s=0.05)
+    assert result.status == 503
+    assert late["id"] not in repository.documents
+    assert [
+        (entry["decision"], entry["reason"])
+        for entry in decisions(caplog)
+        if entry["event_id"] == late["id"]
+    ] == [
+        ("unavailable", "batch: database unavailable (batch time budget used up before this write)")
+    ]
 
 
 def test_a_batch_gets_20_of_event_grids_30_s(repository: FakeEventRepository) -> None:
