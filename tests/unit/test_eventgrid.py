@@ -1132,6 +1132,21 @@ def test_event_grid_fields_are_kept_and_fill_in_a_webhook_document(
 # --- decision logs ----------------------------------------------------------------------------
 
 
+def test_a_decisions_store_ms_is_the_writes_time_in_milliseconds(
+    repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """store_ms feeds the store-latency histogram, in milliseconds, stored or not."""
+    repository.write_delay_s = 0.02  # each write takes at least 20 ms
+    caplog.set_level(logging.INFO)
+    assert call([event_grid(payloads.with_new_id(payloads.PUSH))], repository).status == 200
+    repository.unavailable = True
+    assert call([event_grid(payloads.with_new_id(payloads.PUSH))], repository).status == 503
+    assert [(entry["decision"], entry["store_ms"] >= 20) for entry in decisions(caplog)] == [
+        ("recorded", True),
+        ("unavailable", True),
+    ]
+
+
 def test_event_grid_decisions_carry_the_team_fields(
     repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
 ) -> None:
