@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
+from urllib3.exceptions import InsecureRequestWarning
 
 from acr_webhook.config import (
     DEFAULT_CONTAINER,
@@ -121,7 +123,30 @@ def test_a_settings_file_whose_values_are_not_an_object_is_reported(tmp_path: Pa
 )
 def test_tls_verification_is_skipped_only_for_loopback(endpoint: str, loopback: bool) -> None:
     assert is_loopback(endpoint) is loopback
-    assert verify_tls(endpoint) is not loopback  # the Cosmos DB and management clients' choice
+    assert verify_tls(endpoint) is (not loopback)  # the Cosmos DB and management clients' choice
+
+
+def unverified(host: str) -> str:
+    """urllib3's warning on each request made without verifying the certificate."""
+    return (
+        f"Unverified HTTPS request is being made to host '{host}'. Adding certificate "
+        "verification is strongly advised."
+    )
+
+
+def test_unverified_request_warnings_are_silenced_for_loopback_hosts_only() -> None:
+    """One warning per request to the local stand-ins would bury everything else; a request
+    to any other host unverified, or another warning with those words, is still reported."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert verify_tls("https://localhost:8081/") is False
+        for host in ("127.0.0.1", "127.10.0.3", "localhost", "::1", "a.documents.azure.com"):
+            warnings.warn(unverified(host), InsecureRequestWarning, stacklevel=1)
+        warnings.warn(unverified("127.0.0.1"), UserWarning, stacklevel=1)
+    assert [(str(warning.message), warning.category) for warning in caught] == [
+        (unverified("a.documents.azure.com"), InsecureRequestWarning),
+        (unverified("127.0.0.1"), UserWarning),
+    ]
 
 
 BASE = {"COSMOS_ENDPOINT": "https://a.documents.azure.com:443/"}
