@@ -79,11 +79,16 @@ def test_a_failed_try_is_one_log_line_without_a_traceback(
     [record] = caplog.records
     assert record.exc_info is None
     assert "replay attempt 1" in record.getMessage()
-    assert (getattr(record, "decision", None), getattr(record, "route", None)) == (
-        "queued",
-        "replay",
-    )
-    assert getattr(record, "event_id", None) == "e1"
+    assert decisions(caplog) == [
+        {
+            "decision": "queued",
+            "route": "replay",
+            "event_id": "e1",
+            "action": "push",
+            "repository": "r",
+            "reason": "database unavailable",
+        }
+    ]
 
 
 def test_a_document_the_database_refuses_is_invalid_so_it_ends_in_poison() -> None:
