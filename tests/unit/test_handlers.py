@@ -126,6 +126,17 @@ def test_body_at_the_limit_is_accepted(repository: FakeEventRepository) -> None:
     assert call(padded, repository)[0] == 201
 
 
+def test_a_valid_event_one_byte_over_the_limit_is_413_and_not_stored(
+    repository: FakeEventRepository,
+) -> None:
+    """The limit holds for a body that is a good event too, not only for one read slowly."""
+    raw = payloads.body(payloads.with_new_id(payloads.PUSH))
+    padded = raw[:-1] + b" " * (MAX_BODY_BYTES + 1 - len(raw)) + b"}"
+    status, answer = call(padded, repository)
+    assert (status, answer) == (413, {"error": f"body is larger than {MAX_BODY_BYTES} bytes"})
+    assert repository.add_calls == 0
+
+
 # --- issue 10: hostile input is a 400 naming the field, never a write or a 5xx ---
 
 
