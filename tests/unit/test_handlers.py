@@ -132,6 +132,7 @@ def test_a_valid_event_one_byte_over_the_limit_is_413_and_not_stored(
     """The limit holds for a body that is a good event too, not only for one read slowly."""
     raw = payloads.body(payloads.with_new_id(payloads.PUSH))
     padded = raw[:-1] + b" " * (MAX_BODY_BYTES + 1 - len(raw)) + b"}"
+    assert len(padded) == 1024 * 1024 + 1  # the README: a body over 1 MiB is 413
     status, answer = call(padded, repository)
     assert (status, answer) == (413, {"error": f"body is larger than {MAX_BODY_BYTES} bytes"})
     assert repository.add_calls == 0
@@ -223,6 +224,18 @@ def test_rejections_are_logged_with_the_reason_and_what_the_event_claims_to_be(
     assert entry["repository"] == "x\nFAKE recorded"
     assert "\n" not in caplog.text.strip()
     assert repr("x\nFAKE recorded") in caplog.text
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"{not json", b'{"\xff": 1}', b"[" * 100_000 + b"]" * 100_000]
+)
+def test_a_body_that_cannot_be_read_is_a_rejected_decision_of_the_webhook_route(
+    body: bytes, repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert call(body, repository)[0] == 400
+    [entry] = decisions(caplog)
+    assert (entry["decision"], entry["route"]) == ("rejected", "webhook")
 
 
 def test_a_rejected_events_claims_are_clipped_and_only_text_is_kept(
