@@ -209,6 +209,23 @@ def test_each_decision_is_logged_with_its_fields_and_the_store_time(
     assert "reason" not in logged[0]
 
 
+def test_a_decision_record_is_located_where_the_route_decided(
+    caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
+) -> None:
+    """The file, line and function a log viewer shows for a decision are the route's, not
+    those of the helper that formats every decision."""
+    caplog.set_level(logging.INFO)
+    refused = payloads.with_new_id(payloads.PUSH)
+    repository.refused.add(refused["id"])
+    call(payloads.body(payloads.with_new_id(payloads.PUSH)), repository)
+    call(payloads.body(refused), repository)
+    logged = [record for record in caplog.records if hasattr(record, "decision")]
+    assert [(record.filename, record.funcName) for record in logged] == [
+        ("handlers.py", "handle_webhook"),  # recorded: no reason
+        ("handlers.py", "handle_webhook"),  # rejected: with the reason
+    ]
+
+
 def test_rejections_are_logged_with_the_reason_and_what_the_event_claims_to_be(
     caplog: pytest.LogCaptureFixture, repository: FakeEventRepository
 ) -> None:
