@@ -91,6 +91,12 @@ def test_decisions_are_logged_with_event_fields_and_never_the_secret(
     assert getattr(recorded, "event_id", None) == payloads.PUSH["id"]
     assert getattr(recorded, "repository", None) == "hello-world"
     assert getattr(recorded, "action", None) == "push"
+    # The 401 has no event to name; operations.md's by-reason query counts it by its reason.
+    refused = caplog.records[3]
+    assert (getattr(refused, "route", None), getattr(refused, "reason", None)) == (
+        "webhook",
+        "shared secret",
+    )
     assert SECRET not in caplog.text
 
 
