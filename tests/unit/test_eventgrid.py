@@ -501,12 +501,13 @@ def test_a_write_still_under_way_when_the_budget_ends_logs_its_own_outcome_only(
 
 class ByRepository(FakeEventRepository):
     """Writes by (id, repository), as Cosmos DB keys documents in its ``/repository``
-    partitions; the outage is ``failing``'s alone and the write of ``held`` waits for
-    ``release``: a write under way, the test decides until when."""
+    partitions; the outage is ``failing``'s alone, and comes once the write of ``held`` is
+    under way; that write waits for ``release``: the test decides until when."""
 
     def __init__(self, failing: str, held: tuple[str, str]) -> None:
         super().__init__()
         self.failing, self.held = failing, held
+        self.holding = threading.Event()
         self.release = threading.Event()
         self.written: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -514,8 +515,11 @@ class ByRepository(FakeEventRepository):
     def add(self, document: dict[str, Any]) -> bool:
         key = (document["id"], document["repository"])
         if document["id"] == self.failing:
+            # Not before: otherwise the batch could be answered before the held write starts.
+            assert self.holding.wait(timeout=30), "the held write never started"
             raise RepositoryUnavailableError("fake outage")
         if key == self.held:
+            self.holding.set()
             assert self.release.wait(timeout=30), "never released"
         with self.lock:
             self.written.append(key)
