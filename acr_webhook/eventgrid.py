@@ -280,41 +280,33 @@ def _merge(copies: list[_Storable], received_at: datetime) -> list[_Document]:
 
 
 class _BatchProgress:
-    """Which copies (by ``id()``) are being written and which have their decision logged, so
-    that each copy gets exactly one decision, as the decisions metric counts them. Once the
-    batch is abandoned (answered 503) no write starts; one already under way logs its own
-    outcome when it ends, and the answer logs ``unavailable`` for the others only."""
+    """Which copies (by ``id()``) had their write started, so that each copy gets exactly one
+    decision, as the decisions metric counts them: a started write logs its copies' decisions
+    itself, whatever its outcome and however late. Once the batch is abandoned (answered 503)
+    no write starts, and the answer logs ``unavailable`` for the copies never started."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._abandoned = False
-        self._writing: set[int] = set()
-        self._decided: set[int] = set()
+        self._started: set[int] = set()
 
     def start_writing(self, copies: list[AcrEvent]) -> bool:
         """False once the batch is abandoned: the write must not start."""
         with self._lock:
             if self._abandoned:
                 return False
-            self._writing.update(map(id, copies))
+            self._started.update(map(id, copies))
             return True
-
-    def decided(self, copies: list[AcrEvent]) -> None:
-        with self._lock:
-            ids = set(map(id, copies))
-            self._decided |= ids
-            self._writing -= ids
 
     def stop_writes(self) -> None:
         with self._lock:
             self._abandoned = True
 
     def abandon(self, events: list[AcrEvent]) -> list[AcrEvent]:
-        """Stops further writes; returns those of ``events`` that no write has decided or will
-        decide."""
+        """Stops further writes; returns those of ``events`` whose write never started."""
         with self._lock:
             self._abandoned = True
-            return [e for e in events if id(e) not in self._decided | self._writing]
+            return [event for event in events if id(event) not in self._started]
 
 
 def _log_copies(
@@ -322,7 +314,6 @@ def _log_copies(
     level: int,
     decisions: list[str],
     store_ms: float | None,
-    progress: _BatchProgress,
     reason: str | None = None,
 ) -> None:
     """A record per copy of one write, as writing them one after another would give: the
@@ -331,7 +322,6 @@ def _log_copies(
     for index, (copy, decision) in enumerate(zip(copies, decisions, strict=True)):
         timed = store_ms if index == 0 else None
         log_event_decision(log, level, ROUTE, decision, copy, reason=reason, store_ms=timed)
-    progress.decided(copies)
 
 
 def _write(
@@ -362,17 +352,17 @@ def _write(
             progress.stop_writes()
             reason = f"database unavailable ({error})"
             unavailable = ["unavailable"] * len(document.copies)
-            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, progress, reason)
+            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, reason)
             raise
         except DocumentRejectedError as error:
             written.rejected = f"event {first.id!r}: the event store refused it: {error}"
             rejected = ["rejected"] * len(document.copies)
-            _log_copies(document.copies, logging.WARNING, rejected, None, progress, str(error))
+            _log_copies(document.copies, logging.WARNING, rejected, None, str(error))
             return written
         store_ms = (time.perf_counter() - started) * 1000
         recorded = 1 if created else 0
         decisions = ["recorded"] * recorded + ["duplicate"] * (len(document.copies) - recorded)
-        _log_copies(document.copies, logging.INFO, decisions, store_ms, progress)
+        _log_copies(document.copies, logging.INFO, decisions, store_ms)
         written.recorded += recorded
         written.duplicate += len(document.copies) - recorded
     return written
@@ -389,8 +379,9 @@ def _summary(problems: list[str]) -> str:
 def _unavailable(
     reason: str, storable: list[_Storable], progress: _BatchProgress, headers: Mapping[str, str]
 ) -> Result:
-    """A 503 that abandons the batch, with an ``unavailable`` decision for each event no write
-    has decided or will decide (a write never started, or stopped by the budget)."""
+    """A 503 that abandons the batch, with an ``unavailable`` decision for each event whose
+    write never started (still queued, or stopped by the budget): a started write logs its
+    own."""
     for event in progress.abandon([item.event for item in storable]):
         log_event_decision(
             log, logging.ERROR, ROUTE, "unavailable", event, reason=f"batch: {reason}"
