@@ -526,6 +526,39 @@ class ByRepository(FakeEventRepository):
         return True
 
 
+class HeldWriteBatch:
+    """A batch of an event pushed to two repositories (two documents, written one after the
+    other by one task) and another event whose write meets an outage while the first document
+    is held in ``repository``."""
+
+    def __init__(self) -> None:
+        self.pushed = payloads.with_new_id(payloads.PUSH)
+        target = {**self.pushed["target"], "repository": "other"}
+        elsewhere = {**copy.deepcopy(self.pushed), "target": target}
+        self.failing = payloads.with_new_id(payloads.DELETE)
+        self.repository = ByRepository(self.failing["id"], (self.pushed["id"], "hello-world"))
+        self.batch = [event_grid(self.pushed), event_grid(elsewhere), event_grid(self.failing)]
+
+    def assert_only_the_held_write_landed(
+        self, result: Result, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """503; the held document landed and logged ``recorded``; the second document was never
+        written, its copy's only decision the 503's ``unavailable``."""
+        pushed, failing = self.pushed["id"], self.failing["id"]
+        assert result.status == 503
+        assert self.repository.written == [(pushed, "hello-world")]
+        assert sorted(
+            (entry["decision"], entry["event_id"], entry["repository"], entry.get("reason"))
+            for entry in decisions(caplog)
+        ) == sorted(
+            [
+                ("recorded", pushed, "hello-world", None),
+                ("unavailable", pushed, "other", "batch: database unavailable (fake outage)"),
+                ("unavailable", failing, "hello-world", "database unavailable (fake outage)"),
+            ]
+        )
+
+
 def test_a_write_under_way_when_the_batch_is_answered_503_starts_no_other(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -533,26 +566,11 @@ def test_a_write_under_way_when_the_batch_is_answered_503_starts_no_other(
     one task. The outage of another write answers the batch 503 while the first document is
     being written: that one lands and logs ``recorded``; the second is never written, and its
     copy has the 503's ``unavailable`` as its only decision."""
-    pushed = payloads.with_new_id(payloads.PUSH)
-    elsewhere = {**copy.deepcopy(pushed), "target": {**pushed["target"], "repository": "other"}}
-    failing = payloads.with_new_id(payloads.DELETE)
-    repository = ByRepository(failing["id"], (pushed["id"], "hello-world"))
-    batch = [event_grid(pushed), event_grid(elsewhere), event_grid(failing)]
+    held = HeldWriteBatch()
     with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=2) as writers:
-        result = call(batch, repository, executor=writers)
-        repository.release.set()  # the answer is out: the held write ends
-    assert result.status == 503
-    assert repository.written == [(pushed["id"], "hello-world")]
-    assert sorted(
-        (entry["decision"], entry["event_id"], entry["repository"], entry.get("reason"))
-        for entry in decisions(caplog)
-    ) == sorted(
-        [
-            ("recorded", pushed["id"], "hello-world", None),
-            ("unavailable", pushed["id"], "other", "batch: database unavailable (fake outage)"),
-            ("unavailable", failing["id"], "hello-world", "database unavailable (fake outage)"),
-        ]
-    )
+        result = call(held.batch, held.repository, executor=writers)
+        held.repository.release.set()  # the answer is out: the held write ends
+    held.assert_only_the_held_write_landed(result, caplog)
 
 
 class KeepsFirstTask(ThreadPoolExecutor):
@@ -588,40 +606,25 @@ def test_a_failed_write_stops_the_batchs_other_writes_before_the_answer(
 ) -> None:
     """The write that meets the outage stops the batch itself, not only the 503 after it: a
     write under way that ends in between goes on to no other document of its event."""
-    pushed = payloads.with_new_id(payloads.PUSH)
-    elsewhere = {**copy.deepcopy(pushed), "target": {**pushed["target"], "repository": "other"}}
-    failing = payloads.with_new_id(payloads.DELETE)
-    repository = ByRepository(failing["id"], (pushed["id"], "hello-world"))
-    batch = [event_grid(pushed), event_grid(elsewhere), event_grid(failing)]
+    held = HeldWriteBatch()
     with KeepsFirstTask(max_workers=2) as writers:
 
         def let_the_held_task_end() -> None:
             # The failed write has logged its outcome and not yet raised, so the batch is not
             # answered yet: the held write ends and its task (the first) finishes meanwhile.
-            repository.release.set()
+            held.repository.release.set()
             assert writers.first is not None
             writers.first.result()
 
-        hook = OnDecision("unavailable", failing["id"], let_the_held_task_end)
+        hook = OnDecision("unavailable", held.failing["id"], let_the_held_task_end)
         logger = logging.getLogger("acr_webhook.eventgrid")
         logger.addFilter(hook)
         try:
             with caplog.at_level(logging.INFO):
-                result = call(batch, repository, executor=writers)
+                result = call(held.batch, held.repository, executor=writers)
         finally:
             logger.removeFilter(hook)
-    assert result.status == 503
-    assert repository.written == [(pushed["id"], "hello-world")]
-    assert sorted(
-        (entry["decision"], entry["event_id"], entry["repository"], entry.get("reason"))
-        for entry in decisions(caplog)
-    ) == sorted(
-        [
-            ("recorded", pushed["id"], "hello-world", None),
-            ("unavailable", pushed["id"], "other", "batch: database unavailable (fake outage)"),
-            ("unavailable", failing["id"], "hello-world", "database unavailable (fake outage)"),
-        ]
-    )
+    held.assert_only_the_held_write_landed(result, caplog)
 
 
 def test_a_refused_event_in_a_batch_answered_503_has_only_its_rejected_decisions(
