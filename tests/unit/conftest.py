@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,17 @@ def _no_local_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     for name in ("COSMOS_ENDPOINT", "AzureWebJobsStorage", "WEBHOOK_SECRET"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def host_in_another_time_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process runs in UTC+05:30: this machine runs in UTC, where a time read as local time
+    passes for UTC."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -147,17 +146,10 @@ def test_the_first_and_last_years_stored_are_accepted(given: str, stored: str) -
     assert parse_event_query({"since": given}).since == stored
 
 
-def test_a_time_without_an_offset_is_utc_whatever_the_hosts_time_zone(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("TZ", "Asia/Kolkata")
-    time.tzset()
-    try:
-        query = parse_event_query({"since": "2024-05-02T08:15:42"}, now=lambda: NOW)
-        assert query.since == "2024-05-02T08:15:42.000000Z"
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+@pytest.mark.usefixtures("host_in_another_time_zone")
+def test_a_time_without_an_offset_is_utc_whatever_the_hosts_time_zone() -> None:
+    query = parse_event_query({"since": "2024-05-02T08:15:42"}, now=lambda: NOW)
+    assert query.since == "2024-05-02T08:15:42.000000Z"
 
 
 def rejected(params: dict[str, str]) -> QueryError:
