@@ -203,3 +203,10 @@ HOSTILE: list[tuple[str, Any, str]] = [
 
 def body(payload: Any) -> bytes:
     return json.dumps(payload).encode()
+
+
+def padded_body(payload: Any, size: int) -> bytes:
+    """``payload`` (a JSON object or array) as a body of exactly ``size`` bytes: spaces before
+    its closing bracket."""
+    raw = body(payload)
+    return raw[:-1] + b" " * (size - len(raw)) + raw[-1:]

@@ -1215,8 +1215,7 @@ def test_exactly_as_many_invalid_events_as_are_named_are_all_named_with_no_remai
 def test_a_handshake_of_exactly_the_size_limit_is_answered(
     repository: FakeEventRepository,
 ) -> None:
-    raw = payloads.body([validation_event("the-code")])
-    body = raw[:-1] + b" " * (MAX_HANDSHAKE_BYTES - len(raw)) + b"]"
+    body = payloads.padded_body([validation_event("the-code")], MAX_HANDSHAKE_BYTES)
     assert len(body) == MAX_HANDSHAKE_BYTES
     result = call(body, repository, HANDSHAKE)
     assert (result.status, result.body) == (200, {"validationResponse": "the-code"})

@@ -119,9 +119,7 @@ def test_bad_input_is_a_json_4xx_naming_the_problem_and_writes_nothing(
 
 
 def test_body_at_the_limit_is_accepted(repository: FakeEventRepository) -> None:
-    payload = payloads.with_new_id(payloads.PUSH)
-    raw = payloads.body(payload)
-    padded = raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
+    padded = payloads.padded_body(payloads.with_new_id(payloads.PUSH), MAX_BODY_BYTES)
     assert len(padded) == MAX_BODY_BYTES
     assert call(padded, repository)[0] == 201
 
@@ -130,8 +128,7 @@ def test_a_valid_event_one_byte_over_the_limit_is_413_and_not_stored(
     repository: FakeEventRepository,
 ) -> None:
     """The limit holds for a body that is a good event too, not only for one read slowly."""
-    raw = payloads.body(payloads.with_new_id(payloads.PUSH))
-    padded = raw[:-1] + b" " * (MAX_BODY_BYTES + 1 - len(raw)) + b"}"
+    padded = payloads.padded_body(payloads.with_new_id(payloads.PUSH), MAX_BODY_BYTES + 1)
     assert len(padded) == 1024 * 1024 + 1  # the README: a body over 1 MiB is 413
     status, answer = call(padded, repository)
     assert (status, answer) == (413, {"error": f"body is larger than {MAX_BODY_BYTES} bytes"})
@@ -294,12 +291,6 @@ def test_log_arguments_are_not_formatted_when_the_level_is_off(
 # --- the answers and decisions of the less common paths ----------------------------------------
 
 
-def padded_to_the_limit(payload: dict[str, Any]) -> bytes:
-    """``payload`` as a body of exactly MAX_BODY_BYTES (spaces before the closing brace)."""
-    raw = payloads.body(payload)
-    return raw[:-1] + b" " * (MAX_BODY_BYTES - len(raw)) + b"}"
-
-
 @pytest.mark.parametrize(
     ("payload", "status"),
     [({"action": "ping"}, 204), ({"action": "tag_delete", "id": "x"}, 202), ({"action": 5}, 400)],
@@ -309,7 +300,7 @@ def test_a_body_at_the_limit_that_is_not_a_recorded_event_is_read_not_413(
 ) -> None:
     """The limit is the same for every body: one that takes the checks one at a time (ping,
     an unrecorded action, a bad one) is read up to MAX_BODY_BYTES too."""
-    body = padded_to_the_limit(payload)
+    body = payloads.padded_body(payload, MAX_BODY_BYTES)
     assert len(body) == MAX_BODY_BYTES
     assert call(body, repository)[0] == status
 
