@@ -13,10 +13,11 @@ from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 
 class FakeEventRepository:
     """Keeps documents by id, like a Cosmos container keyed on the event id within the
-    repository's partition (one repository per id here); reads them back
-    like ``CosmosEventRepository.find_events``. Safe for concurrent writers (Event Grid
-    batches), fills in missing ENRICHMENT_FIELDS on a duplicate as the protocol says, refuses
-    the ids in ``refused`` for good and takes ``write_delay_s`` per write."""
+    repository's partition: the same id in another repository is another document, kept under
+    ``"<id>/<repository>"`` (the first one keeps the plain id). Reads them back like
+    ``CosmosEventRepository.find_events``. Safe for concurrent writers (Event Grid batches),
+    fills in missing ENRICHMENT_FIELDS on a duplicate as the protocol says, refuses the ids in
+    ``refused`` for good and takes ``write_delay_s`` per write."""
 
     def __init__(self) -> None:
         self.documents: dict[str, dict[str, Any]] = {}
@@ -38,15 +39,13 @@ class FakeEventRepository:
         if document["id"] in self.refused:
             raise DocumentRejectedError("fake refusal")
         with self._lock:
-            stored = self.documents.get(document["id"])
-            # Cosmos DB keys a document on its id within its partition (the repository): the
-            # same id in another repository would be a second document, which this fake, keyed
-            # on the id alone, cannot hold. Such a test belongs against the real server.
-            assert stored is None or stored["repository"] == document["repository"], (
-                "the same event id in two repositories: test it against the local Cosmos server"
-            )
+            key = document["id"]
+            stored = self.documents.get(key)
+            if stored is not None and stored["repository"] != document["repository"]:
+                key = f"{key}/{document['repository']}"
+                stored = self.documents.get(key)
             if stored is None:
-                self.documents[document["id"]] = dict(document)
+                self.documents[key] = dict(document)
                 return True
             for name in ENRICHMENT_FIELDS:
                 if stored.get(name) is None and document.get(name) is not None:

@@ -526,6 +526,20 @@ class ByRepository(FakeEventRepository):
         return True
 
 
+def test_one_event_id_in_two_repositories_is_two_documents(
+    repository: FakeEventRepository,
+) -> None:
+    """As Cosmos DB keys documents: by id within the repository's partition."""
+    pushed = payloads.with_new_id(payloads.PUSH)
+    elsewhere = {**copy.deepcopy(pushed), "target": {**pushed["target"], "repository": "other"}}
+    result = call([event_grid(pushed), event_grid(elsewhere)], repository)
+    assert (result.status, result.body) == (200, {"recorded": 2, "duplicate": 0, "ignored": 0})
+    assert sorted(d["repository"] for d in repository.documents.values()) == [
+        "hello-world",
+        "other",
+    ]
+
+
 class HeldWriteBatch:
     """A batch of an event pushed to two repositories (two documents, written one after the
     other by one task) and another event whose write meets an outage while the first document
