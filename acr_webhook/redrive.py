@@ -21,15 +21,13 @@ back.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
 from acr_webhook.config import QueueSettings
-from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client
+from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client, decode_message
 from acr_webhook.models import parse_parked
 
 if TYPE_CHECKING:
@@ -63,10 +61,10 @@ class RedriveReport:
 
 def is_event_message(content: str) -> bool:
     """Whether replay would accept this message: base64 of a parked event
-    (``models.parse_parked``)."""
+    (``models.parse_parked``), decoded as the queue trigger decodes it."""
     try:
-        parse_parked(base64.b64decode(content, validate=True))
-    except (binascii.Error, ValueError):  # InvalidQueuedEventError is a ValueError
+        parse_parked(decode_message(content))
+    except ValueError:  # binascii.Error and InvalidQueuedEventError are ValueErrors
         return False
     return True
 

@@ -8,8 +8,6 @@ come from host.json ``extensions.queues``, as in Azure.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -26,7 +24,7 @@ from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueMessage
 
 from acr_webhook.config import STORAGE_CONNECTION, QueueSettings, queue_settings
-from acr_webhook.fallback import create_queue_client
+from acr_webhook.fallback import create_queue_client, decode_message
 from acr_webhook.local.app_index import resolve_settings, triggered_by
 from acr_webhook.local.background import BackgroundRunner
 
@@ -141,8 +139,8 @@ class QueuePoller(BackgroundRunner):
     def _handle(self, message: QueueMessage) -> None:
         dequeue_count = int(message.dequeue_count or 1)
         try:
-            body = base64.b64decode(str(message.content), validate=True)
-        except (binascii.Error, ValueError):
+            body = decode_message(str(message.content))
+        except ValueError:  # binascii.Error included
             log.error("queue message %s is not base64; moving it to poison", message.id)
             self._to_poison(message)
             return

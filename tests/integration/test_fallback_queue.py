@@ -160,6 +160,21 @@ def test_an_undecodable_message_goes_straight_to_poison(azurite: LocalAzurite) -
     assert raw_messages(poison) == ["not base64 !!"]
 
 
+def test_a_line_wrapped_message_is_decoded_as_the_runtime_decodes_it(
+    azurite: LocalAzurite,
+) -> None:
+    """The `base64` command wraps at 76 characters; the runtime's decoder skips the breaks."""
+    queue = new_queue(azurite)
+    body = ParkedEvent(document(payloads.PUSH), 0).to_message().encode()
+    encoded = base64.b64encode(body).decode()
+    wrapped = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    create_queue_client(queue, {}, base64_messages=False).send_message(wrapped)
+    calls: list[bytes] = []
+    [function] = queue_functions(app_with_queue_trigger(queue.queue_name, calls.append))
+    poll_until(QueuePoller(function, queue, FAST), lambda: calls != [])
+    assert calls == [body]
+
+
 def test_queue_name_from_a_setting_is_resolved_like_the_runtime(azurite: LocalAzurite) -> None:
     app = app_with_queue_trigger("%MY_QUEUE%", lambda body: None)
     [function] = queue_functions(app)

@@ -16,7 +16,7 @@ import acr_webhook.redrive
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
 from acr_webhook.fallback import StorageQueueFallback, create_queue_client
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
-from acr_webhook.models import AcrEvent, parse_parked, to_document
+from acr_webhook.models import AcrEvent, ParkedEvent, parse_parked, to_document
 from acr_webhook.redrive import RedriveReport, is_event_message, redrive
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventRepository
@@ -203,3 +203,9 @@ def test_a_queue_service_that_refuses_the_key_is_exit_1(
 def test_a_message_nested_too_deeply_is_not_an_event_and_stays_for_inspection() -> None:
     """It ended redrive with a RecursionError traceback, the events after it not moved."""
     assert is_event_message(base64.b64encode(b"[" * 100_000).decode()) is False
+
+
+def test_a_line_wrapped_event_is_an_event_as_the_runtime_would_decode_it() -> None:
+    body = ParkedEvent(queued_pushes(1)[0], 0).to_message().encode()
+    encoded = base64.b64encode(body).decode()
+    assert is_event_message("\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)))
