@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _provision(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
-    from acr_webhook.repository import provision
+    from acr_webhook.repository import describe_error, provision
 
     settings = load_settings()
     try:
@@ -42,7 +42,7 @@ def _provision(_args: argparse.Namespace) -> int:
         # A server that is still starting, or a wrong endpoint or key: one line, no traceback.
         print(
             f"the event store at {settings.cosmos_endpoint} is unavailable or refused: "
-            f"{type(error).__name__}: {error.message}",
+            f"{describe_error(error)}",
             file=sys.stderr,
         )
         return 1

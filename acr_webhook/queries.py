@@ -198,7 +198,7 @@ def parse_event_query(
     values: dict[str, str] = {}
     for name in sorted(set(params) - set(PARAMETERS)):
         if name.lower() not in IGNORED_PARAMETERS:
-            problems.append((repr(name)[1:-1], f"unknown parameter; use {', '.join(PARAMETERS)}"))
+            problems.append((repr(name)[1:-1], f"unknown parameter (use {', '.join(PARAMETERS)})"))
     moment = now()
     for name in FILTERS:
         value = params.get(name)

@@ -146,6 +146,11 @@ def without_system_fields(item: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in item.items() if not key.startswith("_")}
 
 
+def describe_error(error: AzureError) -> str:
+    """One line for logs and answers: the SDK's kind of failure and its message."""
+    return f"{type(error).__name__}: {error.message}"
+
+
 def create_transport() -> RequestsTransport:
     """The HTTP transport of every Cosmos client: a connection for each thread that may write
     at once (config.COSMOS_POOL_SIZE), and no per-request environment lookups.
@@ -229,7 +234,7 @@ class _LazyContainer:
             container = database.get_container_client(self._settings.cosmos_container)
             self._container = container  # before the waiters are woken: they read it at once
         except AzureError as error:
-            reason = f"{type(error).__name__}: {error.message}"
+            reason = describe_error(error)
             self._health.failed(reason)
             raise RepositoryUnavailableError(reason) from error
         finally:
@@ -343,7 +348,7 @@ class CosmosEventRepository:
 
     def _failure(self, error: AzureError) -> Exception:
         """The error to raise for a failed write; remembers an unreachable database."""
-        reason = f"{type(error).__name__}: {error.message}"
+        reason = describe_error(error)
         status = error.status_code if isinstance(error, CosmosHttpResponseError) else None
         if status in _REFUSED_STATUS:
             return DocumentRejectedError(f"refused by the database ({status}): {error.message}")
@@ -372,7 +377,7 @@ class CosmosEventRepository:
                 if time.monotonic() > deadline:
                     raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
         except AzureError as error:
-            raise RepositoryUnavailableError(f"{type(error).__name__}: {error.message}") from error
+            raise RepositoryUnavailableError(describe_error(error)) from error
         return documents
 
 

@@ -254,10 +254,11 @@ def test_unknown_parameters_are_named_so_typos_do_not_widen_the_query() -> None:
 def test_every_problem_is_reported_at_once() -> None:
     error = rejected({"limit": "0", "action": "pull", "digest": "abc", "colour": "red"})
     assert set(error.parameters) == {"limit", "action", "digest", "colour"}
-    # The 400's one line: each problem after its parameter's name, "; " between them.
+    # The 400's one line: each problem after its parameter's name, "; " between them and
+    # nowhere else, so that the line splits back into its problems.
     assert str(error) == (
-        "colour: unknown parameter; use repository, tag, digest, action, since, until, view, "
-        "limit, continuation; digest: must be a full digest such as sha256:<64 hex digits>; "
+        "colour: unknown parameter (use repository, tag, digest, action, since, until, view, "
+        "limit, continuation); digest: must be a full digest such as sha256:<64 hex digits>; "
         "action: must be one of chart_delete, chart_push, delete, push, quarantine; "
         "limit: must be a whole number from 1 to 1000"
     )
