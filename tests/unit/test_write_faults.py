@@ -16,6 +16,9 @@ whatever the outcomes and the interleaving of the batch's concurrent writes:
   reason exactly when its document was never written;
 - a database outage with the queue up is 202 and the parked message holds the document; with
   the queue down or absent, 503 (README.md "A database outage of any length loses nothing");
+- a replay that finds the database still down puts the event back with a delay doubling from
+  2 s to the cap, or leaves the message to the runtime when the queue is down too (README.md,
+  the same section);
 - every event is stored once (README.md "Every event is stored once"): delivering again, or
   replaying what was parked, once the outage is over, ends with each event stored exactly once
   and nothing lost.
@@ -43,7 +46,7 @@ from hypothesis import strategies as st
 from acr_webhook.eventgrid import BATCH_BUDGET_S, EVENT_TYPE_ACTIONS, handle_eventgrid
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, ParkedEvent, to_document
-from acr_webhook.replay import replay_queued_event
+from acr_webhook.replay import replay_delay_s, replay_queued_event
 from acr_webhook.results import Result
 from acr_webhook.store import (
     DocumentRejectedError,
@@ -160,11 +163,13 @@ class ScriptedQueue:
     def __init__(self, up: bool) -> None:
         self.up = up
         self.messages: list[str] = []
+        self.delays: list[int] = []
 
     def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
         if not self.up:
             raise FallbackUnavailableError("scripted queue outage")
         self.messages.append(ParkedEvent(copy.deepcopy(document), attempts).to_message())
+        self.delays.append(delay_s)
 
 
 Decision = dict[str, Any]
@@ -592,3 +597,55 @@ def test_webhook_answers_parks_and_stores_as_documented_whatever_fails(
     assert list(repository.documents) == [key]
     if outcome != "duplicate":
         assert repository.documents[key] == repository.attempted[key]
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+REPLAY_CAP_S: Final = 8  # REPLAY_MAX_DELAY_SECONDS, small so that the cap is reached
+
+
+@settings(FAULTS, max_examples=150)
+@given(
+    st.sampled_from(sorted(payloads.RECORDED)),
+    st.lists(
+        st.tuples(st.sampled_from(["unavailable", "landed"]), st.booleans()),
+        max_size=8,
+    ),
+)
+def test_a_parked_event_outlives_any_outage_and_is_stored_once(
+    kind: str, tries: list[tuple[Outcome, bool]]
+) -> None:
+    """README.md "A database outage of any length loses nothing": each replay that finds the
+    database down puts the event back with a delay doubling from 2 s to the cap (queue up) or
+    leaves the message to the runtime's retry (queue down); once the database is back the event
+    is stored once, as parked, whatever landed meanwhile. One decision per replay."""
+    event = AcrEvent.model_validate(payloads.RECORDED[kind])
+    document = to_document(event, NOW)
+    key = (event.id, event.target.repository)
+    repository = ScriptedRepository({})
+    message = ParkedEvent(document).to_message()
+    failed = 0
+    with decisions_logged() as logged:
+        for outcome, queue_up in tries:
+            repository.script[key] = outcome
+            queue = ScriptedQueue(up=queue_up)
+            if not queue_up:
+                # The runtime keeps this message and retries it (then poisons it: operations.md).
+                with pytest.raises(FallbackUnavailableError):
+                    replay_queued_event(message, repository, queue, REPLAY_CAP_S)
+                continue
+            assert replay_queued_event(message, repository, queue, REPLAY_CAP_S) == "requeued"
+            failed += 1
+            assert queue.delays == [replay_delay_s(failed, REPLAY_CAP_S)]
+            assert queue.delays[0] == min(REPLAY_CAP_S, 2**failed)
+            [message] = queue.messages
+            assert ParkedEvent(document, failed) == ParkedEvent(**json.loads(message))
+        repository.heal()
+        landed = any(outcome == "landed" for outcome, _ in tries)
+        replayed = replay_queued_event(message, repository, ScriptedQueue(up=True), REPLAY_CAP_S)
+    assert replayed == ("duplicate" if landed else "recorded")
+    assert repository.created == Counter({key: 1})
+    assert repository.documents == {key: document}
+    expected = [("queued" if up else "unavailable") for _, up in tries]
+    expected.append("replayed" if replayed == "recorded" else "duplicate")
+    assert [record["decision"] for record in logged.of("replay")] == expected
