@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Executor, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -248,7 +248,7 @@ class _Written:
 
     recorded: int = 0
     duplicate: int = 0
-    rejected: str | None = None
+    rejected: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -334,8 +334,10 @@ def _write(
     """Writes the copies of one event id merged (``_merge``): a write per document, however
     many copies a batch repeats; a write per copy could use up the batch budget and fail the
     batch on every redelivery. Counts and logs each copy as writing them one after another
-    would: the first new, the others duplicates. Raises RepositoryUnavailableError, and
-    abandons the batch so that its other writes do not start: the batch is answered 503."""
+    would: the first new, the others duplicates. A document the database refuses is reported
+    and the id's documents in other repositories are still written. Raises
+    RepositoryUnavailableError, and abandons the batch so that its other writes do not start:
+    the batch is answered 503."""
     written = _Written()
     for document in _merge(copies, received_at):
         if time.monotonic() > deadline:
@@ -355,10 +357,14 @@ def _write(
             _log_copies(document.copies, logging.ERROR, unavailable, store_ms, reason)
             raise
         except DocumentRejectedError as error:
-            written.rejected = f"event {first.id!r}: the event store refused it: {error}"
+            # Only this document: the same id in another repository is another document.
+            written.rejected.append(
+                f"event {first.id!r} in {document.fields['repository']!r}: "
+                f"the event store refused it: {error}"
+            )
             rejected = ["rejected"] * len(document.copies)
             _log_copies(document.copies, logging.WARNING, rejected, None, str(error))
-            return written
+            continue
         store_ms = (time.perf_counter() - started) * 1000
         recorded = 1 if created else 0
         decisions = ["recorded"] * recorded + ["duplicate"] * (len(document.copies) - recorded)
@@ -499,8 +505,7 @@ def handle_eventgrid(
             written = future.result()
             recorded += written.recorded
             duplicate += written.duplicate
-            if written.rejected is not None:
-                refused.append(written.rejected)
+            refused.extend(written.rejected)
     if refused:
         return Result(400, {"error": _summary(refused)})
     log.info(
