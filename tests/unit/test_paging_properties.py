@@ -1,0 +1,125 @@
+"""Paging through the read API, property-based: random events (few repositories, ids shared
+between them, untagged ones, every recorded action, many events on one instant), random filters
+and page sizes that change between pages, against the pages docs/queries.md promises
+(tests/support/paging.py): every matching event once, newest first, ties in tie-digest order;
+pushes grouped per page; a timestamp with too many events skipped and named."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from unittest import mock
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from acr_webhook import queries
+from acr_webhook.queries import MAX_LIMIT, MAX_TIED_EVENTS, PUSH_SCAN_BATCH, handle_events_query
+from tests.support.fakes import FakeEventRepository
+from tests.support.paging import (
+    NOW,
+    Filters,
+    PageModel,
+    Seeded,
+    Skip,
+    check_events_page,
+    check_pushes_page,
+    filters,
+    follow,
+    page_order,
+    replicated_events,
+    seeded_events,
+)
+
+# Deterministic in CI: the same examples on every run, nothing read from or saved to a database.
+PROPERTIES = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+LIMITS = st.integers(1, 4) | st.integers(5, 45) | st.just(MAX_LIMIT)
+# How long the client takes before asking for the next page: the window must not move.
+PAUSES = st.sampled_from(
+    (timedelta(minutes=30), timedelta(days=2), timedelta(microseconds=1), timedelta(0))
+)
+
+
+def seeded(events: list[Seeded]) -> FakeEventRepository:
+    reader = FakeEventRepository()
+    for event in events:
+        assert reader.add(event.document)
+    return reader
+
+
+def drawn(data: st.DataObject, strategy: st.SearchStrategy[int]) -> Iterator[int]:
+    while True:
+        yield data.draw(strategy)
+
+
+def refused_when_empty_window(wanted: Filters, reader: FakeEventRepository) -> bool:
+    """since at or after until is a 400 naming until, and reads nothing."""
+    if wanted.valid:
+        return False
+    result = handle_events_query(wanted.params, reader, now=lambda: NOW)
+    assert result.status == 400
+    assert result.body is not None and result.body["error"].startswith("until: ")
+    assert reader.find_calls == 0
+    return True
+
+
+@PROPERTIES
+@given(seeded_events(max_size=40), filters(), st.data())
+def test_paging_events_gives_every_matching_event_once_newest_first(
+    events: list[Seeded], wanted: Filters, data: st.DataObject
+) -> None:
+    reader = seeded(events)
+    if refused_when_empty_window(wanted, reader):
+        return
+    items = page_order([event for event in events if wanted.matches(event)], MAX_TIED_EVENTS)
+    assert not any(isinstance(item, Skip) for item in items)  # 40 events never crowd
+    model = PageModel(items)
+    clock = [NOW]  # relative since/until resolve on the first page only
+    returned = []
+    for limit, body in follow(wanted.params, reader, drawn(data, LIMITS), lambda: clock[-1]):
+        check_events_page(body, model.events_page(limit))
+        assert body["events"] or not items, "no page is empty unless nothing matches"
+        returned += body["events"]
+        clock.append(clock[-1] + data.draw(PAUSES))
+    assert model.at == len(items)
+    assert [(d["repository"], d["id"]) for d in returned] == [
+        item.key for item in items if isinstance(item, Seeded)
+    ]
+
+
+@PROPERTIES
+@given(
+    replicated_events(max_size=40) | seeded_events(max_size=40),
+    filters(),
+    st.sampled_from((1, 2, 3, PUSH_SCAN_BATCH)),
+    st.sampled_from((1, 2, 5, 1000)),
+    st.data(),
+)
+def test_paging_pushes_puts_every_event_on_exactly_one_page_grouped(
+    events: list[Seeded], wanted: Filters, batch: int, max_scan: int, data: st.DataObject
+) -> None:
+    """docs/queries.md: up to `limit` pushes a page, ending just before the first event of one
+    push more (or after 1,000 events, here `max_scan`); rows by each push's newest event; each
+    row its first timestamp and every event's region, oldest first."""
+    reader = seeded(events)
+    if refused_when_empty_window(wanted, reader):
+        return
+    items = page_order([event for event in events if wanted.matches(event)], MAX_TIED_EVENTS)
+    model = PageModel(items)
+    clock = [NOW]
+    params = {**wanted.params, "view": "pushes"}
+    with (
+        mock.patch.object(queries, "PUSH_SCAN_BATCH", batch),
+        mock.patch.object(queries, "MAX_PUSH_SCAN", max_scan),
+    ):
+        for limit, body in follow(params, reader, drawn(data, LIMITS), lambda: clock[-1]):
+            check_pushes_page(body, model.pushes_page(limit, max_scan))
+            assert body["pushes"] or not items, "no page is empty unless nothing matches"
+            clock.append(clock[-1] + data.draw(PAUSES))
+    assert model.at == len(items)
