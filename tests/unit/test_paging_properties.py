@@ -14,7 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from acr_webhook import queries
-from acr_webhook.queries import MAX_LIMIT, MAX_TIED_EVENTS, PUSH_SCAN_BATCH, handle_events_query
+from acr_webhook.queries import (
+    MAX_LIMIT,
+    MAX_TIED_EVENTS,
+    PUSH_SCAN_BATCH,
+    handle_events_query,
+)
 from tests.support.fakes import FakeEventRepository
 from tests.support.paging import (
     NOW,
@@ -123,3 +128,48 @@ def test_paging_pushes_puts_every_event_on_exactly_one_page_grouped(
             assert body["pushes"] or not items, "no page is empty unless nothing matches"
             clock.append(clock[-1] + data.draw(PAUSES))
     assert model.at == len(items)
+
+
+@PROPERTIES
+@given(
+    seeded_events(max_size=30) | replicated_events(max_size=30),
+    filters(),
+    st.integers(1, 3),
+    st.sampled_from(("events", "pushes")),
+    st.data(),
+)
+def test_a_timestamp_with_too_many_events_is_skipped_and_named_in_both_views(
+    events: list[Seeded], wanted: Filters, max_tied: int, view: str, data: st.DataObject
+) -> None:
+    """docs/queries.md: more matching events than MAX_TIED_EVENTS (here 1 to 3) at one
+    timestamp are skipped; the page ends just before them, possibly empty, names the timestamp
+    in `skipped`, and its token continues with the events after them."""
+    reader = seeded(events)
+    if refused_when_empty_window(wanted, reader):
+        return
+    items = page_order([event for event in events if wanted.matches(event)], max_tied)
+    model = PageModel(items)
+    # As the shipped constants make sure (test_no_read_batch_holds_more_events_than_may_tie):
+    # a read batch never holds more than MAX_TIED_EVENTS events newer than its oldest one.
+    limits = st.integers(1, max_tied)
+    batch = data.draw(st.integers(1, max_tied + 1))
+    with (
+        mock.patch.object(queries, "MAX_TIED_EVENTS", max_tied),
+        mock.patch.object(queries, "PUSH_SCAN_BATCH", batch),
+    ):
+        params = {**wanted.params, "view": view}
+        for limit, body in follow(params, reader, drawn(data, limits), lambda: NOW):
+            if view == "events":
+                check_events_page(body, model.events_page(limit))
+            else:
+                check_pushes_page(body, model.pushes_page(limit, queries.MAX_PUSH_SCAN))
+    assert model.at == len(items)
+
+
+def test_no_read_batch_holds_more_events_than_may_tie() -> None:
+    """A crowded timestamp is found only when a read batch holds nothing else. A batch is
+    `limit` + 1 events (events view) or PUSH_SCAN_BATCH (pushes): were it more than
+    MAX_TIED_EVENTS + 1, a crowded timestamp's events could fit in one batch beside older ones,
+    and be listed in a page instead of skipped."""
+    assert MAX_LIMIT <= MAX_TIED_EVENTS
+    assert PUSH_SCAN_BATCH <= MAX_TIED_EVENTS + 1
