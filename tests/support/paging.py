@@ -31,7 +31,7 @@ TAGS: Final = ("v1", "latest", None)  # None: a push by digest, a delete
 DIGESTS: Final = tuple(f"sha256:{letter * 64}" for letter in "abc")
 ACTIONS: Final = tuple(sorted(RECORDED_ACTIONS))
 # Few ids for many events: the same id in two repositories is two events.
-EVENT_IDS: Final = tuple(f"event-{n:02d}" for n in range(10))
+EVENT_IDS: Final = tuple(f"event-{n:02d}" for n in range(24))
 LOCATIONS: Final = ("westeurope", "eastus", None)
 ACTORS: Final = ("ci-bot", "alice", None)
 REGISTRIES: Final = ("myregistry.azurecr.io", "other.azurecr.io", None)
@@ -105,21 +105,25 @@ def seeded_event(draw: st.DrawFn, keys: st.SearchStrategy[PushKey] = PUSH_KEYS) 
     return Seeded(to_document(AcrEvent.model_validate(payload), RECEIVED), at)
 
 
-def _distinct(events: st.SearchStrategy[Seeded], max_size: int) -> st.SearchStrategy[list[Seeded]]:
+def _distinct(
+    events: st.SearchStrategy[Seeded], min_size: int, max_size: int
+) -> st.SearchStrategy[list[Seeded]]:
     """Events with distinct (repository, id): each one a document of its own."""
-    return st.lists(events, max_size=max_size, unique_by=lambda event: event.key)
+    return st.lists(events, min_size=min_size, max_size=max_size, unique_by=lambda event: event.key)
 
 
-def seeded_events(max_size: int) -> st.SearchStrategy[list[Seeded]]:
+def seeded_events(max_size: int, min_size: int = 0) -> st.SearchStrategy[list[Seeded]]:
     """Events of any of 135 pushes: few of them the same push."""
-    return _distinct(seeded_event(), max_size)
+    return _distinct(seeded_event(), min_size, max_size)
 
 
-def replicated_events(max_size: int) -> st.SearchStrategy[list[Seeded]]:
+def replicated_events(max_size: int, min_size: int = 0) -> st.SearchStrategy[list[Seeded]]:
     """Events of one to four pushes, each reported several times (per region, per delivery)
     at instants that interleave with the others'."""
     pushes = st.lists(PUSH_KEYS, min_size=1, max_size=4, unique=True)
-    return pushes.flatmap(lambda keys: _distinct(seeded_event(st.sampled_from(keys)), max_size))
+    return pushes.flatmap(
+        lambda keys: _distinct(seeded_event(st.sampled_from(keys)), min_size, max_size)
+    )
 
 
 @dataclass(frozen=True)
