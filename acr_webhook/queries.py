@@ -389,9 +389,16 @@ def _events_in_page_order(
             rest = dataclasses.replace(query, until=oldest, after=None)
 
 
-def _continuation_past(tied: TooManyTiedError, query: EventQuery, view: str = "events") -> str:
-    """The token for the page after the events at ``tied.timestamp``, which are skipped."""
+def _continuation_past(
+    tied: TooManyTiedError, query: EventQuery, reader: EventReader, view: str = "events"
+) -> str | None:
+    """The token for the page after the events at ``tied.timestamp``, which are skipped; None
+    when no event is older (a token promises more events, and crowds are often the oldest:
+    an import of history)."""
     log.warning("%s query %s: %s; skipped them", view, query.describe(), tied)
+    older = dataclasses.replace(query, until=tied.timestamp, after=None)
+    if not reader.find_events(older, 1):
+        return None
     return encode_continuation(Position(tied.timestamp), query, view)
 
 
@@ -409,7 +416,8 @@ def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
             events.append(event)
             end = after
     except TooManyTiedError as tied:
-        return EventPage(events, _continuation_past(tied, query), skipped=tied.timestamp)
+        continuation = _continuation_past(tied, query, reader)
+        return EventPage(events, continuation, skipped=tied.timestamp)
     return EventPage(events, None if end is None else encode_continuation(end, query))
 
 
@@ -442,13 +450,12 @@ def fetch_pushes(query: EventQuery, reader: EventReader) -> PushPage:
             one_push_too_many = key not in groups and len(groups) == query.limit
             if before is not None and (one_push_too_many or scanned == MAX_PUSH_SCAN):
                 # The next page starts with this very event.
-                continuation = encode_continuation(before, query, "pushes")
-                return PushPage(_push_rows(groups), continuation)
+                return PushPage(_push_rows(groups), encode_continuation(before, query, "pushes"))
             groups.setdefault(key, []).append(event)
             before = after
             scanned += 1
     except TooManyTiedError as tied:
-        continuation = _continuation_past(tied, query, "pushes")
+        continuation = _continuation_past(tied, query, reader, "pushes")
         return PushPage(_push_rows(groups), continuation, skipped=tied.timestamp)
     return PushPage(_push_rows(groups), None)
 

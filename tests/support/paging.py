@@ -254,9 +254,8 @@ class PageModel:
         self.at = 0
 
     def _finish(self, page: Expected) -> Expected:
-        # A page that skips a timestamp always has a token, events after it or not: what the
-        # product does, not what the docs say (the xfail test in test_paging_properties).
-        page.more = page.skipped is not None or self.at < len(self.items)
+        # A token only when something follows, a skipped timestamp included (docs/queries.md).
+        page.more = self.at < len(self.items)
         return page
 
     def events_page(self, limit: int) -> Expected:
