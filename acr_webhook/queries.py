@@ -21,8 +21,9 @@ local server has no GROUP BY). Each row has the push's first timestamp and, per 
 ``{location, timestamp}``: when each geo-replica had it. A page ends just before the first
 event of the push that would be one too many, so every event lands on exactly one page; a push
 whose events straddle that boundary (replication still completing, or interleaved with other
-pushes) continues on the next page as a row with the same key. Filtering by digest gives one
-complete row.
+pushes) continues on the next page as a row with the same key. Filtering by digest and
+repository gives each push of that image as one complete row, as long as one page holds them
+all (``limit`` pushes, MAX_PUSH_SCAN events).
 """
 
 from __future__ import annotations
