@@ -39,12 +39,14 @@ from tempfile import TemporaryDirectory
 from typing import Any, Literal
 from unittest import mock
 
+import pytest
+from azure.cosmos.exceptions import CosmosHttpResponseError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import acr_webhook.repository
 from acr_webhook import __main__ as cli
-from acr_webhook.config import ReconcileSettings
+from acr_webhook.config import ReconcileSettings, Settings
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.models import ENRICHMENT_FIELDS, MAX_SIZE, MAX_USER_AGENT_LENGTH
 from acr_webhook.reconcile import (
@@ -53,6 +55,7 @@ from acr_webhook.reconcile import (
     reconcile_entries,
     reconcile_webhooks,
 )
+from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
@@ -808,3 +811,46 @@ def test_the_cli_prints_one_line_per_invalid_entry_and_the_summary_last(
     assert [int(line.split()[2].rstrip(":")) for line in invalid] == [i for i, _ in model.invalid]
     assert len(lines) == len(invalid) + (model.stopped_at is not None)
     assert not leaks(out, err)
+
+
+# --- what a real store's refusal looks like --------------------------------------------------
+
+NO_DATABASE = Settings("https://127.0.0.1:1/", None, "acr", "events", None)
+
+
+def cosmos_refusal(event_id: str) -> Exception:
+    """The DocumentRejectedError the Cosmos DB repository raises for a 400 (the SDK's message,
+    as azure-cosmos formats it: ``Status code: 400`` on a line of its own)."""
+    error = CosmosHttpResponseError(  # type: ignore[no-untyped-call]
+        status_code=400,
+        message='Message: {"Errors":["One of the specified inputs is invalid"]}\r\n'
+        "ActivityId: 00000000-0000-0000-0000-000000000000, Request URI: /apps/x",
+    )
+    return CosmosEventRepository(NO_DATABASE)._failure(error)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a document Cosmos DB refuses is reported on several lines: azure-cosmos puts "
+    "'Status code: 400' on a line of its own and reconcile reports the message as it is, "
+    "where delivery.md promises invalid entries 'one line each'",
+)
+def test_a_document_cosmos_db_refuses_is_still_one_report_line() -> None:
+    """delivery.md: invalid entries are listed on stderr "one line each"; a document the store
+    refuses counts as invalid. The Cosmos DB repository's refusal carries the SDK's message,
+    which azure-cosmos always starts with "Status code: 400" and a newline."""
+    push = Payload(
+        {
+            "id": EVENT_IDS[0],
+            "timestamp": "2026-11-23T16:52:01.343145347Z",
+            "action": "push",
+            "target": {"repository": "hello-world", "tag": "v1"},
+        },
+        "2026-11-23T16:52:01.343145Z",
+    )
+    repository = ScriptedRepository(Script(refused=frozenset({EVENT_IDS[0]})), cosmos_refusal)
+    outcome, reports, _ = reconciled([wrapped(push.content)], repository, NOW)
+
+    assert counts_of(outcome) == (0, 0, 0, 1)
+    assert "refused by the database (400)" in str(reports[0])
+    assert len(str(reports[0]).splitlines()) == 1
