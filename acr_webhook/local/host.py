@@ -306,6 +306,8 @@ class ServerLimits:
         }
 
 
+# How often the main thread wakes, so that a signal handler due on it runs (serve).
+SIGNAL_CHECK_INTERVAL_S = 0.2
 STOP_GRACE_S = 5.0  # in-flight requests answer within 4.5 s, so they get to finish
 
 
@@ -498,7 +500,11 @@ def serve(
         # Only after the banner: a line written from the console's thread could otherwise
         # land inside a banner line (print writes the text and its newline separately).
         with console_log_on_its_own_thread():
-            stop_requested.wait()
+            # Not one untimed wait: a signal the kernel hands to another thread only marks the
+            # handler as due, and the main thread runs it when it next runs Python code. An
+            # untimed wait never does, and one Ctrl+C in ~100 was lost (the process kept on).
+            while not stop_requested.wait(SIGNAL_CHECK_INTERVAL_S):
+                pass
     finally:
         server.stop()
         for _, runner in started:

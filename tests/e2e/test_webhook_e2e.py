@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import time
 from pathlib import Path
@@ -96,6 +98,25 @@ def test_serve_exits_cleanly_on_signal(
     session = requests.Session()  # an open keep-alive connection must not block shutdown
     assert session.post(process.url(), data=b'{"action":"ping"}', timeout=5).status_code == 204
     assert process.stop(signum) == 0
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "tgkill"), reason="needs Linux's tgkill")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_exits_on_a_signal_the_kernel_hands_to_another_thread(
+    cosmos_settings: Settings, tmp_path: Path, signum: int
+) -> None:
+    """The kernel may deliver Ctrl+C to any thread of the process; Python then runs the handler
+    on the main thread once it runs Python code again. serve's main thread waited without a
+    timeout and never did: one CI run and 1 of 103 local runs hung. tgkill picks the thread."""
+    process = ServeProcess(cosmos_settings, tmp_path)
+    assert requests.post(process.url(), data=b'{"action":"ping"}', timeout=5).status_code == 204
+    pid = process.process.pid
+    other = next(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert ctypes.CDLL(None, use_errno=True).tgkill(pid, other, signum) == 0
+    try:
+        assert process.process.wait(timeout=5) == 0
+    finally:
+        process.stop()  # drains what it printed; kills a server that did not stop
 
 
 def test_serve_without_endpoint_refuses_to_start(tmp_path: Path) -> None:

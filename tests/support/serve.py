@@ -166,7 +166,11 @@ class ServeProcess:
         """Signal the process and return its exit code (with whatever it printed drained)."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
-        code = self.process.wait(timeout=10)
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # a hung server must not outlive the test that found it
+            raise
         self._reader.join(timeout=5)  # ends at the pipe's end
         if self.process.stdout:
             self.process.stdout.close()
