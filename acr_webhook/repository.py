@@ -147,8 +147,9 @@ def without_system_fields(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe_error(error: AzureError) -> str:
-    """One line for logs and answers: the SDK's kind of failure and its message."""
-    return f"{type(error).__name__}: {error.message}"
+    """One line for logs and answers: the SDK's kind of failure and its message (which
+    azure-cosmos spreads over several lines)."""
+    return " ".join(f"{type(error).__name__}: {error.message}".split())
 
 
 def create_transport() -> RequestsTransport:

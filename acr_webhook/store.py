@@ -14,11 +14,20 @@ from typing import Any, Protocol
 from acr_webhook.models import EventQuery
 
 
-class RepositoryUnavailableError(Exception):
+class OneLineError(Exception):
+    """An error whose message goes into a log line or an answer: kept on one line. The SDKs'
+    messages span several (azure-cosmos puts the status code and the service's message on
+    lines of their own), which would split a log record and a reconcile report."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class RepositoryUnavailableError(OneLineError):
     """The store did not accept or answer in time; the event was not recorded."""
 
 
-class DocumentRejectedError(Exception):
+class DocumentRejectedError(OneLineError):
     """The store refused this document for a reason that will not change (a 400-class answer
     other than throttling or a conflict): trying again cannot help. The message says why."""
 
@@ -46,7 +55,7 @@ class EventReader(Protocol):
         ...
 
 
-class FallbackUnavailableError(Exception):
+class FallbackUnavailableError(OneLineError):
     """The fallback queue did not take the event either."""
 
 
@@ -57,7 +66,7 @@ class FallbackQueue(Protocol):
         ...
 
 
-class HistoryUnreadableError(Exception):
+class HistoryUnreadableError(OneLineError):
     """A webhook's delivery history could not be read (or not to the end). The message names
     the cause, the SDK's error type first."""
 
