@@ -883,6 +883,26 @@ def test_the_deployed_prefix_is_the_one_in_host_json() -> None:
     assert set(HOST.routes) == {f"/{PREFIX}/{route}" for route, _ in FUNCTIONS.values()}
 
 
+CRASHES = st.sampled_from([RuntimeError, ValueError, KeyError, TypeError, RecursionError])
+
+
+@PROPERTIES
+@given(error=CRASHES, message=st.text(max_size=40), method=st.sampled_from(["GET", "POST"]))
+def test_a_function_that_raises_is_an_empty_500_whatever_it_says(
+    error: type[Exception], message: str, method: str
+) -> None:
+    """README (the local host): a function that raises is 500 with an empty body, its
+    traceback in the log only."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+    @app.route(route="boom", methods=["GET", "POST"])
+    def boom(req: func.HttpRequest) -> func.HttpResponse:
+        raise error(f"{message} {SECRET}")
+
+    host = LocalFunctionsHost(app, KEY)
+    assert host.dispatch(method, f"/api/boom?code={KEY}", {}, b"{}", BASE_URL) == Reply(500)
+
+
 # --- what the Azure host does that this host does not (defects, xfail) ------------------------
 
 
