@@ -150,6 +150,7 @@ class LocalFunctionsHost:
     def __init__(self, app: func.FunctionApp, function_key: str, prefix: str | None = None) -> None:
         self.prefix = route_prefix() if prefix is None else prefix.strip("/")
         self.routes = http_functions(app, self.prefix)
+        self._by_route_key = {route_key(path): function for path, function in self.routes.items()}
         self._key = function_key.encode()
 
     def dispatch(
@@ -160,7 +161,8 @@ class LocalFunctionsHost:
         # never comes from the path.
         encoded_path, _, query_string = target.partition("?")
         path = azure_path(encoded_path)
-        function = self.routes.get(path.rstrip("/").lower())
+        # ASP.NET Core ignores one trailing slash: the empty segment of a second one is no match.
+        function = self._by_route_key.get(route_key(path.removesuffix("/")))
         # Azure routes on path and method together: a method the function does not take is
         # no route at all.
         if function is None or method.upper() not in function.methods:
@@ -188,12 +190,20 @@ class LocalFunctionsHost:
         return _to_reply(response)
 
 
+def route_key(path: str) -> str:
+    """``path`` as ASP.NET Core compares route text (OrdinalIgnoreCase): each character by its
+    simple upper case, so that the Kelvin sign is not a "k" as ``str.lower`` makes it."""
+    return "".join(upper if len(upper := char.upper()) == 1 else char for char in path)
+
+
 def _to_reply(response: func.HttpResponse) -> Reply:
     """The function's answer as the Python worker hands it to the Azure host: its headers, and
     a Content-Type from its mimetype unless it set one."""
     headers = dict(response.headers)
     if response.mimetype and not any(k.lower() == "content-type" for k in headers):
-        charset = f"; charset={response.charset}" if response.charset else ""
+        # As the worker (HttpResponseConverter.encode): a charset for text/* only.
+        text = response.mimetype.startswith("text/")
+        charset = f"; charset={response.charset}" if text and response.charset else ""
         headers["Content-Type"] = f"{response.mimetype}{charset}"
     body = response.get_body() or b""
     if response.status_code in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
