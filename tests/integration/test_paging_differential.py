@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from itertools import cycle
 from unittest import mock
 
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 from acr_webhook import queries
@@ -31,18 +31,12 @@ from tests.support.paging import (
     replicated_events,
     seeded_events,
 )
+from tests.support.properties import DETERMINISTIC
 
 # A fresh container and a few dozen writes per example: few examples, many queries each. No
 # shrinking: against the server it takes many minutes, and the unit properties shrink the same
 # paging against the fake.
-DIFFERENTIAL = settings(
-    max_examples=12,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    phases=(Phase.explicit, Phase.generate),
-    suppress_health_check=[HealthCheck.too_slow],
-)
+DIFFERENTIAL = settings(DETERMINISTIC, max_examples=12, phases=(Phase.explicit, Phase.generate))
 
 
 @dataclass(frozen=True)

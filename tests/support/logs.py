@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import pytest
+
+H = TypeVar("H", bound=logging.Handler)
 
 DECISION_FIELDS = ("decision", "route", "event_id", "action", "repository", "reason", "store_ms")
 
@@ -17,3 +22,18 @@ def decisions(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         for record in caplog.records
         if hasattr(record, "decision")
     ]
+
+
+@contextmanager
+def on_app_logger(handler: H, level: int) -> Iterator[H]:
+    """``handler`` on the app's logger at ``level`` for the block, then as it was: records of
+    every thread, a batch's writers included."""
+    logger = logging.getLogger("acr_webhook")
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)

@@ -27,7 +27,7 @@ from unittest import mock
 import azure.functions as func
 import pytest
 from azure.functions.http import HttpResponseConverter
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import function_app
@@ -40,15 +40,9 @@ from acr_webhook.results import Result
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
+from tests.support.properties import DETERMINISTIC
 
-# Deterministic in CI: the same examples on every run, nothing read from or saved to a database.
-PROPERTIES = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+PROPERTIES = settings(DETERMINISTIC, max_examples=150)
 KEY = "test-key"
 SECRET = "s3cret-value"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

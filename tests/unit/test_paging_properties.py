@@ -12,7 +12,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acr_webhook import queries
@@ -39,15 +39,9 @@ from tests.support.paging import (
     replicated_events,
     seeded_events,
 )
+from tests.support.properties import DETERMINISTIC
 
-# Deterministic in CI: the same examples on every run, nothing read from or saved to a database.
-PROPERTIES = settings(
-    max_examples=250,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+PROPERTIES = settings(DETERMINISTIC, max_examples=250)
 LIMITS = st.integers(1, 4) | st.integers(5, 45) | st.just(MAX_LIMIT)
 # How long the client takes before asking for the next page: the window must not move.
 PAUSES = st.sampled_from(

@@ -31,7 +31,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import Any, Literal
 from unittest import mock
 
 from azure.cosmos.exceptions import CosmosHttpResponseError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import acr_webhook.repository
@@ -58,15 +58,10 @@ from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
+from tests.support.logs import on_app_logger
+from tests.support.properties import DETERMINISTIC
 
-# Deterministic in CI: the same examples on every run, nothing read from or saved to a database.
-PROPERTIES = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+PROPERTIES = settings(DETERMINISTIC, max_examples=150)
 SEEDED_AT = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 12, 5, 0, 250_000, tzinfo=UTC)
@@ -556,17 +551,8 @@ class Records(logging.Handler):
         return "\n".join(f"{r.getMessage()} {r.__dict__}" for r in self.records)
 
 
-@contextmanager
-def captured_logs() -> Iterator[Records]:
-    logger = logging.getLogger("acr_webhook")
-    handler, level = Records(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+def captured_logs() -> AbstractContextManager[Records]:
+    return on_app_logger(Records(), logging.DEBUG)
 
 
 def counts_of(outcome: ReconcileOutcome) -> tuple[int, int, int, int]:
@@ -773,13 +759,7 @@ def test_the_timer_logs_one_summary_per_webhook_and_one_decision_per_stored_or_i
     assert not leaks(logs.text(), json.dumps(repository.attempts))
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@settings(DETERMINISTIC, max_examples=40)
 @given(st.data())
 def test_the_cli_prints_one_line_per_invalid_entry_and_the_summary_last(
     data: st.DataObject,

@@ -32,15 +32,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acr_webhook.eventgrid import BATCH_BUDGET_S, EVENT_TYPE_ACTIONS, handle_eventgrid
@@ -54,6 +53,8 @@ from acr_webhook.store import (
     RepositoryUnavailableError,
 )
 from tests.support import payloads
+from tests.support.logs import on_app_logger
+from tests.support.properties import DETERMINISTIC
 
 NOW: Final = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 EARLIER: Final = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
@@ -66,13 +67,6 @@ POOL_SIZE: Final = 4
 # A held write outlasts this budget: the batch is answered 503 without a long wait.
 SHORT_BUDGET_S: Final = 0.05
 
-# Deterministic (the same examples on every run, nothing kept between runs).
-FAULTS = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
 
 Key = tuple[str, str]  # a Cosmos DB document: (event id, repository partition)
 Outcome = Literal["store", "duplicate", "slow", "refuse", "unavailable", "landed", "held"]
@@ -192,17 +186,8 @@ class Decisions(logging.Handler):
         return [record for record in self.records if record["route"] == route]
 
 
-@contextmanager
-def decisions_logged() -> Iterator[Decisions]:
-    logger = logging.getLogger("acr_webhook")
-    handler, level = Decisions(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+def decisions_logged() -> AbstractContextManager[Decisions]:
+    return on_app_logger(Decisions(), logging.INFO)
 
 
 def check_answer_shape(result: Result) -> None:
@@ -360,9 +345,7 @@ def check_decisions(
             assert names == Counter({"unavailable": copies}), (key, names)
 
 
-def check_store(
-    batch: Batch, result: Result, repository: ScriptedRepository, before: set[Key]
-) -> None:
+def check_store(batch: Batch, repository: ScriptedRepository, before: set[Key]) -> None:
     """What is stored is what the batch's writes stored, each document once, nothing else."""
     assert set(repository.documents) <= set(batch.copies), "a document the batch does not hold"
     for key in batch.copies:
@@ -385,7 +368,7 @@ def check_store(
             assert stored == batch.document(key), key
 
 
-@settings(FAULTS, max_examples=150)
+@settings(DETERMINISTIC, max_examples=150)
 @given(batches(), st.data())
 def test_event_grid_batch_answers_logs_and_stores_as_documented_whatever_fails(
     batch: Batch, data: st.DataObject
@@ -423,7 +406,7 @@ def test_event_grid_batch_answers_logs_and_stores_as_documented_whatever_fails(
     else:
         assert result.body is not None and "unavailable" in result.body["error"]
     check_decisions(batch, result, records, repository)
-    check_store(batch, result, repository, before)
+    check_store(batch, repository, before)
 
     # Event Grid redelivers anything but a 400 (and so may a dead-letter re-send): once the
     # outage is over the same batch ends with every document stored once, nothing lost.
@@ -491,7 +474,7 @@ def webhook_body(kind: str, event_id: str, repository: str) -> bytes:
     return payloads.body(payload)
 
 
-@settings(FAULTS, max_examples=300)
+@settings(DETERMINISTIC, max_examples=300)
 @given(
     st.sampled_from(WEBHOOK_KINDS),
     st.sampled_from(EVENT_IDS),
@@ -584,7 +567,7 @@ def test_webhook_answers_parks_and_stores_as_documented_whatever_fails(
 REPLAY_CAP_S: Final = 8  # REPLAY_MAX_DELAY_SECONDS, small so that the cap is reached
 
 
-@settings(FAULTS, max_examples=150)
+@settings(DETERMINISTIC, max_examples=150)
 @given(
     st.sampled_from(sorted(payloads.RECORDED)),
     st.lists(
