@@ -41,8 +41,8 @@ def _provision(_args: argparse.Namespace) -> int:
     except AzureError as error:
         # A server that is still starting, or a wrong endpoint or key: one line, no traceback.
         print(
-            f"the event store at {settings.cosmos_endpoint} is unavailable or refused: "
-            f"{describe_error(error)}",
+            f"the event store at {settings.cosmos_endpoint} is unavailable or refused:",
+            describe_error(error),
             file=sys.stderr,
         )
         return 1
