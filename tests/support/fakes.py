@@ -5,10 +5,26 @@ from __future__ import annotations
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
+
+K = TypeVar("K")
+
+
+def store_or_fill_in(documents: dict[K, dict[str, Any]], key: K, document: dict[str, Any]) -> bool:
+    """The store protocol's write into ``documents``: True for a new document; for one already
+    stored, False, with the ENRICHMENT_FIELDS it lacks taken from ``document`` (a value it has
+    is never overwritten)."""
+    stored = documents.get(key)
+    if stored is None:
+        documents[key] = dict(document)
+        return True
+    for name in ENRICHMENT_FIELDS:
+        if stored.get(name) is None and document.get(name) is not None:
+            stored[name] = document[name]
+    return False
 
 
 class FakeEventRepository:
@@ -43,14 +59,7 @@ class FakeEventRepository:
             stored = self.documents.get(key)
             if stored is not None and stored["repository"] != document["repository"]:
                 key = f"{key}/{document['repository']}"
-                stored = self.documents.get(key)
-            if stored is None:
-                self.documents[key] = dict(document)
-                return True
-            for name in ENRICHMENT_FIELDS:
-                if stored.get(name) is None and document.get(name) is not None:
-                    stored[name] = document[name]
-            return False
+            return store_or_fill_in(self.documents, key, document)
 
     def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
         """The filters of repository.events_sql. Equal timestamps come back in a different

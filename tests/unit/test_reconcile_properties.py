@@ -47,7 +47,7 @@ import acr_webhook.repository
 from acr_webhook import __main__ as cli
 from acr_webhook.config import ReconcileSettings, Settings
 from acr_webhook.handlers import handle_webhook
-from acr_webhook.models import ENRICHMENT_FIELDS, MAX_SIZE, MAX_USER_AGENT_LENGTH
+from acr_webhook.models import MAX_SIZE, MAX_USER_AGENT_LENGTH
 from acr_webhook.reconcile import (
     InvalidEntry,
     ReconcileOutcome,
@@ -56,7 +56,7 @@ from acr_webhook.reconcile import (
 )
 from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
-from tests.support.fakes import FakeEventRepository
+from tests.support.fakes import FakeEventRepository, store_or_fill_in
 from tests.support.history import LEAKABLE, history_entry
 from tests.support.logs import on_app_logger
 from tests.support.properties import DETERMINISTIC
@@ -424,16 +424,8 @@ class ScriptedRepository:
 
 
 def _store(documents: dict[tuple[str, str], dict[str, Any]], document: dict[str, Any]) -> bool:
-    """The store protocol: new, or a duplicate whose missing enrichment fields are filled in."""
-    key = (document["id"], document["repository"])
-    stored = documents.get(key)
-    if stored is None:
-        documents[key] = dict(document)
-        return True
-    for name in ENRICHMENT_FIELDS:
-        if stored.get(name) is None and document.get(name) is not None:
-            stored[name] = document[name]
-    return False
+    """The store protocol, documents known by their id within their repository."""
+    return store_or_fill_in(documents, (document["id"], document["repository"]), document)
 
 
 def documented(payload: Payload, received_at: datetime, source: str) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from acr_webhook.store import (
     RepositoryUnavailableError,
 )
 from tests.support import payloads
+from tests.support.fakes import store_or_fill_in
 from tests.support.logs import on_app_logger
 from tests.support.properties import DETERMINISTIC
 
@@ -137,15 +138,10 @@ class ScriptedRepository:
 
     def _store(self, key: Key, document: dict[str, Any]) -> bool:
         with self._lock:
-            stored = self.documents.get(key)
-            if stored is None:
-                self.documents[key] = dict(document)
+            created = store_or_fill_in(self.documents, key, document)
+            if created:
                 self.created[key] += 1
-                return True
-            for name in ENRICHMENT_FIELDS:
-                if stored.get(name) is None and document.get(name) is not None:
-                    stored[name] = document[name]
-            return False
+            return created
 
 
 QueueState = Literal["up", "down", "absent"]
