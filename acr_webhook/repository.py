@@ -25,7 +25,7 @@ from urllib3.util.retry import Retry
 
 from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
-from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
+from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError, one_line
 from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
@@ -147,9 +147,8 @@ def without_system_fields(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe_error(error: AzureError) -> str:
-    """One line for logs and answers: the SDK's kind of failure and its message (which
-    azure-cosmos spreads over several lines)."""
-    return " ".join(f"{type(error).__name__}: {error.message}".split())
+    """One line for logs and answers: the SDK's kind of failure and its message."""
+    return one_line(f"{type(error).__name__}: {error.message}")
 
 
 def create_transport() -> RequestsTransport:

@@ -14,13 +14,18 @@ from typing import Any, Protocol
 from acr_webhook.models import EventQuery
 
 
+def one_line(text: str) -> str:
+    """``text`` with each run of whitespace, line breaks included, as one space. The SDKs'
+    messages span several lines (azure-cosmos puts the status code and the service's message
+    on lines of their own), which would split a log record and a reconcile report."""
+    return " ".join(text.split())
+
+
 class OneLineError(Exception):
-    """An error whose message goes into a log line or an answer: kept on one line. The SDKs'
-    messages span several (azure-cosmos puts the status code and the service's message on
-    lines of their own), which would split a log record and a reconcile report."""
+    """An error whose message goes into a log line or an answer: kept on one line."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+        super().__init__(one_line(message))
 
 
 class RepositoryUnavailableError(OneLineError):
