@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from azure.cosmos._base import _validate_resource
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from acr_webhook.eventgrid import handle_eventgrid
@@ -18,9 +18,10 @@ from acr_webhook.handlers import SharedSecret, handle_webhook
 from acr_webhook.models import RECORDED_ACTIONS, AcrEvent
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.properties import DETERMINISTIC
 from tests.unit.test_eventgrid import POOL, cloud_event, event_grid
 
-FUZZ = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(DETERMINISTIC, max_examples=1500)
 
 json_scalars = (
     st.none()
@@ -128,7 +129,7 @@ def test_mutated_real_payloads(payload: dict[str, Any]) -> None:
     check(json.dumps(payload).encode(), payload)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(DETERMINISTIC, max_examples=50)
 @given(st.integers(1, 200_000))
 def test_deep_nesting(depth: int) -> None:
     check(b'{"action": "push", "x": ' + b"[" * depth + b"]" * depth + b"}")
@@ -235,9 +236,7 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
     return payload
 
 
-HOSTILE_FUZZ = settings(
-    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+HOSTILE_FUZZ = settings(DETERMINISTIC, max_examples=600)
 
 
 @HOSTILE_FUZZ
@@ -268,7 +267,7 @@ def test_random_event_grid_bodies(body: bytes) -> None:
     check_eventgrid(body)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(DETERMINISTIC, max_examples=200)
 @given(st.binary(max_size=500), st.dictionaries(st.text(max_size=20), st.text(max_size=40)))
 def test_without_the_secret_nothing_is_read_on_either_route(
     body: bytes, headers: dict[str, str]
