@@ -1,12 +1,14 @@
-"""The function app's registered functions, indexed once, and the runtime's ``%SETTING%``
-binding expressions (for the local host and its trigger runners)."""
+"""The function app's registered functions, indexed once, the runtime's ``%SETTING%`` binding
+expressions and host.json's extension settings (for the local host and its trigger runners)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Mapping
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
@@ -15,6 +17,18 @@ T = TypeVar("T")
 
 # A trigger property written as %NAME% takes the value of the app setting NAME.
 _SETTING_EXPRESSION = re.compile(r"%([^%]+)%")
+
+
+def extension_settings(host_json: Path, extension: str) -> dict[str, Any]:
+    """host.json ``extensions.<extension>``, empty when the file or the section is missing.
+
+    A section written as ``null`` is empty too: .NET's configuration gives it no children, so
+    every setting in it keeps the runtime's default.
+    """
+    if not host_json.is_file():
+        return {}
+    extensions = json.loads(host_json.read_text()).get("extensions") or {}
+    return dict(extensions.get(extension) or {})
 
 
 @functools.cache  # the SDK's get_functions() refuses a second call on the same app

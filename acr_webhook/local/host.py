@@ -16,7 +16,6 @@ server, answers an oversized or malformed body.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import signal
 import threading
@@ -36,9 +35,9 @@ import azure.functions as func
 import waitress  # type: ignore[import-untyped]
 from azure.functions.decorators.http import HttpTrigger
 
-from acr_webhook.config import HTTP_CONCURRENCY, read_values
+from acr_webhook.config import HTTP_CONCURRENCY, ConfigurationError, read_values
 from acr_webhook.handlers import MAX_BODY_BYTES
-from acr_webhook.local.app_index import indexed_functions
+from acr_webhook.local.app_index import extension_settings, indexed_functions
 from acr_webhook.local.queues import QueueOptions, QueuePoller, start_queue_pollers
 from acr_webhook.local.timers import start_timer_runners
 
@@ -72,10 +71,13 @@ INTERNAL_ERROR = Reply(500)
 
 def route_prefix(host_json: Path = HOST_JSON) -> str:
     """host.json ``extensions.http.routePrefix``: "api" when not set, "" for no prefix."""
-    if not host_json.is_file():
-        return DEFAULT_ROUTE_PREFIX
-    http = json.loads(host_json.read_text()).get("extensions", {}).get("http", {})
-    return str(http.get("routePrefix", DEFAULT_ROUTE_PREFIX)).strip("/")
+    prefix = extension_settings(host_json, "http").get("routePrefix", DEFAULT_ROUTE_PREFIX)
+    if prefix is None:
+        # .NET reads a JSON null as "" before .NET 10 and as unset from it: not guessed here.
+        raise ConfigurationError(
+            f'{host_json}: extensions.http.routePrefix is null; write "" for no prefix'
+        )
+    return str(prefix).strip("/")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ come from host.json ``extensions.queues``, as in Azure.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from azure.storage.queue import QueueMessage
 
 from acr_webhook.config import STORAGE_CONNECTION, QueueSettings, queue_settings
 from acr_webhook.fallback import create_queue_client, decode_message
-from acr_webhook.local.app_index import resolve_settings, triggered_by
+from acr_webhook.local.app_index import extension_settings, resolve_settings, triggered_by
 from acr_webhook.local.background import BackgroundRunner
 
 log = logging.getLogger(__name__)
@@ -45,9 +44,7 @@ class QueueOptions:
 
     @classmethod
     def from_host_json(cls, path: Path) -> QueueOptions:
-        if not path.is_file():
-            return cls()
-        queues = json.loads(path.read_text()).get("extensions", {}).get("queues", {})
+        queues = extension_settings(path, "queues")
         defaults = cls()
         return cls(
             max_dequeue_count=int(queues.get("maxDequeueCount", defaults.max_dequeue_count)),

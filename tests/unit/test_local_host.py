@@ -16,7 +16,7 @@ import azure.functions as func
 import pytest
 
 import function_app
-from acr_webhook.config import HTTP_CONCURRENCY
+from acr_webhook.config import HTTP_CONCURRENCY, ConfigurationError
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.host import (
     BODY_READ_LIMIT,
@@ -31,6 +31,7 @@ from acr_webhook.local.host import (
     route_prefix,
     status_line,
 )
+from acr_webhook.local.queues import QueueOptions
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 
@@ -214,6 +215,20 @@ def test_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
     for http, expected in [({}, "api"), ({"routePrefix": ""}, ""), ({"routePrefix": "/v1/"}, "v1")]:
         host_json.write_text(json.dumps({"version": "2.0", "extensions": {"http": http}}))
         assert route_prefix(host_json) == expected
+    # A null section has no settings, as in .NET's configuration: each keeps its default.
+    for extensions in [None, {"http": None}]:
+        host_json.write_text(json.dumps({"version": "2.0", "extensions": extensions}))
+        assert route_prefix(host_json) == "api"
+        assert QueueOptions.from_host_json(host_json) == QueueOptions()
+
+
+def test_a_null_route_prefix_stops_the_host_with_one_line(tmp_path: Path) -> None:
+    """.NET reads a null routePrefix as "" or as unset depending on its version: the local
+    host names the setting rather than serve routes under a prefix of its own guess."""
+    host_json = tmp_path / "host.json"
+    host_json.write_text(json.dumps({"extensions": {"http": {"routePrefix": None}}}))
+    with pytest.raises(ConfigurationError, match=r'routePrefix is null; write "" for no prefix'):
+        route_prefix(host_json)
 
 
 @pytest.mark.parametrize(
