@@ -188,6 +188,15 @@ def test_over_http_every_401_is_the_same_empty_answer(refusing_host: ServeProces
     assert post(f"{url}?CODE={key}&code=wrong").status_code == 204
     wrong_method = requests.get(f"{url}?code={key}", timeout=5)
     assert (wrong_method.status_code, wrong_method.content) == (404, b"")
+    # README: a key header on two lines is 401 here (waitress joins them), where Azure reads
+    # the first line's key; if waitress ever hands them over apart, the README must change.
+    for key_lines, status in [([key], b"204"), ([key, "other"], b"401")]:
+        with socket.create_connection(("127.0.0.1", refusing_host.port), timeout=5) as sock:
+            lines = [f"x-functions-key: {value}" for value in key_lines]
+            ping = b'{"action":"ping"}'
+            head = request_head("/api/acr/webhook", *lines, f"Content-Length: {len(ping)}")
+            sock.sendall(head + ping)
+            assert sock.makefile("rb").readline().split()[1] == status
 
 
 echo_app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
