@@ -172,6 +172,8 @@ REQUEST_CASES = [
         worker_saw(query="?flag&b=2", params={"b": "2"}),
         id="query-name-only",
     ),
+    # StringValues.ToString skips empty values; test_local_host's row ("a=&a=", {"a": ","})
+    # asserts the local host's join instead.
     pytest.param(
         raw_request("GET", P + "?a=&a="),
         worker_saw(query="?a=&a=", params={}),
@@ -399,13 +401,13 @@ def test_empty_repeats_of_a_query_parameter_change_nothing_as_in_azure(
 
 
 # --- Responses: what the host gets back ---------------------------------------------------------
+# (No function answers 404: that is the host's own NotFoundResult, empty, like its 401.)
 
 # The RpcHttp the worker returned for function_app's own answers: (status_code, headers, body).
 # HttpResponseConverter.encode adds a Content-Type from the mimetype unless the function set
 # one ("; charset=" only for text/*) and sends the body as bytes, b"" when there is none.
 TEXT = {"content-type": "text/plain; charset=utf-8"}
 JSON_TYPE = {"content-type": "application/json"}
-PUSH_ID = payloads.PUSH["id"]
 
 
 def test_recorded_and_duplicate_answers_are_the_workers(host: LocalFunctionsHost) -> None:
@@ -449,8 +451,10 @@ def test_recorded_and_duplicate_answers_are_the_workers(host: LocalFunctionsHost
         ),
         pytest.param(
             payloads.body({"action": "ping"}),
-            # Kestrel keeps it: on a 204 it drops only Content-Length and refuses
-            # Transfer-Encoding (aspnetcore HttpProtocol.CreateResponseHeaders).
+            # The host sets it (RawScriptResult.cs L49-55) and Kestrel keeps it: on a 204 it
+            # drops only Content-Length and refuses Transfer-Encoding (aspnetcore
+            # HttpProtocol.CreateResponseHeaders). test_local_host's
+            # test_ping_reply_has_no_body_or_content_type asserts the opposite.
             (204, TEXT, b""),
             marks=xfail("the ping's 204 loses the Content-Type the worker gives every response"),
         ),
