@@ -34,6 +34,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import azure.functions as func
 import waitress  # type: ignore[import-untyped]
 from azure.functions.decorators.http import HttpTrigger
+from azure.functions.http import HttpRequest as WorkerHttpRequest
 
 from acr_webhook.config import HTTP_CONCURRENCY, ConfigurationError, read_values
 from acr_webhook.handlers import MAX_BODY_BYTES
@@ -134,7 +135,8 @@ def azure_params(query: Sequence[tuple[str, str]]) -> dict[str, str]:
     spellings: dict[str, str] = {}
     for name, value in query:
         values.setdefault(spellings.setdefault(name.lower(), name), []).append(value)
-    joined = {name: ",".join(given) for name, given in values.items()}
+    # StringValues.ToString() joins the values with commas and skips the empty ones.
+    joined = {name: ",".join(filter(None, given)) for name, given in values.items()}
     return {name: value for name, value in joined.items() if value}
 
 
@@ -180,8 +182,16 @@ class LocalFunctionsHost:
         url = base_url + quote(path, safe=PATH_SAFE_CHARACTERS)
         if query_string:
             url += f"?{query_string}"
-        request = func.HttpRequest(
-            method.upper(), url, headers=lower_headers, params=azure_params(query), body=body
+        # The Python worker's own request class (HttpRequestConverter.decode), whose get_json
+        # raises one ValueError for any body that is not JSON; the host sends the body as bytes.
+        request = WorkerHttpRequest(
+            method.upper(),
+            url,
+            headers=lower_headers,
+            params=azure_params(query),
+            route_params={},
+            body_type="bytes",
+            body=body,
         )
         try:
             response: func.HttpResponse = function.call(request)
@@ -209,8 +219,8 @@ def _to_reply(response: func.HttpResponse) -> Reply:
         headers["Content-Type"] = f"{response.mimetype}{charset}"
     body = response.get_body() or b""
     if response.status_code in (HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED):
+        # No body, but the Content-Type stays: the Azure host sets it and Kestrel keeps it.
         body = b""
-        headers.pop("Content-Type", None)
     return Reply(response.status_code, body, headers)
 
 
@@ -265,7 +275,8 @@ def request_headers(environ: WSGIEnvironment) -> dict[str, str]:
         if key.startswith("HTTP_")
     }
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        if environ.get(key):
+        # waitress sets these only for a header that was sent; Azure passes an empty one on.
+        if key in environ:
             headers[key.replace("_", "-").lower()] = str(environ[key])
     return headers
 
