@@ -140,7 +140,7 @@ class FakeClock:
 class GatedHealth(DatabaseHealth):
     """The product's outage memory with each use a gated step, on a fake clock."""
 
-    def __init__(self, turns: Turns, clock: FakeClock) -> None:
+    def __init__(self, turns: Turns, clock: Callable[[], float]) -> None:
         super().__init__(clock=clock)
         self.turns = turns
         self.failures: list[str] = []
