@@ -191,6 +191,7 @@ class FakeCosmosClient:
     calls: list[CallRecord] = field(default_factory=list)
     overwritten: list[str] = field(default_factory=list)
     created: int = 0
+    creator: str | None = None  # the actor whose create wrote the document
     conflicts: int = 0  # replaces refused for a changed ETag (412)
     _etags: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _counts: dict[tuple[str | None, str], int] = field(default_factory=dict)
@@ -242,6 +243,7 @@ class FakeCosmosClient:
                 raise CosmosResourceExistsError(status_code=409, message="Conflict")  # type: ignore[no-untyped-call]
             self.documents[key] = self._stored(body)
             self.created += 1
+            self.creator = self.turns.actor
             if fault == "landed":
                 raise ServiceResponseTimeoutError("Read timed out. (read timeout=2)")
 

@@ -487,6 +487,20 @@ def run_overlap(overlap: Overlap) -> Overlapped:
     return Overlapped(outcomes, client, queue, health, records, turns)
 
 
+def check_memory(trace: list[tuple[str, str]]) -> None:
+    """README: a failure is remembered by every writer (the clock stays inside the 5 s here),
+    and a success forgets it: a writer's check passes (its next step is a database call)
+    exactly when the last failure or success remembered before it was a success, or none."""
+    last = "succeeded"
+    for index, (actor, label) in enumerate(trace):
+        if label in ("health.failed", "health.succeeded"):
+            last = label.removeprefix("health.")
+        elif label == "health.check":
+            after = [step for who, step in trace[index + 1 :] if who == actor]
+            asked = bool(after) and after[0].startswith("cosmos.")
+            assert asked == (last == "succeeded"), (index, trace)
+
+
 @settings(DETERMINISTIC, max_examples=120)
 @given(overlap=overlaps())
 def test_overlapping_deliveries_of_one_event_store_one_complete_document(
@@ -554,6 +568,15 @@ def test_overlapping_deliveries_of_one_event_store_one_complete_document(
     assert list(ran.client.documents) == ([KEY] if overlap.prestored or ran.client.created else [])
     if not overlap.faults and not overlap.prestored:
         assert len(creating) == 1, decisions
+    # A creating decision is the creator's own; the document's source is the creator's route.
+    for actor, made in decisions.items():
+        if CREATING & set(made):
+            assert actor == ran.client.creator, (actor, ran.client.creator)
+    if ran.client.creator is not None:
+        creator = overlap.deliveries[actors.index(ran.client.creator)]
+        source = {"replay": "webhook", "cloudevents": "eventgrid"}.get(creator.route, creator.route)
+        assert ran.client.documents[KEY]["source"] == source
+    check_memory(ran.turns.trace)
     if stored_by:
         assert KEY in ran.client.documents
     assert ran.client.overwritten == []
@@ -629,6 +652,34 @@ def test_a_failure_remembered_by_one_writer_answers_every_route_at_once() -> Non
     }
     assert statuses == {actors[0]: 202, actors[1]: 503, actors[2]: 503, actors[5]: 202}
     assert {m[0] for m in ran.queue.messages} == {actors[0], actors[3], actors[5]}  # type: ignore[union-attr]
+
+
+def test_a_success_after_a_failure_lets_every_writer_ask_the_database_again_at_once() -> None:
+    """README: "the app tries the database again ... events succeed again once it is back":
+    a write that succeeds after another's failure ends the memory for every route at once,
+    without waiting out the 5 s."""
+    routes = ("webhook", "webhook", "webhook", "eventgrid", "replay", "reconcile")
+    deliveries = tuple(Delivery(route, frozenset()) for route in routes)
+    # 1 passes the check; 0 fails and is remembered; 1 then writes, which succeeds.
+    order = (1, 0, 0, 0, 1, 1)
+    overlap = Overlap(deliveries, order, ((0, "create_item", "timeout"),), "up", False)
+    ran = run_overlap(overlap)
+    actors = names(overlap)
+    assert [label for _, label in ran.turns.trace[:6]] == [
+        "health.check",
+        "health.check",
+        "cosmos.create_item",
+        "health.failed",
+        "cosmos.create_item",
+        "health.succeeded",
+    ]
+    asked = [c.actor for c in ran.client.calls if c.operation == "create_item"]
+    assert asked == actors  # every later writer asked the database
+    statuses = {
+        a: o.status_code for a, o in ran.outcomes.items() if isinstance(o, func.HttpResponse)
+    }
+    assert statuses == {actors[0]: 202, actors[1]: 201, actors[2]: 200, actors[3]: 200}
+    assert [m[0] for m in ran.queue.messages] == [actors[0]]  # type: ignore[union-attr]
 
 
 def test_many_threads_failing_and_checking_at_once_all_see_the_failure_for_five_seconds() -> None:
