@@ -47,6 +47,7 @@ from hypothesis import strategies as st
 
 import function_app
 from acr_webhook.config import HTTP_CONCURRENCY, ReconcileSettings, Settings
+from acr_webhook.fallback import QUEUE_TIMEOUTS
 from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, ParkedEvent, to_document
 from acr_webhook.repository import (
     CLIENT_TIMEOUTS,
@@ -792,3 +793,34 @@ def test_every_record_about_an_event_carries_its_id_action_and_repository() -> N
         assert fields == {"event_id": EVENT_ID, "action": "push", "repository": REPOSITORY}, (
             record.getMessage()
         )
+
+
+# --- a cold start that meets a database slow to answer ------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: the first write after a cold start gets the client's whole 2 s for its "
+    "create after up to 2 s building the client: with the queue's 2.5 s, past ACR's 4.5 s",
+)
+def test_a_cold_start_whose_client_builds_slowly_still_answers_within_4_5_s() -> None:
+    """README: "Every webhook answer comes within 4.5 s, cold start or outage included"; the
+    database part gets ~2 s so that the queue (fallback.QUEUE_TIMEOUTS: 1 s to connect, 1.5 s
+    to answer) fits in the rest. Here the client's account lookup answers after 1.9 s (inside
+    its 2 s ``timeout``), then the create is not answered: the SDK gives up after the client's
+    own 2 s, because add() passes the create none of what the build used of the write's time."""
+    turns = Turns(["solo"])
+    clock = FakeClock(START)
+    client = FakeCosmosClient(turns, clock, {(None, "create_item", 0): "timeout"})
+
+    def slow_build(*_: Any) -> FakeCosmosClient:
+        clock.advance(1.9)
+        return client
+
+    queue = GatedQueue(turns)
+    health = DatabaseHealth(clock=clock)
+    with deployed(app_settings(None), health, slow_build, clock=clock, queue=queue):
+        request = Delivery("webhook", frozenset()).request(None)
+        assert function_app.acr_webhook(request).status_code == 202
+    queue_s = QUEUE_TIMEOUTS["connection_timeout"] + QUEUE_TIMEOUTS["read_timeout"]
+    assert (clock.now - START) + queue_s <= 4.5, clock.now - START
