@@ -99,6 +99,9 @@ class DatabaseHealth:
         self._clock = clock
         self._unavailable_until = 0.0
         self._reason = ""
+        # Reading the clock and storing the end are one step: otherwise a failure read earlier
+        # but stored later would cut short the memory of a later one.
+        self._lock = threading.Lock()
 
     def check(self) -> None:
         """Raises RepositoryUnavailableError while a recent failure is remembered."""
@@ -106,11 +109,14 @@ class DatabaseHealth:
             raise RepositoryUnavailableError(f"database unavailable moments ago ({self._reason})")
 
     def failed(self, reason: str) -> None:
-        self._reason = reason
-        self._unavailable_until = self._clock() + self._memory_s
+        with self._lock:
+            self._reason = reason
+            self._unavailable_until = self._clock() + self._memory_s
 
     def succeeded(self) -> None:
-        self._unavailable_until = 0.0
+        if self._unavailable_until:  # every write succeeds: no lock unless there is a memory
+            with self._lock:
+                self._unavailable_until = 0.0
 
 
 def events_sql(query: EventQuery, max_items: int) -> tuple[str, list[dict[str, Any]]]:
@@ -209,7 +215,9 @@ class _LazyContainer:
         self._build_done: threading.Event | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> ContainerProxy:
+    def get(self, deadline: float | None = None) -> ContainerProxy:
+        """The container; a request that finds a build under way waits for it until its own
+        ``deadline`` (time.monotonic), if it has one."""
         container = self._container
         if container is not None:
             return container
@@ -218,7 +226,10 @@ class _LazyContainer:
             if in_flight is None and self._container is None:
                 self._build_done = threading.Event()
         if in_flight is not None:
-            in_flight.wait(float(self._options.get("timeout", 2)) + 1)
+            wait_s = float(self._options.get("timeout", 2)) + 1
+            if deadline is not None:
+                wait_s = min(wait_s, deadline - time.monotonic())
+            in_flight.wait(max(wait_s, 0.0))
             if self._container is None:
                 self._health.check()
                 raise RepositoryUnavailableError("database client is not ready")
@@ -254,8 +265,17 @@ def _left_of(deadline: float) -> dict[str, Any]:
     once that has passed. (The SDK's own ``timeout`` is checked only as a call starts.)"""
     left = deadline - time.monotonic()
     if left <= 0:
-        raise RepositoryUnavailableError("the write's time ran out while filling in a duplicate")
+        raise RepositoryUnavailableError("the write's time ran out before the database answered")
     return {"timeout": left, "read_timeout": left}
+
+
+def _about(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The structured fields of a log record about one event, as on the routes' decisions."""
+    return {
+        "event_id": document["id"],
+        "action": document.get("action"),
+        "repository": document["repository"],
+    }
 
 
 class CosmosEventRepository:
@@ -282,9 +302,10 @@ class CosmosEventRepository:
     def add(self, document: dict[str, Any]) -> bool:
         self._health.check()
         deadline = time.monotonic() + self._write_budget_s
-        container = self._writes.get()
+        container = self._writes.get(deadline)
         try:
-            container.create_item(document, **self._call_options())
+            # What building the client on a cold start left of the bound, not a whole one more.
+            container.create_item(document, **self._call_options(), **_left_of(deadline))
         except CosmosResourceExistsError:
             self._fill_in(container, document, deadline)
             self._health.succeeded()  # it answered: a duplicate proves it reachable as well
@@ -335,11 +356,14 @@ class CosmosEventRepository:
                     "event=%r filled in %s on the stored document",
                     document["id"],
                     ", ".join(sorted(missing)),
+                    extra=_about(document),
                 )
                 return
         except CosmosResourceNotFoundError:
             log.info(
-                "event=%r stored document gone before its fields were filled in", document["id"]
+                "event=%r stored document gone before its fields were filled in",
+                document["id"],
+                extra=_about(document),
             )
             return
         except AzureError as error:

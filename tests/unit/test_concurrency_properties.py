@@ -734,11 +734,6 @@ class SteppedClock:
         return self.now
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: DatabaseHealth.failed() reads the clock and stores the end of the memory "
-    "without a lock: a concurrent later failure is remembered for less than 5 s",
-)
 def test_the_latest_of_two_concurrent_failures_is_remembered_for_five_seconds() -> None:
     clock = SteppedClock({"A": START, "B": START + 3})
     health = DatabaseHealth(clock=clock)
@@ -763,11 +758,6 @@ def test_the_latest_of_two_concurrent_failures_is_remembered_for_five_seconds() 
 # --- log records about one event ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the record 'event=... filled in <fields> on the stored document' names the "
-    "event only in its text: no event_id, action or repository fields to query it by",
-)
 def test_every_record_about_an_event_carries_its_id_action_and_repository() -> None:
     """docs/operations.md: the app's records are not linked to the host's requests, "query them
     by event_id instead"; README "Logs": event id, action and repository as structured fields.
@@ -798,11 +788,6 @@ def test_every_record_about_an_event_carries_its_id_action_and_repository() -> N
 # --- a cold start that meets a database slow to answer ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the first write after a cold start gets the client's whole 2 s for its "
-    "create after up to 2 s building the client: with the queue's 2.5 s, past ACR's 4.5 s",
-)
 def test_a_cold_start_whose_client_builds_slowly_still_answers_within_4_5_s() -> None:
     """README: "Every webhook answer comes within 4.5 s, cold start or outage included"; the
     database part gets ~2 s so that the queue (fallback.QUEUE_TIMEOUTS: 1 s to connect, 1.5 s
