@@ -95,8 +95,13 @@ MAX_CONTINUATION_CHARS: Final = 512
 # 2: ties in digest order (1 listed the keys of the tied events returned).
 TOKEN_VERSION: Final = 2
 
-# OCI image spec: algorithm ":" encoded, e.g. sha256:<64 hex>.
+# OCI image spec: algorithm ":" encoded, e.g. sha256:<64 hex>; the registered algorithms'
+# encodings have a fixed length, so a shortened one (as the CLI's table prints) is refused.
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_REGISTERED_DIGESTS = {
+    "sha256": re.compile(r"[a-f0-9]{64}"),
+    "sha512": re.compile(r"[a-f0-9]{128}"),
+}
 # What models.iso_utc writes (years 1000-9999), so string order is time order.
 _STORED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 # ISO 8601 durations in days/weeks and time units, e.g. PT1H, P7D, P1DT12H, PT90M.
@@ -186,9 +191,17 @@ def _parse_filter(name: str, value: str, now: datetime) -> str:
         return _parse_time(value, now)
     if name == "action" and value not in RECORDED_ACTIONS:
         raise ValueError(f"must be one of {', '.join(sorted(RECORDED_ACTIONS))}")
-    if name == "digest" and not _DIGEST.fullmatch(value):
+    if name == "digest" and not _is_full_digest(value):
         raise ValueError("must be a full digest such as sha256:<64 hex digits>")
     return value
+
+
+def _is_full_digest(value: str) -> bool:
+    algorithm, _, encoded = value.partition(":")
+    registered = _REGISTERED_DIGESTS.get(algorithm)
+    if registered is not None:
+        return registered.fullmatch(encoded) is not None
+    return _DIGEST.fullmatch(value) is not None
 
 
 def parse_event_query(

@@ -223,11 +223,6 @@ def shortened_digest_the_table_prints() -> str:
     return shortened
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: digest=sha256:<12 hex> (as the CLI table prints it) is a 200 that matches "
-    "nothing, where queries.md says a shortened digest is a 400 (full sha256:<64 hex>)",
-)
 def test_a_digest_shortened_as_the_cli_table_prints_it_is_refused() -> None:
     """queries.md: `digest` is a full digest, `sha256:<64 hex>` ("a full digest: a shortened
     one is a 400"); the CLI's table shortens digests to 12 hex digits, so pasting one from it
