@@ -45,29 +45,16 @@ def blocks(language: set[str]) -> dict[str, str]:
 
 
 SHELL_BLOCKS = blocks({"bash", "sh"})
-# A placeholder such as <token> in a command is read by bash as a redirection: pasted, the
-# whole block stops with "syntax error near unexpected token `newline'".
-PLACEHOLDER_REDIRECTS = pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: docs/queries.md pastes `continuation=<token>` / `--continuation <token>`, "
-    'a bash syntax error; write TOKEN=... and "$TOKEN"',
-)
-BROKEN_SHELL_BLOCKS = {"docs/queries.md[0]", "docs/queries.md[1]"}
 
 
 def test_the_docs_have_the_shell_blocks_this_file_checks() -> None:
     assert len(SHELL_BLOCKS) >= 40, sorted(SHELL_BLOCKS)
-    assert set(SHELL_BLOCKS) >= BROKEN_SHELL_BLOCKS
 
 
+# A placeholder such as <token> in a command is read by bash as a redirection: pasted, the
+# whole block stops with "syntax error near unexpected token `newline'".
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is what the docs are written for")
-@pytest.mark.parametrize(
-    "block",
-    [
-        pytest.param(name, marks=PLACEHOLDER_REDIRECTS if name in BROKEN_SHELL_BLOCKS else ())
-        for name in SHELL_BLOCKS
-    ],
-)
+@pytest.mark.parametrize("block", SHELL_BLOCKS)
 def test_every_shell_block_parses_as_bash(block: str) -> None:
     checked = subprocess.run(
         ["bash", "-n"], input=SHELL_BLOCKS[block], capture_output=True, text=True, check=False
@@ -101,23 +88,7 @@ def test_the_docs_show_every_subcommand() -> None:
     assert shown == set(SUBCOMMANDS)
 
 
-# README "What is not guaranteed" names `.venv/bin/python -m acr_webhook reconcile` as the
-# command to run; pasted, argparse stops it (exit 2): --events-file is required.
-WITHOUT_ITS_FILE = pytest.mark.xfail(
-    strict=True,
-    raises=SystemExit,
-    reason="DEFECT: README shows `python -m acr_webhook reconcile` without the required "
-    "--events-file FILE",
-)
-
-
-@pytest.mark.parametrize(
-    "where",
-    [
-        pytest.param(where, marks=WITHOUT_ITS_FILE if arguments == ["reconcile"] else ())
-        for where, arguments in sorted(CLI_COMMANDS.items())
-    ],
-)
+@pytest.mark.parametrize("where", sorted(CLI_COMMANDS))
 def test_every_documented_command_line_is_accepted_by_the_cli(
     where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -257,11 +228,6 @@ def test_the_key_rotation_takes_only_variables_the_readme_defines() -> None:
     assert stated | taken <= readme_deploy_variables()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: operations.md's key rotation also uses $ENV_NAME, $ME and $WEBHOOK, which "
-    "its list of the README's variables leaves out",
-)
 def test_the_key_rotation_names_every_variable_it_takes_from_the_readme() -> None:
     """Unset in a new shell, `environmentName=""` fails (and another name makes a second app)
     and `--name ""` pings no webhook: the section must say it needs them."""
