@@ -321,6 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl+C while a command waits (provision, events, ...): stopped, not a crash.
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

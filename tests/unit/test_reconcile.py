@@ -372,6 +372,17 @@ def test_cli_exit_2_with_a_one_line_reason(
     assert expected in err
 
 
+def test_ctrl_c_stops_a_command_with_one_line_and_no_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(_path: Path) -> list[dict[str, object]]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("acr_webhook.reconcile.read_history_file", interrupted)
+    code = cli.main(["reconcile", "--events-file", str(tmp_path / "events.json")])
+    assert (code, capsys.readouterr()) == (130, ("", "interrupted\n"))
+
+
 # --- the timer's run -----------------------------------------------------------------------
 
 
