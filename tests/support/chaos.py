@@ -1,0 +1,262 @@
+"""Chaos under load: faults of the real local servers injected at fixed points of a steady load
+on ``python -m acr_webhook serve``, and every answer recorded for the checks afterwards.
+
+- ``FaultyCosmosProxy``: an HTTPS proxy in front of the local Cosmos DB API server that can
+  answer late (slow but up), hold requests without answering (a hang), or pass a document write
+  on and then drop the connection before the answer (the write landed, the app never heard).
+- ``ChaosLoad``: a few client threads sending webhook pushes and Event Grid deliveries, one
+  request at a time each, every answer kept (status, latency, body); a test injects its faults
+  when the load has had a given number of answers (``wait_for_answers``), never at a random
+  moment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.support import payloads
+from tests.support.arm_stand_in import write_self_signed_certificate
+from tests.support.serve import ServeProcess
+from tests.unit.test_eventgrid import event_grid
+
+_DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+class _HandshakeInWorkerServer(ThreadingHTTPServer):
+    """HTTPS whose TLS handshakes run on each connection's own thread: wrapping the listening
+    socket (as ``arm_stand_in.LocalHttpsServer`` does) makes ``accept`` shake hands one
+    connection at a time, so 16 writes opening connections at once time out (the app's 1 s
+    connect timeout) on a busy machine, a fault of the proxy, not of the database."""
+
+    daemon_threads = True
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> None:
+        self.context = context
+        super().__init__(("127.0.0.1", 0), handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            wrapped = self.context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        super().finish_request(wrapped, client_address)
+
+
+class FaultyCosmosProxy:
+    """Passes everything to ``upstream`` unless told otherwise:
+
+    - ``delay_s``: every request waits this long before it is passed on (slow but up);
+    - ``hang``: while set, requests are held unanswered (then their connection is closed);
+    - ``drop_writes``: document writes are passed on and stored, then the connection is closed
+      without an answer. ``dropped`` counts them.
+
+    The account answer is rewritten to name the proxy, so the SDK keeps sending to it.
+    """
+
+    def __init__(self, upstream: str, directory: Path) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.delay_s = 0.0
+        self.drop_writes = False
+        self.hang = threading.Event()
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._session = requests.Session()
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*write_self_signed_certificate(directory))
+        self._server = _HandshakeInWorkerServer(self._handler_class(), context)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.hang.is_set():
+                    while proxy.hang.is_set():
+                        time.sleep(0.05)
+                    self.close_connection = True
+                    return
+                time.sleep(proxy.delay_s)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = proxy._session.request(
+                    self.command,
+                    proxy.upstream + self.path,
+                    headers=headers,
+                    data=body,
+                    verify=False,  # the local server's self-signed certificate
+                    timeout=10,
+                )
+                is_write = self.command == "POST" and _DOCUMENT_WRITE.match(
+                    urlsplit(self.path).path
+                )
+                if is_write and proxy.drop_writes:
+                    with proxy._lock:
+                        proxy.dropped += 1
+                    self.close_connection = True  # stored upstream; the app hears nothing
+                    return
+                content = answer.content.replace(
+                    urlsplit(proxy.upstream).netloc.encode(),
+                    urlsplit(proxy.endpoint).netloc.encode(),
+                )
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in _HOP_BY_HOP:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                try:
+                    self.wfile.write(content)
+                except OSError:  # a client that gave up on a late answer
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of the load and what came back."""
+
+    number: int  # the request's place in the load, from 0
+    route: str  # "webhook" or "eventgrid"
+    event_id: str
+    sent_at: float  # time.monotonic()
+    latency_s: float
+    status: int  # 0: no HTTP answer at all (connection error or client timeout)
+    content_type: str
+    body: Any  # the JSON answer, or the raw text when it is not JSON
+
+    @property
+    def answered_at(self) -> float:
+        return self.sent_at + self.latency_s
+
+
+@dataclass
+class ChaosLoad:
+    """``threads`` clients, each sending one request after another (``pace_s`` apart) until
+    ``stop`` is set or ``limit`` requests went out. Every ``eventgrid_every``-th request is a
+    one-event Event Grid delivery, the others webhook pushes, each with a fresh event id."""
+
+    served: ServeProcess
+    threads: int = 3
+    pace_s: float = 0.05
+    eventgrid_every: int = 4
+    limit: int = 10_000
+    answers: list[Answer] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    _numbers: itertools.count[int] = field(default_factory=itertools.count)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> None:
+        for _ in range(self.threads):
+            worker = threading.Thread(target=self._client, daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def finish(self) -> list[Answer]:
+        """Stop the load, wait for the answers in flight; every answer, in request order."""
+        self.stop.set()
+        for worker in self._workers:
+            worker.join(timeout=30)
+        return sorted(self.answers, key=lambda a: a.number)
+
+    def wait_for(
+        self, predicate: Callable[[list[Answer]], bool], timeout: float
+    ) -> list[Answer] | None:
+        """The answers so far once ``predicate`` holds for them; None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                seen = list(self.answers)
+            if predicate(seen):
+                return seen
+            time.sleep(0.02)
+        return None
+
+    def wait_for_answers(self, count: int, timeout: float = 30) -> None:
+        """Until the load has had ``count`` answers in all: where a test injects a fault."""
+        assert self.wait_for(lambda seen: len(seen) >= count, timeout) is not None, (
+            f"the load never reached {count} answers"
+        )
+
+    def _client(self) -> None:
+        session = requests.Session()  # keep-alive, as ACR's client and Event Grid
+        while not self.stop.is_set():
+            number = next(self._numbers)
+            if number >= self.limit:
+                return
+            answer = self._send(session, number)
+            with self._lock:
+                self.answers.append(answer)
+            self.stop.wait(self.pace_s)
+
+    def _send(self, session: requests.Session, number: int) -> Answer:
+        event = payloads.with_new_id(payloads.PUSH, tag=f"t{number}")
+        if self.eventgrid_every and number % self.eventgrid_every == self.eventgrid_every - 1:
+            route, body = "eventgrid", payloads.body([event_grid(event)])
+            headers = {"aeg-event-type": "Notification"}
+        else:
+            route, body, headers = "webhook", payloads.body(event), {}
+        started = time.monotonic()
+        try:
+            response = session.post(
+                self.served.url(f"acr/{route}"),
+                data=body,
+                headers={"Content-Type": "application/json", **headers},
+                timeout=35,  # longer than Event Grid's 30 s: a late answer is measured, not cut
+            )
+        except requests.RequestException as error:
+            latency = time.monotonic() - started
+            return Answer(number, route, event["id"], started, latency, 0, "", repr(error))
+        latency = time.monotonic() - started
+        try:
+            parsed: Any = response.json()
+        except ValueError:
+            parsed = response.text
+        content_type = response.headers.get("Content-Type", "")
+        return Answer(
+            number, route, event["id"], started, latency, response.status_code, content_type, parsed
+        )
+
+
+def summary(answers: list[Answer]) -> str:
+    """One line per (route, status): count and slowest answer, for assertion messages."""
+    groups: dict[tuple[str, int], list[float]] = {}
+    for answer in answers:
+        groups.setdefault((answer.route, answer.status), []).append(answer.latency_s)
+    return "; ".join(
+        f"{route} {status}: {len(times)} (max {max(times):.2f} s)"
+        for (route, status), times in sorted(groups.items())
+    )
