@@ -14,20 +14,23 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import azure.functions as func
 import pytest
 import requests
 
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
 from acr_webhook.fallback import create_queue_client, provision_queue
+from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.repository import CLIENT_TIMEOUTS, UNAVAILABLE_MEMORY_S
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
-from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite
+from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite, new_queue
 from tests.support.chaos import Answer, ChaosLoad, FaultyCosmosProxy, summary
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
@@ -273,3 +276,43 @@ def test_a_cold_start_answers_in_time_when_cosmos_db_is_slow_or_hangs(
     assert slow_answer[0] in (201, 202) and slow_answer[1] < WEBHOOK_BUDGET_S, slow_answer
     assert hung_answer[0] == 503 and hung_answer[1] < WEBHOOK_BUDGET_S, hung_answer
     assert hung_answer[2].startswith("application/json"), hung_answer
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: the local queue trigger finishes its whole batch (16) before it stops, so "
+    "with a slow database serve takes over 10 s to stop on SIGTERM",
+)
+def test_the_queue_trigger_stops_after_the_call_in_progress(azurite: LocalAzurite) -> None:
+    """README: serve "stops within a few seconds on Ctrl+C or SIGTERM, its queue trigger and
+    timer with it"; background.py: stop() waits for "one poll or one function call". Seen under
+    chaos: Cosmos DB answering in 1.5 s, 30 events parked, SIGTERM: serve still running after
+    10 s (tests/support/serve.py gave up), because the replay runs the rest of its batch of 16,
+    ~1.5 s each, before it looks at the stop. Here each call takes 0.2 s and a batch of 16 waits:
+    stop() should return once the call in progress ends, not 3.2 s later."""
+    queue = new_queue(azurite)
+    client = create_queue_client(queue, {})
+    for number in range(16):
+        client.send_message(f"message {number}")
+    started = threading.Event()
+    calls = []
+
+    def slow_replay(message: bytes) -> None:
+        started.set()
+        calls.append(message)
+        time.sleep(0.2)  # a replay against a database that answers slowly
+
+    app = func.FunctionApp()
+    app.queue_trigger(arg_name="message", queue_name=queue.queue_name, connection="Storage")(
+        lambda message: slow_replay(message.get_body())
+    )
+    [function] = queue_functions(app)
+    poller = QueuePoller(function, queue, QueueOptions(max_polling_interval=0.2))
+    poller.start()
+    try:
+        assert started.wait(10)
+    finally:
+        asked = time.monotonic()
+        poller.stop()
+        stopped_after = time.monotonic() - asked
+    assert stopped_after < 1.0, (stopped_after, len(calls))
