@@ -121,7 +121,8 @@ class QueuePoller(BackgroundRunner):
             self._stop.wait(0 if handled else idle)
 
     def poll_once(self) -> int:
-        """Receive one batch and handle every message in it; returns how many there were."""
+        """Receive one batch and handle its messages until asked to stop; returns how many were
+        received. Those left when stopping stay leased, and are received again when it ends."""
         messages = list(
             self._queue.receive_messages(
                 messages_per_page=self.options.batch_size,
@@ -130,6 +131,8 @@ class QueuePoller(BackgroundRunner):
             )
         )
         for message in messages:
+            if self._stop.is_set():  # a stop waits for the call in progress, not the batch
+                break
             self._handle(message)
         return len(messages)
 

@@ -222,11 +222,6 @@ def timed_webhook(served: ServeProcess) -> tuple[int, float, str]:
     return answer.status_code, time.monotonic() - started, answer.headers.get("Content-Type", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a cold start's first write is not bounded by the 2 s write budget: the "
-    "account read, the container read and the create each get their own timeout",
-)
 def test_a_cold_start_answers_in_time_when_cosmos_db_is_slow_or_hangs(
     cosmos_settings: Settings, storage: dict[str, str], tmp_path: Path
 ) -> None:
@@ -278,11 +273,6 @@ def test_a_cold_start_answers_in_time_when_cosmos_db_is_slow_or_hangs(
     assert hung_answer[2].startswith("application/json"), hung_answer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the local queue trigger finishes its whole batch (16) before it stops, so "
-    "with a slow database serve takes over 10 s to stop on SIGTERM",
-)
 def test_the_queue_trigger_stops_after_the_call_in_progress(azurite: LocalAzurite) -> None:
     """README: serve "stops within a few seconds on Ctrl+C or SIGTERM, its queue trigger and
     timer with it"; background.py: stop() waits for "one poll or one function call". Seen under
