@@ -272,15 +272,6 @@ def _no_call_options() -> Mapping[str, Any]:
     return {}
 
 
-def _left_of(deadline: float) -> dict[str, Any]:
-    """Timeouts for one SDK call that end it by ``deadline``; raises RepositoryUnavailableError
-    once that has passed. (The SDK's own ``timeout`` is checked only as a call starts.)"""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise RepositoryUnavailableError("the write's time ran out before the database answered")
-    return {"timeout": left, "read_timeout": left}
-
-
 def _about(document: Mapping[str, Any]) -> dict[str, Any]:
     """The structured fields of a log record about one event, as on the routes' decisions."""
     return {
@@ -308,6 +299,7 @@ class CosmosEventRepository:
         self._call_options = call_options or _no_call_options
         # The bound of a whole add(): a duplicate's fill-in gets what the create left of it.
         self._write_budget_s = float(write_options["timeout"])
+        self._read_timeout_s = float(write_options["read_timeout"])
         self._writes = _LazyContainer(settings, write_options, self._health)
         self._reads = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
 
@@ -317,7 +309,7 @@ class CosmosEventRepository:
         container = self._writes.get(deadline)
         try:
             # What building the client on a cold start left of the bound, not a whole one more.
-            container.create_item(document, **self._call_options(), **_left_of(deadline))
+            container.create_item(document, **self._call_options(), **self._left_of(deadline))
         except CosmosResourceExistsError:
             self._fill_in(container, document, deadline)
             self._health.succeeded()  # it answered: a duplicate proves it reachable as well
@@ -328,6 +320,17 @@ class CosmosEventRepository:
             raise DocumentRejectedError(f"refused by the database client: {error}") from error
         self._health.succeeded()
         return True
+
+    def _left_of(self, deadline: float) -> dict[str, Any]:
+        """Timeouts for one SDK call that end it by ``deadline``, its wait for an answer never
+        longer than the client's own; raises RepositoryUnavailableError once the deadline has
+        passed. (The SDK's own ``timeout`` is checked only as a call starts.)"""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RepositoryUnavailableError(
+                "the write's time ran out before the database answered"
+            )
+        return {"timeout": left, "read_timeout": min(left, self._read_timeout_s)}
 
     def _fill_in(
         self, container: ContainerProxy, document: dict[str, Any], deadline: float
@@ -349,7 +352,9 @@ class CosmosEventRepository:
             # field: one more round than there are fields always finishes.
             for _ in range(len(ENRICHMENT_FIELDS) + 1):
                 stored = container.read_item(
-                    document["id"], partition_key=document["repository"], **_left_of(deadline)
+                    document["id"],
+                    partition_key=document["repository"],
+                    **self._left_of(deadline),
                 )
                 missing = {name: v for name, v in offered.items() if stored.get(name) is None}
                 if not missing:
@@ -360,7 +365,7 @@ class CosmosEventRepository:
                         {**without_system_fields(stored), **missing},
                         etag=stored["_etag"],
                         match_condition=MatchConditions.IfNotModified,
-                        **_left_of(deadline),
+                        **self._left_of(deadline),
                     )
                 except CosmosAccessConditionFailedError:
                     continue

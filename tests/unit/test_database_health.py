@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ServiceRequestError
@@ -13,6 +14,7 @@ from azure.cosmos.exceptions import CosmosHttpResponseError
 from acr_webhook.config import Settings
 from acr_webhook.repository import (
     CLIENT_TIMEOUTS,
+    EVENTGRID_WRITE_OPTIONS,
     UNAVAILABLE_MEMORY_S,
     CosmosEventRepository,
     DatabaseHealth,
@@ -110,3 +112,40 @@ def test_a_write_waiting_for_another_requests_client_build_waits_only_its_own_ti
     # The build was still under way for the whole wait, so nothing else ended it.
     write_s = CLIENT_TIMEOUTS["timeout"]
     assert write_s - 0.5 < waited < write_s + 0.5
+
+
+class RecordingContainer:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def create_item(self, document: object, **options: Any) -> None:
+        self.calls.append(options)
+
+
+class RecordingClient:
+    def __init__(self, container: RecordingContainer) -> None:
+        self.container = container
+
+    def get_database_client(self, _name: str) -> RecordingClient:
+        return self
+
+    def get_container_client(self, _name: str) -> RecordingContainer:
+        return self.container
+
+
+@pytest.mark.parametrize("options", [CLIENT_TIMEOUTS, EVENTGRID_WRITE_OPTIONS])
+def test_a_create_gets_what_is_left_of_the_write_and_waits_no_longer_than_the_client(
+    options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write's bound (2 s, Event Grid's 5 s) covers building the client and the create
+    together; an answer is awaited no longer than the client's read timeout (2 s) even
+    inside Event Grid's longer bound, so an outage is noticed as soon as on the webhook."""
+    container = RecordingContainer()
+    monkeypatch.setattr(
+        "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: RecordingClient(container)
+    )
+    repository = CosmosEventRepository(SETTINGS, write_options=options)
+    assert repository.add({"id": "x", "repository": "r", "action": "push"}) is True
+    [call] = container.calls
+    assert 0 < call["timeout"] <= options["timeout"]
+    assert call["read_timeout"] <= CLIENT_TIMEOUTS["read_timeout"]
