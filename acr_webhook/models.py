@@ -64,6 +64,9 @@ MIN_YEAR: Final = 1000
 MAX_YEAR: Final = 9999
 # Stored as fixed-width text (27 characters); this only bounds a parked document's.
 MAX_PARKED_TIMESTAMP_LENGTH: Final = 64
+# The first versions took repository names up to 1,024 characters (still inside the 2 KB
+# partition key limit) and may have parked such events: replay must still store them.
+MAX_PARKED_REPOSITORY_LENGTH: Final = 1024
 MAX_SIZE: Final = 2**53 - 1  # Cosmos DB stores numbers as doubles: exact up to here
 
 _CONTROL = r"\x00-\x1f\x7f-\x9f"
@@ -158,7 +161,7 @@ class ParkedDocument(_Tolerant):
     goes back as it was parked."""
 
     id: EventId
-    repository: RepositoryName
+    repository: Annotated[str, _text(MAX_PARKED_REPOSITORY_LENGTH, min_length=1)]
     action: RecordedAction
     timestamp: Annotated[str, _text(MAX_PARKED_TIMESTAMP_LENGTH, min_length=1)]
 

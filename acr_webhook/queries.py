@@ -102,8 +102,9 @@ _REGISTERED_DIGESTS = {
     "sha256": re.compile(r"[a-f0-9]{64}"),
     "sha512": re.compile(r"[a-f0-9]{128}"),
 }
-# What models.iso_utc writes (years 1000-9999), so string order is time order.
-_STORED_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+# What models.iso_utc writes (years 1000-9999, so string order is time order), and what the
+# first versions wrote for earlier years ("999-..."): a token must page past those too.
+_STORED_TIMESTAMP = re.compile(r"\d{1,4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 # ISO 8601 durations in days/weeks and time units, e.g. PT1H, P7D, P1DT12H, PT90M.
 _DURATION = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"

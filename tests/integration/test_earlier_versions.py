@@ -465,11 +465,6 @@ def test_a_v2_token_gives_the_page_its_own_version_gave(
 # --- what the first versions accepted and the current one refuses ---------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a page ending at a document stored by 89721c0 with a year before 1000 "
-    "('999-06-01T00:00:00.000000Z') gets a token the endpoint itself then refuses (400)",
-)
 def test_paging_past_an_old_document_with_a_year_before_1000(cosmos_settings: Settings) -> None:
     """89721c0 took any year and wrote it unpadded: '999-...' sorts before every 4-digit
     year, so it is the first row; its page's token must lead on, not to a 400."""
@@ -497,11 +492,6 @@ def test_old_parked_events_with_a_long_tag_or_an_early_year_replay(
     assert set(stored_by(cosmos_settings)) == {"edge-long-tag", "edge-year-999"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: an event 6e76088 parked with a 300-character repository (its limit was "
-    "1,024) is 'not an event document' to the current replay: poisoned, never stored",
-)
 def test_an_old_parked_event_with_a_long_repository_is_stored_by_replay(
     cosmos_settings: Settings, azurite: LocalAzurite
 ) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from acr_webhook.config import DEFAULT_REPLAY_MAX_DELAY_S
-from acr_webhook.models import InvalidQueuedEventError, ParkedEvent, parse_parked
+from acr_webhook.models import (
+    MAX_PARKED_REPOSITORY_LENGTH,
+    InvalidQueuedEventError,
+    ParkedEvent,
+    parse_parked,
+)
 from acr_webhook.replay import REPLAY_FIRST_DELAY_S, replay_delay_s, replay_queued_event
 from acr_webhook.store import DocumentRejectedError, FallbackUnavailableError
 from tests.support.fake_queue import FakeFallbackQueue
@@ -130,7 +135,8 @@ def test_when_the_queue_refuses_the_put_back_the_message_stays_for_the_runtime()
         json.dumps({**DOCUMENT, "action": {"a": 1}}),
         json.dumps({**DOCUMENT, "id": "."}),
         json.dumps({**DOCUMENT, "id": ".."}),
-        json.dumps({**DOCUMENT, "repository": "r" * 256}),
+        # Longer than any version of the app ever took (the first ones took 1,024).
+        json.dumps({**DOCUMENT, "repository": "r" * (MAX_PARKED_REPOSITORY_LENGTH + 1)}),
     ],
 )
 def test_replay_refuses_what_is_not_an_event_document(message: str) -> None:
