@@ -200,11 +200,14 @@ def create_cosmos_client(
 
 
 def _account_lookup_within(timeouts: Mapping[str, Any]) -> ConnectionPolicy:
-    """A policy whose account lookups keep to ``timeouts`` too: the SDK gives them 3 s timeouts
+    """A policy whose account lookups keep to ``timeouts`` too. The SDK gives them 3 s timeouts
     of their own (DBAReadTimeout, DBAConnectionTimeout), whatever the client's, so a cold start
-    against a database that accepts connections and never answers spent 3 s there."""
+    against a database that accepts connections and never answers spent 3 s there; and it
+    retries a lookup that timed out once more with a 5 s read timeout of its own
+    (HealthCheckRetryPolicy), unless the client's ``timeout`` has run out by then. So the one
+    lookup may wait for an answer the whole ``timeout``, and no retry starts after it."""
     policy = ConnectionPolicy()
-    policy.DBAReadTimeout = timeouts.get("read_timeout", policy.DBAReadTimeout)
+    policy.DBAReadTimeout = timeouts.get("timeout", policy.DBAReadTimeout)
     policy.DBAConnectionTimeout = timeouts.get("connection_timeout", policy.DBAConnectionTimeout)
     return policy
 

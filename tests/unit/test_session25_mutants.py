@@ -179,10 +179,6 @@ def silent_database() -> Iterator[str]:
         connection.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a timed-out account lookup is retried for 5 s, past the write's timeout",
-)
 def test_a_cold_start_against_a_silent_database_keeps_to_the_writes_own_timeout() -> None:
     """repository.CosmosEventRepository: ``write_options["timeout"]`` is "The bound of a whole
     add()", and _account_lookup_within's docstring: the account lookup keeps to the client's
