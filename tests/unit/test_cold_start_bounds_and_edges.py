@@ -1,9 +1,10 @@
-"""Tests for the mutants of this session's product changes that the suite let survive.
-
-Each test asserts documented or commented behaviour (cited in its docstring); together they
-kill hand-made mutants of ``queries._is_full_digest``, ``host._to_reply``,
-``queues.QueuePoller.poll_once``, ``repository._account_lookup_within``, ``repository._left_of``
-and ``repository._about`` that every other test passed.
+"""A cold start's time bounds against a slow, silent or unreachable database, and edges of the
+digest filter, the local host's empty answers, the queue trigger's stop and the fill-in's log
+records that no other test held (found by mutation testing: each test kills hand-made mutants
+of ``queries._is_full_digest``, ``host._to_reply``, ``queues.QueuePoller.poll_once``,
+``repository._account_lookup_within``, ``CosmosEventRepository._left_of`` or
+``repository._about`` that every other test passed). Each asserts documented or commented
+behaviour, cited in its docstring.
 """
 
 from __future__ import annotations
