@@ -115,11 +115,8 @@ def sigterm_to_the_script_alone(script: subprocess.Popen[str]) -> None:
     script.terminate()  # a process manager's stop: the servers get nothing from it
 
 
-@pytest.mark.parametrize("stop", [ctrl_c, sigterm_to_the_script_alone])
-def test_a_stopped_dev_script_leaves_no_process_and_no_file_behind(
-    dev_script: DevScript, stop: Callable[[subprocess.Popen[str]], None]
-) -> None:
-    script = dev_script.process
+def printed_until_serving(script: subprocess.Popen[str]) -> str:
+    """What ``scripts/dev`` printed up to its "listening" line; fails if that never comes."""
     assert script.stdout is not None
     output = []
     deadline = time.monotonic() + STARTED_WITHIN_S
@@ -128,7 +125,17 @@ def test_a_stopped_dev_script_leaves_no_process_and_no_file_behind(
         output.append(line)
         if not line or line.startswith("Local Functions host listening on"):
             break
-    assert output[-1].startswith("Local Functions host listening on"), "".join(output)
+    printed = "".join(output)
+    assert output[-1].startswith("Local Functions host listening on"), printed
+    return printed
+
+
+@pytest.mark.parametrize("stop", [ctrl_c, sigterm_to_the_script_alone])
+def test_a_stopped_dev_script_leaves_no_process_and_no_file_behind(
+    dev_script: DevScript, stop: Callable[[subprocess.Popen[str]], None]
+) -> None:
+    script = dev_script.process
+    printed_until_serving(script)
 
     url = f"http://127.0.0.1:{dev_script.port}/api/acr/webhook?code={SAMPLE_KEY}"
     assert post_json(url, payloads.body({"action": "ping"})).status_code == 204

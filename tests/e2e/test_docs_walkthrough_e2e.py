@@ -28,9 +28,9 @@ from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import create_cosmos_client
 from tests.e2e.test_dev_script_e2e import (
     SAMPLE_KEY,
-    STARTED_WITHIN_S,
     STOPPED_WITHIN_S,
     checkout_of_the_repository,
+    printed_until_serving,
     process_group,
 )
 from tests.support import payloads
@@ -203,16 +203,7 @@ def test_dev_uses_a_cosmos_db_server_that_already_listens_and_leaves_it_running(
         start_new_session=True,
     )
     try:
-        assert script.stdout is not None
-        output = []
-        deadline = time.monotonic() + STARTED_WITHIN_S
-        while time.monotonic() < deadline:
-            line = script.stdout.readline()
-            output.append(line)
-            if not line or line.startswith("Local Functions host listening on"):
-                break
-        printed = "".join(output)
-        assert output[-1].startswith("Local Functions host listening on"), printed
+        printed = printed_until_serving(script)
         where = urlsplit(cosmos_server.endpoint)
         assert f"Something already listens on {where.hostname}:{where.port}" in printed
         assert "Local Cosmos DB API server" not in printed

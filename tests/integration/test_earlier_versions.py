@@ -43,6 +43,7 @@ from acr_webhook.queries import PUSH_KEY, handle_events_query
 from acr_webhook.redrive import RedriveReport, redrive
 from acr_webhook.repository import CosmosEventRepository, create_cosmos_client
 from tests.conftest import fresh_settings, read_all
+from tests.integration.test_event_queries import cli_on
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue, raw_messages
 from tests.support.cosmos_server import LocalCosmosServer
@@ -172,14 +173,6 @@ def test_pushes_view_over_old_documents(old_store: Settings) -> None:
         assert {region["location"] for region in by_key[key]["regions"]} == carried
         actors = [e.get("actor") for e in events if e.get("actor") is not None]
         assert by_key[key]["actor"] == (actors[0] if actors else None)
-
-
-def cli_on(settings: Settings, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
-    monkeypatch.chdir(workdir)
-    monkeypatch.setenv("COSMOS_ENDPOINT", settings.cosmos_endpoint)
-    monkeypatch.setenv("COSMOS_KEY", settings.cosmos_key or "")
-    monkeypatch.setenv("COSMOS_DATABASE", settings.cosmos_database)
-    monkeypatch.setenv("COSMOS_CONTAINER", settings.cosmos_container)
 
 
 def test_cli_events_table_and_json_over_old_documents(

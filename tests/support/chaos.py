@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import itertools
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tests.support import payloads
-from tests.support.arm_stand_in import write_self_signed_certificate
+from tests.support.arm_stand_in import LocalHttpsServer
 from tests.support.serve import ServeProcess
 from tests.unit.test_eventgrid import event_grid
 
@@ -35,27 +34,7 @@ _DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
-class _HandshakeInWorkerServer(ThreadingHTTPServer):
-    """HTTPS whose TLS handshakes run on each connection's own thread: wrapping the listening
-    socket (as ``arm_stand_in.LocalHttpsServer`` does) makes ``accept`` shake hands one
-    connection at a time, so 16 writes opening connections at once time out (the app's 1 s
-    connect timeout) on a busy machine, a fault of the proxy, not of the database."""
-
-    daemon_threads = True
-
-    def __init__(self, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> None:
-        self.context = context
-        super().__init__(("127.0.0.1", 0), handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        try:
-            wrapped = self.context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError):
-            return
-        super().finish_request(wrapped, client_address)
-
-
-class FaultyCosmosProxy:
+class FaultyCosmosProxy(LocalHttpsServer):
     """Passes everything to ``upstream`` unless told otherwise:
 
     - ``delay_s``: every request waits this long before it is passed on (slow but up);
@@ -74,21 +53,7 @@ class FaultyCosmosProxy:
         self.dropped = 0
         self._lock = threading.Lock()
         self._session = requests.Session()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*write_self_signed_certificate(directory))
-        self._server = _HandshakeInWorkerServer(self._handler_class(), context)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(directory)
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
