@@ -304,7 +304,13 @@ def decode_continuation(token: str, query: EventQuery, view: str = "events") -> 
         payload = json.loads(raw)
     except (binascii.Error, ValueError, RecursionError):
         raise not_ours from None
-    if not isinstance(payload, dict) or payload.get("v") != TOKEN_VERSION:
+    if not isinstance(payload, dict):
+        raise not_ours
+    version = payload.get("v")
+    if type(version) is int and 0 < version < TOKEN_VERSION:
+        # A client that held a real token across an upgrade: say so, not "not ours".
+        raise ValueError("is from an earlier version of this endpoint; start without it")
+    if version != TOKEN_VERSION:
         raise not_ours
     timestamp, window = payload.get("t"), payload.get("w")
     tied = payload.get("k", "")  # null is a position, absent is not

@@ -590,7 +590,9 @@ UNFILTERED = parse_event_query({}).fingerprint()
     "token",
     [
         forged([1, 2]),
-        forged({"v": 1, "q": UNFILTERED, "t": STAMP, "s": [], "w": [None, None]}),  # old format
+        forged({"v": 0, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}),
+        forged({"v": True, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}),
+        forged({"v": 3, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}),
         forged({"v": 2, "q": UNFILTERED, "t": "yesterday", "k": None, "w": [None, None]}),
         forged({"v": 2, "q": UNFILTERED, "t": STAMP, "w": [None, None]}),
         forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": "e1/r", "w": [None, None]}),
@@ -608,6 +610,18 @@ def test_malformed_tokens_are_400_naming_continuation(
     assert (status, body) == (
         400,
         {"error": "continuation: is not a continuation token from this endpoint; start without it"},
+    )
+    assert reader.find_calls == 0
+
+
+def test_a_token_from_an_earlier_version_says_so(reader: FakeEventRepository) -> None:
+    """Version 1 tokens listed the keys already seen (before 0ff15aa): a client that held one
+    across an upgrade is told why it no longer pages, not that it never was a token."""
+    token = forged({"v": 1, "q": UNFILTERED, "t": STAMP, "s": [], "w": [None, None]})
+    status, body = call({"continuation": token}, reader)
+    assert (status, body) == (
+        400,
+        {"error": "continuation: is from an earlier version of this endpoint; start without it"},
     )
     assert reader.find_calls == 0
 
