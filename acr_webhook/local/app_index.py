@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,16 +19,32 @@ T = TypeVar("T")
 _SETTING_EXPRESSION = re.compile(r"%([^%]+)%")
 
 
-def extension_settings(host_json: Path, extension: str) -> dict[str, Any]:
-    """host.json ``extensions.<extension>``, empty when the file or the section is missing.
+class SettingsSection(Mapping[str, Any]):
+    """A host.json section whose names are compared without regard to case, as .NET's
+    configuration compares them (``RoutePrefix`` is ``routePrefix`` in Azure)."""
 
-    A section written as ``null`` is empty too: .NET's configuration gives it no children, so
-    every setting in it keeps the runtime's default.
-    """
+    def __init__(self, values: object) -> None:
+        # A section written as null has no settings, as .NET's configuration reads it.
+        given = values if isinstance(values, dict) else {}
+        self._values = {str(name).lower(): value for name, value in given.items()}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def extension_settings(host_json: Path, extension: str) -> SettingsSection:
+    """host.json ``extensions.<extension>``, empty when the file or the section is missing or
+    null, so that every setting in it keeps the runtime's default."""
     if not host_json.is_file():
-        return {}
-    extensions = json.loads(host_json.read_text()).get("extensions") or {}
-    return dict(extensions.get(extension) or {})
+        return SettingsSection({})
+    extensions = SettingsSection(json.loads(host_json.read_text())).get("extensions")
+    return SettingsSection(SettingsSection(extensions).get(extension))
 
 
 @functools.cache  # the SDK's get_functions() refuses a second call on the same app

@@ -223,6 +223,20 @@ def test_route_prefix_comes_from_host_json(tmp_path: Path) -> None:
         assert QueueOptions.from_host_json(host_json) == QueueOptions()
 
 
+def test_host_json_names_are_read_in_any_case_as_dotnet_reads_them(tmp_path: Path) -> None:
+    host_json = tmp_path / "host.json"
+    settings = {
+        "Extensions": {
+            "HTTP": {"RoutePrefix": "hooks"},
+            "Queues": {"MaxDequeueCount": 3, "BATCHSIZE": 4, "visibilitytimeout": "00:00:07"},
+        }
+    }
+    host_json.write_text(json.dumps(settings))
+    assert route_prefix(host_json) == "hooks"
+    options = QueueOptions.from_host_json(host_json)
+    assert (options.max_dequeue_count, options.batch_size, options.visibility_timeout) == (3, 4, 7)
+
+
 def test_a_null_route_prefix_stops_the_host_with_one_line(tmp_path: Path) -> None:
     """.NET reads a null routePrefix as "" or as unset depending on its version: the local
     host names the setting rather than serve routes under a prefix of its own guess."""
