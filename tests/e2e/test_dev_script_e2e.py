@@ -76,19 +76,18 @@ class DevScript:
     port: int  # the host's
 
 
-@pytest.fixture
-def dev_script(tmp_path: Path) -> Iterator[DevScript]:
+@contextlib.contextmanager
+def started_dev_script(tmp_path: Path, cosmos_endpoint: str) -> Iterator[DevScript]:
+    """``scripts/dev`` from a checkout in ``tmp_path``, its Cosmos DB server at
+    ``cosmos_endpoint`` (one that listens there already is used and left alone); killed with
+    whatever of its process group is left when the block ends."""
     checkout = checkout_of_the_repository(tmp_path / "checkout")
     files_before = files_in(checkout)
     temp = tmp_path / "tmp"
     temp.mkdir()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTING_PREFIXES)}
-    # Its own ports for the Cosmos DB server and the host; Azurite's are fixed (10000-10002):
-    # if one already listens there, the script uses it and leaves it alone.
-    env.update(
-        COSMOS_ENDPOINT=f"https://127.0.0.1:{free_port()}/", PORT=str(port), TMPDIR=str(temp)
-    )
+    env.update(COSMOS_ENDPOINT=cosmos_endpoint, PORT=str(port), TMPDIR=str(temp))
     script = subprocess.Popen(
         ["bash", "scripts/dev"],
         cwd=checkout,
@@ -105,6 +104,14 @@ def dev_script(tmp_path: Path) -> Iterator[DevScript]:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(script.pid, signal.SIGKILL)
         script.wait()
+
+
+@pytest.fixture
+def dev_script(tmp_path: Path) -> Iterator[DevScript]:
+    # Its own ports for the Cosmos DB server and the host; Azurite's are fixed (10000-10002):
+    # if one already listens there, the script uses it and leaves it alone.
+    with started_dev_script(tmp_path, f"https://127.0.0.1:{free_port()}/") as script:
+        yield script
 
 
 def ctrl_c(script: subprocess.Popen[str]) -> None:
@@ -130,6 +137,15 @@ def printed_until_serving(script: subprocess.Popen[str]) -> str:
     return printed
 
 
+def left_running_after_stop(script: subprocess.Popen[str]) -> list[str]:
+    """The commands of the script's process group still running STOPPED_WITHIN_S after it was
+    told to stop (none, once everything has stopped)."""
+    deadline = time.monotonic() + STOPPED_WITHIN_S
+    while process_group(script.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return process_group(script.pid)
+
+
 @pytest.mark.parametrize("stop", [ctrl_c, sigterm_to_the_script_alone])
 def test_a_stopped_dev_script_leaves_no_process_and_no_file_behind(
     dev_script: DevScript, stop: Callable[[subprocess.Popen[str]], None]
@@ -145,10 +161,7 @@ def test_a_stopped_dev_script_leaves_no_process_and_no_file_behind(
     assert any("acr_webhook serve" in command for command in running), running
 
     stop(script)
-    deadline = time.monotonic() + STOPPED_WITHIN_S
-    while process_group(script.pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert process_group(script.pid) == []
+    assert left_running_after_stop(script) == []
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=2)
     assert list(dev_script.temp.iterdir()) == []

@@ -6,13 +6,9 @@ instead, and leaves it running")."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import socket
-import subprocess
 import textwrap
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,14 +24,14 @@ from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import create_cosmos_client
 from tests.e2e.test_dev_script_e2e import (
     SAMPLE_KEY,
-    STOPPED_WITHIN_S,
-    checkout_of_the_repository,
+    ctrl_c,
+    left_running_after_stop,
     printed_until_serving,
-    process_group,
+    started_dev_script,
 )
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
-from tests.support.serve import APP_SETTING_PREFIXES, ServeProcess, free_port, post_json
+from tests.support.serve import ServeProcess, post_json
 
 README = (REPO_ROOT / "README.md").read_text()
 DOCS = {"README.md": README} | {
@@ -187,38 +183,16 @@ def listens(endpoint: str) -> bool:
 def test_dev_uses_a_cosmos_db_server_that_already_listens_and_leaves_it_running(
     cosmos_server: LocalCosmosServer, tmp_path: Path
 ) -> None:
-    checkout = checkout_of_the_repository(tmp_path / "checkout")
-    temp = tmp_path / "tmp"
-    temp.mkdir()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTING_PREFIXES)}
-    env.update(COSMOS_ENDPOINT=cosmos_server.endpoint, PORT=str(port), TMPDIR=str(temp))
-    script = subprocess.Popen(
-        ["bash", "scripts/dev"],
-        cwd=checkout,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        printed = printed_until_serving(script)
+    with started_dev_script(tmp_path, cosmos_server.endpoint) as dev:
+        printed = printed_until_serving(dev.process)
         where = urlsplit(cosmos_server.endpoint)
         assert f"Something already listens on {where.hostname}:{where.port}" in printed
         assert "Local Cosmos DB API server" not in printed
         push = payloads.body(payloads.with_new_id(payloads.PUSH))
-        url = f"http://127.0.0.1:{port}/api/acr/webhook?code={SAMPLE_KEY}"
+        url = f"http://127.0.0.1:{dev.port}/api/acr/webhook?code={SAMPLE_KEY}"
         assert post_json(url, push).status_code == 201
 
-        os.killpg(script.pid, signal.SIGINT)  # Ctrl+C
-        deadline = time.monotonic() + STOPPED_WITHIN_S
-        while process_group(script.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert process_group(script.pid) == []
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(script.pid, signal.SIGKILL)
-        script.wait()
+        ctrl_c(dev.process)
+        assert left_running_after_stop(dev.process) == []
     assert listens(cosmos_server.endpoint), "the server the script found was stopped"
-    assert list(temp.iterdir()) == []
+    assert list(dev.temp.iterdir()) == []
