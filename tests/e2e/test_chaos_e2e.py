@@ -31,7 +31,8 @@ from acr_webhook.repository import CLIENT_TIMEOUTS, UNAVAILABLE_MEMORY_S
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite, new_queue
-from tests.support.chaos import Answer, ChaosLoad, FaultyCosmosProxy, summary
+from tests.support.chaos import Answer, ChaosLoad, summary
+from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
 from tests.unit.test_eventgrid import event_grid

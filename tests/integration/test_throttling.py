@@ -34,22 +34,22 @@ from acr_webhook.store import RepositoryUnavailableError
 from tests.conftest import read_all
 from tests.integration.test_cosmos_repository import WRITE_GIVES_UP_S
 from tests.support import payloads
-from tests.support.throttling_proxy import ThrottlingProxy
+from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.unit.test_eventgrid import event_grid
 
 EVENT_GRID_WAIT_S = 30
 
 
 @pytest.fixture
-def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ThrottlingProxy]:
-    server = ThrottlingProxy(cosmos_settings.cosmos_endpoint, tmp_path)
+def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosProxy]:
+    server = FaultyCosmosProxy(cosmos_settings.cosmos_endpoint, tmp_path)
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def through_proxy(cosmos_settings: Settings, proxy: ThrottlingProxy) -> Settings:
+def through_proxy(cosmos_settings: Settings, proxy: FaultyCosmosProxy) -> Settings:
     return dataclasses.replace(cosmos_settings, cosmos_endpoint=proxy.endpoint)
 
 
@@ -59,7 +59,7 @@ def new_document() -> dict[str, object]:
 
 
 def test_event_grid_writes_ride_out_a_short_throttle(
-    through_proxy: Settings, proxy: ThrottlingProxy, cosmos_settings: Settings
+    through_proxy: Settings, proxy: FaultyCosmosProxy, cosmos_settings: Settings
 ) -> None:
     repository = CosmosEventRepository(through_proxy, write_options=EVENTGRID_WRITE_OPTIONS)
     proxy.throttle_next = 3
@@ -70,7 +70,7 @@ def test_event_grid_writes_ride_out_a_short_throttle(
 
 
 def test_webhook_writes_do_not_wait_out_throttling_and_it_is_not_an_outage(
-    through_proxy: Settings, proxy: ThrottlingProxy
+    through_proxy: Settings, proxy: FaultyCosmosProxy
 ) -> None:
     health = DatabaseHealth()
     repository = CosmosEventRepository(through_proxy, write_options=CLIENT_TIMEOUTS, health=health)
@@ -82,7 +82,7 @@ def test_webhook_writes_do_not_wait_out_throttling_and_it_is_not_an_outage(
 
 
 def test_a_batch_still_throttled_is_a_503_well_inside_event_grids_wait(
-    through_proxy: Settings, proxy: ThrottlingProxy, cosmos_settings: Settings
+    through_proxy: Settings, proxy: FaultyCosmosProxy, cosmos_settings: Settings
 ) -> None:
     repository = CosmosEventRepository(through_proxy, write_options=EVENTGRID_WRITE_OPTIONS)
     proxy.throttle_always = True
@@ -106,7 +106,7 @@ def test_a_batch_still_throttled_is_a_503_well_inside_event_grids_wait(
 
 
 def test_a_duplicate_filled_in_by_a_slow_database_ends_within_the_write_bound(
-    through_proxy: Settings, proxy: ThrottlingProxy
+    through_proxy: Settings, proxy: FaultyCosmosProxy
 ) -> None:
     """Each call of the fill-in (a read, then a replace) had a bound of its own: with every
     answer 0.9 s late, the duplicate took 2.7 s, and up to 2 s a call past any bound."""

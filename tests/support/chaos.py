@@ -1,9 +1,8 @@
 """Chaos under load: faults of the real local servers injected at fixed points of a steady load
 on ``python -m acr_webhook serve``, and every answer recorded for the checks afterwards.
 
-- ``FaultyCosmosProxy``: an HTTPS proxy in front of the local Cosmos DB API server that can
-  answer late (slow but up), hold requests without answering (a hang), or pass a document write
-  on and then drop the connection before the answer (the write landed, the app never heard).
+- ``cosmos_proxy.FaultyCosmosProxy`` (the same proxy the throttling tests use) stands in
+  front of the local Cosmos DB API server to answer late, hang, or drop a write's answer.
 - ``ChaosLoad``: a few client threads sending webhook pushes and Event Grid deliveries, one
   request at a time each, every answer kept (status, latency, body); a test injects its faults
   when the load has had a given number of answers (``wait_for_answers``), never at a random
@@ -13,100 +12,17 @@ on ``python -m acr_webhook serve``, and every answer recorded for the checks aft
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 
 from tests.support import payloads
-from tests.support.arm_stand_in import LocalHttpsServer
 from tests.support.serve import ServeProcess
 from tests.unit.test_eventgrid import event_grid
-
-_DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
-
-
-class FaultyCosmosProxy(LocalHttpsServer):
-    """Passes everything to ``upstream`` unless told otherwise:
-
-    - ``delay_s``: every request waits this long before it is passed on (slow but up);
-    - ``hang``: while set, requests are held unanswered (then their connection is closed);
-    - ``drop_writes``: document writes are passed on and stored, then the connection is closed
-      without an answer. ``dropped`` counts them.
-
-    The account answer is rewritten to name the proxy, so the SDK keeps sending to it.
-    """
-
-    def __init__(self, upstream: str, directory: Path) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.delay_s = 0.0
-        self.drop_writes = False
-        self.hang = threading.Event()
-        self.dropped = 0
-        self._lock = threading.Lock()
-        self._session = requests.Session()
-        super().__init__(directory)
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _handle(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if proxy.hang.is_set():
-                    while proxy.hang.is_set():
-                        time.sleep(0.05)
-                    self.close_connection = True
-                    return
-                time.sleep(proxy.delay_s)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                answer = proxy._session.request(
-                    self.command,
-                    proxy.upstream + self.path,
-                    headers=headers,
-                    data=body,
-                    verify=False,  # the local server's self-signed certificate
-                    timeout=10,
-                )
-                is_write = self.command == "POST" and _DOCUMENT_WRITE.match(
-                    urlsplit(self.path).path
-                )
-                if is_write and proxy.drop_writes:
-                    with proxy._lock:
-                        proxy.dropped += 1
-                    self.close_connection = True  # stored upstream; the app hears nothing
-                    return
-                content = answer.content.replace(
-                    urlsplit(proxy.upstream).netloc.encode(),
-                    urlsplit(proxy.endpoint).netloc.encode(),
-                )
-                self.send_response(answer.status_code)
-                for name, value in answer.headers.items():
-                    if name.lower() not in _HOP_BY_HOP:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                try:
-                    self.wfile.write(content)
-                except OSError:  # a client that gave up on a late answer
-                    self.close_connection = True
-
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        return Handler
 
 
 @dataclass(frozen=True)

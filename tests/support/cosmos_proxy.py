@@ -1,7 +1,12 @@
-"""An HTTPS proxy in front of the local Cosmos DB API server that answers document writes with
-429 (throttled), as Cosmos DB does when a container's request units run out. The local server
-never throttles, so this is how the throttling policy is tried against a real server. It can
-also answer every request late (``delay_s``), as a database that is slow but up does.
+"""An HTTPS proxy in front of the local Cosmos DB API server that injects the faults the local
+server never shows, one knob each:
+
+- ``throttle_next`` / ``throttle_always``: document writes answered 429 (throttled), as
+  Cosmos DB does when a container's request units run out; ``throttled`` counts them;
+- ``delay_s``: every request waits this long before it is passed on (slow but up);
+- ``hang``: while set, requests are held unanswered (then their connection is closed);
+- ``drop_writes``: document writes are passed on and stored, then the connection is closed
+  without an answer (the write landed, the app never heard); ``dropped`` counts them.
 
 Everything else is passed through. The account answer is rewritten to name the proxy, so the
 SDK keeps sending to it rather than to the endpoints the server advertises.
@@ -24,9 +29,8 @@ _DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
 
-class ThrottlingProxy(LocalHttpsServer):
-    """``throttle_next`` document writes are answered 429 (then they pass); with
-    ``throttle_always`` every one is. ``throttled`` counts the 429s sent."""
+class FaultyCosmosProxy(LocalHttpsServer):
+    """Passes everything to ``upstream`` unless a knob (module docstring) says otherwise."""
 
     def __init__(self, upstream: str, directory: Path) -> None:
         self.upstream = upstream.rstrip("/")
@@ -34,19 +38,26 @@ class ThrottlingProxy(LocalHttpsServer):
         self.throttle_always = False
         self.throttled = 0
         self.delay_s = 0.0
+        self.hang = threading.Event()
+        self.drop_writes = False
+        self.dropped = 0
         self._lock = threading.Lock()
         self._session = requests.Session()
         super().__init__(directory)
 
-    def _should_throttle(self, method: str, path: str) -> bool:
-        if method != "POST" or not _DOCUMENT_WRITE.match(path):
-            return False
+    def _should_throttle(self) -> bool:
         with self._lock:
             if self.throttle_always or self.throttle_next > 0:
                 self.throttle_next = max(0, self.throttle_next - 1)
                 self.throttled += 1
                 return True
         return False
+
+    def _should_drop(self) -> bool:
+        with self._lock:
+            if self.drop_writes:
+                self.dropped += 1
+            return self.drop_writes
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -56,9 +67,16 @@ class ThrottlingProxy(LocalHttpsServer):
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path = urlsplit(self.path).path
+                if proxy.hang.is_set():
+                    while proxy.hang.is_set():
+                        time.sleep(0.05)
+                    self.close_connection = True
+                    return
                 time.sleep(proxy.delay_s)
-                if proxy._should_throttle(self.command, path):
+                is_write = self.command == "POST" and bool(
+                    _DOCUMENT_WRITE.match(urlsplit(self.path).path)
+                )
+                if is_write and proxy._should_throttle():
                     self._reply(
                         429,
                         b'{"code": "429", "message": "Request rate is large"}',
@@ -75,9 +93,12 @@ class ThrottlingProxy(LocalHttpsServer):
                     proxy.upstream + self.path,
                     headers=headers,
                     data=body,
-                    verify=False,
-                    timeout=10,  # the local server's self-signed certificate
+                    verify=False,  # the local server's self-signed certificate
+                    timeout=10,
                 )
+                if is_write and proxy._should_drop():
+                    self.close_connection = True  # stored upstream; the app hears nothing
+                    return
                 content = answer.content.replace(
                     urlsplit(proxy.upstream).netloc.encode(),
                     urlsplit(proxy.endpoint).netloc.encode(),
