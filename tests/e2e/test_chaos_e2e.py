@@ -31,7 +31,7 @@ from acr_webhook.repository import CLIENT_TIMEOUTS, UNAVAILABLE_MEMORY_S
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite, new_queue
-from tests.support.chaos import Answer, ChaosLoad, summary
+from tests.support.chaos import Answer, ChaosLoad, blackhole, summary
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
@@ -78,15 +78,6 @@ def proxy(database: Settings, tmp_path: Path) -> Iterator[FaultyCosmosProxy]:
 
 def replace_endpoint(settings: Settings, proxy: FaultyCosmosProxy) -> Settings:
     return dataclasses.replace(settings, cosmos_endpoint=proxy.endpoint)
-
-
-def blackhole() -> socket.socket:
-    """A listening socket nobody accepts from: connections succeed, nothing ever answers
-    (what a frozen server looks like to a client)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    return listener
 
 
 def queue_at(listener: socket.socket) -> str:

@@ -12,6 +12,7 @@ on ``python -m acr_webhook serve``, and every answer recorded for the checks aft
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,15 @@ import requests
 from tests.support import payloads
 from tests.support.serve import ServeProcess
 from tests.unit.test_eventgrid import event_grid
+
+
+def blackhole() -> socket.socket:
+    """A listening socket nobody accepts from: connections succeed, nothing ever answers
+    (what a frozen server looks like to a client)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    return listener
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller
 from acr_webhook.queries import QueryError, parse_event_query
 from acr_webhook.repository import CLIENT_TIMEOUTS, CosmosEventRepository, DatabaseHealth
 from acr_webhook.store import RepositoryUnavailableError
+from tests.support.chaos import blackhole
 from tests.support.interleave import FakeClock, FakeCosmosClient, GatedQueue, Turns, deployed
 from tests.unit.test_concurrency_properties import (
     EVENT_ID,
@@ -160,24 +161,10 @@ def test_a_stop_before_the_first_call_handles_none_of_the_batch(
 
 @pytest.fixture
 def silent_database() -> Iterator[str]:
-    """An endpoint that accepts connections and never answers (a hung database)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: list[socket.socket] = []
-
-    def accept() -> None:
-        while True:
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/"
-    server.close()
-    for connection in held:
-        connection.close()
+    """An endpoint that takes connections and never answers (a hung database)."""
+    listener = blackhole()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    listener.close()
 
 
 def test_a_cold_start_against_a_silent_database_keeps_to_the_writes_own_timeout() -> None:
