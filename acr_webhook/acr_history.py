@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError
 
@@ -50,6 +51,13 @@ def parse_registry_id(registry_id: str) -> RegistryRef:
             "ACR_REGISTRY_ID must be a registry's resource id (/subscriptions/S/resourceGroups/G"
             "/providers/Microsoft.ContainerRegistry/registries/NAME)"
         ) from None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url``, the port filled in where the scheme implies it."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or {"https": 443, "http": 80}.get(scheme)
 
 
 class ManagementApiHistory:
@@ -103,6 +111,7 @@ class ManagementApiHistory:
         # by_page() is typed as a plain iterator; it is azure-core's PageIterator, which says
         # which link it follows next.
         pages = cast("PageIterator[Any]", listed.by_page())
+        endpoint = _origin(self._target.arm_endpoint)
         followed: set[str] = set()
         try:
             for page in pages:
@@ -112,6 +121,13 @@ class ManagementApiHistory:
                 if link in followed:
                     raise HistoryUnreadableError(
                         "the history's next-page links go round in a circle"
+                    )
+                # The client sends its management token with every request it makes: never to a
+                # host other than the management endpoint's. (A relative link stays on it.)
+                if link and urlsplit(link).netloc and _origin(link) != endpoint:
+                    raise HistoryUnreadableError(
+                        "the history's next-page link leads away from the management endpoint"
+                        f" ({_origin(link)[1]!r})"
                     )
                 if link:
                     followed.add(link)

@@ -204,6 +204,28 @@ def test_a_next_page_link_that_comes_round_again_ends_the_read(
     assert [d["id"] for d in read_all(cosmos_settings)] == [missed["id"]]
 
 
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST"])
+def test_a_next_page_link_to_another_host_is_not_followed_with_the_token(
+    stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture, host: str
+) -> None:
+    """The client sent its management token wherever an answer's nextLink pointed. Here the
+    other host is the stand-in under another name, so a request that follows the link is seen."""
+    missed = payloads.with_new_id(payloads.PUSH)
+    path = list_events_path("acrwebhook")
+    elsewhere = stand_in.endpoint.replace("127.0.0.1", host)
+    assert elsewhere != stand_in.endpoint
+    stand_in.verbatim = {
+        path: {"value": [history_entry(missed)], "nextLink": f"{elsewhere}{path}?skip=1"}
+    }
+
+    outcomes = one_timer_run(stand_in, cosmos_settings)
+
+    assert "history unreadable" in caplog.text
+    assert "leads away from the management endpoint ('localhost')" in caplog.text
+    assert outcomes["acrwebhook"].counts.summary() == "recorded=1 already=0 skipped=0 invalid=0"
+    assert len([seen for seen in stand_in.requests if seen.path == path]) == 1
+
+
 def test_a_throttled_history_read_is_tried_again_up_to_3_times_after_the_wait_arm_asks_for(
     stand_in: ListEventsStandIn, cosmos_settings: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from acr_webhook import __main__ as cli
 from acr_webhook import runtime
+from acr_webhook.acr_history import _origin
 from acr_webhook.config import ReconcileSettings, Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.reconcile import (
@@ -500,3 +501,12 @@ def test_without_reconcile_settings_the_app_has_no_history(
         assert runtime.webhook_history() is None
     finally:
         runtime.webhook_history.cache_clear()
+
+
+def test_a_link_with_the_default_port_spelled_out_is_on_the_management_endpoint() -> None:
+    """ARM may write the port of its own address in a nextLink: still the same endpoint, while
+    another port or scheme is not (tests/integration: links to another host are not followed)."""
+    endpoint = _origin("https://Management.Azure.com/")
+    assert _origin("https://management.azure.com:443/subscriptions/s?api-version=1") == endpoint
+    assert _origin("https://management.azure.com:8443/") != endpoint
+    assert _origin("http://management.azure.com/") != endpoint
