@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
@@ -29,15 +30,18 @@ import pytest
 import function_app
 from acr_webhook import runtime
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
-from acr_webhook.fallback import create_queue_client, provision_queue
+from acr_webhook.fallback import StorageQueueFallback, create_queue_client, provision_queue
 from acr_webhook.local.host import HOST_JSON
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
+from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.results import utc_now
 from tests.conftest import fresh_settings, read_all
 from tests.integration.test_outage_memory import PROCESS_WIDE
 from tests.support import payloads
-from tests.support.azurite import LocalAzurite
+from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite
 from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
 from tests.support.logs import DECISION_FIELDS, on_app_logger
+from tests.support.serve import free_port, run_cli
 
 OPERATIONS = (REPO_ROOT / "docs" / "operations.md").read_text()
 KUSTO_BLOCKS = re.findall(r"```kusto\n(.*?)```", OPERATIONS, flags=re.DOTALL)
@@ -343,3 +347,103 @@ def test_events_parked_for_the_same_fault_share_one_reason(outage: Outage) -> No
         if t.dim("decision") == "queued" and t.dim("event_id") in together
     )
     assert sorted(by_reason.values()) == [2], by_reason
+
+
+# --- poison messages, then "Re-driving poison messages" step by step ---------------------------
+
+
+def storage_at(port: int) -> str:
+    """A storage connection string whose queue endpoint is ``port`` on this machine."""
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+        f"QueueEndpoint=http://127.0.0.1:{port}/{ACCOUNT};"
+    )
+
+
+def documented_redrive_output() -> list[str]:
+    """The output docs/operations.md shows for ``python -m acr_webhook redrive``."""
+    section = OPERATIONS.split("## Re-driving poison messages", 1)[1]
+    blocks = re.findall(r"```(\w*)\n(.*?)```", section, flags=re.DOTALL)
+    [command, output, *_] = blocks
+    assert command == ("bash", ".venv/bin/python -m acr_webhook redrive\n")
+    assert output[0] == "", output  # a plain block: the command's output
+    return str(output[1]).splitlines()
+
+
+def test_a_parked_event_poisoned_by_a_double_outage_is_redriven_as_the_docs_say(
+    cosmos_settings: Settings, azurite: LocalAzurite, tmp_path: Path
+) -> None:
+    """The one way an event the webhook parked reaches the poison queue: its replay finds the
+    database down and the queue cannot take it back. docs/operations.md: poison "only when its
+    replay failed 5 times" (host.json maxDequeueCount); "Find the cause first: ... its
+    `unavailable` decision when the queue could not take the event back"; the poison alert
+    matches the move's log line. Then, the cause fixed, the section's command as written, its
+    output as shown, the replay "within seconds", and a second run that moves nothing."""
+    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
+    provision_queue(queue)
+    for each in (queue, queue.poison):
+        create_queue_client(each, {}).clear_messages()
+    event = AcrEvent.model_validate(payloads.with_new_id(payloads.PUSH))
+    StorageQueueFallback(queue).put(to_document(event, utc_now()))  # parked by the webhook
+    # The database and the queue the replay puts events back into, both refusing connections.
+    down = dataclasses.replace(
+        cosmos_settings,
+        cosmos_endpoint=f"https://127.0.0.1:{free_port()}/",
+        fallback_queue=QueueSettings(FALLBACK_QUEUE_NAME, storage_at(free_port())),
+    )
+    fixed = dataclasses.replace(cosmos_settings, fallback_queue=queue)
+    host_json = QueueOptions.from_host_json(HOST_JSON)
+    # host.json's retry count; its 5 s between tries left out to keep the test short.
+    options = dataclasses.replace(host_json, visibility_timeout=0, max_polling_interval=0.2)
+    [function] = [f for f in queue_functions(function_app.app) if f.name == "replay_fallback"]
+    kept = Kept()
+    current = down
+    with pytest.MonkeyPatch.context() as patch, on_app_logger(kept, logging.INFO):
+        patch.setattr(runtime, "settings", lambda: current)
+        patch.setattr(function_app, "settings", lambda: current)
+        for built in PROCESS_WIDE:
+            built.cache_clear()
+        poller = QueuePoller(function, queue, options)
+        try:
+            poller.start()
+            deadline = time.monotonic() + 20
+            while depth(queue.poison) == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            poller.stop()
+        poisoned = traces_of(kept.records)
+
+        current = fixed  # the cause fixed
+        for built in PROCESS_WIDE:
+            built.cache_clear()
+        env = {"AzureWebJobsStorage": azurite.connection_string}
+        first = run_cli(["redrive"], tmp_path, env)
+        poller = QueuePoller(function, queue, options)
+        try:
+            poller.start()
+            deadline = time.monotonic() + 10
+            while not read_all(cosmos_settings) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            poller.stop()
+            for built in PROCESS_WIDE:
+                built.cache_clear()
+        again = run_cli(["redrive"], tmp_path, env)
+        replayed = traces_of(kept.records)[len(poisoned) :]
+
+    assert host_json.max_dequeue_count == 5
+    mine = [t for t in poisoned if t.dim("event_id") == event.id]
+    assert [t.dim("decision") for t in mine] == ["unavailable"] * 5, [t.message for t in poisoned]
+    assert all("fallback queue unavailable" in t.dim("reason") for t in mine)
+    assert [t for t in poisoned if "acr-events-fallback-poison" in t.message], "no poison alert"
+    assert (depth(queue), depth(queue.poison)) == (0, 0)
+
+    assert (first.returncode, first.stdout.splitlines()) == (0, documented_redrive_output())
+    assert [str(d["id"]) for d in read_all(cosmos_settings)] == [event.id]
+    assert [(t.dim("event_id"), t.dim("decision")) for t in decisions(replayed)] == [
+        (event.id, "replayed")
+    ]
+    assert (again.returncode, again.stdout.splitlines()[0]) == (
+        0,
+        "Moved 0 message(s) from 'acr-events-fallback-poison' to 'acr-events-fallback' for replay",
+    )
