@@ -37,6 +37,7 @@ from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,
+    unavailable_reasons,
 )
 
 log = logging.getLogger(__name__)
@@ -315,13 +316,16 @@ def _log_copies(
     decisions: list[str],
     store_ms: float | None,
     reason: str | None = None,
+    detail: str | None = None,
 ) -> None:
     """A record per copy of one write, as writing them one after another would give: the
     decisions metric counts each one. Only the first carries the write's time: the
     store-latency histogram counts writes, not copies."""
     for index, (copy, decision) in enumerate(zip(copies, decisions, strict=True)):
         timed = store_ms if index == 0 else None
-        log_event_decision(log, level, ROUTE, decision, copy, reason=reason, store_ms=timed)
+        log_event_decision(
+            log, level, ROUTE, decision, copy, reason=reason, detail=detail, store_ms=timed
+        )
 
 
 def _write(
@@ -352,9 +356,9 @@ def _write(
         except RepositoryUnavailableError as error:
             store_ms = (time.perf_counter() - started) * 1000
             progress.stop_writes()
-            reason = f"database unavailable ({error})"
+            reason, detail = unavailable_reasons([error])
             unavailable = ["unavailable"] * len(document.copies)
-            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, reason)
+            _log_copies(document.copies, logging.ERROR, unavailable, store_ms, reason, detail)
             raise
         except DocumentRejectedError as error:
             # Only this document: the same id in another repository is another document.
@@ -363,7 +367,7 @@ def _write(
                 f"the event store refused it: {error}"
             )
             rejected = ["rejected"] * len(document.copies)
-            _log_copies(document.copies, logging.WARNING, rejected, None, str(error))
+            _log_copies(document.copies, logging.WARNING, rejected, None, error.cause, str(error))
             continue
         store_ms = (time.perf_counter() - started) * 1000
         recorded = 1 if created else 0

@@ -15,7 +15,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from acr_webhook.config import QueueSettings
 from acr_webhook.models import ParkedEvent
 from acr_webhook.once import BuiltOnce
-from acr_webhook.store import FallbackUnavailableError
+from acr_webhook.store import FallbackUnavailableError, failure_kind
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -93,7 +93,9 @@ class StorageQueueFallback:
                 time_to_live=NEVER_EXPIRES,
             )
         except (AzureError, ValueError) as error:
-            raise FallbackUnavailableError(f"{type(error).__name__}: {error}") from error
+            raise FallbackUnavailableError(
+                f"{type(error).__name__}: {error}", cause=failure_kind(error)
+            ) from error
 
 
 def provision_queue(settings: QueueSettings) -> None:

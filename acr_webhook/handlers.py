@@ -30,7 +30,9 @@ from acr_webhook.store import (
     EventRepository,
     FallbackQueue,
     FallbackUnavailableError,
+    OneLineError,
     RepositoryUnavailableError,
+    unavailable_reasons,
 )
 
 log = logging.getLogger(__name__)
@@ -71,11 +73,13 @@ def log_event_decision(
     event: AcrEvent,
     *,
     reason: str | None = None,
+    detail: str | None = None,
     store_ms: float | None = None,
 ) -> None:
     """One decision about one event: the structured fields telemetry counts, and a message
     with the client's values repr()'d so that they cannot forge log lines. Nothing is formatted
-    unless the level is on."""
+    unless the level is on. ``reason`` is the same for every event one cause hits (queries group
+    by it); the message says ``detail`` instead where this event's failure had more to say."""
     if not logger.isEnabledFor(level):
         return
     repository = event.target.repository
@@ -110,7 +114,7 @@ def log_event_decision(
             event.action,
             repository,
             decision,
-            reason,
+            reason if detail is None else detail,
             extra=extra,
             stacklevel=2,
         )
@@ -251,7 +255,15 @@ def handle_webhook(
         return _store_in_fallback(event, document, fallback, error, store_ms)
     except DocumentRejectedError as error:
         problem = f"the event store refused this event: {error}"
-        log_event_decision(log, logging.WARNING, "webhook", "rejected", event, reason=problem)
+        log_event_decision(
+            log,
+            logging.WARNING,
+            "webhook",
+            "rejected",
+            event,
+            reason=f"the event store refused this event: {error.cause}",
+            detail=problem,
+        )
         return Result(400, {"error": problem})
     store_ms = (time.perf_counter() - started) * 1000
     if created:
@@ -268,25 +280,36 @@ def _store_in_fallback(
     store_error: RepositoryUnavailableError,
     store_ms: float,
 ) -> Result:
-    lost = Result(503, {"error": "the event store is unavailable; the event was not recorded"})
-    if fallback is None:
-        reason = f"database unavailable ({store_error})"
-        log_event_decision(
-            log, logging.ERROR, "webhook", "unavailable", event, reason=reason, store_ms=store_ms
-        )
-        return lost
-    try:
-        fallback.put(document)
-    except FallbackUnavailableError as queue_error:
-        reason = (
-            f"database unavailable ({store_error}) and fallback queue unavailable ({queue_error})"
-        )
-        log_event_decision(
-            log, logging.ERROR, "webhook", "unavailable", event, reason=reason, store_ms=store_ms
-        )
-        return lost
-    reason = f"database unavailable ({store_error}); queued for replay"
+    failures: list[OneLineError] = [store_error]
+    if fallback is not None:
+        try:
+            fallback.put(document)
+        except FallbackUnavailableError as queue_error:
+            failures.append(queue_error)
+        else:
+            reason, detail = (
+                f"{text}; queued for replay" for text in unavailable_reasons(failures)
+            )
+            log_event_decision(
+                log,
+                logging.WARNING,
+                "webhook",
+                "queued",
+                event,
+                reason=reason,
+                detail=detail,
+                store_ms=store_ms,
+            )
+            return Result(202, {"status": "queued", "id": event.id})
+    reason, detail = unavailable_reasons(failures)
     log_event_decision(
-        log, logging.WARNING, "webhook", "queued", event, reason=reason, store_ms=store_ms
+        log,
+        logging.ERROR,
+        "webhook",
+        "unavailable",
+        event,
+        reason=reason,
+        detail=detail,
+        store_ms=store_ms,
     )
-    return Result(202, {"status": "queued", "id": event.id})
+    return Result(503, {"error": "the event store is unavailable; the event was not recorded"})

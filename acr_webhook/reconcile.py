@@ -185,7 +185,15 @@ def reconcile_entries(
         try:
             created = repository.add(to_document(event, received_at=received_at, source=ROUTE))
         except RepositoryUnavailableError as error:
-            log_event_decision(log, logging.ERROR, ROUTE, "unavailable", event, reason=str(error))
+            log_event_decision(
+                log,
+                logging.ERROR,
+                ROUTE,
+                "unavailable",
+                event,
+                reason=error.cause,
+                detail=str(error),
+            )
             return ReconcileOutcome(counts, unavailable=str(error))
         except DocumentRejectedError as error:
             counts.invalid += 1

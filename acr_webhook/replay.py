@@ -18,6 +18,7 @@ from acr_webhook.store import (
     FallbackQueue,
     FallbackUnavailableError,
     RepositoryUnavailableError,
+    unavailable_reasons,
 )
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def replay_queued_event(
             "%s cannot be replayed: %s",
             context,
             error,
-            extra={"decision": "rejected", "reason": str(error), **fields},
+            extra={"decision": "rejected", "reason": error.cause, **fields},
         )
         raise InvalidQueuedEventError(str(error)) from error
     except RepositoryUnavailableError as error:
@@ -90,14 +91,12 @@ def replay_queued_event(
             requeue.put(document, attempts=attempts, delay_s=delay_s)
         except FallbackUnavailableError as queue_error:
             # The runtime keeps the message and retries it, then poisons it: name the event.
-            reason = (
-                f"database unavailable ({error}) and fallback queue unavailable ({queue_error})"
-            )
+            reason, detail = unavailable_reasons([error, queue_error])
             log.error(
                 "%s replay attempt %d: %s",
                 context,
                 attempts,
-                reason,
+                detail,
                 extra={"decision": "unavailable", "reason": reason, **fields},
             )
             raise

@@ -26,7 +26,12 @@ from urllib3.util.retry import Retry
 
 from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
-from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError, one_line
+from acr_webhook.store import (
+    DocumentRejectedError,
+    RepositoryUnavailableError,
+    failure_kind,
+    one_line,
+)
 from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
@@ -99,7 +104,7 @@ class DatabaseHealth:
         self._memory_s = memory_s
         self._clock = clock
         self._unavailable_until = 0.0
-        self._reason = ""
+        self._remembered = ("", "")
         # Reading the clock and storing the end are one step: otherwise a failure read earlier
         # but stored later would cut short the memory of a later one.
         self._lock = threading.Lock()
@@ -107,11 +112,17 @@ class DatabaseHealth:
     def check(self) -> None:
         """Raises RepositoryUnavailableError while a recent failure is remembered."""
         if self._clock() < self._unavailable_until:
-            raise RepositoryUnavailableError(f"database unavailable moments ago ({self._reason})")
+            reason, cause = self._remembered
+            raise RepositoryUnavailableError(
+                f"database unavailable moments ago ({reason})",
+                cause=f"database unavailable moments ago ({cause})",
+            )
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, cause: str | None = None) -> None:
+        """Remember a failure: ``reason`` says what happened, ``cause`` (by default the same)
+        names its kind, as RepositoryUnavailableError's do."""
         with self._lock:
-            self._reason = reason
+            self._remembered = (reason, reason if cause is None else cause)
             self._unavailable_until = self._clock() + self._memory_s
 
     def succeeded(self) -> None:
@@ -156,6 +167,10 @@ def without_system_fields(item: dict[str, Any]) -> dict[str, Any]:
 def describe_error(error: AzureError) -> str:
     """One line for logs and answers: the SDK's kind of failure and its message."""
     return one_line(f"{type(error).__name__}: {error.message}")
+
+
+def unavailable(error: AzureError) -> RepositoryUnavailableError:
+    return RepositoryUnavailableError(describe_error(error), cause=failure_kind(error))
 
 
 def create_transport() -> RequestsTransport:
@@ -260,9 +275,9 @@ class _LazyContainer:
             container = database.get_container_client(self._settings.cosmos_container)
             self._container = container  # before the waiters are woken: they read it at once
         except AzureError as error:
-            reason = describe_error(error)
-            self._health.failed(reason)
-            raise RepositoryUnavailableError(reason) from error
+            failure = unavailable(error)
+            self._health.failed(str(failure), failure.cause)
+            raise failure from error
         finally:
             with self._lock:
                 done, self._build_done = self._build_done, None
@@ -392,13 +407,16 @@ class CosmosEventRepository:
 
     def _failure(self, error: AzureError) -> Exception:
         """The error to raise for a failed write; remembers an unreachable database."""
-        reason = describe_error(error)
         status = error.status_code if isinstance(error, CosmosHttpResponseError) else None
         if status in _REFUSED_STATUS:
-            return DocumentRejectedError(f"refused by the database ({status}): {error.message}")
+            return DocumentRejectedError(
+                f"refused by the database ({status}): {error.message}",
+                cause=f"refused by the database ({failure_kind(error)})",
+            )
+        failure = unavailable(error)
         if status != 429:  # throttled means reachable: the next request may well get through
-            self._health.failed(reason)
-        return RepositoryUnavailableError(reason)
+            self._health.failed(str(failure), failure.cause)
+        return failure
 
     def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
         sql, parameters = events_sql(query, max_items)
@@ -421,7 +439,7 @@ class CosmosEventRepository:
                 if time.monotonic() > deadline:
                     raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
         except AzureError as error:
-            raise RepositoryUnavailableError(describe_error(error)) from error
+            raise unavailable(error) from error
         return documents
 
 

@@ -8,7 +8,7 @@ management API.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from acr_webhook.models import EventQuery
@@ -22,10 +22,30 @@ def one_line(text: str) -> str:
 
 
 class OneLineError(Exception):
-    """An error whose message goes into a log line or an answer: kept on one line."""
+    """An error whose message goes into a log line or an answer: kept on one line.
 
-    def __init__(self, message: str) -> None:
+    ``cause`` names the kind of failure in words that are the same for every event it hits: the
+    decision records' ``reason``, which the documented queries group by. The message may add
+    what was particular to this try (an address, the time left, the service's activity id); by
+    default the two are the same.
+    """
+
+    def __init__(self, message: str, *, cause: str | None = None) -> None:
         super().__init__(one_line(message))
+        self.cause = str(self) if cause is None else one_line(cause)
+
+
+def failure_kind(error: Exception) -> str:
+    """An SDK failure's type and, for an answer, its status code (and Cosmos DB's sub-status):
+    unlike its message, the same for every request the same fault fails."""
+    kind = type(error).__name__
+    status = getattr(error, "status_code", None)
+    if not isinstance(status, int):
+        return kind
+    sub_status = getattr(error, "sub_status", None)
+    if isinstance(sub_status, int) and sub_status:
+        return f"{kind} {status}/{sub_status}"
+    return f"{kind} {status}"
 
 
 class RepositoryUnavailableError(OneLineError):
@@ -62,6 +82,19 @@ class EventReader(Protocol):
 
 class FallbackUnavailableError(OneLineError):
     """The fallback queue did not take the event either."""
+
+
+def unavailable_reasons(failures: Sequence[OneLineError]) -> tuple[str, str]:
+    """ "database unavailable (...)", with "and fallback queue unavailable (...)" when the queue
+    failed too, twice: from each failure's cause (a decision's reason) and from its message
+    (the detail)."""
+    return _unavailable_text([e.cause for e in failures]), _unavailable_text(map(str, failures))
+
+
+def _unavailable_text(parts: Iterable[str]) -> str:
+    store, *queue = parts
+    text = f"database unavailable ({store})"
+    return f"{text} and fallback queue unavailable ({queue[0]})" if queue else text
 
 
 class FallbackQueue(Protocol):

@@ -149,10 +149,10 @@ class GatedHealth(DatabaseHealth):
         with self.turns.step("health.check"):
             super().check()
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, cause: str | None = None) -> None:
         with self.turns.step("health.failed"):
             self.failures.append(reason)
-            super().failed(reason)
+            super().failed(reason, cause)
 
     def succeeded(self) -> None:
         with self.turns.step("health.succeeded"):
