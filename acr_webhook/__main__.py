@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import logging
 import secrets
@@ -311,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
     _add_reconcile_parser(commands)
     args = parser.parse_args(argv)
 
+    # A console that cannot show a stored name (the C locale, a Windows pipe) shows it escaped,
+    # as stderr already does: a table with "w\xf6rld" in it, not a UnicodeEncodeError.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
