@@ -41,6 +41,9 @@ DEFAULT_REPLAY_MAX_DELAY_S = 60
 # The variables through which requests (under every Azure SDK client) finds a proxy; it reads
 # them in either case (urllib.request.getproxies).
 PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "all_proxy"})
+# And the CA bundle it verifies against instead of certifi's (a TLS-inspecting network's root
+# certificate is in it); these it reads in this case only.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class ConfigurationError(Exception):
@@ -121,6 +124,12 @@ def proxy_configured(environ: Mapping[str, str] | None = None) -> bool:
     environment alone, not local.settings.json: requests itself reads only the environment."""
     environ = os.environ if environ is None else environ
     return any(value for name, value in environ.items() if name.lower() in PROXY_VARIABLES)
+
+
+def ca_bundle_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the process environment names a CA bundle for requests to verify against."""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(name) for name in CA_BUNDLE_VARIABLES)
 
 
 def load_settings(
