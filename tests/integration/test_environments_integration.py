@@ -192,11 +192,6 @@ def test_the_deployed_package_runs_read_only_from_another_cwd_in_an_operators_en
     assert snapshot(elsewhere) == before_cwd
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: `python -m acr_webhook events` dies with a UnicodeEncodeError traceback "
-    "in the C locale (PYTHONUTF8=0) when a stored repository is not ASCII",
-)
 def test_the_events_cli_answers_in_the_c_locale_from_the_read_only_package(
     cosmos_settings: Settings, read_only_package: Path, tmp_path: Path
 ) -> None:

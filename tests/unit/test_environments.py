@@ -173,11 +173,6 @@ NON_UTF8_CONSOLES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the events CLI's table crashes (UnicodeEncodeError traceback, exit 1) on "
-    "a stdout that cannot encode a stored repository or tag",
-)
 @pytest.mark.parametrize("pushes", [False, True], ids=["events", "pushes"])
 @pytest.mark.parametrize(("encoding", "errors"), NON_UTF8_CONSOLES)
 def test_the_cli_table_prints_non_ascii_names_on_any_console(
@@ -247,11 +242,6 @@ def verify_for_a_request(url: str) -> Any:
     return session.merge_environment_settings(url, {}, None, True, None)["verify"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE are ignored by the Cosmos client unless "
-    "a proxy variable is set (trust_env off), so a TLS-inspecting network fails verification",
-)
 @pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
 def test_the_cosmos_client_verifies_against_the_machines_ca_bundle(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str
