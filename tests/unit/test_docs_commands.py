@@ -218,6 +218,7 @@ def key_rotation() -> tuple[set[str], set[str]]:
     rotation = DOCS["docs/operations.md"].split("\n## Rotating keys\n")[1].split("\n## ")[0]
     stated = set(re.findall(r"`(\w+)`", rotation.split("With ", 1)[1].split(" as in ", 1)[0]))
     assigned = set(re.findall(r"^\s*(\w+)=", rotation, re.MULTILINE))
+    assigned |= set(re.findall(r"^\s*for (\w+) in ", rotation, re.MULTILINE))
     used = set(re.findall(r"\$\{?(\w+)", rotation))
     return stated, used - assigned
 
