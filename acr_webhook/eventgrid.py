@@ -387,19 +387,29 @@ def _summary(problems: list[str]) -> str:
 
 
 def _unavailable(
-    reason: str, storable: list[_Storable], progress: _BatchProgress, headers: Mapping[str, str]
+    reasons: tuple[str, str],
+    storable: list[_Storable],
+    progress: _BatchProgress,
+    headers: Mapping[str, str],
 ) -> Result:
     """A 503 that abandons the batch, with an ``unavailable`` decision for each event whose
     write never started (still queued, or stopped by the budget): a started write logs its
-    own."""
+    own. ``reasons``: the kind of failure, then what this batch's failure said."""
+    reason, detail = reasons
     for event in progress.abandon([item.event for item in storable]):
         log_event_decision(
-            log, logging.ERROR, ROUTE, "unavailable", event, reason=f"batch: {reason}"
+            log,
+            logging.ERROR,
+            ROUTE,
+            "unavailable",
+            event,
+            reason=f"batch: {reason}",
+            detail=f"batch: {detail}",
         )
     log.error(
         "eventgrid batch of %d answered 503 for Event Grid to retry: %s (%s)",
         len(storable),
-        reason,
+        detail,
         _delivery(headers),
         extra={"route": ROUTE, "reason": reason},
     )
@@ -499,13 +509,14 @@ def handle_eventgrid(
         if not done:
             for future in pending:
                 future.cancel()
-            return _unavailable(f"no answer within {budget_s:g} s", storable, progress, headers)
+            no_answer = f"no answer within {budget_s:g} s"
+            return _unavailable((no_answer, no_answer), storable, progress, headers)
         for future in done:
             error = future.exception()
             if isinstance(error, RepositoryUnavailableError):
                 for other in pending:
                     other.cancel()
-                return _unavailable(f"database unavailable ({error})", storable, progress, headers)
+                return _unavailable(unavailable_reasons([error]), storable, progress, headers)
             written = future.result()
             recorded += written.recorded
             duplicate += written.duplicate

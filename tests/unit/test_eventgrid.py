@@ -138,6 +138,22 @@ class FailingAfter(FakeEventRepository):
         return super().add(document)
 
 
+class TimingOut(FakeEventRepository):
+    """Every write times out as the SDK words it: with this try's own time left in the
+    message (``read timeout=...``), the same kind of failure each time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left_s = 2.0
+
+    def add(self, document: dict[str, Any]) -> bool:
+        self.left_s -= 0.1234
+        raise RepositoryUnavailableError(
+            f"ServiceResponseTimeoutError: Read timed out. (read timeout={self.left_s})",
+            cause="ServiceResponseTimeoutError",
+        )
+
+
 class CountingConcurrency(FakeEventRepository):
     """Remembers how many writes were under way at once."""
 
@@ -1307,3 +1323,28 @@ def test_a_body_that_cannot_be_read_is_a_rejected_decision_of_the_eventgrid_rout
     assert call(body, repository).status == 400
     [entry] = decisions(caplog)
     assert (entry["decision"], entry["route"]) == ("rejected", "eventgrid")
+
+
+def test_batches_that_fail_the_same_way_log_the_same_reason_and_each_its_own_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/operations.md groups unavailable decisions by reason: one row per kind of failure,
+    not per batch. The message keeps what the SDK said (here, the time that was left)."""
+    repository = TimingOut()
+    with caplog.at_level(logging.INFO), ThreadPoolExecutor(max_workers=1) as one_writer:
+        for _ in range(2):
+            batch = [event_grid(payloads.with_new_id(payloads.PUSH)) for _ in range(2)]
+            assert call(batch, repository, executor=one_writer).status == 503
+    unavailable = [r for r in caplog.records if getattr(r, "decision", None) == "unavailable"]
+    assert {r.reason for r in unavailable} == {  # type: ignore[attr-defined]
+        "database unavailable (ServiceResponseTimeoutError)",
+        "batch: database unavailable (ServiceResponseTimeoutError)",
+    }
+    assert len(unavailable) == 4
+    batches = [r for r in caplog.records if "answered 503" in r.getMessage()]
+    assert {r.reason for r in batches} == {  # type: ignore[attr-defined]
+        "database unavailable (ServiceResponseTimeoutError)"
+    }
+    messages = [r.getMessage() for r in (*unavailable, *batches)]
+    assert all("(read timeout=" in message for message in messages), messages
+    assert len({m for m in messages if "answered 503" in m}) == 2  # each batch its own time
