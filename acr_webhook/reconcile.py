@@ -69,13 +69,14 @@ class InvalidEntry:
 
     index: int
     entry_id: str | None
-    reason: str
+    reason: str  # the same for every entry one cause hits: the log's reason
     # For the log: the event id, action and repository its payload gives, as far as it does.
     identity: Mapping[str, str] = field(default_factory=dict, compare=False)
+    detail: str | None = None  # what this entry's failure said beyond the reason, if more
 
     def __str__(self) -> str:
         named = f" (id {self.entry_id!r})" if self.entry_id is not None else ""
-        return f"entry {self.index}{named}: {self.reason}"
+        return f"entry {self.index}{named}: {self.reason if self.detail is None else self.detail}"
 
 
 class HistoryFileError(Exception):
@@ -197,8 +198,15 @@ def reconcile_entries(
             return ReconcileOutcome(counts, unavailable=str(error))
         except DocumentRejectedError as error:
             counts.invalid += 1
-            reason = f"refused by the store: {error}"
-            report_invalid(InvalidEntry(index, _entry_id(entry), reason, claimed_identity(content)))
+            report_invalid(
+                InvalidEntry(
+                    index,
+                    _entry_id(entry),
+                    f"refused by the store: {error.cause}",
+                    claimed_identity(content),
+                    detail=f"refused by the store: {error}",
+                )
+            )
             continue
         if created:
             counts.recorded += 1

@@ -261,6 +261,40 @@ def test_an_entry_the_store_refuses_is_counted_invalid_and_the_run_goes_on() -> 
     ]
 
 
+class RefusingWithActivityIds(FakeEventRepository):
+    """Refuses as Cosmos DB words it: the service's activity id differs in every answer."""
+
+    def add(self, document: dict[str, Any]) -> bool:
+        raise DocumentRejectedError(
+            f"refused by the database (400): bad document ActivityId: {document['id']}",
+            cause="refused by the database (CosmosHttpResponseError 400)",
+        )
+
+
+def test_refusals_of_one_kind_share_a_reason_and_the_report_keeps_the_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """operations.md groups decisions by reason: one row for one kind of refusal. The line the
+    CLI prints (and the log message) still says what the database said."""
+    caplog.set_level(logging.INFO)
+    refused = [payloads.with_new_id(payloads.PUSH) for _ in range(2)]
+    outcome, invalid = run([history_entry(p) for p in refused], RefusingWithActivityIds())
+    assert outcome.counts.summary() == "recorded=0 already=0 skipped=0 invalid=2"
+    assert {entry.reason for entry in invalid} == {
+        "refused by the store: refused by the database (CosmosHttpResponseError 400)"
+    }
+    assert [str(entry).split("ActivityId: ")[1] for entry in invalid] == [p["id"] for p in refused]
+    reconcile_webhooks(
+        TARGET,
+        RefusingWithActivityIds(),
+        ListedHistory({"acrwebhook": [history_entry(p) for p in refused], "acrwebhook2": []}),
+        now=lambda: NOW,
+    )
+    rejected = [r for r in caplog.records if r.__dict__.get("decision") == "rejected"]
+    assert len({r.__dict__["reason"] for r in rejected}) == 1
+    assert all("ActivityId: " in r.getMessage() for r in rejected)
+
+
 def test_content_that_is_a_string_but_not_json_is_invalid_and_says_so() -> None:
     """The spec types content as an object; a serialised one is accepted, a broken one is not
     'missing': the report says what is wrong with it."""
