@@ -42,7 +42,7 @@ DEFAULT_REPLAY_MAX_DELAY_S = 60
 # them in either case (urllib.request.getproxies).
 PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "all_proxy"})
 # And the CA bundle it verifies against instead of certifi's (a TLS-inspecting network's root
-# certificate is in it); these it reads in this case only.
+# certificate is in it), the first that is set; these it reads in this case only.
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
@@ -126,10 +126,10 @@ def proxy_configured(environ: Mapping[str, str] | None = None) -> bool:
     return any(value for name, value in environ.items() if name.lower() in PROXY_VARIABLES)
 
 
-def ca_bundle_configured(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the process environment names a CA bundle for requests to verify against."""
+def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
+    """The CA bundle the process environment names, picked as requests picks it."""
     environ = os.environ if environ is None else environ
-    return any(environ.get(name) for name in CA_BUNDLE_VARIABLES)
+    return next((environ[name] for name in CA_BUNDLE_VARIABLES if environ.get(name)), None)
 
 
 def load_settings(

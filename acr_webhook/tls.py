@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from urllib3.exceptions import InsecureRequestWarning
 
+from acr_webhook.config import ca_bundle
+
 
 def is_loopback(endpoint: str) -> bool:
     host = urlsplit(endpoint).hostname or ""
@@ -24,11 +26,15 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def verify_tls(endpoint: str) -> bool:
-    """False for a loopback ``endpoint`` alone, and then urllib3's warning about each unverified
-    request is silenced, for loopback hosts only: expected there, and one per request."""
+def verify_tls(endpoint: str) -> bool | str:
+    """What a client verifies ``endpoint``'s certificate against: the CA bundle that
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE names (a TLS-inspecting network's), as requests would
+    pick it from the environment, which the Cosmos transport does not read; else the default
+    (True). False for a loopback ``endpoint`` alone, and then urllib3's warning about each
+    unverified request is silenced, for loopback hosts only: expected there, and one per
+    request."""
     if not is_loopback(endpoint):
-        return True
+        return ca_bundle() or True
     warnings.filterwarnings(
         "ignore",
         message=r"Unverified HTTPS request is being made to host '(127\.|localhost|::1)",

@@ -121,9 +121,17 @@ def test_a_settings_file_whose_values_are_not_an_object_is_reported(tmp_path: Pa
         ("https://localhost.evil.example/", False),
     ],
 )
-def test_tls_verification_is_skipped_only_for_loopback(endpoint: str, loopback: bool) -> None:
+def test_tls_verification_is_skipped_only_for_loopback(
+    endpoint: str, loopback: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
     assert is_loopback(endpoint) is loopback
     assert verify_tls(endpoint) is (not loopback)  # the Cosmos DB and management clients' choice
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/corporate-ca.pem")
+    assert verify_tls(endpoint) == (False if loopback else "/etc/corporate-ca.pem")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/other-ca.pem")  # first, as requests has it
+    assert verify_tls(endpoint) == (False if loopback else "/etc/other-ca.pem")
 
 
 def unverified(host: str) -> str:
@@ -284,6 +292,7 @@ def test_the_cosmos_transport_reads_the_environment_only_when_a_proxy_is_set(
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("all_proxy", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corporate-ca.pem")  # verify_tls passes it on
     assert create_transport().session.trust_env is False
     monkeypatch.setenv("all_proxy", "http://proxy.invalid:3128")
     assert create_transport().session.trust_env is True

@@ -7,6 +7,7 @@ The deployed package on a read-only mount is in tests/integration/test_environme
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import locale
@@ -22,15 +23,19 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+import requests
+from azure.core.exceptions import AzureError
+from requests.adapters import HTTPAdapter
 
 import function_app
 from acr_webhook import __main__ as cli
+from acr_webhook.config import Settings
 from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.local.timers import _utc_now, next_occurrence
 from acr_webhook.reconcile import reconcile_entries
-from acr_webhook.repository import create_transport
+from acr_webhook.repository import create_cosmos_client, create_transport
 from tests.support import payloads
-from tests.support.cosmos_server import REPO_ROOT
+from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT
 from tests.support.fakes import FakeEventRepository
 from tests.support.serve import run_python
 
@@ -235,11 +240,28 @@ def test_key_and_parameter_names_fold_the_same_in_a_turkish_locale(
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-def verify_for_a_request(url: str) -> Any:
-    """What the Cosmos transport's session verifies a request to ``url`` against: requests
-    merges the environment into every request this way (Session.request)."""
-    session = create_transport().session
-    return session.merge_environment_settings(url, {}, None, True, None)["verify"]
+def what_the_cosmos_client_verifies_against(monkeypatch: pytest.MonkeyPatch) -> set[Any]:
+    """What the app's Cosmos client verifies a real account's certificate against: the
+    ``verify`` that each of its requests reaches requests' adapter with, after requests has
+    merged in the environment (each fails there, unsent)."""
+    seen: set[Any] = set()
+
+    def send(_: HTTPAdapter, request: Any, **options: Any) -> Any:
+        seen.add(options.get("verify"))
+        raise requests.ConnectionError("not sent")
+
+    monkeypatch.setattr(HTTPAdapter, "send", send)
+    account = Settings(
+        cosmos_endpoint="https://acct.documents.azure.com:443/",
+        cosmos_key=EMULATOR_KEY,
+        cosmos_database="acr",
+        cosmos_container="events",
+        local_function_key=None,
+    )
+    with contextlib.suppress(AzureError):
+        create_cosmos_client(account, {"retry_total": 0, "timeout": 1})
+    assert seen, "the client made no request"
+    return seen
 
 
 @pytest.mark.parametrize("variable", CA_BUNDLE_VARIABLES)
@@ -251,7 +273,7 @@ def test_the_cosmos_client_verifies_against_the_machines_ca_bundle(
     bundle = tmp_path / "corporate-ca.pem"
     bundle.write_text("")
     monkeypatch.setenv(variable, str(bundle))
-    assert verify_for_a_request("https://acct.documents.azure.com:443/") == str(bundle)
+    assert what_the_cosmos_client_verifies_against(monkeypatch) == {str(bundle)}
 
 
 def test_with_a_proxy_the_ca_bundle_and_no_proxy_are_honoured_in_either_case(
