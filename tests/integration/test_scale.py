@@ -33,7 +33,7 @@ from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.fallback import StorageQueueFallback, create_queue_client
 from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.queries import handle_events_query
+from acr_webhook.queries import MAX_CONTINUATION_CHARS, handle_events_query
 from acr_webhook.reconcile import reconcile_webhooks
 from acr_webhook.redrive import redrive
 from acr_webhook.replay import replay_queued_event
@@ -191,6 +191,7 @@ def test_every_page_of_a_long_listing_costs_one_query(
     reader = CountingReader(seeded_settings)
     token: str | None = None
     costs = []
+    token_sizes = set()
     while True:
         reader.reads = reader.documents = 0
         sdk_calls.clear()
@@ -202,6 +203,10 @@ def test_every_page_of_a_long_listing_costs_one_query(
         token = result.body["continuation"]
         if token is None:
             break
+        token_sizes.add(len(token))
+    # A token holds a position, not the pages passed: the same size on page 9 as on page 1.
+    assert len(token_sizes) == 1
+    assert token_sizes.pop() <= MAX_CONTINUATION_CHARS
     # Page 10 reads what page 1 did: keyset paging, never a scan from the start.
     assert costs == [(100, 1, 1)] * (SEEDED // 100)
 
