@@ -46,6 +46,11 @@ PROXY_VARIABLES = frozenset({"https_proxy", "http_proxy", "all_proxy"})
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
+# Reads serve people (HTTP GET, CLI): each page of the read API or the CLI, however many
+# queries it takes (the pushes view and crowded timestamps take several), gets this long.
+QUERY_BUDGET_S = 8.0
+
+
 class ConfigurationError(Exception):
     """A required setting is missing or unusable; the message names it."""
 

@@ -36,11 +36,13 @@ import itertools
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeGuard
 
+from acr_webhook.config import QUERY_BUDGET_S
 from acr_webhook.models import (
     DEFAULT_LIMIT,
     FILTERS,
@@ -423,12 +425,29 @@ def _continuation_past(
     return encode_continuation(Position(tied.timestamp), query, view)
 
 
+class _PageReads:
+    """``reader`` for the reads of one page, which may be several (a crowded timestamp, the
+    pushes view): each read ends by the page's deadline, so the page keeps one budget."""
+
+    def __init__(self, reader: EventReader) -> None:
+        self._reader = reader
+        self._deadline = time.monotonic() + QUERY_BUDGET_S
+
+    def find_events(
+        self, query: EventQuery, max_items: int, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
+        ends = self._deadline if deadline is None else min(deadline, self._deadline)
+        return self._reader.find_events(query, max_items, ends)
+
+
 def fetch_page(query: EventQuery, reader: EventReader) -> EventPage:
     """One page in page order, with a continuation only when more events exist.
 
     Reads one event more than the limit: so the last page never needs an empty follow-up.
-    Raises RepositoryUnavailableError when the store fails or does not answer in time.
+    Raises RepositoryUnavailableError when the store fails or does not answer within
+    QUERY_BUDGET_S, all of the page's reads together.
     """
+    reader = _PageReads(reader)
     events: list[dict[str, Any]] = []
     end: Position | None = None
     in_order = _events_in_page_order(query, reader, query.limit + 1)
@@ -460,8 +479,10 @@ def push_row(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def fetch_pushes(query: EventQuery, reader: EventReader) -> PushPage:
     """Up to ``query.limit`` pushes, by each push's newest event, newest first.
 
-    Raises RepositoryUnavailableError when the store fails or does not answer in time.
+    Raises RepositoryUnavailableError when the store fails or does not answer within
+    QUERY_BUDGET_S, all of the page's reads together.
     """
+    reader = _PageReads(reader)
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     before: Position | None = None  # the position just before `event`
     scanned = 0

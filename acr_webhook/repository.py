@@ -24,7 +24,7 @@ from azure.cosmos.exceptions import (
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from acr_webhook.config import COSMOS_POOL_SIZE, Settings, proxy_configured
+from acr_webhook.config import COSMOS_POOL_SIZE, QUERY_BUDGET_S, Settings, proxy_configured
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import (
     DocumentRejectedError,
@@ -71,7 +71,7 @@ PROVISIONING_TIMEOUTS: dict[str, Any] = {"timeout": 60, "connection_timeout": 5,
 
 # Reads serve people (HTTP GET, CLI), not ACR, so they may take longer than a write, but stay
 # bounded: a stuck database must give a 503 or an error message, not a hung request. `timeout`
-# bounds each operation (client creation, query plan, each page); QUERY_BUDGET_S the whole query.
+# bounds each operation (client creation, query plan, each page); config.QUERY_BUDGET_S a page.
 QUERY_TIMEOUTS: dict[str, Any] = {
     "timeout": 5,
     "connection_timeout": 2,
@@ -80,7 +80,6 @@ QUERY_TIMEOUTS: dict[str, Any] = {
     "retry_throttle_total": 3,
     "retry_throttle_backoff_max": 2,
 }
-QUERY_BUDGET_S = 8.0
 
 
 # After a failure to reach the database, writers go straight to the fallback for this long
@@ -424,7 +423,9 @@ class CosmosEventRepository:
             self._health.failed(str(failure), failure.cause)
         return failure
 
-    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
+    def find_events(
+        self, query: EventQuery, max_items: int, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         sql, parameters = events_sql(query, max_items)
         # With the partition key the SDK sends the query to that one partition only.
         scope: dict[str, Any] = (
@@ -432,7 +433,10 @@ class CosmosEventRepository:
             if query.single_partition
             else {"enable_cross_partition_query": True}
         )
-        deadline = time.monotonic() + QUERY_BUDGET_S
+        if deadline is None:
+            deadline = time.monotonic() + QUERY_BUDGET_S
+        if time.monotonic() > deadline:  # an earlier read of the same page used it up
+            raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
         documents: list[dict[str, Any]] = []
         try:
             items = self._reads.get().query_items(

@@ -71,11 +71,15 @@ class EventRepository(Protocol):
 
 
 class EventReader(Protocol):
-    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
+    def find_events(
+        self, query: EventQuery, max_items: int, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         """Up to ``max_items`` documents that match the query's filters and come after its
         position, newest first (equal timestamps in any order), without Cosmos system fields.
 
-        Raises RepositoryUnavailableError when the store fails or does not answer in time.
+        Raises RepositoryUnavailableError when the store fails or does not answer in time: by
+        ``deadline`` (``time.monotonic()``), shared by the reads of one page, or else within
+        config.QUERY_BUDGET_S.
         """
         ...
 

@@ -13,10 +13,10 @@ import pytest
 from azure.cosmos import ContainerProxy
 
 from acr_webhook import __main__ as cli
-from acr_webhook.config import Settings
+from acr_webhook.config import QUERY_BUDGET_S, Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.queries import fetch_page, handle_events_query, parse_event_query
-from acr_webhook.repository import QUERY_BUDGET_S, CosmosEventRepository
+from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import fresh_settings
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer

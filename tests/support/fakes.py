@@ -61,7 +61,9 @@ class FakeEventRepository:
                 key = f"{key}/{document['repository']}"
             return store_or_fill_in(self.documents, key, document)
 
-    def find_events(self, query: EventQuery, max_items: int) -> list[dict[str, Any]]:
+    def find_events(
+        self, query: EventQuery, max_items: int, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         """The filters of repository.events_sql. Equal timestamps come back in a different
         order on every call: nothing promises a stable order for them."""
         self.find_calls += 1

@@ -148,9 +148,11 @@ class CountingReader:
         self.calls = 0
         self.documents = 0
 
-    def find_events(self, query: Any, max_items: int) -> list[dict[str, Any]]:
+    def find_events(
+        self, query: Any, max_items: int, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         self.calls += 1
-        found = self.inner.find_events(query, max_items)
+        found = self.inner.find_events(query, max_items, deadline)
         self.documents += len(found)
         return found
 
