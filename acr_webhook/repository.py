@@ -169,6 +169,7 @@ def describe_error(error: AzureError) -> str:
 
 
 def unavailable(error: AzureError) -> RepositoryUnavailableError:
+    """The store's failure for an SDK error: its words as the message, its kind as the cause."""
     return RepositoryUnavailableError(describe_error(error), cause=failure_kind(error))
 
 
