@@ -281,35 +281,25 @@ def _store_in_fallback(
     store_ms: float,
 ) -> Result:
     failures: list[OneLineError] = [store_error]
+    queued = False
     if fallback is not None:
         try:
             fallback.put(document)
+            queued = True
         except FallbackUnavailableError as queue_error:
             failures.append(queue_error)
-        else:
-            reason, detail = (
-                f"{text}; queued for replay" for text in unavailable_reasons(failures)
-            )
-            log_event_decision(
-                log,
-                logging.WARNING,
-                "webhook",
-                "queued",
-                event,
-                reason=reason,
-                detail=detail,
-                store_ms=store_ms,
-            )
-            return Result(202, {"status": "queued", "id": event.id})
     reason, detail = unavailable_reasons(failures)
+    then = "; queued for replay" if queued else ""
     log_event_decision(
         log,
-        logging.ERROR,
+        logging.WARNING if queued else logging.ERROR,
         "webhook",
-        "unavailable",
+        "queued" if queued else "unavailable",
         event,
-        reason=reason,
-        detail=detail,
+        reason=reason + then,
+        detail=detail + then,
         store_ms=store_ms,
     )
+    if queued:
+        return Result(202, {"status": "queued", "id": event.id})
     return Result(503, {"error": "the event store is unavailable; the event was not recorded"})
