@@ -124,12 +124,13 @@ class ManagementApiHistory:
                     )
                 # The client sends its management token with every request it makes: never to a
                 # host other than the management endpoint's. (A relative link stays on it.)
-                if link and urlsplit(link).netloc and _origin(link) != endpoint:
-                    raise HistoryUnreadableError(
-                        "the history's next-page link leads away from the management endpoint"
-                        f" ({_origin(link)[1]!r})"
-                    )
                 if link:
+                    target = _origin(link)
+                    if urlsplit(link).netloc and target != endpoint:
+                        raise HistoryUnreadableError(
+                            "the history's next-page link leads away from the management"
+                            f" endpoint ({target[1]!r})"
+                        )
                     followed.add(link)
         except (AttributeError, TypeError) as error:  # the SDK's reading of a malformed answer
             raise HistoryUnreadableError(
