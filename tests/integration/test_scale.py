@@ -51,6 +51,7 @@ from tests.integration.test_reconcile_timer import (
     list_events_path,
     target_from_settings,
 )
+from tests.support import payloads
 from tests.support.arm_stand_in import ListEventsStandIn
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
@@ -71,27 +72,8 @@ class CountingHandler(logging.Handler):
         self.records += 1
 
 
-def acr_data(number: int, repository: str = "team/api", enriched: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": f"ev{number:06d}",
-        "timestamp": f"2026-01-01T{number // 3600 % 24:02d}:{number // 60 % 60:02d}:"
-        f"{number % 60:02d}.{number:06d}Z",
-        "action": "push",
-        "target": {
-            "repository": repository,
-            "tag": "v1",
-            "digest": f"sha256:{number:064x}",
-        },
-        "request": {"id": "r", "host": "myregistry.azurecr.io"},
-    }
-    if enriched:
-        data["actor"] = {"name": "ci-bot"}
-        data["location"] = "westeurope"
-    return data
-
-
 def document(number: int, **options: Any) -> dict[str, Any]:
-    return to_document(AcrEvent.model_validate(acr_data(number, **options)), utc_now())
+    return to_document(AcrEvent.model_validate(payloads.numbered(number, **options)), utc_now())
 
 
 @pytest.fixture
@@ -138,7 +120,11 @@ def test_duplicates_with_event_grid_fields_cost_three_calls_each_at_any_size(
             assert stored.add(document(number))
         body = json.dumps(
             [
-                {"id": f"g{n}", "eventType": IMAGE_PUSHED, "data": acr_data(n, enriched=True)}
+                {
+                    "id": f"g{n}",
+                    "eventType": IMAGE_PUSHED,
+                    "data": payloads.numbered(n, enriched=True),
+                }
                 for n in range(size)
             ]
         ).encode()
@@ -322,7 +308,7 @@ def test_reconcile_of_a_long_history_costs_the_same_per_entry(
         settings = fresh_settings(cosmos_server)
         stand_in.histories = {
             list_events_path("acrwebhook"): [
-                history_entry(acr_data(n, enriched=n % 2 == 1)) for n in range(size)
+                history_entry(payloads.numbered(n, enriched=n % 2 == 1)) for n in range(size)
             ]
         }
         for run in (1, 2):

@@ -16,6 +16,7 @@ import pytest
 from acr_webhook import eventgrid, queries
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.queries import MAX_PUSH_SCAN, MAX_TIED_EVENTS, PUSH_SCAN_BATCH
+from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.interleave import InlineExecutor
 from tests.support.logs import on_app_logger
@@ -34,20 +35,6 @@ class CountingHandler(logging.Handler):
         decision = getattr(record, "decision", None)
         if decision is not None:
             self.decisions[decision] += 1
-
-
-def acr_data(number: int, repository: str = "team/api", enriched: bool = False) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": f"ev{number:06d}",
-        "timestamp": f"2026-01-01T{number // 3600 % 24:02d}:{number // 60 % 60:02d}:"
-        f"{number % 60:02d}.{number:06d}Z",
-        "action": "push",
-        "target": {"repository": repository, "tag": "v1"},
-    }
-    if enriched:
-        data["actor"] = {"name": "ci-bot"}
-        data["location"] = "westeurope"
-    return data
 
 
 def batch(datas: list[dict[str, Any]]) -> bytes:
@@ -72,7 +59,9 @@ def deliver(body: bytes, repository: FakeEventRepository) -> tuple[int, Counting
 @pytest.mark.parametrize("size", [100, 1000])
 def test_a_batch_of_distinct_events_costs_one_write_and_one_record_each(size: int) -> None:
     repository = FakeEventRepository()
-    status, records, _ = deliver(batch([acr_data(n) for n in range(size)]), repository)
+    status, records, _ = deliver(
+        batch([payloads.numbered(n, compact=True) for n in range(size)]), repository
+    )
     assert status == 200
     assert repository.add_calls == size
     assert records.decisions == {"recorded": size}
@@ -82,7 +71,9 @@ def test_a_batch_of_distinct_events_costs_one_write_and_one_record_each(size: in
 def test_copies_of_a_few_ids_cost_a_write_per_id_however_many_copies() -> None:
     for copies in (100, 1000):
         repository = FakeEventRepository()
-        datas = [acr_data(n % 5, enriched=n == copies - 1) for n in range(copies)]
+        datas = [
+            payloads.numbered(n % 5, enriched=n == copies - 1, compact=True) for n in range(copies)
+        ]
         status, records, _ = deliver(batch(datas), repository)
         assert status == 200
         assert repository.add_calls == 5
@@ -105,7 +96,7 @@ def test_the_batch_at_event_grids_maximum_fits_and_validation_is_not_quadratic(
     monkeypatch.setattr(eventgrid, "to_document", counted)
     cpu: dict[int, float] = {}
     for size in (500, 5000):
-        body = batch([acr_data(0) for _ in range(size)])
+        body = batch([payloads.numbered(0, compact=True) for _ in range(size)])
         assert size < 5000 or len(body) <= 1024 * 1024
         repository = FakeEventRepository()
         documents.clear()
@@ -130,7 +121,7 @@ def seeded(count: int, *, same_timestamp: bool = False, pushes: bool = True) -> 
             {
                 "id": f"ev{number:06d}",
                 "repository": f"repo{number % 10}",
-                "timestamp": stamp or acr_data(number)["timestamp"],
+                "timestamp": stamp or payloads.numbered(number, compact=True)["timestamp"],
                 "action": "push",
                 "tag": "v1",
                 "digest": digest,
