@@ -99,7 +99,11 @@ def replay_fallback(message: func.QueueMessage) -> None:
     take back either, raises, and after maxDequeueCount (host.json) the runtime moves it to the
     poison queue."""
     replay_queued_event(
-        message.get_body(), event_repository(), fallback_queue(), settings().replay_max_delay_s
+        message.get_body(),
+        event_repository(),
+        fallback_queue(),
+        settings().replay_max_delay_s,
+        message.dequeue_count,
     )
 
 

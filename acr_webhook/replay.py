@@ -41,6 +41,7 @@ def replay_queued_event(
     repository: EventRepository,
     requeue: FallbackQueue | None,
     max_delay_s: int,
+    dequeue_count: int | None = 1,
 ) -> str:
     """Apply one parked event to the store: ``"recorded"``, ``"duplicate"``, or ``"requeued"``
     when the store is still unavailable (the event is back in the queue with a longer delay,
@@ -49,6 +50,10 @@ def replay_queued_event(
     Raises InvalidQueuedEventError for a message that can never be stored, and
     FallbackUnavailableError when it could be neither stored nor put back (the runtime then
     keeps the message and retries it).
+
+    ``dequeue_count``: how many times the runtime has delivered this copy of the message (1 the
+    first time). The message's own count covers only the tries that put it back, so the runtime's
+    retries of a message that could not be put back are counted from this.
     """
     try:
         parked = parse_parked(message)
@@ -83,7 +88,7 @@ def replay_queued_event(
         )
         raise InvalidQueuedEventError(str(error)) from error
     except RepositoryUnavailableError as error:
-        attempts = parked.attempts + 1
+        attempts = parked.attempts + max(dequeue_count or 1, 1)
         delay_s = replay_delay_s(attempts, max_delay_s)
         try:
             if requeue is None:

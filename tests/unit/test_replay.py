@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from acr_webhook.config import DEFAULT_REPLAY_MAX_DELAY_S
+from acr_webhook.config import DEFAULT_REPLAY_MAX_DELAY_S, load_settings
 from acr_webhook.models import (
     MAX_PARKED_REPOSITORY_LENGTH,
     InvalidQueuedEventError,
@@ -94,6 +94,50 @@ def test_a_failed_try_is_one_log_line_without_a_traceback(
             "reason": "database unavailable",
         }
     ]
+
+
+def test_each_runtime_retry_of_a_message_that_could_not_go_back_logs_its_own_try(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Neither the database nor the queue takes the event: the runtime delivers the same copy
+    again (its dequeue count rising) until it poisons it. Each try must say which one it is, not
+    "attempt 1" five times."""
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    repository.unavailable = queue.unavailable = True
+    message = ParkedEvent(DOCUMENT, attempts=2).to_message()
+    with caplog.at_level(logging.INFO):
+        for dequeue_count in range(1, 6):
+            with pytest.raises(FallbackUnavailableError):
+                replay_queued_event(message, repository, queue, CAP_S, dequeue_count)
+    tries = [record.getMessage().split("replay attempt ")[1][:1] for record in caplog.records]
+    assert tries == ["3", "4", "5", "6", "7"]
+
+    # When the queue takes it back at the runtime's third delivery, the tries made so far count
+    # towards its next delay.
+    queue.unavailable = False
+    assert replay_queued_event(message, repository, queue, CAP_S, 3) == "requeued"
+    assert queue.puts[-1] == (5, replay_delay_s(5, CAP_S))
+
+
+def test_the_queue_trigger_hands_its_dequeue_count_to_the_replay(
+    app_repository: FakeEventRepository,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from azure.functions.queue import QueueMessage  # what the worker hands the function
+
+    import function_app
+
+    queue = FakeFallbackQueue()
+    settings = load_settings({"COSMOS_ENDPOINT": "https://account.documents.azure.com:443/"})
+    monkeypatch.setattr(function_app, "settings", lambda: settings)
+    monkeypatch.setattr(function_app, "fallback_queue", lambda: queue)
+    app_repository.unavailable = True
+    message = QueueMessage(body=ParkedEvent(DOCUMENT).to_message(), dequeue_count=4)  # type: ignore[no-untyped-call]
+    with caplog.at_level(logging.INFO):
+        function_app.replay_fallback(message)
+    assert "replay attempt 4" in caplog.records[-1].getMessage()
+    assert queue.puts == [(4, replay_delay_s(4, CAP_S))]
 
 
 def test_a_document_the_database_refuses_is_invalid_so_it_ends_in_poison() -> None:
