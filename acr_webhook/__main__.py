@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -275,6 +276,19 @@ def _redrive(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _console_handler() -> logging.Handler:
+    """Lines stamped in UTC, as ISO 8601 with a Z: stored timestamps, the read API and
+    Application Insights are all UTC, and a local time without its offset cannot be compared
+    with them."""
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter.converter = time.gmtime
+    formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    formatter.default_msec_format = "%s.%03dZ"
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    return handler
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m acr_webhook",
@@ -316,9 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     # as stderr already does: a table with "w\xf6rld" in it, not a UnicodeEncodeError.
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, handlers=[_console_handler()])
     # The SDKs log every HTTP request at INFO; keep the console to this app's decisions.
     logging.getLogger("azure").setLevel(logging.WARNING)
     try:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import locale
+import logging
 import os
 import shutil
 import subprocess
@@ -139,6 +140,21 @@ def test_the_cli_since_duration_counts_back_from_utc_now_in_any_time_zone(
     assert [e["timestamp"][:16] for e in listed] == [
         (now - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M")
     ]
+
+
+@pytest.mark.usefixtures("local_time_zone")
+def test_cli_and_serve_log_lines_are_stamped_in_utc_in_any_time_zone(
+    cli_reader: FakeEventRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's times compare with stored timestamps and Application Insights (UTC): a
+    local time without its offset cannot."""
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in a new process: basicConfig acts
+    assert cli.main(["events"]) == 0
+    [handler] = logging.root.handlers
+    record = logging.makeLogRecord({"msg": "stored", "levelno": logging.INFO})
+    record.levelname, record.name = "INFO", "acr_webhook.handlers"
+    record.created, record.msecs = 1795428000.25, 250.0  # 2026-11-23T10:00:00.250Z
+    assert handler.format(record) == "2026-11-23T10:00:00.250Z INFO acr_webhook.handlers: stored"
 
 
 # --- consoles that are not UTF-8 ------------------------------------------------------------
