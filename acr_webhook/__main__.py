@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import json
 import logging
+import os
 import secrets
 import sys
 import time
@@ -147,6 +149,11 @@ def _events(args: argparse.Namespace) -> int:
     params = {
         name: value for name in PARAMETERS if (value := getattr(args, name, None)) is not None
     }
+    # No stored name holds bytes that are not UTF-8 (see _as_typed): say so, not list nothing.
+    for name, value in params.items():
+        if not _is_text(value):
+            print(f"--{name}: is not UTF-8 text: {os.fsencode(value)!r}", file=sys.stderr)
+            return 2
     if args.pushes:
         params["view"] = "pushes"
     try:
@@ -276,6 +283,26 @@ def _redrive(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_typed(argument: str) -> str:
+    """``argument`` as the operator typed it. In the C locale without UTF-8 mode Python reads
+    the command line as ASCII and keeps every other byte as a lone surrogate, so
+    ``--repository team/w\u00f6rld`` would match nothing; the bytes are UTF-8 on any current
+    terminal, as stored names are. Bytes that are not UTF-8 stay as they came: a file name may
+    be any bytes."""
+    if not _is_text(argument):
+        with contextlib.suppress(UnicodeDecodeError):
+            return os.fsencode(argument).decode("utf-8")
+    return argument
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _console_handler() -> logging.Handler:
     """Lines stamped in UTC, as ISO 8601 with a Z: stored timestamps, the read API and
     Application Insights are all UTC, and a local time without its offset cannot be compared
@@ -324,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     redrive.set_defaults(run=_redrive)
     _add_events_parser(commands)
     _add_reconcile_parser(commands)
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args([_as_typed(argument) for argument in arguments])
 
     # A console that cannot show a stored name (the C locale, a Windows pipe) shows it escaped,
     # as stderr already does: a table with "w\xf6rld" in it, not a UnicodeEncodeError.

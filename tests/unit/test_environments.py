@@ -194,6 +194,24 @@ NON_UTF8_CONSOLES = [
 ]
 
 
+def test_a_non_ascii_filter_typed_in_the_c_locale_finds_its_events(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``LC_ALL=C PYTHONUTF8=0``: Python hands the CLI each non-ASCII byte of the command line
+    as a lone surrogate. The filter must still be the name the operator typed."""
+    payload = push_at(datetime(2026, 11, 23, 10, tzinfo=UTC), NON_ASCII_REPOSITORY)
+    webhook_document(cli_reader, payload)
+    as_the_c_locale_reads_it = NON_ASCII_REPOSITORY.encode().decode("ascii", "surrogateescape")
+    assert cli.main(["events", "--repository", as_the_c_locale_reads_it, "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)["events"]
+    assert listed["id"] == payload["id"]
+
+    # Bytes that are not UTF-8 are refused by name, not turned into a filter matching nothing.
+    not_utf8 = b"team/\xff".decode("ascii", "surrogateescape")
+    assert cli.main(["events", "--repository", not_utf8]) == 2
+    assert capsys.readouterr().err == "--repository: is not UTF-8 text: b'team/\\xff'\n"
+
+
 @pytest.mark.parametrize("pushes", [False, True], ids=["events", "pushes"])
 @pytest.mark.parametrize(("encoding", "errors"), NON_UTF8_CONSOLES)
 def test_the_cli_table_prints_non_ascii_names_on_any_console(
