@@ -1,0 +1,172 @@
+"""Security audit, without servers: what an attacker sends, or a setting that is not what it
+seems, against the promises of README.md "Security and reliability" and "Configuration".
+
+Each test marked ``xfail(strict=True)`` is a defect found by the audit: it asserts the correct
+behaviour, fails today and passes once the defect is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import unicodedata
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from urllib3.util import parse_url
+
+from acr_webhook.eventgrid import handle_eventgrid
+from acr_webhook.handlers import MAX_BODY_BYTES, handle_webhook
+from acr_webhook.tls import is_loopback, verify_tls
+from tests.support import payloads
+from tests.support.fakes import FakeEventRepository
+from tests.support.interleave import InlineExecutor
+from tests.support.logs import on_app_logger
+from tests.support.properties import DETERMINISTIC
+
+# --- TLS: "verified for every Cosmos DB endpoint except loopback ones" (README) --------------
+
+# Endpoints whose text names a loopback host after "\@", as Python's urlsplit reads it, while
+# requests (urllib3's parse_url, which ends the authority at a backslash) connects to the host
+# before it: the host that gets the client's signed requests or bearer token.
+LOOKS_LOOPBACK_CONNECTS_ELSEWHERE = [
+    "https://myaccount.documents.azure.com\\@127.0.0.1:8081/",
+    "https://myaccount.documents.azure.com\\@localhost:8081/",
+    "https://evil.example\\@[::1]/",
+]
+
+
+@pytest.mark.parametrize("endpoint", LOOKS_LOOPBACK_CONNECTS_ELSEWHERE)
+def test_the_host_these_endpoints_reach_is_not_loopback(endpoint: str) -> None:
+    """The premise of the next test, from the HTTP stack the clients use: the connection goes
+    to a host that is not loopback."""
+    import requests
+
+    prepared = requests.Request("GET", endpoint).prepare()
+    assert prepared.url is not None
+    reached = parse_url(prepared.url).host
+    assert reached in ("myaccount.documents.azure.com", "evil.example")
+    assert not is_loopback(f"https://{reached}/")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: tls.verify_tls turns TLS verification off for an endpoint that only "
+    "looks loopback to urlsplit ('https://real.host\\@127.0.0.1/'); requests connects to real.host",
+)
+@pytest.mark.parametrize("endpoint", LOOKS_LOOPBACK_CONNECTS_ELSEWHERE)
+def test_an_endpoint_that_connects_to_another_host_is_verified(endpoint: str) -> None:
+    assert verify_tls(endpoint) is not False
+
+
+@pytest.mark.parametrize("endpoint", ["https://127.0.0.1:8081/", "https://localhost:8081/"])
+def test_real_loopback_endpoints_still_skip_verification(endpoint: str) -> None:
+    assert verify_tls(endpoint) is False
+
+
+# --- denial of service: CPU per request (the audit's bound: ~100 ms for a <=1 MiB body) ----
+
+# Event Grid delivers at most 5,000 events per batch (the scale tests' "Event Grid maximum";
+# infra/modules/acr-eventgrid.bicep asks for maxEventsPerBatch 1). A body may still hold far
+# more: tiny events, each validated and, when ignored, logged on its own.
+EVENT_GRID_MAX_EVENTS = 5000
+CPU_BUDGET_S = 0.25  # 2.5x the audit's bound, for a loaded 2-core CI machine
+
+
+class _Counting(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records += 1
+
+
+def _tiny_events_body(event: bytes) -> bytes:
+    """As many copies of ``event`` as fit in a 1 MiB JSON array."""
+    count = (MAX_BODY_BYTES - 2) // (len(event) + 1)
+    body = b"[" + b",".join([event] * count) + b"]"
+    assert len(body) <= MAX_BODY_BYTES
+    return body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: an Event Grid body of ~39k-350k tiny events (1 MiB, far past Event Grid's "
+    "5,000) costs 0.9-2.5 s of CPU, and ignored ones a log record each",
+)
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(b'{"id":"a","eventType":"x"}', id="ignored-event-types"),
+        pytest.param(b"{}", id="empty-objects"),
+    ],
+)
+def test_a_1_mib_event_grid_body_of_tiny_events_is_cheap(event: bytes) -> None:
+    body = _tiny_events_body(event)
+    with on_app_logger(_Counting(), logging.INFO) as counted:
+        started = time.process_time()
+        result = handle_eventgrid(body, {}, FakeEventRepository(), executor=InlineExecutor())
+        cpu_s = time.process_time() - started
+    assert result.status in (200, 400, 413)
+    assert cpu_s < CPU_BUDGET_S, f"{cpu_s * 1000:.0f} ms of CPU for one request"
+    assert counted.records <= EVENT_GRID_MAX_EVENTS + 1
+
+
+# --- stored text: "any text field | no control characters" (README, field limits) ----------
+
+# Every text field of a webhook payload, by dotted path.
+TEXT_FIELDS = [
+    "target.repository",
+    "target.tag",
+    "target.digest",
+    "target.mediaType",
+    "target.name",
+    "target.version",
+    "request.id",
+    "request.host",
+    "request.method",
+    "request.addr",
+    "actor.name",
+    "location",
+    "connectedRegistry.name",
+]
+
+
+def _control_characters(document: dict[str, Any]) -> dict[str, str]:
+    """The stored string fields that hold a control character (Unicode category Cc)."""
+    return {
+        name: value
+        for name, value in document.items()
+        if isinstance(value, str) and any(unicodedata.category(ch) == "Cc" for ch in value)
+    }
+
+
+@DETERMINISTIC
+@given(path=st.sampled_from(TEXT_FIELDS), value=st.text(max_size=20))
+def test_no_stored_text_field_holds_a_control_character(path: str, value: str) -> None:
+    """Whatever text a client puts in a validated field: refused (400) or stored clean. The
+    records and tables an operator reads show these fields."""
+    repository = FakeEventRepository()
+    result = handle_webhook(payloads.body(payloads.mutated(path, value)), repository)
+    assert result.status in (201, 400)
+    for document in repository.documents.values():
+        assert _control_characters(document) == {}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: request.useragent is stored with ESC, CR, LF and NUL in it "
+    "(README: any text field, no control characters)",
+)
+@pytest.mark.parametrize("user_agent", ["docker/24\x1b[2J\x1b[31mFAKE", "a\r\nb", "nul\x00"])
+def test_a_user_agent_is_never_stored_with_control_characters(user_agent: str) -> None:
+    repository = FakeEventRepository()
+    payload = payloads.mutated("request.useragent", user_agent)
+    result = handle_webhook(json.dumps(payload).encode(), repository)
+    assert result.status in (201, 400)
+    for document in repository.documents.values():
+        assert _control_characters(document) == {}
