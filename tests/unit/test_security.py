@@ -106,6 +106,10 @@ def _tiny_events_body(event: bytes) -> bytes:
     ],
 )
 def test_a_1_mib_event_grid_body_of_tiny_events_is_cheap(event: bytes) -> None:
+    """Measured (2 cores): 38,828 ignored events, 0.95 s of CPU and 38,837 log records (each
+    an ``ignored`` decision, which telemetry exports unsampled); 349,458 ``{}``, 2.5-2.7 s.
+    A legitimate batch is at most 5,000 events; refusing a longer one before validating each
+    keeps the 1 MiB body to its JSON parse (~20 ms)."""
     body = _tiny_events_body(event)
     with on_app_logger(_Counting(), logging.INFO) as counted:
         started = time.process_time()
