@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import AzureError
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from acr_webhook.config import ConfigurationError, ReconcileSettings
 from acr_webhook.once import BuiltOnce
@@ -54,10 +56,18 @@ def parse_registry_id(registry_id: str) -> RegistryRef:
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port of ``url``, the port filled in where the scheme implies it."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or ""), parts.port or {"https": 443, "http": 80}.get(scheme)
+    """Scheme, host and port that a request to ``url`` goes to, the port filled in where the
+    scheme implies it. Read as urllib3 reads it, since that is where requests connects:
+    urlsplit takes the host of ``https://a.example\\@b.example/`` to be b.example, urllib3 (and
+    so the connection, and the token sent on it) a.example."""
+    try:
+        parts = parse_url(url)
+    except LocationParseError as error:
+        raise HistoryUnreadableError(
+            f"the history's next-page link is not a URL ({error})"
+        ) from None
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.host or "").lower(), parts.port or {"https": 443, "http": 80}.get(scheme)
 
 
 class ManagementApiHistory:

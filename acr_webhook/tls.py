@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import ipaddress
 import warnings
-from urllib.parse import urlsplit
 
-from urllib3.exceptions import InsecureRequestWarning
+from urllib3.exceptions import InsecureRequestWarning, LocationParseError
+from urllib3.util import parse_url
 
 from acr_webhook.config import ca_bundle
 
 
 def is_loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
+    """Whether requests would connect to a loopback address for ``endpoint``. Read as urllib3
+    reads it, which is what requests connects to: urlsplit takes the host of
+    ``https://a.example\\@127.0.0.1/`` to be 127.0.0.1, urllib3 (and so the connection) a.example.
+    """
+    try:
+        host = (parse_url(endpoint).host or "").lower().strip("[]")
+    except LocationParseError:
+        return False
     if host == "localhost":
         return True
     try:

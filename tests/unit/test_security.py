@@ -52,11 +52,6 @@ def test_the_host_these_endpoints_reach_is_not_loopback(endpoint: str) -> None:
     assert not is_loopback(f"https://{reached}/")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: tls.verify_tls turns TLS verification off for an endpoint that only "
-    "looks loopback to urlsplit ('https://real.host\\@127.0.0.1/'); requests connects to real.host",
-)
 @pytest.mark.parametrize("endpoint", LOOKS_LOOPBACK_CONNECTS_ELSEWHERE)
 def test_an_endpoint_that_connects_to_another_host_is_verified(endpoint: str) -> None:
     assert verify_tls(endpoint) is not False
