@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,8 +82,14 @@ _PATTERN_PROBLEMS: Final = {
 }
 
 
+_CONTROL_CHARACTERS: Final = re.compile(f"[{_CONTROL}]")
+
+
 def _clip_user_agent(value: str) -> str:
-    return value[:MAX_USER_AGENT_LENGTH]
+    """Free text from the client, never a reason to lose an event: cut to length, and each
+    control character (an escape sequence, a line break) shown as U+FFFD rather than stored to
+    act on whatever displays it."""
+    return _CONTROL_CHARACTERS.sub("\ufffd", value[:MAX_USER_AGENT_LENGTH])
 
 
 def _text(max_length: int, min_length: int = 0) -> StringConstraints:

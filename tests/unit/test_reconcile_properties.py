@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -428,6 +429,11 @@ def _store(documents: dict[tuple[str, str], dict[str, Any]], document: dict[str,
     return store_or_fill_in(documents, (document["id"], document["repository"]), document)
 
 
+def shown(text: str) -> str:
+    """Each control character (Unicode category Cc) as U+FFFD, as README's table says."""
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
 def documented(payload: Payload, received_at: datetime, source: str) -> dict[str, Any]:
     """The document README's "Documents" table describes for a webhook payload."""
     content = payload.content
@@ -446,7 +452,7 @@ def documented(payload: Payload, received_at: datetime, source: str) -> dict[str
         "timestamp": payload.stored_timestamp,
         "registry": request.get("host") if request else None,
         "receivedAt": iso(received_at),
-        "userAgent": agent[:MAX_USER_AGENT_LENGTH] if agent is not None else None,
+        "userAgent": shown(agent[:MAX_USER_AGENT_LENGTH]) if agent is not None else None,
         "requestId": request.get("id") if request else None,
         "requestMethod": request.get("method") if request else None,
         "chartName": target.get("name"),
