@@ -23,7 +23,13 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, ValidationError
 
-from acr_webhook.handlers import SharedSecret, log_event_decision, parse_json, unauthorized
+from acr_webhook.handlers import (
+    MAX_LOGGED_CLAIM,
+    SharedSecret,
+    log_event_decision,
+    parse_json,
+    unauthorized,
+)
 from acr_webhook.models import (
     ENRICHMENT_FIELDS,
     AcrEvent,
@@ -184,7 +190,9 @@ def _check(label: str, raw: Any) -> _Storable | _Ignored | _Handshake | list[str
         f"{ACR_EVENT_NAMESPACE}.{event_type}"
     )
     if action is None:
-        return _Ignored(envelope.id, event_type)
+        # Unvalidated text of any size: what the log keeps of it is clipped, like a rejected
+        # event's claimed identity.
+        return _Ignored(envelope.id[:MAX_LOGGED_CLAIM], event_type[:MAX_LOGGED_CLAIM])
     if not isinstance(data, dict):
         found = "missing" if data is None else type(data).__name__
         return [f"{label}.data: must be a JSON object with the ACR event, not {found}"]

@@ -23,7 +23,7 @@ from acr_webhook.eventgrid import (
     handle_eventgrid,
     handle_eventgrid_options,
 )
-from acr_webhook.handlers import MAX_BODY_BYTES, SharedSecret, handle_webhook
+from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, SharedSecret, handle_webhook
 from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, to_document
 from acr_webhook.results import Result
@@ -680,6 +680,19 @@ def test_an_ignored_event_is_named(caplog: pytest.LogCaptureFixture) -> None:
         assert call([unknown], FakeEventRepository()).status == 200
     assert decided_ids(caplog) == [("ignored", unknown["id"])]
     assert decisions(caplog)[0]["reason"] == "unknown event type"
+
+
+def test_an_ignored_events_unvalidated_id_and_type_are_logged_clipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Neither is validated (the event is not stored): a 500,000-character id would otherwise
+    be a record of that size, in its message and its custom dimension."""
+    unknown = {**event_grid(payloads.PUSH, event_type="T" * 500_000), "id": "i" * 500_000}
+    with caplog.at_level(logging.INFO):
+        assert call([unknown], FakeEventRepository()).status == 200
+    [record] = [r for r in caplog.records if getattr(r, "decision", None) == "ignored"]
+    assert record.event_id == "i" * MAX_LOGGED_CLAIM  # type: ignore[attr-defined]
+    assert all(len(r.getMessage()) < 3 * MAX_LOGGED_CLAIM for r in caplog.records)
 
 
 def test_the_store_error_is_reported_as_unavailable_not_raised() -> None:
