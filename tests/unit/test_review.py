@@ -212,7 +212,15 @@ def hung_identity_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
-    for name in ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "MSI_ENDPOINT"):
+    for name in (
+        "AZURE_CLIENT_ID",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "MSI_ENDPOINT",
+        "IMDS_ENDPOINT",
+        "IDENTITY_SERVER_THUMBPRINT",
+    ):  # only the App Service source of ManagedIdentityCredential is left
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}/token")
     monkeypatch.setenv("IDENTITY_HEADER", "header")
