@@ -47,6 +47,7 @@ MAX_ID_LENGTH: Final = 255  # Cosmos DB's limit for an item id
 # repository name and a registry host are each at most that. 255 characters are at most
 # 1,020 bytes in UTF-8, inside Cosmos DB's 2 KB limit for a partition key value.
 MAX_REPOSITORY_LENGTH: Final = 255
+MAX_PARTITION_KEY_BYTES: Final = 2048
 MAX_HOST_LENGTH: Final = 255
 MAX_TAG_LENGTH: Final = 128  # the OCI distribution spec's tag grammar
 MAX_DIGEST_LENGTH: Final = 255  # "algorithm:hex"; a sha512 digest is 135

@@ -46,9 +46,8 @@ from acr_webhook.config import QUERY_BUDGET_S
 from acr_webhook.models import (
     DEFAULT_LIMIT,
     FILTERS,
-    MAX_DIGEST_LENGTH,
-    MAX_REPOSITORY_LENGTH,
-    MAX_TAG_LENGTH,
+    MAX_PARKED_REPOSITORY_LENGTH,
+    MAX_PARTITION_KEY_BYTES,
     MAX_YEAR,
     MIN_YEAR,
     RECORDED_ACTIONS,
@@ -81,16 +80,11 @@ SKIPPED_REASON: Final = (
 # The function key when it is sent as ?code= (the host takes that name in any case): the host
 # checks it, the query ignores it.
 IGNORED_PARAMETERS: Final = frozenset({"code"})
-# The longest value each stored field has (models): a longer filter can never match, and Cosmos
-# DB may refuse an oversized partition key.
-MAX_FILTER_CHARS: Final = {
-    "repository": MAX_REPOSITORY_LENGTH,
-    "tag": MAX_TAG_LENGTH,
-    "digest": MAX_DIGEST_LENGTH,
-}
-# The other filters are parsed (times) or checked against a list (action): this only bounds the
-# work a client can ask for.
-MAX_VALUE_CHARS: Final = 1024
+# Every filter's longest value. Not the webhook's field limits: documents stored by earlier
+# versions, which the endpoint still reads, have repository names up to 1,024 characters
+# (replay still stores those: models.MAX_PARKED_REPOSITORY_LENGTH) and tags and digests of any
+# length. Times are parsed and actions checked against a list: this bounds the work asked for.
+MAX_VALUE_CHARS: Final = MAX_PARKED_REPOSITORY_LENGTH
 # A token holds a timestamp, one digest, the time window and a fingerprint: about 250
 # characters whatever the data, so this bounds nothing the endpoint issues.
 MAX_CONTINUATION_CHARS: Final = 512
@@ -221,11 +215,15 @@ def parse_event_query(
         value = params.get(name)
         if value is None:
             continue
-        longest = MAX_FILTER_CHARS.get(name, MAX_VALUE_CHARS)
         if not value:
             problems.append((name, "must not be empty"))
-        elif len(value) > longest:
-            problems.append((name, f"must be at most {longest} characters"))
+        elif len(value) > MAX_VALUE_CHARS:
+            problems.append((name, f"must be at most {MAX_VALUE_CHARS} characters"))
+        elif name == "repository" and len(value.encode("utf-8", "surrogatepass")) > (
+            MAX_PARTITION_KEY_BYTES
+        ):
+            # No document has such a partition key, and Cosmos DB refuses the query.
+            problems.append((name, f"must be at most {MAX_PARTITION_KEY_BYTES} bytes in UTF-8"))
         else:
             try:
                 values[name] = _parse_filter(name, value, moment)

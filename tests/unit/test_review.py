@@ -268,11 +268,6 @@ def test_a_webhook_answer_keeps_its_time_bound_when_the_identity_endpoint_hangs(
 # --- queries: filters on what replay still stores ------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a repository name replay stores (up to 1,024 characters, from earlier "
-    "versions) is refused as a filter over 255 characters",
-)
 def test_an_event_replay_stores_can_be_asked_for_by_its_repository() -> None:
     """models.MAX_PARKED_REPOSITORY_LENGTH: "The first versions took repository names up to
     1,024 characters ... and may have parked such events: replay must still store them", and
