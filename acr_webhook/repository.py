@@ -88,6 +88,8 @@ UNAVAILABLE_MEMORY_S = 5.0
 # Answers that say the document itself is refused, whatever the time: trying again cannot help.
 # (408, 429 and 5xx are about the service; 401/403/404 about set-up, which can be fixed.)
 _REFUSED_STATUS = frozenset({400, 413, 414})
+# Answers to try again later, from a database that is reachable: not remembered as an outage.
+_ANSWERED_RETRY_STATUS = frozenset({429, 449})
 
 
 class DatabaseHealth:
@@ -420,7 +422,9 @@ class CosmosEventRepository:
                 cause=f"refused by the database ({failure_kind(error)})",
             )
         failure = unavailable(error)
-        if status != 429:  # throttled means reachable: the next request may well get through
+        # Throttled (429) or asked to retry a conflicting write (449): the database answered,
+        # and the next request may well get through.
+        if status not in _ANSWERED_RETRY_STATUS:
             self._health.failed(str(failure), failure.cause)
         return failure
 

@@ -179,11 +179,6 @@ class _Answering:
         raise CosmosHttpResponseError(status_code=self.status, message="answered")  # type: ignore[no-untyped-call]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a 449 (Retry With) answer is remembered as an unreachable database: "
-    "every writer of the instance goes to the fallback for 5 s",
-)
 def test_a_retry_with_answer_is_not_remembered_as_an_outage() -> None:
     """README.md: "A failure to reach the database is remembered for 5 s by every writer in
     the instance"; repository.DatabaseHealth remembers "that the database could not be
