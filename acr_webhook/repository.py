@@ -440,12 +440,20 @@ class CosmosEventRepository:
         )
         if deadline is None:
             deadline = time.monotonic() + QUERY_BUDGET_S
-        if time.monotonic() > deadline:  # an earlier read of the same page used it up
+        left = deadline - time.monotonic()
+        if left <= 0:  # an earlier read of the same page used it up
             raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
         documents: list[dict[str, Any]] = []
         try:
-            items = self._reads.get().query_items(
-                query=sql, parameters=parameters, max_item_count=max_items, **scope
+            # Given what is left of the page's time, not each call's own: the SDK checks its
+            # `timeout` only as a request starts, so the wait for an answer is cut too.
+            items = self._reads.get(deadline).query_items(
+                query=sql,
+                parameters=parameters,
+                max_item_count=max_items,
+                timeout=left,
+                read_timeout=min(left, QUERY_TIMEOUTS["read_timeout"]),
+                **scope,
             )
             for item in items:
                 documents.append(without_system_fields(item))

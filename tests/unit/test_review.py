@@ -116,11 +116,6 @@ def _pushes(count: int) -> FakeEventRepository:
     return store
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a page's reads can end long after the 8 s page budget "
-    "(repository.find_events checks the deadline only between items)",
-)
 def test_a_page_against_a_slow_database_answers_within_the_query_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
