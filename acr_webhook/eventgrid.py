@@ -43,6 +43,7 @@ from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,
+    StoreThrottledError,
     unavailable_reasons,
 )
 
@@ -73,6 +74,10 @@ BATCH_BUDGET_S: Final = 20.0
 # refused before any event in it is checked: 1 MiB of tiny events is hundreds of thousands of
 # them, each a validation and, when ignored, a log record (seconds of CPU for one request).
 MAX_BATCH_EVENTS: Final = 5000
+
+# A write the database still throttles once the client's own retries ran out is tried again
+# after this pause, for as long as the batch's budget lasts.
+THROTTLED_PAUSE_S: Final = 0.25
 
 # A 400 names at most this many bad fields; the rest are counted.
 MAX_REPORTED_PROBLEMS: Final = 10
@@ -322,6 +327,10 @@ class _BatchProgress:
         with self._lock:
             self._abandoned = True
 
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned
+
     def abandon(self, events: list[AcrEvent]) -> list[AcrEvent]:
         """Stops further writes; returns those of ``events`` whose write never started."""
         with self._lock:
@@ -345,6 +354,24 @@ def _log_copies(
         log_event_decision(
             log, level, ROUTE, decision, copy, reason=reason, detail=detail, store_ms=timed
         )
+
+
+def _add_while_throttled(
+    repository: EventRepository,
+    fields: dict[str, Any],
+    deadline: float,
+    progress: _BatchProgress,
+) -> bool:
+    """``repository.add``, tried again while the database throttles it, the batch has time left
+    and is not abandoned: the client's own throttle retries (EVENTGRID_WRITE_OPTIONS) end within
+    a second when Cosmos DB asks for short waits, and the batch has 20 s."""
+    while True:
+        try:
+            return repository.add(fields)
+        except StoreThrottledError:
+            if progress.abandoned or time.monotonic() + THROTTLED_PAUSE_S >= deadline:
+                raise
+            time.sleep(THROTTLED_PAUSE_S)
 
 
 def _write(
@@ -371,7 +398,7 @@ def _write(
         first = document.copies[0]
         started = time.perf_counter()
         try:
-            created = repository.add(document.fields)
+            created = _add_while_throttled(repository, document.fields, deadline, progress)
         except RepositoryUnavailableError as error:
             store_ms = (time.perf_counter() - started) * 1000
             progress.stop_writes()

@@ -29,6 +29,7 @@ from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
+    StoreThrottledError,
     failure_kind,
     one_line,
 )
@@ -57,8 +58,8 @@ CLIENT_TIMEOUTS: dict[str, Any] = {
     "retry_throttle_backoff_max": 1,
 }
 # Event Grid waits 30 s and redelivers anything but a 2xx, so its writes ride out throttling
-# (429) for longer: up to 4 throttle retries, each waiting at most 3 s, inside the batch budget
-# that eventgrid.py enforces; still throttled after that, the batch is answered 503.
+# (429) for longer: up to 4 throttle retries, waiting at most 3 s in all; still throttled after
+# that, eventgrid.py tries the write again until the batch budget runs out (then a 503).
 EVENTGRID_WRITE_OPTIONS: dict[str, Any] = {
     **CLIENT_TIMEOUTS,
     "timeout": 5,
@@ -421,11 +422,12 @@ class CosmosEventRepository:
                 f"refused by the database ({status}): {error.message}",
                 cause=f"refused by the database ({failure_kind(error)})",
             )
+        if status in _ANSWERED_RETRY_STATUS:
+            # Throttled (429) or asked to retry a conflicting write (449): the database
+            # answered, so this is no outage to remember, and the next request may get through.
+            return StoreThrottledError(describe_error(error), cause=failure_kind(error))
         failure = unavailable(error)
-        # Throttled (429) or asked to retry a conflicting write (449): the database answered,
-        # and the next request may well get through.
-        if status not in _ANSWERED_RETRY_STATUS:
-            self._health.failed(str(failure), failure.cause)
+        self._health.failed(str(failure), failure.cause)
         return failure
 
     def find_events(

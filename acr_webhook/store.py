@@ -52,6 +52,11 @@ class RepositoryUnavailableError(OneLineError):
     """The store did not accept or answer in time; the event was not recorded."""
 
 
+class StoreThrottledError(RepositoryUnavailableError):
+    """The store answered, asking to try again later (Cosmos DB's 429 and 449), and the client's
+    own retries ran out: the same write may well succeed moments later."""
+
+
 class DocumentRejectedError(OneLineError):
     """The store refused this document for a reason that will not change (a 400-class answer
     other than throttling or a conflict): trying again cannot help. The message says why."""

@@ -29,11 +29,6 @@ def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosPro
     server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: an Event Grid write throttled past its 4 SDK retries (~0.25 s here) fails "
-    "the batch (503) with most of the 20 s budget left; the docs say it is retried within it",
-)
 def test_an_event_grid_batch_rides_out_throttling_within_its_budget(
     cosmos_settings: Settings, proxy: FaultyCosmosProxy
 ) -> None:

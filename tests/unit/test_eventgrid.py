@@ -20,6 +20,7 @@ from acr_webhook.eventgrid import (
     EVENT_TYPE_ACTIONS,
     MAX_HANDSHAKE_BYTES,
     MAX_REPORTED_PROBLEMS,
+    THROTTLED_PAUSE_S,
     handle_eventgrid,
     handle_eventgrid_options,
 )
@@ -27,7 +28,7 @@ from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, SharedSecret,
 from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, to_document
 from acr_webhook.results import Result
-from acr_webhook.store import RepositoryUnavailableError
+from acr_webhook.store import RepositoryUnavailableError, StoreThrottledError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.logs import decisions
@@ -693,6 +694,53 @@ def test_an_ignored_events_unvalidated_id_and_type_are_logged_clipped(
     [record] = [r for r in caplog.records if getattr(r, "decision", None) == "ignored"]
     assert record.event_id == "i" * MAX_LOGGED_CLAIM  # type: ignore[attr-defined]
     assert all(len(r.getMessage()) < 3 * MAX_LOGGED_CLAIM for r in caplog.records)
+
+
+class ThrottledFor(FakeEventRepository):
+    """Cosmos DB throttling the first ``tries`` writes past the client's own retries."""
+
+    def __init__(self, tries: int) -> None:
+        super().__init__()
+        self.tries = tries
+        self.calls = 0
+
+    def add(self, document: dict[str, Any]) -> bool:
+        self.calls += 1
+        if self.calls <= self.tries:
+            raise StoreThrottledError("429 Too Many Requests", cause="throttled")
+        return super().add(document)
+
+
+def test_a_throttled_write_is_tried_again_within_the_batch_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("acr_webhook.eventgrid.time.sleep", pauses.append)
+    repository = ThrottledFor(tries=3)
+    result = call([event_grid(payloads.PUSH)], repository)
+    assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 0, "ignored": 0})
+    assert pauses == [THROTTLED_PAUSE_S] * 3
+    assert list(repository.documents) == [payloads.PUSH["id"]]
+
+
+def test_a_write_throttled_to_the_end_of_the_budget_is_a_503_in_time() -> None:
+    repository = ThrottledFor(tries=10**6)
+    started = time.monotonic()
+    result = call([event_grid(payloads.PUSH)], repository, budget_s=1.0)
+    assert result.status == 503
+    assert time.monotonic() - started < 1.0 + THROTTLED_PAUSE_S
+    assert 2 <= repository.calls <= 1.0 / THROTTLED_PAUSE_S + 1
+
+
+def test_an_outage_is_not_tried_again_like_throttling() -> None:
+    class Down(ThrottledFor):
+        def add(self, document: dict[str, Any]) -> bool:
+            self.calls += 1
+            raise RepositoryUnavailableError("connection refused")
+
+    repository = Down(tries=0)
+    assert call([event_grid(payloads.PUSH)], repository).status == 503
+    assert repository.calls == 1
 
 
 def test_the_store_error_is_reported_as_unavailable_not_raised() -> None:
