@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import ExitStack, contextmanager
@@ -32,7 +33,7 @@ from azure.cosmos.exceptions import (
 )
 
 import function_app
-from acr_webhook import repository, runtime
+from acr_webhook import eventgrid, repository, runtime
 from acr_webhook.config import Settings
 from acr_webhook.models import ENRICHMENT_FIELDS
 from acr_webhook.repository import DatabaseHealth
@@ -372,6 +373,8 @@ def deployed(
     ``client_factory`` building the Cosmos client, ``clock`` the repository's monotonic clock,
     ``queue`` the fallback queue and an Event Grid batch's writes on the request's thread."""
     built = (runtime.event_repository, runtime.eventgrid_repository, runtime.shared_secret)
+    # A fake clock moves on by a pause instead of waiting it.
+    pause = clock.advance if isinstance(clock, FakeClock) else time.sleep
     with ExitStack() as stack:
         for target, name, value in (
             (runtime, "settings", lambda: settings),
@@ -379,6 +382,8 @@ def deployed(
             (runtime, "database_health", lambda: health),
             (repository, "create_cosmos_client", client_factory),
             (repository, "time", SimpleNamespace(monotonic=clock)),
+            # A batch's budget and its pauses while throttled, on the same clock.
+            (eventgrid, "time", SimpleNamespace(monotonic=clock, perf_counter=clock, sleep=pause)),
             (function_app, "fallback_queue", lambda: queue),
             (function_app, "batch_executor", InlineExecutor),
             (function_app, "webhook_history", lambda: history),

@@ -19,7 +19,11 @@ from acr_webhook.repository import (
     CosmosEventRepository,
     DatabaseHealth,
 )
-from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
+from acr_webhook.store import (
+    DocumentRejectedError,
+    RepositoryUnavailableError,
+    StoreThrottledError,
+)
 
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
 
@@ -56,7 +60,8 @@ def test_a_success_forgets_the_failure_at_once() -> None:
 @pytest.mark.parametrize(
     ("status", "raised", "remembered"),
     [
-        (429, RepositoryUnavailableError, False),  # throttled: reachable, the next may pass
+        (429, StoreThrottledError, False),  # throttled: reachable, the next may pass
+        (449, StoreThrottledError, False),  # retry a conflicting write: reachable too
         (503, RepositoryUnavailableError, True),
         (408, RepositoryUnavailableError, True),
         (400, DocumentRejectedError, False),  # the document, not the database
