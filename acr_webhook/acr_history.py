@@ -17,6 +17,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from acr_webhook.config import ConfigurationError, ReconcileSettings
+from acr_webhook.identity import default_credential
 from acr_webhook.once import BuiltOnce
 from acr_webhook.store import HistoryUnreadableError
 from acr_webhook.tls import verify_tls
@@ -92,9 +93,7 @@ class ManagementApiHistory:
 
         credential = self._credential
         if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
+            credential = default_credential()
         endpoint = self._target.arm_endpoint
         return ContainerRegistryManagementClient(
             credential,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from acr_webhook.config import QueueSettings
+from acr_webhook.identity import default_credential
 from acr_webhook.models import ParkedEvent
 from acr_webhook.once import BuiltOnce
 from acr_webhook.store import FallbackUnavailableError, failure_kind
@@ -58,9 +59,7 @@ def create_queue_client(
         )
     if not settings.queue_service_uri:
         raise ValueError("QueueSettings needs a connection string or a queue service URI")
-    from azure.identity import DefaultAzureCredential  # only the deployed app needs it
-
-    credential: TokenCredential = DefaultAzureCredential()
+    credential: TokenCredential = default_credential()
     return QueueClient(
         settings.queue_service_uri,
         settings.queue_name,

@@ -25,6 +25,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from acr_webhook.config import COSMOS_POOL_SIZE, QUERY_BUDGET_S, Settings, proxy_configured
+from acr_webhook.identity import default_credential
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import (
     DocumentRejectedError,
@@ -198,14 +199,7 @@ def create_cosmos_client(
     settings: Settings, timeouts: dict[str, Any] = CLIENT_TIMEOUTS
 ) -> CosmosClient:
     """Key auth when COSMOS_KEY is set (local server, emulator), otherwise Microsoft Entra ID."""
-    credential: str | TokenCredential
-    if settings.cosmos_key:
-        credential = settings.cosmos_key
-    else:
-        # Imported here: only the deployed app (managed identity) pays for azure-identity.
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
+    credential: str | TokenCredential = settings.cosmos_key or default_credential()
     verify = verify_tls(settings.cosmos_endpoint)
     # azure-cosmos sends a CA bundle on with its requests only from an SSLConfiguration; given
     # one without a bundle, it would verify even the loopback server it must not.

@@ -22,7 +22,7 @@ HANDLERS = {"handlers", "eventgrid", "queries", "reconcile", "replay"}
 ADAPTERS = {"repository", "fallback", "acr_history"}
 LEAVES = {"models": set(), "store": {"models"}, "results": set(), "config": set(), "once": set()}
 HANDLER_MAY_IMPORT = HANDLERS | {"models", "store", "results", "config"}
-ADAPTER_MAY_IMPORT = {"models", "store", "config", "tls", "once"}
+ADAPTER_MAY_IMPORT = {"models", "store", "config", "tls", "once", "identity"}
 # Azure SDKs and HTTP stacks: a handler knows none of them (an adapter turns the SDK's errors
 # into the store module's).
 SDK_PACKAGES = ("azure", "requests", "urllib3", "aiohttp", "opentelemetry")
