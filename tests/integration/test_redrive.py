@@ -27,7 +27,7 @@ from tests.support.serve import free_port, run_cli
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
 NOT_AN_EVENT = "not base64 !!"
-# docs/operations.md: a queue service that cannot be reached is exit 1 within 12 s.
+# docs/operations.md: a queue service that refuses connections is exit 1 within 12 s.
 UNREACHABLE_EXIT_S = 12
 
 
