@@ -8,7 +8,6 @@ are imported when it first reads a history. All of it stays out of every cold st
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
@@ -16,7 +15,7 @@ from azure.core.exceptions import AzureError
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from acr_webhook.config import ConfigurationError, ReconcileSettings
+from acr_webhook.config import ReconcileSettings, parse_registry_id
 from acr_webhook.identity import default_credential
 from acr_webhook.once import BuiltOnce
 from acr_webhook.store import HistoryUnreadableError
@@ -33,27 +32,6 @@ MANAGEMENT_TIMEOUTS: dict[str, Any] = {
     "read_timeout": 60,
     "retry_total": 3,
 }
-
-
-@dataclass(frozen=True)
-class RegistryRef:
-    subscription_id: str
-    resource_group: str
-    name: str
-
-
-def parse_registry_id(registry_id: str) -> RegistryRef:
-    """``/subscriptions/S/resourceGroups/G/providers/Microsoft.ContainerRegistry/registries/N``
-    (segment names in any case, as ARM accepts them)."""
-    parts = registry_id.strip("/").split("/")
-    pairs = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
-    try:
-        return RegistryRef(pairs["subscriptions"], pairs["resourcegroups"], pairs["registries"])
-    except KeyError:
-        raise ConfigurationError(
-            "ACR_REGISTRY_ID must be a registry's resource id (/subscriptions/S/resourceGroups/G"
-            "/providers/Microsoft.ContainerRegistry/registries/NAME)"
-        ) from None
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

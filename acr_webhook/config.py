@@ -168,18 +168,53 @@ def load_settings(
 def _replay_max_delay_s(value: str) -> int:
     if not value:
         return DEFAULT_REPLAY_MAX_DELAY_S
-    if not value.isdigit() or not 1 <= int(value) <= 3600:
+    number = _whole_number(value)
+    if number is None or not 1 <= number <= 3600:
         raise ConfigurationError("REPLAY_MAX_DELAY_SECONDS must be a whole number from 1 to 3600")
-    return int(value)
+    return number
 
 
 def _retention_days(value: str) -> int | None:
     if not value:
         return None
     # Cosmos DB keeps the time-to-live in seconds as a 32-bit number: 24855 days at most.
-    if not value.isdigit() or not 1 <= int(value) <= 24855:
+    number = _whole_number(value)
+    if number is None or not 1 <= number <= 24855:
         raise ConfigurationError("RETENTION_DAYS must be a whole number of days from 1 to 24855")
+    return number
+
+
+def _whole_number(value: str) -> int | None:
+    """``value`` as written in ASCII digits, else None. Not str.isdigit alone: "²" passes it and
+    int() refuses it (a traceback, not a configuration error), and int() takes other scripts'
+    digits and refuses more than 4,300 of them."""
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        return None
     return int(value)
+
+
+_REGISTRY_ID_FORM = (
+    "ACR_REGISTRY_ID must be a registry's resource id (/subscriptions/S/resourceGroups/G"
+    "/providers/Microsoft.ContainerRegistry/registries/NAME)"
+)
+
+
+@dataclass(frozen=True)
+class RegistryRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+
+
+def parse_registry_id(registry_id: str) -> RegistryRef:
+    """``/subscriptions/S/resourceGroups/G/providers/Microsoft.ContainerRegistry/registries/N``
+    (segment names in any case, as ARM accepts them)."""
+    parts = registry_id.strip("/").split("/")
+    pairs = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
+    try:
+        return RegistryRef(pairs["subscriptions"], pairs["resourcegroups"], pairs["registries"])
+    except KeyError:
+        raise ConfigurationError(_REGISTRY_ID_FORM) from None
 
 
 def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
@@ -187,13 +222,9 @@ def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
     registry_id = values.get("ACR_REGISTRY_ID", "").strip()
     if not registry_id:
         return None
-    if not registry_id.lower().startswith("/subscriptions/") or "/registries/" not in (
-        registry_id.lower()
-    ):
-        raise ConfigurationError(
-            "ACR_REGISTRY_ID must be a registry's resource id "
-            "(/subscriptions/.../providers/Microsoft.ContainerRegistry/registries/NAME)"
-        )
+    if not registry_id.lower().startswith("/subscriptions/"):
+        raise ConfigurationError(_REGISTRY_ID_FORM)
+    parse_registry_id(registry_id)  # here, not at each timer run
     names = tuple(n.strip() for n in values.get("ACR_WEBHOOK_NAMES", "").split(",") if n.strip())
     if not names:
         raise ConfigurationError("ACR_WEBHOOK_NAMES must name the webhooks to reconcile")

@@ -18,8 +18,14 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from acr_webhook import runtime
-from acr_webhook.acr_history import ManagementApiHistory, parse_registry_id
-from acr_webhook.config import ConfigurationError, ReconcileSettings, reconcile_settings
+from acr_webhook.acr_history import ManagementApiHistory
+from acr_webhook.config import (
+    ConfigurationError,
+    ReconcileSettings,
+    parse_registry_id,
+    reconcile_settings,
+)
+from acr_webhook.identity import IDENTITY_TIMEOUTS
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.reconcile import ReconcileOutcome, reconcile_webhooks
 from acr_webhook.repository import CosmosEventRepository
@@ -274,7 +280,8 @@ def test_timer_runs_share_one_credential_and_token_and_recover_from_a_refused_on
     repository = CosmosEventRepository(cosmos_settings)
     credentials: list[FakeCredential] = []
 
-    def default_azure_credential() -> FakeCredential:
+    def default_azure_credential(**options: Any) -> FakeCredential:
+        assert options == IDENTITY_TIMEOUTS  # its token requests bounded, as every client's
         credentials.append(FakeCredential())
         return credentials[-1]
 

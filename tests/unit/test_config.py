@@ -170,7 +170,7 @@ def test_retention_days_is_read_and_checked(tmp_path: Path) -> None:
     assert load_settings({**BASE, "RETENTION_DAYS": "1"}, absent).retention_days == 1
     assert load_settings({**BASE, "RETENTION_DAYS": "90"}, absent).retention_days == 90
     assert load_settings({**BASE, "RETENTION_DAYS": "24855"}, absent).retention_days == 24855
-    for bad in ("0", "-1", "1.5", "ninety", "24856"):
+    for bad in ("0", "-1", "1.5", "ninety", "24856", "\u00b2", "\u0661\u0662", "9" * 5000):
         with pytest.raises(ConfigurationError, match="RETENTION_DAYS"):
             load_settings({**BASE, "RETENTION_DAYS": bad}, absent)
 
@@ -181,7 +181,7 @@ def test_the_replay_cap_defaults_to_60_s_and_is_checked(tmp_path: Path) -> None:
     for good in ("1", "3600"):
         settings = load_settings({**BASE, "REPLAY_MAX_DELAY_SECONDS": good}, absent)
         assert settings.replay_max_delay_s == int(good)
-    for bad in ("0", "-1", "1.5", "sixty", "3601"):
+    for bad in ("0", "-1", "1.5", "sixty", "3601", "\u00b2", "\u0661\u0662", "9" * 5000):
         with pytest.raises(ConfigurationError, match="REPLAY_MAX_DELAY_SECONDS"):
             load_settings({**BASE, "REPLAY_MAX_DELAY_SECONDS": bad}, absent)
 
@@ -216,6 +216,14 @@ def test_reconcile_settings_take_a_sovereign_cloud_endpoint_and_audience(tmp_pat
         ({"ACR_REGISTRY_ID": "myregistry", "ACR_WEBHOOK_NAMES": "hook"}, "ACR_REGISTRY_ID"),
         (  # the resource group's id, not the registry's
             {"ACR_REGISTRY_ID": REGISTRY_ID.split("/providers/")[0], "ACR_WEBHOOK_NAMES": "hook"},
+            "ACR_REGISTRY_ID",
+        ),
+        (  # no resource group: ARM has no such id, and every timer run would fail on it
+            {
+                "ACR_REGISTRY_ID": "/subscriptions/s/providers/Microsoft.ContainerRegistry"
+                "/registries/r",
+                "ACR_WEBHOOK_NAMES": "hook",
+            },
             "ACR_REGISTRY_ID",
         ),
         ({"ACR_REGISTRY_ID": REGISTRY_ID}, "ACR_WEBHOOK_NAMES"),
