@@ -45,6 +45,7 @@ from acr_webhook.store import (
     HistoryUnreadableError,
     OneLineError,
     RepositoryUnavailableError,
+    StoreThrottledError,
     failure_kind,
     unavailable_reasons,
 )
@@ -178,7 +179,7 @@ def test_a_remembered_failure_keeps_its_kind_for_the_reason_and_its_text_for_the
     [
         (400, DocumentRejectedError, "refused by the database (CosmosHttpResponseError 400/3200)"),
         (503, RepositoryUnavailableError, "CosmosHttpResponseError 503/3200"),
-        (429, RepositoryUnavailableError, "CosmosHttpResponseError 429/3200"),
+        (429, StoreThrottledError, "CosmosHttpResponseError 429/3200"),
     ],
 )
 def test_a_failed_write_names_its_kind_as_the_cause_and_keeps_the_service_message(
@@ -231,7 +232,7 @@ def test_a_failed_read_names_its_kind_as_the_cause() -> None:
     repository = CosmosEventRepository(SETTINGS)
 
     class Broken:
-        def get(self) -> Any:
+        def get(self, _deadline: float | None = None) -> Any:
             raise ServiceResponseTimeoutError("Read timed out. (read timeout=1.5)")
 
     repository._reads = Broken()  # type: ignore[assignment]
