@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,7 @@ from acr_webhook.store import (
     EventRepository,
     HistoryUnreadableError,
     RepositoryUnavailableError,
+    StoreThrottledError,
     WebhookHistory,
 )
 
@@ -40,6 +42,12 @@ ROUTE: Final = "reconcile"
 # Where the webhook payload sits in a history entry; named in the problems reported.
 CONTENT_PATH = "eventRequestMessage.content"
 MAX_ID_CHARS = 80  # an id in a report line; longer ones are cut (they are invalid anyway)
+# A write Cosmos DB still throttles once the client's own retries ran out is tried again after
+# this pause, this many times in all, before the run stops: reconcile has minutes, not ACR's
+# seconds, and stopping at the first throttled entry would leave every entry after it for the
+# next run, which rewrites the whole history again.
+THROTTLED_PAUSE_S: Final = 1.0
+THROTTLED_TRIES: Final = 10
 
 
 @dataclass
@@ -146,6 +154,15 @@ def _content(entry: object) -> dict[str, Any]:
     return content
 
 
+def _add_while_throttled(repository: EventRepository, document: dict[str, Any]) -> bool:
+    for _ in range(THROTTLED_TRIES - 1):
+        try:
+            return repository.add(document)
+        except StoreThrottledError:
+            time.sleep(THROTTLED_PAUSE_S)
+    return repository.add(document)
+
+
 def reconcile_entries(
     entries: Iterable[object],
     repository: EventRepository,
@@ -184,7 +201,9 @@ def reconcile_entries(
             report_invalid(InvalidEntry(index, _entry_id(entry), problems, identity))
             continue
         try:
-            created = repository.add(to_document(event, received_at=received_at, source=ROUTE))
+            created = _add_while_throttled(
+                repository, to_document(event, received_at=received_at, source=ROUTE)
+            )
         except RepositoryUnavailableError as error:
             log_event_decision(
                 log,

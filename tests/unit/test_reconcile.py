@@ -18,13 +18,15 @@ from acr_webhook.config import ReconcileSettings, Settings
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.reconcile import (
     MAX_ID_CHARS,
+    THROTTLED_PAUSE_S,
+    THROTTLED_TRIES,
     HistoryFileError,
     InvalidEntry,
     read_history_file,
     reconcile_entries,
     reconcile_webhooks,
 )
-from acr_webhook.store import DocumentRejectedError, HistoryUnreadableError
+from acr_webhook.store import DocumentRejectedError, HistoryUnreadableError, StoreThrottledError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
@@ -311,6 +313,45 @@ def test_content_that_is_a_string_but_not_json_is_invalid_and_says_so() -> None:
     assert [str(entry) for entry in invalid] == [
         f"entry 1 (id {broken['id']!r}): eventRequestMessage.content: is a string but not JSON"
     ]
+
+
+class ThrottledFor(FakeEventRepository):
+    """Cosmos DB throttling the first ``tries`` writes past the client's own retries."""
+
+    def __init__(self, tries: int) -> None:
+        super().__init__()
+        self.tries = tries
+
+    def add(self, document: dict[str, Any]) -> bool:
+        if self.add_calls < self.tries:
+            self.add_calls += 1
+            raise StoreThrottledError("429 Too Many Requests", cause="throttled")
+        return super().add(document)
+
+
+def test_a_throttled_write_is_tried_again_a_second_later_and_the_run_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("acr_webhook.reconcile.time.sleep", pauses.append)
+    repository = ThrottledFor(tries=THROTTLED_TRIES - 1)
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(2)]
+    outcome, _ = run(entries, repository)
+    assert (outcome.counts.summary(), outcome.unavailable) == (
+        "recorded=2 already=0 skipped=0 invalid=0",
+        None,
+    )
+    assert pauses == [THROTTLED_PAUSE_S] * (THROTTLED_TRIES - 1)
+
+
+def test_a_write_throttled_on_every_try_stops_the_run_as_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("acr_webhook.reconcile.time.sleep", lambda _seconds: None)
+    repository = ThrottledFor(tries=10**6)
+    outcome, _ = run([history_entry(payloads.with_new_id(payloads.PUSH))] * 2, repository)
+    assert outcome.unavailable == "429 Too Many Requests"
+    assert repository.add_calls == THROTTLED_TRIES  # then the run stops
 
 
 def test_an_unreachable_store_stops_the_run_with_the_counts_so_far(
