@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acr_webhook.config import ConfigurationError, load_settings
+from acr_webhook.telemetry import quiet_sdk_loggers
 
 if TYPE_CHECKING:
     from acr_webhook.queries import PushPage
@@ -359,8 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(errors="backslashreplace")
     logging.basicConfig(level=logging.INFO, handlers=[_console_handler()])
-    # The SDKs log every HTTP request at INFO; keep the console to this app's decisions.
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    quiet_sdk_loggers()  # the console shows this app's decisions, not each HTTP request
     try:
         return int(args.run(args))
     except ConfigurationError as error:

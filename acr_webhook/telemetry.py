@@ -128,10 +128,16 @@ SETUP_AT_EXIT_WAIT_SECONDS = 5.0
 _log = logging.getLogger(__name__)
 
 
-def quiet_azure_sdk_loggers() -> None:
-    """The SDKs log every HTTP request at INFO (4 records per failed Cosmos write, 1 per queue
-    write); host.json's ``Azure.Core`` level does not reach Python loggers, so set it here."""
-    logging.getLogger("azure").setLevel(logging.WARNING)
+# Set to warnings: the Azure SDKs log every HTTP request at INFO (4 records per failed Cosmos
+# write, 1 per queue write), and urllib3 each request line at DEBUG with its query string: a
+# shared access signature, with a SAS connection string. host.json's ``Azure.Core`` level does
+# not reach Python loggers, so they are set here.
+SDK_LOGGERS = ("azure", "urllib3")
+
+
+def quiet_sdk_loggers() -> None:
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def lean_log_records() -> None:
@@ -162,7 +168,7 @@ def configure_telemetry(
     processors and readers are added next to the Azure Monitor exporters; ``exporter_options`` go
     to those exporters unchanged. The app passes none.
     """
-    quiet_azure_sdk_loggers()
+    quiet_sdk_loggers()
     lean_log_records()
     values = read_values(environ)
     connection_string = values.get(CONNECTION_STRING_SETTING, "").strip()

@@ -17,8 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from urllib3.util import parse_url
 
+from acr_webhook import __main__ as cli
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.handlers import MAX_BODY_BYTES, handle_webhook
+from acr_webhook.telemetry import SDK_LOGGERS, configure_telemetry
 from acr_webhook.tls import is_loopback, verify_tls
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
@@ -176,3 +178,27 @@ def test_a_user_agent_is_never_stored_with_control_characters(user_agent: str, s
     [document] = repository.documents.values()
     assert _control_characters(document) == {}
     assert document["userAgent"] == stored
+
+
+# --- secrets in logs: urllib3's request lines carry query strings --------------------------
+
+
+@pytest.mark.parametrize("entry", ["app", "cli"])
+def test_http_request_lines_with_query_strings_are_never_logged(
+    entry: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """urllib3 logs each request line at DEBUG, query string included: with a SAS connection
+    string for AzureWebJobsStorage that is the signature (``...?sig=...``). Whatever level the
+    worker or an operator gives the root logger, the app and the CLI keep urllib3, like the
+    Azure SDKs, to warnings."""
+    for name in SDK_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    if entry == "app":
+        configure_telemetry({})  # what function_app runs at import, telemetry or not
+    else:
+        monkeypatch.setattr(logging.root, "handlers", [])
+        monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+        assert cli.main(["events", "--limit", "0"]) == 2  # parsed and refused: nothing sent
+    monkeypatch.setattr(logging.root, "level", logging.DEBUG)
+    assert not logging.getLogger("urllib3.connectionpool").isEnabledFor(logging.DEBUG)
+    assert not logging.getLogger("azure.core.pipeline").isEnabledFor(logging.INFO)
