@@ -2,8 +2,7 @@
 into the local Cosmos DB API server, and the reconcile timer's management token against a
 next-page link that leads elsewhere (the HTTPS management API stand-in).
 
-Each test marked ``xfail(strict=True)`` is a defect found by the audit: it asserts the correct
-behaviour, fails today and passes once the defect is fixed.
+Each defect the audit found failed one of these tests until fixed (session 27).
 """
 
 from __future__ import annotations

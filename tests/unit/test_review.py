@@ -1,6 +1,6 @@
 """A line-by-line review of the deployed code: each test pins one branch the review questioned,
-against what README.md and docs/*.md promise. A defect found is a strict xfail whose reason
-starts with "DEFECT:", passing once the code keeps the promise."""
+against what README.md and docs/*.md promise. Each defect it found failed one of these tests
+until fixed (session 27)."""
 
 from __future__ import annotations
 
@@ -122,10 +122,9 @@ def test_a_page_against_a_slow_database_answers_within_the_query_budget(
     """docs/queries.md: "Every call to the database is bounded at 5 s (QUERY_TIMEOUTS) and a
     whole page at 8 s (QUERY_BUDGET_S), all of its reads together". The pushes view reads in
     batches of 200: here three reads, each answered after 3.9 s (slow, not hung: under the
-    4 s read timeout). The third starts at 7.8 s, inside the budget, and is given the whole of
-    its own 5 s instead of the 0.2 s the page has left: the answer (a 503) comes at 11.7 s.
-    repository.find_events checks the page's deadline before a read and between its items,
-    but never passes what is left of it to the SDK call, as add() does (_left_of)."""
+    4 s read timeout). The third starts at 7.8 s, inside the budget, and gets the 0.2 s the
+    page has left. (It used to get the whole of its own 5 s: the 503 came at 11.7 s, since
+    find_events checked the deadline only before a read and between its items.)"""
     round_trip_s = 3.9
     assert round_trip_s < QUERY_TIMEOUTS["read_timeout"] < QUERY_TIMEOUTS["timeout"]
     clock = _Clock()
@@ -180,9 +179,8 @@ def test_a_retry_with_answer_is_not_remembered_as_an_outage() -> None:
     reached"; 429 (throttled) is exempt, "throttled means reachable" (test_database_health
     pins that). 449 (Retry With) is Cosmos DB's answer to a transient conflict of concurrent
     writes, "safe to retry", which azure-cosmos 4.17 does not retry itself (_retry_utility has
-    no case for it): the database answered, yet repository._failure remembers it (``if status
-    != 429``), and the webhook, Event Grid and replay writes of the next 5 s all skip a
-    reachable database."""
+    no case for it): the database answered. (repository._failure used to remember it, and the
+    webhook, Event Grid and replay writes of the next 5 s all skipped a reachable database.)"""
     health = DatabaseHealth()
     repository = CosmosEventRepository(SETTINGS, health=health)
     repository._writes = _Built(_Answering(449))  # type: ignore[assignment]
@@ -225,9 +223,9 @@ def test_a_webhook_answer_keeps_its_time_bound_when_the_identity_endpoint_hangs(
     Cosmos client and the fallback queue get a token from DefaultAzureCredential before their
     first call (and again each time it nears expiry). CLIENT_TIMEOUTS and QUEUE_TIMEOUTS bound
     the calls to the database and the queue, not the token request, which goes through the
-    credential's own pipeline (azure-core's default 300 s connection and read timeouts, with
-    retries). Measured: neither repository.add nor StorageQueueFallback.put had returned after
-    20 s."""
+    credential's own pipeline: identity.IDENTITY_TIMEOUTS bounds it. (With azure-core's
+    defaults, 300 s to connect and to read, with retries, neither repository.add nor
+    StorageQueueFallback.put had returned after 20 s.)"""
     import azure.identity  # noqa: F401  (the import is not what is timed)
 
     closed_port = "https://127.0.0.1:9/"
@@ -256,11 +254,10 @@ def test_a_webhook_answer_keeps_its_time_bound_when_the_identity_endpoint_hangs(
 def test_an_event_replay_stores_can_be_asked_for_by_its_repository() -> None:
     """models.MAX_PARKED_REPOSITORY_LENGTH: "The first versions took repository names up to
     1,024 characters ... and may have parked such events: replay must still store them", and
-    it does. docs/queries.md: "A filter longer than the longest stored value ... could never
-    match: it is a 400", and docs/operations.md "Upgrading": stored documents are "read,
-    filtered, paged and shown (endpoint and events) as they were stored". queries.py bounds
-    the repository filter at MAX_REPOSITORY_LENGTH (255): the event replay just stored under a
-    300-character name is a 400 "repository: must be at most 255 characters"."""
+    it does. docs/operations.md "Upgrading": stored documents are "read, filtered, paged and
+    shown (endpoint and events) as they were stored". (queries.py used to bound the repository
+    filter at MAX_REPOSITORY_LENGTH, 255: the event replay had just stored under a
+    300-character name was a 400 "repository: must be at most 255 characters".)"""
     name = "team/" + "a" * 295
     assert 255 < len(name) <= MAX_PARKED_REPOSITORY_LENGTH
     document = {

@@ -1,8 +1,7 @@
 """Security audit, without servers: what an attacker sends, or a setting that is not what it
 seems, against the promises of README.md "Security and reliability" and "Configuration".
 
-Each test marked ``xfail(strict=True)`` is a defect found by the audit: it asserts the correct
-behaviour, fails today and passes once the defect is fixed.
+Each defect the audit found failed one of these tests until fixed (session 27).
 """
 
 from __future__ import annotations
