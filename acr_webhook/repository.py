@@ -177,6 +177,17 @@ def unavailable(error: AzureError) -> RepositoryUnavailableError:
     return RepositoryUnavailableError(describe_error(error), cause=failure_kind(error))
 
 
+def _within(left: float, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Timeouts for one SDK call that end it within ``left`` seconds: its ``timeout`` (which the
+    SDK checks only as a request starts) and the waits to connect and for an answer, each never
+    longer than the client's own (``options``)."""
+    return {
+        "timeout": left,
+        "connection_timeout": min(left, float(options["connection_timeout"])),
+        "read_timeout": min(left, float(options["read_timeout"])),
+    }
+
+
 def create_transport() -> RequestsTransport:
     """The HTTP transport of every Cosmos client: a connection for each thread that may write
     at once (config.COSMOS_POOL_SIZE), and no per-request environment lookups.
@@ -320,7 +331,7 @@ class CosmosEventRepository:
         self._call_options = call_options or _no_call_options
         # The bound of a whole add(): a duplicate's fill-in gets what the create left of it.
         self._write_budget_s = float(write_options["timeout"])
-        self._read_timeout_s = float(write_options["read_timeout"])
+        self._write_options = write_options
         self._writes = _LazyContainer(settings, write_options, self._health)
         self._reads = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
 
@@ -351,7 +362,7 @@ class CosmosEventRepository:
             raise RepositoryUnavailableError(
                 "the write's time ran out before the database answered"
             )
-        return {"timeout": left, "read_timeout": min(left, self._read_timeout_s)}
+        return _within(left, self._write_options)
 
     def _fill_in(
         self, container: ContainerProxy, document: dict[str, Any], deadline: float
@@ -447,8 +458,7 @@ class CosmosEventRepository:
                 query=sql,
                 parameters=parameters,
                 max_item_count=max_items,
-                timeout=left,
-                read_timeout=min(left, QUERY_TIMEOUTS["read_timeout"]),
+                **_within(left, QUERY_TIMEOUTS),
                 **scope,
             )
             for item in items:

@@ -22,7 +22,12 @@ from acr_webhook.handlers import handle_webhook
 from acr_webhook.models import MAX_PARKED_REPOSITORY_LENGTH, EventQuery, ParkedEvent, Position
 from acr_webhook.queries import handle_events_query
 from acr_webhook.replay import replay_queued_event
-from acr_webhook.repository import QUERY_TIMEOUTS, CosmosEventRepository, DatabaseHealth
+from acr_webhook.repository import (
+    CLIENT_TIMEOUTS,
+    QUERY_TIMEOUTS,
+    CosmosEventRepository,
+    DatabaseHealth,
+)
 from acr_webhook.results import Result
 from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
@@ -139,6 +144,42 @@ def test_a_page_against_a_slow_database_answers_within_the_query_budget(
     assert container.calls >= 3  # the page needed three reads: the budget ran out meanwhile
     assert result.status == 503
     assert clock.now <= QUERY_BUDGET_S, f"answered after {clock.now:.1f} s"
+
+
+class _Recording:
+    """A container that records the options of each call and answers at once."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    def query_items(self, **options: Any) -> Iterator[dict[str, Any]]:
+        self.options.append(options)
+        return iter([])
+
+    def create_item(self, _document: dict[str, Any], **options: Any) -> None:
+        self.options.append(options)
+
+
+def test_a_read_late_in_its_page_may_wait_to_connect_only_what_the_page_has_left() -> None:
+    """A read that has to open a connection to a database that takes none waits for it too:
+    its connect timeout (QUERY_TIMEOUTS, 2 s) is cut to the page's time as well."""
+    container = _Recording()
+    reader = CosmosEventRepository(SETTINGS)
+    reader._reads = _Built(container)  # type: ignore[assignment]
+    reader.find_events(EventQuery(), 10, deadline=time.monotonic() + 0.5)
+    [options] = container.options
+    for name in ("timeout", "connection_timeout", "read_timeout"):
+        assert 0 < options[name] <= 0.5, (name, options)
+
+
+def test_a_write_may_wait_to_connect_only_its_own_time() -> None:
+    container = _Recording()
+    writer = CosmosEventRepository(SETTINGS)
+    writer._writes = _Built(container)  # type: ignore[assignment]
+    writer.add({"id": "e1", "repository": "r", "action": "push"})
+    [options] = container.options
+    assert options["connection_timeout"] == CLIENT_TIMEOUTS["connection_timeout"]
+    assert options["read_timeout"] <= CLIENT_TIMEOUTS["read_timeout"]
 
 
 def test_a_page_whose_reads_fit_the_budget_is_answered_in_full(
