@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, ParamSpec, TypeVar
 
 import pytest
@@ -1040,16 +1041,28 @@ def test_a_write_that_would_start_after_the_budget_makes_the_batch_503(
     ]
 
 
-def test_a_batch_gets_20_of_event_grids_30_s(repository: FakeEventRepository) -> None:
-    """docs/delivery.md's budget, at its real size (this test takes 20 s): a write that never
-    ends is answered 503 after 20 s, in time for Event Grid, which waits 30 s."""
-    repository.write_delay_s = BATCH_BUDGET_S + 1  # the thread ends 1 s after the answer
+def test_a_batch_gets_20_of_event_grids_30_s(
+    repository: FakeEventRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/delivery.md's budget at its real size, without waiting it out: a write that never
+    ends is answered 503 after 20 s, in time for Event Grid, which waits 30 s. The handler's
+    clock skips 19 s once the batch's deadline is set, so the answer comes 1 s later."""
+    skipped_s = BATCH_BUDGET_S - 1
+    reads: list[float] = []
+
+    def monotonic() -> float:
+        reads.append(time.monotonic())
+        return reads[-1] + (skipped_s if len(reads) > 1 else 0.0)  # the first sets the deadline
+
+    clock = SimpleNamespace(monotonic=monotonic, perf_counter=time.perf_counter, sleep=time.sleep)
+    monkeypatch.setattr("acr_webhook.eventgrid.time", clock)
+    repository.write_delay_s = 1.5  # the thread ends 0.5 s after the answer
     with ThreadPoolExecutor(max_workers=1) as writer:
         started = time.monotonic()
         result = call(
             [event_grid(payloads.with_new_id(payloads.PUSH))], repository, executor=writer
         )
-        answered_after = time.monotonic() - started
+        answered_after = time.monotonic() - started + skipped_s
     assert result.status == 503
     assert BATCH_BUDGET_S == 20
     assert 20 <= answered_after < 21
