@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 import pytest
+from azure.core.exceptions import ServiceResponseTimeoutError
 from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
 
 from acr_webhook import queries as queries_module
@@ -69,8 +70,9 @@ class _Clock:
 class _SlowContainer:
     """``query_items`` as azure-cosmos runs it against a database that takes ``round_trip_s``
     to answer each query, below every per-call timeout (QUERY_TIMEOUTS): the wait is paid when
-    the first item is asked for. A call given a ``timeout`` shorter than that gives up when it
-    runs out, as the SDK's CosmosClientTimeoutError. The items are ``store``'s, filtered as
+    the first item is asked for. As in the SDK, ``timeout`` is checked only as the request
+    starts (CosmosClientTimeoutError), and the wait for the answer is cut by ``read_timeout``
+    (the socket's: ServiceResponseTimeoutError). The items are ``store``'s, filtered as
     repository.events_sql filters them."""
 
     def __init__(self, clock: _Clock, store: FakeEventRepository, round_trip_s: float) -> None:
@@ -94,12 +96,13 @@ class _SlowContainer:
             after=None if after is None else Position(after),
         )
         self.calls += 1
-        timeout = options.get("timeout")
 
         def items() -> Iterator[dict[str, Any]]:
-            if timeout is not None and timeout < self.round_trip_s:
-                self.clock.now += timeout
+            if options["timeout"] <= 0:
                 raise CosmosClientTimeoutError()  # type: ignore[no-untyped-call]
+            if options["read_timeout"] < self.round_trip_s:
+                self.clock.now += options["read_timeout"]
+                raise ServiceResponseTimeoutError("Read timed out.")
             self.clock.now += self.round_trip_s
             yield from self.store.find_events(wanted, values["limit"])
 
@@ -127,9 +130,10 @@ def test_a_page_against_a_slow_database_answers_within_the_query_budget(
     """docs/queries.md: "Every call to the database is bounded at 5 s (QUERY_TIMEOUTS) and a
     whole page at 8 s (QUERY_BUDGET_S), all of its reads together". The pushes view reads in
     batches of 200: here three reads, each answered after 3.9 s (slow, not hung: under the
-    4 s read timeout). The third starts at 7.8 s, inside the budget, and gets the 0.2 s the
-    page has left. (It used to get the whole of its own 5 s: the 503 came at 11.7 s, since
-    find_events checked the deadline only before a read and between its items.)"""
+    4 s read timeout). The third starts at 7.8 s, inside the budget, and may wait only the
+    0.2 s the page has left: its timeout and its read timeout are both cut. (It used to get the
+    whole of its own 5 s: the 503 came at 11.7 s, since find_events checked the deadline only
+    before a read and between its items.)"""
     round_trip_s = 3.9
     assert round_trip_s < QUERY_TIMEOUTS["read_timeout"] < QUERY_TIMEOUTS["timeout"]
     clock = _Clock()

@@ -11,25 +11,20 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ServiceRequestError, ServiceResponseTimeoutError
-from azure.cosmos.exceptions import CosmosClientTimeoutError
+from azure.core.exceptions import ServiceRequestError
 
 from acr_webhook import __main__ as cli
-from acr_webhook import queries as queries_module
-from acr_webhook import repository as repository_module
 from acr_webhook.acr_history import _origin
-from acr_webhook.config import QUERY_BUDGET_S, Settings
+from acr_webhook.config import Settings
 from acr_webhook.eventgrid import MAX_BATCH_EVENTS, THROTTLED_PAUSE_S, handle_eventgrid
-from acr_webhook.models import EventQuery, ParkedEvent, Position
-from acr_webhook.queries import handle_events_query
+from acr_webhook.models import EventQuery, ParkedEvent
 from acr_webhook.replay import replay_delay_s, replay_queued_event
-from acr_webhook.repository import QUERY_TIMEOUTS, CosmosEventRepository
+from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import RepositoryUnavailableError, StoreThrottledError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
@@ -210,89 +205,6 @@ def test_a_batch_answered_503_for_an_outage_stops_its_throttled_writes() -> None
 
 
 # --- repository.find_events: a page's reads within the page's budget ----------------------------
-
-
-class _QueryClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-class _SdkLikeContainer:
-    """``query_items`` as azure-cosmos runs it against a database that answers each query after
-    ``round_trip_s``, as find_events' comment describes the SDK: ``timeout`` is checked only as a
-    request starts; the wait for the answer is cut by ``read_timeout`` (the socket's)."""
-
-    def __init__(self, clock: _QueryClock, store: FakeEventRepository, round_trip_s: float):
-        self.clock, self.store, self.round_trip_s = clock, store, round_trip_s
-
-    def query_items(
-        self, query: str, parameters: list[dict[str, Any]], max_item_count: int, **options: Any
-    ) -> Iterator[dict[str, Any]]:
-        values = {parameter["name"][1:]: parameter["value"] for parameter in parameters}
-        after = values.get("after")
-        wanted = EventQuery(
-            repository=values.get("repository"),
-            tag=values.get("tag"),
-            digest=values.get("digest"),
-            action=values.get("action"),
-            since=values.get("since"),
-            until=values.get("until"),
-            after=None if after is None else Position(after),
-        )
-
-        def items() -> Iterator[dict[str, Any]]:
-            if options["timeout"] <= 0:
-                raise CosmosClientTimeoutError()  # type: ignore[no-untyped-call]
-            if options["read_timeout"] < self.round_trip_s:
-                self.clock.now += options["read_timeout"]
-                raise ServiceResponseTimeoutError("Read timed out.")
-            self.clock.now += self.round_trip_s
-            yield from self.store.find_events(wanted, values["limit"])
-
-        return items()
-
-
-class _Built:
-    def __init__(self, container: object) -> None:
-        self._container = container
-
-    def get(self, deadline: float | None = None) -> Any:
-        return self._container
-
-
-def test_a_slow_page_read_waits_for_its_answer_only_what_the_page_has_left(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """docs/queries.md: a whole page at 8 s (``QUERY_BUDGET_S``), "all of its reads together".
-    find_events: "the SDK checks its `timeout` only as a request starts, so the wait for an
-    answer is cut too" (``read_timeout=min(left, ...)``). Three reads of 3.9 s each (under the
-    4 s read timeout): the third starts at 7.8 s and must give up at 8 s. Mutant: ``max`` for
-    ``min`` (the third read waits its whole 3.9 s: the answer at 11.7 s)."""
-    store = FakeEventRepository()
-    for number in range(450):
-        store.documents[f"e{number}"] = {
-            "id": f"e{number}",
-            "repository": "team/api",
-            "action": "push",
-            "tag": f"v{number}",
-            "digest": f"sha256:{number:064x}",
-            "timestamp": f"2026-11-23T10:{number // 60 % 60:02d}:{number % 60:02d}.000000Z",
-        }
-    clock = _QueryClock()
-    round_trip_s = 3.9
-    assert round_trip_s < QUERY_TIMEOUTS["read_timeout"] < QUERY_BUDGET_S < 3 * round_trip_s
-    reader = CosmosEventRepository(SETTINGS)
-    reader._reads = _Built(_SdkLikeContainer(clock, store, round_trip_s))  # type: ignore[assignment]
-    monkeypatch.setattr(repository_module, "time", clock)
-    monkeypatch.setattr(queries_module, "time", clock)
-
-    result = handle_events_query({"view": "pushes", "limit": "1000"}, reader)
-
-    assert result.status == 503
-    assert clock.now <= QUERY_BUDGET_S, f"answered after {clock.now:.1f} s"
 
 
 def test_a_page_read_waiting_for_another_requests_client_build_waits_only_the_pages_time(
