@@ -56,20 +56,11 @@ from tests.support.arm_stand_in import ListEventsStandIn
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.history import history_entry
-from tests.support.logs import on_app_logger
+from tests.support.logs import CountingHandler, on_app_logger
 
 HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
 SEEDED = 1000
-
-
-class CountingHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records += 1
 
 
 def document(number: int, **options: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -37,3 +38,18 @@ def on_app_logger(handler: H, level: int) -> Iterator[H]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(before)
+
+
+class CountingHandler(logging.Handler):
+    """Counts the records it gets, and the decisions among them by name."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = 0
+        self.decisions: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records += 1
+        decision = getattr(record, "decision", None)
+        if decision is not None:
+            self.decisions[decision] += 1

@@ -19,22 +19,9 @@ from acr_webhook.queries import MAX_PUSH_SCAN, MAX_TIED_EVENTS, PUSH_SCAN_BATCH
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.interleave import InlineExecutor
-from tests.support.logs import on_app_logger
+from tests.support.logs import CountingHandler, on_app_logger
 
 IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
-
-
-class CountingHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records = 0
-        self.decisions: Counter[str] = Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records += 1
-        decision = getattr(record, "decision", None)
-        if decision is not None:
-            self.decisions[decision] += 1
 
 
 def batch(datas: list[dict[str, Any]]) -> bytes:

@@ -24,7 +24,7 @@ from acr_webhook.tls import is_loopback, verify_tls
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.interleave import InlineExecutor
-from tests.support.logs import on_app_logger
+from tests.support.logs import CountingHandler, on_app_logger
 from tests.support.properties import DETERMINISTIC
 
 # --- TLS: "verified for every Cosmos DB endpoint except loopback ones" (README) --------------
@@ -70,15 +70,6 @@ def test_real_loopback_endpoints_still_skip_verification(endpoint: str) -> None:
 EVENT_GRID_MAX_EVENTS = 5000
 
 
-class _Counting(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records += 1
-
-
 def _tiny_events_body(event: bytes) -> bytes:
     """As many copies of ``event`` as fit in a 1 MiB JSON array."""
     count = (MAX_BODY_BYTES - 2) // (len(event) + 1)
@@ -102,7 +93,7 @@ def test_a_1_mib_event_grid_body_of_tiny_events_is_refused_before_each_is_checke
     2.5-2.7 s. A legitimate batch is at most 5,000 events: a longer one is refused whole, with
     one record, before any event in it is validated (its CPU is then the JSON parse)."""
     body = _tiny_events_body(event)
-    with on_app_logger(_Counting(), logging.INFO) as counted:
+    with on_app_logger(CountingHandler(), logging.INFO) as counted:
         result = handle_eventgrid(body, {}, FakeEventRepository(), executor=InlineExecutor())
     assert result.status == 413
     assert result.body == {
