@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -262,15 +263,28 @@ def test_a_mixed_batch_with_one_unstorable_event_is_400_and_writes_nothing(
     assert read_all(cosmos_settings) == []
 
 
+@pytest.fixture(scope="module")
+def served_for_hostile_input(
+    cosmos_server: LocalCosmosServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServeProcess, Settings]]:
+    """One host and container for every hostile case: none of them may store anything, and a
+    process per case cost ~1-2 s of CI time each (45 cases)."""
+    settings = fresh_settings(cosmos_server)
+    process = ServeProcess(settings, tmp_path_factory.mktemp("hostile"))
+    yield process, settings
+    process.stop()
+
+
 @pytest.mark.parametrize(("path", "value", "mentions"), payloads.HOSTILE)
 def test_hostile_input_is_a_400_naming_the_field_over_http(
-    served: ServeProcess, cosmos_settings: Settings, path: str, value: Any, mentions: str
+    served_for_hostile_input: tuple[ServeProcess, Settings], path: str, value: Any, mentions: str
 ) -> None:
+    served, settings = served_for_hostile_input
     answer = deliver(served.url(ROUTE), [event_grid(mutated(path, value))])
     assert answer.status_code == 400
     assert answer.json()["error"].startswith(f"events[0].data.{path}: ")
     assert mentions in answer.json()["error"]
-    assert read_all(cosmos_settings) == []
+    assert read_all(settings) == []
 
 
 def test_event_grid_adds_who_pushed_to_the_document_the_webhook_stored(
