@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from acr_webhook.config import Settings
+from tests.conftest import fresh_settings
+from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
 
 
@@ -14,4 +16,16 @@ def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
     """``python -m acr_webhook serve`` on a fresh container, stopped after the test."""
     process = ServeProcess(cosmos_settings, tmp_path)
     yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def served_for_hostile_input(
+    cosmos_server: LocalCosmosServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServeProcess, Settings]]:
+    """One host and container for a module's hostile cases: none of them may store anything,
+    and a process per case cost ~1-2 s of CI time each (45 cases per route)."""
+    settings = fresh_settings(cosmos_server)
+    process = ServeProcess(settings, tmp_path_factory.mktemp("hostile"))
+    yield process, settings
     process.stop()

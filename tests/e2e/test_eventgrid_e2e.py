@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -261,18 +260,6 @@ def test_a_mixed_batch_with_one_unstorable_event_is_400_and_writes_nothing(
     assert answer.status_code == 400
     assert answer.json()["error"].startswith("events[1].data.id: ")
     assert read_all(cosmos_settings) == []
-
-
-@pytest.fixture(scope="module")
-def served_for_hostile_input(
-    cosmos_server: LocalCosmosServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ServeProcess, Settings]]:
-    """One host and container for every hostile case: none of them may store anything, and a
-    process per case cost ~1-2 s of CI time each (45 cases)."""
-    settings = fresh_settings(cosmos_server)
-    process = ServeProcess(settings, tmp_path_factory.mktemp("hostile"))
-    yield process, settings
-    process.stop()
 
 
 @pytest.mark.parametrize(("path", "value", "mentions"), payloads.HOSTILE)

@@ -188,13 +188,14 @@ def test_stopped_database_is_503_in_time_and_recovers_without_restart(
 
 @pytest.mark.parametrize(("path", "value", "mentions"), payloads.HOSTILE)
 def test_hostile_input_is_a_400_naming_the_field_over_http(
-    served: ServeProcess, cosmos_settings: Settings, path: str, value: object, mentions: str
+    served_for_hostile_input: tuple[ServeProcess, Settings], path: str, value: object, mentions: str
 ) -> None:
+    served, settings = served_for_hostile_input
     answer = post_json(served.url(), payloads.body(payloads.mutated(path, value)))
     assert answer.status_code == 400
     assert answer.json()["error"].startswith(f"{path}: ")
     assert mentions in answer.json()["error"]
-    assert read_all(cosmos_settings) == []
+    assert read_all(settings) == []
 
 
 def test_who_pushed_is_kept_when_the_payload_carries_it(
