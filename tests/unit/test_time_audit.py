@@ -22,6 +22,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from azure.mgmt.containerregistry.models import Event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,12 +31,15 @@ from acr_webhook import queries, telemetry
 from acr_webhook.config import QUERY_BUDGET_S
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.handlers import handle_webhook
+from acr_webhook.local.timers import next_occurrence
 from acr_webhook.models import AcrEvent, EventQuery, iso_utc
 from acr_webhook.queries import EventPage, fetch_page, handle_events_query, parse_event_query
+from acr_webhook.reconcile import reconcile_entries
 from acr_webhook.repository import DatabaseHealth
 from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.history import history_entry
 from tests.support.properties import DETERMINISTIC
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -400,6 +404,54 @@ def test_an_event_from_a_skewed_registry_clock_keeps_its_own_time_and_is_read_by
     # README: --since PT1H is "the last hour of the events' own timestamps".
     assert ids({"since": "PT1H"}) == [ahead["id"]]
     assert ids({"until": "PT1H"}) == [behind["id"]]
+
+
+# 3b. Reconcile and the timer: no time window; the history's own timestamps, UTC schedules.
+
+
+def test_reconcile_stores_the_historys_timestamps_in_utc_and_the_runs_time_as_received() -> None:
+    """Reconcile reads the whole history (no window, so no window edge to miss or double):
+    each entry's timestamp as ACR wrote it, through the management SDK's model as the timer
+    reads it, and ``receivedAt`` the time of the run."""
+    sent = {
+        "2026-11-23T22:22:01.343145347+05:30": "2026-11-23T16:52:01.343145Z",
+        "2026-11-23T13:22:01.9999999-03:30": "2026-11-23T16:52:01.999999Z",
+        "2026-11-23T16:52:01": "2026-11-23T16:52:01.000000Z",
+    }
+    entries = []
+    for text in sent:
+        payload = payloads.with_new_id(payloads.PUSH)
+        payload["timestamp"] = text
+        entries.append(Event(history_entry(payload)).as_dict())  # what the timer iterates
+    repository = FakeEventRepository()
+    run_at = datetime(2026, 11, 24, 3, 0, 0, 500, tzinfo=UTC)
+    outcome = reconcile_entries(
+        entries, repository, received_at=run_at, report_invalid=lambda entry: None
+    )
+    assert outcome.counts.recorded == 3
+    documents = list(repository.documents.values())
+    assert sorted(d["timestamp"] for d in documents) == sorted(sent.values())
+    assert {d["receivedAt"] for d in documents} == {"2026-11-24T03:00:00.000500Z"}
+
+
+@pytest.mark.parametrize(
+    ("after", "due"),
+    [
+        # Berlin skips 02:00-03:00 local on 2026-03-29 and repeats it on 2026-10-25: UTC does not.
+        (datetime(2026, 3, 29, 1, 59, 59, tzinfo=UTC), datetime(2026, 3, 29, 2, 0, tzinfo=UTC)),
+        (datetime(2026, 10, 25, 0, 30, tzinfo=UTC), datetime(2026, 10, 25, 2, 0, tzinfo=UTC)),
+        # A time given with an offset is the same instant.
+        (
+            datetime(2026, 3, 29, 3, 30, tzinfo=timezone(timedelta(hours=2))),
+            datetime(2026, 3, 29, 2, 0, tzinfo=UTC),
+        ),
+    ],
+)
+def test_timer_schedules_are_read_in_utc_in_any_process_time_zone(
+    process_time_zone: str, after: datetime, due: datetime
+) -> None:
+    """README: RECONCILE_SCHEDULE is NCRONTAB in UTC; the local host runs it so."""
+    assert next_occurrence("0 0 2 * * *", after) == due
 
 
 # 4. Telemetry: the rate of sampled routine records.
