@@ -55,8 +55,9 @@ Sources relied on:
 - azure-monitor-opentelemetry-exporter: ``AzureMonitorTraceExporter`` / ``LogExporter`` /
   ``MetricExporter`` (``connection_string``, ``credential``, ``disable_offline_storage``) and
   ``RateLimitedSampler``, the pieces azure-monitor-opentelemetry 1.8.11 assembles the same way
-  (its default: 5 spans a second). Its sampling percentage (``RateLimitedSamplingPercentage``,
-  a private module of 1.0.0b58) is reused by :class:`RateLimit`; the sampling rate travels as
+  (its default: 5 spans a second). :class:`RateLimit` computes its sampling percentage
+  (``RateLimitedSamplingPercentage``, a private module of 1.0.0b58) on the monotonic clock;
+  the sampling rate travels as
   ``_MS.sampleRate``, which that version's trace exporter turns into the envelope's
   ``sampleRate`` and its log exporter does not (:func:`_sampled_log_exporter` adds it).
 - Azure/azure-functions-host#10770 and #11496: with ``telemetryMode`` OpenTelemetry the host
@@ -77,8 +78,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -235,20 +238,40 @@ def managed_identity_credential(values: Mapping[str, str]) -> TokenCredential | 
 
 class RateLimit:
     """Keeps up to ``per_second`` items a second, each with the probability the distro's
-    ``RateLimitedSampler`` computes: the incoming rate estimated over the last ~0.1 s, the
-    result rounded down to 100/n percent, so each kept item stands for a whole number of items.
-    Without that sampler's trace-id hashing: these decisions are made before any span exists."""
+    ``RateLimitedSampler`` computes: the incoming rate estimated over a window that decays in
+    ~0.1 s, the result rounded down to 100/n percent, so each kept item stands for a whole
+    number of items. Without that sampler's trace-id hashing: these decisions are made before
+    any span exists. Its estimate (``RateLimitedSamplingPercentage``) reads the wall clock: after
+    a step back it counted every item as arriving at once and kept ~2 in 30 s, each standing
+    for ~1,500. This one reads the monotonic clock."""
 
-    def __init__(self, per_second: float) -> None:
-        from azure.monitor.opentelemetry.exporter.export.trace._rate_limited_sampling import (
-            RateLimitedSamplingPercentage,
-        )
+    ADAPTATION_S = 0.1
 
-        self._percentage = RateLimitedSamplingPercentage(per_second)
+    def __init__(self, per_second: float, clock: Callable[[], float] | None = None) -> None:
+        self._per_second = per_second
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._last = self._clock()
+        self._window_items = 0.0
+        self._window_s = 0.0
+
+    def percentage(self) -> float:
+        """The share of items to keep now, in %: 100/n for a whole n, or 0."""
+        now = self._clock()
+        with self._lock:
+            elapsed = now - self._last
+            decay = math.exp(-elapsed / self.ADAPTATION_S) if elapsed > 0 else 1.0
+            self._window_items = self._window_items * decay + 1
+            self._window_s = self._window_s * decay + max(elapsed, 0.0)
+            self._last = max(now, self._last)
+            share = min(self._window_s * self._per_second / self._window_items, 1.0)
+        if share <= 0.0:
+            return 0.0
+        return 100.0 / math.ceil(1.0 / share)
 
     def sample(self) -> float | None:
         """None to drop one more item, else keep it: the sampling rate it stands for, in %."""
-        rate = self._percentage.get()
+        rate = self.percentage()
         return rate if random.random() * 100.0 < rate else None  # noqa: S311 (not security)
 
 

@@ -25,7 +25,6 @@ from azure.identity import ManagedIdentityCredential
 from azure.monitor.opentelemetry.exporter.export.metrics._exporter import (
     APPLICATION_INSIGHTS_METRIC_TEMPORALITIES,
 )
-from azure.monitor.opentelemetry.exporter.export.trace import _rate_limited_sampling
 from opentelemetry._logs import get_logger_provider
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.metrics import get_meter_provider
@@ -517,8 +516,8 @@ class SimulatedClock:
     def __init__(self) -> None:
         self.now_ns = time.time_ns()
 
-    def time_ns(self) -> int:
-        return self.now_ns
+    def seconds(self) -> float:
+        return self.now_ns / 1e9
 
 
 def log_burst(
@@ -570,11 +569,11 @@ def test_routine_records_are_exported_at_about_5_a_second_the_rest_all_counts_ex
 ) -> None:
     assert ROUTINE_RECORDS_PER_SECOND == 5  # as the README and docs/operations.md say
     clock = SimulatedClock()
-    monkeypatch.setattr(_rate_limited_sampling, "time", clock)
     monkeypatch.setattr(telemetry, "random", random.Random(0))  # the same keeps every run
     # A minute at 200 routine records a second.
     routine, interval_s = 12_000, 0.005
-    burst = log_burst(RateLimit(ROUTINE_RECORDS_PER_SECOND), routine, clock, interval_s)
+    limit = RateLimit(ROUTINE_RECORDS_PER_SECOND, clock=clock.seconds)
+    burst = log_burst(limit, routine, clock, interval_s)
 
     # Warnings and the replay's records: every one, as logged, with no sampling rate.
     others = [attributes for attributes in burst.exported if attributes not in burst.routine()]

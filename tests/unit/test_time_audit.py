@@ -496,11 +496,6 @@ def sampled(
     return kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: routine-record sampling reads the wall clock (time.time_ns): after a step "
-    "back it keeps almost nothing until the wall clock catches up, and itemCount undercounts",
-)
 def test_routine_records_are_sampled_at_about_5_a_second_after_a_wall_clock_step_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -512,21 +507,6 @@ def test_routine_records_are_sampled_at_about_5_a_second_after_a_wall_clock_step
         clock.wall_offset_ns -= round(HOUR_S * 1e9)  # NTP steps the wall clock back an hour
         kept = sampled(limit, clock, 3000, 0.01)  # the next 30 s, at the same rate
     # docs/operations.md: "about 5 per second"; "use sum(itemCount)" to count sampled items.
-    expected = telemetry.ROUTINE_RECORDS_PER_SECOND * 30
-    assert 0.75 * expected <= len(kept) <= 1.25 * expected
-    assert 0.75 * 3000 <= sum(100.0 / rate for rate in kept) <= 1.25 * 3000
-
-
-def test_routine_records_are_sampled_at_about_5_a_second_on_the_simulated_clock(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The same run without the step: what the test above expects is what the sampler does."""
-    clock = MachineClock()
-    monkeypatch.setattr(telemetry, "random", random.Random(0))
-    with clock.patched():
-        limit = telemetry.RateLimit(telemetry.ROUTINE_RECORDS_PER_SECOND)
-        sampled(limit, clock, 1000, 0.01)
-        kept = sampled(limit, clock, 3000, 0.01)
     expected = telemetry.ROUTINE_RECORDS_PER_SECOND * 30
     assert 0.75 * expected <= len(kept) <= 1.25 * expected
     assert 0.75 * 3000 <= sum(100.0 / rate for rate in kept) <= 1.25 * 3000
