@@ -64,6 +64,9 @@ MAX_USER_AGENT_LENGTH: Final = 512
 # Event timestamps are stored as fixed-width text (string order is time order): 4-digit years.
 MIN_YEAR: Final = 1000
 MAX_YEAR: Final = 9999
+# ISO 8601's extended format starts with the date: what tells it from Unix time in digits.
+_ISO_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EXAMPLE_TIMESTAMP: Final = "2026-11-23T16:52:01.343145347Z"
 # Stored as fixed-width text (27 characters); this only bounds a parked document's.
 MAX_PARKED_TIMESTAMP_LENGTH: Final = 64
 # The first versions took repository names up to 1,024 characters (still inside the 2 KB
@@ -186,6 +189,15 @@ class AcrEvent(_Tolerant):
     # The geo-replica region that emitted the event (Event Grid only).
     location: Location | None = None
     connectedRegistry: ConnectedRegistry | None = None
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _iso_8601_text(cls, value: object) -> object:
+        # pydantic reads numbers and digit strings as Unix time: "20261123" (ISO 8601's basic
+        # format) was stored as 1970-08-23. ACR writes the extended format, date first.
+        if isinstance(value, datetime) or (isinstance(value, str) and _ISO_DATE.match(value)):
+            return value
+        raise ValueError(f"must be ISO 8601 text, e.g. {_EXAMPLE_TIMESTAMP}")
 
     @field_validator("timestamp")
     @classmethod

@@ -265,11 +265,6 @@ def test_a_timestamp_that_cannot_be_stored_is_a_400_naming_it(sent: str) -> None
     assert not repository.documents
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a timestamp that is not ISO 8601 text (digits, a JSON number) is read as "
-    "Unix seconds or milliseconds: '20261123' (ISO 8601 basic format) is stored as 1970-08-23",
-)
 @pytest.mark.parametrize(
     ("sent", "meaning"),
     [
