@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from azure.core import MatchConditions
@@ -17,6 +18,7 @@ from azure.cosmos import CosmosClient, PartitionKey
 from azure.cosmos.documents import ConnectionPolicy, SSLConfiguration
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosClientTimeoutError,
     CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
@@ -188,6 +190,33 @@ def _within(left: float, options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_Answer = TypeVar("_Answer")
+
+
+def _on_time(
+    call: Callable[..., _Answer],
+    timeouts: Callable[[], dict[str, Any]],
+    about: Mapping[str, Any] | None = None,
+) -> _Answer:
+    """``call(**timeouts())``, made once more if the SDK's ``timeout`` ran out sooner than it can
+    have. azure-cosmos measures it on the wall clock (``time.time()``, 4.17.1), also after a
+    call that succeeded: a clock stepped forward by a time sync or a resumed VM made a stored
+    event a 503 and a remembered outage. The second call gets what is left of the bound
+    (``timeouts`` raises once nothing is); the step is behind it. ``about``: the log's extra."""
+    options = timeouts()
+    started = time.monotonic()
+    try:
+        return call(**options)
+    except CosmosClientTimeoutError:
+        if time.monotonic() - started >= options["timeout"]:
+            raise
+    log.warning(
+        "database client's timeout ran out early (the wall clock moved): trying once more",
+        extra=about,
+    )
+    return call(**timeouts())
+
+
 def create_transport() -> RequestsTransport:
     """The HTTP transport of every Cosmos client: a connection for each thread that may write
     at once (config.COSMOS_POOL_SIZE), and no per-request environment lookups.
@@ -341,7 +370,11 @@ class CosmosEventRepository:
         container = self._writes.get(deadline)
         try:
             # What building the client on a cold start left of the bound, not a whole one more.
-            container.create_item(document, **self._call_options(), **self._left_of(deadline))
+            _on_time(
+                partial(container.create_item, document, **self._call_options()),
+                lambda: self._left_of(deadline),
+                _about(document),
+            )
         except CosmosResourceExistsError:
             self._fill_in(container, document, deadline)
             self._health.succeeded()  # it answered: a duplicate proves it reachable as well
@@ -383,21 +416,27 @@ class CosmosEventRepository:
             # A changed ETag means another writer's fill-in landed, which added at least one
             # field: one more round than there are fields always finishes.
             for _ in range(len(ENRICHMENT_FIELDS) + 1):
-                stored = container.read_item(
-                    document["id"],
-                    partition_key=document["repository"],
-                    **self._left_of(deadline),
+                stored = _on_time(
+                    partial(
+                        container.read_item, document["id"], partition_key=document["repository"]
+                    ),
+                    lambda: self._left_of(deadline),
+                    _about(document),
                 )
                 missing = {name: v for name, v in offered.items() if stored.get(name) is None}
                 if not missing:
                     return
                 try:
-                    container.replace_item(
-                        stored["id"],
-                        {**without_system_fields(stored), **missing},
-                        etag=stored["_etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                        **self._left_of(deadline),
+                    _on_time(
+                        partial(
+                            container.replace_item,
+                            stored["id"],
+                            {**without_system_fields(stored), **missing},
+                            etag=stored["_etag"],
+                            match_condition=MatchConditions.IfNotModified,
+                        ),
+                        lambda: self._left_of(deadline),
+                        _about(document),
                     )
                 except CosmosAccessConditionFailedError:
                     continue
@@ -445,31 +484,37 @@ class CosmosEventRepository:
             if query.single_partition
             else {"enable_cross_partition_query": True}
         )
-        if deadline is None:
-            deadline = time.monotonic() + QUERY_BUDGET_S
-        left = deadline - time.monotonic()
-        if left <= 0:  # an earlier read of the same page used it up
-            raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
-        documents: list[dict[str, Any]] = []
-        try:
+        page_deadline = time.monotonic() + QUERY_BUDGET_S if deadline is None else deadline
+
+        def page_left() -> dict[str, Any]:
             # Given what is left of the page's time, not each call's own: the SDK checks its
             # `timeout` only as a request starts, so the wait for an answer is cut too.
-            items = self._reads.get(deadline).query_items(
+            left = page_deadline - time.monotonic()
+            if left <= 0:  # an earlier read of the same page used it up
+                raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
+            return _within(left, QUERY_TIMEOUTS)
+
+        def read(**timeouts: Any) -> list[dict[str, Any]]:
+            documents: list[dict[str, Any]] = []
+            items = self._reads.get(page_deadline).query_items(
                 query=sql,
                 parameters=parameters,
                 max_item_count=max_items,
-                **_within(left, QUERY_TIMEOUTS),
+                **timeouts,
                 **scope,
             )
             for item in items:
                 documents.append(without_system_fields(item))
                 if len(documents) >= max_items:
                     break
-                if time.monotonic() > deadline:
+                if time.monotonic() > page_deadline:
                     raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")
+            return documents
+
+        try:
+            return _on_time(read, page_left)
         except AzureError as error:
             raise unavailable(error) from error
-        return documents
 
 
 def provision(settings: Settings) -> None:
