@@ -1,0 +1,245 @@
+"""The CLI as scripts and CI jobs use it (unit level, the fake as Cosmos DB): ``--json`` is one
+JSON document whatever the stored text, the table cannot be forged by a stored value, the
+printed ``--continuation`` hint works when pasted into a shell, and an unusable setting is
+exit 2 with a message naming it (docs/queries.md: "Bad options or missing settings exit with
+status 2 and a message naming them"), never a traceback.
+
+The real-process side (pipes, a full disk, a closed stdout, signals) is in
+tests/e2e/test_cli_pipelines_e2e.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from acr_webhook import __main__ as cli
+from tests.support import payloads
+from tests.support.fakes import FakeEventRepository
+from tests.support.properties import DETERMINISTIC
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def document(n: int, **fields: Any) -> dict[str, Any]:
+    """A stored push, as the webhook (or an earlier version of it) wrote it."""
+    return {
+        "id": f"event-{n}",
+        "action": "push",
+        "source": "webhook",
+        "repository": "team/api",
+        "tag": f"v{n}",
+        "digest": DIGEST,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "size": 524,
+        "timestamp": f"2026-11-{1 + n % 28:02d}T10:00:{n % 60:02d}.000000Z",
+        "registry": "myregistry.azurecr.io",
+        "receivedAt": "2026-11-23T12:00:00.000000Z",
+        "userAgent": "docker/24.0.7",
+        "requestId": payloads.PUSH["request"]["id"],
+        "requestMethod": "PUT",
+        "chartName": None,
+        "chartVersion": None,
+        "actor": None,
+        "clientAddress": None,
+        "location": None,
+        "connectedRegistry": None,
+        "registryResourceId": None,
+        **fields,
+    }
+
+
+@pytest.fixture
+def cli_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEventRepository:
+    """The CLI with its settings from the environment and the fake as its Cosmos DB."""
+    fake = FakeEventRepository()
+    monkeypatch.chdir(tmp_path)  # no local.settings.json here
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
+    return fake
+
+
+# --- --json: one document, whatever the stored text -------------------------------------------
+
+# What stored text may hold: earlier versions (before 3ccf54c) kept repository, tag, digest and
+# registry exactly as ACR sent them, control characters included; userAgent is free text.
+ODD_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from('\n\r\t\x00\x1b\x07\x7f\x9b\u202e\u200f\u2028\ufeff\U0001f600\u00e9"\\'),
+        st.characters(exclude_categories=["Cs"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@DETERMINISTIC
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"repository": ODD_TEXT, "tag": ODD_TEXT | st.none(), "userAgent": ODD_TEXT}
+        ),
+        max_size=5,
+    ),
+    st.booleans(),
+)
+def test_json_output_is_one_document_holding_every_stored_value_as_stored(
+    odd: list[dict[str, Any]], pushes: bool
+) -> None:
+    """0, 1 or many events with newlines, tabs, ESC, RTL marks, emoji: stdout is exactly one
+    JSON document (what docs/queries.md shows, not JSON lines) and gives back each value."""
+    fake = FakeEventRepository()
+    stored = [document(n, **fields) for n, fields in enumerate(odd)]
+    for doc in stored:
+        fake.add(doc)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+        patch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
+        out = _stdout_of(["events", "--json", "--limit", "1000", *(["--pushes"] * pushes)])
+    parsed = json.loads(out)  # one document: a second one, or a stray line, fails here
+    assert out.endswith("}\n") and out.count("\n}\n") == 1
+    assert out.isascii()  # escaped: nothing a terminal or a non-UTF-8 pipe can trip on
+    if pushes:
+        assert parsed["continuation"] is None
+        shown = {(p["repository"], p["tag"]) for p in parsed["pushes"]}
+        assert shown == {(d["repository"], d["tag"]) for d in stored}
+    else:
+        assert parsed == {
+            "events": sorted(stored, key=lambda d: d["timestamp"], reverse=True),
+            "continuation": None,
+        }
+
+
+def _stdout_of(argv: list[str]) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(argv) == 0
+    return out.getvalue()
+
+
+# --- the table: a stored value cannot forge rows, columns or terminal escapes -----------------
+
+FORGING = {
+    "newline forges a row": {
+        "repository": "team/a\n2026-12-01T00:00:00.000000Z  delete  team/forged  v9"
+    },
+    "carriage return overwrites the row": {"tag": "v1\rFORGED"},
+    "ESC clears the screen and sets the title": {"tag": "v1\x1b[2J\x1b]0;pwned\x07"},
+    "C1 CSI colours the rest": {"tag": "v1\x9b31m"},
+    "tab shifts the columns": {"repository": "team/a\tb"},
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: the events table prints stored control characters raw (row forgery, "
+    "terminal escape injection)",
+)
+@pytest.mark.parametrize("pushes", [False, True], ids=["events", "pushes"])
+@pytest.mark.parametrize("fields", FORGING.values(), ids=FORGING.keys())
+def test_a_stored_value_cannot_forge_table_rows_or_terminal_escapes(
+    cli_reader: FakeEventRepository,
+    capsys: pytest.CaptureFixture[str],
+    fields: dict[str, str],
+    pushes: bool,
+) -> None:
+    """Documents stored by versions before 3ccf54c keep ACR's text as sent (89721c0's Target
+    took any str), and docs/operations.md promises they are "shown (endpoint and `events`) as
+    they were stored": the table must show such a character visibly (escaped, or U+FFFD as
+    the userAgent is stored), one line per event, no control character reaching the terminal."""
+    cli_reader.add(document(1, **fields))
+    cli_reader.add(document(2))
+    assert cli.main(["events", *(["--pushes"] * pushes)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 3, lines  # the header and one line per event (or push)
+    controls = {c for c in out if unicodedata.category(c) == "Cc"} - {"\n"}
+    assert not controls, sorted(controls)
+
+
+# --- the --continuation hint, pasted into a shell -------------------------------------------
+
+
+@pytest.mark.parametrize("pushes", [False, True], ids=["events", "pushes"])
+def test_the_printed_continuation_works_pasted_into_a_shell(
+    cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str], pushes: bool
+) -> None:
+    """The hint "More events: add --continuation TOKEN": the words after "add", split as bash
+    splits them (no quoting needed: base64url never starts with "-" nor holds a shell character),
+    added to the same command, page through every event once."""
+    for n in range(7):
+        cli_reader.add(document(n, tag=f"v{n}", digest="sha256:" + f"{n:x}" * 64))
+    command = ["events", "--repository", "team/api", "--limit", "3", *(["--pushes"] * pushes)]
+    seen: list[str] = []
+    added: list[str] = []
+    for _ in range(5):
+        assert cli.main(command + added) == 0
+        out = capsys.readouterr().out
+        seen += [line.split()[3] for line in out.splitlines()[1:] if line.startswith("2026-")]
+        hint = [line for line in out.splitlines() if line.startswith("More ")]
+        if not hint:
+            break
+        (line,) = hint
+        words = shlex.split(line.split(": add ", 1)[1])
+        token = words[-1]
+        assert shlex.quote(token) == token and not token.startswith("-")
+        assert words == [*(["--pushes"] * pushes), "--continuation", token]
+        added = ["--continuation", token]
+    assert sorted(seen) == [f"v{n}" for n in range(7)]
+
+
+# --- an unusable setting: exit 2 naming it, not a traceback -------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: a COSMOS_KEY that is not base64 is a binascii.Error traceback, exit 1, "
+    "not exit 2 naming the setting",
+)
+@pytest.mark.parametrize("command", [["events"], ["provision"]])
+def test_a_cosmos_key_that_is_not_base64_is_exit_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: list[str],
+) -> None:
+    """A key pasted with a character missing. Fails before any request is sent (the SDK
+    signs each request with the decoded key), so no server is needed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("COSMOS_KEY", "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU9DDJBQ9WyKQ5")
+    try:
+        code = cli.main(command)
+    except Exception as error:  # what escapes main is a traceback to a user
+        pytest.fail(f"{type(error).__name__} escaped main: {error}")
+    assert code == 2
+    assert "COSMOS_KEY" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: a malformed AzureWebJobsStorage is a ValueError traceback from redrive, "
+    "exit 1, not exit 2 naming the setting",
+)
+def test_a_malformed_storage_connection_string_is_exit_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/operations.md: redrive exits 2 when AzureWebJobsStorage is not set; one that is set
+    but unusable (a variable holding a name instead of the string) is the same mistake."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AzureWebJobsStorage", "my-storage-account")
+    try:
+        code = cli.main(["redrive"])
+    except Exception as error:
+        pytest.fail(f"{type(error).__name__} escaped main: {error}")
+    assert code == 2
+    assert "AzureWebJobsStorage" in capsys.readouterr().err
