@@ -30,7 +30,7 @@ from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import create_cosmos_client
 from acr_webhook.results import utc_now
 from tests.support import history, payloads
-from tests.support.serve import app_environment, free_port, post_json
+from tests.support.serve import APP_SETTING_PREFIXES, app_environment, free_port, post_json
 
 # The statuses a shell user accepts from a command whose reader went away: 0, or killed by
 # SIGPIPE like coreutils (`seq 100000 | head -1`: PIPESTATUS 141).
@@ -244,6 +244,53 @@ def test_serve_keeps_serving_when_its_output_reader_went_away(
     stderr = err.decode(errors="replace")
     assert alive and answered == 204, f"status {process.returncode}: {stderr[-600:]}"
     assert not [noise for noise in NOISE if noise in stderr], stderr[-600:]
+
+
+@pytest.mark.xfail(
+    strict=True, reason="DEFECT: serve on a port in use is an OSError traceback, exit 1"
+)
+def test_serve_on_a_port_in_use_says_so_in_one_line(
+    cosmos_settings: Settings, tmp_path: Path
+) -> None:
+    """Two CI jobs on one runner, or a leftover host: the second one must say which port is
+    taken, not print waitress's traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = {**app_environment(cosmos_settings), "LOCAL_FUNCTION_KEY": "pipeline-key"}
+        result = cli(["serve", "--port", str(port)], cosmos_settings, tmp_path, env=env)
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode != 0
+    assert "Traceback" not in stderr and str(port) in stderr, stderr[-600:]
+
+
+@pytest.mark.skipif(not Path("/bin/bash").exists(), reason="scripts/dev is bash")
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: ./scripts/dev with an unusable setting prints a ConfigurationError traceback",
+)
+def test_the_dev_script_names_an_unusable_setting_without_a_traceback(tmp_path: Path) -> None:
+    """The CLI says "configuration error: COSMOS_ENDPOINT must be an https:// URL" (exit 2);
+    ./scripts/dev reads the same settings first, in its own Python snippet."""
+    from tests.e2e.test_dev_script_e2e import checkout_of_the_repository
+
+    checkout = checkout_of_the_repository(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(APP_SETTING_PREFIXES)}
+    env.pop("PYTHONPATH", None)
+    env["COSMOS_ENDPOINT"] = "myaccount.documents.azure.com"  # the scheme forgotten
+    result = subprocess.run(
+        [str(checkout / "scripts" / "dev")],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-600:]
+    assert "COSMOS_ENDPOINT" in result.stderr
 
 
 # --- stdout is data, stderr diagnostics, in a non-interactive environment ---------------------

@@ -243,3 +243,31 @@ def test_a_malformed_storage_connection_string_is_exit_2_naming_it(
         pytest.fail(f"{type(error).__name__} escaped main: {error}")
     assert code == 2
     assert "AzureWebJobsStorage" in capsys.readouterr().err
+
+
+# --- serve's arguments ----------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: serve --port 65536/99999 serves on another port (the number modulo 65536; "
+    "65536 is a random one) instead of exit 2",
+)
+@pytest.mark.parametrize("port", ["65536", "99999", "-1"])
+def test_serve_refuses_a_port_outside_0_to_65535(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    """A script that starts `serve --port $PORT` and then calls that port must get a usage
+    error for a typo, as argparse gives for `--port abc`, not a host on some other port."""
+    served: list[int] = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("LOCAL_FUNCTION_KEY", "k")
+    monkeypatch.setattr(
+        "acr_webhook.local.host.serve", lambda _app, _host, port, _key: served.append(port)
+    )
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["serve", "--port", port])
+    assert stopped.value.code == 2
+    assert served == []
+    assert "--port" in capsys.readouterr().err
