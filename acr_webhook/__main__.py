@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import time
@@ -20,19 +21,37 @@ from acr_webhook.config import ConfigurationError, load_settings
 from acr_webhook.telemetry import quiet_sdk_loggers
 
 if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
     from acr_webhook.queries import PushPage
+
+# The status a shell gives a command that SIGPIPE ended (`seq 100000 | head -1`): what the
+# commands return when the reader of their output has gone.
+READER_GONE_STATUS = 128 + 13
 
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail fast on a missing COSMOS_ENDPOINT, before listening
-    from acr_webhook.local.host import serve
+    from acr_webhook.local.host import CannotListenError, serve
 
     function_app = importlib.import_module(args.app)
     key = settings.local_function_key or secrets.token_urlsafe(24)
     if not settings.local_function_key:
         print(f"LOCAL_FUNCTION_KEY is not set; generated key for this run: {key}", flush=True)
-    serve(function_app.app, args.host, args.port, key)
+    try:
+        serve(function_app.app, args.host, args.port, key)
+    except CannotListenError as error:
+        print(error, file=sys.stderr)
+        return 1
     return 0
+
+
+def _port(value: str) -> int:
+    """A TCP port for --port: socket.bind would take 99999 as 34463 and 65536 as any port."""
+    number = int(value)  # argparse turns the ValueError of "abc" into a usage error
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port from 1 to 65535")
+    return number
 
 
 def _provision(_args: argparse.Namespace) -> int:
@@ -75,6 +94,13 @@ TABLE_COLUMNS = ("timestamp", "action", "repository", "tag", "digest", "size", "
 DIGEST_HEX_SHOWN = 12  # like `docker images`: enough to tell digests apart at a glance
 
 
+# Shown as U+FFFD in a table, as userAgent is stored: control characters (a newline forged a
+# row, ESC sequences cleared the screen), line and paragraph separators, bidirectional
+# overrides (they reorder what is shown) and lone surrogates. Versions before 3ccf54c stored
+# ACR's text with any of them.
+_NOT_SHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
 def _cell(column: str, value: Any) -> str:
     if column == "tag" and value is None:
         return "<none>"  # pushed by digest; `docker images` shows untagged images the same way
@@ -82,8 +108,8 @@ def _cell(column: str, value: Any) -> str:
         return "-"
     if column == "digest" and isinstance(value, str) and ":" in value:
         algorithm, encoded = value.split(":", 1)
-        return f"{algorithm}:{encoded[:DIGEST_HEX_SHOWN]}"
-    return str(value)
+        value = f"{algorithm}:{encoded[:DIGEST_HEX_SHOWN]}"
+    return _NOT_SHOWN.sub("\ufffd", str(value))
 
 
 def _aligned(header: Sequence[str], rows: list[list[str]]) -> str:
@@ -111,7 +137,8 @@ def _push_cell(column: str, push: Mapping[str, Any]) -> str:
     if column != "regions":
         return _cell(column, push.get(column))
     # Deliveries without a location (the webhook's) show as "?"; times are in --json.
-    return ",".join(region["location"] or "?" for region in push["regions"])
+    regions = ",".join(region["location"] or "?" for region in push["regions"])
+    return _NOT_SHOWN.sub("\ufffd", regions)
 
 
 def format_pushes_table(pushes: Sequence[Mapping[str, Any]]) -> str:
@@ -277,6 +304,8 @@ def _redrive(_args: argparse.Namespace) -> int:
     except AzureError as error:
         print(f"the queue service is unavailable or refused: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # the SDK refuses the connection string before any request
+        raise ConfigurationError(f"{STORAGE_CONNECTION} is not usable: {error}") from None
     print(f"Moved {report.moved} message(s) from '{poison}' to '{queue.queue_name}' for replay")
     if report.not_events:
         print(f"{report.not_events} message(s) are not event documents; they stay in '{poison}'")
@@ -330,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         help="serve function_app.py's HTTP functions locally and run its queue and timer triggers",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=int, default=7071, help="port to listen on (%(default)s)")
+    serve.add_argument("--port", type=_port, default=7071, help="port to listen on (%(default)s)")
     serve.add_argument("--app", default="function_app", help="module that defines `app`")
     serve.set_defaults(run=_serve)
     provision = commands.add_parser(
@@ -355,14 +384,17 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     args = parser.parse_args([_as_typed(argument) for argument in arguments])
 
-    # A console that cannot show a stored name (the C locale, a Windows pipe) shows it escaped,
-    # as stderr already does: a table with "w\xf6rld" in it, not a UnicodeEncodeError.
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(errors="backslashreplace")
+    if sys.stdout is None:  # started with it closed (`>&-`): a listing would vanish unseen
+        print("standard output is closed", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, handlers=[_console_handler()])
     quiet_sdk_loggers()  # the console shows this app's decisions, not each HTTP request
+    shown = sys.stdout
+    sys.stdout = _checked_output(shown, keep_serving=args.command == "serve")
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # here, not at exit, where a full disk would be a traceback
+        return status
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -370,6 +402,78 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl+C while a command waits (provision, events, ...): stopped, not a crash.
         print("interrupted", file=sys.stderr)
         return 130
+    except _ReaderGoneError:
+        return READER_GONE_STATUS  # quietly, as `seq 100000 | head -1`
+    except OutputError as error:
+        print(f"cannot write the output: {error}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(_ReaderGoneError, OutputError):
+            sys.stdout.flush()  # what an error left unwritten, in its place before the message
+        sys.stdout = shown
+
+
+class OutputError(Exception):
+    """Standard output could not be written: a full disk, a descriptor closed under it."""
+
+
+class _ReaderGoneError(Exception):
+    """The reader of standard output went away (``| head -1`` has its line)."""
+
+
+class _CheckedWrites(io.RawIOBase):
+    """Standard output's descriptor, whose failed writes are told apart from every other
+    OSError (requests' connection errors are OSErrors too): the first raises _ReaderGoneError or
+    OutputError, and what follows is dropped, so no flush at exit prints a traceback. With
+    ``keep_serving``, nothing raises: a host goes on serving when `serve | grep -m1` has the
+    line it waited for."""
+
+    def __init__(self, descriptor: int, keep_serving: bool) -> None:
+        super().__init__()
+        self._descriptor = descriptor
+        self._keep_serving = keep_serving
+        self._failed = False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._descriptor
+
+    def write(self, data: ReadableBuffer) -> int:
+        size = memoryview(data).nbytes
+        if self._failed:
+            return size
+        try:
+            return os.write(self._descriptor, data)
+        except OSError as error:
+            self._failed = True
+            if self._keep_serving:
+                return size
+            if isinstance(error, BrokenPipeError):
+                raise _ReaderGoneError from None
+            raise OutputError(error.strerror or str(error)) from None
+
+
+def _checked_output(shown: Any, keep_serving: bool) -> Any:
+    """``shown`` (sys.stdout) writing through _CheckedWrites, with the same encoding and
+    buffering; what is no real descriptor (a test's capture) is kept as it is. A console that
+    cannot show a stored name (the C locale, a Windows pipe) shows it escaped, as stderr
+    does: "w\\xf6rld", not a UnicodeEncodeError."""
+    if not isinstance(shown, io.TextIOWrapper):
+        return shown
+    try:
+        descriptor = shown.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        shown.reconfigure(errors="backslashreplace")
+        return shown
+    shown.flush()
+    return io.TextIOWrapper(
+        io.BufferedWriter(_CheckedWrites(descriptor, keep_serving)),
+        encoding=shown.encoding,
+        errors="backslashreplace",
+        line_buffering=shown.line_buffering,
+    )
 
 
 if __name__ == "__main__":

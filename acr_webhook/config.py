@@ -6,6 +6,7 @@ Settings come from the environment and, for local runs, from ``local.settings.js
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -152,7 +153,7 @@ def load_settings(
         raise ConfigurationError("COSMOS_ENDPOINT must be an https:// URL")
     return Settings(
         cosmos_endpoint=endpoint,
-        cosmos_key=values.get("COSMOS_KEY") or None,
+        cosmos_key=_cosmos_key(values.get("COSMOS_KEY", "")),
         cosmos_database=values.get("COSMOS_DATABASE") or DEFAULT_DATABASE,
         cosmos_container=values.get("COSMOS_CONTAINER") or DEFAULT_CONTAINER,
         local_function_key=values.get("LOCAL_FUNCTION_KEY") or None,
@@ -163,6 +164,18 @@ def load_settings(
         reconcile=reconcile_settings(values),
         replay_max_delay_s=_replay_max_delay_s(values.get("REPLAY_MAX_DELAY_SECONDS", "").strip()),
     )
+
+
+def _cosmos_key(value: str) -> str | None:
+    """The account key, decoded here as the SDK decodes it to sign each request: a key pasted
+    with a character missing was a binascii traceback at the first request. Never quoted."""
+    if not value:
+        return None
+    try:
+        base64.b64decode(value)
+    except ValueError as error:  # binascii.Error
+        raise ConfigurationError(f"COSMOS_KEY is not an account key (base64): {error}") from None
+    return value
 
 
 def _replay_max_delay_s(value: str) -> int:

@@ -334,6 +334,10 @@ SIGNAL_CHECK_INTERVAL_S = 0.2
 STOP_GRACE_S = 5.0  # in-flight requests answer within 4.5 s, so they get to finish
 
 
+class CannotListenError(Exception):
+    """The address or port cannot be listened on (in use, not this machine's, privileged)."""
+
+
 class LocalHttpServer:
     """waitress serving a LocalFunctionsHost on its own thread; ``stop`` from any thread."""
 
@@ -348,13 +352,18 @@ class LocalHttpServer:
         self._connections: dict[int, Any] = {}  # waitress's socket map: listener + channels
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "send_bytes", DeprecationWarning)
-            self._server = waitress.create_server(
-                WsgiAdapter(host),
-                map=self._connections,
-                host=address,
-                port=port,
-                **limits.adjustments(),
-            )
+            try:
+                self._server = waitress.create_server(
+                    WsgiAdapter(host),
+                    map=self._connections,
+                    host=address,
+                    port=port,
+                    **limits.adjustments(),
+                )
+            except OSError as error:
+                raise CannotListenError(
+                    f"cannot listen on {address}:{port}: {error.strerror or error}"
+                ) from None
         self.address = (str(self._server.effective_host), int(self._server.effective_port))
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 

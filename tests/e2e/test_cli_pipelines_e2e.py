@@ -115,10 +115,6 @@ def history_file(tmp_path: Path) -> Path:
 COMMANDS = {"events": ["events"], "reconcile": ["reconcile", "--events-file", "history.json"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: output into a closed pipe (| head) is a BrokenPipeError traceback, exit 1",
-)
 @pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
 def test_a_reader_that_went_away_ends_the_command_quietly(
     cosmos_settings: Settings, tmp_path: Path, history_file: Path, command: list[str]
@@ -135,10 +131,6 @@ def test_a_reader_that_went_away_ends_the_command_quietly(
 
 
 @pytest.mark.skipif(not Path("/bin/bash").exists(), reason="the pipeline is bash's")
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: `events --json | head -c 100` prints a BrokenPipeError traceback, exit 1",
-)
 def test_events_json_piped_into_head_as_a_shell_user_types_it(
     cosmos_settings: Settings, tmp_path: Path
 ) -> None:
@@ -163,10 +155,6 @@ def test_events_json_piped_into_head_as_a_shell_user_types_it(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="Linux's full device")
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: output to a full disk (> /dev/full) is an OSError traceback",
-)
 def test_a_full_disk_is_a_one_line_error_and_a_failure(
     cosmos_settings: Settings, tmp_path: Path
 ) -> None:
@@ -181,9 +169,6 @@ def test_a_full_disk_is_a_one_line_error_and_a_failure(
 
 
 @pytest.mark.skipif(not Path("/bin/bash").exists(), reason="`>&-` is bash's")
-@pytest.mark.xfail(
-    strict=True, reason="DEFECT: with stdout closed (>&-) events prints nothing and exits 0"
-)
 def test_a_closed_stdout_is_an_error_not_a_silent_success(
     cosmos_settings: Settings, tmp_path: Path
 ) -> None:
@@ -203,11 +188,6 @@ def test_a_closed_stdout_is_an_error_not_a_silent_success(
     assert stderr.strip() and "Traceback" not in stderr, stderr[-600:]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: `serve | grep -m1 listening` kills the host: BrokenPipeError traceback "
-    "on the next banner line",
-)
 def test_serve_keeps_serving_when_its_output_reader_went_away(
     cosmos_settings: Settings, tmp_path: Path
 ) -> None:
@@ -246,9 +226,6 @@ def test_serve_keeps_serving_when_its_output_reader_went_away(
     assert not [noise for noise in NOISE if noise in stderr], stderr[-600:]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="DEFECT: serve on a port in use is an OSError traceback, exit 1"
-)
 def test_serve_on_a_port_in_use_says_so_in_one_line(
     cosmos_settings: Settings, tmp_path: Path
 ) -> None:
@@ -266,10 +243,6 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(
 
 
 @pytest.mark.skipif(not Path("/bin/bash").exists(), reason="scripts/dev is bash")
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: ./scripts/dev with an unusable setting prints a ConfigurationError traceback",
-)
 def test_the_dev_script_names_an_unusable_setting_without_a_traceback(tmp_path: Path) -> None:
     """The CLI says "configuration error: COSMOS_ENDPOINT must be an https:// URL" (exit 2);
     ./scripts/dev reads the same settings first, in its own Python snippet."""

@@ -41,7 +41,7 @@ def test_local_settings_file_is_read_and_the_environment_wins(tmp_path: Path) ->
         tmp_path / "local.settings.json",
         {
             "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",
-            "COSMOS_KEY": "k",
+            "COSMOS_KEY": "a2V5",
             "COSMOS_DATABASE": "db-from-file",
             "COSMOS_CONTAINER": "from-file",
             "LOCAL_FUNCTION_KEY": "file-key",
@@ -49,7 +49,7 @@ def test_local_settings_file_is_read_and_the_environment_wins(tmp_path: Path) ->
     )
     settings = load_settings({"COSMOS_CONTAINER": "from-env"}, file)
     assert settings.cosmos_endpoint == "https://127.0.0.1:8081/"
-    assert settings.cosmos_key == "k"
+    assert settings.cosmos_key == "a2V5"
     assert settings.cosmos_database == "db-from-file"
     assert settings.cosmos_container == "from-env"
     assert settings.local_function_key == "file-key"
