@@ -34,7 +34,11 @@ def _serve(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail fast on a missing COSMOS_ENDPOINT, before listening
     from acr_webhook.local.host import CannotListenError, serve
 
-    function_app = importlib.import_module(args.app)
+    try:
+        function_app = importlib.import_module(args.app)
+    except ModuleNotFoundError as error:
+        print(f"--app: {error}", file=sys.stderr)
+        return 2
     key = settings.local_function_key or secrets.token_urlsafe(24)
     if not settings.local_function_key:
         print(f"LOCAL_FUNCTION_KEY is not set; generated key for this run: {key}", flush=True)
@@ -357,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser(
         "serve",
         help="serve function_app.py's HTTP functions locally and run its queue and timer triggers",
+        description="A local stand-in for the Azure Functions host. Function keys: "
+        "LOCAL_FUNCTION_KEY (generated and printed when unset). Settings come from the "
+        "environment over local.settings.json in the current directory.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument("--port", type=_port, default=7071, help="port to listen on (%(default)s)")

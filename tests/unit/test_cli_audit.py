@@ -253,3 +253,15 @@ def test_serve_refuses_a_port_outside_0_to_65535(
     assert stopped.value.code == 2
     assert served == []
     assert "--port" in capsys.readouterr().err
+
+
+def test_serve_names_an_app_module_that_does_not_exist(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --app typo`: a usage error naming the option, not a ModuleNotFoundError
+    traceback."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("LOCAL_FUNCTION_KEY", "k")
+    assert cli.main(["serve", "--app", "no_such_function_app"]) == 2
+    assert capsys.readouterr().err.startswith("--app: No module named 'no_such_function_app'")
