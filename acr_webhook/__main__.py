@@ -51,10 +51,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _port(value: str) -> int:
-    """A TCP port for --port: socket.bind would take 99999 as 34463 and 65536 as any port."""
+    """A TCP port for --port, 0 for any free one (the banner names it): socket.bind would take
+    99999 as 34463 and 65536 as any port."""
     number = int(value)  # argparse turns the ValueError of "abc" into a usage error
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port from 1 to 65535")
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port from 0 to 65535")
     return number
 
 

@@ -85,7 +85,7 @@ def refusing_host(tmp_path: Path) -> Iterator[ServeProcess]:
     """``serve`` whose database is never reached: everything sent to it is refused first."""
     unreachable = Settings(
         cosmos_endpoint="https://127.0.0.1:9/",
-        cosmos_key="unused",
+        cosmos_key="dW51c2Vk",  # "unused", as base64 like any account key
         cosmos_database="acr",
         cosmos_container="events",
         local_function_key=None,
