@@ -28,7 +28,9 @@ import copy
 import logging
 import re
 import subprocess
+import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -37,11 +39,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import azure.functions as func
 import pytest
 import requests
 
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, ReconcileSettings, Settings
 from acr_webhook.fallback import create_queue_client, provision_queue
+from acr_webhook.local import queues
 from acr_webhook.models import AcrEvent, ParkedEvent, to_document
 from acr_webhook.reconcile import reconcile_webhooks
 from acr_webhook.repository import CosmosEventRepository
@@ -54,6 +58,7 @@ from tests.support.history import history_entry
 from tests.support.instances import (
     Answer,
     Delivery,
+    SharedCosmosProxy,
     all_decisions,
     at_once,
     deliver_at_once,
@@ -107,7 +112,7 @@ def fleet(
     workdir = tmp_path_factory.mktemp("multi")
     queues = LocalAzurite()  # the module's own: its pollers take every fallback message
     queues.start()
-    proxy = FaultyCosmosProxy(cosmos_server.endpoint, workdir)
+    proxy = SharedCosmosProxy(cosmos_server.endpoint, workdir)
     proxy.start()
     instances: list[ServeProcess] = []
     try:
@@ -168,11 +173,11 @@ def storing_records(records: list[Counter[tuple[str, str, str]]]) -> Counter[str
 def test_one_event_at_every_instance_at_once_is_one_document_with_every_field(
     fleet: Fleet,
 ) -> None:
-    """Each round: the same event six times at once, two or three paths per instance, each
+    """Twice: the same event six times at once, two or three paths per instance, each
     delivery carrying a different part of the enrichment (the webhook none)."""
     everyone = fleet.instances
     rounds = []
-    for _ in range(4):
+    for _ in range(2):
         event = payloads.with_new_id(payloads.ENRICHED_PUSH)
         plain = without_enrichment(event)
         with_addr = copy.deepcopy(plain)
@@ -208,13 +213,13 @@ def test_one_event_at_every_instance_at_once_is_one_document_with_every_field(
 def test_one_batch_at_every_instance_at_once_stores_each_event_once(fleet: Fleet) -> None:
     """Event Grid redelivers a batch it thinks failed, maybe to another instance while the first
     delivery is still being written; the webhook delivers some of its events meanwhile."""
-    events = [payloads.with_new_id(payloads.PUSH, tag=f"b{n}") for n in range(12)]
+    events = [payloads.with_new_id(payloads.PUSH, tag=f"b{n}") for n in range(8)]
     batch = [event_grid(event) for event in events]
     deliveries = [
         eventgrid(0, batch),
         eventgrid(1, batch[::-1]),
-        eventgrid(2, batch[6:] + batch[:6]),
-        *(webhook(n % INSTANCES, event) for n, event in enumerate(events[:6])),
+        eventgrid(2, batch[4:] + batch[:4]),
+        *(webhook(n % INSTANCES, event) for n, event in enumerate(events[:4])),
     ]
     answers: list[Answer] = deliver_at_once(deliveries, fleet.instances)
 
@@ -349,6 +354,53 @@ def test_each_reconcile_timer_occurrence_runs_on_one_instance(fleet: Fleet) -> N
     )
     runs = Counter(second for p in fleet.instances for second in seconds(p))
     assert [second for second, n in runs.items() if n > 1] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: the local queue trigger keeps a received batch leased for a fixed 30 s, "
+    "never renewed, and works through it one message at a time: another instance takes the "
+    "messages still waiting in the batch and each is replayed twice",
+)
+def test_a_message_one_instance_holds_is_not_handled_by_another(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen with two serve processes and Cosmos DB answering in 1.85 s: the first took a batch
+    of 16 parked events; 30 s later the second took the last one, still waiting in that batch,
+    and replayed it too ('already recorded'), and the first's delete failed ('pop receipt did not
+    match', logged as the queue being unreachable). The Functions runtime keeps a message hidden
+    while its function runs (it renews the visibility timeout: the WebJobs SDK's
+    UpdateQueueMessageVisibilityCommand). Here the lease is 1 s and each call 0.3 s, the same
+    code path in 2.5 s instead of 40."""
+    monkeypatch.setattr(queues, "LEASE_SECONDS", 1)
+    queue = QueueSettings(f"q{uuid.uuid4().hex[:16]}", fleet.storage)
+    provision_queue(queue)
+    client = create_queue_client(queue, {})
+    for number in range(5):
+        client.send_message(f"message {number}")
+    handled: Counter[bytes] = Counter()
+    first_call = threading.Event()
+
+    def replay(message: func.QueueMessage) -> None:
+        handled[message.get_body()] += 1
+        first_call.set()
+        time.sleep(0.3)  # a replay against a database that answers slowly
+
+    app = func.FunctionApp()
+    app.queue_trigger(arg_name="message", queue_name=queue.queue_name, connection="Storage")(replay)
+    [function] = queues.queue_functions(app)
+    options = queues.QueueOptions(max_polling_interval=0.2)
+    first, second = (queues.QueuePoller(function, queue, options) for _ in range(2))
+    first.start()
+    try:
+        assert first_call.wait(10)  # the first instance holds the batch: all five messages
+        second.start()
+        wait_until(lambda: len(handled) == 5, seconds=10, what="every message handled")
+        time.sleep(0.8)  # the rest of the first instance's batch
+    finally:
+        first.stop()
+        second.stop()
+    assert [body for body, times in handled.items() if times > 1] == []
 
 
 def test_an_outage_seen_by_every_instance_parks_replays_and_redrives_each_event_once(
