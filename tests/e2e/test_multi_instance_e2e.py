@@ -4,7 +4,7 @@ event reaches more than one of them at the same moment (ACR's webhook on one, Ev
 delivery on another, a parked copy replayed by a third, the reconcile timer on a fourth).
 
 Here three ``serve`` processes talk to the local Cosmos DB server through one
-FaultyCosmosProxy (an outage all of them see) and share one Azurite; a fourth, ``direct``,
+proxy (SharedCosmosProxy: an outage all of them see) and share one Azurite; a fourth, ``direct``,
 reaches the database without the proxy and has no queue (an instance whose path to the
 database still works). What must hold across instances (README, docs/delivery.md,
 docs/operations.md):
