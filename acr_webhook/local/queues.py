@@ -9,7 +9,9 @@ come from host.json ``extensions.queues``, as in Azure.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueMessage
@@ -29,7 +31,12 @@ from acr_webhook.local.background import BackgroundRunner
 
 log = logging.getLogger(__name__)
 
+# How long a received message stays hidden from other instances; renewed at half of it while
+# its batch waits, as the runtime keeps a message hidden until its function returns.
 LEASE_SECONDS = 30
+# What the queue service answers a lease that another instance took over meanwhile: the
+# message's pop receipt no longer matches (400), or the message was deleted (404).
+_LEASE_LOST = frozenset({400, 404})
 POLL_TIMEOUTS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_total": 0}
 
 
@@ -122,7 +129,9 @@ class QueuePoller(BackgroundRunner):
 
     def poll_once(self) -> int:
         """Receive one batch and handle its messages until asked to stop; returns how many were
-        received. Those left when stopping stay leased, and are received again when it ends."""
+        received. Those left when stopping stay leased, and are received again when it ends.
+        The lease of those still waiting is renewed at half its length: another instance took
+        them after 30 s (and replayed them too) when a slow database made a batch take longer."""
         messages = list(
             self._queue.receive_messages(
                 messages_per_page=self.options.batch_size,
@@ -130,11 +139,35 @@ class QueuePoller(BackgroundRunner):
                 visibility_timeout=LEASE_SECONDS,
             )
         )
-        for message in messages:
-            if self._stop.is_set():  # a stop waits for the call in progress, not the batch
-                break
+        waiting = messages
+        leased_at = time.monotonic()
+        while waiting and not self._stop.is_set():  # a stop waits for the call in progress
+            if time.monotonic() - leased_at >= LEASE_SECONDS / 2:
+                waiting = self._renewed(waiting)
+                leased_at = time.monotonic()
+                if not waiting:
+                    break
+            message, *waiting = waiting
             self._handle(message)
         return len(messages)
+
+    def _renewed(self, messages: list[QueueMessage]) -> list[QueueMessage]:
+        """``messages`` leased for LEASE_SECONDS more, less any another instance has taken."""
+        renewed = []
+        for message in messages:
+            try:
+                answer = self._queue.update_message(message, visibility_timeout=LEASE_SECONDS)
+            except HttpResponseError as error:
+                if error.status_code not in _LEASE_LOST:
+                    raise
+                log.info("queue message %s is another instance's now", message.id)
+                continue
+            # The answer carries the new receipt, not the content: keep the message's own.
+            message = copy.copy(message)
+            message.pop_receipt = answer.pop_receipt
+            message.next_visible_on = answer.next_visible_on
+            renewed.append(message)
+        return renewed
 
     def _handle(self, message: QueueMessage) -> None:
         dequeue_count = int(message.dequeue_count or 1)
@@ -170,7 +203,14 @@ class QueuePoller(BackgroundRunner):
                     message, visibility_timeout=int(self.options.visibility_timeout)
                 )
             return
-        self._queue.delete_message(message)
+        try:
+            self._queue.delete_message(message)
+        except HttpResponseError as error:
+            if error.status_code not in _LEASE_LOST:
+                raise
+            # Not the queue being unreachable, as it was logged: the instance that holds the
+            # message now handles it again, and replay is idempotent by event id.
+            log.warning("queue message %s was handled, but its lease had run out", message.id)
 
     def _to_poison(self, message: QueueMessage) -> None:
         with contextlib.suppress(ResourceExistsError):

@@ -353,12 +353,6 @@ def test_each_reconcile_timer_occurrence_runs_on_one_instance(fleet: Fleet) -> N
     assert [second for second, n in runs.items() if n > 1] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the local queue trigger keeps a received batch leased for a fixed 30 s, "
-    "never renewed, and works through it one message at a time: another instance takes the "
-    "messages still waiting in the batch and each is replayed twice",
-)
 def test_a_message_one_instance_holds_is_not_handled_by_another(
     fleet: Fleet, monkeypatch: pytest.MonkeyPatch
 ) -> None:

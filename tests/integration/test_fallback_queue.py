@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ import pytest
 
 from acr_webhook.config import QueueSettings, Settings
 from acr_webhook.fallback import StorageQueueFallback, create_queue_client, provision_queue
+from acr_webhook.local import queues
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions, resolve_queue
 from acr_webhook.models import AcrEvent, ParkedEvent, parse_parked, to_document
 from acr_webhook.replay import replay_queued_event
@@ -194,3 +196,33 @@ def test_the_largest_valid_event_fits_a_real_queue_message(azurite: LocalAzurite
     fallback.put(widest, attempts=10**6)  # the attempt count a very long outage reaches
     [raw] = raw_messages(queue)
     assert parse_parked(base64.b64decode(raw)).document == widest
+
+
+def test_a_lease_another_instance_took_over_is_left_to_it(
+    azurite: LocalAzurite, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call longer than the lease (renewed only between calls): another instance receives
+    the batch meanwhile. The first instance's delete is refused (its pop receipt is stale) and
+    the renewal of the message still waiting too; neither is the queue being unreachable, and
+    the waiting message is left to the instance that holds it now."""
+    monkeypatch.setattr(queues, "LEASE_SECONDS", 1)
+    queue = new_queue(azurite)
+    fallback = StorageQueueFallback(queue)
+    for number in range(2):
+        fallback.put({"id": f"e{number}", "repository": "r"})
+    other = create_queue_client(queue, {}, base64_messages=False)
+    handled: list[bytes] = []
+    taken: list[str] = []
+
+    def slow(body: bytes) -> None:
+        handled.append(body)
+        time.sleep(1.2)  # past the lease: the other instance receives both messages
+        taken.extend(m.id for m in other.receive_messages(max_messages=2, visibility_timeout=30))
+
+    [function] = queue_functions(app_with_queue_trigger(queue.queue_name, slow))
+    with caplog.at_level(logging.INFO, logger=queues.__name__):
+        assert QueuePoller(function, queue, FAST).poll_once() == 2  # no error raised
+    assert len(handled) == 1 and len(taken) == 2
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("was handled, but its lease had run out" in line for line in lines), lines
+    assert any("is another instance's now" in line for line in lines), lines
