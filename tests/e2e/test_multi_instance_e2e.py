@@ -77,10 +77,6 @@ REPLAY_CAP_S = 1  # REPLAY_MAX_DELAY_SECONDS, the smallest allowed: the same cod
 # After the outage: the 5 s each instance remembers it, the cap, host.json's 2 s polling.
 STORED_AFTER_RECOVERY_S = 5 + REPLAY_CAP_S + 2 + 7
 STORING = ("recorded", "replayed", "reconciled")  # operations.md: at most one per event
-# Every second, so that a few seconds show which instances run each occurrence. Nothing is
-# configured to reconcile: each run only logs that.
-EVERY_SECOND = "* * * * * *"
-NOT_CONFIGURED = "reconcile is not configured"
 
 
 @dataclass
@@ -121,7 +117,6 @@ def fleet(
         env = {
             "AzureWebJobsStorage": queues.connection_string,
             "REPLAY_MAX_DELAY_SECONDS": str(REPLAY_CAP_S),
-            "RECONCILE_SCHEDULE": EVERY_SECOND,
         }
         via_proxy = replace(database, cosmos_endpoint=proxy.endpoint)
         specs = [(via_proxy, env)] * INSTANCES + [(database, {})]
@@ -328,29 +323,6 @@ def test_a_continuation_token_pages_on_any_instance(fleet: Fleet) -> None:
         assert sorted(expected) == sorted(event["id"] for event in events)
         assert page_through(everyone, params) == expected
         assert page_through(everyone[::-1], params) == expected
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the local host runs a timer trigger in every serve process that shares the "
-    "storage account; the Functions runtime runs each occurrence on one instance only",
-)
-def test_each_reconcile_timer_occurrence_runs_on_one_instance(fleet: Fleet) -> None:
-    """Azure's timer trigger holds a singleton lock in the app's storage account: however far
-    the app scales out, one instance runs each occurrence (Azure Functions timer trigger,
-    "Scale-out"; Azure/azure-webjobs-sdk#614). The local host stands in for that runtime."""
-    stamp = re.compile(r"^(\S+?)\.\d{3}Z INFO .*" + NOT_CONFIGURED, re.MULTILINE)
-
-    def seconds(process: ServeProcess) -> set[str]:
-        return set(stamp.findall(process.output()))
-
-    wait_until(
-        lambda: len(set().union(*map(seconds, fleet.instances))) >= 4,
-        seconds=10,
-        what="four occurrences of the timer",
-    )
-    runs = Counter(second for p in fleet.instances for second in seconds(p))
-    assert [second for second, n in runs.items() if n > 1] == []
 
 
 def test_a_message_one_instance_holds_is_not_handled_by_another(
