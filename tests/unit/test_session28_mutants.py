@@ -24,7 +24,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.cosmos.exceptions import CosmosClientTimeoutError
 from azure.monitor.opentelemetry.exporter.export.trace import _rate_limited_sampling as distro
 from azure.storage.queue import QueueMessage
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from acr_webhook import __main__ as cli
@@ -67,6 +67,10 @@ class _NanoClock:
     # lock (the clock is read before it is taken), 0 one in the same tick.
     steps_ms=st.lists(st.integers(-30, 400), min_size=1, max_size=60),
 )
+# Whatever examples are drawn: a burst in one tick, a reading that lost the race, a steady rate.
+@example(per_second=5.0, steps_ms=[10, 0, 0, 0, 10])
+@example(per_second=5.0, steps_ms=[10, 10, 10, -20, 10, 10])
+@example(per_second=5.0, steps_ms=[24] * 40)
 @DETERMINISTIC
 def test_the_rate_limits_percentage_is_the_distros_on_the_same_clock(
     per_second: float, steps_ms: list[int]
