@@ -177,7 +177,7 @@ def _events(args: argparse.Namespace) -> int:
         parse_event_query,
     )
     from acr_webhook.repository import CosmosEventRepository
-    from acr_webhook.store import RepositoryUnavailableError
+    from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError
 
     params = {
         name: value for name in PARAMETERS if (value := getattr(args, name, None)) is not None
@@ -201,6 +201,15 @@ def _events(args: argparse.Namespace) -> int:
             pushes = fetch_pushes(query, CosmosEventRepository(settings))
         else:
             page = fetch_page(query, CosmosEventRepository(settings))
+    except StoreNotFoundError:
+        # A setting, not an outage: running again would find nothing either.
+        print(
+            f"database '{settings.cosmos_database}' or container '{settings.cosmos_container}' "
+            f"does not exist at {settings.cosmos_endpoint}: run provision, or check "
+            "COSMOS_DATABASE and COSMOS_CONTAINER",
+            file=sys.stderr,
+        )
+        return 2
     except RepositoryUnavailableError as error:
         print(
             f"the event store at {settings.cosmos_endpoint} is unavailable: {error}",

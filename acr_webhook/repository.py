@@ -32,6 +32,7 @@ from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
+    StoreNotFoundError,
     StoreThrottledError,
     failure_kind,
     one_line,
@@ -94,6 +95,9 @@ UNAVAILABLE_MEMORY_S = 5.0
 _REFUSED_STATUS = frozenset({400, 413, 414})
 # Answers to try again later, from a database that is reachable: not remembered as an outage.
 _ANSWERED_RETRY_STATUS = frozenset({429, 449})
+# A 404's sub-statuses that mean the container or its database is missing (1003: the owner
+# resource does not exist); 1002, a session not yet readable in a region, passes.
+_MISSING_SUB_STATUS = frozenset({None, 0, 1003})
 
 
 class DatabaseHealth:
@@ -513,6 +517,10 @@ class CosmosEventRepository:
 
         try:
             return _on_time(read, page_left)
+        except CosmosResourceNotFoundError as error:
+            if error.sub_status not in _MISSING_SUB_STATUS:
+                raise unavailable(error) from error
+            raise StoreNotFoundError(describe_error(error), cause=failure_kind(error)) from error
         except AzureError as error:
             raise unavailable(error) from error
 

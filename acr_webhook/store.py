@@ -52,6 +52,11 @@ class RepositoryUnavailableError(OneLineError):
     """The store did not accept or answer in time; the event was not recorded."""
 
 
+class StoreNotFoundError(RepositoryUnavailableError):
+    """The database or container the settings name does not exist (not provisioned, or a
+    setting that names another): no retry will find it."""
+
+
 class StoreThrottledError(RepositoryUnavailableError):
     """The store answered, asking to try again later (Cosmos DB's 429 and 449), and the client's
     own retries ran out: the same write may well succeed moments later."""

@@ -379,6 +379,29 @@ def cli_env(seeded_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path
     cli_on(seeded_settings, monkeypatch, tmp_path)
 
 
+@pytest.mark.parametrize("missing", ["cosmos_container", "cosmos_database"])
+def test_the_cli_names_a_container_or_database_that_does_not_exist(
+    seeded_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    missing: str,
+) -> None:
+    """A setting naming no container (a typo, provision not run) is exit 2 naming both, not
+    exit 1 'unavailable', which tells a script to run again (docs/queries.md). The read API
+    still answers 503 (test above): the deployed app has nothing else to say."""
+    wrong = (
+        dataclasses.replace(seeded_settings, cosmos_container="never-made")
+        if missing == "cosmos_container"
+        else dataclasses.replace(seeded_settings, cosmos_database="never-made")
+    )
+    cli_on(wrong, monkeypatch, tmp_path)
+    for view in ([], ["--pushes"]):
+        assert cli.main(["events", *view]) == 2
+        err = capsys.readouterr().err
+        assert "does not exist" in err and "never-made" in err and "run provision" in err
+
+
 @pytest.mark.usefixtures("cli_env")
 def test_cli_table_pages_through_a_repository(capsys: pytest.CaptureFixture[str]) -> None:
     wanted = expected({"repository": "team/api"})

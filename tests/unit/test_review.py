@@ -13,7 +13,11 @@ from typing import Any, Final
 
 import pytest
 from azure.core.exceptions import ServiceResponseTimeoutError
-from azure.cosmos.exceptions import CosmosClientTimeoutError, CosmosHttpResponseError
+from azure.cosmos.exceptions import (
+    CosmosClientTimeoutError,
+    CosmosHttpResponseError,
+    CosmosResourceNotFoundError,
+)
 
 from acr_webhook import queries as queries_module
 from acr_webhook import repository as repository_module
@@ -21,7 +25,7 @@ from acr_webhook.config import QUERY_BUDGET_S, QueueSettings, Settings
 from acr_webhook.fallback import StorageQueueFallback
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.models import MAX_PARKED_REPOSITORY_LENGTH, EventQuery, ParkedEvent, Position
-from acr_webhook.queries import handle_events_query
+from acr_webhook.queries import handle_events_query, parse_event_query
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import (
     CLIENT_TIMEOUTS,
@@ -30,7 +34,7 @@ from acr_webhook.repository import (
     DatabaseHealth,
 )
 from acr_webhook.results import Result
-from acr_webhook.store import RepositoryUnavailableError
+from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
@@ -318,3 +322,26 @@ def test_an_event_replay_stores_can_be_asked_for_by_its_repository() -> None:
     result = handle_events_query({"repository": name}, store)
 
     assert (result.status, result.body) == (200, {"events": [document], "continuation": None})
+
+
+class _Answering404:
+    """A container whose query is answered 404 with ``sub_status``."""
+
+    def __init__(self, sub_status: int | None) -> None:
+        self.sub_status = sub_status
+
+    def query_items(self, **options: Any) -> Iterator[dict[str, Any]]:
+        raise CosmosResourceNotFoundError(status_code=404, message="", sub_status=self.sub_status)  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize(("sub_status", "missing"), [(None, True), (1003, True), (1002, False)])
+def test_only_a_404_for_a_missing_container_is_told_as_one(
+    sub_status: int | None, missing: bool
+) -> None:
+    """The CLI exits 2 "does not exist" for StoreNotFoundError (docs/queries.md); a 404 with
+    sub-status 1002 is a session not yet readable in a region, an outage (exit 1)."""
+    reader = CosmosEventRepository(SETTINGS)
+    reader._reads = _Built(_Answering404(sub_status))  # type: ignore[assignment]
+    with pytest.raises(RepositoryUnavailableError) as raised:
+        reader.find_events(parse_event_query({}), 10)
+    assert isinstance(raised.value, StoreNotFoundError) is missing
