@@ -39,3 +39,13 @@ def app_repository(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
     monkeypatch.setattr(function_app, "fallback_queue", lambda: None)
     monkeypatch.setattr(function_app, "shared_secret", lambda: None)
     return fake
+
+
+@pytest.fixture
+def cli_reader(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
+    """The CLI with its settings from the environment (no local.settings.json: the working
+    directory is the test's own) and the fake as its Cosmos DB."""
+    fake = FakeEventRepository()
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
+    return fake

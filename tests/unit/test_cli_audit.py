@@ -55,16 +55,6 @@ def document(n: int, **fields: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def cli_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEventRepository:
-    """The CLI with its settings from the environment and the fake as its Cosmos DB."""
-    fake = FakeEventRepository()
-    monkeypatch.chdir(tmp_path)  # no local.settings.json here
-    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
-    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
-    return fake
-
-
 # --- --json: one document, whatever the stored text -------------------------------------------
 
 # What stored text may hold: earlier versions (before 3ccf54c) kept repository, tag, digest and

@@ -795,16 +795,6 @@ def test_table_shortens_digests_and_marks_missing_values() -> None:
     assert lines[1].index("push") == lines[0].index("ACTION")  # columns line up
 
 
-@pytest.fixture
-def cli_reader(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeEventRepository:
-    """The CLI with its settings from the environment and the fake as its Cosmos DB."""
-    fake = FakeEventRepository()
-    monkeypatch.chdir(tmp_path)  # no local.settings.json here
-    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
-    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
-    return fake
-
-
 def test_cli_prints_a_table_and_the_next_token(
     cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
 ) -> None:
