@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,39 +21,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from acr_webhook import __main__ as cli
+from acr_webhook.models import AcrEvent, to_document
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.properties import DETERMINISTIC
 
 DIGEST = "sha256:" + "a" * 64
+RECEIVED = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 def document(n: int, **fields: Any) -> dict[str, Any]:
-    """A stored push, as the webhook (or an earlier version of it) wrote it."""
-    return {
-        "id": f"event-{n}",
-        "action": "push",
-        "source": "webhook",
-        "repository": "team/api",
-        "tag": f"v{n}",
-        "digest": DIGEST,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "size": 524,
-        "timestamp": f"2026-11-{1 + n % 28:02d}T10:00:{n % 60:02d}.000000Z",
-        "registry": "myregistry.azurecr.io",
-        "receivedAt": "2026-11-23T12:00:00.000000Z",
-        "userAgent": "docker/24.0.7",
-        "requestId": payloads.PUSH["request"]["id"],
-        "requestMethod": "PUT",
-        "chartName": None,
-        "chartVersion": None,
-        "actor": None,
-        "clientAddress": None,
-        "location": None,
-        "connectedRegistry": None,
-        "registryResourceId": None,
-        **fields,
-    }
+    """A stored push, as the webhook writes it, with ``fields`` over it (as an earlier version
+    may have stored them)."""
+    payload = payloads.numbered(n)
+    payload["target"].update(tag=f"v{n}", digest=DIGEST)
+    return {**to_document(AcrEvent.model_validate(payload), RECEIVED), **fields}
 
 
 # --- --json: one document, whatever the stored text -------------------------------------------
