@@ -101,6 +101,18 @@ def into_a_pipe_nobody_reads(
         os.close(write_end)
 
 
+def in_bash(script: str, settings: Settings, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """``script`` run by bash as a shell user types it, ``$0`` the Python of the tests."""
+    return subprocess.run(
+        ["/bin/bash", "-c", script, sys.executable],
+        cwd=cwd,
+        env=app_environment(settings),
+        stderr=subprocess.PIPE,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.fixture
 def history_file(tmp_path: Path) -> Path:
     path = tmp_path / "history.json"
@@ -140,14 +152,7 @@ def test_events_json_piped_into_head_as_a_shell_user_types_it(
         '"$0" -m acr_webhook events --json --limit 1000 | head -c 100 >/dev/null;'
         ' echo "status=${PIPESTATUS[0]}" >&2'
     )
-    result = subprocess.run(
-        ["/bin/bash", "-c", script, sys.executable],
-        cwd=tmp_path,
-        env=app_environment(cosmos_settings),
-        stderr=subprocess.PIPE,
-        timeout=60,
-        check=False,
-    )
+    result = in_bash(script, cosmos_settings, tmp_path)
     stderr = result.stderr.decode(errors="replace")
     *noise, status = stderr.splitlines()
     assert noise == [], stderr[-600:]
@@ -175,14 +180,7 @@ def test_a_closed_stdout_is_an_error_not_a_silent_success(
     """`ls >&-`: "ls: write error: Bad file descriptor", exit 2. A job that loses the listing
     must not be told it succeeded."""
     stored(cosmos_settings, 2)
-    result = subprocess.run(
-        ["/bin/bash", "-c", '"$0" -m acr_webhook events >&-', sys.executable],
-        cwd=tmp_path,
-        env=app_environment(cosmos_settings),
-        stderr=subprocess.PIPE,
-        timeout=60,
-        check=False,
-    )
+    result = in_bash('"$0" -m acr_webhook events >&-', cosmos_settings, tmp_path)
     stderr = result.stderr.decode(errors="replace")
     assert result.returncode != 0
     assert stderr.strip() and "Traceback" not in stderr, stderr[-600:]
