@@ -13,6 +13,23 @@ from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 K = TypeVar("K")
 
 
+class FakeTime:
+    """A module's ``time`` in unit tests: seconds pass only when the test (a fake call's
+    latency) or the code under test (``sleep``) moves them, so timing is deterministic."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def store_or_fill_in(documents: dict[K, dict[str, Any]], key: K, document: dict[str, Any]) -> bool:
     """The store protocol's write into ``documents``: True for a new document; for one already
     stored, False, with the ENRICHMENT_FIELDS it lacks taken from ``document`` (a value it has

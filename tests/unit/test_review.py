@@ -37,7 +37,7 @@ from acr_webhook.results import Result
 from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
-from tests.support.fakes import FakeEventRepository
+from tests.support.fakes import FakeEventRepository, FakeTime
 
 SETTINGS: Final = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
 # README.md "Security and reliability": "Every webhook answer comes within 4.5 s".
@@ -57,20 +57,6 @@ class _Built:
 # --- repository.find_events: one budget for the whole page (docs/queries.md) ----------------
 
 
-class _Clock:
-    """``time`` for the repository and queries modules: time passes only as the fake database
-    takes it, so the test is deterministic and instant."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def perf_counter(self) -> float:
-        return self.now
-
-
 class _SlowContainer:
     """``query_items`` as azure-cosmos runs it against a database that takes ``round_trip_s``
     to answer each query, below every per-call timeout (QUERY_TIMEOUTS): the wait is paid when
@@ -79,7 +65,7 @@ class _SlowContainer:
     (the socket's: ServiceResponseTimeoutError). The items are ``store``'s, filtered as
     repository.events_sql filters them."""
 
-    def __init__(self, clock: _Clock, store: FakeEventRepository, round_trip_s: float) -> None:
+    def __init__(self, clock: FakeTime, store: FakeEventRepository, round_trip_s: float) -> None:
         self.clock = clock
         self.store = store
         self.round_trip_s = round_trip_s
@@ -140,7 +126,7 @@ def test_a_page_against_a_slow_database_answers_within_the_query_budget(
     before a read and between its items.)"""
     round_trip_s = 3.9
     assert round_trip_s < QUERY_TIMEOUTS["read_timeout"] < QUERY_TIMEOUTS["timeout"]
-    clock = _Clock()
+    clock = FakeTime()
     container = _SlowContainer(clock, _pushes(450), round_trip_s)
     reader = CosmosEventRepository(SETTINGS)
     reader._reads = _Built(container)  # type: ignore[assignment]
@@ -194,7 +180,7 @@ def test_a_page_whose_reads_fit_the_budget_is_answered_in_full(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The control for the test above: the same page against a database twice as fast."""
-    clock = _Clock()
+    clock = FakeTime()
     container = _SlowContainer(clock, _pushes(450), 1.9)
     reader = CosmosEventRepository(SETTINGS)
     reader._reads = _Built(container)  # type: ignore[assignment]

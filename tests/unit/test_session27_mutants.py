@@ -28,7 +28,7 @@ from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import RepositoryUnavailableError, StoreThrottledError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
-from tests.support.fakes import FakeEventRepository
+from tests.support.fakes import FakeEventRepository, FakeTime
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
@@ -133,22 +133,6 @@ def test_one_event_more_than_event_grids_largest_batch_is_413() -> None:
     assert repository.add_calls == 0
 
 
-class _EventGridClock:
-    """``time`` for eventgrid.py: time passes only in the writes' pauses."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def test_no_throttled_write_is_tried_again_after_the_batch_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -157,7 +141,7 @@ def test_no_throttled_write_is_tried_again_after_the_batch_budget(
     is abandoned (answered 503) no write starts". So no try may start after the budget, where
     the batch is answered 503: the pause is only taken when the try after it still fits. Mutant:
     the deadline checked without the pause (one more write after the 503)."""
-    clock = _EventGridClock()
+    clock = FakeTime()
     monkeypatch.setattr("acr_webhook.eventgrid.time", clock)
     tries: list[float] = []
 
