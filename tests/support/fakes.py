@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
+
+import pytest
+from azure.core.exceptions import ServiceRequestError
 
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
@@ -28,6 +33,31 @@ class FakeTime:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+@contextmanager
+def client_build_under_way(
+    monkeypatch: pytest.MonkeyPatch, first: Callable[[], None]
+) -> Iterator[None]:
+    """``first`` runs on a thread of its own and starts building the Cosmos client, which
+    hangs for as long as the block runs and then fails ("connection timed out"): inside it,
+    every other request finds the build under way."""
+    building, release = threading.Event(), threading.Event()
+
+    def slow_build(*_args: object, **_kwargs: object) -> object:
+        building.set()
+        release.wait(10)
+        raise ServiceRequestError("connection timed out")
+
+    monkeypatch.setattr("acr_webhook.repository.create_cosmos_client", slow_build)
+    builder = threading.Thread(target=first)
+    builder.start()
+    try:
+        assert building.wait(5)
+        yield
+    finally:
+        release.set()
+        builder.join()
 
 
 def store_or_fill_in(documents: dict[K, dict[str, Any]], key: K, document: dict[str, Any]) -> bool:

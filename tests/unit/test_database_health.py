@@ -3,12 +3,10 @@ failure, then the database is tried again; a success or a throttle never starts 
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ServiceRequestError
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from acr_webhook.config import Settings
@@ -24,6 +22,7 @@ from acr_webhook.store import (
     RepositoryUnavailableError,
     StoreThrottledError,
 )
+from tests.support.fakes import client_build_under_way
 
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
 
@@ -89,15 +88,6 @@ def test_a_write_waiting_for_another_requests_client_build_waits_only_its_own_ti
     """On a cold start one request builds the client and the others wait for it: each only
     until its own write's 2 s are up, never the build's timeout + 1 s, so that the fallback
     queue still has its time within the 4.5 s answer."""
-    building = threading.Event()
-    release = threading.Event()
-
-    def slow_build(*_args: object, **_kwargs: object) -> object:
-        building.set()
-        release.wait(10)
-        raise ServiceRequestError("connection timed out")
-
-    monkeypatch.setattr("acr_webhook.repository.create_cosmos_client", slow_build)
     repository = CosmosEventRepository(SETTINGS)
     document = {"id": "x", "repository": "r", "action": "push"}
 
@@ -105,15 +95,11 @@ def test_a_write_waiting_for_another_requests_client_build_waits_only_its_own_ti
         with pytest.raises(RepositoryUnavailableError, match="connection timed out"):
             repository.add(document)
 
-    builder = threading.Thread(target=build_first)
-    builder.start()
-    assert building.wait(5)
-    started = time.monotonic()
-    with pytest.raises(RepositoryUnavailableError, match="database client is not ready"):
-        repository.add(document)
-    waited = time.monotonic() - started
-    release.set()
-    builder.join()
+    with client_build_under_way(monkeypatch, build_first):
+        started = time.monotonic()
+        with pytest.raises(RepositoryUnavailableError, match="database client is not ready"):
+            repository.add(document)
+        waited = time.monotonic() - started
     # The build was still under way for the whole wait, so nothing else ended it.
     write_s = CLIENT_TIMEOUTS["timeout"]
     assert write_s - 0.5 < waited < write_s + 0.5

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ServiceRequestError
 
 from acr_webhook import __main__ as cli
 from acr_webhook.acr_history import _origin
@@ -28,7 +27,7 @@ from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import RepositoryUnavailableError, StoreThrottledError
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
-from tests.support.fakes import FakeEventRepository, FakeTime
+from tests.support.fakes import FakeEventRepository, FakeTime, client_build_under_way
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
@@ -198,14 +197,6 @@ def test_a_page_read_waiting_for_another_requests_client_build_waits_only_the_pa
     ``deadline``"; find_events passes the page's (docs/queries.md: 8 s for a page, all of its
     reads together). A read late in its page must not wait the build's 5 s + 1 s. Mutant:
     ``self._reads.get()`` without the deadline."""
-    building, release = threading.Event(), threading.Event()
-
-    def slow_build(*_args: object, **_kwargs: object) -> object:
-        building.set()
-        release.wait(10)
-        raise ServiceRequestError("connection timed out")
-
-    monkeypatch.setattr("acr_webhook.repository.create_cosmos_client", slow_build)
     reader = CosmosEventRepository(SETTINGS)
     errors: list[Exception] = []
 
@@ -215,16 +206,10 @@ def test_a_page_read_waiting_for_another_requests_client_build_waits_only_the_pa
         except RepositoryUnavailableError as error:
             errors.append(error)
 
-    builder = threading.Thread(target=build_first)
-    builder.start()
-    try:
-        assert building.wait(5)
+    with client_build_under_way(monkeypatch, build_first):
         started = time.monotonic()
         with pytest.raises(RepositoryUnavailableError, match="database client is not ready"):
             reader.find_events(EventQuery(), 10, deadline=started + 0.2)
         waited = time.monotonic() - started
-    finally:
-        release.set()
-        builder.join()
     assert waited < 1.0
     assert errors  # the build itself failed: nothing else ended the wait
