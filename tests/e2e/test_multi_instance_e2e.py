@@ -4,7 +4,7 @@ event reaches more than one of them at the same moment (ACR's webhook on one, Ev
 delivery on another, a parked copy replayed by a third, the reconcile timer on a fourth).
 
 Here three ``serve`` processes talk to the local Cosmos DB server through one
-proxy (SharedCosmosProxy: an outage all of them see) and share one Azurite; a fourth, ``direct``,
+proxy (FaultyCosmosProxy: an outage all of them see) and share one Azurite; a fourth, ``direct``,
 reaches the database without the proxy and has no queue (an instance whose path to the
 database still works). What must hold across instances (README, docs/delivery.md,
 docs/operations.md):
@@ -58,7 +58,6 @@ from tests.support.history import history_entry
 from tests.support.instances import (
     Answer,
     Delivery,
-    SharedCosmosProxy,
     all_decisions,
     at_once,
     deliver_at_once,
@@ -108,7 +107,7 @@ def fleet(
     workdir = tmp_path_factory.mktemp("multi")
     queues = LocalAzurite()  # the module's own: its pollers take every fallback message
     queues.start()
-    proxy = SharedCosmosProxy(cosmos_server.endpoint, workdir)
+    proxy = FaultyCosmosProxy(cosmos_server.endpoint, workdir)
     proxy.start()
     instances: list[ServeProcess] = []
     try:

@@ -61,9 +61,13 @@ class _HandshakeInWorkerServer(ThreadingHTTPServer):
     """HTTPS whose TLS handshakes run on each connection's own thread. Wrapping the listening
     socket instead makes ``accept`` shake hands one connection at a time, so 16 writes opening
     connections at once time out (the app's 1 s connect timeout) on a busy machine: a fault of
-    the stand-in, not of what it stands in for."""
+    the stand-in, not of what it stands in for. For the same reason a real listen backlog:
+    socketserver's 5 dropped the connections three app instances open at once through the
+    Cosmos DB proxy (the SYN is resent after 1 s, the app's connect timeout), an outage that
+    Cosmos DB's gateway would not have."""
 
     daemon_threads = True
+    request_queue_size = 1024
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> None:
         self.context = context

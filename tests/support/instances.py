@@ -21,7 +21,6 @@ import requests
 
 from acr_webhook.config import Settings
 from tests.support import payloads
-from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.serve import ServeProcess
 
 T = TypeVar("T")
@@ -143,18 +142,3 @@ def decisions(output: str) -> Counter[tuple[str, str, str]]:
 def all_decisions(instances: Iterable[ServeProcess]) -> list[Counter[tuple[str, str, str]]]:
     """Each instance's decisions, in the instances' order."""
     return [decisions(process.output()) for process in instances]
-
-
-# The listen backlog of the proxy the instances share: socketserver's default of 5 drops the
-# connections that three instances open at once (an Event Grid batch opens one per write
-# thread), the SYN is resent after 1 s, the app's connect timeout is 1 s, and it rightly takes
-# that for an outage. Cosmos DB's gateway has no such limit; this is the stand-in's.
-PROXY_BACKLOG = 1024
-
-
-class SharedCosmosProxy(FaultyCosmosProxy):
-    """FaultyCosmosProxy with a listen backlog for several instances (PROXY_BACKLOG)."""
-
-    def __init__(self, upstream: str, directory: Path) -> None:
-        super().__init__(upstream, directory)
-        self._server.socket.listen(PROXY_BACKLOG)  # a second listen() only resizes the backlog
