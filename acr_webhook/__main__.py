@@ -142,8 +142,7 @@ def _push_cell(column: str, push: Mapping[str, Any]) -> str:
     if column != "regions":
         return _cell(column, push.get(column))
     # Deliveries without a location (the webhook's) show as "?"; times are in --json.
-    regions = ",".join(region["location"] or "?" for region in push["regions"])
-    return _NOT_SHOWN.sub("\ufffd", regions)
+    return _cell(column, ",".join(region["location"] or "?" for region in push["regions"]))
 
 
 def format_pushes_table(pushes: Sequence[Mapping[str, Any]]) -> str:
