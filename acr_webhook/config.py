@@ -248,6 +248,22 @@ def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
     return ReconcileSettings(registry_id.rstrip("/"), names, endpoint, audience)
 
 
+def _check_account_key(connection: str, connection_string: str) -> None:
+    """The string's AccountKey, decoded as the storage SDK decodes it to sign each request: a
+    key pasted with a character missing was "unavailable or refused" (exit 1, "run again")
+    from redrive. Never quoted. Anything else the SDK refuses, it refuses itself."""
+    for part in connection_string.split(";"):
+        name, _, value = part.partition("=")
+        if name.upper() != "ACCOUNTKEY":
+            continue
+        try:
+            base64.b64decode(value.encode("utf-8"))
+        except ValueError as error:  # binascii.Error
+            raise ConfigurationError(
+                f"{connection}: AccountKey is not an account key (base64): {error}"
+            ) from None
+
+
 def queue_settings(
     values: Mapping[str, str],
     connection: str = STORAGE_CONNECTION,
@@ -260,6 +276,7 @@ def queue_settings(
     """
     connection_string = values.get(connection, "").strip()
     if connection_string:
+        _check_account_key(connection, connection_string)
         return QueueSettings(queue_name, connection_string=connection_string)
     service_uri = values.get(f"{connection}__queueServiceUri", "").strip()
     account = values.get(f"{connection}__accountName", "").strip()

@@ -205,6 +205,27 @@ def test_a_malformed_storage_connection_string_is_exit_2_naming_it(
     assert "AzureWebJobsStorage" in capsys.readouterr().err
 
 
+def test_a_storage_account_key_that_is_not_base64_is_exit_2_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A connection string whose AccountKey lost a character: the storage SDK fails to sign the
+    first request, which redrive reported as "unavailable or refused" with exit 1 ("run
+    again"). It is a setting: exit 2, the key never shown. Port 1: nothing is contacted."""
+    monkeypatch.chdir(tmp_path)
+    key = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq"
+    monkeypatch.setenv(
+        "AzureWebJobsStorage",
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;accountkey={key}a;"
+        "QueueEndpoint=http://127.0.0.1:1/devstoreaccount1;",
+    )
+    code = cli.main(["redrive"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "AzureWebJobsStorage" in err
+    assert "AccountKey" in err
+    assert key not in err
+
+
 # --- serve's arguments ----------------------------------------------------------------------
 
 
