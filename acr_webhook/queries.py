@@ -504,11 +504,29 @@ def _push_rows(groups: Mapping[tuple[Any, ...], list[dict[str, Any]]]) -> list[d
     return [push_row(events) for events in groups.values()]
 
 
+# A code point in the surrogate range is always a lone one in a Python str. Versions before
+# 3ccf54c stored ACR's text as sent, and a JSON body's "\ud800" is one: json.dumps writes it
+# back as that escape, which strict parsers (jq, Go's decoder) refuse, failing the whole page.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _as_unicode(value: Any) -> Any:
+    """``value`` with each lone surrogate as U+FFFD, the replacement any UTF-8 decoder makes."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_as_unicode(key): _as_unicode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_unicode(item) for item in value]
+    return value
+
+
 def page_body(
     rows_name: str, rows: list[dict[str, Any]], continuation: str | None, skipped: str | None
 ) -> dict[str, Any]:
-    """A page as the endpoint answers it (and the CLI's --json prints it)."""
-    body: dict[str, Any] = {rows_name: rows, "continuation": continuation}
+    """A page as the endpoint answers it (and the CLI's --json prints it), valid Unicode
+    whatever an earlier version stored."""
+    body: dict[str, Any] = {rows_name: _as_unicode(rows), "continuation": continuation}
     if skipped is not None:
         body["skipped"] = {"timestamp": skipped, "reason": SKIPPED_REASON}
     return body

@@ -89,6 +89,25 @@ def test_json_output_is_one_document_holding_every_stored_value_as_stored(
         }
 
 
+@pytest.mark.parametrize("pushes", [False, True])
+def test_json_output_gives_a_stored_lone_surrogate_as_u_fffd(pushes: bool) -> None:
+    """89721c0 stored a webhook body's "\\ud800" as a lone surrogate. Written back as that
+    escape, the page was JSON grammar that jq refuses ("Invalid \\uXXXX\\uXXXX surrogate pair
+    escape"), failing every event on it: each lone one is U+FFFD, a real pair stays."""
+    fake = FakeEventRepository()
+    fake.add(document(1, repository="team/\ud800a", tag="v\udc00", userAgent="\U0001f600\ud83d"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+        patch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
+        out = _stdout_of(["events", "--json", *(["--pushes"] * pushes)])
+    parsed = json.loads(out)
+    json.dumps(parsed, ensure_ascii=False).encode("utf-8")  # no lone surrogate left to refuse
+    shown = parsed["pushes" if pushes else "events"][0]
+    assert (shown["repository"], shown["tag"]) == ("team/\ufffda", "v\ufffd")
+    if not pushes:
+        assert shown["userAgent"] == "\U0001f600\ufffd"
+
+
 def _stdout_of(argv: list[str]) -> str:
     import contextlib
     import io

@@ -78,6 +78,17 @@ def seed(reader: FakeEventRepository, *documents: dict[str, Any]) -> list[dict[s
     return list(documents)
 
 
+def test_the_read_api_answers_a_stored_lone_surrogate_as_u_fffd(
+    reader: FakeEventRepository,
+) -> None:
+    """An earlier version stored a body's "\\udc00" as is; the page's JSON would carry that
+    escape, which strict clients (jq, Go) refuse for the whole page."""
+    seed(reader, {**event(), "userAgent": "curl\udc00"})
+    status, body = call({}, reader)
+    assert status == 200
+    assert body["events"][0]["userAgent"] == "curl\ufffd"
+
+
 # --- parameters ---------------------------------------------------------------------------
 
 
