@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from azure.cosmos.exceptions import CosmosHttpResponseError
+from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError
 
 from acr_webhook.config import Settings
 from acr_webhook.repository import (
@@ -140,3 +140,53 @@ def test_a_create_gets_what_is_left_of_the_write_and_waits_no_longer_than_the_cl
     [call] = container.calls
     assert 0 < call["timeout"] <= options["timeout"]
     assert call["read_timeout"] <= CLIENT_TIMEOUTS["read_timeout"]
+
+
+class GatewayContainer(RecordingContainer):
+    """Every create is a duplicate; reads and replaces are answered as Cosmos DB's gateway
+    answers them for an id with a %XX sequence, which it decodes once more than the SDK
+    encodes (401, "The input authorization token can't serve the request";
+    azure-sdk-for-python#24327). The local server decodes once, so it cannot show this."""
+
+    def create_item(self, document: object, **options: Any) -> None:
+        raise CosmosResourceExistsError(status_code=409, message="Conflict")  # type: ignore[no-untyped-call]
+
+    def read_item(self, item: str, **options: Any) -> dict[str, Any]:
+        self.calls.append({"read": item})
+        raise CosmosHttpResponseError(status_code=401, message="token")  # type: ignore[no-untyped-call]
+
+    replace_item = read_item
+
+
+@pytest.mark.parametrize("event_id", ["a%41b", "%%%%Device123", "%3D%3D_144733031"])
+def test_a_duplicate_whose_id_cosmos_cannot_address_is_no_outage(
+    event_id: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The duplicate's fill-in read such an id back, got the gateway's 401 and took it for an
+    outage: 202 (or 503) for an event already stored, and every writer skipping the database
+    for 5 s. The fill-in is skipped with a warning naming what stays missing."""
+    container = GatewayContainer()
+    monkeypatch.setattr(
+        "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: RecordingClient(container)
+    )
+    repository = CosmosEventRepository(SETTINGS)
+    document = {"id": event_id, "repository": "r", "action": "push", "actor": "ci-bot"}
+    assert repository.add(document) is False
+    assert container.calls == []  # nothing read back by id
+    # Not answered from the outage memory: a remembered outage raises before the create.
+    assert repository.add({**document, "id": "plain-id", "actor": None}) is False
+    assert "actor not filled in" in caplog.text
+
+
+def test_a_duplicate_whose_id_cosmos_can_address_is_still_filled_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The skip is for %XX alone: a % without two hex digits after it is read back."""
+    container = GatewayContainer()
+    monkeypatch.setattr(
+        "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: RecordingClient(container)
+    )
+    repository = CosmosEventRepository(SETTINGS)
+    with pytest.raises(RepositoryUnavailableError):
+        repository.add({"id": "50%off", "repository": "r", "action": "push", "actor": "ci-bot"})
+    assert container.calls == [{"read": "50%off"}]
