@@ -20,12 +20,21 @@ def served(cosmos_settings: Settings, tmp_path: Path) -> Iterator[ServeProcess]:
 
 
 @pytest.fixture(scope="module")
-def served_for_hostile_input(
+def served_per_module(
     cosmos_server: LocalCosmosServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[ServeProcess, Settings]]:
-    """One host and container for a module's hostile cases: none of them may store anything,
-    and a process per case cost ~1-2 s of CI time each (45 cases per route)."""
+    """One host and container for a whole module: a process per test costs ~1-2 s of CI time.
+    Its tests tell their events apart by id, and count what they store themselves."""
     settings = fresh_settings(cosmos_server)
-    process = ServeProcess(settings, tmp_path_factory.mktemp("hostile"))
+    process = ServeProcess(settings, tmp_path_factory.mktemp("served"))
     yield process, settings
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def served_for_hostile_input(
+    served_per_module: tuple[ServeProcess, Settings],
+) -> tuple[ServeProcess, Settings]:
+    """One host and container for a module's hostile cases: none of them may store anything,
+    and a process per case cost ~1-2 s of CI time each (45 cases per route)."""
+    return served_per_module

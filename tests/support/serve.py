@@ -78,7 +78,9 @@ def free_port() -> int:
 
 class ServeProcess:
     """``serve`` with settings from the environment only: it runs in ``workdir``, where there
-    is no local.settings.json, so a developer's own file cannot leak into the tests."""
+    is no local.settings.json, so a developer's own file cannot leak into the tests (unless the
+    test writes one there). ``unset``: settings left out of its environment altogether, where
+    ``settings`` would give them a value (an empty COSMOS_KEY, the database and container)."""
 
     def __init__(
         self,
@@ -86,10 +88,13 @@ class ServeProcess:
         workdir: Path,
         function_key: str | None = "e2e-key",
         extra_env: dict[str, str] | None = None,
+        unset: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = app_environment(settings)  # only what the test gives
+        for name in unset:
+            env.pop(name, None)
         if function_key is not None:
             env["LOCAL_FUNCTION_KEY"] = function_key
         env.update(extra_env or {})
