@@ -1,0 +1,411 @@
+"""The CONTRACT blocks of issues 2 and 11, clause by clause, as a test outside the repository
+checks them: ``python -m acr_webhook serve|provision|reconcile`` as processes, HTTP with
+``?code=`` and ``x-functions-key``, the documents read back from the local Cosmos DB server.
+
+This module covers the clauses nothing else pins black-box. The rest are pinned elsewhere and
+not repeated here:
+
+- serve exits 0 on SIGINT and SIGTERM; a generated key is printed and required; a missing or
+  wrong key is 401; the key by ``?code=`` or ``x-functions-key``; no COSMOS_ENDPOINT is exit 2;
+  every recorded action 201, a duplicate push 200; another action 202 and the bad-input classes
+  400/413 with nothing written; 503 within 4.5 s for a frozen or stopped database and the next
+  event stored without a restart: test_webhook_e2e.py. With the fallback queue configured (as
+  local.settings.sample.json does) an outage is 202 instead, and 503 only with the queue down
+  too: test_reliability_e2e.py (the README's "Answers" table says so).
+- provision: partition key ``/repository``, twice, exit 0: test_provision_e2e.py.
+- reconcile: the summary as the last line, recorded/already/skipped/invalid, an id repeated in
+  FILE, ``actor`` filled in on a stored event, exit 1 with the summary, exit 2 for a missing
+  file, not JSON, not an array, no COSMOS_ENDPOINT: test_reconcile_e2e.py.
+- how settings merge (file under environment, defaults): tests/unit/test_config.py, in process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import signal
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.cosmos import ContainerProxy
+
+from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, Settings
+from acr_webhook.models import ENRICHMENT_FIELDS
+from acr_webhook.repository import create_cosmos_client
+from tests.e2e.test_reconcile_e2e import cosmos_env, reconcile, write_history
+from tests.support import payloads
+from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
+from tests.support.history import history_entry
+from tests.support.serve import ServeProcess, free_port, post_json, run_cli
+
+# What the contract lets a test leave unset: everything but COSMOS_ENDPOINT.
+OPTIONAL_SETTINGS = ("COSMOS_KEY", "COSMOS_DATABASE", "COSMOS_CONTAINER", "LOCAL_FUNCTION_KEY")
+# "a body over 1 MiB (413)": the contract's figure, not the app's constant.
+ONE_MIB = 1024 * 1024
+# The README's stored form of an ISO 8601 UTC time: fixed width, microseconds, "Z".
+STORED_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+# The receiving process's clock against this one's, and a request's own time: a bound, not a
+# timing assertion (both are this machine's clock).
+CLOCK_SLACK = timedelta(seconds=5)
+
+
+def utc(text: str) -> datetime:
+    """An ISO 8601 time (any number of fractional digits, an offset or Z) in UTC."""
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def stored_utc(value: object) -> datetime:
+    """A stored time, checked to be an ISO 8601 UTC string, as a datetime."""
+    assert isinstance(value, str) and STORED_UTC.fullmatch(value), value
+    return utc(value)
+
+
+@functools.cache
+def container_of(settings: Settings) -> ContainerProxy:
+    """One client per container for the module: building one costs more than a read."""
+    return (
+        create_cosmos_client(settings)
+        .get_database_client(settings.cosmos_database)
+        .get_container_client(settings.cosmos_container)
+    )
+
+
+def documents(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The stored documents by id, without Cosmos DB's own ``_`` fields."""
+    return {
+        d["id"]: {k: v for k, v in d.items() if not k.startswith("_")}
+        for d in container_of(settings).read_all_items()
+    }
+
+
+def assert_contract_document(
+    document: dict[str, Any], payload: dict[str, Any], sent: datetime, answered: datetime
+) -> None:
+    """Issue 2's point 4 and issue 11's new fields, for an event the webhook route stored."""
+    target, request = payload["target"], payload.get("request")
+    assert document["id"] == payload["id"]
+    assert document["action"] == payload["action"]
+    assert document["repository"] == target["repository"]
+    if target.get("tag"):
+        assert document["tag"] == target["tag"]
+    else:
+        assert document["tag"] in ("", None)  # pushed by digest
+    assert document["digest"] == target.get("digest")
+    assert document["mediaType"] == target.get("mediaType")
+    if "size" in target:
+        assert type(document["size"]) is int
+        assert document["size"] == target["size"]
+    assert abs(stored_utc(document["timestamp"]) - utc(payload["timestamp"])) <= timedelta(
+        microseconds=1
+    )
+    assert document["registry"] == (request["host"] if request else None)
+    assert sent - CLOCK_SLACK <= stored_utc(document["receivedAt"]) <= answered + CLOCK_SLACK
+    assert document["source"] == "webhook"
+    assert {name: document[name] for name in ENRICHMENT_FIELDS} == dict.fromkeys(ENRICHMENT_FIELDS)
+
+
+# --- settings: local.settings.json, the environment, defaults --------------------------------
+
+
+def settings_file(workdir: Path, values: dict[str, str]) -> None:
+    document = {"IsEncrypted": False, "Values": values}
+    (workdir / "local.settings.json").write_text(json.dumps(document))
+
+
+def test_every_command_reads_local_settings_json_the_environment_wins_and_defaults_apply(
+    cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    """The file gives the key, the function key and an endpoint where nothing listens; the
+    environment gives only the real endpoint, which must win; database and container are set
+    nowhere, so they are ``acr`` and ``events``. provision, serve and reconcile alike."""
+    settings_file(
+        tmp_path,
+        {
+            "COSMOS_ENDPOINT": f"https://127.0.0.1:{free_port()}/",
+            "COSMOS_KEY": EMULATOR_KEY,
+            "LOCAL_FUNCTION_KEY": "key-from-the-file",
+        },
+    )
+    environment = {"COSMOS_ENDPOINT": cosmos_server.endpoint}
+    provisioned = run_cli(["provision"], tmp_path, environment)
+    assert provisioned.returncode == 0, provisioned.stderr
+    defaults = Settings(
+        cosmos_server.endpoint, EMULATOR_KEY, DEFAULT_DATABASE, DEFAULT_CONTAINER, None
+    )
+    assert (DEFAULT_DATABASE, DEFAULT_CONTAINER) == ("acr", "events")
+    container = container_of(defaults)
+    assert container.read()["partitionKey"]["paths"] == ["/repository"]
+
+    repository = f"contract/{uuid.uuid4()}"
+    by_history = payloads.with_new_id(payloads.DELETE, repository=repository)
+    events_file = write_history(tmp_path / "history.json", [history_entry(by_history)])
+    with ThreadPoolExecutor(1) as meanwhile:  # the two processes start at the same time
+        reconciled = meanwhile.submit(reconcile, events_file, tmp_path, environment)
+        served = ServeProcess(
+            Settings(cosmos_server.endpoint, None, "", "", None),
+            tmp_path,
+            function_key=None,
+            unset=OPTIONAL_SETTINGS,
+        )
+        try:
+            assert served.key == "key-from-the-file"
+            assert "generated" not in served.banner
+            by_webhook = payloads.with_new_id(payloads.PUSH, repository=repository)
+            assert post_json(served.url(), payloads.body(by_webhook)).status_code == 201
+            ping = post_json(
+                f"{served.base_url}/api/acr/webhook",
+                b'{"action": "ping"}',
+                **{"x-functions-key": "key-from-the-file"},
+            )
+            assert ping.status_code == 204
+        finally:
+            stopped = served.stop(signal.SIGINT)
+        code, out, err = reconciled.result()
+    assert stopped == 0
+    assert "Traceback" not in served.output()
+    assert (code, out.splitlines()[-1]) == (0, "recorded=1 already=0 skipped=0 invalid=0"), err
+
+    stored = container.query_items(
+        "SELECT c.id, c.source FROM c WHERE c.repository = @repository",
+        parameters=[{"name": "@repository", "value": repository}],
+        partition_key=repository,
+    )
+    assert {d["id"]: d["source"] for d in stored} == {
+        by_webhook["id"]: "webhook",
+        by_history["id"]: "reconcile",
+    }
+
+
+def test_only_the_endpoint_set_serve_prints_a_usable_key_and_answers_503_json(
+    tmp_path: Path,
+) -> None:
+    """COSMOS_KEY is optional (Microsoft Entra ID then); LOCAL_FUNCTION_KEY unset gives a
+    printed key that works as printed, in the URL and in the header. The database is
+    unreachable, so a recorded event is a 503 with a JSON error (its 4.5 s bound is pinned with
+    a key in test_webhook_e2e.py: here the time depends on which credentials this machine
+    has)."""
+    nowhere = Settings(f"https://127.0.0.1:{free_port()}/", None, "", "", None)
+    served = ServeProcess(nowhere, tmp_path, function_key=None, unset=OPTIONAL_SETTINGS)
+    try:
+        assert "generated key" in served.banner
+        [printed_url] = re.findall(r"\bPOST (http://\S+/api/acr/webhook\?code=\S+)", served.banner)
+        answer = post_json(printed_url, b'{"action": "ping"}')
+        assert (answer.status_code, answer.content) == (204, b"")
+        by_header = post_json(
+            f"{served.base_url}/api/acr/webhook",
+            b'{"action": "ping"}',
+            **{"x-functions-key": served.key},
+        )
+        assert by_header.status_code == 204
+
+        answer = post_json(printed_url, payloads.body(payloads.with_new_id(payloads.PUSH)))
+        assert answer.status_code == 503
+        assert answer.headers["Content-Type"].startswith("application/json")
+        assert isinstance(answer.json()["error"], str) and answer.json()["error"]
+    finally:
+        stopped = served.stop()
+    assert stopped == 0
+
+
+# --- POST /api/acr/webhook: one host for the rest of the module ------------------------------
+
+
+@pytest.fixture(scope="module")
+def host(served_per_module: tuple[ServeProcess, Settings]) -> tuple[ServeProcess, Settings]:
+    return served_per_module
+
+
+def test_ping_is_204_with_an_empty_body_and_writes_nothing(
+    host: tuple[ServeProcess, Settings],
+) -> None:
+    served, settings = host
+    before = documents(settings)
+    for body in (b'{"action": "ping"}', payloads.body({**payloads.PUSH, "action": "ping"})):
+        answer = post_json(served.url(), body)
+        assert (answer.status_code, answer.content) == (204, b"")
+    assert documents(settings) == before
+
+
+@pytest.mark.parametrize("name", sorted(payloads.RECORDED))
+def test_each_recorded_action_is_201_then_200_one_document_with_the_contract_fields(
+    host: tuple[ServeProcess, Settings], name: str
+) -> None:
+    served, settings = host
+    event = payloads.with_new_id(payloads.RECORDED[name])
+    sent = datetime.now(UTC)
+    first = post_json(served.url(), payloads.body(event))
+    answered = datetime.now(UTC)
+    assert first.status_code == 201, first.text
+    stored = documents(settings)
+    assert_contract_document(stored[event["id"]], event, sent, answered)
+
+    again = post_json(served.url(), payloads.body(event))
+    assert again.status_code == 200, again.text
+    assert documents(settings) == stored  # no second document, the first one untouched
+
+
+@pytest.mark.parametrize(
+    ("sent_as", "stored_as"),
+    [
+        # Seven and nine fractional digits, as ACR writes them; the seventh is below 5, so the
+        # microseconds are the same whether they are cut or rounded.
+        ("2026-11-23T18:52:01.1234564+02:00", "2026-11-23T16:52:01.123456Z"),
+        ("2026-11-23T16:52:01.123456489Z", "2026-11-23T16:52:01.123456Z"),
+        ("2026-11-23T11:52:01-05:00", "2026-11-23T16:52:01.000000Z"),
+    ],
+)
+def test_the_timestamp_is_the_events_own_time_in_utc(
+    host: tuple[ServeProcess, Settings], sent_as: str, stored_as: str
+) -> None:
+    served, settings = host
+    event = {**payloads.with_new_id(payloads.PUSH), "timestamp": sent_as}
+    assert post_json(served.url(), payloads.body(event)).status_code == 201
+    stored = documents(settings)[event["id"]]["timestamp"]
+    assert stored_utc(stored) == utc(stored_as)
+    assert stored == stored_as
+
+
+def without(payload: dict[str, Any], path: str) -> dict[str, Any]:
+    """A copy of ``payload`` with a fresh id and the field at the dotted ``path`` removed."""
+    copy = payloads.with_new_id(payload)
+    *parents, last = path.split(".")
+    node = copy
+    for key in parents:
+        node = node[key]
+    del node[last]
+    return copy
+
+
+@pytest.mark.parametrize("action", ["push", "delete", "chart_push", "chart_delete", "quarantine"])
+def test_a_recorded_action_with_a_missing_or_ill_typed_field_is_400_and_writes_nothing(
+    host: tuple[ServeProcess, Settings], action: str
+) -> None:
+    served, settings = host
+    event = payloads.RECORDED[action]
+    broken = [
+        (without(event, "id"), "id"),
+        (without(event, "target.repository"), "target.repository"),
+        (without(event, "target"), "target"),
+        (without(event, "timestamp"), "timestamp"),
+        ({**payloads.with_new_id(event), "target": "hello-world"}, "target"),
+        ({**payloads.with_new_id(event), "id": 42}, "id"),
+    ]
+    before = documents(settings)
+    for body, field in broken:
+        answer = post_json(served.url(), payloads.body(body))
+        assert answer.status_code == 400, (field, answer.text)
+        assert answer.json()["error"].startswith(f"{field}: "), answer.text
+    assert documents(settings) == before
+
+
+def test_a_body_of_1_mib_is_taken_and_one_byte_more_is_413(
+    host: tuple[ServeProcess, Settings],
+) -> None:
+    served, settings = host
+    taken = payloads.with_new_id(payloads.PUSH)
+    answer = post_json(served.url(), payloads.padded_body(taken, ONE_MIB))
+    assert answer.status_code == 201, answer.text
+    refused = payloads.with_new_id(payloads.PUSH)
+    answer = post_json(served.url(), payloads.padded_body(refused, ONE_MIB + 1))
+    assert answer.status_code == 413
+    assert answer.json()["error"]
+    stored = documents(settings)
+    assert taken["id"] in stored
+    assert refused["id"] not in stored
+
+
+# --- reconcile --events-file -------------------------------------------------------------------
+
+
+def enriched(payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` with a fresh id and what ACR's history may carry beyond the webhook's."""
+    event = payloads.with_new_id(payload)
+    event.update(
+        actor={"name": "ci-bot"}, location="westeurope", connectedRegistry={"name": "edge01"}
+    )
+    if "request" in event:
+        event["request"]["addr"] = "203.0.113.7:51234"
+    return event
+
+
+def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
+    host: tuple[ServeProcess, Settings], tmp_path: Path
+) -> None:
+    served, settings = host
+    actions = ["push", "delete", "chart_push", "chart_delete", "quarantine"]
+    # The same content each action's way: once by the webhook route, once from the history.
+    twins = {action: enriched(payloads.RECORDED[action]) for action in actions}
+    missed = {action: enriched(payloads.RECORDED[action]) for action in actions}
+    for event in twins.values():
+        assert post_json(served.url(), payloads.body(event)).status_code == 201
+    delivered = payloads.with_new_id(payloads.PUSH)  # stored before, without who pushed
+    assert post_json(served.url(), payloads.body(delivered)).status_code == 201
+    before = documents(settings)
+
+    bad_id = {**payloads.with_new_id(payloads.PUSH), "id": "a/b"}
+    no_action = payloads.with_new_id(payloads.PUSH)
+    del no_action["action"]
+    no_message = history_entry(payloads.with_new_id(payloads.PUSH))
+    del no_message["eventRequestMessage"]
+    entries = [
+        history_entry({**payloads.with_new_id(payloads.PUSH), "action": "ping"}, "200"),
+        history_entry({**payloads.with_new_id(payloads.PUSH), "action": "artifact_signed"}),
+        no_message,
+        history_entry(42),
+        history_entry(no_action),
+        history_entry(without(payloads.PUSH, "target.repository")),
+        history_entry(bad_id),
+        history_entry({**delivered, "actor": {"name": "ci-bot"}}, "201"),
+        *(history_entry(event) for event in missed.values()),
+    ]
+    events_file = write_history(tmp_path / "history.json", entries)
+
+    started = datetime.now(UTC)
+    code, out, err = reconcile(events_file, tmp_path, cosmos_env(settings))
+    finished = datetime.now(UTC)
+
+    assert code == 0, err
+    assert out.splitlines()[-1] == "recorded=5 already=1 skipped=2 invalid=5"
+    assert [line.split(" ", 3)[:3] for line in err.splitlines()] == [
+        ["invalid", "entry", str(index)] for index in (2, 3, 4, 5, 6)
+    ], err
+    stored = documents(settings)
+    assert set(stored) - set(before) == {event["id"] for event in missed.values()}
+    for action in actions:
+        by_history, by_webhook = stored[missed[action]["id"]], stored[twins[action]["id"]]
+        assert by_history["source"] == "reconcile"
+        assert (
+            started - CLOCK_SLACK <= stored_utc(by_history["receivedAt"]) <= finished + CLOCK_SLACK
+        )
+        assert by_history["actor"] == "ci-bot"
+        assert by_history["location"] == "westeurope"
+        assert by_history["connectedRegistry"] == "edge01"
+        carried = "request" in missed[action]
+        assert by_history["clientAddress"] == ("203.0.113.7:51234" if carried else None)
+        mine = {k: v for k, v in by_history.items() if k not in ("id", "source", "receivedAt")}
+        theirs = {k: v for k, v in by_webhook.items() if k not in ("id", "source", "receivedAt")}
+        assert mine == theirs
+    # Already stored: counted once as such, who pushed filled in, nothing else changed.
+    assert stored[delivered["id"]] == {**before[delivered["id"]], "actor": "ci-bot"}
+    # The path that stored an event first stays its source when the webhook delivers it late.
+    late = post_json(served.url(), payloads.body(missed["push"]))
+    assert late.status_code == 200
+    assert documents(settings)[missed["push"]["id"]]["source"] == "reconcile"
+
+
+def test_reconcile_of_a_file_that_cannot_be_read_is_exit_2_in_one_line(
+    host: tuple[ServeProcess, Settings], tmp_path: Path
+) -> None:
+    _, settings = host
+    unreadable = tmp_path / "a-directory.json"
+    unreadable.mkdir()
+    code, out, err = reconcile(unreadable, tmp_path, cosmos_env(settings))
+    assert (code, out) == (2, ""), err
+    [line] = err.splitlines()
+    assert "a-directory.json" in line
+    assert "Traceback" not in err
