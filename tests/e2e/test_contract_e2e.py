@@ -26,6 +26,7 @@ import functools
 import json
 import re
 import signal
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,8 @@ from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, Settings
 from acr_webhook.models import ENRICHMENT_FIELDS
-from acr_webhook.repository import create_cosmos_client
+from acr_webhook.repository import create_cosmos_client, provision
+from tests.conftest import fresh_settings
 from tests.e2e.test_reconcile_e2e import cosmos_env, reconcile, write_history
 from tests.support import payloads
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
@@ -48,6 +50,9 @@ from tests.support.serve import ServeProcess, free_port, post_json, run_cli
 OPTIONAL_SETTINGS = ("COSMOS_KEY", "COSMOS_DATABASE", "COSMOS_CONTAINER", "LOCAL_FUNCTION_KEY")
 # "a body over 1 MiB (413)": the contract's figure, not the app's constant.
 ONE_MIB = 1024 * 1024
+# A database restarted this soon after a 503 is back while the app still remembers the
+# failure (5 s today); slower than this, the next event cannot show the difference.
+BACK_WITHIN_S = 4.0
 # The README's stored form of an ISO 8601 UTC time: fixed width, microseconds, "Z".
 STORED_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 # The receiving process's clock against this one's, and a request's own time: a bound, not a
@@ -211,6 +216,37 @@ def test_only_the_endpoint_set_serve_prints_a_usable_key_and_answers_503_json(
     finally:
         stopped = served.stop()
     assert stopped == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the database stopped, then started and provisioned again 1.1 s after a 503: the "
+    "next events are 503 as well (in 0.02 s, from the remembered failure) and the first 201 "
+    "comes 5 s after the failure (UNAVAILABLE_MEMORY_S); the contract: once the database is "
+    "back, the next event succeeds. A refused connection costs milliseconds, so it need not be "
+    "remembered (repository.DatabaseHealth, CosmosEventRepository.add)",
+)
+def test_the_next_event_once_the_database_is_back_is_stored(
+    restartable_cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    settings = fresh_settings(restartable_cosmos_server)
+    served = ServeProcess(settings, tmp_path)
+    try:
+        assert post_json(served.url(), payloads.body(payloads.PUSH)).status_code == 201
+        restartable_cosmos_server.stop()
+        refused = post_json(served.url(), payloads.body(payloads.with_new_id(payloads.PUSH)))
+        assert refused.status_code == 503
+        failed_at = time.monotonic()
+        restartable_cosmos_server.start()
+        provision(settings)  # the local server keeps nothing across a restart
+        if time.monotonic() - failed_at > BACK_WITHIN_S:
+            pytest.skip("the database took too long to come back to tell the next event apart")
+        following = payloads.with_new_id(payloads.PUSH)
+        answer = post_json(served.url(), payloads.body(following))
+        assert answer.status_code == 201, answer.text
+        assert following["id"] in documents(settings)
+    finally:
+        served.stop()
 
 
 # --- POST /api/acr/webhook: one host for the rest of the module ------------------------------
