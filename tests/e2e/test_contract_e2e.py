@@ -392,6 +392,43 @@ def enriched(payload: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+# The attributes of the management SDK's Target and Request models (EventContent's parts).
+SDK_TARGET = (
+    "mediaType",
+    "size",
+    "digest",
+    "length",
+    "repository",
+    "url",
+    "tag",
+    "name",
+    "version",
+)
+SDK_REQUEST = ("id", "addr", "host", "method", "useragent")
+
+
+def as_az_prints_it(payload: dict[str, Any]) -> dict[str, Any]:
+    """A history entry for ``payload`` as ``az acr webhook list-events --output json`` prints
+    it: the SDK's models with every attribute, null where ACR sent none, and the time as
+    Python's isoformat (an offset, microseconds)."""
+    target, request = payload["target"], payload["request"]
+    content = {
+        "id": payload["id"],
+        "timestamp": utc(payload["timestamp"]).isoformat(),
+        "action": payload["action"],
+        "target": {
+            **dict.fromkeys(SDK_TARGET),
+            **{k: v for k, v in target.items() if v not in ("", None)},
+        },
+        "request": {**dict.fromkeys(SDK_REQUEST), **request},
+        "actor": {"name": None},
+        "source": {"addr": None, "instanceId": None},
+    }
+    entry = history_entry(content)
+    entry["eventResponseMessage"].update(content=None, reasonPhrase=None)
+    return entry
+
+
 def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
     host: tuple[ServeProcess, Settings], tmp_path: Path
 ) -> None:
@@ -402,6 +439,7 @@ def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
     missed = {action: enriched(payloads.RECORDED[action]) for action in actions}
     for event in twins.values():
         assert post_json(served.url(), payloads.body(event)).status_code == 201
+    by_az = payloads.with_new_id(payloads.PUSH_BY_DIGEST_OCI)
     delivered = payloads.with_new_id(payloads.PUSH)  # stored before, without who pushed
     assert post_json(served.url(), payloads.body(delivered)).status_code == 201
     before = documents(settings)
@@ -421,6 +459,7 @@ def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
         history_entry(bad_id),
         history_entry({**delivered, "actor": {"name": "ci-bot"}}, "201"),
         *(history_entry(event) for event in missed.values()),
+        as_az_prints_it(by_az),
     ]
     events_file = write_history(tmp_path / "history.json", entries)
 
@@ -429,12 +468,14 @@ def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
     finished = datetime.now(UTC)
 
     assert code == 0, err
-    assert out.splitlines()[-1] == "recorded=5 already=1 skipped=2 invalid=5"
+    assert out.splitlines()[-1] == "recorded=6 already=1 skipped=2 invalid=5"
     assert [line.split(" ", 3)[:3] for line in err.splitlines()] == [
         ["invalid", "entry", str(index)] for index in (2, 3, 4, 5, 6)
     ], err
     stored = documents(settings)
-    assert set(stored) - set(before) == {event["id"] for event in missed.values()}
+    assert set(stored) - set(before) == {by_az["id"], *(event["id"] for event in missed.values())}
+    assert stored[by_az["id"]]["timestamp"] == "2024-05-02T08:15:42.123456Z"
+    assert (stored[by_az["id"]]["tag"], stored[by_az["id"]]["actor"]) == (None, None)
     for action in actions:
         by_history, by_webhook = stored[missed[action]["id"]], stored[twins[action]["id"]]
         assert by_history["source"] == "reconcile"
