@@ -38,7 +38,7 @@ from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, Settings
 from acr_webhook.models import ENRICHMENT_FIELDS
-from acr_webhook.repository import create_cosmos_client, provision
+from acr_webhook.repository import create_cosmos_client, provision, without_system_fields
 from tests.conftest import fresh_settings
 from tests.e2e.test_reconcile_e2e import cosmos_env, reconcile, write_history
 from tests.support import payloads
@@ -83,10 +83,7 @@ def container_of(settings: Settings) -> ContainerProxy:
 
 def documents(settings: Settings) -> dict[str, dict[str, Any]]:
     """The stored documents by id, without Cosmos DB's own ``_`` fields."""
-    return {
-        d["id"]: {k: v for k, v in d.items() if not k.startswith("_")}
-        for d in container_of(settings).read_all_items()
-    }
+    return {d["id"]: without_system_fields(d) for d in container_of(settings).read_all_items()}
 
 
 def assert_contract_document(
