@@ -246,18 +246,13 @@ def test_the_next_event_once_the_database_is_back_is_stored(
         served.stop()
 
 
-# --- POST /api/acr/webhook: one host for the rest of the module ------------------------------
-
-
-@pytest.fixture(scope="module")
-def host(served_per_module: tuple[ServeProcess, Settings]) -> tuple[ServeProcess, Settings]:
-    return served_per_module
+# --- POST /api/acr/webhook: one host (served_per_module) for the rest of the module ---------
 
 
 def test_ping_is_204_with_an_empty_body_and_writes_nothing(
-    host: tuple[ServeProcess, Settings],
+    served_per_module: tuple[ServeProcess, Settings],
 ) -> None:
-    served, settings = host
+    served, settings = served_per_module
     before = documents(settings)
     for body in (b'{"action": "ping"}', payloads.body({**payloads.PUSH, "action": "ping"})):
         answer = post_json(served.url(), body)
@@ -267,9 +262,9 @@ def test_ping_is_204_with_an_empty_body_and_writes_nothing(
 
 @pytest.mark.parametrize("name", sorted(payloads.RECORDED))
 def test_each_recorded_action_is_201_then_200_one_document_with_the_contract_fields(
-    host: tuple[ServeProcess, Settings], name: str
+    served_per_module: tuple[ServeProcess, Settings], name: str
 ) -> None:
-    served, settings = host
+    served, settings = served_per_module
     event = payloads.with_new_id(payloads.RECORDED[name])
     sent = datetime.now(UTC)
     first = post_json(served.url(), payloads.body(event))
@@ -294,9 +289,9 @@ def test_each_recorded_action_is_201_then_200_one_document_with_the_contract_fie
     ],
 )
 def test_the_timestamp_is_the_events_own_time_in_utc(
-    host: tuple[ServeProcess, Settings], sent_as: str, stored_as: str
+    served_per_module: tuple[ServeProcess, Settings], sent_as: str, stored_as: str
 ) -> None:
-    served, settings = host
+    served, settings = served_per_module
     event = {**payloads.with_new_id(payloads.PUSH), "timestamp": sent_as}
     assert post_json(served.url(), payloads.body(event)).status_code == 201
     stored = documents(settings)[event["id"]]["timestamp"]
@@ -317,9 +312,9 @@ def without(payload: dict[str, Any], path: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("action", ["push", "delete", "chart_push", "chart_delete", "quarantine"])
 def test_a_recorded_action_with_a_missing_or_ill_typed_field_is_400_and_writes_nothing(
-    host: tuple[ServeProcess, Settings], action: str
+    served_per_module: tuple[ServeProcess, Settings], action: str
 ) -> None:
-    served, settings = host
+    served, settings = served_per_module
     event = payloads.RECORDED[action]
     broken = [
         (without(event, "id"), "id"),
@@ -338,9 +333,9 @@ def test_a_recorded_action_with_a_missing_or_ill_typed_field_is_400_and_writes_n
 
 
 def test_a_body_of_1_mib_is_taken_and_one_byte_more_is_413(
-    host: tuple[ServeProcess, Settings],
+    served_per_module: tuple[ServeProcess, Settings],
 ) -> None:
-    served, settings = host
+    served, settings = served_per_module
     taken = payloads.with_new_id(payloads.PUSH)
     answer = post_json(served.url(), payloads.padded_body(taken, ONE_MIB))
     assert answer.status_code == 201, answer.text
@@ -361,8 +356,10 @@ def test_a_body_of_1_mib_is_taken_and_one_byte_more_is_413(
     "each should be 400 for invalid JSON with nothing written (handlers._recorded_event, "
     "handlers.parse_json)",
 )
-def test_a_body_with_nan_or_infinity_is_invalid_json(host: tuple[ServeProcess, Settings]) -> None:
-    served, settings = host
+def test_a_body_with_nan_or_infinity_is_invalid_json(
+    served_per_module: tuple[ServeProcess, Settings],
+) -> None:
+    served, settings = served_per_module
     event = payloads.with_new_id(payloads.PUSH)
     for body in (
         payloads.body(event)[:-1] + b', "x": NaN}',
@@ -427,9 +424,9 @@ def as_az_prints_it(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
-    host: tuple[ServeProcess, Settings], tmp_path: Path
+    served_per_module: tuple[ServeProcess, Settings], tmp_path: Path
 ) -> None:
-    served, settings = host
+    served, settings = served_per_module
     actions = ["push", "delete", "chart_push", "chart_delete", "quarantine"]
     # The same content each action's way: once by the webhook route, once from the history.
     twins = {action: enriched(payloads.RECORDED[action]) for action in actions}
@@ -496,9 +493,9 @@ def test_reconcile_stores_what_the_webhook_route_would_and_reports_every_entry(
 
 
 def test_reconcile_of_a_file_that_cannot_be_read_is_exit_2_in_one_line(
-    host: tuple[ServeProcess, Settings], tmp_path: Path
+    served_per_module: tuple[ServeProcess, Settings], tmp_path: Path
 ) -> None:
-    _, settings = host
+    _, settings = served_per_module
     unreadable = tmp_path / "a-directory.json"
     unreadable.mkdir()
     code, out, err = reconcile(unreadable, tmp_path, cosmos_env(settings))
@@ -518,9 +515,9 @@ def test_reconcile_of_a_file_that_cannot_be_read_is_exit_2_in_one_line(
     "(__main__._reconcile, reconcile_entries, CosmosEventRepository.add's 404)",
 )
 def test_reconcile_into_a_container_that_does_not_exist_is_exit_2_naming_it(
-    host: tuple[ServeProcess, Settings], tmp_path: Path
+    served_per_module: tuple[ServeProcess, Settings], tmp_path: Path
 ) -> None:
-    _, settings = host
+    _, settings = served_per_module
     missing = dataclasses.replace(settings, cosmos_container=f"missing-{uuid.uuid4().hex[:8]}")
     events_file = write_history(
         tmp_path / "history.json", [history_entry(payloads.with_new_id(payloads.PUSH))]
