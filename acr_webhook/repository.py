@@ -189,6 +189,37 @@ def unavailable(error: AzureError) -> RepositoryUnavailableError:
     return RepositoryUnavailableError(describe_error(error), cause=failure_kind(error))
 
 
+def _unreachable(error: AzureError, health: DatabaseHealth) -> RepositoryUnavailableError:
+    """The store's failure for ``error``, remembered by ``health`` unless the connection was
+    refused. A refusal takes milliseconds, so remembering it spares no request a wait, and it
+    is what a restarting database gives until it listens: the next event is tried, and stored
+    once the database is back (issue 2's CONTRACT), not answered 503 for 5 s more."""
+    failure = unavailable(error)
+    if not _connection_refused(error):
+        health.failed(str(failure), failure.cause)
+    return failure
+
+
+def _connection_refused(error: BaseException) -> bool:
+    """Whether a refused connection is among ``error``'s causes: the SDK's error holds
+    requests', which holds urllib3's, whose cause is the socket's ConnectionRefusedError."""
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        if isinstance(current, ConnectionRefusedError):
+            return True
+        seen.add(id(current))
+        pending += [
+            getattr(current, "inner_exception", None),
+            current.__cause__,
+            current.__context__,
+        ]
+    return False
+
+
 def _within(left: float, options: Mapping[str, Any]) -> dict[str, Any]:
     """Timeouts for one SDK call that end it within ``left`` seconds: its ``timeout`` (which the
     SDK checks only as a request starts) and the waits to connect and for an answer, each never
@@ -328,9 +359,7 @@ class _LazyContainer:
             container = database.get_container_client(self._settings.cosmos_container)
             self._container = container  # before the waiters are woken: they read it at once
         except AzureError as error:
-            failure = unavailable(error)
-            self._health.failed(str(failure), failure.cause)
-            raise failure from error
+            raise _unreachable(error, self._health) from error
         finally:
             with self._lock:
                 done, self._build_done = self._build_done, None
@@ -489,9 +518,7 @@ class CosmosEventRepository:
             # Throttled (429) or asked to retry a conflicting write (449): the database
             # answered, so this is no outage to remember, and the next request may get through.
             return StoreThrottledError(describe_error(error), cause=failure_kind(error))
-        failure = unavailable(error)
-        self._health.failed(str(failure), failure.cause)
-        return failure
+        return _unreachable(error, self._health)
 
     def find_events(
         self, query: EventQuery, max_items: int, deadline: float | None = None
