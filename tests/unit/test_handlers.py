@@ -105,6 +105,8 @@ def push_without(*path: str) -> bytes:
         ),
         (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
         (b" " * (MAX_BODY_BYTES + 1), 413, str(MAX_BODY_BYTES)),
+        (payloads.body(payloads.PUSH)[:-1] + b', "x": NaN}', 400, "NaN is not a JSON value"),
+        (b'{"action": "ping", "x": [Infinity]}', 400, "Infinity is not a JSON value"),
     ],
 )
 def test_bad_input_is_a_json_4xx_naming_the_problem_and_writes_nothing(
@@ -116,6 +118,14 @@ def test_bad_input_is_a_json_4xx_naming_the_problem_and_writes_nothing(
     assert mentions in str(answer["error"])
     json.dumps(answer)  # serialisable as the HTTP body
     assert repository.add_calls == 0
+
+
+def test_nan_and_infinity_as_text_are_stored_as_sent(repository: FakeEventRepository) -> None:
+    """Only the bare tokens are refused: a body that names them in a string is JSON."""
+    event = payloads.with_new_id(payloads.PUSH, repository="team/NaN", tag="Infinity")
+    assert call(payloads.body(event), repository)[0] == 201
+    [stored] = repository.documents.values()
+    assert (stored["repository"], stored["tag"]) == ("team/NaN", "Infinity")
 
 
 def test_body_at_the_limit_is_accepted(repository: FakeEventRepository) -> None:
