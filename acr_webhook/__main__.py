@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from acr_webhook.config import ConfigurationError, load_settings
+from acr_webhook.config import ConfigurationError, Settings, load_settings
 from acr_webhook.telemetry import quiet_sdk_loggers
 
 if TYPE_CHECKING:
@@ -201,13 +201,7 @@ def _events(args: argparse.Namespace) -> int:
         else:
             page = fetch_page(query, CosmosEventRepository(settings))
     except StoreNotFoundError:
-        # A setting, not an outage: running again would find nothing either.
-        print(
-            f"database '{settings.cosmos_database}' or container '{settings.cosmos_container}' "
-            f"does not exist at {settings.cosmos_endpoint}: run provision, or check "
-            "COSMOS_DATABASE and COSMOS_CONTAINER",
-            file=sys.stderr,
-        )
+        print(_store_missing(settings), file=sys.stderr)
         return 2
     except RepositoryUnavailableError as error:
         print(
@@ -257,6 +251,15 @@ def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     events.set_defaults(run=_events)
 
 
+def _store_missing(settings: Settings) -> str:
+    """A setting, not an outage (exit 2): running again would find nothing either."""
+    return (
+        f"database '{settings.cosmos_database}' or container '{settings.cosmos_container}' "
+        f"does not exist at {settings.cosmos_endpoint}: run provision, or check "
+        "COSMOS_DATABASE and COSMOS_CONTAINER"
+    )
+
+
 def _reconcile(args: argparse.Namespace) -> int:
     from acr_webhook.reconcile import HistoryFileError, read_history_file, reconcile_entries
     from acr_webhook.repository import CosmosEventRepository
@@ -277,13 +280,17 @@ def _reconcile(args: argparse.Namespace) -> int:
         received_at=utc_now(),
         report_invalid=lambda entry: print(f"invalid {entry}", file=sys.stderr),
     )
-    if outcome.unavailable is not None:
+    if outcome.store_missing:
+        print(f"stopped: {_store_missing(settings)}", file=sys.stderr)
+    elif outcome.unavailable is not None:
         print(
             f"stopped: the event store at {settings.cosmos_endpoint} is unavailable "
             f"({outcome.unavailable}); run reconcile again when it is back",
             file=sys.stderr,
         )
     print(outcome.counts.summary(), flush=True)
+    if outcome.store_missing:
+        return 2
     return 1 if outcome.unavailable is not None else 0
 
 

@@ -32,6 +32,7 @@ from acr_webhook.store import (
     EventRepository,
     HistoryUnreadableError,
     RepositoryUnavailableError,
+    StoreNotFoundError,
     StoreThrottledError,
     WebhookHistory,
 )
@@ -69,6 +70,8 @@ class ReconcileOutcome:
     counts: ReconcileCounts
     # Why the store stopped the run (it was unreachable); None when every entry was handled.
     unavailable: str | None = None
+    # The store answered that the database or container does not exist: a setting to fix.
+    store_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,7 +217,8 @@ def reconcile_entries(
                 reason=error.cause,
                 detail=str(error),
             )
-            return ReconcileOutcome(counts, unavailable=str(error))
+            missing = isinstance(error, StoreNotFoundError)
+            return ReconcileOutcome(counts, unavailable=str(error), store_missing=missing)
         except DocumentRejectedError as error:
             counts.invalid += 1
             report_invalid(

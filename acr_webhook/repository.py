@@ -518,6 +518,10 @@ class CosmosEventRepository:
             # Throttled (429) or asked to retry a conflicting write (449): the database
             # answered, so this is no outage to remember, and the next request may get through.
             return StoreThrottledError(describe_error(error), cause=failure_kind(error))
+        if status == 404 and getattr(error, "sub_status", None) in _MISSING_SUB_STATUS:
+            # The container or its database is missing: answered at once, so nothing to
+            # remember, and the next write after `provision` gets through.
+            return StoreNotFoundError(describe_error(error), cause=failure_kind(error))
         return _unreachable(error, self._health)
 
     def find_events(

@@ -496,18 +496,12 @@ def test_reconcile_of_a_file_that_cannot_be_read_is_exit_2_in_one_line(
     assert "Traceback" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a COSMOS_CONTAINER that does not exist (a typo, or provision not run) is exit 1 "
-    "and 'the event store ... is unavailable (CosmosResourceNotFoundError: Status code: 404); "
-    "run reconcile again when it is back', though the database answered and running again "
-    "cannot help; exit 1 is for a database that became unreachable. It should be exit 2 "
-    "naming the database and container, as the events command does since c68c300 "
-    "(__main__._reconcile, reconcile_entries, CosmosEventRepository.add's 404)",
-)
 def test_reconcile_into_a_container_that_does_not_exist_is_exit_2_naming_it(
     served_per_module: tuple[ServeProcess, Settings], tmp_path: Path
 ) -> None:
+    """A COSMOS_CONTAINER that does not exist (a typo, or provision not run) was exit 1, "run
+    reconcile again when it is back", though the database answered and a rerun cannot help;
+    exit 1 is for a database that became unreachable."""
     _, settings = served_per_module
     missing = dataclasses.replace(settings, cosmos_container=f"missing-{uuid.uuid4().hex[:8]}")
     events_file = write_history(
