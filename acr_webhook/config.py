@@ -114,7 +114,7 @@ def read_values(
     values: dict[str, str] = {}
     if settings_file.is_file():
         try:
-            document = json.loads(settings_file.read_text(encoding="utf-8"))
+            document = json.loads(settings_file.read_text(encoding="utf-8-sig"))  # as Core Tools
         except (OSError, ValueError) as error:
             raise ConfigurationError(f"{settings_file} is not readable JSON: {error}") from error
         file_values = document.get("Values", {}) if isinstance(document, dict) else {}

@@ -2,9 +2,8 @@
 checks them: ``python -m acr_webhook serve|provision|reconcile`` as processes, HTTP with
 ``?code=`` and ``x-functions-key``, the documents read back from the local Cosmos DB server.
 
-This module covers the clauses nothing else pins black-box; those the product breaks today are
-strict xfails (and a settings file with a byte order mark, in tests/unit/test_config.py). The
-rest are pinned elsewhere and not repeated here:
+This module covers the clauses nothing else pins black-box (a settings file with a byte order
+mark is in tests/unit/test_config.py). The rest are pinned elsewhere and not repeated here:
 
 - serve exits 0 on SIGINT and SIGTERM; a generated key is printed and required; a missing or
   wrong key is 401; the key by ``?code=`` or ``x-functions-key``; no COSMOS_ENDPOINT is exit 2;

@@ -92,14 +92,9 @@ def test_a_cosmos_endpoint_that_is_not_https_is_refused(endpoint: str, tmp_path:
         load_settings({"COSMOS_ENDPOINT": endpoint}, tmp_path / "absent.json")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a local.settings.json saved with a UTF-8 byte order mark (Windows PowerShell 5's "
-    "Out-File -Encoding utf8, some editors) is refused: serve, provision and reconcile exit 2 "
-    "with 'not readable JSON: Unexpected UTF-8 BOM', where Core Tools reads the file and "
-    "reconcile takes an events file with one; config.read_values should decode utf-8-sig",
-)
 def test_a_settings_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Saved by Windows PowerShell 5's Out-File -Encoding utf8 and some editors: it was exit 2,
+    "not readable JSON: Unexpected UTF-8 BOM", where Core Tools reads it."""
     file = write_settings(tmp_path / "local.settings.json", {"COSMOS_ENDPOINT": "https://x/"})
     file.write_bytes(b"\xef\xbb\xbf" + file.read_bytes())
     assert load_settings({}, file).cosmos_endpoint == "https://x/"
