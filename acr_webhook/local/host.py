@@ -525,7 +525,8 @@ def serve(
         for path, function in server.host.routes.items():
             url = server.base_url + path
             if function.needs_key:
-                url += f"?{KEY_QUERY_PARAMETER}={function_key}"
+                # Quoted: a key set by hand may hold "+", "&", "#" or spaces.
+                url += f"?{KEY_QUERY_PARAMETER}={quote(function_key, safe='')}"
             print(f"  {'/'.join(sorted(function.methods))} {url}", flush=True)
         for description, _ in started:
             print(f"  {description}", flush=True)

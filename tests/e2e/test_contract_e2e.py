@@ -184,6 +184,21 @@ def test_every_command_reads_local_settings_json_the_environment_wins_and_defaul
     }
 
 
+def test_a_key_set_by_hand_works_in_the_printed_url_as_printed(
+    cosmos_settings: Settings, tmp_path: Path
+) -> None:
+    """A LOCAL_FUNCTION_KEY with "+", "&", "#" and a space was printed raw in ?code=: the URL
+    as printed was a 401 (or cut at the "#")."""
+    key = "a+b&c#d e/f%"
+    served = ServeProcess(cosmos_settings, tmp_path, function_key=key)
+    try:
+        [printed_url] = re.findall(r"\bPOST (http://\S+/api/acr/webhook\?code=\S+)", served.banner)
+        answer = post_json(printed_url, b'{"action": "ping"}')
+        assert (answer.status_code, answer.content) == (204, b"")
+    finally:
+        served.stop()
+
+
 def test_only_the_endpoint_set_serve_prints_a_usable_key_and_answers_503_json(
     tmp_path: Path,
 ) -> None:
