@@ -27,7 +27,13 @@ from azure.cosmos.exceptions import (
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from acr_webhook.config import COSMOS_POOL_SIZE, QUERY_BUDGET_S, Settings, proxy_configured
+from acr_webhook.config import (
+    COSMOS_POOL_SIZE,
+    QUERY_BUDGET_S,
+    ConfigurationError,
+    Settings,
+    proxy_configured,
+)
 from acr_webhook.identity import default_credential
 from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
 from acr_webhook.store import (
@@ -583,6 +589,15 @@ def provision(settings: Settings) -> None:
         settings.cosmos_container, partition_key=partition_key, default_ttl=ttl
     )
     properties = container.read()
+    paths = properties.get("partitionKey", {}).get("paths")
+    if paths != [PARTITION_KEY_PATH]:
+        # Writes would still land (the SDK reads the key's path from the container), but every
+        # read by repository would find nothing: refuse the container rather than say "ready".
+        raise ConfigurationError(
+            f"container '{settings.cosmos_container}' exists with partition key "
+            f"{', '.join(paths or ['(none)'])}; the app needs {PARTITION_KEY_PATH}: set "
+            "COSMOS_CONTAINER to another name, or delete the container and run provision again"
+        )
     if properties.get("defaultTtl") != ttl:
         # A replace sets every property it is given and resets the rest: the indexing policy
         # (the template's, or one tuned since) goes back as it is.

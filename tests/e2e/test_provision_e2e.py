@@ -108,6 +108,21 @@ def test_retention_days_sets_the_default_time_to_live_and_a_rerun_changes_it(
     assert [item["id"] for item in client.read_all_items()] == ["kept"]
 
 
+def test_a_container_partitioned_by_another_path_is_exit_2_naming_both(
+    cosmos_server: LocalCosmosServer, tmp_path: Path
+) -> None:
+    """It said "ready" (exit 0) for a container partitioned by /id: writes then land, but
+    every read by repository finds nothing."""
+    container = f"prov-{uuid.uuid4().hex[:8]}"
+    settings = Settings(cosmos_server.endpoint, EMULATOR_KEY, "acr", container, None)
+    database = create_cosmos_client(settings).create_database_if_not_exists("acr")
+    database.create_container(container, partition_key=PartitionKey(path="/id"))
+    result = provision(cosmos_server, container, tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert container in line and "/id" in line and "/repository" in line
+
+
 def test_a_database_not_listening_yet_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """The README's piece-by-piece steps ran provision before the server listened: a
     60-line traceback."""
