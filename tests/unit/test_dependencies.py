@@ -144,20 +144,10 @@ def test_the_packages_the_tests_run_on_are_the_pinned_ones() -> None:
     assert drift == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "acr_webhook/ imports modules of 5 distributions that requirements.txt does not pin and "
-        "that arrive only as dependencies of the pinned ones: azure-core (repository.py, "
-        "telemetry.py, acr_history.py...), opentelemetry-api and opentelemetry-sdk "
-        "(telemetry.py, including the private opentelemetry.sdk._logs), "
-        "opentelemetry-instrumentation-logging (LoggingHandler) and "
-        "opentelemetry-resource-detector-azure (telemetry.py), so the remote build installs "
-        "whatever release of them is newest that day, untested; requirements.txt should pin "
-        "each one, as it does requests and urllib3 for the same reason"
-    ),
-)
 def test_every_distribution_the_deployed_code_imports_is_pinned() -> None:
+    """azure-core, opentelemetry-api/-sdk, opentelemetry-instrumentation-logging and
+    opentelemetry-resource-detector-azure were imported but came only as dependencies of pinned
+    packages: the remote build took whatever release was newest that day, untested."""
     pins = pinned_runtime()
     unpinned = {
         name: sorted(modules)
@@ -167,21 +157,9 @@ def test_every_distribution_the_deployed_code_imports_is_pinned() -> None:
     assert unpinned == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "requirements.txt pins azure-monitor-opentelemetry 1.8.11 (the distro), which nothing "
-        "imports (telemetry.py builds the exporters itself, not with configure_azure_monitor), "
-        "for 2 of the distributions it brings: opentelemetry-instrumentation-logging and "
-        "opentelemetry-resource-detector-azure. With them come 14 that nothing imports "
-        "(11 instrumentations: Django, Flask, FastAPI, psycopg2...; opentelemetry-util-http, "
-        "asgiref, azure-core-tracing-opentelemetry; ~1.5 MB with the distro), and its "
-        "instrumentation pins hold opentelemetry-sdk at 1.45.1 (1.45.2 needs "
-        "opentelemetry-instrumentation-urllib3 0.66b2, unreleased); its pin should give way "
-        "to pins of what telemetry.py imports"
-    ),
-)
 def test_every_pinned_distribution_is_imported_by_the_deployed_code() -> None:
+    """The distro (azure-monitor-opentelemetry) was pinned for two of the packages it brings,
+    with 14 more that nothing imports."""
     imported = imported_distributions()
     assert {name for name in pinned_runtime() if name not in imported} == set()
 
