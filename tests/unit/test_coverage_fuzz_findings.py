@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from acr_webhook.handlers import handle_webhook
 from acr_webhook.local.host import azure_params
 from acr_webhook.queries import handle_events_query
 from tests.support import payloads
@@ -93,3 +94,34 @@ def test_a_token_whose_timestamp_is_not_in_ascii_digits_is_not_ours() -> None:
     )
     assert forged.status == 400 and forged.body is not None
     assert forged.body["error"].startswith("continuation: ")
+
+
+# --- the webhook: the one-pass parse answers as the step-by-step checks do -------------------
+# handlers._recorded_event first tries pydantic-core on the bytes, then json.loads and the checks
+# one at a time. The fuzzer compared every answer with the step-by-step one alone and found no
+# difference; these bodies are where the two JSON parsers could differ, kept as a pin.
+
+EVENT = '{"id":"a","timestamp":"2026-01-01T00:00:00Z","action":"push","target":{"repository":"r"}'
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (EVENT + ',"x":NaN}', 201),  # json.loads takes NaN and Infinity: ignored fields
+        (EVENT + ',"x":-Infinity}', 201),
+        (EVENT + ',"x":1e400}', 201),
+        (EVENT + ',"x":"\\ud800"}', 201),  # a lone surrogate in a field that is not kept
+        (EVENT + ',"action":"ping"}', 204),  # a repeated key: the last one counts, both ways
+        ('{"action":"ping",' + EVENT[1:] + "}", 201),
+        (EVENT + ',"x":' + "1" * 5000 + "}", 400),  # past Python's 4,300 digits, both ways
+        (EVENT + "}\x00", 400),
+        ("\ufeff" + EVENT + "}", 400),
+    ],
+)
+def test_the_one_pass_parse_and_the_step_by_step_checks_agree(body: str, status: int) -> None:
+    repository = FakeEventRepository()
+    result = handle_webhook(body.encode("utf-8", "surrogatepass"), repository)
+    assert result.status == status
+    assert repository.add_calls == (1 if status == 201 else 0)
+    if status == 400:
+        assert result.body is not None and result.body["error"].startswith("body ")
