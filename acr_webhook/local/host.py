@@ -68,6 +68,7 @@ class Reply:
 UNAUTHORIZED = Reply(401)
 NOT_FOUND = Reply(404)
 INTERNAL_ERROR = Reply(500)
+BAD_REQUEST_TARGET = Reply(400)  # Kestrel's, before routing: no body either
 
 
 def route_prefix(host_json: Path = HOST_JSON) -> str:
@@ -134,7 +135,7 @@ def azure_params(query: Sequence[tuple[str, str]]) -> dict[str, str]:
     values: dict[str, list[str]] = {}
     spellings: dict[str, str] = {}
     for name, value in query:
-        values.setdefault(spellings.setdefault(name.lower(), name), []).append(value)
+        values.setdefault(spellings.setdefault(ordinal_ignore_case(name), name), []).append(value)
     # StringValues.ToString() joins the values with commas and skips the empty ones.
     joined = {name: ",".join(filter(None, given)) for name, given in values.items()}
     return {name: value for name, value in joined.items() if value}
@@ -145,7 +146,8 @@ def given_key(query: Sequence[tuple[str, str]], headers: Mapping[str, str]) -> s
     ``code`` in the query, whose name is case-insensitive."""
     if KEY_HEADER in headers:
         return headers[KEY_HEADER]
-    return next((value for name, value in query if name.lower() == KEY_QUERY_PARAMETER), "")
+    wanted = ordinal_ignore_case(KEY_QUERY_PARAMETER)
+    return next((value for name, value in query if ordinal_ignore_case(name) == wanted), "")
 
 
 class LocalFunctionsHost:
@@ -154,7 +156,9 @@ class LocalFunctionsHost:
     def __init__(self, app: func.FunctionApp, function_key: str, prefix: str | None = None) -> None:
         self.prefix = route_prefix() if prefix is None else prefix.strip("/")
         self.routes = http_functions(app, self.prefix)
-        self._by_route_key = {route_key(path): function for path, function in self.routes.items()}
+        self._by_route = {
+            ordinal_ignore_case(path): function for path, function in self.routes.items()
+        }
         self._key = function_key.encode()
 
     def dispatch(
@@ -166,7 +170,7 @@ class LocalFunctionsHost:
         encoded_path, _, query_string = target.partition("?")
         path = azure_path(encoded_path)
         # ASP.NET Core ignores one trailing slash: the empty segment of a second one is no match.
-        function = self._by_route_key.get(route_key(path.removesuffix("/")))
+        function = self._by_route.get(ordinal_ignore_case(path.removesuffix("/")))
         # Azure routes on path and method together: a method the function does not take is
         # no route at all.
         if function is None or method.upper() not in function.methods:
@@ -202,10 +206,19 @@ class LocalFunctionsHost:
         return _to_reply(response)
 
 
-def route_key(path: str) -> str:
-    """``path`` as ASP.NET Core compares route text (OrdinalIgnoreCase): each character by its
-    simple upper case, so that the Kelvin sign is not a "k" as ``str.lower`` makes it."""
-    return "".join(upper if len(upper := char.upper()) == 1 else char for char in path)
+def ordinal_ignore_case(text: str) -> str:
+    """``text`` as .NET's OrdinalIgnoreCase compares it (ASP.NET Core's routes and query names):
+    each character by its simple upper case, so that the Kelvin sign is not a "k" as
+    ``str.lower`` makes it, and never a non-ASCII one as an ASCII letter (.NET keeps the
+    dotless i and the long s as they are, where ``str.upper`` makes them "I" and "S")."""
+    return "".join(map(_ordinal_upper, text))
+
+
+def _ordinal_upper(char: str) -> str:
+    upper = char.upper()
+    if len(upper) != 1 or (upper.isascii() and not char.isascii()):
+        return char
+    return upper
 
 
 def _to_reply(response: func.HttpResponse) -> Reply:
@@ -237,9 +250,16 @@ class WsgiAdapter:
         target = request_target(environ)
         body = environ["wsgi.input"].read(BODY_READ_LIMIT)
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-        reply = self.host.dispatch(
-            method, target, request_headers(environ), body, f"{environ['wsgi.url_scheme']}://{host}"
-        )
+        if target is None:
+            reply = BAD_REQUEST_TARGET  # as Kestrel refuses it, before any routing
+        else:
+            reply = self.host.dispatch(
+                method,
+                target,
+                request_headers(environ),
+                body,
+                f"{environ['wsgi.url_scheme']}://{host}",
+            )
         headers = [(k, v) for k, v in reply.headers.items() if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(reply.body))))
         start_response(status_line(reply.status), headers)
@@ -250,20 +270,23 @@ class WsgiAdapter:
             # Cut at any "?", so that a key sent inside the path (webhook%3Fcode=...) stays out
             # of the log too, and as a repr, so that a client's CR, LF or NUL shows escaped
             # rather than starting a line of its own.
-            path = unquote(target.partition("?")[0]).partition("?")[0]
+            path = unquote((target or "").partition("?")[0]).partition("?")[0]
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info("%s %r %d %.1fms", method, path, reply.status, elapsed_ms)
         return [reply.body]
 
 
-def request_target(environ: WSGIEnvironment) -> str:
+def request_target(environ: WSGIEnvironment) -> str | None:
     """The request target as the client sent it, still percent-encoded (waitress's REQUEST_URI:
     WSGI's PATH_INFO is decoded, which would lose the difference between / and %2F), in origin
-    form: an absolute-form target's scheme and host are dropped."""
+    form: an absolute-form target's scheme and host are dropped. None for a target in neither
+    form (``x/api/...``), which Kestrel refuses with 400 and waitress passes on."""
     target = str(environ["REQUEST_URI"])
     if target.startswith("/"):
         return target
     parts = urlsplit(target)
+    if not (parts.scheme and parts.netloc):
+        return None
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
