@@ -65,7 +65,7 @@ MAX_USER_AGENT_LENGTH: Final = 512
 MIN_YEAR: Final = 1000
 MAX_YEAR: Final = 9999
 # ISO 8601's extended format starts with the date: what tells it from Unix time in digits.
-_ISO_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _EXAMPLE_TIMESTAMP: Final = "2026-11-23T16:52:01.343145347Z"
 # Stored as fixed-width text (27 characters); this only bounds a parked document's.
 MAX_PARKED_TIMESTAMP_LENGTH: Final = 64

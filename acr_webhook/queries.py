@@ -99,12 +99,14 @@ _REGISTERED_DIGESTS = {
     "sha512": re.compile(r"[a-f0-9]{128}"),
 }
 # What models.iso_utc writes (years 1000-9999, so string order is time order), and what the
-# first versions wrote for earlier years ("999-..."): a token must page past those too.
-_STORED_TIMESTAMP = re.compile(r"\d{1,4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+# first versions wrote for earlier years ("999-..."): a token must page past those too. ASCII:
+# \d alone takes any script's digits, which sort after every stored time.
+_STORED_TIMESTAMP = re.compile(r"\d{1,4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z", re.ASCII)
 # ISO 8601 durations in days/weeks and time units, e.g. PT1H, P7D, P1DT12H, PT90M.
 _DURATION = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?",
+    re.ASCII,
 )
 _LIMIT = re.compile(r"[0-9]{1,7}")
 _TIE_DIGEST = re.compile(r"[0-9a-f]{32}")
