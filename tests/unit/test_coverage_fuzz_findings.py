@@ -9,21 +9,16 @@ OrdinalIgnoreCase) would answer."""
 
 from __future__ import annotations
 
-import base64
-import json
-from typing import Any
-
 import pytest
 
 import function_app
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.local.host import LocalFunctionsHost, azure_params
-from acr_webhook.queries import handle_events_query
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.unit.test_http_properties import KEY, NOT_FOUND, Stores, dispatch
 from tests.unit.test_local_host import call_wsgi
-from tests.unit.test_queries import NOW, event
+from tests.unit.test_queries import UNFILTERED, call, event, forged, seed
 
 # --- the local host: names compared as .NET's OrdinalIgnoreCase compares them ---------------
 # OrdinalIgnoreCase upper-cases each UTF-16 unit by ICU's simple mapping, except that the
@@ -73,27 +68,18 @@ def test_a_request_target_that_is_no_path_nor_url_is_a_400(
 # --- the read API: a continuation token is one this endpoint wrote, or a 400 -----------------
 
 
-def _token(payload: dict[str, Any]) -> str:
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def test_a_token_whose_timestamp_is_not_in_ascii_digits_is_not_ours() -> None:
     """_STORED_TIMESTAMP matched \\d, any script's digits: the forged token was taken (200),
     and as such text sorts after every stored time, paging started over from the newest."""
     reader = FakeEventRepository()
-    for hour in (10, 11, 12):
-        reader.add(event(at=f"2026-11-23T{hour}:00:00Z"))
-    first = handle_events_query({"limit": "1"}, reader, now=lambda: NOW)
-    assert first.status == 200 and first.body is not None
-    token = first.body["continuation"]
-    payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    payload["t"] = "\u0662\u0660\u0662\u0666" + payload["t"][4:]  # "2026" in Arabic-Indic
-    forged = handle_events_query(
-        {"limit": "1", "continuation": _token(payload)}, reader, now=lambda: NOW
+    seed(reader, event(at="2026-11-23T10:00:00Z"), event(at="2026-11-23T12:00:00Z"))
+    arabic_indic = "\u0662\u0660\u0662\u0666-11-23T11:00:00.000000Z"  # 2026 in U+0660-U+0669
+    token = forged({"v": 2, "q": UNFILTERED, "t": arabic_indic, "k": None, "w": [None, None]})
+    status, body = call({"continuation": token}, reader)
+    assert (status, body) == (
+        400,
+        {"error": "continuation: is not a continuation token from this endpoint; start without it"},
     )
-    assert forged.status == 400 and forged.body is not None
-    assert forged.body["error"].startswith("continuation: ")
 
 
 # --- the webhook: the one-pass parse answers as the step-by-step checks do -------------------
