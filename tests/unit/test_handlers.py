@@ -107,6 +107,9 @@ def push_without(*path: str) -> bytes:
         (b" " * (MAX_BODY_BYTES + 1), 413, str(MAX_BODY_BYTES)),
         (payloads.body(payloads.PUSH)[:-1] + b', "x": NaN}', 400, "NaN is not a JSON value"),
         (b'{"action": "ping", "x": [Infinity]}', 400, "Infinity is not a JSON value"),
+        # A push that would take pydantic-core's fast path, which takes both words too.
+        (payloads.body(payloads.PUSH)[:-1] + b', "x": Infinity}', 400, "Infinity is not a JSON"),
+        (payloads.body(payloads.PUSH)[:-1] + b', "x": -Infinity}', 400, "-Infinity is not a"),
     ],
 )
 def test_bad_input_is_a_json_4xx_naming_the_problem_and_writes_nothing(
