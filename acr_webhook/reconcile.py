@@ -304,6 +304,14 @@ def reconcile_webhooks(
                 entries.error,
                 summary,
             )
+        elif outcome.store_missing:
+            log.error(
+                "reconcile of webhook %r stopped: the database or container does not exist "
+                "(COSMOS_DATABASE, COSMOS_CONTAINER; run provision); %s",
+                name,
+                summary,
+            )
+            break
         elif outcome.unavailable is not None:
             log.error("reconcile of webhook %r stopped: database unavailable; %s", name, summary)
             break

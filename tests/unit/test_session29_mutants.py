@@ -327,7 +327,9 @@ def test_the_timer_stops_at_a_missing_store_as_at_an_unreachable_one(
     outcomes = reconcile_webhooks(TARGET, MissingStore(), history, now=lambda: NOW)
     assert list(outcomes) == ["acrwebhook"]
     assert history.asked == ["acrwebhook"]
-    assert any(record.levelno == logging.ERROR for record in caplog.records)
+    stopped = caplog.records[-1]
+    assert stopped.levelno == logging.ERROR
+    assert "does not exist" in stopped.getMessage()  # a setting, not "database unavailable"
 
 
 def test_reconcile_into_a_missing_container_is_exit_2_naming_both_after_the_summary(
