@@ -21,7 +21,9 @@ from tests.support.fakes import FakeEventRepository
 from tests.support.properties import DETERMINISTIC
 from tests.unit.test_eventgrid import POOL, cloud_event, event_grid
 
-FUZZ = settings(DETERMINISTIC, max_examples=1500)
+# Regression-sized: coverage-guided fuzzing (atheris, 16.4M runs of these entry points, see
+# test_coverage_fuzz_findings.py) found nothing these had missed; CI time is what they cost.
+FUZZ = settings(DETERMINISTIC, max_examples=500)
 
 json_scalars = (
     st.none()
@@ -236,7 +238,7 @@ def hostile_events(draw: st.DrawFn) -> dict[str, Any]:
     return payload
 
 
-HOSTILE_FUZZ = settings(DETERMINISTIC, max_examples=600)
+HOSTILE_FUZZ = settings(DETERMINISTIC, max_examples=300)
 
 
 @HOSTILE_FUZZ

@@ -62,7 +62,7 @@ from tests.support.history import LEAKABLE, history_entry
 from tests.support.logs import on_app_logger
 from tests.support.properties import DETERMINISTIC
 
-PROPERTIES = settings(DETERMINISTIC, max_examples=150)
+PROPERTIES = settings(DETERMINISTIC, max_examples=80)
 SEEDED_AT = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 12, 5, 0, 250_000, tzinfo=UTC)
