@@ -270,7 +270,7 @@ def prestored_document(kind: str) -> dict[str, Any]:
     return document
 
 
-@settings(DETERMINISTIC, max_examples=150)
+@settings(DETERMINISTIC, max_examples=80)
 @given(
     delivery=st.builds(
         Delivery,
@@ -508,7 +508,7 @@ def check_memory(trace: list[tuple[str, str]]) -> None:
             assert asked == (last == "succeeded"), (index, trace)
 
 
-@settings(DETERMINISTIC, max_examples=120)
+@settings(DETERMINISTIC, max_examples=60)
 @given(overlap=overlaps())
 def test_overlapping_deliveries_of_one_event_store_one_complete_document(
     overlap: Overlap,

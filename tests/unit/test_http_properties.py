@@ -42,7 +42,7 @@ from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 from tests.support.properties import DETERMINISTIC
 
-PROPERTIES = settings(DETERMINISTIC, max_examples=150)
+PROPERTIES = settings(DETERMINISTIC, max_examples=80)
 KEY = "test-key"
 SECRET = "s3cret-value"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -639,7 +639,7 @@ def names_its_subject(message: str, request: Request) -> bool:
 # --- the properties ---------------------------------------------------------------------------
 
 
-@settings(PROPERTIES, max_examples=300)
+@settings(PROPERTIES, max_examples=150)
 @given(request=REQUESTS, stores=STORES)
 def test_every_answer_is_one_the_docs_name(request: Request, stores: Stores) -> None:
     """Whatever a client sends: a wrong route or method is an empty 404, whatever the key; a

@@ -41,7 +41,7 @@ from tests.support.paging import (
 )
 from tests.support.properties import DETERMINISTIC
 
-PROPERTIES = settings(DETERMINISTIC, max_examples=250)
+PROPERTIES = settings(DETERMINISTIC, max_examples=120)
 LIMITS = st.integers(1, 4) | st.integers(5, 45) | st.just(MAX_LIMIT)
 # How long the client takes before asking for the next page: the window must not move.
 PAUSES = st.sampled_from(

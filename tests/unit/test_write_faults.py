@@ -364,7 +364,7 @@ def check_store(batch: Batch, repository: ScriptedRepository, before: set[Key]) 
             assert stored == batch.document(key), key
 
 
-@settings(DETERMINISTIC, max_examples=150)
+@settings(DETERMINISTIC, max_examples=80)
 @given(batches(), st.data())
 def test_event_grid_batch_answers_logs_and_stores_as_documented_whatever_fails(
     batch: Batch, data: st.DataObject
@@ -470,7 +470,7 @@ def webhook_body(kind: str, event_id: str, repository: str) -> bytes:
     return payloads.body(payload)
 
 
-@settings(DETERMINISTIC, max_examples=300)
+@settings(DETERMINISTIC, max_examples=150)
 @given(
     st.sampled_from(WEBHOOK_KINDS),
     st.sampled_from(EVENT_IDS),
@@ -563,7 +563,7 @@ def test_webhook_answers_parks_and_stores_as_documented_whatever_fails(
 REPLAY_CAP_S: Final = 8  # REPLAY_MAX_DELAY_SECONDS, small so that the cap is reached
 
 
-@settings(DETERMINISTIC, max_examples=150)
+@settings(DETERMINISTIC, max_examples=80)
 @given(
     st.sampled_from(sorted(payloads.RECORDED)),
     st.lists(
