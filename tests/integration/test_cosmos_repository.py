@@ -200,9 +200,18 @@ def test_a_duplicate_fills_in_what_the_stored_document_lacks_and_nothing_else(
 
 # Ids the validation accepts next to the dot segments it refuses ("." and ".."): as the last
 # part of the item's URL path, none may be resolved into another resource by the HTTP client.
-@pytest.mark.parametrize("event_id", ["...", ".a", "a.", "a..", "% 2e", "50%", " ."])
-def test_a_duplicate_fills_in_its_own_document_whatever_dots_its_id_has(
-    cosmos_settings: Settings, event_id: str
+# Those with a %XX escape are stored but not filled in: Cosmos DB's gateway decodes them once
+# more than the SDK encodes them ("%2e" becomes a dot segment) and refuses a read or replace
+# by id; this server decodes once and would take them.
+@pytest.mark.parametrize(
+    ("event_id", "filled_in"),
+    [
+        *((event_id, True) for event_id in ["...", ".a", "a.", "a..", "% 2e", "50%", " ."]),
+        *((event_id, False) for event_id in ["%2e", "%2e%2e", "%2F", "a%41b"]),
+    ],
+)
+def test_a_duplicate_of_any_accepted_id_is_stored_once_and_no_outage(
+    cosmos_settings: Settings, event_id: str, filled_in: bool
 ) -> None:
     health = DatabaseHealth()
     repository = CosmosEventRepository(cosmos_settings, health=health)
@@ -210,24 +219,8 @@ def test_a_duplicate_fills_in_its_own_document_whatever_dots_its_id_has(
     assert repository.add(document) is True
     assert repository.add({**document, "actor": "ci-bot"}) is False
     [stored] = read_all(cosmos_settings)
-    assert (stored["id"], stored["actor"]) == (event_id, "ci-bot")
+    assert (stored["id"], stored["actor"]) == (event_id, "ci-bot" if filled_in else None)
     health.check()  # nothing was taken for an outage
-
-
-# Cosmos DB's gateway decodes these once more than the SDK encodes them ("%2e" becomes a dot
-# segment) and refuses a read or replace by id; this server decodes once and would take them.
-@pytest.mark.parametrize("event_id", ["%2e", "%2e%2e", "%2F", "a%41b"])
-def test_a_duplicate_whose_id_has_a_percent_escape_is_stored_once_and_not_filled_in(
-    cosmos_settings: Settings, event_id: str
-) -> None:
-    health = DatabaseHealth()
-    repository = CosmosEventRepository(cosmos_settings, health=health)
-    document = {**document_for(payloads.PUSH), "id": event_id, "actor": None}
-    assert repository.add(document) is True
-    assert repository.add({**document, "actor": "ci-bot"}) is False
-    [stored] = read_all(cosmos_settings)
-    assert (stored["id"], stored["actor"]) == (event_id, None)
-    health.check()
 
 
 def duplicates_at_once(
