@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import Settings
 from acr_webhook.repository import create_cosmos_client, provision
@@ -64,11 +65,15 @@ def cosmos_settings(cosmos_server: LocalCosmosServer) -> Settings:
     return fresh_settings(cosmos_server)
 
 
-def read_all(settings: Settings) -> list[dict[str, Any]]:
-    """Every document in the settings' container, read straight from the server."""
-    container = (
+def container_for(settings: Settings) -> ContainerProxy:
+    """The settings' container, with a client of its own (not the app's)."""
+    return (
         create_cosmos_client(settings)
         .get_database_client(settings.cosmos_database)
         .get_container_client(settings.cosmos_container)
     )
-    return list(container.read_all_items())
+
+
+def read_all(settings: Settings) -> list[dict[str, Any]]:
+    """Every document in the settings' container, read straight from the server."""
+    return list(container_for(settings).read_all_items())

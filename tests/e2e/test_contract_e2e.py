@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import DEFAULT_CONTAINER, DEFAULT_DATABASE, Settings
 from acr_webhook.models import ENRICHMENT_FIELDS
-from acr_webhook.repository import create_cosmos_client, provision, without_system_fields
-from tests.conftest import fresh_settings
+from acr_webhook.repository import provision, without_system_fields
+from tests.conftest import container_for, fresh_settings
 from tests.e2e.test_reconcile_e2e import cosmos_env, reconcile, write_history
 from tests.support import payloads
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
@@ -71,14 +70,8 @@ def stored_utc(value: object) -> datetime:
     return utc(value)
 
 
-@functools.cache
-def container_of(settings: Settings) -> ContainerProxy:
-    """One client per container for the module: building one costs more than a read."""
-    return (
-        create_cosmos_client(settings)
-        .get_database_client(settings.cosmos_database)
-        .get_container_client(settings.cosmos_container)
-    )
+# One client per container for the module: building one costs more than a read.
+container_of = functools.cache(container_for)
 
 
 def documents(settings: Settings) -> dict[str, dict[str, Any]]:

@@ -30,7 +30,6 @@ from unittest import mock
 
 import azure.functions as func
 import pytest
-from azure.cosmos import ContainerProxy
 from azure.functions.timer import TimerRequest
 
 import function_app
@@ -41,8 +40,8 @@ from acr_webhook.fallback import create_queue_client, decode_message, provision_
 from acr_webhook.models import ENRICHMENT_FIELDS
 from acr_webhook.queries import PUSH_KEY, handle_events_query
 from acr_webhook.redrive import RedriveReport, redrive
-from acr_webhook.repository import CosmosEventRepository, create_cosmos_client
-from tests.conftest import fresh_settings, read_all
+from acr_webhook.repository import CosmosEventRepository
+from tests.conftest import container_for, fresh_settings, read_all
 from tests.integration.test_event_queries import cli_on
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue, raw_messages
@@ -71,14 +70,6 @@ def old_documents(commit: str) -> list[dict[str, Any]]:
     return copy.deepcopy(fixture(commit)["documents"])
 
 
-def container(settings: Settings) -> ContainerProxy:
-    return (
-        create_cosmos_client(settings)
-        .get_database_client(settings.cosmos_database)
-        .get_container_client(settings.cosmos_container)
-    )
-
-
 def stored_by(settings: Settings) -> dict[str, dict[str, Any]]:
     return {doc["id"]: doc for doc in read_all(settings)}
 
@@ -91,7 +82,7 @@ def without_system(doc: dict[str, Any]) -> dict[str, Any]:
 def old_store(request: pytest.FixtureRequest, cosmos_server: LocalCosmosServer) -> Settings:
     """A container as the earlier version left it: its documents exactly as it stored them."""
     settings = fresh_settings(cosmos_server)
-    events = container(settings)
+    events = container_for(settings)
     for doc in old_documents(request.param):
         events.create_item(doc)
     return settings
@@ -256,7 +247,7 @@ def webhook(payload: dict[str, Any]) -> func.HttpResponse:
 @pytest.fixture(params=DOCUMENT_VERSIONS)
 def fresh_old_store(request: pytest.FixtureRequest, cosmos_settings: Settings) -> str:
     """A container of the test's own with one earlier version's documents; its commit."""
-    events = container(cosmos_settings)
+    events = container_for(cosmos_settings)
     for doc in old_documents(request.param):
         events.create_item(doc)
     commit: str = request.param
@@ -380,7 +371,7 @@ def test_an_old_message_replayed_onto_an_old_document_fills_in_only(
 ) -> None:
     """The webhook parked an event and an earlier version stored it meanwhile (or the other
     way round): the replay is a duplicate that may only fill in."""
-    events = container(cosmos_settings)
+    events = container_for(cosmos_settings)
     for doc in old_documents("89721c0"):
         events.create_item(doc)
     before = stored_by(cosmos_settings)
@@ -419,7 +410,7 @@ def test_old_poison_messages_redrive_unchanged_and_then_replay(
 
 def token_store(commit: str, server: LocalCosmosServer) -> Settings:
     settings = fresh_settings(server)
-    events = container(settings)
+    events = container_for(settings)
     for doc in old_documents(commit):
         events.create_item(doc)
     return settings
@@ -461,7 +452,7 @@ def test_a_v2_token_gives_the_page_its_own_version_gave(
 def test_paging_past_an_old_document_with_a_year_before_1000(cosmos_settings: Settings) -> None:
     """89721c0 took any year and wrote it unpadded: '999-...' sorts before every 4-digit
     year, so it is the first row; its page's token must lead on, not to a 400."""
-    events = container(cosmos_settings)
+    events = container_for(cosmos_settings)
     [old] = [d for d in fixture("89721c0")["edge"]["documents"] if d["id"] == "edge-year-999"]
     assert old["timestamp"] == "999-06-01T00:00:00.000000Z"
     docs = [*old_documents("89721c0"), old]
