@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ def parse_json(body: bytes, route: str = "webhook") -> Any:
     except UnicodeDecodeError as error:
         return _bad_request(f"body is not valid UTF-8 (byte {error.start})", route=route)
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_int=_bounded_int)
     except RecursionError:
         return _bad_request("body is nested too deeply", route=route)
     except ValueError as error:
@@ -179,6 +180,16 @@ def parse_json(body: bytes, route: str = "webhook") -> Any:
 def _not_json(constant: str) -> NoReturn:
     """json.loads takes NaN, Infinity and -Infinity, which RFC 8259 does not."""
     raise ValueError(f"{constant} is not a JSON value")
+
+
+def _bounded_int(literal: str) -> int:
+    """Python refuses an integer of more than sys.get_int_max_str_digits() digits (4,300) with
+    advice for the server's own code; the client is told what is wrong with its body."""
+    digits = len(literal.removeprefix("-"))
+    limit = sys.get_int_max_str_digits()
+    if limit and digits > limit:
+        raise ValueError(f"a number has {digits} digits; at most {limit} are taken")
+    return int(literal)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any] | Result:

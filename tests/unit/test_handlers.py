@@ -110,6 +110,13 @@ def push_without(*path: str) -> bytes:
         # A push that would take pydantic-core's fast path, which takes both words too.
         (payloads.body(payloads.PUSH)[:-1] + b', "x": Infinity}', 400, "Infinity is not a JSON"),
         (payloads.body(payloads.PUSH)[:-1] + b', "x": -Infinity}', 400, "-Infinity is not a"),
+        # Valid JSON that Python will not turn into an int: said so, not "not valid JSON".
+        pytest.param(
+            b'{"action": "ping", "x": -' + b"9" * 5000 + b"}",
+            400,
+            "a number has 5000 digits",
+            id="5000-digit number",
+        ),
     ],
 )
 def test_bad_input_is_a_json_4xx_naming_the_problem_and_writes_nothing(
