@@ -249,19 +249,22 @@ def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
 
 
 def _check_account_key(connection: str, connection_string: str) -> None:
-    """The string's AccountKey, decoded as the storage SDK decodes it to sign each request: a
-    key pasted with a character missing was "unavailable or refused" (exit 1, "run again")
-    from redrive. Never quoted. Anything else the SDK refuses, it refuses itself."""
-    for part in connection_string.split(";"):
-        name, _, value = part.partition("=")
-        if name.upper() != "ACCOUNTKEY":
-            continue
-        try:
-            base64.b64decode(value.encode("utf-8"))
-        except ValueError as error:  # binascii.Error
-            raise ConfigurationError(
-                f"{connection}: AccountKey is not an account key (base64): {error}"
-            ) from None
+    """The AccountKey the storage SDK signs each request with, decoded as it decodes it: a key
+    pasted with a character missing was "unavailable or refused" (exit 1, "run again") from
+    redrive. Never quoted. Anything else the SDK refuses, it refuses itself."""
+    # As the SDK's parse_connection_str reads it: names in any case, the last one wins, and
+    # the development storage flag replaces the key with Azurite's.
+    parts = (part.split("=", 1) for part in connection_string.rstrip(";").split(";"))
+    named = {pair[0].upper(): pair[1] for pair in parts if len(pair) == 2}
+    key = named.get("ACCOUNTKEY")
+    if key is None or named.get("USEDEVELOPMENTSTORAGE") == "true":
+        return
+    try:
+        base64.b64decode(key.encode("utf-8"))
+    except ValueError as error:  # binascii.Error
+        raise ConfigurationError(
+            f"{connection}: AccountKey is not an account key (base64): {error}"
+        ) from None
 
 
 def queue_settings(

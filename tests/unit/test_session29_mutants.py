@@ -108,6 +108,27 @@ def test_an_account_key_is_refused_exactly_when_the_storage_sdk_cannot_sign_with
     assert key not in message or len(key) < 2
 
 
+@pytest.mark.parametrize(
+    ("keys", "refused"),
+    [
+        (f"AccountKey=not-base64;AccountKey={DEV_KEY}", False),  # the last one signs
+        (f"AccountKey={DEV_KEY};accountkey={DEV_KEY[:-1]}", True),
+        (f"UseDevelopmentStorage=true;AccountKey={DEV_KEY[:-1]}", False),  # Azurite's key signs
+    ],
+)
+def test_only_the_account_key_the_storage_sdk_signs_with_is_checked(
+    keys: str, refused: bool
+) -> None:
+    """The SDK reads a connection string into a dict (the last of a repeated name wins) and,
+    with UseDevelopmentStorage=true, signs with Azurite's key whatever AccountKey says."""
+    connection = f"{keys};QueueEndpoint=http://127.0.0.1:1/devstoreaccount1"
+    if not refused:
+        assert queue_settings({"AzureWebJobsStorage": connection}) is not None
+        return
+    with pytest.raises(ConfigurationError, match="AzureWebJobsStorage: AccountKey"):
+        queue_settings({"AzureWebJobsStorage": connection})
+
+
 # --- queries.page_body: valid Unicode whatever was stored -----------------------------------
 
 # Any text, lone surrogates included (an earlier version stored a body's "\udc00" as is).
