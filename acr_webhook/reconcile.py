@@ -110,8 +110,13 @@ def read_history_file(path: Path) -> list[dict[str, Any]]:
     encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     try:
         entries = json.loads(raw.decode(encoding))
-    except UnicodeDecodeError:
-        raise HistoryFileError(f"{path}: is not UTF-8 text") from None
+    except UnicodeDecodeError as error:
+        problem = (
+            "starts with UTF-16's byte order mark but is not UTF-16 text"
+            if encoding == "utf-16"
+            else "is not UTF-8 text"
+        )
+        raise HistoryFileError(f"{path}: {problem} (byte {error.start})") from None
     except RecursionError:
         raise HistoryFileError(f"{path}: is nested too deeply") from None
     except ValueError as error:

@@ -401,7 +401,9 @@ def test_the_file_az_writes_is_read_in_any_encoding_windows_writes(tmp_path: Pat
         (None, "no such file"),
         (b"", "is not JSON"),
         (b"[{", "is not JSON"),
-        (b"\xff\x00\xfe", "is not UTF-8 text"),
+        (b"\xff\x00\xfe", "is not UTF-8 text (byte 0)"),
+        (b"\xff\xfe[\x00]", "byte order mark but is not UTF-16 text (byte 4)"),
+        (b"\xff\xfe[\x00\x00\xd8]\x00", "is not UTF-16 text (byte 4)"),  # an unpaired surrogate
         (b'{"value": []}', "must be a JSON array of webhook events"),
         (b"[1]", "item 0 is a int"),
         (b"{}", "must be a JSON array of webhook events"),
