@@ -354,11 +354,17 @@ def test_the_local_queue_poller_holds_nothing_more_after_many_polls(
 # export rate: what the process holds after each burst (descriptors, threads, traced memory).
 TELEMETRY_SINK_DOWN = """
 import gc, json, logging, os, sys, time, tracemalloc
-from acr_webhook.telemetry import configure_telemetry
+from acr_webhook.telemetry import APP_LOGGER, DecisionTelemetry, configure_telemetry
 from tests.support.resources import app_threads, open_fds
 assert configure_telemetry(exporter_options={"storage_directory": sys.argv[1]})
 log = logging.getLogger("acr_webhook.handlers")
 log.setLevel(logging.INFO)
+# The first record starts the pipeline's build on its own thread; on a loaded machine a burst
+# could end before it does and be taken for the settled state.
+log.info("start")
+handlers = logging.getLogger(APP_LOGGER).handlers
+[exporting] = [h for h in handlers if isinstance(h, DecisionTelemetry)]
+assert exporting.wait_until_exporting(timeout=60)
 fields = {"route": "webhook", "action": "push", "repository": "r", "store_ms": 1.0}
 def burst():
     for i in range(2000):
