@@ -63,9 +63,10 @@ BY_NAME = {sample.name: sample for sample in SAMPLES}
 # Samples the app refuses today although README says it takes them, each with its reason.
 DATA_AS_TEXT = (
     "ACR delivered Event Grid's data as JSON text, not an object (the SDK authors' capture from a "
-    "live registry, azure-sdk-for-js testData.ts, 2020-07-10): today the delivery is answered "
-    "400 '{label}.data: must be a JSON object with the ACR event, not str' and nothing is "
-    "stored, and Event Grid never retries a 400; the text should be read as the object it "
+    "live registry, azure-sdk-for-js testData.ts, 2020-07-10; that SDK still JSON-parses a text "
+    "data for all four ContainerRegistry types, systemEventDecoders.ts): today the delivery is "
+    "answered 400 '{label}.data: must be a JSON object with the ACR event, not str' and nothing "
+    "is stored, and Event Grid never retries a 400; the text should be read as the object it "
     "encodes (as reconcile already reads a history entry's content) and the event stored, "
     "200 recorded=1"
 )
