@@ -369,3 +369,18 @@ def test_two_samples_that_share_an_event_id_and_repository_are_one_document(
     assert answer.status == 200
     assert answer.body == duplicate_answer(BY_NAME[second])
     assert stored(store, since) == BY_NAME[first].expected["documents"]
+
+
+def test_an_event_grid_schema_event_outside_its_array_is_refused_as_documented(
+    store: FakeEventRepository, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The REST specs' example files hold one Event Grid schema event, bare; Event Grid
+    delivers that schema as an array (the corpus wraps them so). docs/delivery.md: an object
+    that is not a CloudEvent is a 400. Pinned, so that taking bare events is a decision."""
+    (event,) = BY_NAME["eventgrid-spec-image-pushed"].body
+
+    answer = deliver("eventgrid", event, tmp_path, capsys)
+
+    assert answer.status == 400
+    assert "this object has no specversion" in answer.body["error"]
+    assert store.add_calls == 0
