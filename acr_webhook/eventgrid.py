@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, TypeAdapter, Vali
 from acr_webhook.handlers import (
     MAX_LOGGED_CLAIM,
     SharedSecret,
+    loads_strictly,
     log_event_decision,
     parse_json,
     unauthorized,
@@ -198,6 +199,15 @@ def _check(label: str, raw: Any) -> _Storable | _Ignored | _Handshake | list[str
         # Unvalidated text of any size: what the log keeps of it is clipped, like a rejected
         # event's claimed identity.
         return _Ignored(envelope.id[:MAX_LOGGED_CLAIM], event_type[:MAX_LOGGED_CLAIM])
+    if isinstance(data, str):
+        # Container Registry has delivered data as serialised JSON (a live capture in the
+        # JavaScript SDK's test data, whose decoder still parses it): the same event.
+        try:
+            data = loads_strictly(data)
+        except RecursionError:
+            return [f"{label}.data: is a string nested too deeply"]
+        except ValueError as error:
+            return [f"{label}.data: is a string but not JSON: {error}"]
     if not isinstance(data, dict):
         found = "missing" if data is None else type(data).__name__
         return [f"{label}.data: must be a JSON object with the ACR event, not {found}"]

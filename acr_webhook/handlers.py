@@ -170,11 +170,17 @@ def parse_json(body: bytes, route: str = "webhook") -> Any:
     except UnicodeDecodeError as error:
         return _bad_request(f"body is not valid UTF-8 (byte {error.start})", route=route)
     try:
-        return json.loads(text, parse_constant=_not_json, parse_int=_bounded_int)
+        return loads_strictly(text)
     except RecursionError:
         return _bad_request("body is nested too deeply", route=route)
     except ValueError as error:
         return _bad_request(f"body is not valid JSON: {error}", route=route)
+
+
+def loads_strictly(text: str) -> Any:
+    """``json.loads`` held to RFC 8259, with a reason the client can act on for what Python
+    refuses. Raises ValueError, or RecursionError for nesting too deep."""
+    return json.loads(text, parse_constant=_not_json, parse_int=_bounded_int)
 
 
 def _not_json(constant: str) -> NoReturn:

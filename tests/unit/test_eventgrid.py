@@ -1345,6 +1345,32 @@ def test_an_acr_event_without_data_is_a_400_saying_it_is_missing(
     }
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "{not json",
+            "is a string but not JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+        ),
+        ('{"id": NaN}', "is a string but not JSON: NaN is not a JSON value"),
+        ("[" * 100_000, "is a string nested too deeply"),
+        ('["a list"]', "must be a JSON object with the ACR event, not list"),
+        ('"twice encoded"', "must be a JSON object with the ACR event, not str"),
+    ],
+)
+def test_data_as_text_that_is_no_acr_event_is_a_400_naming_it(
+    text: str, problem: str, repository: FakeEventRepository
+) -> None:
+    """ACR has sent data as serialised JSON (tests/fixtures/public_corpus): such text is read
+    as the webhook reads a body, and what it does not encode is refused as a body would be."""
+    event = event_grid(payloads.PUSH)
+    event["data"] = text
+    result = call([event], repository)
+    assert (result.status, result.body) == (400, {"error": f"events[0].data: {problem}"})
+    assert repository.add_calls == 0
+
+
 def test_an_event_the_store_refuses_is_a_rejected_decision_naming_it(
     repository: FakeEventRepository, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -60,39 +60,18 @@ def load_corpus() -> list[Sample]:
 SAMPLES = load_corpus()
 BY_NAME = {sample.name: sample for sample in SAMPLES}
 
-# Samples the app refuses today although README says it takes them, each with its reason.
-DATA_AS_TEXT = (
-    "ACR delivered Event Grid's data as JSON text, not an object (the SDK authors' capture from a "
-    "live registry, azure-sdk-for-js testData.ts, 2020-07-10; that SDK still JSON-parses a text "
-    "data for all four ContainerRegistry types, systemEventDecoders.ts): today the delivery is "
-    "answered 400 '{label}.data: must be a JSON object with the ACR event, not str' and nothing "
-    "is stored, and Event Grid never retries a 400; the text should be read as the object it "
-    "encodes (as reconcile already reads a history entry's content) and the event stored, "
-    "200 recorded=1"
-)
-REFUSED_TODAY = {
-    "eventgrid-jssdk-image-pushed-data-as-text": DATA_AS_TEXT.format(label="events[0]"),
-    "cloudevents-jssdk-image-pushed-data-as-text": DATA_AS_TEXT.format(label="event"),
-}
 # What the webhook carries of an Event Grid event's data: all of it but these (reference: event
 # sources; the webhook has no actor, client address, replica, region or manifest URL).
 EVENT_GRID_ONLY = ("actor", "source", "location", "connectedRegistry")
 
 
 def params(*routes: str, storable_only: bool = False) -> list[Any]:
-    """The samples of ``routes`` as pytest params named after their files, those refused today
-    marked strict xfail with their reason."""
-    chosen = []
-    for sample in SAMPLES:
-        if sample.route not in routes:
-            continue
-        if storable_only and not sample.expected["documents"]:
-            continue
-        marks = []
-        if sample.name in REFUSED_TODAY:
-            marks.append(pytest.mark.xfail(strict=True, reason=REFUSED_TODAY[sample.name]))
-        chosen.append(pytest.param(sample, id=sample.name, marks=marks))
-    return chosen
+    """The samples of ``routes`` as pytest params named after their files."""
+    return [
+        pytest.param(sample, id=sample.name)
+        for sample in SAMPLES
+        if sample.route in routes and (sample.expected["documents"] or not storable_only)
+    ]
 
 
 # --- delivering a body through the app's entry points ---------------------------------------
