@@ -6,6 +6,7 @@ import re
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.fallback import create_queue_client, provision_queue
@@ -16,6 +17,8 @@ ACCOUNT = "devstoreaccount1"
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
+
+WITHOUT_TELEMETRY_SDK = Path(__file__).with_name("azurite_without_telemetry_sdk.js")
 
 
 class LocalAzurite:
@@ -35,6 +38,9 @@ class LocalAzurite:
     def start(self) -> None:
         process = subprocess.Popen(
             [
+                "node",
+                "--require",
+                str(WITHOUT_TELEMETRY_SDK),
                 str(REPO_ROOT / "node_modules" / ".bin" / "azurite-queue"),
                 "--queueHost",
                 "127.0.0.1",
@@ -42,7 +48,9 @@ class LocalAzurite:
                 str(self.port),
                 "--inMemoryPersistence",
                 "--skipApiVersionCheck",
-                "--disableTelemetry",  # as ./scripts/dev: nothing sent out, nothing left in /tmp
+                # As ./scripts/dev: nothing sent out, nothing left in /tmp. What lets
+                # WITHOUT_TELEMETRY_SDK stand in for the SDK.
+                "--disableTelemetry",
                 "--loose",
             ],
             cwd=REPO_ROOT,
