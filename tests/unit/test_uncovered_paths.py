@@ -57,6 +57,7 @@ from acr_webhook.tls import is_loopback, verify_tls
 from tests.unit.test_config import BASE, REGISTRY_ID
 from tests.unit.test_session26_mutants import Pages, read_history
 from tests.unit.test_session28_mutants import _leasing_poller
+from tests.unit.test_telemetry_failures import Keeping
 
 SETTINGS = Settings("https://127.0.0.1:1/", "a2V5", "acr", "events", None)
 
@@ -198,30 +199,22 @@ def test_a_content_type_the_function_set_is_kept_and_not_sent_twice() -> None:
     assert [v for k, v in reply.headers.items() if k.lower() == "content-type"] == ["text/csv"]
 
 
-class _Kept(logging.Handler):
-    def __init__(self, level: int) -> None:
-        super().__init__(level)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 def test_the_consoles_thread_hands_a_handler_only_the_levels_it_takes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """host.console_log_on_its_own_thread: "Lines keep their order, format and time of
     logging" as the root logger's handlers would write them: a handler's own level still
     filters (logging.Logger.callHandlers: ``record.levelno >= hdlr.level``)."""
-    warnings_only, everything = _Kept(logging.WARNING), _Kept(logging.NOTSET)
+    warnings_only, everything = Keeping(), Keeping()
+    warnings_only.setLevel(logging.WARNING)
     monkeypatch.setattr(logging.getLogger(), "handlers", [warnings_only, everything])
     logger = logging.getLogger("tests.uncovered.console")
     monkeypatch.setattr(logger, "level", logging.DEBUG)
     with console_log_on_its_own_thread():
         logger.info("routine")
         logger.warning("problem")
-    assert warnings_only.messages == ["problem"]
-    assert everything.messages == ["routine", "problem"]
+    assert [record.getMessage() for record in warnings_only.records] == ["problem"]
+    assert [record.getMessage() for record in everything.records] == ["routine", "problem"]
 
 
 class _StoppedError(Exception):
