@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
 DEFAULT_DATABASE = "acr"
 DEFAULT_CONTAINER = "events"
 # Fixed, not a setting: the queue-trigger decorator and the writer must name the same queue.
@@ -138,6 +141,21 @@ def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
     return next((environ[name] for name in CA_BUNDLE_VARIABLES if environ.get(name)), None)
 
 
+def _check_https_url(setting: str, value: str) -> None:
+    """``value`` must be an https:// URL that requests can connect to, read as urllib3 reads
+    it: one it cannot parse was a traceback, or "unavailable" (run again), at each use."""
+    # Over plain HTTP the client would send its token or signed requests in the clear; the local
+    # server and the emulator serve HTTPS too.
+    if not value.startswith("https://"):
+        raise ConfigurationError(f"{setting} must be an https:// URL")
+    try:
+        host = parse_url(value).host
+    except LocationParseError as error:
+        raise ConfigurationError(f"{setting} is not a URL: {error}") from None
+    if not host:
+        raise ConfigurationError(f"{setting} must be an https:// URL with a host")
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, settings_file: Path | None = None
 ) -> Settings:
@@ -147,10 +165,7 @@ def load_settings(
         raise ConfigurationError(
             "COSMOS_ENDPOINT is not set (environment or local.settings.json Values)"
         )
-    # Over plain HTTP the client would send its token or signed requests in the clear; the local
-    # server and the emulator serve HTTPS too.
-    if not endpoint.startswith("https://"):
-        raise ConfigurationError("COSMOS_ENDPOINT must be an https:// URL")
+    _check_https_url("COSMOS_ENDPOINT", endpoint)
     return Settings(
         cosmos_endpoint=endpoint,
         cosmos_key=_cosmos_key(values.get("COSMOS_KEY", "")),
@@ -242,8 +257,7 @@ def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
     if not names:
         raise ConfigurationError("ACR_WEBHOOK_NAMES must name the webhooks to reconcile")
     endpoint = (values.get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT).strip().rstrip("/")
-    if not endpoint.startswith("https://"):
-        raise ConfigurationError("ARM_ENDPOINT must be an https:// URL")
+    _check_https_url("ARM_ENDPOINT", endpoint)
     audience = (values.get("ARM_AUDIENCE") or endpoint).strip()
     return ReconcileSettings(registry_id.rstrip("/"), names, endpoint, audience)
 
