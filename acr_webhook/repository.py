@@ -335,30 +335,31 @@ class _LazyContainer:
         self._build_done: threading.Event | None = None
         self._lock = threading.Lock()
 
-    def get(self, deadline: float | None = None) -> ContainerProxy:
+    def get(self, deadline: float) -> ContainerProxy:
         """The container; a request that finds a build under way waits for it until its own
-        ``deadline`` (time.monotonic), if it has one."""
+        ``deadline`` (time.monotonic) at most."""
         container = self._container
         if container is not None:
             return container
+        building = threading.Event()
         with self._lock:
-            in_flight = self._build_done
-            if in_flight is None and self._container is None:
-                self._build_done = threading.Event()
-        if in_flight is not None:
-            wait_s = float(self._options.get("timeout", 2)) + 1
-            if deadline is not None:
-                wait_s = min(wait_s, deadline - time.monotonic())
-            in_flight.wait(max(wait_s, 0.0))
-            if self._container is None:
-                self._health.check()
-                raise RepositoryUnavailableError("database client is not ready")
-            return self._container
-        if self._container is not None:  # built between the first look and the lock
-            return self._container
-        return self._build()
+            container, in_flight = self._container, self._build_done
+            if container is None and in_flight is None:
+                self._build_done = building
+        if container is not None:  # built between the first look and the lock
+            return container
+        if in_flight is None:
+            return self._build(building)
+        wait_s = min(float(self._options.get("timeout", 2)) + 1, deadline - time.monotonic())
+        in_flight.wait(max(wait_s, 0.0))
+        if self._container is None:
+            self._health.check()
+            raise RepositoryUnavailableError("database client is not ready")
+        return self._container
 
-    def _build(self) -> ContainerProxy:
+    def _build(self, building: threading.Event) -> ContainerProxy:
+        """Builds the client; ``building`` is set once it is built or failed, which ends the
+        waiters' wait."""
         try:
             client = create_cosmos_client(self._settings, self._options)
             database = client.get_database_client(self._settings.cosmos_database)
@@ -368,9 +369,8 @@ class _LazyContainer:
             raise _unreachable(error, self._health) from error
         finally:
             with self._lock:
-                done, self._build_done = self._build_done, None
-            if done is not None:
-                done.set()
+                self._build_done = None
+            building.set()
         return container
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 # How long stop() waits for a runner's current work (one poll or one function call) to end.
 STOP_WAIT_S = 10
 
 
-class BackgroundRunner:
+class BackgroundRunner(ABC):
     """Runs ``_run`` on a daemon thread from ``start()``; ``_run`` returns once ``_stop`` is set,
     which ``stop()`` does before waiting for it."""
 
@@ -23,5 +24,5 @@ class BackgroundRunner:
         self._stop.set()
         self._thread.join(timeout=STOP_WAIT_S)
 
-    def _run(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _run(self) -> None: ...
