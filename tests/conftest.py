@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,16 @@ from acr_webhook.config import Settings
 from acr_webhook.repository import create_cosmos_client, provision
 from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
+
+
+@pytest.fixture(autouse=True)
+def _app_log_level_kept() -> Iterator[None]:
+    """A command run in-process (reconcile quiets the app's INFO lines for its process) leaves
+    the app's logger as it found it, so later tests still capture INFO decisions."""
+    app_logger = logging.getLogger("acr_webhook")
+    level = app_logger.level
+    yield
+    app_logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,12 +88,7 @@ def deliver(route: str, body: Any, tmp_path: Path, capsys: pytest.CaptureFixture
     if route == "history":
         events_file = tmp_path / "list-events.json"
         events_file.write_text(json.dumps(body, indent=2), encoding="utf-8")
-        app_logger = logging.getLogger("acr_webhook")
-        level = app_logger.level
-        try:
-            code = cli.main(["reconcile", "--events-file", str(events_file)])
-        finally:
-            app_logger.setLevel(level)  # reconcile quiets the app's INFO lines for its process
+        code = cli.main(["reconcile", "--events-file", str(events_file)])
         out, _ = capsys.readouterr()
         return Answer(code, out.splitlines()[-1] if out else None)
     url = f"http://localhost:7071/api/acr/{route}"

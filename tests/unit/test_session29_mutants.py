@@ -365,12 +365,7 @@ def test_reconcile_into_a_missing_container_is_exit_2_naming_both_after_the_summ
     events_file = tmp_path / "events.json"
     events_file.write_text(json.dumps([history_entry(payloads.with_new_id(payloads.PUSH))]))
 
-    app_logger = logging.getLogger("acr_webhook")
-    level = app_logger.level
-    try:
-        code = cli.main(["reconcile", "--events-file", str(events_file)])
-    finally:
-        app_logger.setLevel(level)  # reconcile quiets the app's INFO lines for its process
+    code = cli.main(["reconcile", "--events-file", str(events_file)])
 
     out, err = capsys.readouterr()
     assert code == 2
