@@ -299,21 +299,26 @@ def create_cosmos_client(
         # Writes need no echo of the item; this saves bandwidth on every event.
         no_response_on_write=True,
         transport=create_transport(),
-        connection_policy=_account_lookup_within(timeouts),
+        connection_policy=_policy_within(timeouts),
         **timeouts,
     )
 
 
-def _account_lookup_within(timeouts: Mapping[str, Any]) -> ConnectionPolicy:
-    """A policy whose account lookups keep to ``timeouts`` too. The SDK gives them 3 s timeouts
-    of their own (DBAReadTimeout, DBAConnectionTimeout), whatever the client's, so a cold start
-    against a database that accepts connections and never answers spent 3 s there; and it
-    retries a lookup that timed out once more with a 5 s read timeout of its own
-    (HealthCheckRetryPolicy), unless the client's ``timeout`` has run out by then. So the one
-    lookup may wait for an answer the whole ``timeout``, and no retry starts after it."""
+def _policy_within(timeouts: Mapping[str, Any]) -> ConnectionPolicy:
+    """A policy whose account lookups and recovery reads keep to ``timeouts`` too.
+
+    The SDK gives account lookups 3 s timeouts of their own (DBAReadTimeout,
+    DBAConnectionTimeout), whatever the client's, so a cold start against a database that
+    accepts connections and never answers spent 3 s there; and it retries a lookup that timed
+    out once more with a 5 s read timeout of its own (HealthCheckRetryPolicy), unless the
+    client's ``timeout`` has run out by then. So the one lookup may wait for an answer the whole
+    ``timeout``, and no retry starts after it. A request that tries a region again after an
+    outage (circuit breaker on, more than one region) waits RecoveryReadTimeout, 6 s, in place
+    of any read timeout the call gives: it gets the client's read timeout."""
     policy = ConnectionPolicy()
     policy.DBAReadTimeout = timeouts.get("timeout", policy.DBAReadTimeout)
     policy.DBAConnectionTimeout = timeouts.get("connection_timeout", policy.DBAConnectionTimeout)
+    policy.RecoveryReadTimeout = timeouts.get("read_timeout", policy.RecoveryReadTimeout)
     return policy
 
 

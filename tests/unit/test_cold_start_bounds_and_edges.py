@@ -2,7 +2,7 @@
 digest filter, the local host's empty answers, the queue trigger's stop and the fill-in's log
 records that no other test held (found by mutation testing: each test kills hand-made mutants
 of ``queries._is_full_digest``, ``host._to_reply``, ``queues.QueuePoller.poll_once``,
-``repository._account_lookup_within``, ``CosmosEventRepository._left_of`` or
+``repository._policy_within``, ``CosmosEventRepository._left_of`` or
 ``repository._about`` that every other test passed). Each asserts documented or commented
 behaviour, cited in its docstring.
 """
@@ -169,7 +169,7 @@ def silent_database() -> Iterator[str]:
 
 def test_a_cold_start_against_a_silent_database_keeps_to_the_writes_own_timeout() -> None:
     """repository.CosmosEventRepository: ``write_options["timeout"]`` is "The bound of a whole
-    add()", and _account_lookup_within's docstring: the account lookup keeps to the client's
+    add()", and _policy_within's docstring: the account lookup keeps to the client's
     timeouts. For a client whose read_timeout is shorter than its timeout (Event Grid's 2 s of
     5 s, the reads' 4 s of 5 s), azure-cosmos 4.17 retries a timed-out account lookup once
     with a read timeout of its own, 5 s (_health_check_retry_policy: initial_connection_timeout),
@@ -233,7 +233,7 @@ def test_a_cold_start_against_a_database_that_never_answers_keeps_to_the_read_ti
     silent_database: str,
 ) -> None:
     """README: "building it and the first write share the one ~2 s", tested with a fresh host
-    whose database answers "never"; repository._account_lookup_within: the account lookup keeps
+    whose database answers "never"; repository._policy_within: the account lookup keeps
     to the client's timeouts, not the SDK's own 3 s (DBAReadTimeout). With 0.4 s timeouts the
     first write gives up in well under the SDK's 3 s."""
     elapsed = _first_write_s(silent_database, timeout=0.4, read_timeout=0.4)

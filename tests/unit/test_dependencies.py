@@ -197,6 +197,7 @@ def test_the_cosmos_client_takes_the_timeouts_and_retries_the_app_gives_it(
         options["connection_timeout"],
         options["timeout"],
     )
+    assert policy.RecoveryReadTimeout == options["read_timeout"]
     assert policy.RetryOptions.MaxRetryAttemptCount == options["retry_throttle_total"]
     assert policy.RetryOptions.MaxWaitTimeInSeconds == options["retry_throttle_backoff_max"]
     assert policy.ConnectionRetryConfiguration is not None
