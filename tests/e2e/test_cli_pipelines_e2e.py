@@ -27,8 +27,8 @@ import requests
 
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.repository import create_cosmos_client
 from acr_webhook.results import utc_now
+from tests.conftest import container_for
 from tests.support import history, payloads
 from tests.support.serve import APP_SETTING_PREFIXES, app_environment, free_port, post_json
 
@@ -49,11 +49,7 @@ ODD = {
 def stored(settings: Settings, count: int, **fields: Any) -> list[dict[str, Any]]:
     """``count`` documents written straight into the container, as any version of the app
     wrote them, with ``fields`` over the webhook's own."""
-    container = (
-        create_cosmos_client(settings)
-        .get_database_client(settings.cosmos_database)
-        .get_container_client(settings.cosmos_container)
-    )
+    container = container_for(settings)
     documents = []
     for n in range(count):
         payload = payloads.with_new_id(payloads.PUSH, tag=f"v{n}")

@@ -16,12 +16,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from azure.cosmos import ContainerProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.repository import create_cosmos_client
+from tests.conftest import container_for
 from tests.e2e.test_dev_script_e2e import (
     SAMPLE_KEY,
     ctrl_c,
@@ -132,16 +131,8 @@ def needs_real_cosmos_db(statement: str) -> bool:
     return "GROUP BY" in statement or "GetCurrentDateTimeStatic" in statement
 
 
-def container_of(settings: Settings) -> ContainerProxy:
-    return (
-        create_cosmos_client(settings)
-        .get_database_client(settings.cosmos_database)
-        .get_container_client(settings.cosmos_container)
-    )
-
-
 def data_explorer_answers(settings: Settings) -> dict[str, list[object] | str]:
-    container = container_of(settings)
+    container = container_for(settings)
     answers: dict[str, list[object] | str] = {}
     for statement in documented_sql():
         try:
@@ -158,7 +149,7 @@ def test_every_documented_query_runs_on_the_local_server_unless_the_docs_say_it_
 ) -> None:
     # The local server finds a function it lacks only when it has a document to apply it to.
     document = to_document(AcrEvent.model_validate(payloads.PUSH), datetime.now(UTC))
-    container_of(cosmos_settings).create_item(document)
+    container_for(cosmos_settings).create_item(document)
     answers = data_explorer_answers(cosmos_settings)
     assert len(answers) >= 15, list(answers)
     refused = {statement for statement, rows in answers.items() if isinstance(rows, str)}

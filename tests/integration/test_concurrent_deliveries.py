@@ -13,6 +13,7 @@ import pytest
 from acr_webhook.config import Settings
 from acr_webhook.models import ENRICHMENT_FIELDS
 from acr_webhook.repository import create_cosmos_client, without_system_fields
+from tests.conftest import container_for
 from tests.support.interleave import (
     FakeHistory,
     GatedCosmosClient,
@@ -43,11 +44,7 @@ def run_real(overlap: Overlap, settings: Settings) -> tuple[Turns, dict[str, Any
     """``run_overlap`` with the local server's container in place of the fake client."""
     actors = names(overlap)
     turns = Turns(actors, [actors[index] for index in overlap.order])
-    container = (
-        create_cosmos_client(settings)
-        .get_database_client(settings.cosmos_database)
-        .get_container_client(settings.cosmos_container)
-    )
+    container = container_for(settings)
     if overlap.prestored:
         container.create_item(prestored_document("bare"))
     local = {

@@ -41,10 +41,9 @@ from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import (
     EVENTGRID_WRITE_OPTIONS,
     CosmosEventRepository,
-    create_cosmos_client,
 )
 from acr_webhook.results import utc_now
-from tests.conftest import fresh_settings
+from tests.conftest import container_for, fresh_settings
 from tests.integration.test_reconcile_timer import (
     TOKEN,
     FakeCredential,
@@ -136,11 +135,7 @@ def test_duplicates_with_event_grid_fields_cost_three_calls_each_at_any_size(
 def seeded_settings(cosmos_server: LocalCosmosServer) -> Settings:
     """SEEDED events, each its own push, at distinct timestamps, over 10 repositories."""
     settings = fresh_settings(cosmos_server)
-    container = (
-        create_cosmos_client(settings)
-        .get_database_client(settings.cosmos_database)
-        .get_container_client(settings.cosmos_container)
-    )
+    container = container_for(settings)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(
             pool.map(
