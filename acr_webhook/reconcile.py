@@ -14,7 +14,6 @@ CLI wrote; the timer function reads the history through the management API (the 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from acr_webhook.config import ReconcileSettings
-from acr_webhook.handlers import claimed_identity, log_event_decision
+from acr_webhook.handlers import claimed_identity, loads_strictly, log_event_decision
 from acr_webhook.models import RECORDED_ACTIONS, parse_webhook_payload, to_document
 from acr_webhook.results import utc_now
 from acr_webhook.store import (
@@ -109,7 +108,7 @@ def read_history_file(path: Path) -> list[dict[str, Any]]:
         raise HistoryFileError(f"{path}: cannot be read ({error.strerror or error})") from None
     encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     try:
-        entries = json.loads(raw.decode(encoding))
+        entries = loads_strictly(raw.decode(encoding))
     except UnicodeDecodeError as error:
         problem = (
             "starts with UTF-16's byte order mark but is not UTF-16 text"
@@ -152,11 +151,15 @@ def _content(entry: object) -> dict[str, Any]:
         raise _InvalidContentError("eventRequestMessage: required, must be an object")
     content = message.get("content")
     if isinstance(content, str):
-        # The spec types it as an object; a serialised one is still the same payload.
+        # The spec types it as an object; a serialised one is still the same payload, read as
+        # a webhook body and an Event Grid event's text data are read.
         try:
-            content = json.loads(content)
-        except (ValueError, RecursionError):
-            raise _InvalidContentError(f"{CONTENT_PATH}: is a string but not JSON") from None
+            content = loads_strictly(content)
+        except RecursionError:
+            raise _InvalidContentError(f"{CONTENT_PATH}: is a string nested too deeply") from None
+        except ValueError as error:
+            problem = f"is a string but not JSON: {error}"
+            raise _InvalidContentError(f"{CONTENT_PATH}: {problem}") from None
     if not isinstance(content, dict):
         raise _InvalidContentError(f"{CONTENT_PATH}: required, must be an object")
     return content

@@ -311,8 +311,32 @@ def test_content_that_is_a_string_but_not_json_is_invalid_and_says_so() -> None:
     assert outcome.counts.summary() == "recorded=1 already=0 skipped=0 invalid=1"
     assert list(repository.documents) == [serialised["id"]]
     assert [str(entry) for entry in invalid] == [
-        f"entry 1 (id {broken['id']!r}): eventRequestMessage.content: is a string but not JSON"
+        f"entry 1 (id {broken['id']!r}): eventRequestMessage.content: is a string but not JSON:"
+        " Expecting property name enclosed in double quotes: line 1 column 20 (char 19)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"action": "push", "target": {"size": NaN}}', "not JSON: NaN is not a JSON value"),
+        ('{"action": "push", "n": ' + "9" * 4301 + "}", "not JSON: a number has 4301 digits"),
+        ("[" * 100_000, "is a string nested too deeply"),
+    ],
+    ids=["NaN", "digits", "nesting"],
+)
+def test_content_as_a_string_is_read_as_a_webhook_body_is(content: str, problem: str) -> None:
+    """Held to RFC 8259 as the webhook route and Event Grid's text data are, so the same text is
+    the same verdict whichever way it arrives."""
+    entry = history_entry(payloads.with_new_id(payloads.PUSH))
+    entry["eventRequestMessage"]["content"] = content
+    repository = FakeEventRepository()
+    outcome, invalid = run([entry], repository)
+
+    assert outcome.counts.summary() == "recorded=0 already=0 skipped=0 invalid=1"
+    assert repository.documents == {}
+    assert "eventRequestMessage.content: " in str(invalid[0])
+    assert problem in str(invalid[0])
 
 
 class ThrottledFor(FakeEventRepository):
@@ -409,7 +433,11 @@ def test_the_file_az_writes_is_read_in_any_encoding_windows_writes(tmp_path: Pat
         (b"{}", "must be a JSON array of webhook events"),
         (b"5", "not a JSON int"),
         (b"[" * 100_000, "is nested too deeply"),
+        # What az never writes, read as a webhook body is: RFC 8259, the digit limit named.
+        (b'[{"id": NaN}]', "is not JSON (NaN is not a JSON value)"),
+        (b"[" + b"1" * 5000 + b"]", "is not JSON (a number has 5000 digits; at most 4300"),
     ],
+    ids=lambda value: value[:16] if isinstance(value, bytes) else None,
 )
 def test_an_unusable_file_is_one_line_saying_why(
     tmp_path: Path, content: bytes | None, reason: str

@@ -327,7 +327,8 @@ def invalid_entries(draw: st.DrawFn, objects_only: bool) -> Drawn:
         text = draw(st.sampled_from(('{"action": "push", ', "not json", "[" * 50_000, "")))
         not_object = draw(st.sampled_from(("[1]", "5", '"push"', "null")))
         if draw(st.booleans()):
-            return Drawn(wrapped(text, entry_id), "invalid", problem="is a string but not JSON")
+            problem = "nested too deeply" if text.startswith("[[") else "is a string but not JSON"
+            return Drawn(wrapped(text, entry_id), "invalid", problem=problem)
         return Drawn(wrapped(not_object, entry_id), "invalid", problem="must be an object")
     if kind == "action":
         content: dict[str, Any] = {**draw(recorded_payloads()).content}
