@@ -53,7 +53,7 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Object id of a user (or CI principal) that gets Cosmos DB Data Contributor (Data Explorer with Entra ID) and Storage Queue Data Contributor. Empty = skip.')
+@description('Object id of a user (or CI principal) that gets Cosmos DB Data Contributor (Data Explorer with Entra ID), Storage Queue Data Contributor (fallback queue) and Storage Blob Data Reader (Event Grid dead letters). Empty = skip.')
 param principalId string = ''
 
 @description('Function App name. Empty = generated (func-<token>).')

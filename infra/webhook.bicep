@@ -57,9 +57,10 @@ var appHost = functionApp.properties.defaultHostName
 // Function names as function_app.py defines them (the Python function names).
 var webhookFunctionKey = listKeys('${functionApp.id}/functions/acr_webhook', webApiVersion).default
 var eventGridFunctionKey = listKeys('${functionApp.id}/functions/acr_eventgrid', webApiVersion).default
+var appSettings = list('${functionApp.id}/config/appsettings', webApiVersion).properties
 // WEBHOOK_SECRET is set on the app by main.bicep only when a secret was given; read it back
 // so the registry and the app can never disagree.
-var webhookSecret = (list('${functionApp.id}/config/appsettings', webApiVersion).properties.?WEBHOOK_SECRET) ?? ''
+var webhookSecret = appSettings.?WEBHOOK_SECRET ?? ''
 var customHeaders = empty(webhookSecret) ? {} : {
   Authorization: 'Bearer ${webhookSecret}'
 }
@@ -67,6 +68,11 @@ var derivedWebhookName = take('acr${replace(functionAppName, '-', '')}', 50)
 var effectiveWebhookName = (!empty(webhookName)) ? webhookName : derivedWebhookName
 var effectiveSystemTopicName = (!empty(systemTopicName)) ? systemTopicName : '${registryName}-events'
 var eventSubscriptionName = '${functionAppName}-eventgrid'
+// Event Grid dead-letters into the app's own storage account, named by the app's host storage
+// setting (main.bicep sets it: https://<account>.blob.<suffix>/).
+var hostBlobEndpoint = appSettings.?AzureWebJobsStorage__blobServiceUri ?? ''
+var deadLetterStorageAccountName = split(replace(hostBlobEndpoint, 'https://', ''), '.')[0]
+var deadLetterContainerName = 'eventgrid-deadletter'
 // Deployments into the registry's resource group are named per app: two apps connected to
 // registries in one resource group would otherwise replace each other's deployment record,
 // or collide when run at the same time.
@@ -94,6 +100,9 @@ module acrEventGrid 'modules/acr-eventgrid.bicep' = if ((deliveryMode == 'eventg
     subscriptionName: eventSubscriptionName
     endpointUrl: 'https://${appHost}/api/acr/eventgrid?code=${eventGridFunctionKey}'
     webhookSecret: webhookSecret
+    appResourceGroup: resourceGroup().name
+    deadLetterStorageAccountName: deadLetterStorageAccountName
+    deadLetterContainerName: deadLetterContainerName
   }
 }
 
@@ -104,3 +113,5 @@ output ACR_DELIVERY_MODE string = deliveryMode
 output ACR_WEBHOOK_NAME string = (deliveryMode == 'eventgrid') ? '' : effectiveWebhookName
 output ACR_SYSTEM_TOPIC_NAME string = (deliveryMode == 'webhook') ? '' : effectiveSystemTopicName
 output ACR_EVENT_SUBSCRIPTION_NAME string = (deliveryMode == 'webhook') ? '' : eventSubscriptionName
+// Where Event Grid keeps the events it could not deliver: container in the app's storage account.
+output EVENTGRID_DEADLETTER string = (deliveryMode == 'webhook') ? '' : '${deadLetterStorageAccountName}/${deadLetterContainerName}'

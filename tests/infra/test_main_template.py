@@ -49,6 +49,7 @@ MONITORING = "modules/monitoring.bicep"
 COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 
@@ -417,6 +418,36 @@ def test_app_identity_has_storage_and_metrics_roles() -> None:
     assert module(main, "roleAssignments")["params"]["appPrincipalId"] == accessor(
         identity_name, "properties", "principalId"
     )
+
+
+def test_deploying_user_may_inspect_the_queues_and_read_dead_letters_only() -> None:
+    """docs/operations.md: the user given as principalId peeks at and re-drives the fallback
+    queue and downloads what Event Grid dead-lettered; nothing more, and only when given."""
+    roles = template(ROLES)
+    granted: set[tuple[str, str]] = set()
+    for name in resources_of_type(roles, "Microsoft.Authorization/roleAssignments"):
+        body = resource(roles, name)
+        if body["properties"]["principalId"] != "userPrincipalId":
+            continue
+        assert resource_condition(roles, name) == {
+            "operator": {
+                "type": "not",
+                "operands": {
+                    "bool_value": {
+                        "function": {
+                            "type": "empty",
+                            "parameters": {"item_to_test": "userPrincipalId"},
+                        }
+                    }
+                },
+            }
+        }
+        role_reference = body["properties"]["roleDefinitionId"]["function"]["parameters"]
+        granted.add((body["scope"], var(roles, role_reference["resource_name_1"])))
+    assert granted == {
+        ("storage", STORAGE_QUEUE_DATA_CONTRIBUTOR),
+        ("storage", STORAGE_BLOB_DATA_READER),
+    }
 
 
 # --- Cosmos DB -------------------------------------------------------------------------------

@@ -190,8 +190,9 @@ def test_default_webhook_name_is_alphanumeric() -> None:
 
 def test_shared_secret_becomes_a_bearer_header() -> None:
     document = template(WEBHOOK)
+    assert "${functionApp.id}/config/appsettings" in str(var(document, "appSettings"))
     secret = var(document, "webhookSecret")
-    assert "${functionApp.id}/config/appsettings" in str(secret)
+    assert "appSettings" in str(secret)
     assert "WEBHOOK_SECRET" in str(secret)
     headers = conditional_branches(var(document, "customHeaders"))
     assert headers is not None
@@ -268,3 +269,91 @@ def test_outputs_do_not_leak_the_key() -> None:
     assert output(document, "ACR_EVENTGRID_URL") == "https://${appHost}/api/acr/eventgrid"
     assert "FunctionKey" not in str(document["outputs"])
     assert "webhookSecret" not in str(document["outputs"])
+
+
+EVENTGRID_DEADLETTER = "modules/eventgrid-deadletter.bicep"
+# Built-in role the docs name for a managed identity writing to a blob dead-letter destination
+# (learn.microsoft.com/azure/event-grid/add-identity-roles): Storage Blob Data Contributor.
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+
+
+def test_event_grid_dead_letters_with_the_topics_own_identity() -> None:
+    """docs/delivery.md: what Event Grid cannot deliver (a 400, or 24 hours of failures) is
+    kept, not dropped. The app's storage account takes no shared keys, so the topic writes with
+    its system-assigned identity (deadLetterWithResourceIdentity, not deadLetterDestination)."""
+    document = template(ACR_EVENTGRID)
+    (topic_name, _), *_ = resources_of_type(document, "Microsoft.EventGrid/systemTopics").items()
+    assert resource(document, topic_name)["identity"] == {"type": "SystemAssigned"}
+    properties = event_subscription()["properties"]
+    assert "deadLetterDestination" not in properties
+    dead_letter = properties["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    destination = dead_letter["deadLetterDestination"]
+    assert destination["endpointType"] == "StorageBlob"
+    # Named through the module's outputs: the subscription waits for the container and the role.
+    assert destination["properties"] == {
+        "resourceId": accessor("deadLetter", "outputs", "storageAccountId"),
+        "blobContainerName": accessor("deadLetter", "outputs", "containerName"),
+    }
+
+
+def test_the_topic_may_write_only_to_the_dead_letter_container() -> None:
+    document = template(ACR_EVENTGRID)
+    assert module_path(document, "deadLetter") == "eventgrid-deadletter.bicep"
+    dead_letter = module(document, "deadLetter")
+    assert (
+        dead_letter["scope"]["function"]["parameters"]["resource_group_name"]
+        == "appResourceGroup"
+    )
+    assert dead_letter["params"] == {
+        "storageAccountName": "deadLetterStorageAccountName",
+        "containerName": "deadLetterContainerName",
+        "systemTopicId": accessor("systemTopic", "id"),
+        "systemTopicPrincipalId": accessor("systemTopic", "identity", "principalId"),
+    }
+    access = template(EVENTGRID_DEADLETTER)
+    (container_name, _), *others = resources_of_type(
+        access, "Microsoft.Storage/storageAccounts/blobServices/containers"
+    ).items()
+    assert not others
+    assert resource(access, container_name)["properties"] == {"publicAccess": "None"}
+    (role_name, _), *others = resources_of_type(
+        access, "Microsoft.Authorization/roleAssignments"
+    ).items()
+    assert not others
+    role = resource(access, role_name)
+    assert role["scope"] == container_name
+    assert role["properties"]["principalId"] == "systemTopicPrincipalId"
+    assert role["properties"]["principalType"] == "ServicePrincipal"
+    assert var(access, "storageBlobDataContributor") == STORAGE_BLOB_DATA_CONTRIBUTOR
+    assert "storageBlobDataContributor" in str(role["properties"]["roleDefinitionId"])
+
+
+def test_dead_letters_go_to_the_apps_own_storage_account() -> None:
+    """webhook.bicep finds the account from the setting main.bicep gives the app (its blob
+    endpoint, https://<account>.blob.<suffix>/: test_main_template pins it to the account's
+    primaryEndpoints), in the app's own resource group."""
+    document = template(WEBHOOK)
+    params = module(document, "acrEventGrid")["params"]
+    assert params["deadLetterStorageAccountName"] == "deadLetterStorageAccountName"
+    assert params["deadLetterContainerName"] == "deadLetterContainerName"
+    assert params["appResourceGroup"] == {
+        "function": {
+            "type": "resource_group",
+            "parameters": {"resource_group_name": None, "subscription_id": None},
+            "property_name": "name",
+        }
+    }
+    endpoint_setting = str(var(document, "hostBlobEndpoint"))
+    assert "appSettings" in endpoint_setting
+    assert "AzureWebJobsStorage__blobServiceUri" in endpoint_setting
+    assert "hostBlobEndpoint" in str(var(document, "deadLetterStorageAccountName"))
+    assert var(document, "deadLetterContainerName") == "eventgrid-deadletter"
+    assert "AzureWebJobsStorage__blobServiceUri" in str(template(FUNCTION_APP)["variables"])
+    where = conditional_branches(output(document, "EVENTGRID_DEADLETTER"))
+    assert where is not None
+    _, when_webhook_only, otherwise = where
+    assert (when_webhook_only, otherwise) == (
+        "",
+        "${deadLetterStorageAccountName}/${deadLetterContainerName}",
+    )

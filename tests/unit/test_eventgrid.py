@@ -1448,3 +1448,46 @@ def test_batches_that_fail_the_same_way_log_the_same_reason_and_each_its_own_mes
     messages = [r.getMessage() for r in (*unavailable, *batches)]
     assert all("(read timeout=" in message for message in messages), messages
     assert len({m for m in messages if "answered 503" in m}) == 2  # each batch its own time
+
+
+# --- what Event Grid dead-lettered, posted back ------------------------------------------------
+
+
+def dead_lettered(data: dict[str, Any], reason: str, outcome: str, status: int) -> dict[str, Any]:
+    """An event as Event Grid writes it into a dead-letter blob: the delivered event plus its
+    delivery's record (learn.microsoft.com/azure/event-grid/delivery-and-retry, "Dead-letter
+    events"); a blob holds an array of them."""
+    return event_grid(data) | {
+        "deadLetterReason": reason,
+        "deliveryAttempts": 30 if reason == "MaxDeliveryAttemptsExceeded" else 1,
+        "lastDeliveryOutcome": outcome,
+        "lastHttpStatusCode": status,
+        "publishTime": "2026-11-23T11:59:59.5000000Z",
+        "lastDeliveryAttemptTime": "2026-11-24T11:59:58.0000000Z",
+    }
+
+
+def test_a_dead_letter_blob_posted_back_stores_what_was_not_stored_and_only_that(
+    repository: FakeEventRepository,
+) -> None:
+    """docs/operations.md: after the cause is fixed, a dead-letter blob posted to the Event Grid
+    route as a notification stores its events; those stored meanwhile (by the webhook, or an
+    earlier post of the same blob) are duplicates, never a second document."""
+    refused = payloads.with_new_id(payloads.PUSH)
+    timed_out = payloads.with_new_id(payloads.DELETE)
+    handle_webhook(payloads.body(timed_out), repository, now=lambda: NOW)
+    blob = [
+        dead_lettered(refused, "UndeliverableDueToHttpBadRequest", "BadRequest", 400),
+        dead_lettered(timed_out, "MaxDeliveryAttemptsExceeded", "TimedOut", 408),
+    ]
+    notification = {"aeg-event-type": "Notification"}
+
+    result = call(blob, repository, notification)
+    assert (result.status, result.body) == (200, {"recorded": 1, "duplicate": 1, "ignored": 0})
+    stored = repository.documents[refused["id"]]
+    assert stored == to_document(AcrEvent.model_validate(refused), NOW, "eventgrid", TOPIC)
+    assert not {"deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome"} & set(stored)
+
+    again = call(blob, repository, notification)
+    assert (again.status, again.body) == (200, {"recorded": 0, "duplicate": 2, "ignored": 0})
+    assert sorted(repository.documents) == sorted([refused["id"], timed_out["id"]])
