@@ -1,0 +1,153 @@
+"""What the product's comments say its libraries do, where the code relies on it and would go
+wrong without an error if a release changed it: each checked here by the library's behaviour,
+on the versions requirements.txt pins (test_dependencies.py checks those are the installed
+ones). test_dependencies.py pins the Cosmos client's options, the log exporter's envelope hook
+and the presence of CPython's exit hook; these are the claims it leaves open."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import AzureError
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InsecureRequestWarning
+
+from acr_webhook import repository
+from acr_webhook.config import COSMOS_POOL_SIZE, PROXY_VARIABLES, Settings
+from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
+
+# A real account's address: nothing is sent there (each test stops the request unsent).
+ACCOUNT = "https://acct.documents.azure.com:443/"
+
+
+def settings_for(endpoint: str) -> Settings:
+    return Settings(
+        cosmos_endpoint=endpoint,
+        cosmos_key=EMULATOR_KEY,
+        cosmos_database="acr",
+        cosmos_container="events",
+        local_function_key=None,
+    )
+
+
+# --- azure-core and requests: the Cosmos transport ------------------------------------------
+
+
+def test_the_cosmos_client_sends_through_the_session_the_app_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """repository.create_transport: "a connection for each thread that may write at once
+    (config.COSMOS_POOL_SIZE), and no per-request environment lookups", urllib3 retrying
+    nothing under the SDK. It configures a requests.Session and hands it to RequestsTransport,
+    which (azure-core 1.41.0, _requests_basic.py ``open``) sets up only a session it created
+    itself: one that reset a given session (``_init_session``: trust_env back on, its own
+    adapter with urllib3's default pool of 10) would bring back the ~13% of a write's CPU the
+    proxy and ~/.netrc lookups cost, and queue writes 11 to 32 behind 10 connections. So: the
+    requests the client makes, as requests' adapter gets them."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    lookups: list[str] = []
+
+    def recorded(name: str, lookup: Any) -> Any:
+        def look_up(*args: Any, **kwargs: Any) -> Any:
+            lookups.append(name)
+            return lookup(*args, **kwargs)
+
+        return look_up
+
+    for name in ("get_netrc_auth", "get_environ_proxies"):
+        monkeypatch.setattr(
+            requests.sessions, name, recorded(name, getattr(requests.sessions, name))
+        )
+    adapters: list[HTTPAdapter] = []
+
+    def send(adapter: HTTPAdapter, request: Any, **options: Any) -> Any:
+        adapters.append(adapter)
+        raise requests.ConnectionError("not sent")
+
+    monkeypatch.setattr(HTTPAdapter, "send", send)
+    with pytest.raises(AzureError):  # the lookup fails: nothing was sent
+        repository.create_cosmos_client(settings_for(ACCOUNT), repository.CLIENT_TIMEOUTS)
+    assert adapters, "the client made no request"
+    assert lookups == []
+    for adapter in adapters:
+        assert adapter._pool_maxsize == COSMOS_POOL_SIZE
+        assert adapter.max_retries.total is False
+
+
+# --- urllib3: the warning tls.verify_tls silences for loopback hosts ------------------------
+
+
+def test_the_loopback_server_gets_no_unverified_request_warning_from_the_real_client(
+    cosmos_server: LocalCosmosServer,
+) -> None:
+    """tls.verify_tls silences urllib3's InsecureRequestWarning by its message's first words,
+    and test_config.py checks the filter against a copy of that message. Here urllib3 says it
+    itself (2.8.0, connectionpool.py ``_validate_conn``): a reworded message would slip past the
+    filter and put one warning per request on the console of every local run."""
+    with warnings.catch_warnings(record=True) as unfiltered:
+        warnings.simplefilter("always")
+        requests.get(cosmos_server.endpoint, verify=False, timeout=10).close()  # noqa: S501
+    assert any(w.category is InsecureRequestWarning for w in unfiltered)
+    with warnings.catch_warnings(record=True) as through_the_app:
+        warnings.simplefilter("always")
+        settings = settings_for(cosmos_server.endpoint)
+        with repository.create_cosmos_client(settings, repository.QUERY_TIMEOUTS) as client:
+            client.get_database_account()
+    assert [w for w in through_the_app if w.category is InsecureRequestWarning] == []
+
+
+# --- CPython: the exit hook telemetry waits on ------------------------------------------------
+
+EXIT_HOOK_ORDER = """
+import sys, threading
+
+def at_exit():
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            print(pool.submit(lambda: "took work").result())
+        except RuntimeError as error:
+            print(error)
+
+if sys.argv[1] == "app":
+    from acr_webhook.telemetry import _before_thread_pools_stop
+    _before_thread_pools_stop(at_exit)
+else:
+    threading._register_atexit(at_exit)
+    import concurrent.futures.thread
+"""
+
+
+@pytest.mark.parametrize(
+    ("registered", "answer"),
+    [
+        ("app", "took work"),
+        ("before-concurrent-futures", "cannot schedule new futures after interpreter shutdown"),
+    ],
+)
+def test_the_telemetry_exit_hook_runs_while_thread_pools_still_take_work(
+    registered: str, answer: str
+) -> None:
+    """telemetry._before_thread_pools_stop: CPython runs the hooks of
+    ``threading._register_atexit`` last-registered first (threading._shutdown), and
+    concurrent.futures registers its own stop there when imported, so a hook registered after
+    that import may still hand work to a pool (OpenTelemetry's Resource.create runs its
+    detectors on one). test_dependencies.py checks that the hook exists; this, the order, in a
+    process of its own that exits (the second case shows what the order spares it)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EXIT_HOOK_ORDER), registered],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert ran.stdout.strip() == answer, ran.stderr
