@@ -16,7 +16,7 @@ import pytest
 import requests
 from azure.core.exceptions import AzureError
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InsecureRequestWarning
+from urllib3.exceptions import InsecureRequestWarning, ProtocolError
 
 from acr_webhook import repository
 from acr_webhook.config import COSMOS_POOL_SIZE, PROXY_VARIABLES, Settings
@@ -80,6 +80,47 @@ def test_the_cosmos_client_sends_through_the_session_the_app_configured(
     for adapter in adapters:
         assert adapter._pool_maxsize == COSMOS_POOL_SIZE
         assert adapter.max_retries.total is False
+
+
+# --- azure-cosmos 4.17.1: the account lookup ----------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "repository._policy_within says the SDK retries a timed-out account lookup once, with a "
+        "5 s read timeout, and that no retry starts after the one lookup; azure-cosmos 4.17.1 "
+        "(_retry_utility.py L283-298, _health_check_retry_policy.py L45-67, "
+        "AZURE_COSMOS_HEALTH_CHECK_MAX_RETRIES_DEFAULT = 3) retries any lookup that failed, up to "
+        "3 times, the first retry waiting 5 s for an answer whatever the client's 2 s timeout: a "
+        "lookup whose first connection is dropped at once gets read timeouts 2, 5, 2, 2 s, and "
+        "client creation against a server that drops the first lookup and never answers the "
+        "second took 5.13 s (measured), where a write's bound is 2 s and ACR waits 5 s. Every "
+        "lookup attempt should wait for an answer no longer than the client's timeout "
+        "(repository.create_cosmos_client / _policy_within, e.g. "
+        "AZURE_COSMOS_HEALTH_CHECK_MAX_RETRIES=0 or a transport that caps the read timeout)"
+    ),
+)
+def test_no_account_lookup_waits_for_an_answer_longer_than_the_clients_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first lookup's connection is dropped before an answer (a restarting database, a
+    load balancer's reset); every later one gets no answer in time. What each attempt would
+    have waited, as requests' adapter is asked to wait."""
+    waits: list[float] = []
+
+    def send(_: HTTPAdapter, request: Any, **options: Any) -> Any:
+        _connect, read = options["timeout"]
+        waits.append(read)
+        if len(waits) == 1:
+            raise requests.ConnectionError(ProtocolError("Connection aborted."))
+        raise requests.ReadTimeout("no answer")
+
+    monkeypatch.setattr(HTTPAdapter, "send", send)
+    with pytest.raises(AzureError):  # the lookup fails, in no time here
+        repository.create_cosmos_client(settings_for(ACCOUNT), repository.CLIENT_TIMEOUTS)
+    assert len(waits) >= 1
+    assert max(waits) <= repository.CLIENT_TIMEOUTS["timeout"], waits
 
 
 # --- urllib3: the warning tls.verify_tls silences for loopback hosts ------------------------
