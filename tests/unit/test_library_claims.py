@@ -6,6 +6,7 @@ and the presence of CPython's exit hook; these are the claims it leaves open."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from urllib3.exceptions import InsecureRequestWarning, ProtocolError
 
 from acr_webhook import repository
 from acr_webhook.config import COSMOS_POOL_SIZE, PROXY_VARIABLES, Settings
+from acr_webhook.telemetry import APP_LOGGER, SDK_LOGGERS
 from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
 
 # A real account's address: nothing is sent there (each test stops the request unsent).
@@ -143,6 +145,33 @@ def test_the_loopback_server_gets_no_unverified_request_warning_from_the_real_cl
         with repository.create_cosmos_client(settings, repository.QUERY_TIMEOUTS) as client:
             client.get_database_account()
     assert [w for w in through_the_app if w.category is InsecureRequestWarning] == []
+
+
+# --- azure-cosmos, urllib3: the loggers telemetry.quiet_sdk_loggers keeps to warnings --------
+
+
+def test_every_record_the_cosmos_client_logs_comes_from_a_logger_the_app_quiets(
+    cosmos_server: LocalCosmosServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """telemetry.SDK_LOGGERS: "the Azure SDKs log every HTTP request at INFO ..., and urllib3
+    each request line at DEBUG with its query string", so "azure" and "urllib3" are set to
+    WARNING. test_security.py checks those two loggers' levels; this, that the records really
+    come from below them: azure-cosmos 4.17.1 logs each request and answer through its own
+    ``azure.cosmos._cosmos_http_logging_policy``, not azure-core's. A release that logged under
+    another name would put two records per request in every instance's log, the console's and
+    Application Insights'."""
+    for name in SDK_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+    caplog.set_level(logging.DEBUG)
+    settings = settings_for(cosmos_server.endpoint)
+    with repository.create_cosmos_client(settings, repository.QUERY_TIMEOUTS) as client:
+        client.get_database_account()
+    sdk_records = [r for r in caplog.records if not r.name.startswith(f"{APP_LOGGER}.")]
+    assert {r.levelno for r in sdk_records} >= {logging.INFO, logging.DEBUG}
+    quieted = {r.name for r in sdk_records if r.name.split(".")[0] in SDK_LOGGERS}
+    assert {r.name for r in sdk_records} == quieted
 
 
 # --- CPython: the exit hook telemetry waits on ------------------------------------------------
