@@ -4,6 +4,7 @@ and EventReader."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -56,10 +57,10 @@ log = logging.getLogger(__name__)
 PARTITION_KEY_PATH = "/repository"
 
 # ACR waits 5 s for an answer and never retries. These bound every Cosmos call to about 2 s,
-# measured against a frozen local server: the SDK uses the connection timeout as the read
-# timeout once it has marked an endpoint unavailable, so both must be short, and a refused
-# connection must not be retried. Throttling (429) gets one short retry at most. `timeout`
-# caps client creation, whose account lookup otherwise retries for about 12 s.
+# measured against a frozen local server: a new connection waits the connection timeout (the
+# TLS handshake counts as connecting) and a pooled one the read timeout, so both must be short,
+# and a refused connection must not be retried. Throttling (429) gets one short retry at most.
+# `timeout` caps client creation, whose account lookup otherwise retries for about 12 s.
 CLIENT_TIMEOUTS: dict[str, Any] = {
     "timeout": 2,
     "connection_timeout": 1,
@@ -282,6 +283,9 @@ def create_transport() -> RequestsTransport:
     return RequestsTransport(session=session, session_owner=True)
 
 
+LOOKUP_RETRIES_VARIABLE = "AZURE_COSMOS_HEALTH_CHECK_MAX_RETRIES"
+
+
 def create_cosmos_client(
     settings: Settings, timeouts: dict[str, Any] = CLIENT_TIMEOUTS
 ) -> CosmosClient:
@@ -291,6 +295,12 @@ def create_cosmos_client(
     # azure-cosmos sends a CA bundle on with its requests only from an SSLConfiguration; given
     # one without a bundle, it would verify even the loopback server it must not.
     bundle: dict[str, Any] = {"ssl_config": SSLConfiguration()} if isinstance(verify, str) else {}
+    # azure-cosmos 4.17.1 tries a failed account lookup up to 3 more times
+    # (HealthCheckRetryPolicy), the first with a 5 s read timeout of its own whatever the
+    # client's: a first connection dropped at once, then no answer, made a cold start's client
+    # take 5.1 s where ACR waits 5 s. It reads the count from the environment only. After start
+    # the SDK refreshes the account on a thread of its own, off every request's path.
+    os.environ.setdefault(LOOKUP_RETRIES_VARIABLE, "0")
     return CosmosClient(
         settings.cosmos_endpoint,
         credential=credential,
@@ -309,12 +319,11 @@ def _policy_within(timeouts: Mapping[str, Any]) -> ConnectionPolicy:
 
     The SDK gives account lookups 3 s timeouts of their own (DBAReadTimeout,
     DBAConnectionTimeout), whatever the client's, so a cold start against a database that
-    accepts connections and never answers spent 3 s there; and it retries a lookup that timed
-    out once more with a 5 s read timeout of its own (HealthCheckRetryPolicy), unless the
-    client's ``timeout`` has run out by then. So the one lookup may wait for an answer the whole
-    ``timeout``, and no retry starts after it. A request that tries a region again after an
-    outage (circuit breaker on, more than one region) waits RecoveryReadTimeout, 6 s, in place
-    of any read timeout the call gives: it gets the client's read timeout."""
+    accepts connections and never answers spent 3 s there: the one lookup may wait for an
+    answer the whole ``timeout`` (and is not tried again: :func:`create_cosmos_client`). A
+    request that tries a region again after an outage (circuit breaker on, more than one
+    region) waits RecoveryReadTimeout, 6 s, in place of any read timeout the call gives: it
+    gets the client's read timeout."""
     policy = ConnectionPolicy()
     policy.DBAReadTimeout = timeouts.get("timeout", policy.DBAReadTimeout)
     policy.DBAConnectionTimeout = timeouts.get("connection_timeout", policy.DBAConnectionTimeout)

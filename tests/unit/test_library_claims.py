@@ -87,28 +87,17 @@ def test_the_cosmos_client_sends_through_the_session_the_app_configured(
 # --- azure-cosmos 4.17.1: the account lookup ----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "repository._policy_within says the SDK retries a timed-out account lookup once, with a "
-        "5 s read timeout, and that no retry starts after the one lookup; azure-cosmos 4.17.1 "
-        "(_retry_utility.py L283-298, _health_check_retry_policy.py L45-67, "
-        "AZURE_COSMOS_HEALTH_CHECK_MAX_RETRIES_DEFAULT = 3) retries any lookup that failed, up to "
-        "3 times, the first retry waiting 5 s for an answer whatever the client's 2 s timeout: a "
-        "lookup whose first connection is dropped at once gets read timeouts 2, 5, 2, 2 s, and "
-        "client creation against a server that drops the first lookup and never answers the "
-        "second took 5.13 s (measured), where a write's bound is 2 s and ACR waits 5 s. Every "
-        "lookup attempt should wait for an answer no longer than the client's timeout "
-        "(repository.create_cosmos_client / _policy_within, e.g. "
-        "AZURE_COSMOS_HEALTH_CHECK_MAX_RETRIES=0 or a transport that caps the read timeout)"
-    ),
-)
 def test_no_account_lookup_waits_for_an_answer_longer_than_the_clients_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The first lookup's connection is dropped before an answer (a restarting database, a
     load balancer's reset); every later one gets no answer in time. What each attempt would
-    have waited, as requests' adapter is asked to wait."""
+    have waited, as requests' adapter is asked to wait. azure-cosmos 4.17.1 tries a failed
+    lookup up to 3 more times (HealthCheckRetryPolicy, _retry_utility.py), the first with a 5 s
+    read timeout of its own: read timeouts 2, 5, 2, 2 s, and a client built in 5.13 s against a
+    server that drops the first lookup and never answers the second, where a write's bound is
+    2 s. create_cosmos_client turns those retries off (the SDK reads the count from the
+    environment only)."""
     waits: list[float] = []
 
     def send(_: HTTPAdapter, request: Any, **options: Any) -> Any:
