@@ -57,7 +57,7 @@ MAX_VERSION_LENGTH: Final = 128  # chart versions, which Helm uses as OCI tags
 MAX_METHOD_LENGTH: Final = 32
 MAX_ADDRESS_LENGTH: Final = 64  # "[IPv6%zone]:port" with room to spare
 MAX_LOCATION_LENGTH: Final = 64  # Azure region names
-MAX_CONNECTED_REGISTRY_LENGTH: Final = 64  # ACR allows 5-40 alphanumerics
+MAX_CONNECTED_REGISTRY_LENGTH: Final = 64  # ARM's connectedRegistries: 5-50 alphanumerics
 MAX_RESOURCE_ID_LENGTH: Final = 512  # a registry's ARM id is at most ~260
 # Free text from the pushing client: kept, but cut to this length rather than refused.
 MAX_USER_AGENT_LENGTH: Final = 512

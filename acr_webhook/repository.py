@@ -229,8 +229,9 @@ def _connection_refused(error: BaseException) -> bool:
 
 def _within(left: float, options: Mapping[str, Any]) -> dict[str, Any]:
     """Timeouts for one SDK call that end it within ``left`` seconds: its ``timeout`` (which the
-    SDK checks only as a request starts) and the waits to connect and for an answer, each never
-    longer than the client's own (``options``)."""
+    SDK checks between tries and caps only the wait to connect by, never the wait for an
+    answer) and the waits to connect and for an answer, each never longer than the client's
+    own (``options``)."""
     return {
         "timeout": left,
         "connection_timeout": min(left, float(options["connection_timeout"])),
@@ -448,7 +449,7 @@ class CosmosEventRepository:
     def _left_of(self, deadline: float) -> dict[str, Any]:
         """Timeouts for one SDK call that end it by ``deadline``, its wait for an answer never
         longer than the client's own; raises RepositoryUnavailableError once the deadline has
-        passed. (The SDK's own ``timeout`` is checked only as a call starts.)"""
+        passed. (The SDK's own ``timeout`` does not cut a wait for an answer short.)"""
         left = deadline - time.monotonic()
         if left <= 0:
             raise RepositoryUnavailableError(
@@ -557,8 +558,8 @@ class CosmosEventRepository:
         page_deadline = time.monotonic() + QUERY_BUDGET_S if deadline is None else deadline
 
         def page_left() -> dict[str, Any]:
-            # Given what is left of the page's time, not each call's own: the SDK checks its
-            # `timeout` only as a request starts, so the wait for an answer is cut too.
+            # Given what is left of the page's time, not each call's own: the SDK's `timeout`
+            # does not cut a wait for an answer short, so the read timeout is cut too.
             left = page_deadline - time.monotonic()
             if left <= 0:  # an earlier read of the same page used it up
                 raise RepositoryUnavailableError(f"no answer within {QUERY_BUDGET_S:g} s")

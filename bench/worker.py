@@ -48,7 +48,12 @@ REGISTRY_ID = (
 # The worker's handler (azure_functions_worker/dispatcher.py, AsyncLoggingHandler and
 # Dispatcher.on_logging) formats each record with logging's default format (the message alone)
 # and queues an RpcLog for its gRPC thread to send.
-_WORKER_LOG_LEVELS = ((logging.ERROR, 4), (logging.WARNING, 3), (logging.INFO, 2))
+_WORKER_LOG_LEVELS = (
+    (logging.CRITICAL, 5),
+    (logging.ERROR, 4),
+    (logging.WARNING, 3),
+    (logging.INFO, 2),
+)
 
 
 class _WorkerLogHandler(logging.Handler):
@@ -74,7 +79,7 @@ class _WorkerLogHandler(logging.Handler):
             "level": level,
             "message": message,
             "category": record.name,
-            "log_category": 1,
+            "log_category": 0,  # User: what the worker sends for the app's own loggers
         }
         invocation_id = getattr(self._invocation, "invocation_id", None)
         if invocation_id is not None:

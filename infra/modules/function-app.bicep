@@ -68,6 +68,7 @@ param webhookNames string = ''
 @description('NCRONTAB schedule of the reconcile timer (app setting RECONCILE_SCHEDULE; the trigger needs it even when nothing is reconciled).')
 param reconcileSchedule string = '0 */5 * * * *'
 
+// 40 is this template's floor (the preview's); the platform now takes 1-1000.
 @description('Upper bound of Flex Consumption instances.')
 @minValue(40)
 @maxValue(1000)
@@ -90,7 +91,7 @@ param zoneRedundant bool = false
 param instanceMemoryMB int = 2048
 
 // Concurrency, sized together with acr_webhook/config.py (HTTP_CONCURRENCY; a test keeps the two
-// equal). Each request holds a worker thread while it waits on Cosmos DB, so the Python worker's
+// equal), and set explicitly: Flex gives Python apps an HTTP concurrency of 1 by default. Each request holds a worker thread while it waits on Cosmos DB, so the Python worker's
 // thread pool is as large as the HTTP requests an instance is given at once; the Cosmos DB
 // connection pool (COSMOS_POOL_SIZE = 32) covers these 16 threads plus the 16 batch-write threads.
 var httpConcurrency = 16

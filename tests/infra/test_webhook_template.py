@@ -302,8 +302,7 @@ def test_the_topic_may_write_only_to_the_dead_letter_container() -> None:
     assert module_path(document, "deadLetter") == "eventgrid-deadletter.bicep"
     dead_letter = module(document, "deadLetter")
     assert (
-        dead_letter["scope"]["function"]["parameters"]["resource_group_name"]
-        == "appResourceGroup"
+        dead_letter["scope"]["function"]["parameters"]["resource_group_name"] == "appResourceGroup"
     )
     assert dead_letter["params"] == {
         "storageAccountName": "deadLetterStorageAccountName",
