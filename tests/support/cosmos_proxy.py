@@ -6,7 +6,9 @@ server never shows, one knob each:
 - ``delay_s``: every request waits this long before it is passed on (slow but up);
 - ``hang``: while set, requests are held unanswered (then their connection is closed);
 - ``drop_writes``: document writes are passed on and stored, then the connection is closed
-  without an answer (the write landed, the app never heard); ``dropped`` counts them.
+  without an answer (the write landed, the app never heard); ``dropped`` counts them;
+- ``holds``: requests held unanswered at a fixed point (``holds.Hold``), before or after the
+  server applied them, until the test has killed the app that sent them.
 
 Everything else is passed through. The account answer is rewritten to name the proxy, so the
 SDK keeps sending to it rather than to the endpoints the server advertises.
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tests.support.arm_stand_in import LocalHttpsServer
+from tests.support.holds import Hold
 
 _DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
@@ -41,6 +44,7 @@ class FaultyCosmosProxy(LocalHttpsServer):
         self.hang = threading.Event()
         self.drop_writes = False
         self.dropped = 0
+        self.holds: list[Hold] = []
         self._lock = threading.Lock()
         self._session = requests.Session()
         super().__init__(directory)
@@ -73,6 +77,12 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     self.close_connection = True
                     return
                 time.sleep(proxy.delay_s)
+                path = urlsplit(self.path).path
+                hold = next((h for h in proxy.holds if h.claims(self.command, path)), None)
+                if hold is not None and not hold.after_passing:
+                    hold.hold()
+                    self.close_connection = True
+                    return
                 is_write = self.command == "POST" and bool(
                     _DOCUMENT_WRITE.match(urlsplit(self.path).path)
                 )
@@ -96,6 +106,13 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     verify=False,  # the local server's self-signed certificate
                     timeout=10,
                 )
+                if hold is not None:  # applied by the server; the answer never leaves
+                    hold.hold()
+                    self.close_connection = True
+                    return
+                for passing in proxy.holds:
+                    if passing.matches(self.command, path):
+                        passing.count_passed()
                 if is_write and proxy._should_drop():
                     self.close_connection = True  # stored upstream; the app hears nothing
                     return

@@ -89,7 +89,9 @@ class ServeProcess:
         function_key: str | None = "e2e-key",
         extra_env: dict[str, str] | None = None,
         unset: tuple[str, ...] = (),
+        launcher: tuple[str, ...] = ("-m", "acr_webhook"),
     ) -> None:
+        """``launcher``: what runs the command after ``python`` (tests.support.patched)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         env = app_environment(settings)  # only what the test gives
@@ -101,8 +103,7 @@ class ServeProcess:
         self.process = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "acr_webhook",
+                *launcher,
                 "serve",
                 "--host",
                 "127.0.0.1",

@@ -1,0 +1,66 @@
+"""Where a proxy holds a request, so that a test can kill the process that sent it at a fixed
+point (not at a random moment): before the request reaches the server, or once the server has
+applied it but before the sender hears the answer."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Hold:
+    """Requests whose ``"<METHOD> <path>"`` matches ``pattern``: the first ``skip`` pass, the
+    later ones are held, unanswered, until ``release``; then their connection is closed.
+    ``after_passing``: a held request is passed on first (the server applies it), and only
+    its answer is held. ``limit``: at most this many are held; later matches are left to the
+    next Hold in the proxy's list."""
+
+    pattern: str
+    skip: int = 0
+    after_passing: bool = False
+    limit: int | None = None
+    matched: int = 0
+    held: int = 0
+    passed: int = 0  # matching requests passed on and answered by the server
+    _released: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def matches(self, method: str, path: str) -> bool:
+        return re.search(self.pattern, f"{method} {path}") is not None
+
+    def claims(self, method: str, path: str) -> bool:
+        """Whether this request is one to hold (counted as matched either way)."""
+        if not self.matches(method, path):
+            return False
+        with self._lock:
+            if self.limit is not None and self.matched - self.skip >= self.limit:
+                return False
+            self.matched += 1
+            return self.matched > self.skip
+
+    def count_passed(self) -> None:
+        with self._lock:
+            self.passed += 1
+
+    def hold(self) -> None:
+        """Blocks the request's thread until ``release``."""
+        with self._lock:
+            self.held += 1
+        self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def wait(self, held: int = 1, passed: int = 0, timeout: float = 15) -> None:
+        """Until at least ``held`` requests are held and ``passed`` were answered."""
+        deadline = time.monotonic() + timeout
+        while self.held < held or self.passed < passed:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.pattern!r}: held {self.held} (wanted {held}), passed {self.passed} "
+                    f"(wanted {passed}) after {timeout:g} s"
+                )
+            time.sleep(0.01)
