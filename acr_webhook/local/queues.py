@@ -177,6 +177,18 @@ class QueuePoller(BackgroundRunner):
             log.error("queue message %s is not base64; moving it to poison", message.id)
             self._to_poison(message)
             return
+        if dequeue_count > self.options.max_dequeue_count:
+            # Delivered that often without being deleted (instances stopped while handling it):
+            # the runtime moves it to poison without calling the function (WebJobs'
+            # QueueProcessor.BeginProcessingMessageAsync).
+            log.error(
+                "queue message %s was delivered %d times, more than %d; moving it to poison",
+                message.id,
+                dequeue_count,
+                self.options.max_dequeue_count,
+            )
+            self._to_poison(message)
+            return
         trigger_message = TriggerMessage(  # type: ignore[no-untyped-call]
             id=message.id,
             body=body,
