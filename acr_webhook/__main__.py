@@ -311,7 +311,7 @@ def _redrive(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
     from acr_webhook.config import STORAGE_CONNECTION, queue_settings, read_values
-    from acr_webhook.redrive import redrive
+    from acr_webhook.redrive import LEASE_SECONDS, redrive
 
     queue = queue_settings(read_values())
     if queue is None:
@@ -330,6 +330,12 @@ def _redrive(_args: argparse.Namespace) -> int:
     if report.not_events:
         print(f"{report.not_events} message(s) are not event documents; they stay in '{poison}'")
     print(f"Left in '{poison}': {report.left}")
+    if report.unseen:
+        print(
+            f"{report.unseen} of them were hidden from this run (another redrive holds them, or"
+            f" one stopped in the last {LEASE_SECONDS} s), or arrived since: run it again after"
+            f" {LEASE_SECONDS} s"
+        )
     return 0
 
 

@@ -58,6 +58,12 @@ class RedriveReport:
     # What the poison queue still holds afterwards (approximate, as the service counts).
     left: int
 
+    @property
+    def unseen(self) -> int:
+        """Of ``left``, those this run never received: hidden by another run's lease (one
+        stopped midway holds its batch for LEASE_SECONDS), or poisoned since it looked."""
+        return max(self.left - self.not_events, 0)
+
 
 def is_event_message(content: str) -> bool:
     """Whether replay would accept this message: base64 of a parked event

@@ -169,6 +169,34 @@ def test_the_command_reads_azure_web_jobs_storage_like_serve(
     assert moved.expires_on is not None and moved.expires_on.year == 9999  # never expires
 
 
+def test_messages_a_stopped_run_still_holds_are_named_with_when_to_run_again(
+    azurite: LocalAzurite, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A redrive stopped midway (tests/e2e/test_crash_e2e.py) holds its batch for the lease:
+    run again at once, the command moved nothing and counted them as left, with no word of why
+    ("Moved 0 ... Left in ...: 3", exit 0). Now it says they were hidden and when to retry."""
+    from acr_webhook import __main__ as cli
+
+    queue = new_queue(azurite, FALLBACK_QUEUE_NAME)
+    for document in queued_pushes(3):
+        StorageQueueFallback(queue.poison).put(document)
+    stopped_run = create_queue_client(queue.poison, {}, base64_messages=False)
+    held = list(stopped_run.receive_messages(max_messages=3, visibility_timeout=60))
+    assert len(held) == 3
+    send_raw(queue.poison, NOT_AN_EVENT)
+    monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
+
+    assert cli.main(["redrive"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Moved 0 message(s) from 'acr-events-fallback-poison' to 'acr-events-fallback' for replay",
+        "1 message(s) are not event documents; they stay in 'acr-events-fallback-poison'",
+        "Left in 'acr-events-fallback-poison': 4",
+        "3 of them were hidden from this run (another redrive holds them, or one stopped in the"
+        f" last {acr_webhook.redrive.LEASE_SECONDS} s), or arrived since: run it again after"
+        f" {acr_webhook.redrive.LEASE_SECONDS} s",
+    ]
+
+
 def test_the_command_names_the_missing_setting(tmp_path: Path) -> None:
     result = run_cli(["redrive"], tmp_path, {})
     assert result.returncode == 2
