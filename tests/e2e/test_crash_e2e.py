@@ -240,7 +240,10 @@ def test_an_event_grid_batch_killed_halfway_is_stored_once_when_event_grid_redel
     hold.wait(held=1, passed=4)
     served.stop(signal.SIGKILL)
     hold.release()
-    assert_no_answer(answer)
+    # Killed before it answered; on a loaded machine a held write may time out first, and the
+    # batch is then answered 503. Either way Event Grid redelivers it: no 2xx.
+    wait_until(lambda: bool(answer), 10, "the client to see the connection end")
+    assert not (isinstance(answer[0], int) and 200 <= answer[0] < 300), answer
     assert len(read_all(cosmos_settings)) == 4
 
     with ThreadPoolExecutor(max_workers=8) as executor:
