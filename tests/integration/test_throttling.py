@@ -14,10 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -38,19 +36,6 @@ from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.unit.test_eventgrid import event_grid
 
 EVENT_GRID_WAIT_S = 30
-
-
-@pytest.fixture
-def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosProxy]:
-    server = FaultyCosmosProxy(cosmos_settings.cosmos_endpoint, tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def through_proxy(cosmos_settings: Settings, proxy: FaultyCosmosProxy) -> Settings:
-    return dataclasses.replace(cosmos_settings, cosmos_endpoint=proxy.endpoint)
 
 
 def new_document() -> dict[str, object]:

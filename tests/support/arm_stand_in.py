@@ -122,6 +122,9 @@ class ListEventsStandIn(LocalHttpsServer):
         self.histories: dict[str, list[dict[str, Any]]] = {}
         # A path's answer as given, on every call (a malformed one, or one that links to itself).
         self.verbatim: dict[str, Any] = {}
+        # A path's error answer (status, ARM's error body), on every call: a role not (yet)
+        # assigned (403 AuthorizationFailed), a webhook or registry gone (404 ResourceNotFound).
+        self.failing: dict[str, tuple[int, dict[str, Any]]] = {}
         # How many of the next requests get ARM's throttling answer (429, Retry-After: 1 s).
         self.throttled_requests = 0
         self.requests: list[SeenRequest] = []
@@ -132,6 +135,8 @@ class ListEventsStandIn(LocalHttpsServer):
     def _answer(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         if "api-version" not in query:
             return 400, {"error": {"code": "MissingApiVersionParameter", "message": "..."}}
+        if path in self.failing:
+            return self.failing[path]
         if path in self.verbatim:
             return 200, self.verbatim[path]
         events = self.histories.get(path)

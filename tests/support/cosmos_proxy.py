@@ -9,6 +9,9 @@ server never shows, one knob each:
   without an answer (the write landed, the app never heard); ``dropped`` counts them;
 - ``holds``: requests held unanswered at a fixed point (``holds.Hold``), before or after the
   server applied them, until the test has killed the app that sent them.
+- ``refusal``: every request whose path matches it gets its answer (status, sub-status, the
+  service's JSON error), as Cosmos DB refuses a set-up it cannot serve: a missing data role
+  (403/5301), a wrong key (401); ``refused`` counts them.
 
 Everything else is passed through. The account answer is rewritten to name the proxy, so the
 SDK keeps sending to it rather than to the endpoints the server advertises.
@@ -16,9 +19,11 @@ SDK keeps sending to it rather than to the endpoints the server advertises.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,6 +35,18 @@ from tests.support.holds import Hold
 
 _DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An answer Cosmos DB gives every request of a set-up it refuses, to requests whose path
+    matches ``paths`` (all of them by default: the account lookup too)."""
+
+    status: int
+    sub_status: int
+    code: str
+    message: str
+    paths: str = ".*"
 
 
 class FaultyCosmosProxy(LocalHttpsServer):
@@ -45,6 +62,8 @@ class FaultyCosmosProxy(LocalHttpsServer):
         self.drop_writes = False
         self.dropped = 0
         self.holds: list[Hold] = []
+        self.refusal: Refusal | None = None
+        self.refused = 0
         self._lock = threading.Lock()
         self._session = requests.Session()
         super().__init__(directory)
@@ -77,6 +96,20 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     self.close_connection = True
                     return
                 time.sleep(proxy.delay_s)
+                refusal = proxy.refusal
+                if refusal is not None and re.match(refusal.paths, urlsplit(self.path).path):
+                    with proxy._lock:
+                        proxy.refused += 1
+                    self._reply(
+                        refusal.status,
+                        json.dumps({"code": refusal.code, "message": refusal.message}).encode(),
+                        {
+                            "Content-Type": "application/json",
+                            "x-ms-substatus": str(refusal.sub_status),
+                            "x-ms-activity-id": "00000000-0000-0000-0000-000000000000",
+                        },
+                    )
+                    return
                 path = urlsplit(self.path).path
                 hold = next((h for h in proxy.holds if h.claims(self.command, path)), None)
                 if hold is not None and not hold.after_passing:
