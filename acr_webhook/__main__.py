@@ -176,7 +176,7 @@ def _events(args: argparse.Namespace) -> int:
         parse_event_query,
     )
     from acr_webhook.repository import CosmosEventRepository
-    from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError
+    from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
 
     params = {
         name: value for name in PARAMETERS if (value := getattr(args, name, None)) is not None
@@ -202,6 +202,10 @@ def _events(args: argparse.Namespace) -> int:
             page = fetch_page(query, CosmosEventRepository(settings))
     except StoreNotFoundError:
         print(_store_missing(settings), file=sys.stderr)
+        return 2
+    except StoreSetUpError as error:
+        # A setting or a role, not an outage: running again would be refused the same way.
+        print(f"the event store at {settings.cosmos_endpoint}: {error.cause}", file=sys.stderr)
         return 2
     except RepositoryUnavailableError as error:
         print(

@@ -18,6 +18,7 @@ from acr_webhook.store import (
     FallbackQueue,
     FallbackUnavailableError,
     RepositoryUnavailableError,
+    store_failure_reason,
     unavailable_reasons,
 )
 
@@ -107,12 +108,12 @@ def replay_queued_event(
             raise
         # One line per failed try, no traceback: an outage is expected here, not a bug.
         log.warning(
-            "%s replay attempt %d: database unavailable (%s); next try in %d s",
+            "%s replay attempt %d: %s; next try in %d s",
             context,
             attempts,
-            error,
+            unavailable_reasons([error])[1],
             delay_s,
-            extra={"decision": "queued", "reason": "database unavailable", **fields},
+            extra={"decision": "queued", "reason": store_failure_reason(error), **fields},
         )
         return "requeued"
     decision = "replayed" if created else "duplicate"

@@ -41,6 +41,7 @@ from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
     StoreNotFoundError,
+    StoreSetUpError,
     StoreThrottledError,
     failure_kind,
     one_line,
@@ -101,6 +102,13 @@ UNAVAILABLE_MEMORY_S = 5.0
 # Answers that say the document itself is refused, whatever the time: trying again cannot help.
 # (408, 429 and 5xx are about the service; 401/403/404 about set-up, which can be fixed.)
 _REFUSED_STATUS = frozenset({400, 413, 414})
+# Answers that refuse the app's set-up, not the request: what a person must fix. (A 403 is also
+# the account's firewall, or a new role assignment not applied yet, which takes minutes.)
+_SET_UP_FIXES = {
+    401: "database refused the credentials: check COSMOS_KEY, or the identity's token",
+    403: "database refused the app's identity: give it the Cosmos DB Built-in Data Contributor "
+    "role on the account (a new assignment takes minutes), and check the account's network rules",
+}
 # Answers to try again later, from a database that is reachable: not remembered as an outage.
 _ANSWERED_RETRY_STATUS = frozenset({429, 449})
 # Cosmos DB's gateway decodes an item's URL path once more than the SDK encodes it, and the
@@ -127,6 +135,7 @@ class DatabaseHealth:
         self._clock = clock
         self._unavailable_until = 0.0
         self._remembered = ("", "")
+        self._set_up = False  # the failure was a set-up the database refuses, not an outage
         # Reading the clock and storing the end are one step: otherwise a failure read earlier
         # but stored later would cut short the memory of a later one.
         self._lock = threading.Lock()
@@ -135,15 +144,18 @@ class DatabaseHealth:
         """Raises RepositoryUnavailableError while a recent failure is remembered."""
         if self._clock() < self._unavailable_until:
             reason, cause = self._remembered
+            if self._set_up:  # said as it was: the same cause, so its decisions group as one
+                raise StoreSetUpError(f"{reason} (refused moments ago)", cause=cause)
             raise RepositoryUnavailableError(
                 f"database unavailable moments ago ({reason})",
                 cause=f"database unavailable moments ago ({cause})",
             )
 
-    def failed(self, reason: str, cause: str | None = None) -> None:
+    def failed(self, reason: str, cause: str | None = None, *, set_up: bool = False) -> None:
         """Remember a failure: ``reason`` says what happened, ``cause`` (by default the same)
-        names its kind, as RepositoryUnavailableError's do."""
+        names its kind, as RepositoryUnavailableError's do; ``set_up``: a StoreSetUpError's."""
         with self._lock:
+            self._set_up = set_up
             self._remembered = (reason, reason if cause is None else cause)
             self._unavailable_until = self._clock() + self._memory_s
 
@@ -192,8 +204,24 @@ def describe_error(error: AzureError) -> str:
 
 
 def unavailable(error: AzureError) -> RepositoryUnavailableError:
-    """The store's failure for an SDK error: its words as the message, its kind as the cause."""
+    """The store's failure for an SDK error: its words as the message, its kind as the cause;
+    for a set-up the database refuses (401, 403), what to fix first."""
+    status = error.status_code if isinstance(error, CosmosHttpResponseError) else None
+    fix = _SET_UP_FIXES.get(status) if status is not None else None
+    if fix is not None:
+        cause = f"{fix} ({failure_kind(error)})"
+        return StoreSetUpError(f"{cause}: {describe_error(error)}", cause=cause)
     return RepositoryUnavailableError(describe_error(error), cause=failure_kind(error))
+
+
+def _missing(error: AzureError) -> StoreNotFoundError:
+    cause = f"{STORE_MISSING} ({failure_kind(error)})"
+    return StoreNotFoundError(f"{cause}: {describe_error(error)}", cause=cause)
+
+
+STORE_MISSING = (
+    "database or container missing: run provision, or check COSMOS_DATABASE and COSMOS_CONTAINER"
+)
 
 
 def _unreachable(error: AzureError, health: DatabaseHealth) -> RepositoryUnavailableError:
@@ -203,7 +231,7 @@ def _unreachable(error: AzureError, health: DatabaseHealth) -> RepositoryUnavail
     once the database is back (issue 2's CONTRACT), not answered 503 for 5 s more."""
     failure = unavailable(error)
     if not _connection_refused(error):
-        health.failed(str(failure), failure.cause)
+        health.failed(str(failure), failure.cause, set_up=isinstance(failure, StoreSetUpError))
     return failure
 
 
@@ -542,7 +570,7 @@ class CosmosEventRepository:
         if status == 404 and getattr(error, "sub_status", None) in _MISSING_SUB_STATUS:
             # The container or its database is missing: answered at once, so nothing to
             # remember, and the next write after `provision` gets through.
-            return StoreNotFoundError(describe_error(error), cause=failure_kind(error))
+            return _missing(error)
         return _unreachable(error, self._health)
 
     def find_events(
@@ -587,7 +615,7 @@ class CosmosEventRepository:
         except CosmosResourceNotFoundError as error:
             if error.sub_status not in _MISSING_SUB_STATUS:
                 raise unavailable(error) from error
-            raise StoreNotFoundError(describe_error(error), cause=failure_kind(error)) from error
+            raise _missing(error) from error
         except AzureError as error:
             raise unavailable(error) from error
 

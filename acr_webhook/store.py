@@ -52,7 +52,13 @@ class RepositoryUnavailableError(OneLineError):
     """The store did not accept or answer in time; the event was not recorded."""
 
 
-class StoreNotFoundError(RepositoryUnavailableError):
+class StoreSetUpError(RepositoryUnavailableError):
+    """The store refused the app's set-up, not a request: a key or identity it does not take,
+    a role not (yet) assigned, a database or container that is not there. Nothing changes until
+    a person fixes it; the cause names what to fix."""
+
+
+class StoreNotFoundError(StoreSetUpError):
     """The database or container the settings name does not exist (not provisioned, or a
     setting that names another): no retry will find it."""
 
@@ -101,13 +107,21 @@ class FallbackUnavailableError(OneLineError):
 def unavailable_reasons(failures: Sequence[OneLineError]) -> tuple[str, str]:
     """ "database unavailable (...)", with "and fallback queue unavailable (...)" when the queue
     failed too, twice: from each failure's cause (a decision's reason) and from its message
-    (the detail)."""
-    return _unavailable_text([e.cause for e in failures]), _unavailable_text(map(str, failures))
+    (the detail). A set-up the database refuses is said as such (its cause names what to fix),
+    not as an outage."""
+    set_up = isinstance(failures[0], StoreSetUpError)
+    causes = _unavailable_text(set_up, [e.cause for e in failures])
+    return causes, _unavailable_text(set_up, map(str, failures))
 
 
-def _unavailable_text(parts: Iterable[str]) -> str:
+def store_failure_reason(error: OneLineError) -> str:
+    """What a decision's reason says of a store failure alone (replay's put-back)."""
+    return error.cause if isinstance(error, StoreSetUpError) else "database unavailable"
+
+
+def _unavailable_text(set_up: bool, parts: Iterable[str]) -> str:
     store, *queue = parts
-    text = f"database unavailable ({store})"
+    text = store if set_up else f"database unavailable ({store})"
     return f"{text} and fallback queue unavailable ({queue[0]})" if queue else text
 
 

@@ -175,18 +175,6 @@ def test_a_refused_set_up_loses_no_event_and_recovers_once_fixed_without_a_resta
     assert stored == {webhook_event["id"], grid_event["id"]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a webhook event the database refuses for its set-up is logged 'queued' with reason "
-    "'database unavailable (CosmosHttpResponseError 403/5301); queued for replay' (401: "
-    "'... CosmosHttpResponseError 401 ...'; a wrong container: 'CosmosResourceNotFoundError "
-    "404'), the words of an outage: the operations guide's alert then reads 'the database has "
-    "been unavailable' and nothing names the role, COSMOS_KEY or COSMOS_CONTAINER, as the CLI "
-    "and the reconcile timer do for a missing container; the reason should name what to fix "
-    "(repository._failure: a set-up error of its own, as StoreNotFoundError is, whose cause "
-    "names the data role for 403/5301, COSMOS_KEY for 401, COSMOS_DATABASE/COSMOS_CONTAINER "
-    "for 404; handlers.unavailable_reasons not calling it 'database unavailable')",
-)
 @pytest.mark.parametrize("status", [403, 401, 404])
 def test_the_decision_names_the_role_or_setting_to_fix(
     status: int,
@@ -213,15 +201,6 @@ def test_the_decision_names_the_role_or_setting_to_fix(
     assert not decision["reason"].startswith("database unavailable"), decision["reason"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`events` against a database that refuses the key (401) or the identity's role "
-    "(403/5301) exits 1, 'the event store at https://127.0.0.1:N/ is unavailable: "
-    "CosmosHttpResponseError: (Forbidden) Request blocked by Auth ...', which tells a script to "
-    "run it again; a container that does not exist is exit 2 naming COSMOS_DATABASE and "
-    "COSMOS_CONTAINER. A refused set-up should be exit 2 too, naming COSMOS_KEY or the data "
-    "role (__main__._events: catch the set-up error beside StoreNotFoundError)",
-)
 @REFUSALS
 def test_the_events_command_names_the_key_or_role_the_database_refuses(
     refusal: Refusal,
@@ -241,6 +220,31 @@ def test_the_events_command_names_the_key_or_role_the_database_refuses(
     assert len(err.splitlines()) == 1, err
     assert status == 2
     assert TO_FIX[refusal.status] in err
+
+
+@REFUSALS
+def test_a_refused_set_up_remembered_for_the_next_event_is_said_the_same_way(
+    refusal: Refusal,
+    through_proxy: Settings,
+    proxy: FaultyCosmosProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The refusal is remembered as an outage is (UNAVAILABLE_MEMORY_S: one request, then the
+    memory answers), and the events it answers carry the same reason, so the documented
+    queries that group decisions by reason show one set-up fault, not an outage."""
+    caplog.set_level(logging.INFO, logger="acr_webhook")
+    proxy.refusal = refusal
+    repository = CosmosEventRepository(through_proxy)
+    fallback = FakeFallbackQueue()
+
+    for _ in range(2):
+        handle_webhook(payloads.body(pushed()), repository, fallback=fallback)
+
+    first, second = decisions(caplog)
+    assert (first["decision"], second["decision"]) == ("queued", "queued")
+    assert second["reason"] == first["reason"]
+    assert TO_FIX[refusal.status] in second["reason"]
+    assert proxy.refused == 1
 
 
 # --- a container the app's writes do not fit -------------------------------------------------

@@ -150,10 +150,10 @@ class GatedHealth(DatabaseHealth):
         with self.turns.step("health.check"):
             super().check()
 
-    def failed(self, reason: str, cause: str | None = None) -> None:
+    def failed(self, reason: str, cause: str | None = None, *, set_up: bool = False) -> None:
         with self.turns.step("health.failed"):
             self.failures.append(reason)
-            super().failed(reason, cause)
+            super().failed(reason, cause, set_up=set_up)
 
     def succeeded(self) -> None:
         with self.turns.step("health.succeeded"):
