@@ -641,6 +641,20 @@ def provision(settings: Settings) -> None:
             f"{', '.join(paths or ['(none)'])}; the app needs {PARTITION_KEY_PATH}: set "
             "COSMOS_CONTAINER to another name, or delete the container and run provision again"
         )
+    unique_keys = [
+        path
+        for key in properties.get("uniqueKeyPolicy", {}).get("uniqueKeys", [])
+        for path in key.get("paths", [])
+    ]
+    if unique_keys:
+        # The app keys idempotency on the id alone: a second event with the same value would
+        # get a 409, read as "already recorded", and never be stored.
+        raise ConfigurationError(
+            f"container '{settings.cosmos_container}' exists with a unique key on "
+            f"{', '.join(unique_keys)}; the app needs none (events share digests, tags and "
+            "repositories): set COSMOS_CONTAINER to another name, or delete the container and "
+            "run provision again"
+        )
     if properties.get("defaultTtl") != ttl:
         # A replace sets every property it is given and resets the rest: the indexing policy
         # (the template's, or one tuned since) goes back as it is.

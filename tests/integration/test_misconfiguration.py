@@ -288,16 +288,13 @@ def test_a_unique_key_conflict_is_not_taken_for_a_duplicate(
     assert "unique" in caplog.text.lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provision says a container with a unique key policy is ready (it refuses only a "
-    "partition key other than /repository), though that key makes the webhook answer distinct "
-    "events with the same value 200 'duplicate' and store none of them; it should refuse it "
-    "the same way, naming COSMOS_CONTAINER (repository.provision: check uniqueKeyPolicy)",
-)
 def test_provision_refuses_a_container_with_a_unique_key(cosmos_settings: Settings) -> None:
-    with pytest.raises(ConfigurationError, match="COSMOS_CONTAINER"):
+    """It said such a container was ready (it refused only a partition key other than
+    /repository), though the key makes the webhook answer distinct events with the same value
+    200 'duplicate' and store none of them."""
+    with pytest.raises(ConfigurationError, match="COSMOS_CONTAINER") as refused:
         provision(unique_digest_container(cosmos_settings))
+    assert "unique key on /digest" in str(refused.value)
 
 
 # --- the fallback queue set up wrong ----------------------------------------------------------
