@@ -326,7 +326,11 @@ def _redrive(_args: argparse.Namespace) -> int:
     try:
         report = redrive(queue)
     except AzureError as error:
-        print(f"the queue service is unavailable or refused: {error}", file=sys.stderr)
+        # The SDK's message runs on with the service's XML: its first line says it.
+        print(
+            f"the queue service is unavailable or refused: {str(error).splitlines()[0]}",
+            file=sys.stderr,
+        )
         return 1
     except ValueError as error:  # the SDK refuses the connection string before any request
         raise ConfigurationError(f"{STORAGE_CONNECTION} is not usable: {error}") from None

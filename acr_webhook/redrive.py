@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from acr_webhook.config import QueueSettings
+from acr_webhook.config import STORAGE_CONNECTION, ConfigurationError, QueueSettings
 from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client, decode_message
 from acr_webhook.models import parse_parked
 
@@ -82,6 +82,12 @@ def redrive(queue: QueueSettings) -> RedriveReport:
     try:
         batch = _receive(poison)
     except ResourceNotFoundError:
+        try:
+            main.get_queue_properties()
+        except ResourceNotFoundError:
+            # Neither queue: the setting names another account, or they were deleted. "Moved
+            # 0" would tell a person checking after a poison alert that all is well.
+            raise _missing(queue) from None
         return RedriveReport(moved=0, not_events=0, left=0)  # nothing was ever poisoned
     moved = 0
     # Messages that are not events, by id: hidden for the lease, so seen once in most runs. A
@@ -94,7 +100,10 @@ def redrive(queue: QueueSettings) -> RedriveReport:
                 if not is_event_message(content):
                     kept[message.id] = message
                     continue
-                main.send_message(content, time_to_live=NEVER_EXPIRES)  # as parked
+                try:
+                    main.send_message(content, time_to_live=NEVER_EXPIRES)  # as parked
+                except ResourceNotFoundError:
+                    raise _missing(queue) from None
                 poison.delete_message(message)
                 moved += 1
             batch = _receive(poison)
@@ -104,6 +113,13 @@ def redrive(queue: QueueSettings) -> RedriveReport:
             poison.update_message(message, visibility_timeout=0)
     left = int(poison.get_queue_properties().approximate_message_count or 0)
     return RedriveReport(moved=moved, not_events=len(kept), left=left)
+
+
+def _missing(queue: QueueSettings) -> ConfigurationError:
+    return ConfigurationError(
+        f"queue '{queue.queue_name}' does not exist in the account {STORAGE_CONNECTION} names: "
+        f"run provision, or check {STORAGE_CONNECTION}"
+    )
 
 
 def _receive(poison: QueueClient) -> list[QueueMessage]:

@@ -144,8 +144,11 @@ def test_a_run_longer_than_the_lease_counts_and_releases_each_kept_message_once(
 
 
 def test_without_a_poison_queue_there_is_nothing_to_move(azurite: LocalAzurite) -> None:
-    never_created = QueueSettings(f"q{uuid.uuid4().hex[:16]}", azurite.connection_string)
-    assert redrive(never_created) == RedriveReport(moved=0, not_events=0, left=0)
+    """The fallback queue is there, its poison queue never made: nothing was ever poisoned.
+    (Neither queue there: tests/integration/test_misconfiguration.py.)"""
+    never_poisoned = QueueSettings(f"q{uuid.uuid4().hex[:16]}", azurite.connection_string)
+    create_queue_client(never_poisoned, {}).create_queue()
+    assert redrive(never_poisoned) == RedriveReport(moved=0, not_events=0, left=0)
 
 
 def test_the_command_reads_azure_web_jobs_storage_like_serve(
