@@ -34,6 +34,15 @@ MANAGEMENT_TIMEOUTS: dict[str, Any] = {
 }
 
 
+# ARM's answers that a person must act on, not a run to come: what to fix, first.
+_SET_UP_FIXES: dict[object, str] = {
+    403: "refused (403): give the app's identity the role 'ACR webhook history reader' on the "
+    "registry (the template's; a new assignment takes minutes)",
+    404: "not found (404): check ACR_REGISTRY_ID and ACR_WEBHOOK_NAMES against the registry's "
+    "webhooks",
+}
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     """Scheme, host and port that a request to ``url`` goes to, the port filled in where the
     scheme implies it. Read as urllib3 reads it, since that is where requests connects:
@@ -89,7 +98,10 @@ class ManagementApiHistory:
         try:
             yield from self._pages(webhook_name)
         except AzureError as error:
-            raise HistoryUnreadableError(f"{type(error).__name__}: {error}") from error
+            # The SDK's message gives ARM's error twice: once, as its first line.
+            said = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            fix = _SET_UP_FIXES.get(getattr(error, "status_code", None))
+            raise HistoryUnreadableError(f"{fix}; {said}" if fix else said) from error
 
     def _pages(self, webhook_name: str) -> Iterator[dict[str, Any]]:
         listed = self._management_client().webhooks.list_events(
