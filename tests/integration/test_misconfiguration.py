@@ -42,7 +42,9 @@ from acr_webhook.reconcile import reconcile_webhooks
 from acr_webhook.redrive import redrive
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import (
+    _SET_UP_FIXES,
     PARTITION_KEY_PATH,
+    STORE_MISSING,
     UNAVAILABLE_MEMORY_S,
     CosmosEventRepository,
     DatabaseHealth,
@@ -473,18 +475,13 @@ def test_a_refused_history_read_names_the_role_or_setting_to_fix(
 # --- what the operations guide tells the person the alert wakes --------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/operations.md's recommended alerts read a queued event older than 30 minutes "
-    "as 'the database has been unavailable (or throttling every write)', which is also what a "
-    "missing data role or a wrong key gives (reason 'CosmosHttpResponseError 403/5301' or "
-    "'401', every event queued until it is fixed), and nothing there says so; and no alert "
-    "catches the reconcile timer refused by ARM every run ('history unreadable', an ERROR "
-    "record without a decision, so none of the decision queries shows it). The alerts section "
-    "should say that a 401/403 reason is set-up (COSMOS_KEY, the Cosmos DB Built-in Data "
-    "Contributor role) and add an alert on 'history unreadable' naming the registry role",
-)
 def test_the_recommended_alerts_tell_a_refused_set_up_from_an_outage() -> None:
-    alerts = section(OPERATIONS, "## Recommended alerts")
+    """The queued-events alert read every old queued event as an outage, which a missing role
+    or a wrong key also gives; no alert caught the reconcile timer refused by ARM every run (an
+    ERROR record without a decision). The alerts quote the reasons the code gives."""
+    alerts = " ".join(section(OPERATIONS, "## Recommended alerts").split())
     assert "403" in alerts and "Cosmos DB Built-in Data Contributor" in alerts
     assert "history unreadable" in alerts
+    for status, fix in _SET_UP_FIXES.items():
+        assert fix.split(":")[0] in alerts, (status, fix)
+    assert STORE_MISSING.split(":")[0] in alerts
