@@ -268,10 +268,10 @@ def unique_digest_container(settings: Settings) -> Settings:
     strict=True,
     reason="in a container with a unique key on /digest, a delete of the digest just pushed "
     "gets Cosmos DB's 409, which add() takes for its own id's conflict: answered 200 "
-    "'duplicate', logged at INFO, and never stored (1 document of 2; the fill-in read that "
-    "finds no such id, when there is one, is taken for an expired document); a 409 whose id is "
-    "not stored should be refused (DocumentRejectedError naming the container's unique key, "
-    "400 and a warning) rather than a duplicate (repository.CosmosEventRepository.add/_fill_in)",
+    "'duplicate', logged at INFO, and never stored (1 document of 2). Left on purpose: "
+    "provision now refuses such a container and the Bicep never makes one, so it takes "
+    "COSMOS_CONTAINER naming a container made by hand; telling the two 409s apart would cost "
+    "a read on every duplicate (the reconcile's every run: its history is mostly duplicates)",
 )
 def test_a_unique_key_conflict_is_not_taken_for_a_duplicate(
     cosmos_settings: Settings, caplog: pytest.LogCaptureFixture
