@@ -142,6 +142,12 @@ param storageSkuName string = 'Standard_LRS'
 @description('Deploy the Azure Monitor workbook "acr-webhook: decisions and pushes" on Application Insights (decisions, rejected and queued events, store latency, Cosmos DB and Storage calls, pushes; the queries of docs/operations.md). false = none.')
 param deployWorkbook bool = true
 
+@description('Deploy the log alert rules docs/operations.md recommends (poison queue, refused replay, events queued 30 minutes, 5xx answers, unavailable decisions, reconcile refused), evaluated every 5 minutes. false = none.')
+param deployAlerts bool = true
+
+@description('E-mail address that gets every alert (an action group). Empty = alerts show in the portal only.')
+param alertEmail string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -178,6 +184,17 @@ module workbook 'modules/workbook.bicep' = if (deployWorkbook) {
     location: location
     tags: tags
     applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = if (deployAlerts) {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: appName
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    alertEmail: alertEmail
   }
 }
 

@@ -598,6 +598,7 @@ def test_main_wires_the_local_modules() -> None:
         "functionApp": FUNCTION_APP,
         "registryAccess": "modules/registry-access.bicep",
         "workbook": "modules/workbook.bicep",
+        "alerts": "modules/alerts.bicep",
     }
 
 
