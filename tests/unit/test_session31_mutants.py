@@ -455,3 +455,34 @@ def test_redrive_names_the_fallback_queue_as_the_one_missing(
         "queue 'acr-events-fallback' does not exist in the account AzureWebJobsStorage names: "
         "run provision, or check AzureWebJobsStorage"
     )
+
+
+# --- queries: the read route says a refused set-up as the writers do ----------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the read route logs a refused set-up as an outage: 'events query limit=50 failed: "
+    "database unavailable (database refused the app's identity: ...)', the one route this "
+    "session left on the old wording; it should say it as store.unavailable_reasons does (the "
+    "cause, no 'database unavailable'): queries.handle_events_query's log.error",
+)
+def test_the_read_route_logs_a_refused_set_up_as_its_cause_not_as_an_outage(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """store.unavailable_reasons: "A set-up the database refuses is said as such (its cause
+    names what to fix), not as an outage" on the webhook, Event Grid and replay routes."""
+    failure = unavailable(refused(403, 5301))
+    reader = FakeEventRepository()
+
+    def refuse(*_args: Any) -> list[dict[str, Any]]:
+        raise failure
+
+    monkeypatch.setattr(reader, "find_events", refuse)
+
+    with caplog.at_level(logging.ERROR, logger="acr_webhook"):
+        assert handle_events_query({}, reader).status == 503
+
+    [record] = caplog.records
+    assert _SET_UP_FIXES[403] in record.getMessage()
+    assert "database unavailable" not in record.getMessage(), record.getMessage()
