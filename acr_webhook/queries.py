@@ -57,7 +57,7 @@ from acr_webhook.models import (
     iso_utc,
 )
 from acr_webhook.results import Result, utc_now
-from acr_webhook.store import EventReader, RepositoryUnavailableError
+from acr_webhook.store import EventReader, RepositoryUnavailableError, unavailable_reasons
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +555,8 @@ def handle_events_query(
             )
         page = fetch_page(query, reader)
     except RepositoryUnavailableError as error:
-        log.error("events query %s failed: database unavailable (%s)", query.describe(), error)
+        _, detail = unavailable_reasons([error])  # a refused set-up said as one, as on writes
+        log.error("events query %s failed: %s", query.describe(), detail)
         return Result(503, {"error": "the event store is unavailable; try again later"})
     more = " (more available)" if page.continuation else ""
     log.info("events query %s: %d event(s)%s", query.describe(), len(page.events), more)

@@ -460,13 +460,6 @@ def test_redrive_names_the_fallback_queue_as_the_one_missing(
 # --- queries: the read route says a refused set-up as the writers do ----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the read route logs a refused set-up as an outage: 'events query limit=50 failed: "
-    "database unavailable (database refused the app's identity: ...)', the one route this "
-    "session left on the old wording; it should say it as store.unavailable_reasons does (the "
-    "cause, no 'database unavailable'): queries.handle_events_query's log.error",
-)
 def test_the_read_route_logs_a_refused_set_up_as_its_cause_not_as_an_outage(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
