@@ -316,6 +316,7 @@ def _redrive(_args: argparse.Namespace) -> int:
 
     from acr_webhook.config import STORAGE_CONNECTION, queue_settings, read_values
     from acr_webhook.redrive import LEASE_SECONDS, redrive
+    from acr_webhook.store import first_line
 
     queue = queue_settings(read_values())
     if queue is None:
@@ -328,7 +329,7 @@ def _redrive(_args: argparse.Namespace) -> int:
     except AzureError as error:
         # The SDK's message runs on with the service's XML: its first line says it.
         print(
-            f"the queue service is unavailable or refused: {str(error).splitlines()[0]}",
+            f"the queue service is unavailable or refused: {first_line(str(error))}",
             file=sys.stderr,
         )
         return 1

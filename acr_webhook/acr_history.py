@@ -18,7 +18,7 @@ from urllib3.util import parse_url
 from acr_webhook.config import ReconcileSettings, parse_registry_id
 from acr_webhook.identity import default_credential
 from acr_webhook.once import BuiltOnce
-from acr_webhook.store import HistoryUnreadableError
+from acr_webhook.store import HistoryUnreadableError, first_line
 from acr_webhook.tls import verify_tls
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class ManagementApiHistory:
             yield from self._pages(webhook_name)
         except AzureError as error:
             # The SDK's message gives ARM's error twice: once, as its first line.
-            said = f"{type(error).__name__}: {str(error).splitlines()[0]}"
+            said = f"{type(error).__name__}: {first_line(str(error))}"
             fix = _SET_UP_FIXES.get(getattr(error, "status_code", None))
             raise HistoryUnreadableError(f"{fix}; {said}" if fix else said) from error
 

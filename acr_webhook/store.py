@@ -21,6 +21,12 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def first_line(text: str) -> str:
+    """The first line of an SDK's message, whose later lines repeat it or hold the service's
+    XML; empty for an empty message."""
+    return next(iter(text.splitlines()), "")
+
+
 class OneLineError(Exception):
     """An error whose message goes into a log line or an answer: kept on one line.
 

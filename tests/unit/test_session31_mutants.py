@@ -479,3 +479,14 @@ def test_the_read_route_logs_a_refused_set_up_as_its_cause_not_as_an_outage(
     [record] = caplog.records
     assert _SET_UP_FIXES[403] in record.getMessage()
     assert "database unavailable" not in record.getMessage(), record.getMessage()
+
+
+def test_an_sdk_error_with_no_message_is_said_by_its_kind_alone() -> None:
+    """store.first_line: the redrive and reconcile lines take an SDK message's first line; an
+    empty message (none seen from the SDKs, but AzureError allows it) was an IndexError."""
+    from acr_webhook.store import first_line
+
+    assert first_line("") == ""
+    assert first_line("The specified queue does not exist.\nRequestId:1\n<?xml") == (
+        "The specified queue does not exist."
+    )
