@@ -131,6 +131,29 @@ def equals(left: Any, right: Any) -> Json:
     return {"operator": {"type": "equals", "operands": {"operand_1": left, "operand_2": right}}}
 
 
+def not_empty(name: str) -> Json:
+    """pycep's tree for ``!empty(name)``."""
+    is_empty = {"function": {"type": "empty", "parameters": {"item_to_test": name}}}
+    return {"operator": {"type": "not", "operands": {"bool_value": is_empty}}}
+
+
+def application_insights_module(name: str, path: str, switch: str, described: str) -> Json:
+    """Checks that main.bicep deploys module ``name`` (``path``) on its Application Insights
+    component unless the bool parameter ``switch`` (default true, its description naming
+    ``described``) turns it off; returns the module's parameters."""
+    main = template("main.bicep")
+    assert module_path(main, name) == path
+    assert module_condition(main, name) == switch
+    entry = param(main, switch)
+    assert (entry["type"], entry["default"]) == ("bool", True)
+    assert described in decorators(entry)["description"]
+    params: Json = module(main, name)["params"]
+    assert params["applicationInsightsId"] == accessor(
+        "monitoring", "outputs", "applicationInsightsId"
+    )
+    return params
+
+
 def conditional_branches(value: Any) -> tuple[Any, Any, Any] | None:
     """(condition, true_value, false_value) of ``cond ? a : b``; None for other values."""
     if isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional":

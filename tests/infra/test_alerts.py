@@ -5,16 +5,14 @@ rule reading as much time as its query asks for."""
 from __future__ import annotations
 
 import re
-import textwrap
 
+from acr_webhook.store import one_line
 from tests.infra.bicep import (
     REPO_ROOT,
     Json,
     accessor,
-    decorators,
-    module,
-    module_condition,
-    module_path,
+    application_insights_module,
+    not_empty,
     param,
     resource,
     resource_condition,
@@ -22,27 +20,20 @@ from tests.infra.bicep import (
     template,
     var,
 )
+from tests.infra.test_deploy_docs import section
 
 ALERTS = "modules/alerts.bicep"
 RULE_TYPE = "Microsoft.Insights/scheduledQueryRules"
 OPERATIONS = REPO_ROOT / "docs" / "operations.md"
-KUSTO = re.compile(r"^( *)```kusto\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
+KUSTO = re.compile(r"```kusto\n(.*?)```", re.DOTALL)
 # ISO 8601 durations the rules use, in minutes.
 MINUTES = {"PT5M": 5, "PT10M": 10, "PT15M": 15, "P2D": 2 * 24 * 60}
 
 
-def words(query: str) -> str:
-    return " ".join(query.split())
-
-
 def documented_queries() -> list[str]:
-    text = OPERATIONS.read_text()
-    section = text[
-        text.index("## Recommended alerts") : text.index(
-            "\n## ", text.index("## Recommended alerts") + 1
-        )
-    ]
-    return [words(textwrap.dedent(match.group(2))) for match in KUSTO.finditer(section)]
+    """The queries of operations.md's "Recommended alerts", white space folded."""
+    alerts_section = section(OPERATIONS.read_text(), "## Recommended alerts")
+    return [one_line(block) for block in KUSTO.findall(alerts_section)]
 
 
 def alerts() -> list[Json]:
@@ -66,7 +57,7 @@ def looks_back_minutes(query: str) -> int:
 
 
 def test_every_recommended_alert_is_deployed_with_its_documented_query() -> None:
-    assert sorted(words(alert["query"]) for alert in alerts()) == sorted(documented_queries())
+    assert sorted(one_line(alert["query"]) for alert in alerts()) == sorted(documented_queries())
     assert len(alerts()) == 6
 
 
@@ -105,18 +96,7 @@ def test_an_e_mail_address_gets_every_alert_and_none_means_no_action_group() -> 
     document = template(ALERTS)
     (group, _), *others = resources_of_type(document, "Microsoft.Insights/actionGroups").items()
     assert not others
-    assert str(resource_condition(document, group)) == str(
-        {
-            "operator": {
-                "type": "not",
-                "operands": {
-                    "bool_value": {
-                        "function": {"type": "empty", "parameters": {"item_to_test": "alertEmail"}}
-                    }
-                },
-            }
-        }
-    )
+    assert resource_condition(document, group) == not_empty("alertEmail")
     receivers = resource(document, group)["properties"]["emailReceivers"]
     assert [receiver["emailAddress"] for receiver in receivers] == ["alertEmail"]
     assert len(resource(document, group)["properties"]["groupShortName"]) <= 12  # ARM's limit
@@ -126,15 +106,6 @@ def test_an_e_mail_address_gets_every_alert_and_none_means_no_action_group() -> 
 
 
 def test_main_deploys_the_alerts_on_its_application_insights_unless_switched_off() -> None:
-    main = template("main.bicep")
-    assert module_path(main, "alerts") == ALERTS
-    assert module_condition(main, "alerts") == "deployAlerts"
-    switch = param(main, "deployAlerts")
-    assert (switch["type"], switch["default"]) == ("bool", True)
-    assert "alert" in decorators(switch)["description"]
-    params = module(main, "alerts")["params"]
-    assert params["applicationInsightsId"] == accessor(
-        "monitoring", "outputs", "applicationInsightsId"
-    )
+    params = application_insights_module("alerts", ALERTS, "deployAlerts", "alert")
     assert params["alertEmail"] == "alertEmail"
-    assert param(main, "alertEmail")["default"] == ""
+    assert param(template("main.bicep"), "alertEmail")["default"] == ""

@@ -7,7 +7,16 @@ import json
 import re
 from typing import Any
 
-from tests.infra.bicep import REPO_ROOT, Json, conditional_branches, module, param, template, var
+from tests.infra.bicep import (
+    REPO_ROOT,
+    Json,
+    conditional_branches,
+    module,
+    not_empty,
+    param,
+    template,
+    var,
+)
 from tests.infra.test_main_template import app_settings
 from tests.infra.test_webhook_template import ACR_WEBHOOK, http_functions
 
@@ -183,8 +192,7 @@ def generated_when_empty(document: Json, variable: str, parameter: str) -> Any:
     branches = conditional_branches(var(document, variable))
     assert branches is not None
     condition, given, generated = branches
-    is_empty = {"function": {"type": "empty", "parameters": {"item_to_test": parameter}}}
-    assert condition == {"operator": {"type": "not", "operands": {"bool_value": is_empty}}}
+    assert condition == not_empty(parameter)
     assert given == parameter
     return generated
 

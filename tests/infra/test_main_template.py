@@ -29,6 +29,7 @@ from tests.infra.bicep import (
     is_secure,
     module,
     module_path,
+    not_empty,
     output,
     param,
     resource,
@@ -394,18 +395,26 @@ def test_storage_account_is_locked_down() -> None:
     assert properties["supportsHttpsTrafficOnly"] is True
 
 
-def test_app_identity_has_storage_and_metrics_roles() -> None:
+def assignments_to(principal: str) -> dict[str, tuple[str, str]]:
+    """role-assignments.bicep's assignments to ``principal`` (a parameter's name): symbolic
+    name -> (scope, role definition id)."""
     roles = template(ROLES)
-    granted: set[tuple[str, str]] = set()
+    found = {}
     for name in resources_of_type(roles, "Microsoft.Authorization/roleAssignments"):
         body = resource(roles, name)
-        if body["properties"]["principalId"] != "appPrincipalId":
-            continue
+        if body["properties"]["principalId"] == principal:
+            role_reference = body["properties"]["roleDefinitionId"]["function"]["parameters"]
+            found[name] = (body["scope"], var(roles, role_reference["resource_name_1"]))
+    return found
+
+
+def test_app_identity_has_storage_and_metrics_roles() -> None:
+    roles = template(ROLES)
+    granted = assignments_to("appPrincipalId")
+    for name in granted:
         assert resource_condition(roles, name) is None, f"{name} must not be conditional"
-        assert body["properties"]["principalType"] == "ServicePrincipal"
-        role_reference = body["properties"]["roleDefinitionId"]["function"]["parameters"]
-        granted.add((body["scope"], var(roles, role_reference["resource_name_1"])))
-    assert granted == {
+        assert resource(roles, name)["properties"]["principalType"] == "ServicePrincipal"
+    assert set(granted.values()) == {
         ("storage", STORAGE_BLOB_DATA_OWNER),
         ("storage", STORAGE_QUEUE_DATA_CONTRIBUTOR),
         ("storage", STORAGE_TABLE_DATA_CONTRIBUTOR),
@@ -423,28 +432,10 @@ def test_app_identity_has_storage_and_metrics_roles() -> None:
 def test_deploying_user_may_inspect_the_queues_and_read_dead_letters_only() -> None:
     """docs/operations.md: the user given as principalId peeks at and re-drives the fallback
     queue and downloads what Event Grid dead-lettered; nothing more, and only when given."""
-    roles = template(ROLES)
-    granted: set[tuple[str, str]] = set()
-    for name in resources_of_type(roles, "Microsoft.Authorization/roleAssignments"):
-        body = resource(roles, name)
-        if body["properties"]["principalId"] != "userPrincipalId":
-            continue
-        assert resource_condition(roles, name) == {
-            "operator": {
-                "type": "not",
-                "operands": {
-                    "bool_value": {
-                        "function": {
-                            "type": "empty",
-                            "parameters": {"item_to_test": "userPrincipalId"},
-                        }
-                    }
-                },
-            }
-        }
-        role_reference = body["properties"]["roleDefinitionId"]["function"]["parameters"]
-        granted.add((body["scope"], var(roles, role_reference["resource_name_1"])))
-    assert granted == {
+    granted = assignments_to("userPrincipalId")
+    for name in granted:
+        assert resource_condition(template(ROLES), name) == not_empty("userPrincipalId")
+    assert set(granted.values()) == {
         ("storage", STORAGE_QUEUE_DATA_CONTRIBUTOR),
         ("storage", STORAGE_BLOB_DATA_READER),
     }
@@ -560,16 +551,7 @@ def test_app_identity_is_cosmos_data_contributor_on_the_account() -> None:
         if principal == "appPrincipalId":
             assert condition is None, "the app's assignment must always be created"
         else:  # the deploying user's: only when principalId was given
-            assert condition == {
-                "operator": {
-                    "type": "not",
-                    "operands": {
-                        "bool_value": {
-                            "function": {"type": "empty", "parameters": {"item_to_test": principal}}
-                        }
-                    },
-                }
-            }
+            assert condition == not_empty(principal)
 
     main = template(MAIN)
     identity_name, _ = single(

@@ -20,6 +20,7 @@ from tests.infra.bicep import (
     decorators,
     module,
     module_path,
+    not_empty,
     output,
     param,
     resource,
@@ -160,19 +161,7 @@ def test_reconcile_needs_a_registry_and_a_native_webhook() -> None:
         "operator": {
             "type": "and",
             "operands": {
-                "operand_1": {
-                    "operator": {
-                        "type": "not",
-                        "operands": {
-                            "bool_value": {
-                                "function": {
-                                    "type": "empty",
-                                    "parameters": {"item_to_test": "registryName"},
-                                }
-                            }
-                        },
-                    }
-                },
+                "operand_1": not_empty("registryName"),
                 "operand_2": {
                     "operator": {
                         "type": "not_equals",

@@ -18,9 +18,7 @@ from tests.infra.bicep import (
     REPO_ROOT,
     Json,
     accessor,
-    decorators,
-    module,
-    module_condition,
+    application_insights_module,
     module_path,
     output,
     param,
@@ -112,19 +110,9 @@ def test_serialized_data_is_the_json_beside_the_module_pointed_at_the_component(
 
 
 def test_main_deploys_the_workbook_on_its_application_insights_unless_switched_off() -> None:
-    main = template("main.bicep")
-    assert module_path(main, "workbook") == WORKBOOK
-    assert module_condition(main, "workbook") == "deployWorkbook"
-    switch = param(main, "deployWorkbook")
-    assert (switch["type"], switch["default"]) == ("bool", True)
-    assert "workbook" in decorators(switch)["description"]
-
-    params = module(main, "workbook")["params"]
-    assert params["applicationInsightsId"] == accessor(
-        "monitoring", "outputs", "applicationInsightsId"
-    )
+    params = application_insights_module("workbook", WORKBOOK, "deployWorkbook", "workbook")
     assert params["location"] == "location"
-    monitoring = template(module_path(main, "monitoring"))
+    monitoring = template(module_path(template("main.bicep"), "monitoring"))
     (insights,) = resources_of_type(monitoring, "Microsoft.Insights/components")
     assert output(monitoring, "applicationInsightsId") == accessor(insights, "id")
 
