@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tests.support.arm_stand_in import LocalHttpsServer
-from tests.support.holds import Hold
+from tests.support.holds import Hold, answered, claimed
 
 _DOCUMENT_WRITE = re.compile(r"^/dbs/[^/]+/colls/[^/]+/docs/?$")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
@@ -111,7 +111,7 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     )
                     return
                 path = urlsplit(self.path).path
-                hold = next((h for h in proxy.holds if h.claims(self.command, path)), None)
+                hold = claimed(proxy.holds, self.command, path)
                 if hold is not None and not hold.after_passing:
                     hold.hold()
                     self.close_connection = True
@@ -143,9 +143,7 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     hold.hold()
                     self.close_connection = True
                     return
-                for passing in proxy.holds:
-                    if passing.matches(self.command, path):
-                        passing.count_passed()
+                answered(proxy.holds, self.command, path)
                 if is_write and proxy._should_drop():
                     self.close_connection = True  # stored upstream; the app hears nothing
                     return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -64,3 +65,16 @@ class Hold:
                     f"(wanted {passed}) after {timeout:g} s"
                 )
             time.sleep(0.01)
+
+
+def claimed(holds: Sequence[Hold], method: str, path: str) -> Hold | None:
+    """The first of ``holds`` that claims this request, for a proxy to hold it: before passing
+    it on, or, for one ``after_passing``, once the server has answered."""
+    return next((hold for hold in holds if hold.claims(method, path)), None)
+
+
+def answered(holds: Sequence[Hold], method: str, path: str) -> None:
+    """A request the proxy passed on and answered: counted by every Hold it matches."""
+    for hold in holds:
+        if hold.matches(method, path):
+            hold.count_passed()

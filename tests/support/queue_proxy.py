@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import requests
 
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite
-from tests.support.holds import Hold
+from tests.support.holds import Hold, answered, claimed
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 
@@ -57,7 +57,7 @@ class HoldingQueueProxy:
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = urlsplit(self.path).path
-                hold = next((h for h in proxy.holds if h.claims(self.command, path)), None)
+                hold = claimed(proxy.holds, self.command, path)
                 if hold is not None and not hold.after_passing:
                     hold.hold()
                     self.close_connection = True
@@ -73,9 +73,7 @@ class HoldingQueueProxy:
                     hold.hold()
                     self.close_connection = True
                     return
-                for passing in proxy.holds:
-                    if passing.matches(self.command, path):
-                        passing.count_passed()
+                answered(proxy.holds, self.command, path)
                 self.send_response(answer.status_code)
                 for name, value in answer.headers.items():
                     if name.lower() not in _HOP_BY_HOP:
