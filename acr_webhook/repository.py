@@ -214,14 +214,14 @@ def unavailable(error: AzureError) -> RepositoryUnavailableError:
     return RepositoryUnavailableError(describe_error(error), cause=failure_kind(error))
 
 
-def _missing(error: AzureError) -> StoreNotFoundError:
-    cause = f"{STORE_MISSING} ({failure_kind(error)})"
-    return StoreNotFoundError(f"{cause}: {describe_error(error)}", cause=cause)
-
-
 STORE_MISSING = (
     "database or container missing: run provision, or check COSMOS_DATABASE and COSMOS_CONTAINER"
 )
+
+
+def _missing(error: AzureError) -> StoreNotFoundError:
+    cause = f"{STORE_MISSING} ({failure_kind(error)})"
+    return StoreNotFoundError(f"{cause}: {describe_error(error)}", cause=cause)
 
 
 def _unreachable(error: AzureError, health: DatabaseHealth) -> RepositoryUnavailableError:
