@@ -113,4 +113,3 @@ resource eventSubscription 'Microsoft.EventGrid/systemTopics/eventSubscriptions@
 
 output systemTopicName string = systemTopic.name
 output subscriptionName string = eventSubscription.name
-output deadLetterContainerName string = deadLetter.outputs.containerName

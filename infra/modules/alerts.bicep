@@ -154,5 +154,3 @@ resource rules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for alert 
     }
   }
 }]
-
-output ruleNames array = [for (alert, index) in alerts: rules[index].name]
