@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import requests
 from azure.core import MatchConditions
@@ -121,6 +121,16 @@ _NOT_ADDRESSABLE_ID = re.compile(r"%[0-9A-Fa-f]{2}")
 _MISSING_SUB_STATUS = frozenset({None, 0, 1003})
 
 
+class _Failure(NamedTuple):
+    """A remembered failure, kept as one value so that a reader never pairs one failure's
+    reason with another's end or kind."""
+
+    until: float
+    reason: str
+    cause: str
+    set_up: bool  # a set-up the database refuses, not an outage
+
+
 class DatabaseHealth:
     """Remembers for a short while that the database could not be reached, for every writer
     in the process (webhook, Event Grid, replay): concurrent and following requests then answer
@@ -133,36 +143,34 @@ class DatabaseHealth:
     ) -> None:
         self._memory_s = memory_s
         self._clock = clock
-        self._unavailable_until = 0.0
-        self._remembered = ("", "")
-        self._set_up = False  # the failure was a set-up the database refuses, not an outage
+        self._failure: _Failure | None = None
         # Reading the clock and storing the end are one step: otherwise a failure read earlier
         # but stored later would cut short the memory of a later one.
         self._lock = threading.Lock()
 
     def check(self) -> None:
         """Raises RepositoryUnavailableError while a recent failure is remembered."""
-        if self._clock() < self._unavailable_until:
-            reason, cause = self._remembered
-            if self._set_up:  # said as it was: the same cause, so its decisions group as one
-                raise StoreSetUpError(f"{reason} (refused moments ago)", cause=cause)
-            raise RepositoryUnavailableError(
-                f"database unavailable moments ago ({reason})",
-                cause=f"database unavailable moments ago ({cause})",
-            )
+        failure = self._failure  # one read: the failure stored last, whole
+        if failure is None or self._clock() >= failure.until:
+            return
+        if failure.set_up:  # said as it was: the same cause, so its decisions group as one
+            raise StoreSetUpError(f"{failure.reason} (refused moments ago)", cause=failure.cause)
+        raise RepositoryUnavailableError(
+            f"database unavailable moments ago ({failure.reason})",
+            cause=f"database unavailable moments ago ({failure.cause})",
+        )
 
     def failed(self, reason: str, cause: str | None = None, *, set_up: bool = False) -> None:
         """Remember a failure: ``reason`` says what happened, ``cause`` (by default the same)
         names its kind, as RepositoryUnavailableError's do; ``set_up``: a StoreSetUpError's."""
         with self._lock:
-            self._set_up = set_up
-            self._remembered = (reason, reason if cause is None else cause)
-            self._unavailable_until = self._clock() + self._memory_s
+            until = self._clock() + self._memory_s
+            self._failure = _Failure(until, reason, reason if cause is None else cause, set_up)
 
     def succeeded(self) -> None:
-        if self._unavailable_until:  # every write succeeds: no lock unless there is a memory
+        if self._failure is not None:  # every write succeeds: no lock unless there is a memory
             with self._lock:
-                self._unavailable_until = 0.0
+                self._failure = None
 
 
 def events_sql(query: EventQuery, max_items: int) -> tuple[str, list[dict[str, Any]]]:
