@@ -141,19 +141,23 @@ def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
     return next((environ[name] for name in CA_BUNDLE_VARIABLES if environ.get(name)), None)
 
 
-def _check_https_url(setting: str, value: str) -> None:
-    """``value`` must be an https:// URL that requests can connect to, read as urllib3 reads
-    it: one it cannot parse was a traceback, or "unavailable" (run again), at each use."""
+def _https_url(setting: str, value: str) -> str:
+    """``value``, which must be an https:// URL that requests can connect to, read as urllib3
+    reads it (one it cannot parse was a traceback, or "unavailable" (run again), at each use),
+    with its scheme in lower case: schemes ignore case (RFC 3986), the SDKs' URL joins do not."""
     # Over plain HTTP the client would send its token or signed requests in the clear; the local
     # server and the emulator serve HTTPS too.
-    if not value.startswith("https://"):
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme.lower() != "https":
         raise ConfigurationError(f"{setting} must be an https:// URL")
+    value = f"https://{rest}"
     try:
         host = parse_url(value).host
     except LocationParseError as error:
         raise ConfigurationError(f"{setting} is not a URL: {error}") from None
     if not host:
         raise ConfigurationError(f"{setting} must be an https:// URL with a host")
+    return value
 
 
 def load_settings(
@@ -165,9 +169,8 @@ def load_settings(
         raise ConfigurationError(
             "COSMOS_ENDPOINT is not set (environment or local.settings.json Values)"
         )
-    _check_https_url("COSMOS_ENDPOINT", endpoint)
     return Settings(
-        cosmos_endpoint=endpoint,
+        cosmos_endpoint=_https_url("COSMOS_ENDPOINT", endpoint),
         cosmos_key=_cosmos_key(values.get("COSMOS_KEY", "")),
         cosmos_database=values.get("COSMOS_DATABASE") or DEFAULT_DATABASE,
         cosmos_container=values.get("COSMOS_CONTAINER") or DEFAULT_CONTAINER,
@@ -256,8 +259,9 @@ def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
     names = tuple(n.strip() for n in values.get("ACR_WEBHOOK_NAMES", "").split(",") if n.strip())
     if not names:
         raise ConfigurationError("ACR_WEBHOOK_NAMES must name the webhooks to reconcile")
-    endpoint = (values.get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT).strip().rstrip("/")
-    _check_https_url("ARM_ENDPOINT", endpoint)
+    endpoint = _https_url(
+        "ARM_ENDPOINT", (values.get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT).strip().rstrip("/")
+    )
     audience = (values.get("ARM_AUDIENCE") or endpoint).strip()
     return ReconcileSettings(registry_id.rstrip("/"), names, endpoint, audience)
 

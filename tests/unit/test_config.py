@@ -92,6 +92,13 @@ def test_a_cosmos_endpoint_that_is_not_https_is_refused(endpoint: str, tmp_path:
         load_settings({"COSMOS_ENDPOINT": endpoint}, tmp_path / "absent.json")
 
 
+@pytest.mark.parametrize("endpoint", ["HTTPS://127.0.0.1:8081/", "Https://127.0.0.1:8081/"])
+def test_a_cosmos_endpoint_s_scheme_is_read_in_any_case(endpoint: str, tmp_path: Path) -> None:
+    """Schemes ignore case (RFC 3986): "HTTPS://" was refused as "must be an https:// URL"."""
+    settings = load_settings({"COSMOS_ENDPOINT": endpoint}, tmp_path / "absent.json")
+    assert settings.cosmos_endpoint == "https://127.0.0.1:8081/"
+
+
 def test_a_settings_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     """Saved by Windows PowerShell 5's Out-File -Encoding utf8 and some editors: it was exit 2,
     "not readable JSON: Unexpected UTF-8 BOM", where Core Tools reads it."""
@@ -216,6 +223,20 @@ def test_reconcile_settings_take_a_sovereign_cloud_endpoint_and_audience(tmp_pat
     assert reconcile is not None
     assert reconcile.arm_endpoint == "https://management.chinacloudapi.cn"
     assert reconcile.arm_scope == "https://management.core.chinacloudapi.cn/.default"
+
+
+def test_an_arm_endpoint_s_scheme_is_read_in_any_case(tmp_path: Path) -> None:
+    """The token's audience defaults to the endpoint, so it is written as Entra ID knows it."""
+    values = {
+        **BASE,
+        "ACR_REGISTRY_ID": REGISTRY_ID,
+        "ACR_WEBHOOK_NAMES": "hook",
+        "ARM_ENDPOINT": "HTTPS://management.azure.com/",
+    }
+    reconcile = load_settings(values, tmp_path / "absent.json").reconcile
+    assert reconcile is not None
+    assert reconcile.arm_endpoint == "https://management.azure.com"
+    assert reconcile.arm_scope == "https://management.azure.com/.default"
 
 
 @pytest.mark.parametrize(
