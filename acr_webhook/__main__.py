@@ -62,13 +62,20 @@ def _port(value: str) -> int:
 def _provision(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
-    from acr_webhook.repository import describe_error, provision
+    from acr_webhook.repository import describe_error, provision, unavailable
+    from acr_webhook.store import StoreSetUpError
 
     settings = load_settings()
     try:
         provision(settings)
     except AzureError as error:
-        # A server that is still starting, or a wrong endpoint or key: one line, no traceback.
+        failure = unavailable(error)
+        if isinstance(failure, StoreSetUpError):  # a key or a role: running again cannot help
+            print(
+                f"the event store at {settings.cosmos_endpoint}: {failure.cause}", file=sys.stderr
+            )
+            return 2
+        # A server that is still starting, or a wrong endpoint: one line, no traceback.
         print(
             f"the event store at {settings.cosmos_endpoint} is unavailable or refused:",
             describe_error(error),
@@ -286,6 +293,11 @@ def _reconcile(args: argparse.Namespace) -> int:
     )
     if outcome.store_missing:
         print(f"stopped: {_store_missing(settings)}", file=sys.stderr)
+    elif outcome.set_up is not None:  # a setting or a role: running again is refused the same
+        print(
+            f"stopped: the event store at {settings.cosmos_endpoint}: {outcome.set_up}",
+            file=sys.stderr,
+        )
     elif outcome.unavailable is not None:
         print(
             f"stopped: the event store at {settings.cosmos_endpoint} is unavailable "
@@ -293,7 +305,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(outcome.counts.summary(), flush=True)
-    if outcome.store_missing:
+    if outcome.set_up is not None:
         return 2
     return 1 if outcome.unavailable is not None else 0
 

@@ -224,8 +224,13 @@ def validation_problems(error: ValidationError, prefix: str = "") -> list[str]:
         path = ".".join(str(part) for part in detail["loc"])
         field = ".".join(part for part in (prefix, path) if part) or "body"
         message = detail["msg"]
-        if detail["type"] == "string_pattern_mismatch":
+        kind = detail["type"]
+        if kind == "string_pattern_mismatch":
             message = _PATTERN_PROBLEMS.get(str(detail.get("ctx", {}).get("pattern")), message)
+        elif kind == "model_type":  # pydantic names the model class, which no payload does
+            message = "must be a JSON object"
+        elif kind == "value_error":  # the app's own words, without pydantic's "Value error, "
+            message = str(detail.get("ctx", {}).get("error", message))
         problems.append(f"{field}: {message}")
     return problems
 

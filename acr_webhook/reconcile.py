@@ -32,6 +32,7 @@ from acr_webhook.store import (
     HistoryUnreadableError,
     RepositoryUnavailableError,
     StoreNotFoundError,
+    StoreSetUpError,
     StoreThrottledError,
     WebhookHistory,
 )
@@ -67,8 +68,11 @@ class ReconcileCounts:
 @dataclass(frozen=True)
 class ReconcileOutcome:
     counts: ReconcileCounts
-    # Why the store stopped the run (it was unreachable); None when every entry was handled.
+    # Why the store stopped the run; None when every entry was handled.
     unavailable: str | None = None
+    # What to fix when the store refused the app's set-up (a key, a role, a missing container),
+    # which no later run gets past; None for an outage, which one may.
+    set_up: str | None = None
     # The store answered that the database or container does not exist: a setting to fix.
     store_missing: bool = False
 
@@ -225,8 +229,12 @@ def reconcile_entries(
                 reason=error.cause,
                 detail=str(error),
             )
-            missing = isinstance(error, StoreNotFoundError)
-            return ReconcileOutcome(counts, unavailable=str(error), store_missing=missing)
+            return ReconcileOutcome(
+                counts,
+                unavailable=str(error),
+                set_up=error.cause if isinstance(error, StoreSetUpError) else None,
+                store_missing=isinstance(error, StoreNotFoundError),
+            )
         except DocumentRejectedError as error:
             counts.invalid += 1
             report_invalid(
@@ -319,6 +327,9 @@ def reconcile_webhooks(
                 name,
                 summary,
             )
+            break
+        elif outcome.set_up is not None:
+            log.error("reconcile of webhook %r stopped: %s; %s", name, outcome.set_up, summary)
             break
         elif outcome.unavailable is not None:
             log.error("reconcile of webhook %r stopped: database unavailable; %s", name, summary)

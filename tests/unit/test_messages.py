@@ -80,14 +80,6 @@ def eventgrid_error(payload: dict[str, Any]) -> str:
 # --- 400 answers: the field and the problem, in the app's words -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 400 names the app's pydantic model class: {'request': 'x'} is answered "
-    "'request: Input should be a valid dictionary or instance of RequestInfo' (Target, Actor "
-    "likewise; RequestInfo is in no doc and the payload calls it 'request'), on both routes; "
-    "should say 'request: must be a JSON object' (models.validation_problems, for the "
-    "model_type error)",
-)
 @pytest.mark.parametrize("field", ["target", "request", "actor"])
 def test_a_field_that_is_not_an_object_is_named_without_the_apps_class_names(field: str) -> None:
     payload = {**payloads.PUSH, field: "x"}
@@ -98,14 +90,6 @@ def test_a_field_that_is_not_an_object_is_named_without_the_apps_class_names(fie
     assert answers["eventgrid"] == f"events[0].data.{answers['webhook']}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a check of the app's own keeps pydantic's 'Value error, ' in front of its words: "
-    "timestamp 0999-01-01T00:00:00Z is answered 'timestamp: Value error, year must be from "
-    "1000 to 9999 in UTC' (and a Unix time 'timestamp: Value error, must be ISO 8601 "
-    "text, ...'), on both routes; should be 'timestamp: year must be from 1000 to 9999 in "
-    "UTC' (models.validation_problems: for the value_error type, the error's own message)",
-)
 def test_a_problem_the_app_words_itself_carries_no_pydantic_prefix() -> None:
     payload = {**payloads.PUSH, "timestamp": "0999-01-01T00:00:00Z"}
 
@@ -152,17 +136,6 @@ def test_the_events_command_names_the_refused_key_and_exits_2(
     assert "COSMOS_KEY" in err and "unavailable" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reconcile with a wrong COSMOS_KEY prints 'stopped: the event store at "
-    "https://127.0.0.1:1/ is unavailable (database refused the credentials: check COSMOS_KEY "
-    "... : CosmosHttpResponseError: (Unauthorized) The input authorization token ...); run "
-    "reconcile again when it is back' and exits 1, where events exits 2 for the same 401 and "
-    "the docs give 2 for a setting: an outage's words and status for a set-up that no rerun "
-    "fixes; should exit 2 with 'stopped: the event store at ...: database refused the "
-    "credentials: check COSMOS_KEY, or the identity's token (CosmosHttpResponseError 401)' "
-    "(__main__._reconcile, on a StoreSetUpError: ReconcileOutcome to carry it)",
-)
 def test_reconcile_says_a_refused_key_as_the_events_command_does(
     wrong_key_cli: WrongKeyRepository, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -179,15 +152,6 @@ def test_reconcile_says_a_refused_key_as_the_events_command_does(
     assert "authorization token" not in err  # the service's own dump: the cause says it
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provision with a wrong COSMOS_KEY prints 'the event store at ... is unavailable "
-    "or refused: CosmosHttpResponseError: (Unauthorized) The input authorization token can't "
-    "serve the request...' and exits 1 (the status the docs give a transient failure), naming "
-    "no setting; events exits 2 naming COSMOS_KEY for the same 401. Should exit 2 with the "
-    "cause repository.unavailable gives (_SET_UP_FIXES: 'database refused the credentials: "
-    "check COSMOS_KEY ...'), as events does (__main__._provision)",
-)
 def test_provision_says_a_refused_key_as_the_events_command_does(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -208,14 +172,6 @@ def test_provision_says_a_refused_key_as_the_events_command_does(
     assert "unavailable" not in err and "authorization token" not in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reconcile timer's summary for a wrong COSMOS_KEY (or a missing data role) is "
-    "\"reconcile of webhook 'acrwebhook' stopped: database unavailable; recorded=0 ...\": an "
-    "outage's words, where the store-missing case names its fix; should name the cause, "
-    "'stopped: database refused the credentials: check COSMOS_KEY, ...' "
-    "(reconcile.reconcile_webhooks, from the StoreSetUpError's cause)",
-)
 def test_the_reconcile_timer_names_a_refused_key_in_its_summary(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
