@@ -13,6 +13,10 @@ server never shows, one knob each:
   service's JSON error), as Cosmos DB refuses a set-up it cannot serve: a missing data role
   (403/5301), a wrong key (401); ``refused`` counts them.
 
+``seen`` lists every request that reached the proxy, as ``"<METHOD> <path>"`` in order of
+arrival, ``"QUERY <path>"`` for a query (a POST too): what the app asked of Cosmos DB
+(tests/integration/test_cost.py counts it).
+
 Everything else is passed through. The account answer is rewritten to name the proxy, so the
 SDK keeps sending to it rather than to the endpoints the server advertises.
 """
@@ -64,6 +68,7 @@ class FaultyCosmosProxy(LocalHttpsServer):
         self.holds: list[Hold] = []
         self.refusal: Refusal | None = None
         self.refused = 0
+        self.seen: list[str] = []
         self._lock = threading.Lock()
         self._session = requests.Session()
         super().__init__(directory)
@@ -90,6 +95,11 @@ class FaultyCosmosProxy(LocalHttpsServer):
 
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                query = self.headers.get("Content-Type", "").startswith("application/query+json")
+                with proxy._lock:
+                    proxy.seen.append(
+                        f"{'QUERY' if query else self.command} {urlsplit(self.path).path}"
+                    )
                 if proxy.hang.is_set():
                     while proxy.hang.is_set():
                         time.sleep(0.05)

@@ -1,7 +1,9 @@
 """A plain HTTP proxy in front of Azurite's queue service that holds requests at a fixed point
 (``holds.Hold``): a message sent, a message deleted, a queue created, before Azurite applies it
 or after, with the answer never leaving. Everything else is passed through unchanged, so the
-storage SDK's signatures (made for the account's URL path, not its host) still verify."""
+storage SDK's signatures (made for the account's URL path, not its host) still verify.
+``seen`` lists every request that reached it, as ``"<METHOD> <path>"``: the queue transactions
+the app made (tests/integration/test_cost.py counts them)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class HoldingQueueProxy:
     def __init__(self, azurite: LocalAzurite) -> None:
         self.upstream = f"http://127.0.0.1:{azurite.port}"
         self.holds: list[Hold] = []
+        self.seen: list[str] = []
         self._session = requests.Session()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -57,6 +60,7 @@ class HoldingQueueProxy:
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = urlsplit(self.path).path
+                proxy.seen.append(f"{self.command} {path}")
                 hold = claimed(proxy.holds, self.command, path)
                 if hold is not None and not hold.after_passing:
                     hold.hold()
