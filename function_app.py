@@ -33,6 +33,7 @@ from acr_webhook.runtime import (
     event_repository,
     eventgrid_repository,
     fallback_queue,
+    reconciled_events,
     settings,
     shared_secret,
     webhook_history,
@@ -113,7 +114,9 @@ def replay_fallback(message: func.QueueMessage) -> None:
 def reconcile_history(timer: func.TimerRequest) -> None:
     """Every RECONCILE_SCHEDULE (NCRONTAB): store the events in the configured webhooks'
     delivery history (ACR_REGISTRY_ID, ACR_WEBHOOK_NAMES) that the record lacks."""
-    reconcile_webhooks(settings().reconcile, event_repository(), webhook_history())
+    reconcile_webhooks(
+        settings().reconcile, event_repository(), webhook_history(), stored=reconciled_events()
+    )
 
 
 # Everything built so far lives as long as the process. Frozen, the collector never walks it

@@ -15,6 +15,7 @@ CLI wrote; the timer function reads the history through the management API (the 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ MAX_ID_CHARS = 80  # an id in a report line; longer ones are cut (they are inval
 # next run, which rewrites the whole history again.
 THROTTLED_PAUSE_S: Final = 1.0
 THROTTLED_TRIES: Final = 10
+# Events the timer's runs remember as stored, at most: ~200 bytes each.
+REMEMBERED_EVENTS: Final = 100_000
 
 
 @dataclass
@@ -169,6 +172,27 @@ def _content(entry: object) -> dict[str, Any]:
     return content
 
 
+class StoredEvents:
+    """The events (repository, id) that reconcile runs of this process stored or found stored,
+    with every field their history entry carries: a later run skips them, so a history that has
+    not changed costs no database request (each entry cost a create answered 409, and a read
+    when it carries who pushed, on every run). At most ``limit``, the oldest forgotten first."""
+
+    def __init__(self, limit: int = REMEMBERED_EVENTS) -> None:
+        self._limit = limit
+        self._keys: dict[tuple[str, str], None] = {}  # in the order first stored
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._keys
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._keys[key] = None
+            if len(self._keys) > self._limit:
+                del self._keys[next(iter(self._keys))]
+
+
 def _add_while_throttled(repository: EventRepository, document: dict[str, Any]) -> bool:
     for _ in range(THROTTLED_TRIES - 1):
         try:
@@ -184,11 +208,13 @@ def reconcile_entries(
     *,
     received_at: datetime,
     report_invalid: Callable[[InvalidEntry], None],
+    stored: StoredEvents | None = None,
 ) -> ReconcileOutcome:
     """Store the recorded events among ``entries`` that are not stored yet.
 
     Each entry costs one ``repository.add`` at most (which fills in missing fields of an
-    already stored event). Ping and other actions are skipped; invalid entries are reported
+    already stored event), none when it is in ``stored``, which learns each event the run
+    stores or finds stored. Ping and other actions are skipped; invalid entries are reported
     and counted, never fatal. The run stops when the store is unreachable: the outcome says so.
     """
     counts = ReconcileCounts()
@@ -215,10 +241,13 @@ def reconcile_entries(
             identity = claimed_identity(content)
             report_invalid(InvalidEntry(index, _entry_id(entry), problems, identity))
             continue
+        document = to_document(event, received_at=received_at, source=ROUTE)
+        key = (document["repository"], document["id"])
+        if stored is not None and key in stored:
+            counts.already += 1
+            continue
         try:
-            created = _add_while_throttled(
-                repository, to_document(event, received_at=received_at, source=ROUTE)
-            )
+            created = _add_while_throttled(repository, document)
         except RepositoryUnavailableError as error:
             log_event_decision(
                 log,
@@ -247,6 +276,8 @@ def reconcile_entries(
                 )
             )
             continue
+        if stored is not None:
+            stored.add(key)
         if created:
             counts.recorded += 1
             log_event_decision(log, logging.INFO, ROUTE, "reconciled", event)
@@ -295,6 +326,7 @@ def reconcile_webhooks(
     repository: EventRepository,
     history: WebhookHistory | None,
     *,
+    stored: StoredEvents | None = None,
     now: Callable[[], datetime] = utc_now,
 ) -> Mapping[str, ReconcileOutcome]:
     """The timer's run: reconcile each configured webhook's history; one summary log line each.
@@ -309,7 +341,7 @@ def reconcile_webhooks(
     for name in target.webhook_names:
         entries = _Guarded(history.entries(name))
         outcome = reconcile_entries(
-            entries, repository, received_at=now(), report_invalid=_log_invalid
+            entries, repository, received_at=now(), report_invalid=_log_invalid, stored=stored
         )
         outcomes[name] = outcome
         summary = outcome.counts.summary()

@@ -12,6 +12,7 @@ from acr_webhook.config import BATCH_WRITE_THREADS, Settings, load_settings
 from acr_webhook.fallback import StorageQueueFallback
 from acr_webhook.handlers import SharedSecret
 from acr_webhook.once import BuiltOnce
+from acr_webhook.reconcile import StoredEvents
 from acr_webhook.repository import EVENTGRID_WRITE_OPTIONS, CosmosEventRepository, DatabaseHealth
 from acr_webhook.store import EventReader, EventRepository, FallbackQueue, WebhookHistory
 from acr_webhook.telemetry import sdk_call_options
@@ -71,6 +72,12 @@ def shared_secret() -> SharedSecret | None:
     if not current.webhook_secret:
         return None
     return SharedSecret(current.webhook_secret, current.webhook_secret_header)
+
+
+@BuiltOnce
+def reconciled_events() -> StoredEvents:
+    """What the reconcile timer's runs found stored, for the process: later runs skip it."""
+    return StoredEvents()
 
 
 @BuiltOnce

@@ -217,6 +217,7 @@ def deployed(settings: Settings, history: History | None = None) -> ExitStack:
         runtime.event_reader,
         runtime.fallback_queue,
         runtime.shared_secret,
+        runtime.reconciled_events,
     )
     for once in built:
         once.cache_clear()

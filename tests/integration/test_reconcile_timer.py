@@ -294,6 +294,7 @@ def test_timer_runs_share_one_credential_and_token_and_recover_from_a_refused_on
         list_events_path(name): [history_entry(missed)] for name in ("acrwebhook", "acrwebhookeu")
     }
     runtime.webhook_history.cache_clear()
+    runtime.reconciled_events.cache_clear()
     try:
         stand_in.token = "a-token-the-credential-does-not-have"  # ARM answers 401
         function_app.reconcile_history(TimerRequest())
@@ -307,6 +308,7 @@ def test_timer_runs_share_one_credential_and_token_and_recover_from_a_refused_on
         function_app.reconcile_history(TimerRequest())
     finally:
         runtime.webhook_history.cache_clear()
+        runtime.reconciled_events.cache_clear()
 
     assert len(credentials) == 1  # one credential for the process, not one per run
     assert len(stand_in.requests) - calls_made == 2  # the last run read both histories...

@@ -372,7 +372,12 @@ def deployed(
     repositories, their shared outage memory, the shared secret from ``settings``), with
     ``client_factory`` building the Cosmos client, ``clock`` the repository's monotonic clock,
     ``queue`` the fallback queue and an Event Grid batch's writes on the request's thread."""
-    built = (runtime.event_repository, runtime.eventgrid_repository, runtime.shared_secret)
+    built = (
+        runtime.event_repository,
+        runtime.eventgrid_repository,
+        runtime.shared_secret,
+        runtime.reconciled_events,
+    )
     # A fake clock moves on by a pause instead of waiting it.
     pause = clock.advance if isinstance(clock, FakeClock) else time.sleep
     with ExitStack() as stack:

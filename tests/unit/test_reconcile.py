@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.functions.timer import TimerRequest
 
 from acr_webhook import __main__ as cli
 from acr_webhook import runtime
@@ -22,6 +24,7 @@ from acr_webhook.reconcile import (
     THROTTLED_TRIES,
     HistoryFileError,
     InvalidEntry,
+    StoredEvents,
     read_history_file,
     reconcile_entries,
     reconcile_webhooks,
@@ -569,6 +572,65 @@ def test_an_unreachable_store_ends_the_timer_run(caplog: pytest.LogCaptureFixtur
     assert list(outcomes) == ["acrwebhook"]
     assert history.asked == ["acrwebhook"]
     assert "stopped: database unavailable" in caplog.text
+
+
+def test_the_timer_s_later_runs_skip_what_an_earlier_run_found_stored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each run wrote every entry of the history again (a create answered 409, and a read when
+    the entry carries who pushed), every 5 minutes: the process now remembers what is stored."""
+    import function_app
+
+    repository = FakeEventRepository()
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(3)]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": []})
+    configured = dataclasses.replace(NO_DATABASE, reconcile=TARGET)
+    monkeypatch.setattr(function_app, "settings", lambda: configured)
+    monkeypatch.setattr(function_app, "event_repository", lambda: repository)
+    monkeypatch.setattr(function_app, "webhook_history", lambda: history)
+    runtime.reconciled_events.cache_clear()
+    try:
+        function_app.reconcile_history(TimerRequest())
+        assert (len(repository.documents), repository.add_calls) == (3, 3)
+        entries.append(history_entry(payloads.with_new_id(payloads.PUSH)))  # one more push
+
+        function_app.reconcile_history(TimerRequest())
+    finally:
+        runtime.reconciled_events.cache_clear()
+
+    assert (len(repository.documents), repository.add_calls) == (4, 4)
+
+
+def test_what_is_remembered_is_what_the_store_holds_and_the_oldest_goes_first() -> None:
+    stored = StoredEvents(limit=2)
+    kept, refused, lost = (payloads.with_new_id(payloads.PUSH) for _ in range(3))
+    outcome = reconcile_entries(
+        [history_entry(kept)],
+        FakeEventRepository(),
+        received_at=NOW,
+        report_invalid=lambda _entry: None,
+        stored=stored,
+    )
+    assert outcome.counts.summary() == "recorded=1 already=0 skipped=0 invalid=0"
+    for payload, repository in ((refused, RefusingRepository()), (lost, FakeEventRepository())):
+        if payload is lost:
+            repository.unavailable = True
+        reconcile_entries(
+            [history_entry(payload)],
+            repository,
+            received_at=NOW,
+            report_invalid=lambda _entry: None,
+            stored=stored,
+        )
+    key = (payloads.PUSH["target"]["repository"], kept["id"])
+    assert [k in stored for k in (key, (key[0], refused["id"]), (key[0], lost["id"]))] == [
+        True,
+        False,  # refused: counted invalid on every run, as the first time
+        False,  # not stored: the next run tries it again
+    ]
+    stored.add((key[0], "second"))
+    stored.add((key[0], "third"))
+    assert key not in stored and (key[0], "second") in stored and (key[0], "third") in stored
 
 
 def test_the_apps_history_is_one_per_process_and_its_sdks_wait_for_the_first_read(
