@@ -438,6 +438,24 @@ def _about(document: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# What tells two events apart whatever the route: one id with other values is not the same event.
+_WHAT_HAPPENED = ("action", "tag", "digest")
+
+
+def _another_event(stored: Mapping[str, Any], document: dict[str, Any]) -> bool:
+    """Whether ``document``'s id is stored for another event, logged if so: it stays a duplicate
+    (the id is the idempotency key), but an id used twice is a sender's fault to be seen."""
+    differ = [name for name in _WHAT_HAPPENED if stored.get(name) != document.get(name)]
+    if differ:
+        log.warning(
+            "event=%r already stored with another %s: the stored event is kept",
+            document["id"],
+            " and ".join(differ),
+            extra=_about(document),
+        )
+    return bool(differ)
+
+
 class CosmosEventRepository:
     """Cosmos DB implementation. Writes and reads each get a client, created on first use:
     reads use their own (QUERY_TIMEOUTS), built only when something reads, so writes keep
@@ -528,6 +546,8 @@ class CosmosEventRepository:
                     lambda: self._left_of(deadline),
                     _about(document),
                 )
+                if _another_event(stored, document):
+                    return  # its fields are another event's: nothing of it is filled in
                 missing = {name: v for name, v in offered.items() if stored.get(name) is None}
                 if not missing:
                     return

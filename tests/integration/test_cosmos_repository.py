@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from datetime import UTC, datetime
@@ -13,7 +14,12 @@ from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, to_document
-from acr_webhook.repository import CosmosEventRepository, DatabaseHealth, provision
+from acr_webhook.repository import (
+    CosmosEventRepository,
+    DatabaseHealth,
+    provision,
+    without_system_fields,
+)
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
@@ -196,6 +202,40 @@ def test_a_duplicate_fills_in_what_the_stored_document_lacks_and_nothing_else(
     assert stored["actor"] == "ci-bot"  # filled in
     assert stored["location"] == "westeurope"  # never overwritten
     assert stored["source"] == "webhook"  # the path that stored it first
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"digest": "sha256:" + "0" * 64}, "digest"),
+        ({"tag": "v2", "action": "delete"}, "action and tag"),
+    ],
+)
+def test_an_id_stored_for_another_event_is_a_duplicate_logged_and_nothing_is_filled_in(
+    cosmos_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+    changed: dict[str, str],
+    named: str,
+) -> None:
+    """An id used twice for different events was a silent duplicate, and the second event's
+    actor filled in the first's."""
+    repository = CosmosEventRepository(cosmos_settings)
+    document = document_for(payloads.with_new_id(payloads.PUSH))
+    assert repository.add(document) is True
+    caplog.set_level(logging.WARNING, logger="acr_webhook")
+
+    assert repository.add({**document, **changed, "actor": "someone-else"}) is False
+
+    [stored] = read_all(cosmos_settings)
+    assert without_system_fields(stored) == document
+    [warning] = [r for r in caplog.records if r.name.startswith("acr_webhook")]
+    assert warning.getMessage() == (
+        f"event={document['id']!r} already stored with another {named}: the stored event is kept"
+    )
+    assert (warning.__dict__["event_id"], warning.__dict__["repository"]) == (
+        document["id"],
+        document["repository"],
+    )
 
 
 # Ids the validation accepts next to the dot segments it refuses ("." and ".."): as the last
