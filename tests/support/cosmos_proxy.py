@@ -8,7 +8,8 @@ server never shows, one knob each:
 - ``drop_writes``: document writes are passed on and stored, then the connection is closed
   without an answer (the write landed, the app never heard); ``dropped`` counts them;
 - ``holds``: requests held unanswered at a fixed point (``holds.Hold``), before or after the
-  server applied them, until the test has killed the app that sent them.
+  server applied them, until the test has killed the app that sent them (or, ``then_pass``,
+  passed on once released: a write in flight for as long as the test needs).
 - ``refusal``: every request whose path matches it gets its answer (status, sub-status, the
   service's JSON error), as Cosmos DB refuses a set-up it cannot serve: a missing data role
   (403/5301), a wrong key (401); ``refused`` counts them.
@@ -124,8 +125,9 @@ class FaultyCosmosProxy(LocalHttpsServer):
                 hold = claimed(proxy.holds, self.command, path)
                 if hold is not None and not hold.after_passing:
                     hold.hold()
-                    self.close_connection = True
-                    return
+                    if not hold.then_pass:
+                        self.close_connection = True
+                        return
                 is_write = self.command == "POST" and bool(
                     _DOCUMENT_WRITE.match(urlsplit(self.path).path)
                 )
@@ -149,7 +151,7 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     verify=False,  # the local server's self-signed certificate
                     timeout=10,
                 )
-                if hold is not None:  # applied by the server; the answer never leaves
+                if hold is not None and hold.after_passing:  # applied; the answer never leaves
                     hold.hold()
                     self.close_connection = True
                     return
