@@ -5,8 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from acr_webhook.config import Settings
+from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
+from acr_webhook.fallback import create_queue_client, provision_queue
 from tests.conftest import fresh_settings
+from tests.support.azurite import LocalAzurite
+from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
 
@@ -38,3 +41,26 @@ def served_for_hostile_input(
     """One host and container for a module's hostile cases: none of them may store anything,
     and a process per case cost ~1-2 s of CI time each (45 cases per route)."""
     return served_per_module
+
+
+@pytest.fixture
+def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosProxy]:
+    """A FaultyCosmosProxy in front of the test's container's server; the requests it holds
+    are released at the end, so that none outlives the test."""
+    server = FaultyCosmosProxy(cosmos_settings.cosmos_endpoint, tmp_path)
+    server.start()
+    yield server
+    for hold in server.holds:
+        hold.release()
+    server.stop()
+
+
+@pytest.fixture
+def queues(azurite: LocalAzurite) -> QueueSettings:
+    """The fallback queue the app listens on, and its poison queue, empty, on the session's
+    Azurite (as test_chaos_e2e)."""
+    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
+    provision_queue(queue)
+    for each in (queue, queue.poison):
+        create_queue_client(each, {}).clear_messages()
+    return queue

@@ -51,7 +51,6 @@ from acr_webhook.fallback import (
     StorageQueueFallback,
     create_queue_client,
     decode_message,
-    provision_queue,
 )
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.models import AcrEvent, parse_parked, to_document
@@ -114,32 +113,11 @@ def killed(process: Any) -> int:
 
 
 @pytest.fixture
-def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosProxy]:
-    server = FaultyCosmosProxy(cosmos_settings.cosmos_endpoint, tmp_path)
-    server.start()
-    yield server
-    for hold in server.holds:
-        hold.release()
-    server.stop()
-
-
-@pytest.fixture
 def queue_proxy(azurite: LocalAzurite) -> Iterator[HoldingQueueProxy]:
     server = HoldingQueueProxy(azurite)
     server.start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def queues(azurite: LocalAzurite) -> QueueSettings:
-    """The fallback queue the app listens on, and its poison queue, empty, on the session's
-    Azurite (as test_chaos_e2e)."""
-    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
-    provision_queue(queue)
-    for each in (queue, queue.poison):
-        create_queue_client(each, {}).clear_messages()
-    return queue
 
 
 def storage_of(queue: QueueSettings | HoldingQueueProxy) -> dict[str, str]:
