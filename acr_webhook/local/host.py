@@ -36,7 +36,8 @@ import waitress  # type: ignore[import-untyped]
 from azure.functions.decorators.http import HttpTrigger
 from azure.functions.http import HttpRequest as WorkerHttpRequest
 
-from acr_webhook.config import HTTP_CONCURRENCY, ConfigurationError, read_values
+from acr_webhook.config import HTTP_CONCURRENCY, QUERY_BUDGET_S, ConfigurationError, read_values
+from acr_webhook.eventgrid import BATCH_BUDGET_S
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.app_index import extension_settings, indexed_functions
 from acr_webhook.local.queues import QueueOptions, QueuePoller, start_queue_pollers
@@ -354,7 +355,10 @@ class ServerLimits:
 
 # How often the main thread wakes, so that a signal handler due on it runs (serve).
 SIGNAL_CHECK_INTERVAL_S = 0.2
-STOP_GRACE_S = 5.0  # in-flight requests answer within 4.5 s, so they get to finish
+# What requests in flight get to be answered after a stop: the longest route's budget (an Event
+# Grid batch while the database throttles; a webhook answers within 4.5 s, a read page within
+# 8 s), and a second for the answer to go out. The stop ends as soon as the last is answered.
+STOP_GRACE_S = max(BATCH_BUDGET_S, QUERY_BUDGET_S) + 1.0
 
 
 class CannotListenError(Exception):
