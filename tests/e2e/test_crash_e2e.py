@@ -63,12 +63,11 @@ from tests.e2e.test_multi_instance_e2e import wait_until
 from tests.integration.test_event_queries import cli_on
 from tests.integration.test_reconcile_timer import (
     REGISTRY_ID,
-    TOKEN,
     FakeCredential,
     list_events_path,
 )
 from tests.support import payloads
-from tests.support.arm_stand_in import ListEventsStandIn
+from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.cosmos_server import REPO_ROOT

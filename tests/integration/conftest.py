@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from acr_webhook.config import Settings
+from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 
 
@@ -23,3 +24,12 @@ def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosPro
 def through_proxy(cosmos_settings: Settings, proxy: FaultyCosmosProxy) -> Settings:
     """The test's container, reached through ``proxy``."""
     return dataclasses.replace(cosmos_settings, cosmos_endpoint=proxy.endpoint)
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path) -> Iterator[ListEventsStandIn]:
+    """The management API's listEvents, 2 history entries a page, taking ``TOKEN``."""
+    server = ListEventsStandIn(tmp_path, TOKEN, page_size=2)
+    server.start()
+    yield server
+    server.stop()

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +34,6 @@ from acr_webhook.repository import EVENTGRID_WRITE_OPTIONS, CosmosEventRepositor
 from acr_webhook.results import utc_now
 from acr_webhook.telemetry import is_routine, quiet_sdk_loggers
 from tests.integration.test_reconcile_timer import (
-    TOKEN,
     FakeCredential,
     list_events_path,
     target_from_settings,
@@ -293,14 +291,6 @@ def test_a_page_of_the_read_endpoint_is_one_query(
     # view=pushes reads 200 events a batch: one query for a page of up to 200.
     seen, body = page({"repository": "team/api", "limit": "50", "view": "pushes"})
     assert (seen, len(body["pushes"])) == ([query], 12)
-
-
-@pytest.fixture
-def stand_in(tmp_path: Path) -> Iterator[ListEventsStandIn]:
-    server = ListEventsStandIn(tmp_path, TOKEN, page_size=2)
-    server.start()
-    yield server
-    server.stop()
 
 
 K, D = 5, 2  # history entries, of which already stored by the webhook

@@ -57,13 +57,12 @@ from tests.infra.test_deploy_docs import section
 from tests.integration.test_event_queries import cli_on
 from tests.integration.test_game_day import OPERATIONS
 from tests.integration.test_reconcile_timer import (
-    TOKEN,
     FakeCredential,
     list_events_path,
     target_from_settings,
 )
 from tests.support import payloads
-from tests.support.arm_stand_in import ListEventsStandIn
+from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
 from tests.support.azurite import ACCOUNT_KEY, LocalAzurite
 from tests.support.cosmos_proxy import FaultyCosmosProxy, Refusal
 from tests.support.cosmos_server import EMULATOR_KEY
@@ -271,7 +270,7 @@ def unique_digest_container(settings: Settings) -> Settings:
     "'duplicate', logged at INFO, and never stored (1 document of 2). Left on purpose: "
     "provision now refuses such a container and the Bicep never makes one, so it takes "
     "COSMOS_CONTAINER naming a container made by hand; telling the two 409s apart would cost "
-    "a read on every duplicate (the reconcile's every run: its history is mostly duplicates)",
+    "a read on every duplicate that now costs none (a webhook's, a history entry without actor)",
 )
 def test_a_unique_key_conflict_is_not_taken_for_a_duplicate(
     cosmos_settings: Settings, caplog: pytest.LogCaptureFixture

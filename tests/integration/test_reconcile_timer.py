@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import azure.identity
@@ -32,7 +31,7 @@ from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.results import utc_now
 from tests.conftest import read_all
 from tests.support import payloads
-from tests.support.arm_stand_in import ListEventsStandIn
+from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
 from tests.support.history import LEAKABLE, history_entry
 
 REGISTRY_ID = (
@@ -40,7 +39,6 @@ REGISTRY_ID = (
     "/providers/Microsoft.ContainerRegistry/registries/myRegistry"
 )
 AUDIENCE = "https://management.sovereign.example"
-TOKEN = "stand-in-bearer-token"
 
 
 def list_events_path(webhook: str) -> str:
@@ -66,14 +64,6 @@ class CountingRepository(CosmosEventRepository):
     def add(self, document: dict[str, Any]) -> bool:
         self.add_calls += 1
         return super().add(document)
-
-
-@pytest.fixture
-def stand_in(tmp_path: Path) -> Iterator[ListEventsStandIn]:
-    server = ListEventsStandIn(tmp_path, TOKEN, page_size=2)
-    server.start()
-    yield server
-    server.stop()
 
 
 def target_from_settings(stand_in: ListEventsStandIn) -> ReconcileSettings:

@@ -45,13 +45,12 @@ from acr_webhook.repository import (
 from acr_webhook.results import utc_now
 from tests.conftest import container_for, fresh_settings
 from tests.integration.test_reconcile_timer import (
-    TOKEN,
     FakeCredential,
     list_events_path,
     target_from_settings,
 )
 from tests.support import payloads
-from tests.support.arm_stand_in import ListEventsStandIn
+from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.history import history_entry

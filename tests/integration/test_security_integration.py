@@ -25,13 +25,12 @@ from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.repository import CosmosEventRepository
 from acr_webhook.store import HistoryUnreadableError
 from tests.integration.test_reconcile_timer import (
-    TOKEN,
     FakeCredential,
     list_events_path,
     target_from_settings,
 )
 from tests.support import payloads
-from tests.support.arm_stand_in import ListEventsStandIn
+from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
 from tests.support.history import history_entry
 
 KEY = "security-audit-key"

@@ -114,6 +114,10 @@ class SeenRequest:
     authorization: str | None
 
 
+# The bearer token the stand-in takes (tests give the app a credential that returns it).
+TOKEN = "stand-in-bearer-token"
+
+
 class ListEventsStandIn(LocalHttpsServer):
     """``histories`` maps a webhook's listEvents path (from /subscriptions/...) to its events;
     each answer holds at most ``page_size`` of them."""
