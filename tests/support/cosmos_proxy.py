@@ -12,7 +12,8 @@ server never shows, one knob each:
   passed on once released: a write in flight for as long as the test needs).
 - ``refusal``: every request whose path matches it gets its answer (status, sub-status, the
   service's JSON error), as Cosmos DB refuses a set-up it cannot serve: a missing data role
-  (403/5301), a wrong key (401); ``refused`` counts them.
+  (403/5301), a wrong key (401); or, given a partition key, only the requests for that logical
+  partition (a full one: 403/1014); ``refused`` counts them.
 
 ``seen`` lists every request that reached the proxy, as ``"<METHOD> <path>"`` in order of
 arrival, ``"QUERY <path>"`` for a query (a POST too): what the app asked of Cosmos DB
@@ -28,6 +29,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -52,6 +54,17 @@ class Refusal:
     code: str
     message: str
     paths: str = ".*"
+    # Only requests for this logical partition (the SDK's x-ms-documentdb-partitionkey header).
+    partition_key: str | None = None
+
+    def applies_to(self, path: str, headers: Mapping[str, str]) -> bool:
+        """``headers``: the request's, names in lower case."""
+        if not re.match(self.paths, path):
+            return False
+        if self.partition_key is None:
+            return True
+        sent = headers.get("x-ms-documentdb-partitionkey")
+        return sent is not None and json.loads(sent) == [self.partition_key]
 
 
 class FaultyCosmosProxy(LocalHttpsServer):
@@ -108,7 +121,8 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     return
                 time.sleep(proxy.delay_s)
                 refusal = proxy.refusal
-                if refusal is not None and re.match(refusal.paths, urlsplit(self.path).path):
+                lowered = {name.lower(): value for name, value in self.headers.items()}
+                if refusal is not None and refusal.applies_to(urlsplit(self.path).path, lowered):
                     with proxy._lock:
                         proxy.refused += 1
                     self._reply(
