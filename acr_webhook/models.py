@@ -42,7 +42,7 @@ ENRICHMENT_FIELDS: Final = (
 # Field limits, in characters. Together they keep every valid event's document under 48 KB as
 # JSON even in the worst case (each character escaped as a 12-byte surrogate pair), so that it
 # fits a 64 KB Storage queue message once base64-encoded: the fallback can take any of them.
-MAX_ID_LENGTH: Final = 255  # Cosmos DB's limit for an item id
+MAX_ID_LENGTH: Final = 255  # Cosmos DB takes 1,023 bytes; 255 characters are at most 1,020
 # The OCI distribution spec: clients limit "host[:port]/name" to 255 characters, so a
 # repository name and a registry host are each at most that. 255 characters are at most
 # 1,020 bytes in UTF-8, inside Cosmos DB's 2 KB limit for a partition key value.

@@ -131,6 +131,14 @@ class _Failure(NamedTuple):
     set_up: bool  # a set-up the database refuses, not an outage
 
 
+# A 403's sub-status when the item's logical partition (one repository) holds its 20 GB.
+_PARTITION_FULL_SUB_STATUS = 1014
+PARTITION_FULL = (
+    "the repository's partition is full (20 GB): set RETENTION_DAYS or delete its old events, "
+    "or ask Azure support to raise the limit"
+)
+
+
 class DatabaseHealth:
     """Remembers for a short while that the database could not be reached, for every writer
     in the process (webhook, Event Grid, replay): concurrent and following requests then answer
@@ -595,6 +603,11 @@ class CosmosEventRepository:
             # Throttled (429) or asked to retry a conflicting write (449): the database
             # answered, so this is no outage to remember, and the next request may get through.
             return StoreThrottledError(describe_error(error), cause=failure_kind(error))
+        if status == 403 and getattr(error, "sub_status", None) == _PARTITION_FULL_SUB_STATUS:
+            # One repository's partition, not the app's access: the rest of the database takes
+            # writes, so nothing is remembered; the event is parked until room is made.
+            cause = f"{PARTITION_FULL} ({failure_kind(error)})"
+            return RepositoryUnavailableError(f"{cause}: {describe_error(error)}", cause=cause)
         if status == 404 and getattr(error, "sub_status", None) in _MISSING_SUB_STATUS:
             # The container or its database is missing: answered at once, so nothing to
             # remember, and the next write after `provision` gets through.

@@ -111,13 +111,6 @@ def test_events_until_a_repository_without_retention_fills_its_partition(
     assert 1_300_000 < LOGICAL_PARTITION_BYTES // widest_bytes < 2_100_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="neither README.md nor docs/*.md says that one repository's events can hold at most "
-    "20 GB (Cosmos DB's logical partition limit, partition key /repository: ~23 million typical "
-    "events, ~1.6 million of the widest) nor that RETENTION_DAYS is what keeps a busy repository "
-    "under it; docs/operations.md 'Retention and backup' should say both",
-)
 def test_the_docs_name_the_20_gb_a_repository_can_hold() -> None:
     texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     assert any("20 GB" in path.read_text() for path in texts)
@@ -156,14 +149,6 @@ def test_an_event_for_a_full_partition_is_parked_not_lost(
 
 
 @pytest.mark.usefixtures("full_partition")
-@pytest.mark.xfail(
-    strict=True,
-    reason="a full partition's 403/1014 is taken for a missing data role: the decision's reason "
-    "is 'database refused the app's identity: give it the Cosmos DB Built-in Data Contributor "
-    "role ... (CosmosHttpResponseError 403/1014)', sending the operator to RBAC; it should say "
-    "that the repository's partition is full (20 GB) and what to do (RETENTION_DAYS, delete "
-    "old events): repository.CosmosEventRepository._failure, a case for sub-status 1014",
-)
 def test_a_full_partition_is_said_as_such_not_as_a_missing_role(
     through_proxy: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -179,14 +164,6 @@ def test_a_full_partition_is_said_as_such_not_as_a_missing_role(
 
 
 @pytest.mark.usefixtures("full_partition")
-@pytest.mark.xfail(
-    strict=True,
-    reason="one repository's full partition (403/1014) is remembered as the whole database "
-    "refusing the app for UNAVAILABLE_MEMORY_S (5 s): the next event for any other repository "
-    "is answered 202 queued (503 without a queue) without being tried, after every new event "
-    "and every replay (each 60 s) of the full one; it should be stored at once (201): "
-    "repository.CosmosEventRepository._failure must not call _unreachable for sub-status 1014",
-)
 def test_a_full_partition_does_not_hold_up_other_repositories(
     through_proxy: Settings, cosmos_settings: Settings
 ) -> None:
