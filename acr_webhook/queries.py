@@ -57,7 +57,12 @@ from acr_webhook.models import (
     iso_utc,
 )
 from acr_webhook.results import Result, utc_now
-from acr_webhook.store import EventReader, RepositoryUnavailableError, unavailable_reasons
+from acr_webhook.store import (
+    EventReader,
+    RepositoryUnavailableError,
+    StoreSetUpError,
+    unavailable_reasons,
+)
 
 log = logging.getLogger(__name__)
 
@@ -534,6 +539,11 @@ def page_body(
     return body
 
 
+# The read endpoint's 503 for a set-up the database refuses (a key, a role, a missing
+# container): the caller cannot fix it, and the app's log names what to fix.
+SET_UP_REFUSED = "the event store refuses this app's set-up; the app's log says what to fix"
+
+
 def handle_events_query(
     params: Mapping[str, str], reader: EventReader, now: Callable[[], datetime] = utc_now
 ) -> Result:
@@ -557,6 +567,8 @@ def handle_events_query(
     except RepositoryUnavailableError as error:
         _, detail = unavailable_reasons([error])  # a refused set-up said as one, as on writes
         log.error("events query %s failed: %s", query.describe(), detail)
+        if isinstance(error, StoreSetUpError):  # trying again gets the same until it is fixed
+            return Result(503, {"error": SET_UP_REFUSED})
         return Result(503, {"error": "the event store is unavailable; try again later"})
     more = " (more available)" if page.continuation else ""
     log.info("events query %s: %d event(s)%s", query.describe(), len(page.events), more)

@@ -24,6 +24,7 @@ from acr_webhook import __main__ as cli
 from acr_webhook.config import ReconcileSettings
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.handlers import handle_webhook
+from acr_webhook.queries import handle_events_query
 from acr_webhook.repository import unavailable
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
@@ -195,3 +196,17 @@ def test_the_reconcile_timer_names_a_refused_key_in_its_summary(
     [summary] = [r.getMessage() for r in caplog.records if "reconcile of webhook" in r.getMessage()]
     assert "COSMOS_KEY" in summary
     assert "database unavailable" not in summary
+
+
+def test_the_read_endpoint_does_not_tell_its_caller_to_retry_a_refused_set_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It answered a refused key "the event store is unavailable; try again later", the words
+    of an outage; the log names the fix (COSMOS_KEY), the answer says retrying will not help."""
+    answer = handle_events_query({"repository": "team/api"}, WrongKeyRepository())
+
+    assert (answer.status, answer.body) == (
+        503,
+        {"error": "the event store refuses this app's set-up; the app's log says what to fix"},
+    )
+    assert "COSMOS_KEY" in caplog.text
