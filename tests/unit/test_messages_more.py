@@ -1,0 +1,523 @@
+"""What an operator reads from the commands' ``--help``, from ``serve`` when it cannot start, and
+from the local host's trigger runners and the telemetry set-up when something is wrong, read as
+a platform engineer at 3 a.m. reads it (the second part of tests/unit/test_messages.py): each
+says what the docs say, names the thing and the problem (and the fix, where there is one), on
+one line, with the documented exit status and no traceback unless the fault is a bug.
+
+Each test drives the real path: ``cli.main`` (argparse, ``serve`` up to where it would listen
+or start its triggers), the local host's pollers and timers against a real Azurite, the
+telemetry pipeline's own set-up.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+import function_app
+from acr_webhook import __main__ as cli
+from acr_webhook.config import STORAGE_CONNECTION, queue_settings
+from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
+from acr_webhook.handlers import handle_webhook
+from acr_webhook.local import host as local_host
+from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
+from acr_webhook.local.queues import start_queue_pollers as start_pollers
+from acr_webhook.local.timers import start_timer_runners
+from acr_webhook.models import DEFAULT_LIMIT, RECORDED_ACTIONS
+from acr_webhook.queries import MAX_LIMIT, handle_events_query
+from acr_webhook.telemetry import CONNECTION_STRING_SETTING
+from tests.support import payloads
+from tests.support.azurite import ACCOUNT_KEY, LocalAzurite
+from tests.support.fakes import FakeEventRepository
+from tests.unit.test_messages import NOTIFICATION, WrongKeyRepository
+from tests.unit.test_uncovered_paths import _pipeline
+
+
+def help_text(capsys: pytest.CaptureFixture[str], *command: str) -> str:
+    """``python -m acr_webhook <command> --help``, its lines unwrapped into one."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*command, "--help"])
+    assert exited.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+# --- --help: what the docs say each command does, with the code's defaults and ranges ---------
+
+
+def test_each_commands_help_says_what_the_readme_says_it_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    top = help_text(capsys)
+    for command in ("serve", "provision", "events", "reconcile", "redrive"):
+        assert command in top
+
+    serve = help_text(capsys, "serve")
+    assert "(127.0.0.1)" in serve and "(7071)" in serve  # the defaults README's commands use
+    assert "LOCAL_FUNCTION_KEY" in serve
+
+    provision = help_text(capsys, "provision")
+    assert "acr-events-fallback" in provision and "acr-events-fallback-poison" in provision
+
+    events = help_text(capsys, "events")
+    # README: "limit (default 50, max 1000)"; the endpoint's own bounds, not a copy.
+    assert f"1-{MAX_LIMIT} (default {DEFAULT_LIMIT})" in events
+    assert (DEFAULT_LIMIT, MAX_LIMIT) == (50, 1000)
+    assert ", ".join(sorted(RECORDED_ACTIONS)) in events
+    assert "PT1H" in events and "view=pushes" in events
+
+    reconcile = help_text(capsys, "reconcile")
+    assert "az acr webhook list-events" in reconcile and "secret" in reconcile
+
+    redrive = help_text(capsys, "redrive")
+    assert STORAGE_CONNECTION in redrive and "Safe to run again" in redrive
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve --help shows '--app APP  module that defines `app`' with no default, and "
+    "'--port PORT  port to listen on (7071)' without the range or 0; README documents "
+    "--port 0-65535 (0: any free port, which the banner names). Should be: '--port ... "
+    "0-65535, 0 for any free port (7071)' and '--app ... (function_app)' "
+    "(acr_webhook/__main__.py main, the serve arguments)",
+)
+def test_serve_help_gives_the_port_range_and_the_app_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serve = help_text(capsys, "serve")
+
+    assert "0-65535" in serve and "any free port" in serve
+    assert "(function_app)" in serve
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="provision --help says it creates what is missing and is 'Safe to run again', "
+    "but not that it sets RETENTION_DAYS as the time-to-live of a container it finds too "
+    "(docs/operations.md, Retention: run again after a change, and documents expire); "
+    "should name RETENTION_DAYS (acr_webhook/__main__.py main, the provision parser)",
+)
+def test_provision_help_names_the_retention_it_sets(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "RETENTION_DAYS" in help_text(capsys, "provision")
+
+
+# --- serve: what it says when it cannot start ------------------------------------------------
+
+
+@pytest.fixture
+def serve_settings(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """``serve``'s settings from the environment; the signal handlers it would install are
+    recorded instead, so the test process keeps its own, and a serve that does start fails the
+    test once its banner is out instead of serving until a signal that never comes."""
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("LOCAL_FUNCTION_KEY", "local-test-key")
+    installed: list[Any] = []
+    monkeypatch.setattr(signal, "signal", lambda *args: installed.append(args))
+
+    def serving() -> NoReturn:
+        raise AssertionError("serve started serving")
+
+    monkeypatch.setattr(local_host, "console_log_on_its_own_thread", serving)
+    return installed
+
+
+def serve_fails(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, str]:
+    status = cli.main(["serve", *options])
+    return status, capsys.readouterr().err
+
+
+@pytest.fixture
+def port_in_use() -> Iterator[int]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(
+    serve_settings: list[Any], port_in_use: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: "a port it cannot listen on (in use) is one line and exit status 1"."""
+    status, err = serve_fails(capsys, "--port", str(port_in_use))
+
+    assert status == 1
+    assert err == f"cannot listen on 127.0.0.1:{port_in_use}: Address already in use\n"
+    assert serve_settings == []  # stopped before it took Ctrl+C from the shell
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="serve --host with a name that does not resolve (a typo, or host:port as in "
+    "'--host 0.0.0.0:7071') ends in waitress's traceback 'ValueError: Invalid host/port "
+    "specified.' with exit 1; should be one line as for a port in use, 'cannot listen on "
+    "0.0.0.0:7071:0: not an address of this machine nor a name that resolves' "
+    "(acr_webhook/local/host.py LocalHttpServer: catch waitress's ValueError with the OSError)",
+)
+def test_a_host_that_does_not_resolve_is_one_line_and_exit_1(
+    serve_settings: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, err = serve_fails(capsys, "--host", "0.0.0.0:7071", "--port", "0")
+
+    assert status == 1
+    assert err.startswith("cannot listen on 0.0.0.0:7071:0: ") and err.count("\n") == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="serve --app naming a module without `app` (--app json) ends in the traceback "
+    "\"AttributeError: module 'json' has no attribute 'app'\" with exit 1; should be one "
+    "line, '--app json: the module defines no `app` (an azure.functions.FunctionApp)', exit 2 "
+    "as for a module that does not exist (acr_webhook/__main__.py _serve)",
+)
+def test_an_app_module_without_app_is_one_line_and_exit_2(
+    serve_settings: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, err = serve_fails(capsys, "--app", "json")
+
+    assert status == 2
+    assert err.startswith("--app json: ") and "app" in err.removeprefix("--app json: ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve --app M whose own import needs a package that is not installed says "
+    "\"--app: No module named 'the_dependency'\", the words it uses for an --app that does "
+    "not exist: it reads as a wrong --app, where the module is there and the venv lacks a "
+    'package (run scripts/bootstrap). Should name both: "--app M: importing it failed: No '
+    "module named 'the_dependency'\" (acr_webhook/__main__.py _serve: error.name != args.app)",
+)
+def test_an_app_whose_dependency_is_missing_names_the_app_and_the_dependency(
+    serve_settings: list[Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "app_needing_a_package.py").write_text("import package_not_installed_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    status, err = serve_fails(capsys, "--app", "app_needing_a_package")
+
+    assert status == 2
+    assert "app_needing_a_package" in err and "package_not_installed_here" in err
+
+
+def test_an_app_module_that_does_not_exist_is_one_line_and_exit_2(
+    serve_settings: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, err = serve_fails(capsys, "--app", "no_such_app_module")
+
+    assert (status, err) == (2, "--app: No module named 'no_such_app_module'\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("{", "local.settings.json is not readable JSON: "),
+        ('{"Values": []}', 'local.settings.json: "Values" must be an object'),
+    ],
+)
+def test_a_broken_local_settings_file_is_one_line_and_exit_2(
+    serve_settings: list[Any], text: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Path("local.settings.json").write_text(text)  # the working directory is the test's own
+
+    status, err = serve_fails(capsys, "--port", "0")
+
+    assert status == 2
+    assert err.startswith(f"configuration error: {problem}") and err.count("\n") == 1
+
+
+@pytest.fixture
+def host_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The host.json serve reads (beside function_app.py, as deployed), here the test's own."""
+    path = tmp_path / "host.json"
+    monkeypatch.setattr(local_host, "HOST_JSON", path)
+    monkeypatch.setattr(local_host.route_prefix, "__defaults__", (path,))
+    return path
+
+
+def test_a_null_route_prefix_is_one_line_that_says_what_to_write(
+    serve_settings: list[Any], host_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host_json.write_text('{"version": "2.0", "extensions": {"http": {"routePrefix": null}}}')
+
+    status, err = serve_fails(capsys, "--port", "0")
+
+    assert status == 2
+    assert err == (
+        f'configuration error: {host_json}: extensions.http.routePrefix is null; write "" for '
+        "no prefix\n"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve with a host.json that is not JSON ends in the traceback "
+    "'json.decoder.JSONDecodeError: Expecting property name enclosed in double quotes: line 1 "
+    "column 2 (char 1)', exit 1, without naming host.json; should be one line as for "
+    "local.settings.json, 'configuration error: .../host.json is not readable JSON: ...', "
+    "exit 2 (acr_webhook/local/app_index.py extension_settings)",
+)
+def test_a_host_json_that_is_not_json_is_one_line_and_exit_2(
+    serve_settings: list[Any], host_json: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    host_json.write_text("{")
+
+    status, err = serve_fails(capsys, "--port", "0")
+
+    assert status == 2
+    assert err.startswith(f"configuration error: {host_json} is not readable JSON: ")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve with host.json extensions.queues.visibilityTimeout '30' ends, after it has "
+    "started listening, in the traceback 'ValueError: not enough values to unpack (expected "
+    "3, got 1)' (maxDequeueCount 'five': \"invalid literal for int() with base 10\"), exit 1, "
+    "naming neither the file nor the setting; should be one line, 'configuration error: "
+    ".../host.json: extensions.queues.visibilityTimeout must be a time span hh:mm:ss', exit 2 "
+    "(acr_webhook/local/queues.py QueueOptions.from_host_json)",
+)
+@pytest.mark.parametrize(
+    ("setting", "value"), [("visibilityTimeout", '"30"'), ("maxDequeueCount", '"five"')]
+)
+def test_a_queue_setting_host_json_cannot_give_is_named_in_one_line(
+    serve_settings: list[Any],
+    host_json: Path,
+    setting: str,
+    value: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    host_json.write_text(
+        f'{{"version": "2.0", "extensions": {{"queues": {{"{setting}": {value}}}}}}}'
+    )
+
+    status, err = serve_fails(capsys, "--port", "0")
+
+    assert status == 2
+    assert err.startswith(f"configuration error: {host_json}: extensions.queues.{setting}")
+    assert err.count("\n") == 1
+
+
+# --- the HTTP routes: the handshakes and the read endpoint ------------------------------------
+
+HANDSHAKE = {"aeg-event-type": "SubscriptionValidation"}
+
+
+def eventgrid_answer(body: bytes, headers: Mapping[str, str]) -> tuple[int, Any]:
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        answer = handle_eventgrid(body, headers, FakeEventRepository(), executor=executor)
+    return answer.status, answer.body
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"", "body is empty; expected JSON"),
+        (b"\xff{}", "body is not valid UTF-8 (byte 0)"),
+        (b"{", "body is not valid JSON: "),
+    ],
+)
+def test_a_body_fault_is_worded_the_same_on_every_delivery_route(body: bytes, error: str) -> None:
+    """The webhook, an Event Grid delivery and Event Grid's validation handshake: the same
+    body is the same 400 in the same words, and none shows the body as a Python bytes repr."""
+    webhook = handle_webhook(body, FakeEventRepository())
+    answers = [
+        (webhook.status, webhook.body),
+        eventgrid_answer(body, NOTIFICATION),
+        eventgrid_answer(body, HANDSHAKE),
+    ]
+
+    assert {status for status, _ in answers} == {400}
+    texts = {answer["error"] for _, answer in answers}
+    assert len(texts) == 1
+    [text] = texts
+    assert text.startswith(error) and "b'" not in text
+
+
+def test_the_handshakes_refusals_name_the_header_or_the_field_at_fault() -> None:
+    validation = {
+        "id": "1",
+        "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+        "subject": "",
+        "eventTime": "2026-01-01T00:00:00Z",
+        "dataVersion": "1",
+    }
+    two = json.dumps([{**validation, "data": {"validationCode": "c"}}] * 2).encode()
+    no_code = json.dumps([{**validation, "data": {}}]).encode()
+
+    assert eventgrid_answer(two, HANDSHAKE) == (
+        400,
+        {
+            "error": "aeg-event-type: SubscriptionValidation needs a body of exactly one "
+            "Microsoft.EventGrid.SubscriptionValidationEvent"
+        },
+    )
+    assert eventgrid_answer(no_code, HANDSHAKE) == (
+        400,
+        {"error": "events[0].data.validationCode: Field required"},  # as the webhook says it
+    )
+    assert handle_webhook(b'{"action": "push"}', FakeEventRepository()).body == {
+        "error": "id: Field required; timestamp: Field required; target: Field required"
+    }
+    for origin, problem in [
+        (None, "required header for the CloudEvents abuse-protection handshake"),
+        ("\x01", "must be 1 to 255 visible ASCII characters"),
+    ]:
+        answer = handle_eventgrid_options(
+            {} if origin is None else {"webhook-request-origin": origin}
+        )
+        assert (answer.status, answer.body) == (
+            400,
+            {"error": f"WebHook-Request-Origin: {problem}"},
+        )
+
+
+def test_the_read_endpoint_says_a_refused_key_as_the_webhook_does_and_logs_the_fix(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 503 to the caller in the webhook's words (no SDK text, no key), the fix in the log."""
+    caplog.set_level(logging.ERROR, logger="acr_webhook")
+
+    read = handle_events_query({"repository": "hello-world"}, WrongKeyRepository())
+    write = handle_webhook(payloads.body(payloads.PUSH), WrongKeyRepository())
+
+    assert (read.status, write.status) == (503, 503)
+    assert isinstance(read.body, dict) and isinstance(write.body, dict)
+    assert read.body["error"].startswith("the event store is unavailable; ")
+    assert write.body["error"].startswith("the event store is unavailable; ")
+    [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("events query")]
+    assert "COSMOS_KEY" in logged and "\n" not in logged
+
+
+# --- the local host's trigger runners: what they log ------------------------------------------
+
+
+def test_triggers_left_unstarted_say_which_setting_is_missing_or_wrong(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="acr_webhook.local")
+
+    assert start_pollers(function_app.app, {}, QueueOptions()) == []
+    assert start_timer_runners(function_app.app, {}) == []
+    assert start_timer_runners(function_app.app, {"RECONCILE_SCHEDULE": "*/5 * * * *"}) == []
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "queue trigger replay_fallback not started: AzureWebJobsStorage is not configured",
+        "timer trigger reconcile_history not started: setting RECONCILE_SCHEDULE is not set",
+        "timer trigger reconcile_history not started: '*/5 * * * *' is not an NCRONTAB "
+        "schedule (six fields, seconds first, e.g. '0 */5 * * * *')",
+    ]
+
+
+def first_poll_warning(
+    connection_string: str, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> str:
+    """What the replay_fallback trigger's poller logs when its first poll of ``queue_name``
+    fails."""
+    caplog.set_level(logging.WARNING, logger="acr_webhook.local.queues")
+    [function] = queue_functions(function_app.app)
+    values = {STORAGE_CONNECTION: connection_string}
+    queue = queue_settings(values, function.connection, queue_name)
+    assert queue is not None
+    poller = QueuePoller(function, queue, QueueOptions())
+    poller.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+    [record] = caplog.records
+    return record.getMessage()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="serve before provision: the queue trigger's poller logs 'queue replay_fallback "
+    "unreachable, retrying: The specified queue does not exist.' and 9 more lines of the "
+    "service's RequestId, Time, ErrorCode and XML body: it names the function as the queue, "
+    "calls a missing queue unreachable and says nothing of provision. Should be one line, "
+    "'queue trigger replay_fallback: queue acr-events-fallback does not exist: run provision, "
+    "or check AzureWebJobsStorage; retrying' (acr_webhook/local/queues.py QueuePoller._run: "
+    "404 said as missing, others as failure_kind and store.first_line)",
+)
+def test_a_missing_queue_is_one_line_naming_the_queue_and_provision(
+    azurite: LocalAzurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    never_created = f"acr-events-fallback-{uuid.uuid4().hex[:8]}"
+
+    line = first_poll_warning(azurite.connection_string, never_created, caplog)
+
+    assert never_created in line and "provision" in line
+    assert "\n" not in line and "<?xml" not in line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an AzureWebJobsStorage whose AccountKey is another account's: the poller logs "
+    "'queue replay_fallback unreachable, retrying: Server failed to authenticate the "
+    "request...' and 9 more lines with the XML body, though the service answered and "
+    "retrying cannot help. Should be one line naming the queue and the setting, 'queue "
+    "trigger replay_fallback: the queue service refused AzureWebJobsStorage's key "
+    "(HttpResponseError 403); retrying' (acr_webhook/local/queues.py QueuePoller._run)",
+)
+def test_a_refused_storage_key_is_one_line_naming_the_setting(
+    azurite: LocalAzurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    another_key = base64.b64encode(b"another account's key" * 3).decode()
+    connection_string = azurite.connection_string.replace(ACCOUNT_KEY, another_key)
+
+    line = first_poll_warning(connection_string, "acr-events-fallback", caplog)
+
+    assert "acr-events-fallback" in line and STORAGE_CONNECTION in line
+    assert "\n" not in line and "<?xml" not in line
+    assert another_key not in line
+
+
+# --- telemetry: a connection string the exporter refuses ------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an APPLICATIONINSIGHTS_CONNECTION_STRING the exporter refuses (a key that is not a "
+    "GUID) logs 'Telemetry export could not be set up; nothing will be exported' with a "
+    "~20-line traceback through the exporter, ending 'ValueError: Invalid instrumentation "
+    "key. It should be a valid UUID.', and never names the setting. Should be one line, no "
+    "traceback: 'Telemetry export could not be set up: APPLICATIONINSIGHTS_CONNECTION_STRING "
+    "is not usable (Invalid instrumentation key...); nothing will be exported' "
+    "(acr_webhook/telemetry.py _Pipeline._build: ValueError from the exporters said so; "
+    "log.exception kept for anything else)",
+)
+def test_a_connection_string_the_exporter_refuses_is_named_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="acr_webhook.telemetry")
+    pipeline = _pipeline({CONNECTION_STRING_SETTING: "InstrumentationKey=0;IngestionEndpoint=x"})
+
+    pipeline._build()
+
+    [record] = caplog.records
+    assert CONNECTION_STRING_SETTING in record.getMessage()
+    assert record.exc_info is None
+    assert "InstrumentationKey=0" not in record.getMessage()  # the string itself stays out
+
+
+def test_the_modules_under_test_are_the_ones_serve_runs() -> None:
+    """The host.json fixture patches the names serve reads at run time: if they move, the
+    tests above would pass on the real file and test nothing."""
+    assert local_host.route_prefix.__defaults__ == (local_host.HOST_JSON,)
+    assert local_host.HOST_JSON.name == "host.json" and local_host.HOST_JSON.is_file()
