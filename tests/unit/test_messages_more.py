@@ -15,10 +15,9 @@ import base64
 import json
 import logging
 import signal
-import socket
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
@@ -134,25 +133,6 @@ def serve_settings(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def serve_fails(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int, str]:
     status = cli.main(["serve", *options])
     return status, capsys.readouterr().err
-
-
-@pytest.fixture
-def port_in_use() -> Iterator[int]:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        yield int(taken.getsockname()[1])
-
-
-def test_a_port_in_use_is_one_line_and_exit_1(
-    serve_settings: list[Any], port_in_use: int, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """README: "a port it cannot listen on (in use) is one line and exit status 1"."""
-    status, err = serve_fails(capsys, "--port", str(port_in_use))
-
-    assert status == 1
-    assert err == f"cannot listen on 127.0.0.1:{port_in_use}: Address already in use\n"
-    assert serve_settings == []  # stopped before it took Ctrl+C from the shell
 
 
 @pytest.mark.xfail(
@@ -486,6 +466,35 @@ def test_a_refused_storage_key_is_one_line_naming_the_setting(
     assert "acr-events-fallback" in line and STORAGE_CONNECTION in line
     assert "\n" not in line and "<?xml" not in line
     assert another_key not in line
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="provision with an AzureWebJobsStorage key the queue service refuses prints "
+    "\"warning: fallback queue 'acr-events-fallback' not created: Server failed to "
+    'authenticate the request..." and 9 more lines of RequestId, Time, ErrorCode and the '
+    "service's XML, where redrive says the same fault in one line (store.first_line). Should "
+    "be one line, \"warning: fallback queue 'acr-events-fallback' not created: "
+    'HttpResponseError 403: Server failed to authenticate the request..." '
+    "(acr_webhook/__main__.py _provision)",
+)
+def test_provision_says_a_queue_it_could_not_create_in_one_line(
+    azurite: LocalAzurite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    another_key = base64.b64encode(b"another account's key" * 3).decode()
+    monkeypatch.setenv(
+        STORAGE_CONNECTION, azurite.connection_string.replace(ACCOUNT_KEY, another_key)
+    )
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    # The database part is another test's (test_messages.py); here it is ready.
+    monkeypatch.setattr("acr_webhook.repository.provision", lambda _settings: None)
+
+    status = cli.main(["provision"])
+
+    err = capsys.readouterr().err
+    assert status == 0  # the database is what events need: a warning, not a failure
+    assert err.startswith("warning: fallback queue 'acr-events-fallback' not created: ")
+    assert err.count("\n") == 1 and "<?xml" not in err and another_key not in err
 
 
 # --- telemetry: a connection string the exporter refuses ------------------------------------
