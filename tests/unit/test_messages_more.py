@@ -34,7 +34,7 @@ from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.local.queues import start_queue_pollers as start_pollers
 from acr_webhook.local.timers import start_timer_runners
 from acr_webhook.models import DEFAULT_LIMIT, RECORDED_ACTIONS
-from acr_webhook.queries import MAX_LIMIT, handle_events_query
+from acr_webhook.queries import MAX_LIMIT, SET_UP_REFUSED, handle_events_query
 from acr_webhook.telemetry import CONNECTION_STRING_SETTING
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT_KEY, LocalAzurite
@@ -366,10 +366,11 @@ def test_the_handshakes_refusals_name_the_header_or_the_field_at_fault() -> None
         )
 
 
-def test_the_read_endpoint_says_a_refused_key_as_the_webhook_does_and_logs_the_fix(
+def test_the_read_endpoint_says_a_refused_key_without_the_sdk_s_words_and_logs_the_fix(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A 503 to the caller in the webhook's words (no SDK text, no key), the fix in the log."""
+    """A 503 to the caller with no SDK text and no key (the webhook's in its own words, the
+    read endpoint's saying an operator must act), the fix in the log, on one line."""
     caplog.set_level(logging.ERROR, logger="acr_webhook")
 
     read = handle_events_query({"repository": "hello-world"}, WrongKeyRepository())
@@ -377,7 +378,7 @@ def test_the_read_endpoint_says_a_refused_key_as_the_webhook_does_and_logs_the_f
 
     assert (read.status, write.status) == (503, 503)
     assert isinstance(read.body, dict) and isinstance(write.body, dict)
-    assert read.body["error"].startswith("the event store is unavailable; ")
+    assert read.body["error"] == SET_UP_REFUSED
     assert write.body["error"].startswith("the event store is unavailable; ")
     [logged] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("events query")]
     assert "COSMOS_KEY" in logged and "\n" not in logged
