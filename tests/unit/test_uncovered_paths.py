@@ -394,7 +394,8 @@ class _NeverSettles:
 
     def read_item(self, item: str, partition_key: str, **_: Any) -> dict[str, Any]:
         self.reads += 1
-        return {"id": item, "repository": partition_key, "_etag": f'"{self.reads}"'}
+        stored = {"id": item, "repository": partition_key, "action": "push"}  # the same event
+        return {**stored, "_etag": f'"{self.reads}"'}
 
     def replace_item(self, *_: Any, **__: Any) -> None:
         raise CosmosAccessConditionFailedError(status_code=412, message="Precondition")  # type: ignore[no-untyped-call]
