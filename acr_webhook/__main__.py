@@ -37,7 +37,16 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         function_app = importlib.import_module(args.app)
     except ModuleNotFoundError as error:
-        print(f"--app: {error}", file=sys.stderr)
+        if error.name == args.app or str(args.app).startswith(f"{error.name}."):
+            print(f"--app: {error}", file=sys.stderr)
+        else:  # the module is there; something it imports is not (run scripts/bootstrap)
+            print(f"--app {args.app}: importing it failed: {error}", file=sys.stderr)
+        return 2
+    if not hasattr(function_app, "app"):
+        print(
+            f"--app {args.app}: the module defines no `app` (an azure.functions.FunctionApp)",
+            file=sys.stderr,
+        )
         return 2
     key = settings.local_function_key or secrets.token_urlsafe(24)
     if not settings.local_function_key:
@@ -63,7 +72,7 @@ def _provision(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
     from acr_webhook.repository import describe_error, provision, unavailable
-    from acr_webhook.store import StoreSetUpError
+    from acr_webhook.store import StoreSetUpError, failure_kind, first_line
 
     settings = load_settings()
     try:
@@ -96,7 +105,8 @@ def _provision(_args: argparse.Namespace) -> int:
         except (AzureError, ValueError) as error:
             # The database is what events need; without the queue the app answers 503
             # instead of 202 during an outage, so this is a warning, not a failure.
-            print(f"warning: fallback queue '{name}' not created: {error}", file=sys.stderr)
+            said = f"{failure_kind(error)}: {first_line(str(error))}"  # not the service's XML
+            print(f"warning: fallback queue '{name}' not created: {said}", file=sys.stderr)
         else:
             print(f"Fallback queues '{name}' and '{name}-poison' are ready", flush=True)
     return 0
@@ -409,15 +419,24 @@ def main(argv: list[str] | None = None) -> int:
         "environment over local.settings.json in the current directory.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=_port, default=7071, help="port to listen on (%(default)s)")
-    serve.add_argument("--app", default="function_app", help="module that defines `app`")
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=7071,
+        help="port to listen on, 0-65535, 0 for any free port (%(default)s)",
+    )
+    serve.add_argument(
+        "--app", default="function_app", help="module that defines `app` (%(default)s)"
+    )
     serve.set_defaults(run=_serve)
     provision = commands.add_parser(
         "provision",
         help="create the database, the container and the fallback queues",
         description="Creates, if missing, the Cosmos DB database and container, and, when "
         "AzureWebJobsStorage is set, the fallback queue acr-events-fallback and its poison "
-        "queue acr-events-fallback-poison. Safe to run again.",
+        "queue acr-events-fallback-poison. With RETENTION_DAYS set, sets it as the container's "
+        "default time-to-live, on a container it finds too (documents older than that expire). "
+        "Safe to run again.",
     )
     provision.set_defaults(run=_provision)
     redrive = commands.add_parser(

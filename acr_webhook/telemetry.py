@@ -87,6 +87,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from acr_webhook.config import read_values
+from acr_webhook.store import first_line
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -424,6 +425,10 @@ def install_decision_telemetry(pipeline: _Pipeline) -> None:
         logger.addHandler(handler)
 
 
+class _UnusableConnectionStringError(Exception):
+    """The exporter refused APPLICATIONINSIGHTS_CONNECTION_STRING; the message says why."""
+
+
 class _Pipeline:
     """The part of the setup built off the first event's path, once, on its own thread."""
 
@@ -470,12 +475,23 @@ class _Pipeline:
     def _build(self) -> None:
         try:
             self._build_exporters()
+        except _UnusableConnectionStringError as error:
+            _log.error(  # the exporter's words say it; its stack would say nothing
+                "Telemetry export could not be set up: %s is not usable (%s); nothing will be "
+                "exported",
+                CONNECTION_STRING_SETTING,
+                error,
+            )
+            self._export_nothing()
         except Exception:
             _log.exception("Telemetry export could not be set up; nothing will be exported")
-            for handler in self._handlers:
-                handler.start_exporting(())
+            self._export_nothing()
         finally:
             self.ready.set()
+
+    def _export_nothing(self) -> None:
+        for handler in self._handlers:
+            handler.start_exporting(())
 
     def _build_exporters(self) -> None:
         from azure.core.settings import settings as azure_core_settings
@@ -501,6 +517,10 @@ class _Pipeline:
         credential = managed_identity_credential(self._values)
         if credential is not None:
             options["credential"] = credential
+        try:  # the first exporter reads the connection string: a setting to name, not a bug
+            trace_exporter = AzureMonitorTraceExporter(**options)
+        except ValueError as error:
+            raise _UnusableConnectionStringError(first_line(str(error))) from None
         # The Functions resource (role name = the app's name), as the worker's distro set-up
         # asks for (OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=azure_functions).
         resource = Resource.create().merge(AzureFunctionsResourceDetector().detect())
@@ -510,7 +530,7 @@ class _Pipeline:
         tracer_provider = TracerProvider(sampler=_dependency_sampler(calls), resource=resource)
         for span_processor in self._span_processors:
             tracer_provider.add_span_processor(span_processor)
-        tracer_provider.add_span_processor(BatchSpanProcessor(AzureMonitorTraceExporter(**options)))
+        tracer_provider.add_span_processor(BatchSpanProcessor(trace_exporter))
         set_tracer_provider(tracer_provider)
         meter_provider = MeterProvider(
             metric_readers=[

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 import azure.functions as func
 from azure.functions.decorators.function_app import Function
 
+from acr_webhook.config import ConfigurationError
+
 T = TypeVar("T")
 
 # A trigger property written as %NAME% takes the value of the app setting NAME.
@@ -43,7 +45,11 @@ def extension_settings(host_json: Path, extension: str) -> SettingsSection:
     null, so that every setting in it keeps the runtime's default."""
     if not host_json.is_file():
         return SettingsSection({})
-    extensions = SettingsSection(json.loads(host_json.read_text())).get("extensions")
+    try:
+        document = json.loads(host_json.read_text(encoding="utf-8-sig"))  # as local.settings
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"{host_json} is not readable JSON: {error}") from None
+    extensions = SettingsSection(document).get("extensions")
     return SettingsSection(SettingsSection(extensions).get(extension))
 
 

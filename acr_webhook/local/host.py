@@ -391,6 +391,11 @@ class LocalHttpServer:
                 raise CannotListenError(
                     f"cannot listen on {address}:{port}: {error.strerror or error}"
                 ) from None
+            except ValueError:  # waitress found no address for the name ("Invalid host/port")
+                raise CannotListenError(
+                    f"cannot listen on {address}:{port}: not an address of this machine nor a "
+                    "name that resolves"
+                ) from None
         self.address = (str(self._server.effective_host), int(self._server.effective_port))
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
 

@@ -24,10 +24,16 @@ from azure.functions.decorators.queue import QueueTrigger
 from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueMessage
 
-from acr_webhook.config import STORAGE_CONNECTION, QueueSettings, queue_settings
+from acr_webhook.config import (
+    STORAGE_CONNECTION,
+    ConfigurationError,
+    QueueSettings,
+    queue_settings,
+)
 from acr_webhook.fallback import create_queue_client, decode_message
 from acr_webhook.local.app_index import extension_settings, resolve_settings, triggered_by
 from acr_webhook.local.background import BackgroundRunner
+from acr_webhook.store import failure_kind, first_line
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +59,30 @@ class QueueOptions:
     def from_host_json(cls, path: Path) -> QueueOptions:
         queues = extension_settings(path, "queues")
         defaults = cls()
+
+        def whole(name: str, default: int) -> int:
+            try:
+                return int(queues.get(name, default))
+            except (TypeError, ValueError):
+                raise _not_usable(path, name, "a whole number") from None
+
+        def seconds(name: str, default: float) -> float:
+            value = queues.get(name)
+            try:
+                return _seconds(value, default)
+            except (AttributeError, TypeError, ValueError):
+                raise _not_usable(path, name, "a time span hh:mm:ss") from None
+
         return cls(
-            max_dequeue_count=int(queues.get("maxDequeueCount", defaults.max_dequeue_count)),
-            visibility_timeout=_seconds(
-                queues.get("visibilityTimeout"), defaults.visibility_timeout
-            ),
-            max_polling_interval=_seconds(
-                queues.get("maxPollingInterval"), defaults.max_polling_interval
-            ),
-            batch_size=int(queues.get("batchSize", defaults.batch_size)),
+            max_dequeue_count=whole("maxDequeueCount", defaults.max_dequeue_count),
+            visibility_timeout=seconds("visibilityTimeout", defaults.visibility_timeout),
+            max_polling_interval=seconds("maxPollingInterval", defaults.max_polling_interval),
+            batch_size=whole("batchSize", defaults.batch_size),
         )
+
+
+def _not_usable(path: Path, name: str, form: str) -> ConfigurationError:
+    return ConfigurationError(f"{path}: extensions.queues.{name} must be {form}")
 
 
 def _seconds(value: str | None, default: float) -> float:
@@ -119,13 +139,31 @@ class QueuePoller(BackgroundRunner):
                 handled = self.poll_once()
             except AzureError as error:
                 if healthy:
-                    log.warning("queue %s unreachable, retrying: %s", self.function.name, error)
+                    log.warning("%s; retrying", self._poll_failure(error))
                 healthy, handled = False, 0
             else:
                 healthy = True
             # Back off while idle, like the runtime, up to maxPollingInterval.
             idle = 0.1 if handled else min(idle * 2, self.options.max_polling_interval)
             self._stop.wait(0 if handled else idle)
+
+    def _poll_failure(self, error: AzureError) -> str:
+        """One line for a failed poll, naming the queue and what to check, not the service's
+        XML (its message's later lines)."""
+        function, queue = f"queue trigger {self.function.name}", self.queue_name
+        status = error.status_code if isinstance(error, HttpResponseError) else None
+        if status == 404:
+            return (
+                f"{function}: queue {queue} does not exist: run provision, or check "
+                f"{self.function.connection}"
+            )
+        if status in (401, 403):
+            return (
+                f"{function}: the queue service refused {self.function.connection}'s "
+                f"credentials for queue {queue} ({failure_kind(error)})"
+            )
+        said = f"{failure_kind(error)}: {first_line(str(error))}"
+        return f"{function}: queue {queue} unreachable ({said})"
 
     def poll_once(self) -> int:
         """Receive one batch and handle its messages until asked to stop; returns how many were

@@ -82,14 +82,6 @@ def test_each_commands_help_says_what_the_readme_says_it_does(
     assert STORAGE_CONNECTION in redrive and "Safe to run again" in redrive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve --help shows '--app APP  module that defines `app`' with no default, and "
-    "'--port PORT  port to listen on (7071)' without the range or 0; README documents "
-    "--port 0-65535 (0: any free port, which the banner names). Should be: '--port ... "
-    "0-65535, 0 for any free port (7071)' and '--app ... (function_app)' "
-    "(acr_webhook/__main__.py main, the serve arguments)",
-)
 def test_serve_help_gives_the_port_range_and_the_app_default(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -99,13 +91,6 @@ def test_serve_help_gives_the_port_range_and_the_app_default(
     assert "(function_app)" in serve
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provision --help says it creates what is missing and is 'Safe to run again', "
-    "but not that it sets RETENTION_DAYS as the time-to-live of a container it finds too "
-    "(docs/operations.md, Retention: run again after a change, and documents expire); "
-    "should name RETENTION_DAYS (acr_webhook/__main__.py main, the provision parser)",
-)
 def test_provision_help_names_the_retention_it_sets(capsys: pytest.CaptureFixture[str]) -> None:
     assert "RETENTION_DAYS" in help_text(capsys, "provision")
 
@@ -135,15 +120,6 @@ def serve_fails(capsys: pytest.CaptureFixture[str], *options: str) -> tuple[int,
     return status, capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="serve --host with a name that does not resolve (a typo, or host:port as in "
-    "'--host 0.0.0.0:7071') ends in waitress's traceback 'ValueError: Invalid host/port "
-    "specified.' with exit 1; should be one line as for a port in use, 'cannot listen on "
-    "0.0.0.0:7071:0: not an address of this machine nor a name that resolves' "
-    "(acr_webhook/local/host.py LocalHttpServer: catch waitress's ValueError with the OSError)",
-)
 def test_a_host_that_does_not_resolve_is_one_line_and_exit_1(
     serve_settings: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -153,14 +129,6 @@ def test_a_host_that_does_not_resolve_is_one_line_and_exit_1(
     assert err.startswith("cannot listen on 0.0.0.0:7071:0: ") and err.count("\n") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="serve --app naming a module without `app` (--app json) ends in the traceback "
-    "\"AttributeError: module 'json' has no attribute 'app'\" with exit 1; should be one "
-    "line, '--app json: the module defines no `app` (an azure.functions.FunctionApp)', exit 2 "
-    "as for a module that does not exist (acr_webhook/__main__.py _serve)",
-)
 def test_an_app_module_without_app_is_one_line_and_exit_2(
     serve_settings: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,14 +139,6 @@ def test_an_app_module_without_app_is_one_line_and_exit_2(
     assert err.count("\n") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve --app M whose own import needs a package that is not installed says "
-    "\"--app: No module named 'the_dependency'\", the words it uses for an --app that does "
-    "not exist: it reads as a wrong --app, where the module is there and the venv lacks a "
-    'package (run scripts/bootstrap). Should name both: "--app M: importing it failed: No '
-    "module named 'the_dependency'\" (acr_webhook/__main__.py _serve: error.name != args.app)",
-)
 def test_an_app_whose_dependency_is_missing_names_the_app_and_the_dependency(
     serve_settings: list[Any],
     tmp_path: Path,
@@ -243,14 +203,6 @@ def test_a_null_route_prefix_is_one_line_that_says_what_to_write(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve with a host.json that is not JSON ends in the traceback "
-    "'json.decoder.JSONDecodeError: Expecting property name enclosed in double quotes: line 1 "
-    "column 2 (char 1)', exit 1, without naming host.json; should be one line as for "
-    "local.settings.json, 'configuration error: .../host.json is not readable JSON: ...', "
-    "exit 2 (acr_webhook/local/app_index.py extension_settings)",
-)
 def test_a_host_json_that_is_not_json_is_one_line_and_exit_2(
     serve_settings: list[Any], host_json: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -262,15 +214,6 @@ def test_a_host_json_that_is_not_json_is_one_line_and_exit_2(
     assert err.startswith(f"configuration error: {host_json} is not readable JSON: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve with host.json extensions.queues.visibilityTimeout '30' ends, after it has "
-    "started listening, in the traceback 'ValueError: not enough values to unpack (expected "
-    "3, got 1)' (maxDequeueCount 'five': \"invalid literal for int() with base 10\"), exit 1, "
-    "naming neither the file nor the setting; should be one line, 'configuration error: "
-    ".../host.json: extensions.queues.visibilityTimeout must be a time span hh:mm:ss', exit 2 "
-    "(acr_webhook/local/queues.py QueueOptions.from_host_json)",
-)
 @pytest.mark.parametrize(
     ("setting", "value"), [("visibilityTimeout", '"30"'), ("maxDequeueCount", '"five"')]
 )
@@ -426,16 +369,6 @@ def first_poll_warning(
     return record.getMessage()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serve before provision: the queue trigger's poller logs 'queue replay_fallback "
-    "unreachable, retrying: The specified queue does not exist.' and 9 more lines of the "
-    "service's RequestId, Time, ErrorCode and XML body: it names the function as the queue, "
-    "calls a missing queue unreachable and says nothing of provision. Should be one line, "
-    "'queue trigger replay_fallback: queue acr-events-fallback does not exist: run provision, "
-    "or check AzureWebJobsStorage; retrying' (acr_webhook/local/queues.py QueuePoller._run: "
-    "404 said as missing, others as failure_kind and store.first_line)",
-)
 def test_a_missing_queue_is_one_line_naming_the_queue_and_provision(
     azurite: LocalAzurite, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -447,15 +380,6 @@ def test_a_missing_queue_is_one_line_naming_the_queue_and_provision(
     assert "\n" not in line and "<?xml" not in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an AzureWebJobsStorage whose AccountKey is another account's: the poller logs "
-    "'queue replay_fallback unreachable, retrying: Server failed to authenticate the "
-    "request...' and 9 more lines with the XML body, though the service answered and "
-    "retrying cannot help. Should be one line naming the queue and the setting, 'queue "
-    "trigger replay_fallback: the queue service refused AzureWebJobsStorage's key "
-    "(HttpResponseError 403); retrying' (acr_webhook/local/queues.py QueuePoller._run)",
-)
 def test_a_refused_storage_key_is_one_line_naming_the_setting(
     azurite: LocalAzurite, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -469,16 +393,6 @@ def test_a_refused_storage_key_is_one_line_naming_the_setting(
     assert another_key not in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provision with an AzureWebJobsStorage key the queue service refuses prints "
-    "\"warning: fallback queue 'acr-events-fallback' not created: Server failed to "
-    'authenticate the request..." and 9 more lines of RequestId, Time, ErrorCode and the '
-    "service's XML, where redrive says the same fault in one line (store.first_line). Should "
-    "be one line, \"warning: fallback queue 'acr-events-fallback' not created: "
-    'HttpResponseError 403: Server failed to authenticate the request..." '
-    "(acr_webhook/__main__.py _provision)",
-)
 def test_provision_says_a_queue_it_could_not_create_in_one_line(
     azurite: LocalAzurite, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -501,17 +415,6 @@ def test_provision_says_a_queue_it_could_not_create_in_one_line(
 # --- telemetry: a connection string the exporter refuses ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an APPLICATIONINSIGHTS_CONNECTION_STRING the exporter refuses (a key that is not a "
-    "GUID) logs 'Telemetry export could not be set up; nothing will be exported' with a "
-    "~20-line traceback through the exporter, ending 'ValueError: Invalid instrumentation "
-    "key. It should be a valid UUID.', and never names the setting. Should be one line, no "
-    "traceback: 'Telemetry export could not be set up: APPLICATIONINSIGHTS_CONNECTION_STRING "
-    "is not usable (Invalid instrumentation key...); nothing will be exported' "
-    "(acr_webhook/telemetry.py _Pipeline._build: ValueError from the exporters said so; "
-    "log.exception kept for anything else)",
-)
 def test_a_connection_string_the_exporter_refuses_is_named_without_a_traceback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
