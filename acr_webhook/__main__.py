@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         function_app = importlib.import_module(args.app)
     except ModuleNotFoundError as error:
-        if error.name == args.app or str(args.app).startswith(f"{error.name}."):
+        if error.name == args.app or args.app.startswith(f"{error.name}."):
             print(f"--app: {error}", file=sys.stderr)
         else:  # the module is there; something it imports is not (run scripts/bootstrap)
             print(f"--app {args.app}: importing it failed: {error}", file=sys.stderr)
