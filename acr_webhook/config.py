@@ -224,8 +224,9 @@ def _whole_number(value: str) -> int | None:
     return int(value)
 
 
+_REGISTRY_ID_NAMES = ["subscriptions", "resourcegroups", "providers", "registries"]
 _REGISTRY_ID_FORM = (
-    "ACR_REGISTRY_ID must be a registry's resource id (/subscriptions/S/resourceGroups/G"
+    "ACR_REGISTRY_ID must be one registry's resource id (/subscriptions/S/resourceGroups/G"
     "/providers/Microsoft.ContainerRegistry/registries/NAME)"
 )
 
@@ -241,11 +242,11 @@ def parse_registry_id(registry_id: str) -> RegistryRef:
     """``/subscriptions/S/resourceGroups/G/providers/Microsoft.ContainerRegistry/registries/N``
     (segment names in any case, as ARM accepts them)."""
     parts = registry_id.strip("/").split("/")
-    pairs = {parts[i].lower(): parts[i + 1] for i in range(0, len(parts) - 1, 2)}
-    try:
-        return RegistryRef(pairs["subscriptions"], pairs["resourcegroups"], pairs["registries"])
-    except KeyError:
-        raise ConfigurationError(_REGISTRY_ID_FORM) from None
+    # Exactly one registry: "<dev id>,<prod id>" was read as the last one, the first never asked.
+    names = [part.lower() for part in parts[0::2]]
+    if names != _REGISTRY_ID_NAMES or parts[5].lower() != "microsoft.containerregistry":
+        raise ConfigurationError(_REGISTRY_ID_FORM)
+    return RegistryRef(parts[1], parts[3], parts[7])
 
 
 def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:

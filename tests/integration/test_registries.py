@@ -266,14 +266,6 @@ def test_registry_is_the_host_as_sent_and_event_grid_topics_tell_registries_apar
 # --- 2. Reconcile: one registry --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ACR_REGISTRY_ID='<contosodev id>,<contosoprod id>' (an operator's try at two "
-    "registries) is accepted with no error, and parse_registry_id reads it as contosoprod "
-    "alone (the last pair wins): dev's webhook history is silently never reconciled; "
-    "config.reconcile_settings should refuse a value that is not exactly one registry id "
-    "(ConfigurationError naming ACR_REGISTRY_ID: the app reconciles one registry)",
-)
 def test_acr_registry_id_naming_two_registries_is_refused_not_read_as_the_last() -> None:
     two = f"{DEV_ID},{PROD_ID}"
     with pytest.raises(ConfigurationError, match="ACR_REGISTRY_ID"):

@@ -486,7 +486,7 @@ def test_an_exporter_that_cannot_be_built_exports_nothing_and_holds_nothing(
     class RefusedExporter:
         def __init__(self, **options: Any) -> None:
             given.update(options)
-            raise ValueError("refused")
+            raise RuntimeError("refused")  # a ValueError is the connection string's, said so
 
     monkeypatch.setattr(
         "azure.monitor.opentelemetry.exporter.AzureMonitorTraceExporter", RefusedExporter
