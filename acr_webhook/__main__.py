@@ -152,7 +152,16 @@ def format_table(events: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-PUSH_COLUMNS = ("timestamp", "action", "repository", "tag", "digest", "actor", "regions")
+PUSH_COLUMNS = (
+    "timestamp",
+    "action",
+    "repository",
+    "tag",
+    "digest",
+    "registry",
+    "actor",
+    "regions",
+)
 
 
 def _push_cell(column: str, push: Mapping[str, Any]) -> str:
@@ -254,6 +263,7 @@ def _add_events_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "query single-partition. Times are ISO 8601 (2024-05-01T12:00:00Z, a date, an offset) "
         "or a duration before now (PT1H, P7D). Parameters mirror GET /api/acr/events.",
     )
+    events.add_argument("--registry", help="login server as recorded, e.g. myregistry.azurecr.io")
     events.add_argument("--repository", help="repository name, e.g. team/api")
     events.add_argument("--tag", help="tag, e.g. v1 (pushes by digest have no tag)")
     events.add_argument("--digest", help="full digest, e.g. sha256:<64 hex digits>")

@@ -307,12 +307,19 @@ def to_document(
 
 # The read side's query model: the filters of GET /api/acr/events and the events CLI.
 DEFAULT_LIMIT: Final = 50
-FILTERS: Final = ("repository", "tag", "digest", "action", "since", "until")
+# Filters that match a stored field exactly (registry: the login server as recorded).
+EXACT_FILTERS: Final = ("registry", "repository", "tag", "digest", "action")
+FILTERS: Final = (*EXACT_FILTERS, "since", "until")
 
 
 def filters_fingerprint(filters: Mapping[str, str | None]) -> str:
     """Identifies a set of filter values, so a continuation token cannot page another query."""
-    given = [filters.get(name) for name in FILTERS]
+    # In the order fingerprints had before the registry filter, which comes last and only when
+    # given: a token handed out before it existed still pages its query.
+    names = ("repository", "tag", "digest", "action", "since", "until")
+    given = [filters.get(name) for name in names]
+    if filters.get("registry") is not None:
+        given.append(filters["registry"])
     return hashlib.sha256(json.dumps(given).encode()).hexdigest()[:16]
 
 
@@ -335,6 +342,7 @@ class EventQuery:
     the stored ``timestamp`` as strings.
     """
 
+    registry: str | None = None
     repository: str | None = None
     tag: str | None = None
     digest: str | None = None

@@ -70,7 +70,7 @@ MAX_LIMIT: Final = 1000
 VIEWS: Final = ("events", "pushes")
 PARAMETERS: Final = (*FILTERS, "view", "limit", "continuation")
 # What makes events one push: the same image (digest) under the same name and tag, same action.
-PUSH_KEY: Final = ("repository", "digest", "tag", "action")
+PUSH_KEY: Final = ("registry", "repository", "digest", "tag", "action")
 # The pushes view reads events in batches of this many, and at most MAX_PUSH_SCAN per page (the
 # page then ends early, with a continuation): a page's cost stays bounded.
 PUSH_SCAN_BATCH: Final = 200
@@ -251,6 +251,7 @@ def parse_event_query(
     # The parameters as given, not as resolved: "since=PT1H" must match its own next page.
     origin = filters_fingerprint({name: params.get(name) for name in FILTERS})
     query = EventQuery(
+        registry=values.get("registry"),
         repository=values.get("repository"),
         tag=values.get("tag"),
         digest=values.get("digest"),
@@ -472,9 +473,8 @@ def push_row(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     first = ordered[0]
     row = {name: first.get(name) for name in PUSH_KEY}
     row["timestamp"] = first["timestamp"]
-    # Who pushed, and where: the first event that carries it (webhook deliveries do not).
-    for name in ("actor", "registry"):
-        row[name] = next((e[name] for e in ordered if e.get(name) is not None), None)
+    # Who pushed: the first event that carries it (webhook deliveries do not).
+    row["actor"] = next((e["actor"] for e in ordered if e.get("actor") is not None), None)
     row["regions"] = [
         {"location": event.get("location"), "timestamp": event["timestamp"]} for event in ordered
     ]

@@ -36,7 +36,7 @@ from acr_webhook.config import (
     proxy_configured,
 )
 from acr_webhook.identity import default_credential
-from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
+from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery
 from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
@@ -189,7 +189,7 @@ def events_sql(query: EventQuery, max_items: int) -> tuple[str, list[dict[str, A
     """
     conditions: list[str] = []
     parameters: list[dict[str, Any]] = [{"name": "@limit", "value": max_items}]
-    for name in ("repository", "tag", "digest", "action"):
+    for name in EXACT_FILTERS:
         value = getattr(query, name)
         if value is not None:
             conditions.append(f"c.{name} = @{name}")

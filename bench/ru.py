@@ -78,7 +78,8 @@ OLD_POLICY = _policy(
 )
 # What the documented queries and the read endpoint use (docs/queries.md), no composites.
 NEW_POLICY = _policy(
-    ["/repository", "/tag", "/digest", "/action", "/timestamp", "/source", "/actor"], []
+    ["/registry", "/repository", "/tag", "/digest", "/action", "/timestamp", "/source", "/actor"],
+    [],
 )
 POLICIES = {"old": OLD_POLICY, "new": NEW_POLICY}
 

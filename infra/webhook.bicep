@@ -73,10 +73,10 @@ var eventSubscriptionName = '${functionAppName}-eventgrid'
 var hostBlobEndpoint = appSettings.?AzureWebJobsStorage__blobServiceUri ?? ''
 var deadLetterStorageAccountName = split(replace(hostBlobEndpoint, 'https://', ''), '.')[0]
 var deadLetterContainerName = 'eventgrid-deadletter'
-// Deployments into the registry's resource group are named per app: two apps connected to
-// registries in one resource group would otherwise replace each other's deployment record,
-// or collide when run at the same time.
-var registryDeploymentSuffix = uniqueString(resourceGroup().id, functionAppName)
+// Deployments into the registry's resource group are named per app and registry: two apps, or
+// two registries of one app, in one resource group would otherwise replace each other's
+// deployment record, or collide when run at the same time.
+var registryDeploymentSuffix = uniqueString(resourceGroup().id, functionAppName, registryName)
 
 module acrWebhook 'modules/acr-webhook.bicep' = if ((deliveryMode == 'webhook') || (deliveryMode == 'both')) {
   name: 'acr-webhook-${registryDeploymentSuffix}'

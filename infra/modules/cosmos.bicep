@@ -140,6 +140,9 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
         automatic: true
         includedPaths: [
           {
+            path: '/registry/?'
+          }
+          {
             path: '/repository/?'
           }
           {

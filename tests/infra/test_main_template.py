@@ -510,14 +510,23 @@ def test_cosmos_container_is_partitioned_by_repository() -> None:
 
 
 # The indexed paths (issue 14): what the read endpoint and docs/queries.md filter or sort on.
-INDEXED_PATHS = {"repository", "tag", "digest", "action", "timestamp", "source", "actor"}
+INDEXED_PATHS = {
+    "registry",
+    "repository",
+    "tag",
+    "digest",
+    "action",
+    "timestamp",
+    "source",
+    "actor",
+}
 
 
 def test_cosmos_container_indexes_only_queried_paths() -> None:
     policy = cosmos_container()["indexingPolicy"]
     assert policy["excludedPaths"] == [{"path": "/*"}]
     assert [entry["path"] for entry in policy["includedPaths"]] == [
-        f"/{name}/?" for name in ("repository", "tag", "digest", "action", "timestamp")
+        f"/{name}/?" for name in ("registry", "repository", "tag", "digest", "action", "timestamp")
     ] + ["/source/?", "/actor/?"]
     assert {entry["path"] for entry in policy["includedPaths"]} == {
         f"/{name}/?" for name in INDEXED_PATHS

@@ -163,14 +163,6 @@ def test_without_a_registry_filter_the_read_endpoint_mixes_both_registries(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /api/acr/events has no registry filter: registry=contosoprod.azurecr.io is a 400 "
-    "'registry: unknown parameter', so 'what was pushed to prod's team/api' cannot be asked "
-    "(without it, 3 events of 2 registries come back); a `registry` filter (exact match on "
-    "the stored login server) in EventQuery, queries.parse_event_query/FILTERS and "
-    "repository.events_sql should give prod's 1 event",
-)
 def test_the_read_endpoint_answers_for_one_registry(two_registries: Any) -> None:
     reader = CosmosEventRepository(two_registries)
     result = handle_events_query(
@@ -191,12 +183,6 @@ def run_cli(argv: list[str]) -> int:
         return int(error.code or 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the events CLI has no --registry option: `events --registry contosoprod.azurecr.io` "
-    "is argparse's exit 2 'unrecognized arguments'; it should mirror the endpoint's registry "
-    "filter (__main__._add_events_parser) and list prod's 1 event",
-)
 def test_the_cli_answers_for_one_registry(
     two_registries: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -210,15 +196,6 @@ def test_the_cli_answers_for_one_registry(
     assert [e["id"] for e in json.loads(out)["events"]] == ["prod-v1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="view=pushes groups by (repository, digest, tag, action) only: team/api:v1 pushed to "
-    "dev at 10:00 and promoted to prod at 10:05 is 1 row with registry contosodev.azurecr.io "
-    "(the first event's) and regions westeurope then eastus, which reads as one dev push "
-    "replicated to eastus; the prod push is not seen at all, and `events --pushes` shows no "
-    "registry column. PUSH_KEY in queries.py should include registry (2 rows, one per "
-    "registry) and __main__.PUSH_COLUMNS show it",
-)
 def test_the_pushes_view_keeps_one_image_pushed_to_two_registries_apart(
     two_registries: Any,
     monkeypatch: pytest.MonkeyPatch,
@@ -288,14 +265,6 @@ def _matched_registries(container: Any, sql: str) -> set[str | None]:
     return {row.get("registry") for row in rows}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with two registries, 4 of the 7 docs/queries.md headings whose queries the local "
-    "server runs match both registries' events and answer rows without `registry` (Latest "
-    "pushes to a repository; History of a tag, its second query; Who pushed (actor); When did "
-    "each region get it: dev's push and prod's promotion of team/api:v1 read as one "
-    "registry's two pushes or two regions); each should select c.registry (or filter on it)",
-)
 def test_documented_queries_say_which_registry_each_row_is_from(two_registries: Any) -> None:
     container = container_for(two_registries)
     mixed = []
@@ -312,13 +281,6 @@ def test_documented_queries_say_which_registry_each_row_is_from(two_registries: 
     assert mixed == [], mixed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the container indexes repository, tag, digest, action, timestamp, source and actor "
-    "only (infra/modules/cosmos.bicep): a filter on registry, the one field both routes fill "
-    "in, reads every document the other filters leave; /registry/? should be indexed with "
-    "the registry filter (and listed in docs/queries.md's index table)",
-)
 def test_the_registry_field_is_indexed() -> None:
     paths = {entry["path"] for entry in cosmos_container()["indexingPolicy"]["includedPaths"]}
     assert "/registry/?" in paths
@@ -353,15 +315,6 @@ def _sections(text: str) -> dict[str, str]:
     return {parts[i].lstrip("#").strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README.md and docs/*.md have no section on connecting several registries to one "
-    "app: nothing says that webhook.bicep may be run once per registry, that reconcile reads "
-    "one registry (ACR_REGISTRY_ID; the others' missed webhook calls are lost without Event "
-    "Grid), that every registry gets the same function key and secret (Contributor on any "
-    "one can write events in another's name: one app per trust boundary), or how to ask for "
-    "one registry's events; docs/deploy.md should have such a section",
-)
 def test_the_docs_say_what_several_registries_share_and_lose() -> None:
     texts = [(REPO_ROOT / "README.md").read_text()] + [
         path.read_text() for path in sorted((REPO_ROOT / "docs").glob("*.md"))
@@ -383,14 +336,6 @@ def test_the_docs_say_what_several_registries_share_and_lose() -> None:
     assert about_several, sorted(sections)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhook.bicep names its deployments into the registry's resource group "
-    "acr-webhook-/acr-eventgrid-<uniqueString(resource group, app)>, the same for every "
-    "registry of that group: connecting a second registry replaces the first's deployment "
-    "record, and two run at once collide; registryDeploymentSuffix should include "
-    "registryName",
-)
 def test_connecting_two_registries_in_one_resource_group_names_two_deployments() -> None:
     text = (REPO_ROOT / "infra" / "webhook.bicep").read_text()
     [suffix] = re.findall(r"^var registryDeploymentSuffix = (.*)$", text, flags=re.M)

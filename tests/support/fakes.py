@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from acr_webhook.models import ENRICHMENT_FIELDS, EventQuery
+from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 
 K = TypeVar("K")
@@ -124,7 +124,7 @@ class FakeEventRepository:
 
 
 def _matches(query: EventQuery, document: dict[str, Any]) -> bool:
-    for name in ("repository", "tag", "digest", "action"):
+    for name in EXACT_FILTERS:
         wanted = getattr(query, name)
         if wanted is not None and document.get(name) != wanted:
             return False

@@ -277,8 +277,8 @@ def test_every_problem_is_reported_at_once() -> None:
     # The 400's one line: each problem after its parameter's name, "; " between them and
     # nowhere else, so that the line splits back into its problems.
     assert str(error) == (
-        "colour: unknown parameter (use repository, tag, digest, action, since, until, view, "
-        "limit, continuation); digest: must be a full digest such as sha256:<64 hex digits>; "
+        "colour: unknown parameter (use registry, repository, tag, digest, action, since, until, "
+        "view, limit, continuation); digest: must be a full digest such as sha256:<64 hex digits>; "
         "action: must be one of chart_delete, chart_push, delete, push, quarantine; "
         "limit: must be a whole number from 1 to 1000"
     )
@@ -920,7 +920,7 @@ def test_one_row_per_push_with_the_first_time_and_each_regions_time(
     assert by_digest["regions"] == [{"location": None, "timestamp": "2026-11-23T09:00:00.000000Z"}]
 
 
-def test_a_push_rows_actor_and_registry_come_from_its_first_event_that_has_them(
+def test_a_push_rows_actor_comes_from_its_first_event_that_has_it(
     reader: FakeEventRepository,
 ) -> None:
     """A webhook delivery carries no actor: the row takes it from a replica's event."""
@@ -934,16 +934,40 @@ def test_a_push_rows_actor_and_registry_come_from_its_first_event_that_has_them(
             ("eastus", "2026-11-23T10:00:09Z"),
         ],
     )
-    webhook.update(actor=None, registry=None)
-    first_replica.update(actor="ci-bot", registry="myregistry.azurecr.io")
-    second_replica.update(actor="someone-else", registry="other.azurecr.io")
+    webhook.update(actor=None)
+    first_replica.update(actor="ci-bot")
+    second_replica.update(actor="someone-else")
     seed(reader, webhook, first_replica, second_replica)
 
     status, body = call({"view": "pushes"}, reader)
 
     assert status == 200
     [row] = body["pushes"]
-    assert (row["actor"], row["registry"]) == ("ci-bot", "myregistry.azurecr.io")
+    assert (row["actor"], row["registry"]) == ("ci-bot", webhook["registry"])
+
+
+def test_one_image_pushed_to_two_registries_is_a_push_row_in_each(
+    reader: FakeEventRepository,
+) -> None:
+    """The registry is part of a push: a promotion from dev to prod was one row, the dev
+    push "replicated" to prod's region, and the prod push never shown."""
+    dev, prod = replicated(
+        "team/api",
+        "v1",
+        DIGEST_A,
+        [("westeurope", "2026-11-23T10:00:00Z"), ("eastus", "2026-11-23T10:05:00Z")],
+    )
+    dev.update(registry="contosodev.azurecr.io")
+    prod.update(registry="contosoprod.azurecr.io")
+    seed(reader, dev, prod)
+
+    status, body = call({"view": "pushes"}, reader)
+
+    assert status == 200
+    assert [(row["registry"], row["timestamp"]) for row in body["pushes"]] == [
+        ("contosoprod.azurecr.io", prod["timestamp"]),
+        ("contosodev.azurecr.io", dev["timestamp"]),
+    ]
 
 
 def test_pushes_keep_the_filters(reader: FakeEventRepository) -> None:
@@ -1093,6 +1117,7 @@ def test_cli_pushes_prints_one_line_per_push_with_its_regions(
         "REPOSITORY",
         "TAG",
         "DIGEST",
+        "REGISTRY",
         "ACTOR",
         "REGIONS",
     ]
@@ -1102,6 +1127,7 @@ def test_cli_pushes_prints_one_line_per_push_with_its_regions(
         "team/api",
         "v1",
         "sha256:aaaaaaaaaaaa",
+        "myregistry.azurecr.io",
         "-",
         "westeurope,?,eastus",
     ]
