@@ -324,10 +324,16 @@ def _reconcile(args: argparse.Namespace) -> int:
             f"({outcome.unavailable}); run reconcile again when it is back",
             file=sys.stderr,
         )
+    if outcome.unstored_reason is not None:
+        print(
+            f"{outcome.counts.unstored} event(s) not stored: {outcome.unstored_reason}; run "
+            "reconcile again once there is room",
+            file=sys.stderr,
+        )
     print(outcome.counts.summary(), flush=True)
     if outcome.set_up is not None:
         return 2
-    return 1 if outcome.unavailable is not None else 0
+    return 1 if outcome.unavailable is not None or outcome.unstored_reason is not None else 0
 
 
 def _add_reconcile_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -44,6 +44,7 @@ from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
     RepositoryUnavailableError,
+    StorePartitionFullError,
     StoreThrottledError,
     unavailable_reasons,
 )
@@ -284,6 +285,8 @@ class _Written:
     recorded: int = 0
     duplicate: int = 0
     rejected: list[str] = field(default_factory=list)
+    # Documents of a repository whose partition is full: the others are written all the same.
+    unstored: list[StorePartitionFullError] = field(default_factory=list)
 
 
 @dataclass
@@ -409,6 +412,12 @@ def _write(
         started = time.perf_counter()
         try:
             created = _add_while_throttled(repository, document.fields, deadline, progress)
+        except StorePartitionFullError as error:
+            # One repository's, not the database's: the batch's other writes go on.
+            written.unstored.append(error)
+            unstored = ["unavailable"] * len(document.copies)
+            _log_copies(document.copies, logging.ERROR, unstored, None, error.cause, str(error))
+            continue
         except RepositoryUnavailableError as error:
             store_ms = (time.perf_counter() - started) * 1000
             progress.stop_writes()
@@ -557,6 +566,7 @@ def handle_eventgrid(
     }
     recorded = duplicate = 0
     refused: list[str] = []
+    unstored: list[StorePartitionFullError] = []
     pending = futures
     while pending:
         done, pending = wait(
@@ -577,8 +587,11 @@ def handle_eventgrid(
             recorded += written.recorded
             duplicate += written.duplicate
             refused.extend(written.rejected)
+            unstored.extend(written.unstored)
     if refused:
         return Result(400, {"error": _summary(refused)})
+    if unstored:  # Event Grid delivers the batch again; what is stored is a duplicate then
+        return _unavailable(unavailable_reasons(unstored[:1]), storable, progress, headers)
     log.info(
         "eventgrid batch of %d: recorded=%d duplicate=%d ignored=%d (%s)",
         len(storable),

@@ -33,6 +33,7 @@ from acr_webhook.store import (
     HistoryUnreadableError,
     RepositoryUnavailableError,
     StoreNotFoundError,
+    StorePartitionFullError,
     StoreSetUpError,
     StoreThrottledError,
     WebhookHistory,
@@ -60,12 +61,15 @@ class ReconcileCounts:
     already: int = 0
     skipped: int = 0
     invalid: int = 0
+    # Not stored for now: their repository's partition is full (said only when there are some).
+    unstored: int = 0
 
     def summary(self) -> str:
-        return (
+        counts = (
             f"recorded={self.recorded} already={self.already} "
             f"skipped={self.skipped} invalid={self.invalid}"
         )
+        return f"{counts} unstored={self.unstored}" if self.unstored else counts
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,8 @@ class ReconcileOutcome:
     # What to fix when the store refused the app's set-up (a key, a role, a missing container),
     # which no later run gets past; None for an outage, which one may.
     set_up: str | None = None
+    # Why counts.unstored events were not stored (a full partition's cause); the run went on.
+    unstored_reason: str | None = None
     # The store answered that the database or container does not exist: a setting to fix.
     store_missing: bool = False
 
@@ -218,6 +224,7 @@ def reconcile_entries(
     and counted, never fatal. The run stops when the store is unreachable: the outcome says so.
     """
     counts = ReconcileCounts()
+    unstored_reason: str | None = None
     for index, entry in enumerate(entries):
         try:
             content = _content(entry)
@@ -248,6 +255,20 @@ def reconcile_entries(
             continue
         try:
             created = _add_while_throttled(repository, document)
+        except StorePartitionFullError as error:
+            # One repository's: the other repositories' events are stored all the same.
+            log_event_decision(
+                log,
+                logging.ERROR,
+                ROUTE,
+                "unavailable",
+                event,
+                reason=error.cause,
+                detail=str(error),
+            )
+            counts.unstored += 1
+            unstored_reason = unstored_reason or error.cause
+            continue
         except RepositoryUnavailableError as error:
             log_event_decision(
                 log,
@@ -262,6 +283,7 @@ def reconcile_entries(
                 counts,
                 unavailable=str(error),
                 set_up=error.cause if isinstance(error, StoreSetUpError) else None,
+                unstored_reason=unstored_reason,
                 store_missing=isinstance(error, StoreNotFoundError),
             )
         except DocumentRejectedError as error:
@@ -283,7 +305,7 @@ def reconcile_entries(
             log_event_decision(log, logging.INFO, ROUTE, "reconciled", event)
         else:
             counts.already += 1
-    return ReconcileOutcome(counts)
+    return ReconcileOutcome(counts, unstored_reason=unstored_reason)
 
 
 def _log_invalid(entry: InvalidEntry) -> None:
@@ -366,6 +388,8 @@ def reconcile_webhooks(
         elif outcome.unavailable is not None:
             log.error("reconcile of webhook %r stopped: database unavailable; %s", name, summary)
             break
+        elif outcome.unstored_reason is not None:
+            log.error("reconcile of webhook %r: %s; %s", name, outcome.unstored_reason, summary)
         else:
             log.info("reconcile of webhook %r: %s", name, summary)
     return outcomes

@@ -41,6 +41,7 @@ from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
     StoreNotFoundError,
+    StorePartitionFullError,
     StoreSetUpError,
     StoreThrottledError,
     failure_kind,
@@ -607,7 +608,7 @@ class CosmosEventRepository:
             # One repository's partition, not the app's access: the rest of the database takes
             # writes, so nothing is remembered; the event is parked until room is made.
             cause = f"{PARTITION_FULL} ({failure_kind(error)})"
-            return RepositoryUnavailableError(f"{cause}: {describe_error(error)}", cause=cause)
+            return StorePartitionFullError(f"{cause}: {describe_error(error)}", cause=cause)
         if status == 404 and getattr(error, "sub_status", None) in _MISSING_SUB_STATUS:
             # The container or its database is missing: answered at once, so nothing to
             # remember, and the next write after `provision` gets through.

@@ -69,6 +69,11 @@ class StoreNotFoundError(StoreSetUpError):
     setting that names another): no retry will find it."""
 
 
+class StorePartitionFullError(RepositoryUnavailableError):
+    """The event's repository holds all its partition may (20 GB): its events cannot be written
+    until room is made, while other repositories' can."""
+
+
 class StoreThrottledError(RepositoryUnavailableError):
     """The store answered, asking to try again later (Cosmos DB's 429 and 449), and the client's
     own retries ran out: the same write may well succeed moments later."""
@@ -113,21 +118,25 @@ class FallbackUnavailableError(OneLineError):
 def unavailable_reasons(failures: Sequence[OneLineError]) -> tuple[str, str]:
     """ "database unavailable (...)", with "and fallback queue unavailable (...)" when the queue
     failed too, twice: from each failure's cause (a decision's reason) and from its message
-    (the detail). A set-up the database refuses is said as such (its cause names what to fix),
-    not as an outage."""
-    set_up = isinstance(failures[0], StoreSetUpError)
-    causes = _unavailable_text(set_up, [e.cause for e in failures])
-    return causes, _unavailable_text(set_up, map(str, failures))
+    (the detail). A set-up the database refuses, and a full partition, are said as such (the
+    cause names what to fix), not as an outage."""
+    as_itself = _said_as_itself(failures[0])
+    causes = _unavailable_text(as_itself, [e.cause for e in failures])
+    return causes, _unavailable_text(as_itself, map(str, failures))
 
 
 def store_failure_reason(error: OneLineError) -> str:
     """What a decision's reason says of a store failure alone (replay's put-back)."""
-    return error.cause if isinstance(error, StoreSetUpError) else "database unavailable"
+    return error.cause if _said_as_itself(error) else "database unavailable"
 
 
-def _unavailable_text(set_up: bool, parts: Iterable[str]) -> str:
+def _said_as_itself(error: OneLineError) -> bool:
+    return isinstance(error, StoreSetUpError | StorePartitionFullError)
+
+
+def _unavailable_text(as_itself: bool, parts: Iterable[str]) -> str:
     store, *queue = parts
-    text = store if set_up else f"database unavailable ({store})"
+    text = store if as_itself else f"database unavailable ({store})"
     return f"{text} and fallback queue unavailable ({queue[0]})" if queue else text
 
 
