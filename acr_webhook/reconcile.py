@@ -255,20 +255,6 @@ def reconcile_entries(
             continue
         try:
             created = _add_while_throttled(repository, document)
-        except StorePartitionFullError as error:
-            # One repository's: the other repositories' events are stored all the same.
-            log_event_decision(
-                log,
-                logging.ERROR,
-                ROUTE,
-                "unavailable",
-                event,
-                reason=error.cause,
-                detail=str(error),
-            )
-            counts.unstored += 1
-            unstored_reason = unstored_reason or error.cause
-            continue
         except RepositoryUnavailableError as error:
             log_event_decision(
                 log,
@@ -279,6 +265,11 @@ def reconcile_entries(
                 reason=error.cause,
                 detail=str(error),
             )
+            if isinstance(error, StorePartitionFullError):
+                # One repository's: the other repositories' events are stored all the same.
+                counts.unstored += 1
+                unstored_reason = unstored_reason or error.cause
+                continue
             return ReconcileOutcome(
                 counts,
                 unavailable=str(error),
