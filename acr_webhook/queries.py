@@ -69,7 +69,8 @@ log = logging.getLogger(__name__)
 MAX_LIMIT: Final = 1000
 VIEWS: Final = ("events", "pushes")
 PARAMETERS: Final = (*FILTERS, "view", "limit", "continuation")
-# What makes events one push: the same image (digest) under the same name and tag, same action.
+# What makes events one push: the same image (digest) under the same name and tag, same action,
+# in the same registry (compared by name: _push_key).
 PUSH_KEY: Final = ("registry", "repository", "digest", "tag", "action")
 # The pushes view reads events in batches of this many, and at most MAX_PUSH_SCAN per page (the
 # page then ends early, with a continuation): a page's cost stays bounded.
@@ -481,6 +482,21 @@ def push_row(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return row
 
 
+def _push_key(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What makes events one push: PUSH_KEY's values, the registry by its name (the host's
+    first label, in any case), so that a replica whose event names a regional host of the
+    registry (``<name>.<region>.data.azurecr.io``), or the login server in capitals, still
+    reports the same push."""
+    return tuple(
+        _registry_name(event.get(name)) if name == "registry" else event.get(name)
+        for name in PUSH_KEY
+    )
+
+
+def _registry_name(host: Any) -> Any:
+    return host.split(".", 1)[0].lower() if isinstance(host, str) else host
+
+
 def fetch_pushes(query: EventQuery, reader: EventReader) -> PushPage:
     """Up to ``query.limit`` pushes, by each push's newest event, newest first.
 
@@ -493,7 +509,7 @@ def fetch_pushes(query: EventQuery, reader: EventReader) -> PushPage:
     scanned = 0
     try:
         for event, after in _events_in_page_order(query, reader, PUSH_SCAN_BATCH):
-            key = tuple(event.get(name) for name in PUSH_KEY)
+            key = _push_key(event)
             one_push_too_many = key not in groups and len(groups) == query.limit
             if before is not None and (one_push_too_many or scanned == MAX_PUSH_SCAN):
                 # The next page starts with this very event.

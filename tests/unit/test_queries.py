@@ -946,6 +946,38 @@ def test_a_push_rows_actor_comes_from_its_first_event_that_has_it(
     assert (row["actor"], row["registry"]) == ("ci-bot", webhook["registry"])
 
 
+def test_a_replica_naming_a_regional_host_of_the_registry_reports_the_same_push(
+    reader: FakeEventRepository,
+) -> None:
+    """Which host a replica's event names is not documented: the login server, a regional
+    endpoint of it, or either in capitals are one registry, so one push."""
+    events = replicated(
+        "team/api",
+        "v1",
+        DIGEST_A,
+        [
+            ("westeurope", "2026-11-23T10:00:00Z"),
+            ("eastus", "2026-11-23T10:00:09Z"),
+            ("japaneast", "2026-11-23T10:00:12Z"),
+        ],
+    )
+    hosts = ("myregistry.azurecr.io", "myregistry.eastus.data.azurecr.io", "MyRegistry.azurecr.io")
+    for event, host in zip(events, hosts, strict=True):
+        event.update(registry=host)
+    seed(reader, *events)
+
+    status, body = call({"view": "pushes"}, reader)
+
+    assert status == 200
+    [row] = body["pushes"]
+    assert row["registry"] == "myregistry.azurecr.io"  # as the first event recorded it
+    assert [region["location"] for region in row["regions"]] == [
+        "westeurope",
+        "eastus",
+        "japaneast",
+    ]
+
+
 def test_one_image_pushed_to_two_registries_is_a_push_row_in_each(
     reader: FakeEventRepository,
 ) -> None:
