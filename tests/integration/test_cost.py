@@ -236,23 +236,29 @@ def test_a_parked_event_is_one_queue_message_and_its_replay_one_create(
         message = ParkedEvent(as_document(parked), 0).to_message()
         replayer = replayers[0]
         before = len(proxy.seen)
+        caplog.clear()
         queued = calls(
             queue_proxy.seen,
             lambda: outcome.append(replay_queued_event(message, replayer, fallback, 60, 1)),
         )
         assert (outcome, proxy.seen[before:], queued) == (["requeued"], [write, write], [messages])
+        # One record: a warning that it was put back.
+        assert [record.levelno for record in caplog.records] == [logging.WARNING]
 
         # Once it is back: one create; the runtime deletes the message (not the app).
         proxy.refusal = None
         replayer = replayers[1]
         before = len(proxy.seen)
         outcome.clear()
+        caplog.clear()
         queued = calls(
             queue_proxy.seen,
             lambda: outcome.append(replay_queued_event(message, replayer, fallback, 60, 2)),
         )
         assert (outcome, proxy.seen[before:], queued) == (["recorded"], [write], [])
-        assert [record.levelno for record in caplog.records[-1:]] == [logging.INFO]
+        # One record, replayed (always exported, not sampled).
+        assert [record.levelno for record in caplog.records] == [logging.INFO]
+        assert not is_routine(caplog.records[0])
     finally:
         queue_proxy.stop()
 
@@ -262,7 +268,10 @@ def as_document(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_page_of_the_read_endpoint_is_one_query(
-    through_proxy: Settings, proxy: FaultyCosmosProxy, repository: CosmosEventRepository
+    through_proxy: Settings,
+    proxy: FaultyCosmosProxy,
+    repository: CosmosEventRepository,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     query = f"QUERY {docs(through_proxy)}"
     for minute in range(12):
@@ -274,8 +283,11 @@ def test_a_page_of_the_read_endpoint_is_one_query(
 
     def page(params: dict[str, str]) -> tuple[list[str], Any]:
         answers: list[Any] = []
+        caplog.clear()
         seen = calls(proxy.seen, lambda: answers.append(handle_events_query(params, reader)))
         assert answers[0].status == 200
+        assert len(caplog.records) == 1  # one log record a page, always exported
+        assert not is_routine(caplog.records[0])
         return seen, answers[0].body
 
     # One query per page (limit + 1 events read, to know whether more follow), in one
