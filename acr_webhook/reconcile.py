@@ -51,7 +51,7 @@ MAX_ID_CHARS = 80  # an id in a report line; longer ones are cut (they are inval
 # next run, which rewrites the whole history again.
 THROTTLED_PAUSE_S: Final = 1.0
 THROTTLED_TRIES: Final = 10
-# Events the timer's runs remember as stored, at most: ~200 bytes each.
+# Events the timer's runs remember as stored, at most: ~250 bytes each (25 MB in all).
 REMEMBERED_EVENTS: Final = 100_000
 
 

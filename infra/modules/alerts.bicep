@@ -46,7 +46,7 @@ traces
   {
     name: 'queued-30-minutes'
     displayName: 'acr-webhook: an event has waited in the fallback queue for 30 minutes'
-    description: 'Cosmos DB has been unavailable, throttling every write, or refusing the app\'s set-up that long: the reason of the queued decisions names which.'
+    description: 'Cosmos DB has been unavailable, throttling every write, refusing the app\'s set-up, or an event\'s repository has filled its partition (20 GB), that long: the reason of the queued decisions names which.'
     severity: 1
     windowSize: 'PT5M'
     // The query looks two days back for events queued and never replayed.
