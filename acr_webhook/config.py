@@ -244,7 +244,12 @@ def parse_registry_id(registry_id: str) -> RegistryRef:
     parts = registry_id.strip("/").split("/")
     # Exactly one registry: "<dev id>,<prod id>" was read as the last one, the first never asked.
     names = [part.lower() for part in parts[0::2]]
-    if names != _REGISTRY_ID_NAMES or parts[5].lower() != "microsoft.containerregistry":
+    if (
+        len(parts) != 8
+        or not all(parts)  # "resourceGroups//", or an empty name: an unset variable in a script
+        or names != _REGISTRY_ID_NAMES
+        or parts[5].lower() != "microsoft.containerregistry"
+    ):
         raise ConfigurationError(_REGISTRY_ID_FORM)
     return RegistryRef(parts[1], parts[3], parts[7])
 

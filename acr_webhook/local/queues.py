@@ -61,8 +61,12 @@ class QueueOptions:
         defaults = cls()
 
         def whole(name: str, default: int) -> int:
+            value = queues.get(name, default)
+            # .NET binds an int from a whole number or its text, not from 1.5, 16.0 or true.
+            if isinstance(value, bool | float):
+                raise _not_usable(path, name, "a whole number")
             try:
-                return int(queues.get(name, default))
+                return int(value)
             except (TypeError, ValueError):
                 raise _not_usable(path, name, "a whole number") from None
 

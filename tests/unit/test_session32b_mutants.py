@@ -233,12 +233,6 @@ def test_a_queue_setting_of_another_json_type_is_named(
         QueueOptions.from_host_json(host_json)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="QueueOptions.from_host_json takes batchSize 1.5 as 1 and true as 1 (int() of them); "
-    "the Functions host's configuration binder refuses both for an int and the host does not "
-    "start: 'must be a whole number' should say so",
-)
 @pytest.mark.parametrize("value", [1.5, True])
 def test_a_queue_count_that_is_not_a_whole_number_is_refused(tmp_path: Path, value: Any) -> None:
     host_json = tmp_path / "host.json"
@@ -367,13 +361,6 @@ def test_a_registry_id_is_read_by_its_segments() -> None:
         parse_registry_id(REGISTRY_ID.replace("Microsoft.ContainerRegistry", "Microsoft.Storage"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_registry_id checks the segment names only: an id whose name is left out "
-    "('.../registries/', an empty $ACR in a script) raises IndexError (a traceback; 6661807 "
-    "said ACR_REGISTRY_ID), and an empty resource group ('resourceGroups//') is taken as ''; "
-    "both should be the ConfigurationError naming ACR_REGISTRY_ID (8 segments, none empty)",
-)
 @pytest.mark.parametrize(
     "registry_id",
     [
