@@ -146,6 +146,12 @@ class QueuePoller(BackgroundRunner):
                     log.warning("%s; retrying", self._poll_failure(error))
                 healthy, handled = False, 0
             else:
+                if not healthy:  # the warning said it failed: say it works again
+                    log.warning(
+                        "queue trigger %s: queue %s answers again",
+                        self.function.name,
+                        self.queue_name,
+                    )
                 healthy = True
             # Back off while idle, like the runtime, up to maxPollingInterval.
             idle = 0.1 if handled else min(idle * 2, self.options.max_polling_interval)

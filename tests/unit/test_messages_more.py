@@ -28,6 +28,7 @@ import function_app
 from acr_webhook import __main__ as cli
 from acr_webhook.config import STORAGE_CONNECTION, queue_settings
 from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
+from acr_webhook.fallback import provision_queue
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.local import host as local_host
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
@@ -367,6 +368,34 @@ def first_poll_warning(
         poller.stop()
     [record] = caplog.records
     return record.getMessage()
+
+
+def test_a_queue_that_comes_back_is_said_once_after_its_failure(
+    azurite: LocalAzurite, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The poller warned once that the queue failed, then said nothing when it came back: a
+    reader of the log could not tell whether replays had resumed."""
+    caplog.set_level(logging.INFO, logger="acr_webhook.local.queues")
+    name = f"acr-events-fallback-{uuid.uuid4().hex[:8]}"
+    [function] = queue_functions(function_app.app)
+    queue = queue_settings(
+        {STORAGE_CONNECTION: azurite.connection_string}, function.connection, name
+    )
+    assert queue is not None
+    poller = QueuePoller(function, queue, QueueOptions(max_polling_interval=0.2))
+    poller.start()
+    try:
+        wait_for = time.monotonic() + 20
+        while not caplog.records and time.monotonic() < wait_for:
+            time.sleep(0.05)
+        provision_queue(queue)
+        while len(caplog.records) < 2 and time.monotonic() < wait_for:
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0].startswith(f"queue trigger replay_fallback: queue {name} does not exist")
+    assert messages[1:] == [f"queue trigger replay_fallback: queue {name} answers again"]
 
 
 def test_a_missing_queue_is_one_line_naming_the_queue_and_provision(
