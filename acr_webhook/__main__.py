@@ -72,7 +72,7 @@ def _provision(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
     from acr_webhook.repository import describe_error, provision, unavailable
-    from acr_webhook.store import StoreSetUpError, failure_kind, first_line
+    from acr_webhook.store import StoreSetUpError, error_line
 
     settings = load_settings()
     try:
@@ -105,8 +105,10 @@ def _provision(_args: argparse.Namespace) -> int:
         except (AzureError, ValueError) as error:
             # The database is what events need; without the queue the app answers 503
             # instead of 202 during an outage, so this is a warning, not a failure.
-            said = f"{failure_kind(error)}: {first_line(str(error))}"  # not the service's XML
-            print(f"warning: fallback queue '{name}' not created: {said}", file=sys.stderr)
+            print(
+                f"warning: fallback queue '{name}' not created: {error_line(error)}",
+                file=sys.stderr,
+            )
         else:
             print(f"Fallback queues '{name}' and '{name}-poison' are ready", flush=True)
     return 0

@@ -54,6 +54,12 @@ def failure_kind(error: Exception) -> str:
     return f"{kind} {status}"
 
 
+def error_line(error: Exception) -> str:
+    """An SDK failure in one line: its kind and its message's first line, not the service's
+    XML that follows it."""
+    return f"{failure_kind(error)}: {first_line(str(error))}"
+
+
 class RepositoryUnavailableError(OneLineError):
     """The store did not accept or answer in time; the event was not recorded."""
 

@@ -33,7 +33,7 @@ from acr_webhook.config import (
 from acr_webhook.fallback import create_queue_client, decode_message
 from acr_webhook.local.app_index import extension_settings, resolve_settings, triggered_by
 from acr_webhook.local.background import BackgroundRunner
-from acr_webhook.store import failure_kind, first_line
+from acr_webhook.store import error_line, failure_kind
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,7 @@ class QueuePoller(BackgroundRunner):
                 f"{function}: the queue service refused {self.function.connection}'s "
                 f"credentials for queue {queue} ({failure_kind(error)})"
             )
-        said = f"{failure_kind(error)}: {first_line(str(error))}"
-        return f"{function}: queue {queue} unreachable ({said})"
+        return f"{function}: queue {queue} unreachable ({error_line(error)})"
 
     def poll_once(self) -> int:
         """Receive one batch and handle its messages until asked to stop; returns how many were
