@@ -48,7 +48,7 @@ MAX_ID_CHARS = 80  # an id in a report line; longer ones are cut (they are inval
 # A write Cosmos DB still throttles once the client's own retries ran out is tried again after
 # this pause, this many times in all, before the run stops: reconcile has minutes, not ACR's
 # seconds, and stopping at the first throttled entry would leave every entry after it for the
-# next run, which rewrites the whole history again.
+# next run.
 THROTTLED_PAUSE_S: Final = 1.0
 THROTTLED_TRIES: Final = 10
 # Events the timer's runs remember as stored, at most: ~250 bytes each (25 MB in all).
@@ -248,13 +248,14 @@ def reconcile_entries(
             identity = claimed_identity(content)
             report_invalid(InvalidEntry(index, _entry_id(entry), problems, identity))
             continue
-        document = to_document(event, received_at=received_at, source=ROUTE)
-        key = (document["repository"], document["id"])
+        key = (event.target.repository, event.id)  # the document's partition key and id
         if stored is not None and key in stored:
             counts.already += 1
             continue
         try:
-            created = _add_while_throttled(repository, document)
+            created = _add_while_throttled(
+                repository, to_document(event, received_at=received_at, source=ROUTE)
+            )
         except RepositoryUnavailableError as error:
             log_event_decision(
                 log,
