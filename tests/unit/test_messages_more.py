@@ -26,7 +26,7 @@ import pytest
 
 import function_app
 from acr_webhook import __main__ as cli
-from acr_webhook.config import STORAGE_CONNECTION, queue_settings
+from acr_webhook.config import STORAGE_CONNECTION, QueueSettings, queue_settings
 from acr_webhook.eventgrid import handle_eventgrid, handle_eventgrid_options
 from acr_webhook.fallback import provision_queue
 from acr_webhook.handlers import handle_webhook
@@ -348,17 +348,24 @@ def test_triggers_left_unstarted_say_which_setting_is_missing_or_wrong(
     ]
 
 
+def replay_poller(
+    connection_string: str, queue_name: str, options: QueueOptions | None = None
+) -> tuple[QueuePoller, QueueSettings]:
+    """The replay_fallback trigger's poller of ``queue_name``, not started, and its queue."""
+    [function] = queue_functions(function_app.app)
+    values = {STORAGE_CONNECTION: connection_string}
+    queue = queue_settings(values, function.connection, queue_name)
+    assert queue is not None
+    return QueuePoller(function, queue, options or QueueOptions()), queue
+
+
 def first_poll_warning(
     connection_string: str, queue_name: str, caplog: pytest.LogCaptureFixture
 ) -> str:
     """What the replay_fallback trigger's poller logs when its first poll of ``queue_name``
     fails."""
     caplog.set_level(logging.WARNING, logger="acr_webhook.local.queues")
-    [function] = queue_functions(function_app.app)
-    values = {STORAGE_CONNECTION: connection_string}
-    queue = queue_settings(values, function.connection, queue_name)
-    assert queue is not None
-    poller = QueuePoller(function, queue, QueueOptions())
+    poller, _ = replay_poller(connection_string, queue_name)
     poller.start()
     try:
         deadline = time.monotonic() + 20
@@ -377,12 +384,9 @@ def test_a_queue_that_comes_back_is_said_once_after_its_failure(
     reader of the log could not tell whether replays had resumed."""
     caplog.set_level(logging.INFO, logger="acr_webhook.local.queues")
     name = f"acr-events-fallback-{uuid.uuid4().hex[:8]}"
-    [function] = queue_functions(function_app.app)
-    queue = queue_settings(
-        {STORAGE_CONNECTION: azurite.connection_string}, function.connection, name
+    poller, queue = replay_poller(
+        azurite.connection_string, name, QueueOptions(max_polling_interval=0.2)
     )
-    assert queue is not None
-    poller = QueuePoller(function, queue, QueueOptions(max_polling_interval=0.2))
     poller.start()
     try:
         wait_for = time.monotonic() + 20
