@@ -474,6 +474,9 @@ def push_row(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     first = ordered[0]
     row = {name: first.get(name) for name in PUSH_KEY}
     row["timestamp"] = first["timestamp"]
+    # What kind of manifest: one digest has one mediaType, and a multi-platform push is an
+    # index plus untagged platform manifests, which only this tells apart.
+    row["mediaType"] = first.get("mediaType")
     # Who pushed: the first event that carries it (webhook deliveries do not).
     row["actor"] = next((e["actor"] for e in ordered if e.get("actor") is not None), None)
     row["regions"] = [

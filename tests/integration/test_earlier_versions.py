@@ -444,7 +444,21 @@ def test_a_v2_token_gives_the_page_its_own_version_gave(
     for kept in tokens:
         status, body = get({**kept["params"], "continuation": kept["continuation"]}, settings)
         assert status == 200, (kept["params"], body)
-        assert body == kept["page"], kept["params"]
+        assert without_fields_added_since(body, kept["page"]) == kept["page"], kept["params"]
+
+
+# Row fields added after 0ff15aa: a client of that version ignores them.
+FIELDS_ADDED_SINCE_0FF15AA = {"pushes": {"mediaType"}, "events": set()}
+
+
+def without_fields_added_since(page: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """``page`` with the row fields added since 0ff15aa left out, and only those."""
+    view = "pushes" if "pushes" in kept else "events"
+    added = FIELDS_ADDED_SINCE_0FF15AA[view]
+    for row, kept_row in zip(page[view], kept[view], strict=False):
+        assert set(row) - set(kept_row) <= added, set(row) - set(kept_row)
+    rows = [{k: v for k, v in row.items() if k not in added} for row in page[view]]
+    return {**page, view: rows}
 
 
 # --- what the first versions accepted and the current one refuses ---------------------------

@@ -161,26 +161,10 @@ def test_a_multi_platform_push_is_one_row_for_its_tag_and_one_untagged_row_per_m
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md never says that a multi-platform image push (an index or manifest "
-    "list, `docker buildx --push`) is recorded as one push per platform manifest by digest plus "
-    "the tagged index: view=pushes shows 5 rows (1 tagged, 4 `<none>`) for one two-platform "
-    "push with attestations, and a reader takes them for 5 pushes; the view=pushes section "
-    "should say so and that `tag=` (or mediaType in the events view) tells them apart",
-)
 def test_the_docs_say_a_multi_platform_push_is_a_row_per_manifest() -> None:
     assert re.search(r"multi-(platform|arch)|manifest list|per platform", QUERIES, flags=re.I)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a view=pushes row has no mediaType (queries.push_row keeps PUSH_KEY, timestamp, "
-    "actor, regions): of the 5 rows of a two-platform push, nothing tells the index (OCI index) "
-    "from its 4 platform and attestation manifests, nor an ORAS artifact from an image; "
-    "push_row should copy the first event's mediaType (one digest has one mediaType), and the "
-    "CLI's --pushes table could show it",
-)
 def test_a_pushes_row_says_what_kind_of_manifest_was_pushed(
     cli_reader: FakeEventRepository,
 ) -> None:
@@ -249,15 +233,6 @@ def test_after_its_digest_is_deleted_the_tag_still_leads_with_that_digest(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md, view=pushes: 'a tag's current image is its first row' is false "
-    "once that digest is deleted (the delete has no tag, so tag=latest still leads with B's "
-    "push after B's delete) or the tag is removed (`az acr repository untag` sends no event at "
-    "all: the reference's 'Not triggered when a tag is deleted', Azure/acr#286); the sentence "
-    "should add 'unless a later delete of its digest exists (ask digest=<it>&action=delete); "
-    "an untag is not recorded'",
-)
 def test_the_docs_claim_of_a_tags_current_image_names_deletes_and_untags() -> None:
     claims = paragraphs_saying("current image")
     assert claims
@@ -324,26 +299,11 @@ def test_a_push_reported_by_two_regions_is_one_push_but_two_events_per_identity(
     assert "COUNT(1) AS pushes" in under("#### Who pushed (actor)")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md, 'How many pushes each identity made this month' counts events "
-    "(COUNT(1) GROUP BY c.actor), not pushes: one push reported by 2 regions counts 2 (3 "
-    "regions: 3), and a re-push of the same digest and tag counts again; the section should say "
-    "it counts one event per region that reported a push (view=pushes counts each push once)",
-)
 def test_the_docs_per_identity_count_says_it_counts_each_region() -> None:
     count = under("#### Who pushed (actor)").split("How many pushes each identity made", 1)[1]
     assert re.search(r"region|location", count)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md, 'What was pushed, once per push': its COUNT(1) AS events is "
-    "described as 'how many regions reported it', but a re-push of the same digest under the "
-    "same tag (a new event id, a day later, same region) joins the group too: the story above "
-    "counts 2 for one region; the section should say that a later push of the same image and "
-    "tag counts again",
-)
 def test_the_docs_once_per_push_count_says_a_re_push_counts_again() -> None:
     section = under("#### What was pushed, once per push (geo-replicated registries)")
     assert re.search(r"again|re-push", section)
@@ -422,25 +382,10 @@ def test_signatures_and_sboms_are_counted_as_pushes_of_the_repository(
     assert "artifactType" not in stored[digest("e")]  # not a field of the record
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md never says that signatures, SBOMs and other OCI artifacts (cosign, "
-    "Notation, ORAS, OCI Helm charts) arrive as plain `push` events: one signed image with an "
-    "SBOM is 4 rows of view=pushes action=push, and ACR's events carry no artifactType or "
-    "subject (acr-event-sources.md), so the record cannot tell them from images; a sentence "
-    "under view=pushes (or 'Latest pushes to a repository') should say so",
-)
 def test_the_docs_say_artifacts_are_recorded_as_pushes() -> None:
     assert re.search(r"signature|sbom|artifact", QUERIES, flags=re.I)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md's CLI example `events --pushes --since P1D   # one row per push` "
-    "also lists deletes, quarantines and chart events as rows (4 actions in one story), where "
-    "the endpoint's example of the same question adds action=push; the CLI example should add "
-    "`--action push`",
-)
 def test_the_documented_one_row_per_push_examples_ask_for_pushes_only() -> None:
     commands = re.compile(
         r"^(curl|\.venv/bin/python -m acr_webhook events) .*(--pushes|view=pushes)"
@@ -503,15 +448,5 @@ def test_an_event_without_an_actor_shows_none_and_an_identity_shows_as_acr_named
     assert "actor" not in cli_rows(capsys, "--repository", web)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/queries.md, 'Who pushed (actor)': 'Only Event Grid deliveries and ACR's "
-    "delivery history (reconcile) carry it: an event only the webhook delivered has `actor: "
-    "null`' gives the webhook as the only reason for a blank actor, but the Event Grid docs' "
-    "own ImagePushed example has no actor and the REST API's listEvents example has `actor: "
-    "{}`: 2 of the 4 pushes in the story above came by Event Grid or reconcile and still have "
-    "actor null; the section should add that an Event Grid event or history entry can carry "
-    "an empty actor too, which is stored as null",
-)
 def test_the_docs_say_an_event_grid_or_history_event_can_have_an_empty_actor() -> None:
     assert re.search(r"empty|blank|\{\}", under("#### Who pushed (actor)"))
