@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.storage.queue import QueueMessage
 
 import function_app
 from acr_webhook import __main__ as cli
+from acr_webhook.config import QueueSettings
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.handlers import SharedSecret, handle_webhook
+from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller
 from acr_webhook.models import (
     AcrEvent,
     InvalidQueuedEventError,
@@ -38,6 +42,7 @@ from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import history_entry
 from tests.support.interleave import InlineExecutor
+from tests.unit.test_docs_commands import DOCS, REPO_ROOT
 from tests.unit.test_eventgrid import NOW, TOPIC, event_grid
 from tests.unit.test_reconcile import TARGET, ListedHistory, all_logged
 from tests.unit.test_session32_mutants import DuplicateContainer, cosmos_over
@@ -304,3 +309,123 @@ def test_a_400_behind_the_secret_echoes_neither_the_secret_nor_the_key(
         assert [v for v in (secret, key, *PERSONAL) if v in text] == []
     assert [v for v in (secret, key) if v in all_logged(app_log)] == []
     assert_nothing_personal_logged(app_log)
+
+
+# --- retention: how long each store keeps an event ------------------------------------------------
+
+
+class _RecordingQueue:
+    """A QueueClient that hands out ``received`` once and records what is sent to it."""
+
+    def __init__(self, received: list[QueueMessage]) -> None:
+        self.queue_name = "q"
+        self.received = received
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.deleted: list[str] = []
+
+    def receive_messages(self, **_options: Any) -> list[QueueMessage]:
+        received, self.received = self.received, []
+        return received
+
+    def create_queue(self) -> None:
+        pass
+
+    def send_message(self, content: str, **options: Any) -> None:
+        self.sent.append((content, options))
+
+    def delete_message(self, message: QueueMessage) -> None:
+        self.deleted.append(message.id)
+
+
+def test_a_poisoned_message_gets_the_queue_service_s_default_time_to_live_as_in_azure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Functions runtime copies a poisoned message without a time-to-live
+    (Azure/azure-sdk-for-net, Microsoft.Azure.WebJobs.Extensions.Storage.Common
+    QueueProcessor.CopyMessageToPoisonQueueAsync -> StorageQueueExtensions.
+    AddMessageAndCreateIfNotExistsAsync: ``SendMessageAsync(body, cancellationToken)``), and
+    Put Message's ``messagettl`` "If this parameter is omitted, the default time-to-live is 7
+    days": a poisoned event, and the personal data in it, is gone 7 days later unless redriven
+    (redrive sends it back with -1, never expires). The local host does the same."""
+    message = QueueMessage(content="not base64 !!")
+    message.id, message.dequeue_count = "m1", 1
+    main, poison = _RecordingQueue([message]), _RecordingQueue([])
+    clients = iter((main, poison))
+    monkeypatch.setattr(
+        "acr_webhook.local.queues.create_queue_client", lambda *_a, **_k: next(clients)
+    )
+    function = QueueFunction("replay_fallback", "q", "AzureWebJobsStorage", lambda _body: None)
+    poller = QueuePoller(function, QueueSettings("q", "UseDevelopmentStorage=true"), QueueOptions())
+    assert poller.poll_once() == 1
+    assert poison.sent == [("not base64 !!", {})]  # no time_to_live: the service's 7 days
+    assert main.deleted == ["m1"]
+
+
+def paragraphs() -> dict[str, list[str]]:
+    """Each file's paragraphs, with their line breaks as spaces."""
+    return {
+        name: [" ".join(part.split()) for part in re.split(r"\n\s*\n", text)]
+        for name, text in DOCS.items()
+    }
+
+
+def said(*patterns: str) -> list[str]:
+    """``file: first words`` of each paragraph of the docs that matches every pattern."""
+    return [
+        f"{name}: {paragraph.strip()[:60]}"
+        for name, texts in paragraphs().items()
+        for paragraph in texts
+        if all(re.search(pattern, paragraph, flags=re.I | re.S) for pattern in patterns)
+    ]
+
+
+def test_the_docs_say_parked_messages_never_expire_and_documents_by_retention_days() -> None:
+    """What the docs say of the two stores they give a lifetime: the fallback queue's messages
+    never expire (RETENTION_DAYS does not bound them: an outage must lose nothing), documents
+    expire RETENTION_DAYS after their last write, and a backup restore brings back a deleted
+    or expired document for the backup tier's 7 or 30 days."""
+    assert said(r"Parked messages never expire")
+    assert said(r"RETENTION_DAYS", r"Days a document is kept")
+    assert said(r"Continuous7Days", r"Continuous30Days", r"deleted or expired brings it back")
+
+
+def workspace_retention_days() -> int:
+    text = (REPO_ROOT / "infra" / "modules" / "monitoring.bicep").read_text()
+    match = re.search(r"param retentionInDays int = (\d+)", text)
+    assert match, "monitoring.bicep no longer sets the workspace's retention"
+    assert "retentionInDays" not in (REPO_ROOT / "infra" / "main.bicep").read_text()
+    return int(match.group(1))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "infra/modules/monitoring.bicep keeps the Log Analytics workspace's data "
+        "(Application Insights traces, requests, dependencies, customMetrics) 30 days "
+        "(retentionInDays, not a main.bicep parameter); no doc says how long logs and "
+        "telemetry are kept. docs/operations.md (Telemetry) should say: 'Application "
+        "Insights keeps its data in the Log Analytics workspace for 30 days "
+        "(infra/modules/monitoring.bicep retentionInDays, 30-730)'"
+    ),
+)
+def test_the_docs_say_how_long_logs_and_telemetry_are_kept() -> None:
+    """Passes once a paragraph of the docs names Log Analytics or Application Insights, the
+    workspace's retention in days as monitoring.bicep sets it, and says it keeps them."""
+    days = workspace_retention_days()
+    assert said(r"Log Analytics|Application Insights", rf"\b{days} days\b", r"keep|kept|retain")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "a poisoned message is copied by the Functions runtime (and the local host) without a "
+        "time-to-live, so the queue service deletes it after its default 7 days, event and "
+        "personal data with it; no doc says so (operations.md 'Re-driving poison messages' only "
+        "says redriven messages never expire). It should say: 'The runtime gives a message it "
+        "moves to acr-events-fallback-poison the queue service's default time-to-live: it is "
+        "deleted 7 days later. Redrive within 7 days; a redriven message never expires.'"
+    ),
+)
+def test_the_docs_say_a_poisoned_event_is_deleted_after_7_days() -> None:
+    """Passes once a paragraph of the docs names the poison queue and its 7 days."""
+    assert said(r"acr-events-fallback-poison|poison queue", r"\b7 days\b")
