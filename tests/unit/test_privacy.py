@@ -34,9 +34,10 @@ from acr_webhook.models import (
     to_document,
 )
 from acr_webhook.queries import handle_events_query
-from acr_webhook.reconcile import reconcile_webhooks
+from acr_webhook.reconcile import StoredEvents, reconcile_entries, reconcile_webhooks
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.store import FallbackUnavailableError
+from tests.infra.test_deploy_docs import section
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
@@ -45,7 +46,7 @@ from tests.support.interleave import InlineExecutor
 from tests.unit.test_docs_commands import DOCS, REPO_ROOT
 from tests.unit.test_eventgrid import NOW, TOPIC, event_grid
 from tests.unit.test_reconcile import TARGET, ListedHistory, all_logged
-from tests.unit.test_session32_mutants import DuplicateContainer, cosmos_over
+from tests.unit.test_session32_mutants import DuplicateContainer, cosmos_over, no_record
 
 # ENRICHED_PUSH's personal values, as distinctive parts: who pushed (an e-mail address), the
 # client's IP address, and its user agent (which names the client machine's kernel).
@@ -429,3 +430,120 @@ def test_the_docs_say_how_long_logs_and_telemetry_are_kept() -> None:
 def test_the_docs_say_a_poisoned_event_is_deleted_after_7_days() -> None:
     """Passes once a paragraph of the docs names the poison queue and its 7 days."""
     assert said(r"acr-events-fallback-poison|poison queue", r"\b7 days\b")
+
+
+# --- erasure: deleting one person's events --------------------------------------------------------
+
+
+def erase(repository: FakeEventRepository, actor: str) -> int:
+    """What an operator can do today: find the person's documents by ``actor`` (queries.md's
+    "Who pushed") and delete each one (Data Explorer, or the SDK's ``delete_item``)."""
+    keys = [key for key, document in repository.documents.items() if document["actor"] == actor]
+    for key in keys:
+        del repository.documents[key]
+    return len(keys)
+
+
+REDELIVERIES = ("eventgrid", "replay", "reconcile by a new instance", "reconcile command")
+
+
+@pytest.mark.parametrize("path", REDELIVERIES)
+def test_an_erased_event_is_stored_again_by_any_later_delivery_of_it(path: str) -> None:
+    """The event id is the only memory of an event, and the document was it: once deleted, any
+    later delivery of the same event stores it again, who pushed and from where included.
+    Event Grid redelivers for 24 hours (and a dead-lettered blob posted back is the same
+    delivery); a parked copy is replayed; ACR's history still holds it for reconcile."""
+    event = push()
+    repository = FakeEventRepository()
+    assert eventgrid([event_grid(event)], repository)[0] == 200
+    assert erase(repository, ACTOR) == 1
+
+    if path == "eventgrid":
+        assert eventgrid([event_grid(event)], repository)[1]["recorded"] == 1
+    elif path == "replay":
+        parked = to_document(AcrEvent.model_validate(event), NOW)
+        assert replay_queued_event(ParkedEvent(parked).to_message(), repository, None, 60) == (
+            "recorded"
+        )
+    else:
+        outcome = reconcile_entries(
+            [history_entry(event)],
+            repository,
+            received_at=NOW,
+            report_invalid=no_record,
+            stored=StoredEvents() if path == "reconcile by a new instance" else None,
+        )
+        assert outcome.counts.recorded == 1
+    assert [document["actor"] for document in repository.documents.values()] == [ACTOR]
+
+
+def test_only_the_reconcile_timer_that_saw_an_erased_event_leaves_it_out() -> None:
+    """delivery.md: "an event removed from the record (by RETENTION_DAYS, or by hand) while
+    still in the history is stored again only by an instance that has not seen it, or by the
+    command"."""
+    event = push()
+    repository, remembered = FakeEventRepository(), StoredEvents()
+    history = ListedHistory({name: [history_entry(event)] for name in TARGET.webhook_names})
+    reconcile_webhooks(TARGET, repository, history, stored=remembered, now=lambda: NOW)
+    assert erase(repository, ACTOR) == 1
+    reconcile_webhooks(TARGET, repository, history, stored=remembered, now=lambda: NOW)
+    assert repository.documents == {}
+    assert said(r"removed from the record", r"by hand", r"stored again")
+
+
+def erasure_sections() -> dict[str, str]:
+    """Sections of the docs whose heading speaks of personal data or erasing it."""
+    found = {}
+    for name, text in DOCS.items():
+        for heading in re.findall(r"^#{2,4} .*$", text, flags=re.M):
+            if re.search(r"personal|erase|erasure|privacy|GDPR", heading, flags=re.I):
+                found[f"{name} {heading}"] = section(text, heading)
+    return found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "no doc says how to erase one person's events, nor that there is no way: queries.md "
+        "shows how to find them (c.actor = ...), but Cosmos DB's SQL has no DELETE, the CLI has "
+        "no such command, and nothing lists where copies stay after the documents are deleted "
+        "(a parked message in acr-events-fallback until replayed, acr-events-fallback-poison "
+        "for 7 days, Event Grid's eventgrid-deadletter blobs until deleted, which takes Storage "
+        "Blob Data Contributor, the account's continuous backup for 7 or 30 days) nor that a "
+        "later delivery stores an erased event again (4 paths, "
+        "test_an_erased_event_is_stored_again_by_any_later_delivery_of_it). Fix: a section "
+        "'Personal data' in docs/operations.md naming the fields (actor, clientAddress, "
+        "userAgent), where they are kept and for how long, how to delete one actor's documents "
+        "(Data Explorer query, then delete each item), the stores above, and that Event Grid "
+        "redelivery, replay, redrive and reconcile store an erased event again"
+    ),
+)
+def test_the_docs_say_how_to_erase_one_persons_events() -> None:
+    """Passes once a section of the docs whose heading says personal data, erasure, privacy or
+    GDPR names the three fields, the stores that keep copies, backups, how to delete, and that
+    reconcile and the other deliveries store an erased event again."""
+    sections = erasure_sections()
+    assert sections, "no section of the docs is about personal data"
+    text = "\n".join(sections.values())
+    wanted = (
+        "actor",
+        "clientAddress",
+        "userAgent",
+        "acr-events-fallback-poison",
+        "eventgrid-deadletter",
+        "backup",
+        "reconcile",
+        "delete",
+        r"\bagain\b",  # a later delivery stores an erased event again
+    )
+    assert [word for word in wanted if not re.search(word, text)] == []
+
+
+def test_the_bicep_sets_no_lifecycle_rule_so_dead_letter_blobs_stay_until_deleted() -> None:
+    """operations.md: "The blobs stay; deleting them takes Storage Blob Data Contributor, which
+    the template gives no person": no management policy deletes them, and a deleted one is kept
+    for the blob service's soft delete (7 days)."""
+    infra = {path.name: path.read_text() for path in (REPO_ROOT / "infra").rglob("*.bicep")}
+    assert [name for name, text in infra.items() if "managementPolicies" in text] == []
+    assert re.search(r"deleteRetentionPolicy: \{\s*enabled: true\s*days: 7", infra["storage.bicep"])
+    assert said(r"The blobs stay", r"Storage Blob Data\s+Contributor")
