@@ -398,17 +398,6 @@ def workspace_retention_days() -> int:
     return int(match.group(1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "infra/modules/monitoring.bicep keeps the Log Analytics workspace's data "
-        "(Application Insights traces, requests, dependencies, customMetrics) 30 days "
-        "(retentionInDays, not a main.bicep parameter); no doc says how long logs and "
-        "telemetry are kept. docs/operations.md (Telemetry) should say: 'Application "
-        "Insights keeps its data in the Log Analytics workspace for 30 days "
-        "(infra/modules/monitoring.bicep retentionInDays, 30-730)'"
-    ),
-)
 def test_the_docs_say_how_long_logs_and_telemetry_are_kept() -> None:
     """Passes once a paragraph of the docs names Log Analytics or Application Insights, the
     workspace's retention in days as monitoring.bicep sets it, and says it keeps them."""
@@ -416,17 +405,6 @@ def test_the_docs_say_how_long_logs_and_telemetry_are_kept() -> None:
     assert said(r"Log Analytics|Application Insights", rf"\b{days} days\b", r"keep|kept|retain")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a poisoned message is copied by the Functions runtime (and the local host) without a "
-        "time-to-live, so the queue service deletes it after its default 7 days, event and "
-        "personal data with it; no doc says so (operations.md 'Re-driving poison messages' only "
-        "says redriven messages never expire). It should say: 'The runtime gives a message it "
-        "moves to acr-events-fallback-poison the queue service's default time-to-live: it is "
-        "deleted 7 days later. Redrive within 7 days; a redriven message never expires.'"
-    ),
-)
 def test_the_docs_say_a_poisoned_event_is_deleted_after_7_days() -> None:
     """Passes once a paragraph of the docs names the poison queue and its 7 days."""
     assert said(r"acr-events-fallback-poison|poison queue", r"\b7 days\b")
@@ -501,23 +479,6 @@ def erasure_sections() -> dict[str, str]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "no doc says how to erase one person's events, nor that there is no way: queries.md "
-        "shows how to find them (c.actor = ...), but Cosmos DB's SQL has no DELETE, the CLI has "
-        "no such command, and nothing lists where copies stay after the documents are deleted "
-        "(a parked message in acr-events-fallback until replayed, acr-events-fallback-poison "
-        "for 7 days, Event Grid's eventgrid-deadletter blobs until deleted, which takes Storage "
-        "Blob Data Contributor, the account's continuous backup for 7 or 30 days) nor that a "
-        "later delivery stores an erased event again (4 paths, "
-        "test_an_erased_event_is_stored_again_by_any_later_delivery_of_it). Fix: a section "
-        "'Personal data' in docs/operations.md naming the fields (actor, clientAddress, "
-        "userAgent), where they are kept and for how long, how to delete one actor's documents "
-        "(Data Explorer query, then delete each item), the stores above, and that Event Grid "
-        "redelivery, replay, redrive and reconcile store an erased event again"
-    ),
-)
 def test_the_docs_say_how_to_erase_one_persons_events() -> None:
     """Passes once a section of the docs whose heading says personal data, erasure, privacy or
     GDPR names the three fields, the stores that keep copies, backups, how to delete, and that
