@@ -13,6 +13,7 @@ import re
 import secrets
 import sys
 import time
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,12 +137,24 @@ def _cell(column: str, value: Any) -> str:
     return _NOT_SHOWN.sub("\ufffd", str(value))
 
 
+def _columns_taken(cell: str) -> int:
+    """How many terminal columns ``cell`` takes: a wide character (CJK, in an actor's name, a
+    tag) takes two, a combining mark none, so that columns after it stay aligned."""
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in cell
+    )
+
+
 def _aligned(header: Sequence[str], rows: list[list[str]]) -> str:
     """Aligned columns under an upper-case header (no trailing spaces)."""
     rows = [[column.upper() for column in header], *rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(_columns_taken(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        "  ".join(
+            cell + " " * (width - _columns_taken(cell))
+            for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
         for row in rows
     )
 

@@ -806,6 +806,31 @@ def test_table_shortens_digests_and_marks_missing_values() -> None:
     assert lines[1].index("push") == lines[0].index("ACTION")  # columns line up
 
 
+def test_the_pushes_table_lines_up_after_wide_and_combining_characters() -> None:
+    """An actor's name in CJK takes two terminal columns a character, and a combining mark
+    none: padding by code points shifted every later column of such a row."""
+    pushes = [
+        {
+            "timestamp": "2026-11-23T10:00:00.000000Z",
+            "action": "push",
+            "repository": "team/api",
+            "tag": "v1",
+            "digest": DIGEST_A,
+            "registry": "myregistry.azurecr.io",
+            "actor": actor,
+            "regions": [{"location": "westeurope", "timestamp": "2026-11-23T10:00:00.000000Z"}],
+        }
+        for actor in ("\u5f20\u4f1f", "bob", "Zoe\u0308")
+    ]
+    lines = cli.format_pushes_table(pushes).splitlines()
+    assert lines[0].endswith("ACTOR  REGIONS")
+    assert [line.split("myregistry.azurecr.io  ", 1)[1] for line in lines[1:]] == [
+        "\u5f20\u4f1f   westeurope",  # 4 columns + 1 to ACTOR's 5 + 2 between columns
+        "bob    westeurope",
+        "Zoe\u0308    westeurope",  # 3 columns
+    ]
+
+
 def test_cli_prints_a_table_and_the_next_token(
     cli_reader: FakeEventRepository, capsys: pytest.CaptureFixture[str]
 ) -> None:
