@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.cosmos.exceptions import CosmosHttpResponseError
 
+from acr_webhook import __main__ as cli
 from acr_webhook.acr_history import ManagementApiHistory
 from acr_webhook.config import DEFAULT_REPLAY_MAX_DELAY_S, ReconcileSettings, Settings
 from acr_webhook.eventgrid import handle_eventgrid
@@ -151,6 +153,56 @@ def test_the_account_the_restore_runbook_leaves_the_app_on_survives_the_next_dep
         r"COSMOS_ENDPOINT) (at|to)\b.{0,80}\b(restored|new) account",
     )
     assert adoptable or not switched_by_hand, switched_by_hand
+
+
+def _fake_client_whose_account_refuses_container_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployed account as the app's identity meets it: the database and container can be
+    read, creating or replacing a container is refused 403/5300 (Entra ID tokens carry no
+    management operations, whatever the data role)."""
+    refusal = CosmosHttpResponseError(  # type: ignore[no-untyped-call]
+        status_code=403,
+        sub_status=5300,
+        message="Request blocked by Auth cosmos-acrhook : The given request [POST "
+        "/dbs/acr/colls] cannot be authorized by AAD token in data plane. Learn more: "
+        "https://aka.ms/cosmos-native-rbac.",
+    )
+
+    class Database:
+        def create_container_if_not_exists(self, *_args: Any, **_kwargs: Any) -> None:
+            raise refusal
+
+    class Client:
+        def create_database_if_not_exists(self, *_args: Any, **_kwargs: Any) -> Database:
+            return Database()
+
+    monkeypatch.setattr("acr_webhook.repository.create_cosmos_client", lambda *_a: Client())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="provision against an account reached with Entra ID (every deployed one: key auth "
+    "is off) is refused 403/5300 when it creates the container or sets its time-to-live, and "
+    "prints 'give it the Cosmos DB Built-in Data Contributor role ...' (exit 2), which the "
+    "identity already has and which can never allow it; it should say that containers are "
+    "made and changed by main.bicep (or az cosmosdb sql container create/update), not by a "
+    "data role: acr_webhook/__main__.py _provision (or repository.unavailable) on sub-status "
+    "5300",
+)
+def test_provision_on_a_deployed_account_does_not_send_the_engineer_after_a_role(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The app's own advice for a missing container is "run provision"; an engineer following
+    it on a restored account, or re-setting the time-to-live after a --disable-ttl restore,
+    meets this."""
+    monkeypatch.setenv("COSMOS_ENDPOINT", f"https://{DELETED_HOST}:443/")
+    _fake_client_whose_account_refuses_container_writes(monkeypatch)
+
+    status = cli.main(["provision"])
+
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert "Data Contributor" not in err, err
+    assert re.search(r"main\.bicep|az cosmosdb sql container", err), err
 
 
 # --- 2. The gap: events after the restore point -------------------------------------------------
