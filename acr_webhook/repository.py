@@ -110,6 +110,14 @@ _SET_UP_FIXES = {
     403: "database refused the app's identity: give it the Cosmos DB Built-in Data Contributor "
     "role on the account (a new assignment takes minutes), and check the account's network rules",
 }
+# 403/5300: an operation that data-plane role assignments never cover (creating or changing a
+# container, `provision`), asked with an Entra ID token; the data role is no help.
+_NOT_A_DATA_OPERATION_SUB_STATUS = 5300
+_NOT_A_DATA_OPERATION_FIX = (
+    "database refuses creating or changing a container to an Entra ID identity, whatever its "
+    "data role: infra/main.bicep makes and sets the container (or az cosmosdb sql container "
+    "create/update)"
+)
 # Answers to try again later, from a database that is reachable: not remembered as an outage.
 _ANSWERED_RETRY_STATUS = frozenset({429, 449})
 # Cosmos DB's gateway decodes an item's URL path once more than the SDK encodes it, and the
@@ -225,6 +233,8 @@ def unavailable(error: AzureError) -> RepositoryUnavailableError:
     for a set-up the database refuses (401, 403), what to fix first."""
     status = error.status_code if isinstance(error, CosmosHttpResponseError) else None
     fix = _SET_UP_FIXES.get(status) if status is not None else None
+    if status == 403 and getattr(error, "sub_status", None) == _NOT_A_DATA_OPERATION_SUB_STATUS:
+        fix = _NOT_A_DATA_OPERATION_FIX
     if fix is not None:
         cause = f"{fix} ({failure_kind(error)})"
         return StoreSetUpError(f"{cause}: {describe_error(error)}", cause=cause)
