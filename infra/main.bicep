@@ -59,6 +59,9 @@ param principalId string = ''
 @description('Function App name. Empty = generated (func-<token>).')
 param functionAppName string = ''
 
+@description('Cosmos DB account name; empty = cosmos-<token>. After a point-in-time restore into a new account, its name: the app then uses it and its identity gets its data role there.')
+param cosmosAccountName string = ''
+
 @description('Cosmos DB capacity: serverless (default), provisioned (fixed RU/s) or autoscale.')
 @allowed([
   'serverless'
@@ -215,7 +218,7 @@ module cosmos 'modules/cosmos.bicep' = {
   params: {
     location: location
     tags: tags
-    accountName: 'cosmos-${resourceToken}'
+    accountName: !empty(cosmosAccountName) ? cosmosAccountName : 'cosmos-${resourceToken}'
     databaseName: cosmosDatabaseName
     containerName: cosmosContainerName
     capacityMode: cosmosCapacityMode

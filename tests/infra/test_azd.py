@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from tests.infra.bicep import INFRA, REPO_ROOT, template
+from tests.infra.bicep import INFRA, REPO_ROOT, module, template
 
 HOOK = INFRA / "hooks" / "postdeploy.sh"
 
@@ -57,6 +57,20 @@ def test_main_parameters_file_matches_main_bicep() -> None:
     assert parameters["registryResourceGroup"]["value"] == "${ACR_REGISTRY_RESOURCE_GROUP}"
     assert parameters["deliveryMode"]["value"] == "${ACR_DELIVERY_MODE=webhook}"
     assert parameters["webhookName"]["value"] == "${ACR_WEBHOOK_NAME}"
+
+
+def test_azd_keeps_the_app_on_the_cosmos_db_account_its_last_provision_named() -> None:
+    """After a point-in-time restore, `azd env set COSMOS_ACCOUNT_NAME <restored>` moves the
+    app (operations.md): the parameter reads the variable that main.bicep's output of the same
+    name keeps in azd's environment, so later provisions stay on that account, and an empty one
+    (a first provision) is the template's own name."""
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    main = template("main.bicep")
+    assert parameters["cosmosAccountName"]["value"] == "${COSMOS_ACCOUNT_NAME}"
+    assert "COSMOS_ACCOUNT_NAME" in main["outputs"]
+    assert main["parameters"]["cosmosAccountName"]["default"] == ""
+    account_name = json.dumps(module(main, "cosmos")["params"]["accountName"])
+    assert account_name.count("cosmosAccountName") == 2, account_name
 
 
 # --- postdeploy.sh with a fake az on PATH -----------------------------------------------------

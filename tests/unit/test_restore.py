@@ -106,43 +106,16 @@ def prose_said(*patterns: str) -> list[str]:
 # --- 1. Restore to a new account ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operations.md's restore runbook ('A restore creates a new account ...; point the "
-    "app at it with COSMOS_ENDPOINT') never says that a restore brings back no role "
-    "assignment (Azure: 'Data plane Role based access control RBAC' and 'Role-based access "
-    "control assignments' are not restored): on the restored account the app's identity has "
-    "no data role, so every webhook event parks (202), Event Grid gets 503 and the reconcile "
-    "timer stops, until someone gives it Cosmos DB Built-in Data Contributor there; the "
-    "runbook should say so and give the command",
-)
 def test_the_restore_runbook_gives_the_app_s_identity_its_data_role_on_the_restored_account() -> (
     None
 ):
     assert prose_said(r"restor", r"role assignment|data role|Data Contributor")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operations.md promises 'Restoring to a time before a document was deleted or "
-    "expired brings it back', but a restore keeps the container's time-to-live (Azure: 'this "
-    "can result in deletion of data if restore is done without way to disable the TTL'): with "
-    "retentionDays set, a document restored past its RETENTION_DAYS is deleted again at once; "
-    "the runbook should restore with --disable-ttl True and say so",
-)
 def test_the_restore_runbook_keeps_what_it_restores_from_expiring_again() -> None:
     assert prose_said(r"restor", r"disable-ttl|DisableTtl|restoreWithTtlDisabled")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runbook points the app at the restored account with COSMOS_ENDPOINT, but "
-    "main.bicep names the account 'cosmos-${resourceToken}' with no parameter and owns every "
-    "app setting: its next run (azd up, or step 2 of rotating keys) sets COSMOS_ENDPOINT back "
-    "to the damaged account, or creates an empty one of that name if it was deleted; either "
-    "main.bicep takes the account's name as a parameter (cosmos module accountName) or the "
-    "runbook keeps the app on the account main.bicep manages",
-)
 def test_the_account_the_restore_runbook_leaves_the_app_on_survives_the_next_deployment() -> None:
     main = template(MAIN)
     account_name = json.dumps(module(main, "cosmos")["params"]["accountName"])
@@ -178,16 +151,6 @@ def _fake_client_whose_account_refuses_container_writes(monkeypatch: pytest.Monk
     monkeypatch.setattr("acr_webhook.repository.create_cosmos_client", lambda *_a: Client())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="provision against an account reached with Entra ID (every deployed one: key auth "
-    "is off) is refused 403/5300 when it creates the container or sets its time-to-live, and "
-    "prints 'give it the Cosmos DB Built-in Data Contributor role ...' (exit 2), which the "
-    "identity already has and which can never allow it; it should say that containers are "
-    "made and changed by main.bicep (or az cosmosdb sql container create/update), not by a "
-    "data role: acr_webhook/__main__.py _provision (or repository.unavailable) on sub-status "
-    "5300",
-)
 def test_provision_on_a_deployed_account_does_not_send_the_engineer_after_a_role(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -263,16 +226,6 @@ def test_after_the_switch_the_timer_stores_into_the_restored_container_what_the_
     assert len(restored.documents) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no runbook says what becomes of the events stored after the restore point: they "
-    "are in the damaged account only (the app kept writing there for the hours of the "
-    "restore), Event Grid never delivers an answered event again, and reconcile brings back "
-    "only what ACR's history still lists (undocumented reach) and only webhook payloads; the "
-    "runbook should copy the restored documents back into the live container (or those "
-    "written since the restore point into the restored one) and say what the timer's "
-    "reconcile does after the switch",
-)
 def test_the_restore_runbook_says_what_becomes_of_events_after_the_restore_point() -> None:
     assert prose_said(
         r"restor",
@@ -363,15 +316,6 @@ def test_the_template_keeps_the_account_in_one_region_without_failover() -> None
     assert "enableMultipleWriteLocations" not in properties
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the docs never say what a region outage does: the template puts the app, its "
-    "storage (LRS) and a single-region Cosmos DB account (serverless can have no other) in one "
-    "region, so all of them stop until Azure restores it, and the continuous backup restores "
-    "only into that same region ('The backups aren't automatically geo-disaster resistant'); "
-    "what survives is ACR's history (reconcile) and Event Grid's 24 hours of retries, whose "
-    "dead letters go to the same storage account and are dropped after 4 more hours",
-)
 def test_the_docs_say_what_a_region_outage_does_to_the_app_and_its_backup() -> None:
     assert prose_said(r"region", r"outage", r"backup|restor")
 
@@ -379,16 +323,6 @@ def test_the_docs_say_what_a_region_outage_does_to_the_app_and_its_backup() -> N
 # --- 5. The storage account lost ---------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the docs say only 'The parked-event guarantee holds while the storage account "
-    "does'; they never say that losing AzureWebJobsStorage's account loses the parked and "
-    "poisoned events, the dead-letter blobs, the function keys (so the registry's webhook URL "
-    "is refused 401) and the deployment package (the app does not run), nor that a deleted "
-    "account can be recovered for 14 days only while no account has its name, which main.bicep "
-    "re-creates ('st' + resourceToken): recover it before running main.bicep again, else "
-    "publish the code and run webhook.bicep again",
-)
 def test_the_docs_say_what_losing_the_storage_account_loses_and_how_to_get_it_back() -> None:
     assert prose_said(r"storage account", r"14 days", r"main\.bicep")
     assert prose_said(r"storage account", r"\bkeys?\b", r"webhook\.bicep|connect the registry")
