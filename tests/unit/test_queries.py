@@ -820,7 +820,7 @@ def test_the_pushes_table_lines_up_after_wide_and_combining_characters() -> None
             "actor": actor,
             "regions": [{"location": "westeurope", "timestamp": "2026-11-23T10:00:00.000000Z"}],
         }
-        for actor in ("\u5f20\u4f1f", "bob", "Zoe\u0308")
+        for actor in ("\u5f20\u4f1f", "bob", "Zoe\u0308", "\uff21\uff22")
     ]
     lines = cli.format_pushes_table(pushes).splitlines()
     assert lines[0].endswith("ACTOR  REGIONS")
@@ -828,6 +828,7 @@ def test_the_pushes_table_lines_up_after_wide_and_combining_characters() -> None
         "\u5f20\u4f1f   westeurope",  # 4 columns + 1 to ACTOR's 5 + 2 between columns
         "bob    westeurope",
         "Zoe\u0308    westeurope",  # 3 columns
+        "\uff21\uff22   westeurope",  # fullwidth Latin letters: 2 columns each too
     ]
 
 
