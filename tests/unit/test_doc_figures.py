@@ -702,3 +702,53 @@ def test_a_documented_setting_range_is_the_one_the_app_accepts(setting: str, pat
         True,
         False,
     ]
+
+
+# --- two docs, one run: the README's summary of the last benchmark run ------------------------
+
+
+def performance_targets() -> dict[str, dict[str, str]]:
+    """performance.md's Targets table: its "What" -> column -> cell."""
+    text = DOCS["docs/performance.md"].split("\n## Targets\n")[1].split("\n## ")[0]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|")
+    ]
+    header, _, *body = rows
+    return {row[0]: dict(zip(header, row, strict=True)) for row in body}
+
+
+def ratio(cell: str) -> float:
+    """``1.09x (1.04-1.11)`` -> 1.09; ``1.85 s`` -> 1.85."""
+    return float(cell.split()[0].rstrip("x"))
+
+
+def test_the_readme_gives_the_last_benchmark_runs_figures() -> None:
+    """./scripts/bench rewrites performance.md; the README's summary of it is written by hand."""
+    (summary,) = re.findall(
+        r"The last run \((\d+) cores, in docs/performance\.md\) meets the per-event CPU"
+        r" \(([\d.]+)x\), Event Grid \(([\d.]+) s\), cold-start \(([\d.]+)x\) and"
+        r" cold-start-with-telemetry \(([\d.]+)x\) targets and misses the others: per-event CPU"
+        r" with telemetry ([\d.]+)x, throughput ([\d.]+)x of the sync floor but ([\d.]+)x of the"
+        r" async one, ([\d.]+)x of the sync floor through the local host",
+        folded(DOCS["README.md"]),
+    )
+    targets = performance_targets()
+    cpu, telemetry_cpu, throughput, http, batch, cold, cold_telemetry = targets.values()
+    fastest, sync = "Ratio vs fastest floor (range)", "Ratio vs sync tuned floor (range)"
+    (cores,) = re.findall(r"\| Cores \| (\d+) \|", DOCS["docs/performance.md"])
+    assert tuple(float(figure) for figure in summary) == (
+        int(cores),
+        ratio(cpu[fastest]),
+        ratio(batch["Measured"]),
+        ratio(cold[fastest]),
+        ratio(cold_telemetry[fastest]),
+        ratio(telemetry_cpu[fastest]),
+        ratio(throughput[sync]),
+        ratio(throughput[fastest]),
+        ratio(http[sync]),
+    )
+    met = [cpu, batch, cold, cold_telemetry]
+    assert [row["Result"] for row in targets.values() if row in met] == ["PASS"] * 4
+    assert {row["Result"] for row in targets.values() if row not in met} == {"**MISS**"}
