@@ -16,10 +16,11 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from azure.cosmos import _constants as cosmos_constants
+from pydantic import BaseModel
 
 from acr_webhook import __main__ as cli
 from acr_webhook import acr_history, identity, models, queries, reconcile, redrive, telemetry
@@ -36,6 +37,7 @@ from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local import queues as local_queues
 from acr_webhook.local.host import HOST_JSON, ServerLimits
 from acr_webhook.local.queues import QueueOptions
+from acr_webhook.models import AcrEvent
 from acr_webhook.replay import REPLAY_FIRST_DELAY_S
 from acr_webhook.repository import (
     CLIENT_TIMEOUTS,
@@ -752,3 +754,70 @@ def test_the_readme_gives_the_last_benchmark_runs_figures() -> None:
     met = [cpu, batch, cold, cold_telemetry]
     assert [row["Result"] for row in targets.values() if row in met] == ["PASS"] * 4
     assert {row["Result"] for row in targets.values() if row not in met} == {"**MISS**"}
+
+
+# --- defects ----------------------------------------------------------------------------------
+
+
+def bounded_fields(model: type[BaseModel], prefix: str = "") -> dict[str, int]:
+    """Every text field of ``model`` (and the models in it) with a longest length: path ->
+    characters."""
+    limits: dict[str, int] = {}
+    for name, entry in model.model_fields.items():
+        path = f"{prefix}{name}"
+        for kind in (entry.annotation, *get_args(entry.annotation)):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                limits |= bounded_fields(kind, f"{path}.")
+        constraints = [*entry.metadata]
+        for kind in get_args(entry.annotation):
+            constraints += get_args(kind)[1:]  # Annotated[str, StringConstraints(...)]
+        for item in constraints:
+            if getattr(item, "max_length", None):
+                limits[path] = item.max_length
+    return limits
+
+
+# Fields the README's table names in words, and the one it may name by its CloudEvents name.
+TABLE_WORDS = {"chart name": "target.name", "chart version": "target.version"}
+TABLE_ALIASES = {"source": "topic"}
+
+
+def readme_field_limits() -> dict[str, int]:
+    """The README's field-limit table: field -> the most characters it states."""
+    table = folded(DOCS["README.md"]).split("| Field | Limit | | --- | --- |")[1].split(" What ")[0]
+    limits: dict[str, int] = {}
+    for fields, limit in re.findall(r"\| ([^|]+) \| ([^|]+) \|", table):
+        names = [TABLE_ALIASES.get(name, name) for name in re.findall(r"`([^`]+)`", fields)]
+        names += [name for words, name in TABLE_WORDS.items() if words in fields]
+        stated = re.search(r"(?:(?:at most|kept up to) |\d+-)(\d+) characters", limit)
+        if stated:
+            limits |= dict.fromkeys(names, int(stated[1]))
+    return limits
+
+
+def enforced_field_limits() -> dict[str, int]:
+    """What the webhook and Event Grid routes refuse (400) past its length, or cut (useragent)."""
+    enforced = bounded_fields(AcrEvent) | {"request.useragent": models.MAX_USER_AGENT_LENGTH}
+    # An Event Grid event's topic (a CloudEvent's source), stored as registryResourceId.
+    enforced["topic"] = models.MAX_RESOURCE_ID_LENGTH
+    return enforced
+
+
+def test_every_limit_the_readme_table_states_is_the_one_enforced() -> None:
+    documented = readme_field_limits()
+    assert len(documented) >= 10, documented
+    assert documented.items() <= enforced_field_limits().items()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README's field-limit table (\"all of them together keep any valid event's document"
+    " small enough\") states 10 fields' limits; the models bound 16: target.version 128,"
+    " request.method 32, request.addr 64, location 64, connectedRegistry.name 64 and Event"
+    " Grid's topic/source 512 are refused (400) past a limit the docs never give; the table"
+    " should list each (README.md, Security and reliability)",
+)
+def test_the_readme_states_every_field_limit_the_app_enforces() -> None:
+    enforced = enforced_field_limits()
+    documented = readme_field_limits()
+    assert {field: documented.get(field) for field in enforced} == enforced
