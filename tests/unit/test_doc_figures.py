@@ -756,7 +756,7 @@ def test_the_readme_gives_the_last_benchmark_runs_figures() -> None:
     assert {row["Result"] for row in targets.values() if row not in met} == {"**MISS**"}
 
 
-# --- defects ----------------------------------------------------------------------------------
+# --- field limits -----------------------------------------------------------------------------
 
 
 def bounded_fields(model: type[BaseModel], prefix: str = "") -> dict[str, int]:
@@ -809,14 +809,6 @@ def test_every_limit_the_readme_table_states_is_the_one_enforced() -> None:
     assert documented.items() <= enforced_field_limits().items()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README's field-limit table (\"all of them together keep any valid event's document"
-    " small enough\") states 10 fields' limits; the models bound 16: target.version 128,"
-    " request.method 32, request.addr 64, location 64, connectedRegistry.name 64 and Event"
-    " Grid's topic/source 512 are refused (400) past a limit the docs never give; the table"
-    " should list each (README.md, Security and reliability)",
-)
 def test_the_readme_states_every_field_limit_the_app_enforces() -> None:
     enforced = enforced_field_limits()
     documented = readme_field_limits()
