@@ -107,8 +107,8 @@ CONNECTION_STRING_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 APP_LOGGER = "acr_webhook"
 DECISIONS_METRIC = "acr_webhook.decisions"
 STORE_DURATION_METRIC = "acr_webhook.store.duration"
-# The distro's default rate: bounds the export cost under load (a dependency costs about as much
-# CPU to export as a log record); each exported one carries its sampling rate.
+# The distro's default rate: bounds the export cost under load (exporting a traced write costs
+# about a tenth of the event's CPU, docs/operations.md); each exported one carries its rate.
 DEPENDENCIES_PER_SECOND = 5.0
 # Routine decision records (a new or repeated event on the routes ACR and Event Grid call) are
 # exported at up to this many per second: translating and exporting one costs about a sixth of
