@@ -31,7 +31,7 @@ from acr_webhook.config import (
     ConfigurationError,
     load_settings,
 )
-from acr_webhook.eventgrid import BATCH_BUDGET_S, MAX_BATCH_EVENTS
+from acr_webhook.eventgrid import BATCH_BUDGET_S, MAX_BATCH_EVENTS, MAX_HANDSHAKE_BYTES
 from acr_webhook.fallback import QUEUE_TIMEOUTS
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local import queues as local_queues
@@ -237,6 +237,11 @@ FIGURES: dict[str, Figure] = {
         r"(?:[Bb]od(?:y|ies) over|work up to|the functions' own) (\d+) MiB",
         lambda: (MAX_BODY_BYTES / MIB,),
         at_least=5,
+    ),
+    "subscription validation body limit": Figure(
+        DELIVERY,
+        r"a validation body over (\d+) KiB is 413",
+        lambda: (MAX_HANDSHAKE_BYTES / 1024,),
     ),
     "event grid batch events": Figure(
         (*README, *DELIVERY),
