@@ -81,6 +81,7 @@ from tests.support.history import history_entry
 from tests.support.instances import EVENTGRID_HEADERS
 from tests.support.interleave import InlineExecutor
 from tests.support.logs import decisions
+from tests.unit.test_docs_commands import DOCS, readme_deploy_variables
 from tests.unit.test_eventgrid import event_grid
 from tests.unit.test_privacy import paragraphs
 
@@ -126,6 +127,26 @@ def test_the_account_the_restore_runbook_leaves_the_app_on_survives_the_next_dep
         r"COSMOS_ENDPOINT) (at|to)\b.{0,80}\b(restored|new) account",
     )
     assert adoptable or not switched_by_hand, switched_by_hand
+
+
+def restore_runbook() -> str:
+    """operations.md's restore runbook: from "**Backup.**" to the next bold heading."""
+    backup = DOCS["docs/operations.md"].split("**Backup.**", 1)[1]
+    return backup.split("\n\n**", 1)[0]
+
+
+def test_the_restore_runbook_names_every_variable_its_commands_take_from_elsewhere() -> None:
+    """An engineer pasting the restore in a new shell: an unset ``RG`` makes
+    ``az cosmosdb list --resource-group ""`` fail, and the runbook must say where it and any
+    other variable it does not assign come from (the README's deploy section)."""
+    text = restore_runbook()
+    commands = "\n".join(re.findall(r"```bash\n(.*?)```", text, flags=re.S))
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    assigned = set(re.findall(r"^\s*(\w+)=", commands, flags=re.M))
+    taken = set(re.findall(r"\$\{?(\w+)", commands)) - assigned
+    assert taken, "the runbook's commands take no variable: this test proves nothing"
+    assert [name for name in sorted(taken) if f"`{name}`" not in prose] == []
+    assert taken <= readme_deploy_variables()
 
 
 def _fake_client_whose_account_refuses_container_writes(monkeypatch: pytest.MonkeyPatch) -> None:
