@@ -64,8 +64,13 @@ from acr_webhook.models import AcrEvent, ParkedEvent, iso_utc, to_document
 from acr_webhook.reconcile import StoredEvents, reconcile_webhooks
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventRepository
-from tests.infra.bicep import module, template
-from tests.infra.test_main_template import MAIN, cosmos_account
+from tests.infra.bicep import conditional_branches, module, template
+from tests.infra.test_main_template import (
+    MAIN,
+    RETENTION_ENABLED,
+    cosmos_account,
+    cosmos_container,
+)
 from tests.integration.test_reconcile_timer import (
     AUDIENCE,
     REGISTRY_ID,
@@ -147,6 +152,18 @@ def test_the_restore_runbook_names_every_variable_its_commands_take_from_elsewhe
     assert taken, "the runbook's commands take no variable: this test proves nothing"
     assert [name for name in sorted(taken) if f"`{name}`" not in prose] == []
     assert taken <= readme_deploy_variables()
+
+
+def test_the_restore_runbook_says_the_adopting_deployment_sets_the_time_to_live_again() -> None:
+    """The container's ``defaultTtl`` is main.bicep's ``retentionDays``: the deployment that
+    moves the app to the restored account sets again the time-to-live ``--disable-ttl`` left
+    off, and a restored document older than it is deleted then."""
+    ttl = conditional_branches(cosmos_container()["defaultTtl"])
+    assert ttl is not None and ttl[0] == RETENTION_ENABLED
+    assert prose_said(
+        r"cosmosAccountName",
+        r"time-to-live[^.]*`retentionDays`[^.]*\bagain\b|\bagain\b[^.]*`retentionDays`",
+    )
 
 
 def _fake_client_whose_account_refuses_container_writes(monkeypatch: pytest.MonkeyPatch) -> None:
