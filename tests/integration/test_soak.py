@@ -397,6 +397,9 @@ def test_telemetry_with_its_sink_down_drops_records_instead_of_holding_them(
             "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
             f"IngestionEndpoint=http://127.0.0.1:{free_port()}/"
         ),
+        # The SDK's own usage metrics keep their unsent batches in the temporary directory
+        # (/tmp/Microsoft-AzureMonitor-<hash of the working directory>: a new one every run).
+        "TMPDIR": str(tmp_path),
     }
     result = run_python(["-c", TELEMETRY_SINK_DOWN, str(tmp_path / "offline")], tmp_path, env)
     assert result.returncode == 0, result.stderr
