@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from azure.cosmos import ContainerProxy
 
-from acr_webhook.config import Settings
+from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
+from acr_webhook.fallback import create_queue_client, provision_queue
 from acr_webhook.repository import create_cosmos_client, provision
 from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
@@ -47,6 +50,22 @@ def azurite() -> Iterator[LocalAzurite]:
     queues.start()
     yield queues
     queues.stop()
+
+
+@pytest.fixture
+def queues(azurite: LocalAzurite) -> Iterator[QueueSettings]:
+    """The fallback queue the app and the CLI use by name, and its poison queue, on the
+    session's Azurite: empty for the test, and emptied after it. Every test in a worker that
+    uses the name shares them: messages one left (parked, redriven, or held under a 60 s lease)
+    would be replayed or counted by the next."""
+    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
+    provision_queue(queue)
+    for each in (queue, queue.poison):
+        create_queue_client(each, {}).clear_messages()
+    yield queue
+    for each in (queue, queue.poison):
+        with contextlib.suppress(ResourceNotFoundError):  # a test may delete one
+            create_queue_client(each, {}).clear_messages()
 
 
 @pytest.fixture

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
-from acr_webhook.fallback import create_queue_client, provision_queue
+from acr_webhook.config import Settings
 from tests.conftest import fresh_settings
-from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
@@ -53,14 +51,3 @@ def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosPro
     for hold in server.holds:
         hold.release()
     server.stop()
-
-
-@pytest.fixture
-def queues(azurite: LocalAzurite) -> QueueSettings:
-    """The fallback queue the app listens on, and its poison queue, empty, on the session's
-    Azurite (as test_chaos_e2e)."""
-    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
-    provision_queue(queue)
-    for each in (queue, queue.poison):
-        create_queue_client(each, {}).clear_messages()
-    return queue

@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
-from acr_webhook.fallback import create_queue_client, provision_queue
+from acr_webhook.fallback import create_queue_client
 from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.repository import CLIENT_TIMEOUTS, UNAVAILABLE_MEMORY_S
 from tests.conftest import fresh_settings, read_all
@@ -54,13 +54,10 @@ def database(restartable_cosmos_server: LocalCosmosServer) -> Settings:
 
 
 @pytest.fixture
-def storage(azurite: LocalAzurite) -> dict[str, str]:
-    """The fallback queue (and its poison queue) on the session's Azurite, empty. No test here
-    stops or freezes it: an unanswering queue is a socket that never answers (``blackhole``)."""
-    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
-    provision_queue(queue)
-    for each in (queue, queue.poison):
-        create_queue_client(each, {}).clear_messages()
+def storage(azurite: LocalAzurite, queues: QueueSettings) -> dict[str, str]:
+    """The fallback queue (and its poison queue) on the session's Azurite, empty (``queues``).
+    No test here stops or freezes it: an unanswering queue is a socket that never answers
+    (``blackhole``)."""
     return {
         "AzureWebJobsStorage": azurite.connection_string,
         "REPLAY_MAX_DELAY_SECONDS": str(REPLAY_CAP_S),

@@ -253,6 +253,7 @@ def test_over_http_the_path_is_routed_as_azure_routes_it(quick_server: LocalHttp
     assert status_over_a_raw_socket(quick_server, f"{quick_server.base_url}/api/echo") == 200
 
 
+@pytest.mark.usefixtures("queues")  # empty: other tests' messages would be replayed as it stops
 def test_sigterm_stops_serve_and_its_queue_trigger_with_connections_open(
     cosmos_settings: Settings, azurite: LocalAzurite, tmp_path: Path
 ) -> None:

@@ -372,7 +372,7 @@ def documented_redrive_output() -> list[str]:
 
 
 def test_a_parked_event_poisoned_by_a_double_outage_is_redriven_as_the_docs_say(
-    cosmos_settings: Settings, azurite: LocalAzurite, tmp_path: Path
+    cosmos_settings: Settings, azurite: LocalAzurite, queues: QueueSettings, tmp_path: Path
 ) -> None:
     """The one way an event the webhook parked reaches the poison queue: its replay finds the
     database down and the queue cannot take it back. docs/operations.md: poison "only when its
@@ -380,10 +380,7 @@ def test_a_parked_event_poisoned_by_a_double_outage_is_redriven_as_the_docs_say(
     `unavailable` decision when the queue could not take the event back"; the poison alert
     matches the move's log line. Then, the cause fixed, the section's command as written, its
     output as shown, the replay "within seconds", and a second run that moves nothing."""
-    queue = QueueSettings(FALLBACK_QUEUE_NAME, azurite.connection_string)
-    provision_queue(queue)
-    for each in (queue, queue.poison):
-        create_queue_client(each, {}).clear_messages()
+    queue = queues
     event = AcrEvent.model_validate(payloads.with_new_id(payloads.PUSH))
     StorageQueueFallback(queue).put(to_document(event, utc_now()))  # parked by the webhook
     # The database and the queue the replay puts events back into, both refusing connections.

@@ -173,20 +173,22 @@ def test_the_command_reads_azure_web_jobs_storage_like_serve(
 
 
 def test_messages_a_stopped_run_still_holds_are_named_with_when_to_run_again(
-    azurite: LocalAzurite, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    azurite: LocalAzurite,
+    queues: QueueSettings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A redrive stopped midway (tests/e2e/test_crash_e2e.py) holds its batch for the lease:
     run again at once, the command moved nothing and counted them as left, with no word of why
     ("Moved 0 ... Left in ...: 3", exit 0). Now it says they were hidden and when to retry."""
     from acr_webhook import __main__ as cli
 
-    queue = new_queue(azurite, FALLBACK_QUEUE_NAME)
     for document in queued_pushes(3):
-        StorageQueueFallback(queue.poison).put(document)
-    stopped_run = create_queue_client(queue.poison, {}, base64_messages=False)
+        StorageQueueFallback(queues.poison).put(document)
+    stopped_run = create_queue_client(queues.poison, {}, base64_messages=False)
     held = list(stopped_run.receive_messages(max_messages=3, visibility_timeout=60))
     assert len(held) == 3
-    send_raw(queue.poison, NOT_AN_EVENT)
+    send_raw(queues.poison, NOT_AN_EVENT)
     monkeypatch.setenv("AzureWebJobsStorage", azurite.connection_string)
 
     assert cli.main(["redrive"]) == 0
