@@ -73,17 +73,17 @@ def push_at(moment: datetime, repository: str = "team/api", tag: str = "v1") -> 
 
 
 @pytest.fixture(params=["Pacific/Chatham", "America/St_Johns"])
-def local_time_zone(request: pytest.FixtureRequest) -> Iterator[str]:
-    previous = os.environ.get("TZ")
-    os.environ["TZ"] = request.param
-    time.tzset()
-    assert time.timezone != 0  # the zone is installed: otherwise this tests nothing
-    yield request.param
-    if previous is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = previous
-    time.tzset()
+def local_time_zone(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    monkeypatch.setenv("TZ", request.param)
+    try:
+        time.tzset()
+        assert time.timezone != 0  # the zone is installed: otherwise this tests nothing
+        yield request.param
+    finally:  # also when the zone is missing: later tests in the process run in UTC again
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.usefixtures("local_time_zone")
