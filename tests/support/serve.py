@@ -92,8 +92,6 @@ class ServeProcess:
         launcher: tuple[str, ...] = ("-m", "acr_webhook"),
     ) -> None:
         """``launcher``: what runs the command after ``python`` (tests.support.patched)."""
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         env = app_environment(settings)  # only what the test gives
         for name in unset:
             env.pop(name, None)
@@ -107,8 +105,10 @@ class ServeProcess:
                 "serve",
                 "--host",
                 "127.0.0.1",
+                # Any free port, named by the banner: a port found free here first could be
+                # taken by the other test worker's servers before serve binds it.
                 "--port",
-                str(self.port),
+                "0",
             ],
             cwd=workdir,
             env=env,
@@ -117,6 +117,9 @@ class ServeProcess:
             text=True,
         )
         self.banner = self._read_banner()
+        listening = re.search(r"listening on (http://127\.0\.0\.1:(\d+))", self.banner)
+        assert listening, self.banner
+        self.base_url, self.port = listening.group(1), int(listening.group(2))
         match = re.search(r"\?code=(\S+)", self.banner)
         assert match, self.banner
         self.key = match.group(1)
