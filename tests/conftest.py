@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings, Settings
 from acr_webhook.fallback import create_queue_client, provision_queue
 from acr_webhook.repository import create_cosmos_client, provision
 from tests.support.azurite import LocalAzurite
-from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
+from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer, bound_port
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def cosmos_server() -> Iterator[LocalCosmosServer]:
     server = LocalCosmosServer()
     server.start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def restartable_cosmos_server() -> Iterator[LocalCosmosServer]:
     server = LocalCosmosServer()
     server.start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +50,7 @@ def azurite() -> Iterator[LocalAzurite]:
     queues = LocalAzurite()
     queues.start()
     yield queues
-    queues.stop()
+    queues.close()
 
 
 @pytest.fixture
@@ -74,7 +75,25 @@ def restartable_azurite() -> Iterator[LocalAzurite]:
     queues = LocalAzurite()
     queues.start()
     yield queues
-    queues.stop()
+    queues.close()
+
+
+@pytest.fixture
+def refusing_port() -> Iterator[Callable[[], int]]:
+    """Gives ports that refuse connections until the test ends (``bound_port``): a port that
+    free_port() found free and let go could start answering meanwhile, as one of the other test
+    worker's servers, proxies or hosts."""
+    held: list[socket.socket] = []
+
+    def port() -> int:
+        bound = bound_port()
+        assert bound is not None
+        held.append(bound)
+        return int(bound.getsockname()[1])
+
+    yield port
+    for bound in held:
+        bound.close()
 
 
 def fresh_settings(server: LocalCosmosServer) -> Settings:

@@ -28,6 +28,7 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +44,7 @@ from tests.e2e.test_reconcile_e2e import cosmos_env, reconcile, write_history
 from tests.support import payloads
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
 from tests.support.history import history_entry
-from tests.support.serve import ServeProcess, free_port, post_json, run_cli
+from tests.support.serve import ServeProcess, post_json, run_cli
 
 # What the contract lets a test leave unset: everything but COSMOS_ENDPOINT.
 OPTIONAL_SETTINGS = ("COSMOS_KEY", "COSMOS_DATABASE", "COSMOS_CONTAINER", "LOCAL_FUNCTION_KEY")
@@ -114,7 +115,7 @@ def settings_file(workdir: Path, values: dict[str, str]) -> None:
 
 
 def test_every_command_reads_local_settings_json_the_environment_wins_and_defaults_apply(
-    cosmos_server: LocalCosmosServer, tmp_path: Path
+    cosmos_server: LocalCosmosServer, tmp_path: Path, refusing_port: Callable[[], int]
 ) -> None:
     """The file gives the key, the function key and an endpoint where nothing listens; the
     environment gives only the real endpoint, which must win; database and container are set
@@ -122,7 +123,7 @@ def test_every_command_reads_local_settings_json_the_environment_wins_and_defaul
     settings_file(
         tmp_path,
         {
-            "COSMOS_ENDPOINT": f"https://127.0.0.1:{free_port()}/",
+            "COSMOS_ENDPOINT": f"https://127.0.0.1:{refusing_port()}/",
             "COSMOS_KEY": EMULATOR_KEY,
             "LOCAL_FUNCTION_KEY": "key-from-the-file",
         },
@@ -193,14 +194,14 @@ def test_a_key_set_by_hand_works_in_the_printed_url_as_printed(
 
 
 def test_only_the_endpoint_set_serve_prints_a_usable_key_and_answers_503_json(
-    tmp_path: Path,
+    tmp_path: Path, refusing_port: Callable[[], int]
 ) -> None:
     """COSMOS_KEY is optional (Microsoft Entra ID then); LOCAL_FUNCTION_KEY unset gives a
     printed key that works as printed, in the URL and in the header. The database is
     unreachable, so a recorded event is a 503 with a JSON error (its 4.5 s bound is pinned with
     a key in test_webhook_e2e.py: here the time depends on which credentials this machine
     has)."""
-    nowhere = Settings(f"https://127.0.0.1:{free_port()}/", None, "", "", None)
+    nowhere = Settings(f"https://127.0.0.1:{refusing_port()}/", None, "", "", None)
     served = ServeProcess(nowhere, tmp_path, function_key=None, unset=OPTIONAL_SETTINGS)
     try:
         assert "generated key" in served.banner

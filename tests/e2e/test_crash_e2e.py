@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ from tests.support.cosmos_server import REPO_ROOT
 from tests.support.history import history_entry
 from tests.support.holds import Hold
 from tests.support.queue_proxy import HoldingQueueProxy
-from tests.support.serve import ServeProcess, app_environment, free_port
+from tests.support.serve import ServeProcess, app_environment
 from tests.unit.test_eventgrid import event_grid
 
 DOCUMENT_WRITE = r"^POST /dbs/[^/]+/colls/[^/]+/docs/?$"
@@ -243,13 +243,14 @@ def test_a_parked_event_survives_a_kill_while_parking_and_a_kill_while_replaying
     queues: QueueSettings,
     queue_proxy: HoldingQueueProxy,
     tmp_path: Path,
+    refusing_port: Callable[[], int],
 ) -> None:
     """1. Cosmos DB unreachable, the webhook parks the event: the host is killed once the queue
     has the message, before the 202 leaves. 2. The next host's queue trigger writes the event:
     killed before it deletes the message, which stays hidden for the lease. 3. The next host
     gets it again (dequeue count 2): a duplicate, deleted. One document, no poison entry."""
     unreachable = dataclasses.replace(
-        cosmos_settings, cosmos_endpoint=f"https://127.0.0.1:{free_port()}/"
+        cosmos_settings, cosmos_endpoint=f"https://127.0.0.1:{refusing_port()}/"
     )
     send = Hold(PARKED_SEND, after_passing=True)
     # The first host's queue trigger must not take the message before the kill: its receives

@@ -125,7 +125,7 @@ def fleet(
         proxy.hang.clear()
         stop_instances(instances)
         proxy.stop()
-        queues.stop()
+        queues.close()
 
 
 def stored(database: Settings, ids: set[str]) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from azure.cosmos import ContainerProxy, PartitionKey
@@ -13,7 +14,7 @@ from acr_webhook.config import FALLBACK_QUEUE_NAME, Settings
 from acr_webhook.repository import create_cosmos_client
 from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer
-from tests.support.serve import free_port, run_cli
+from tests.support.serve import run_cli
 
 
 def provision(
@@ -123,10 +124,12 @@ def test_a_container_partitioned_by_another_path_is_exit_2_naming_both(
     assert container in line and "/id" in line and "/repository" in line
 
 
-def test_a_database_not_listening_yet_is_one_line_and_exit_1(tmp_path: Path) -> None:
+def test_a_database_not_listening_yet_is_one_line_and_exit_1(
+    tmp_path: Path, refusing_port: Callable[[], int]
+) -> None:
     """The README's piece-by-piece steps ran provision before the server listened: a
     60-line traceback."""
-    nowhere = f"https://127.0.0.1:{free_port()}/"
+    nowhere = f"https://127.0.0.1:{refusing_port()}/"
     result = run_cli(
         ["provision"], tmp_path, {"COSMOS_ENDPOINT": nowhere, "COSMOS_KEY": EMULATOR_KEY}
     )

@@ -11,7 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from acr_webhook.results import utc_now
 from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
-from tests.support.serve import app_environment, free_port
+from tests.support.serve import app_environment
 
 NON_ASCII_REPOSITORY = "team/\u0131stanbul-w\u00f6rld"
 
@@ -103,7 +103,7 @@ def read_only_package(tmp_path: Path) -> Iterator[Path]:
         path.chmod(path.stat().st_mode | stat.S_IWUSR)
 
 
-def operator_environment(settings: Settings, package: Path) -> dict[str, str]:
+def operator_environment(settings: Settings, package: Path, proxy_port: int) -> dict[str, str]:
     """What an operator's Function App or machine may have: a time zone far from UTC, the C
     locale without UTF-8 mode, no HOME, a corporate proxy that loopback bypasses (the lowercase
     spelling), the bytecode cache allowed; the deployed copy alone on the path."""
@@ -113,14 +113,17 @@ def operator_environment(settings: Settings, package: Path) -> dict[str, str]:
         TZ="Pacific/Chatham",
         LC_ALL="C",
         PYTHONUTF8="0",
-        HTTPS_PROXY=f"http://127.0.0.1:{free_port()}",  # nothing listens: used, it fails
+        HTTPS_PROXY=f"http://127.0.0.1:{proxy_port}",  # nothing listens: used, it fails
         no_proxy="127.0.0.1,localhost",
     )
     return env
 
 
 def test_the_deployed_package_runs_read_only_from_another_cwd_in_an_operators_environment(
-    cosmos_settings: Settings, read_only_package: Path, tmp_path: Path
+    cosmos_settings: Settings,
+    read_only_package: Path,
+    tmp_path: Path,
+    refusing_port: Callable[[], int],
 ) -> None:
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
@@ -155,7 +158,7 @@ def test_the_deployed_package_runs_read_only_from_another_cwd_in_an_operators_en
             json.dumps([push, grid_event, parked]),
         ],
         cwd=elsewhere,
-        env=operator_environment(cosmos_settings, read_only_package),
+        env=operator_environment(cosmos_settings, read_only_package, refusing_port()),
         capture_output=True,
         text=True,
         timeout=60,
@@ -193,13 +196,16 @@ def test_the_deployed_package_runs_read_only_from_another_cwd_in_an_operators_en
 
 
 def test_the_events_cli_answers_in_the_c_locale_from_the_read_only_package(
-    cosmos_settings: Settings, read_only_package: Path, tmp_path: Path
+    cosmos_settings: Settings,
+    read_only_package: Path,
+    tmp_path: Path,
+    refusing_port: Callable[[], int],
 ) -> None:
     payload = payloads.with_new_id(payloads.PUSH, repository=NON_ASCII_REPOSITORY)
     CosmosEventRepository(cosmos_settings).add(
         to_document(AcrEvent.model_validate(payload), utc_now())
     )
-    env = operator_environment(cosmos_settings, read_only_package)
+    env = operator_environment(cosmos_settings, read_only_package, refusing_port())
     result = subprocess.run(
         [sys.executable, "-m", "acr_webhook", "events"],
         cwd=tmp_path,
@@ -224,11 +230,14 @@ def test_the_events_cli_answers_in_the_c_locale_from_the_read_only_package(
     ids=["NO_PROXY", "no_proxy", "cidr"],
 )
 def test_a_corporate_proxy_with_loopback_bypassed_leaves_the_local_database_reachable(
-    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch, bypass: dict[str, str]
+    cosmos_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    bypass: dict[str, str],
+    refusing_port: Callable[[], int],
 ) -> None:
     for name in ("NO_PROXY", "no_proxy", "https_proxy", "HTTPS_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{refusing_port()}")  # nothing listens
     for name, value in bypass.items():
         monkeypatch.setenv(name, value)
     repository = CosmosEventRepository(cosmos_settings)

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,7 +41,7 @@ from tests.support import payloads
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite
 from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
 from tests.support.logs import DECISION_FIELDS, on_app_logger
-from tests.support.serve import free_port, run_cli
+from tests.support.serve import run_cli
 
 OPERATIONS = (REPO_ROOT / "docs" / "operations.md").read_text()
 KUSTO_BLOCKS = re.findall(r"```kusto\n(.*?)```", OPERATIONS, flags=re.DOTALL)
@@ -181,7 +181,7 @@ def outage(azurite: LocalAzurite) -> Iterator[Outage]:
             read_all(settings),
             (depth(queue), depth(queue.poison)),
         )
-    server.stop()
+    server.close()
 
 
 def decisions(traces: list[Trace]) -> list[Trace]:
@@ -372,7 +372,11 @@ def documented_redrive_output() -> list[str]:
 
 
 def test_a_parked_event_poisoned_by_a_double_outage_is_redriven_as_the_docs_say(
-    cosmos_settings: Settings, azurite: LocalAzurite, queues: QueueSettings, tmp_path: Path
+    cosmos_settings: Settings,
+    azurite: LocalAzurite,
+    queues: QueueSettings,
+    tmp_path: Path,
+    refusing_port: Callable[[], int],
 ) -> None:
     """The one way an event the webhook parked reaches the poison queue: its replay finds the
     database down and the queue cannot take it back. docs/operations.md: poison "only when its
@@ -386,8 +390,8 @@ def test_a_parked_event_poisoned_by_a_double_outage_is_redriven_as_the_docs_say(
     # The database and the queue the replay puts events back into, both refusing connections.
     down = dataclasses.replace(
         cosmos_settings,
-        cosmos_endpoint=f"https://127.0.0.1:{free_port()}/",
-        fallback_queue=QueueSettings(FALLBACK_QUEUE_NAME, storage_at(free_port())),
+        cosmos_endpoint=f"https://127.0.0.1:{refusing_port()}/",
+        fallback_queue=QueueSettings(FALLBACK_QUEUE_NAME, storage_at(refusing_port())),
     )
     fixed = dataclasses.replace(cosmos_settings, fallback_queue=queue)
     host_json = QueueOptions.from_host_json(HOST_JSON)

@@ -23,7 +23,7 @@ from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite, new_queue, raw_messages
-from tests.support.serve import free_port, run_cli
+from tests.support.serve import run_cli
 
 FAST = QueueOptions(max_dequeue_count=2, visibility_timeout=0, max_polling_interval=0.2)
 NOT_AN_EVENT = "not base64 !!"
@@ -208,11 +208,13 @@ def test_the_command_names_the_missing_setting(tmp_path: Path) -> None:
     assert "AzureWebJobsStorage is not set" in result.stderr
 
 
-def test_an_unreachable_queue_service_is_exit_1_within_seconds(tmp_path: Path) -> None:
+def test_an_unreachable_queue_service_is_exit_1_within_seconds(
+    tmp_path: Path, refusing_port: Callable[[], int]
+) -> None:
     """It took 80 s: the SDK's own retries wait 18, 24 and 42 s."""
     nowhere = (
         f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
-        f"QueueEndpoint=http://127.0.0.1:{free_port()}/{ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:{refusing_port()}/{ACCOUNT};"
     )
     started = time.monotonic()
     result = run_cli(["redrive"], tmp_path, {"AzureWebJobsStorage": nowhere})

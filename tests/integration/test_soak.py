@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from tests.support.resources import (
     rss_bytes,
     tcp_connections,
 )
-from tests.support.serve import ServeProcess, free_port, run_python
+from tests.support.serve import ServeProcess, run_python
 from tests.unit.test_eventgrid import event_grid
 
 # Small for CI; the report's long runs set SOAK_CYCLES=20 SOAK_EVENTS=100 by hand.
@@ -304,11 +304,11 @@ QUICK_POLLS = QueueOptions(max_dequeue_count=5, visibility_timeout=0, max_pollin
 
 @pytest.mark.parametrize("queue_state", ["empty", "unreachable"])
 def test_the_local_queue_poller_holds_nothing_more_after_many_polls(
-    azurite: LocalAzurite, queue_state: str
+    azurite: LocalAzurite, queue_state: str, refusing_port: Callable[[], int]
 ) -> None:
     queue = new_queue(azurite)
     if queue_state == "unreachable":
-        dead = f"http://127.0.0.1:{free_port()}/devstoreaccount1"
+        dead = f"http://127.0.0.1:{refusing_port()}/devstoreaccount1"
         queue = dataclasses.replace(
             queue,
             connection_string=azurite.connection_string.replace(
@@ -389,13 +389,13 @@ os._exit(0)  # not the exporters' flush at exit, which waits on the unreachable 
 
 
 def test_telemetry_with_its_sink_down_drops_records_instead_of_holding_them(
-    tmp_path: Path,
+    tmp_path: Path, refusing_port: Callable[[], int]
 ) -> None:
     env = {
         **os.environ,
         "APPLICATIONINSIGHTS_CONNECTION_STRING": (
             "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-            f"IngestionEndpoint=http://127.0.0.1:{free_port()}/"
+            f"IngestionEndpoint=http://127.0.0.1:{refusing_port()}/"
         ),
         # The SDK's own usage metrics keep their unsent batches in the temporary directory
         # (/tmp/Microsoft-AzureMonitor-<hash of the working directory>: a new one every run).

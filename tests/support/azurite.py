@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 import time
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.fallback import create_queue_client, provision_queue
-from tests.support.cosmos_server import REPO_ROOT
+from tests.support.cosmos_server import REPO_ROOT, bound_port
 
 # Azurite's published development account: not a secret.
 ACCOUNT = "devstoreaccount1"
@@ -22,11 +23,13 @@ WITHOUT_TELEMETRY_SDK = Path(__file__).with_name("azurite_without_telemetry_sdk.
 
 
 class LocalAzurite:
-    """One azurite-queue process, in memory; ``stop``/``start`` keep the port."""
+    """One azurite-queue process, in memory; ``stop``/``start`` keep the port, ``close`` at the
+    end lets it go."""
 
     def __init__(self) -> None:
         self.port = 0
         self._process: subprocess.Popen[str] | None = None
+        self._held: socket.socket | None = None
 
     @property
     def connection_string(self) -> str:
@@ -36,6 +39,7 @@ class LocalAzurite:
         )
 
     def start(self) -> None:
+        self._let_go()
         process = subprocess.Popen(
             [
                 "node",
@@ -75,6 +79,8 @@ class LocalAzurite:
         raise RuntimeError("azurite-queue did not start:\n" + "".join(seen))
 
     def stop(self) -> None:
+        """Connections are refused and the queues are gone; the port stays this Azurite's
+        (``bound_port``) until ``start`` or ``close``."""
         if self._process is not None:
             # SIGKILL: Azurite's graceful stop waits for idle keep-alive connections to close.
             self._process.kill()
@@ -82,6 +88,17 @@ class LocalAzurite:
             if self._process.stdout:
                 self._process.stdout.close()
             self._process = None
+            self._held = bound_port(self.port)
+
+    def close(self) -> None:
+        """Stop for good, and let the port go."""
+        self.stop()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
 
 def new_queue(azurite: LocalAzurite, name: str | None = None) -> QueueSettings:

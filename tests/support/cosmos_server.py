@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -15,18 +16,37 @@ EMULATOR_KEY = (
 )
 
 
+def bound_port(port: int = 0) -> socket.socket | None:
+    """A loopback socket bound to ``port`` (0: any free one) that never listens: a connection
+    to it is refused, and while it is open no bind to port 0 gets that port, the other test
+    worker's servers, proxies and hosts included (a port found free and let go is theirs to
+    take). SO_REUSEADDR: a stopped server's port may have connections in TIME_WAIT. None if
+    the port is bound already."""
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        held.bind(("127.0.0.1", port))
+    except OSError:
+        held.close()
+        return None
+    return held
+
+
 class LocalCosmosServer:
-    """One node process; ``stop``/``start`` keep the port, ``freeze``/``thaw`` keep the data."""
+    """One node process; ``stop``/``start`` keep the port, ``freeze``/``thaw`` keep the data;
+    ``close`` at the end lets the port go."""
 
     def __init__(self) -> None:
         self.port = 0
         self._process: subprocess.Popen[str] | None = None
+        self._held: socket.socket | None = None
 
     @property
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
+        self._let_go()
         process = subprocess.Popen(
             ["node", str(REPO_ROOT / "scripts" / "cosmos-server.js"), str(self.port)],
             cwd=REPO_ROOT,
@@ -43,7 +63,8 @@ class LocalCosmosServer:
         self._process = process
 
     def stop(self) -> None:
-        """Stop the process: connections are refused and the in-memory data is gone."""
+        """Stop the process: connections are refused and the in-memory data is gone. The port
+        stays this server's (``bound_port``) until ``start`` or ``close``."""
         if self._process is not None:
             self.thaw()
             self._process.terminate()
@@ -51,6 +72,17 @@ class LocalCosmosServer:
             if self._process.stdout:
                 self._process.stdout.close()
             self._process = None
+            self._held = bound_port(self.port)
+
+    def close(self) -> None:
+        """Stop for good, and let the port go."""
+        self.stop()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def freeze(self) -> None:
         """SIGSTOP: connections are accepted by the kernel but nothing ever answers."""
