@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import time
 import uuid
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.fallback import create_queue_client, provision_queue
-from tests.support.cosmos_server import REPO_ROOT, bound_port
+from tests.support.cosmos_server import REPO_ROOT, KeepsItsPortWhileStopped
 
 # Azurite's published development account: not a secret.
 ACCOUNT = "devstoreaccount1"
@@ -22,14 +21,13 @@ ACCOUNT_KEY = (
 WITHOUT_TELEMETRY_SDK = Path(__file__).with_name("azurite_without_telemetry_sdk.js")
 
 
-class LocalAzurite:
+class LocalAzurite(KeepsItsPortWhileStopped):
     """One azurite-queue process, in memory; ``stop``/``start`` keep the port, ``close`` at the
     end lets it go."""
 
     def __init__(self) -> None:
         self.port = 0
         self._process: subprocess.Popen[str] | None = None
-        self._held: socket.socket | None = None
 
     @property
     def connection_string(self) -> str:
@@ -88,17 +86,7 @@ class LocalAzurite:
             if self._process.stdout:
                 self._process.stdout.close()
             self._process = None
-            self._held = bound_port(self.port)
-
-    def close(self) -> None:
-        """Stop for good, and let the port go."""
-        self.stop()
-        self._let_go()
-
-    def _let_go(self) -> None:
-        if self._held is not None:
-            self._held.close()
-            self._held = None
+            self._hold(self.port)
 
 
 def new_queue(azurite: LocalAzurite, name: str | None = None) -> QueueSettings:

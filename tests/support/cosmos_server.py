@@ -32,14 +32,36 @@ def bound_port(port: int = 0) -> socket.socket | None:
     return held
 
 
-class LocalCosmosServer:
+class KeepsItsPortWhileStopped:
+    """A local server whose port stays its own while it is stopped (``bound_port``), so that a
+    test expecting refused connections, or a restart on the same port, gets them."""
+
+    _held: socket.socket | None = None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _hold(self, port: int) -> None:
+        self._held = bound_port(port)
+
+    def close(self) -> None:
+        """Stop for good, and let the port go."""
+        self.stop()
+        self._let_go()
+
+    def _let_go(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+class LocalCosmosServer(KeepsItsPortWhileStopped):
     """One node process; ``stop``/``start`` keep the port, ``freeze``/``thaw`` keep the data;
     ``close`` at the end lets the port go."""
 
     def __init__(self) -> None:
         self.port = 0
         self._process: subprocess.Popen[str] | None = None
-        self._held: socket.socket | None = None
 
     @property
     def endpoint(self) -> str:
@@ -72,17 +94,7 @@ class LocalCosmosServer:
             if self._process.stdout:
                 self._process.stdout.close()
             self._process = None
-            self._held = bound_port(self.port)
-
-    def close(self) -> None:
-        """Stop for good, and let the port go."""
-        self.stop()
-        self._let_go()
-
-    def _let_go(self) -> None:
-        if self._held is not None:
-            self._held.close()
-            self._held = None
+            self._hold(self.port)
 
     def freeze(self) -> None:
         """SIGSTOP: connections are accepted by the kernel but nothing ever answers."""
