@@ -31,7 +31,12 @@ from acr_webhook.config import (
     ConfigurationError,
     load_settings,
 )
-from acr_webhook.eventgrid import BATCH_BUDGET_S, MAX_BATCH_EVENTS, MAX_HANDSHAKE_BYTES
+from acr_webhook.eventgrid import (
+    BATCH_BUDGET_S,
+    MAX_BATCH_EVENTS,
+    MAX_HANDSHAKE_BYTES,
+    MAX_REPORTED_PROBLEMS,
+)
 from acr_webhook.fallback import QUEUE_TIMEOUTS
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local import queues as local_queues
@@ -237,6 +242,11 @@ FIGURES: dict[str, Figure] = {
         r"(?:[Bb]od(?:y|ies) over|work up to|the functions' own) (\d+) MiB",
         lambda: (MAX_BODY_BYTES / MIB,),
         at_least=5,
+    ),
+    "problems a 400 names": Figure(
+        DELIVERY,
+        r"\(the first (\d+) problems, then how many more\)",
+        lambda: (MAX_REPORTED_PROBLEMS,),
     ),
     "subscription validation body limit": Figure(
         DELIVERY,
