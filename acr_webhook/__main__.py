@@ -138,8 +138,9 @@ def _cell(column: str, value: Any) -> str:
 
 
 def _columns_taken(cell: str) -> int:
-    """How many terminal columns ``cell`` takes: a wide character (CJK, in an actor's name, a
-    tag) takes two, a combining mark none, so that columns after it stay aligned."""
+    """How many terminal columns ``cell`` takes: a wide character (CJK in an actor's name;
+    tags and repositories are ASCII) takes two, a combining mark none, so that columns after it
+    stay aligned."""
     return sum(
         0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
         for char in cell
