@@ -111,7 +111,9 @@ _SET_UP_FIXES = {
     "role on the account (a new assignment takes minutes), and check the account's network rules",
 }
 # 403/5300: an operation that data-plane role assignments never cover (creating or changing a
-# container, `provision`), asked with an Entra ID token; the data role is no help.
+# container, `provision`), asked with an Entra ID token; the data role is no help. Kept apart
+# from _SET_UP_FIXES, whose reasons a running app logs and the alerts quote: only provision
+# meets this one.
 _NOT_A_DATA_OPERATION_SUB_STATUS = 5300
 _NOT_A_DATA_OPERATION_FIX = (
     "database refuses creating or changing a container to an Entra ID identity, whatever its "
