@@ -370,13 +370,15 @@ def paragraphs() -> dict[str, list[str]]:
     }
 
 
-def said(*patterns: str) -> list[str]:
-    """``file: first words`` of each paragraph of the docs that matches every pattern."""
+def said(*patterns: str, tables: bool = True) -> list[str]:
+    """``file: first words`` of each paragraph of the docs that matches every pattern; with
+    ``tables=False``, table rows left out."""
     return [
-        f"{name}: {paragraph.strip()[:60]}"
+        f"{name}: {paragraph[:60]}"
         for name, texts in paragraphs().items()
         for paragraph in texts
-        if all(re.search(pattern, paragraph, flags=re.I | re.S) for pattern in patterns)
+        if (tables or not paragraph.startswith("|"))
+        and all(re.search(pattern, paragraph, flags=re.I | re.S) for pattern in patterns)
     ]
 
 

@@ -88,7 +88,7 @@ from tests.support.interleave import InlineExecutor
 from tests.support.logs import decisions
 from tests.unit.test_docs_commands import DOCS, readme_deploy_variables
 from tests.unit.test_eventgrid import event_grid
-from tests.unit.test_privacy import paragraphs
+from tests.unit.test_privacy import said
 
 # The account main.bicep made, deleted: its name no longer resolves while it is restored.
 DELETED_HOST = "cosmos-acrhook.documents.azure.com"
@@ -100,13 +100,7 @@ def prose_said(*patterns: str) -> list[str]:
     """``file: first words`` of each paragraph of the docs, tables left out, that matches every
     pattern: a table row names many things at once (the parameter table of deploy.md has both
     "restore" and "Data Contributor"), a runbook step is said in prose."""
-    return [
-        f"{name}: {paragraph[:60]}"
-        for name, texts in paragraphs().items()
-        for paragraph in texts
-        if not paragraph.startswith("|")
-        and all(re.search(pattern, paragraph, flags=re.I | re.S) for pattern in patterns)
-    ]
+    return said(*patterns, tables=False)
 
 
 # --- 1. Restore to a new account ----------------------------------------------------------------
