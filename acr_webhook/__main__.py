@@ -365,6 +365,100 @@ def _add_reconcile_parser(commands: argparse._SubParsersAction[argparse.Argument
     reconcile.set_defaults(run=_reconcile)
 
 
+# How many of the values that matched a client address the preview lists (one per port).
+MATCHED_VALUES_SHOWN = 10
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from acr_webhook.erasure import by_repository, erase, find, matched_values
+    from acr_webhook.models import Person
+    from acr_webhook.repository import CosmosEventEraser
+    from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
+
+    option, person = (
+        ("--actor", Person("actor", args.actor))
+        if args.actor is not None
+        else ("--client-address", Person("clientAddress", args.client_address))
+    )
+    if not person.value.strip():
+        print(f"{option}: is empty", file=sys.stderr)
+        return 2
+    if not _is_text(person.value):
+        print(f"{option}: is not UTF-8 text: {os.fsencode(person.value)!r}", file=sys.stderr)
+        return 2
+    settings = load_settings()
+    eraser = CosmosEventEraser(settings)
+    try:
+        found = find(eraser, person)
+    except StoreNotFoundError:
+        print(_store_missing(settings), file=sys.stderr)
+        return 2
+    except StoreSetUpError as error:
+        print(f"the event store at {settings.cosmos_endpoint}: {error.cause}", file=sys.stderr)
+        return 2
+    except RepositoryUnavailableError as error:
+        print(
+            f"the event store at {settings.cosmos_endpoint} is unavailable: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    who = person.describe()
+    if not found:
+        print(f"No events name {who}.")
+        return 0
+    values = matched_values(found)
+    shown = ", ".join(repr(value) for value in values[:MATCHED_VALUES_SHOWN])
+    more = len(values) - MATCHED_VALUES_SHOWN
+    print(
+        f"{len(found)} event(s) name {who} (as recorded: {_cell('value', shown)}"
+        f"{f' and {more} more' if more > 0 else ''}):"
+    )
+    rows = [[_cell("repository", name), str(count)] for name, count in by_repository(found)]
+    print(_aligned(("repository", "events"), rows))
+    if not args.yes:
+        print("Nothing deleted: run again with --yes to delete them.")
+        return 0
+    erasure = erase(eraser, found)
+    gone = f" ({erasure.gone} already gone)" if erasure.gone else ""
+    print(f"Deleted {erasure.deleted} of {len(found)}{gone}.")
+    if erasure.stopped is not None:
+        store = f"stopped with {erasure.left} left: the event store at {settings.cosmos_endpoint}"
+        if isinstance(erasure.stopped, StoreSetUpError):  # refused the same way every time
+            print(f"{store}: {erasure.stopped.cause}", file=sys.stderr)
+            return 2
+        print(
+            f"{store} is unavailable: {erasure.stopped}; run erase again to delete the rest",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        "Other copies (parked and poison messages, dead-letter blobs, the backup): see "
+        '"Personal data" in docs/operations.md.'
+    )
+    return 0
+
+
+def _add_erase_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    erase = commands.add_parser(
+        "erase",
+        help="delete every recorded event that names one person",
+        description="Finds every stored event whose actor, or whose client address, is the "
+        "value given, exactly as recorded, in every repository, and says how many there are; "
+        "with --yes, deletes them. A client address matches with any port after it as well "
+        "(an IPv6 address as recorded, in brackets). Other copies of the events are not here: "
+        'see "Personal data" in docs/operations.md. Safe to run again.',
+    )
+    person = erase.add_mutually_exclusive_group(required=True)
+    person.add_argument("--actor", help="user name, e-mail or principal, e.g. alice@contoso.com")
+    person.add_argument(
+        "--client-address", help="client IP address, with or without its port, e.g. 203.0.113.7"
+    )
+    erase.add_argument(
+        "--yes", action="store_true", help="delete them (without it, nothing is deleted)"
+    )
+    erase.set_defaults(run=_erase)
+
+
 def _redrive(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
@@ -482,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     redrive.set_defaults(run=_redrive)
     _add_events_parser(commands)
     _add_reconcile_parser(commands)
+    _add_erase_parser(commands)
     arguments = sys.argv[1:] if argv is None else argv
     args = parser.parse_args([_as_typed(argument) for argument in arguments])
 

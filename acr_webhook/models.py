@@ -372,6 +372,33 @@ class EventQuery:
         return " ".join(parts)
 
 
+# The stored fields that name a person (docs/operations.md, "Personal data").
+PersonField = Literal["actor", "clientAddress"]
+
+
+@dataclass(frozen=True)
+class Person:
+    """Whose events to erase: a value of one stored field that names a person, as recorded.
+    A client address also matches with a port after it (``host:port``, as ACR records ``addr``),
+    so an address given without its port finds every connection the person made from it."""
+
+    field: PersonField
+    value: str
+
+    def describe(self) -> str:
+        return f"{'client address' if self.field == 'clientAddress' else 'actor'} {self.value!r}"
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One stored event that names a person: enough to delete it (its id and partition key)
+    and to show what matched."""
+
+    id: str
+    repository: str
+    matched: str
+
+
 @dataclass(frozen=True)
 class ParkedEvent:
     """A queue message: the event document and how many replays of it have failed."""

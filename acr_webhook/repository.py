@@ -36,7 +36,7 @@ from acr_webhook.config import (
     proxy_configured,
 )
 from acr_webhook.identity import default_credential
-from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery
+from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery, Person, StoredEvent
 from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
@@ -672,6 +672,79 @@ class CosmosEventRepository:
             raise _missing(error) from error
         except AzureError as error:
             raise unavailable(error) from error
+
+
+def person_sql(person: Person) -> tuple[str, list[dict[str, Any]]]:
+    """The query for every stored event that names ``person`` (see models.Person)."""
+    field = person.field
+    # The field is one of two literal names (models.PersonField); the value is a @parameter.
+    sql = f"SELECT c.id, c.repository, c.{field} AS matched FROM c WHERE c.{field} = @value"  # noqa: S608
+    parameters: list[dict[str, Any]] = [{"name": "@value", "value": person.value}]
+    if field == "clientAddress":
+        sql += " OR STARTSWITH(c.clientAddress, @withPort)"
+        parameters.append({"name": "@withPort", "value": f"{person.value}:"})
+    return sql, parameters
+
+
+class CosmosEventEraser:
+    """Finds and deletes the events that name one person (the erase command). Not on a request
+    path: each call has the reads' bounds (QUERY_TIMEOUTS), and the client is built on first
+    use, as the repository's are."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._container = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
+
+    def _get(self) -> ContainerProxy:
+        return self._container.get(time.monotonic() + float(QUERY_TIMEOUTS["timeout"]))
+
+    def events_naming(self, person: Person) -> list[StoredEvent]:
+        sql, parameters = person_sql(person)
+        try:
+            items = self._get().query_items(
+                query=sql, parameters=parameters, enable_cross_partition_query=True
+            )
+            return [StoredEvent(item["id"], item["repository"], item["matched"]) for item in items]
+        except CosmosResourceNotFoundError as error:
+            if error.sub_status not in _MISSING_SUB_STATUS:
+                raise unavailable(error) from error
+            raise _missing(error) from error
+        except AzureError as error:
+            raise unavailable(error) from error
+
+    def delete(self, event: StoredEvent) -> bool:
+        container = self._get()
+        try:
+            address = self._address(container, event)
+            if address is None:
+                return False
+            container.delete_item(address, partition_key=event.repository)
+        except CosmosResourceNotFoundError:
+            return False  # deleted since it was found (another erase, its time-to-live)
+        except AzureError as error:
+            raise unavailable(error) from error
+        return True
+
+    @staticmethod
+    def _address(container: ContainerProxy, event: StoredEvent) -> str | dict[str, Any] | None:
+        """The id, or for an id the SDK cannot address (_NOT_ADDRESSABLE_ID: a delete by id is
+        refused 401) the document's own link, which names it by resource id instead; None when
+        the document is gone."""
+        if not _NOT_ADDRESSABLE_ID.search(event.id):
+            return event.id
+        found = list(
+            container.query_items(
+                query="SELECT c._self FROM c WHERE c.repository = @repository AND c.id = @id",
+                parameters=[
+                    {"name": "@repository", "value": event.repository},
+                    {"name": "@id", "value": event.id},
+                ],
+                partition_key=event.repository,
+            )
+        )
+        if not found:
+            return None
+        link: str = found[0]["_self"]
+        return {"id": event.id, "_self": link}
 
 
 def provision(settings: Settings) -> None:

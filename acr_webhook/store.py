@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from acr_webhook.models import EventQuery
+from acr_webhook.models import EventQuery, Person, StoredEvent
 
 
 def one_line(text: str) -> str:
@@ -113,6 +113,22 @@ class EventReader(Protocol):
         Raises RepositoryUnavailableError when the store fails or does not answer in time: by
         ``deadline`` (``time.monotonic()``), shared by the reads of one page, or else within
         config.QUERY_BUDGET_S.
+        """
+        ...
+
+
+class EventEraser(Protocol):
+    def events_naming(self, person: Person) -> list[StoredEvent]:
+        """Every stored event whose ``person.field`` names the person, in every repository.
+
+        Raises RepositoryUnavailableError (StoreSetUpError, StoreNotFoundError) as reads do.
+        """
+        ...
+
+    def delete(self, event: StoredEvent) -> bool:
+        """Delete one stored event: True if it was deleted, False if it was already gone.
+
+        Raises RepositoryUnavailableError (StoreSetUpError, StoreNotFoundError) as writes do.
         """
         ...
 

@@ -80,7 +80,7 @@ def documented_cli_commands() -> dict[str, list[str]]:
 
 
 CLI_COMMANDS = documented_cli_commands()
-SUBCOMMANDS = ("serve", "provision", "redrive", "events", "reconcile")
+SUBCOMMANDS = ("serve", "provision", "redrive", "events", "reconcile", "erase")
 
 
 def test_the_docs_show_every_subcommand() -> None:

@@ -1,0 +1,127 @@
+"""Erasing one person's events (acr_webhook/erasure.py, the erase command): what is found,
+what is deleted, and where a failing store stops it, against an in-memory eraser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from acr_webhook.erasure import by_repository, erase, find, matched_values
+from acr_webhook.models import Person, StoredEvent
+from acr_webhook.repository import person_sql
+from acr_webhook.store import RepositoryUnavailableError, StoreSetUpError
+
+
+class InMemoryEraser:
+    """Documents as (id, repository, actor, clientAddress); ``fail_at``: the delete (0-based)
+    that raises ``failure``; ``gone``: ids deleted by someone else after they were found."""
+
+    def __init__(
+        self,
+        documents: Sequence[tuple[str, str, str | None, str | None]],
+        fail_at: int | None = None,
+        failure: RepositoryUnavailableError | None = None,
+        gone: frozenset[str] = frozenset(),
+    ) -> None:
+        self.documents = {doc[0]: doc for doc in documents}
+        self.deletes = 0
+        self.fail_at = fail_at
+        self.failure = failure
+        self.gone = gone
+
+    def events_naming(self, person: Person) -> list[StoredEvent]:
+        found = []
+        for event_id, repository, actor, address in self.documents.values():
+            value = actor if person.field == "actor" else address
+            if value is not None and (
+                value == person.value
+                or (person.field == "clientAddress" and value.startswith(f"{person.value}:"))
+            ):
+                found.append(StoredEvent(event_id, repository, value))
+        return found
+
+    def delete(self, event: StoredEvent) -> bool:
+        if self.deletes == self.fail_at:
+            assert self.failure is not None
+            raise self.failure
+        self.deletes += 1
+        if event.id in self.gone:
+            return False
+        return self.documents.pop(event.id, None) is not None
+
+
+DOCUMENTS = [
+    ("e1", "team/api", "alice@contoso.com", "203.0.113.7:51234"),
+    ("e2", "team/api", "alice@contoso.com", "203.0.113.7:51300"),
+    ("e3", "team/web", "alice@contoso.com", None),
+    ("e4", "team/web", "bob@contoso.com", "203.0.113.70:443"),
+    ("e5", "team/zz", "alice@contoso.com", None),
+    ("e6", "team/zz", "alice@contoso.com", None),
+]
+
+
+def test_erase_deletes_every_event_of_the_person_and_no_one_elses() -> None:
+    eraser = InMemoryEraser(DOCUMENTS)
+    found = find(eraser, Person("actor", "alice@contoso.com"))
+
+    erasure = erase(eraser, found)
+
+    assert (erasure.deleted, erasure.gone, erasure.left, erasure.stopped) == (5, 0, 0, None)
+    assert sorted(eraser.documents) == ["e4"]
+
+
+def test_the_counts_name_repositories_most_first_then_by_name() -> None:
+    found = find(InMemoryEraser(DOCUMENTS), Person("actor", "alice@contoso.com"))
+
+    assert by_repository(found) == [("team/api", 2), ("team/zz", 2), ("team/web", 1)]
+    assert matched_values(found) == ["alice@contoso.com"]
+
+
+def test_matched_values_list_each_address_as_recorded_once() -> None:
+    found = find(InMemoryEraser(DOCUMENTS), Person("clientAddress", "203.0.113.7"))
+
+    assert matched_values(found + found) == ["203.0.113.7:51234", "203.0.113.7:51300"]
+
+
+def test_an_event_deleted_meanwhile_counts_as_gone_not_deleted() -> None:
+    eraser = InMemoryEraser(DOCUMENTS, gone=frozenset({"e2"}))
+
+    erasure = erase(eraser, find(eraser, Person("actor", "alice@contoso.com")))
+
+    assert (erasure.deleted, erasure.gone, erasure.left) == (4, 1, 0)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RepositoryUnavailableError("ServiceResponseError: no answer", cause="no answer"),
+        StoreSetUpError("403: no role", cause="give it the data role"),
+    ],
+    ids=["unavailable", "set-up"],
+)
+def test_the_first_failure_of_the_store_stops_it_and_says_how_many_are_left(
+    failure: RepositoryUnavailableError,
+) -> None:
+    eraser = InMemoryEraser(DOCUMENTS, fail_at=2, failure=failure)
+
+    erasure = erase(eraser, find(eraser, Person("actor", "alice@contoso.com")))
+
+    assert erasure.stopped is failure
+    assert (erasure.deleted, erasure.left) == (2, 3)
+    assert eraser.deletes == 2  # nothing tried after the failure
+    assert len(eraser.documents) == 4  # e4 and the three left
+
+
+def test_the_query_matches_the_field_exactly_and_an_address_with_any_port() -> None:
+    actor_sql, actor_parameters = person_sql(Person("actor", "alice"))
+    address_sql, address_parameters = person_sql(Person("clientAddress", "203.0.113.7"))
+
+    assert "c.actor = @value" in actor_sql
+    assert "STARTSWITH" not in actor_sql
+    assert actor_parameters == [{"name": "@value", "value": "alice"}]
+    assert "c.clientAddress = @value OR STARTSWITH(c.clientAddress, @withPort)" in address_sql
+    assert address_parameters == [
+        {"name": "@value", "value": "203.0.113.7"},
+        {"name": "@withPort", "value": "203.0.113.7:"},
+    ]
