@@ -611,7 +611,6 @@ UNFILTERED = parse_event_query({}).fingerprint()
         forged([1, 2]),
         forged({"v": 0, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}),
         forged({"v": True, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}),
-        forged({"v": 3, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}),
         forged({"v": 2, "q": UNFILTERED, "t": "yesterday", "k": None, "w": [None, None]}),
         forged({"v": 2, "q": UNFILTERED, "t": STAMP, "w": [None, None]}),
         forged({"v": 2, "q": UNFILTERED, "t": STAMP, "k": "e1/r", "w": [None, None]}),
