@@ -14,6 +14,7 @@ import ipaddress
 import json
 import ssl
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,8 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+def write_self_signed_certificate(
+    directory: Path, dns_names: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and ``dns_names``) and its key, as PEM files in
+    ``directory``. With ``dns_names`` it can stand in for those hosts behind a tunnel, verified
+    against itself (REQUESTS_CA_BUNDLE naming the certificate file)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
@@ -40,7 +45,12 @@ def write_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(name) for name in dns_names),
+                ]
+            ),
             critical=False,
         )
         .sign(key, hashes.SHA256())
@@ -85,11 +95,15 @@ class LocalHttpsServer:
     """A threaded HTTPS server on a free loopback port with a self-signed certificate (made in
     ``directory``), serving the handler class a subclass builds in ``_handler_class``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, dns_names: Sequence[str] = ()) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*write_self_signed_certificate(directory))
+        self.certificate, key = write_self_signed_certificate(directory, dns_names)
+        context.load_cert_chain(self.certificate, key)
         self._server = _HandshakeInWorkerServer(self._handler_class(), context)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Polled often: stop() waits for the next poll, 0.5 s by default.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def endpoint(self) -> str:
@@ -122,7 +136,9 @@ class ListEventsStandIn(LocalHttpsServer):
     """``histories`` maps a webhook's listEvents path (from /subscriptions/...) to its events;
     each answer holds at most ``page_size`` of them."""
 
-    def __init__(self, directory: Path, token: str, page_size: int = 2) -> None:
+    def __init__(
+        self, directory: Path, token: str, page_size: int = 2, dns_names: Sequence[str] = ()
+    ) -> None:
         self.histories: dict[str, list[dict[str, Any]]] = {}
         # A path's answer as given, on every call (a malformed one, or one that links to itself).
         self.verbatim: dict[str, Any] = {}
@@ -134,7 +150,7 @@ class ListEventsStandIn(LocalHttpsServer):
         self.requests: list[SeenRequest] = []
         self.token = token
         self.page_size = page_size
-        super().__init__(directory)
+        super().__init__(directory, dns_names)
 
     def _answer(self, method: str, path: str, query: dict[str, list[str]]) -> tuple[int, Any]:
         if "api-version" not in query:
