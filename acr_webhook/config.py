@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
@@ -39,6 +40,13 @@ COSMOS_POOL_SIZE = HTTP_CONCURRENCY + BATCH_WRITE_THREADS
 # itself as %RECONCILE_SCHEDULE%, so it is an app setting name, not a value read here.
 RECONCILE_SCHEDULE_SETTING = "RECONCILE_SCHEDULE"
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+# ARM_ENDPOINT left unset beside a Cosmos DB account of a national cloud means that cloud's
+# management endpoint (by the account's host), not the public cloud's: asking the public one
+# fails every run, with a token for the wrong audience. The template sets both from environment().
+_ARM_ENDPOINT_BY_COSMOS_HOST = {
+    ".documents.azure.us": "https://management.usgovcloudapi.net",  # Azure Government
+    ".documents.azure.cn": "https://management.chinacloudapi.cn",  # operated by 21Vianet
+}
 # Once the database is back, a parked event is stored within this cap plus the queue polling
 # interval (host.json maxPollingInterval) and the writers' memory of the failure.
 DEFAULT_REPLAY_MAX_DELAY_S = 60
@@ -265,11 +273,23 @@ def reconcile_settings(values: Mapping[str, str]) -> ReconcileSettings | None:
     names = tuple(n.strip() for n in values.get("ACR_WEBHOOK_NAMES", "").split(",") if n.strip())
     if not names:
         raise ConfigurationError("ACR_WEBHOOK_NAMES must name the webhooks to reconcile")
-    endpoint = _https_url(
-        "ARM_ENDPOINT", (values.get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT).strip().rstrip("/")
-    )
+    given = values.get("ARM_ENDPOINT") or _default_arm_endpoint(values.get("COSMOS_ENDPOINT", ""))
+    endpoint = _https_url("ARM_ENDPOINT", given.strip().rstrip("/"))
     audience = (values.get("ARM_AUDIENCE") or endpoint).strip()
     return ReconcileSettings(registry_id.rstrip("/"), names, endpoint, audience)
+
+
+def _default_arm_endpoint(cosmos_endpoint: str) -> str:
+    """The management endpoint of the cloud the Cosmos DB account is in (the public cloud's
+    for any host that is not a national cloud's)."""
+    try:
+        host = urlsplit(cosmos_endpoint.strip()).hostname or ""
+    except ValueError:  # not a URL: load_settings says so
+        host = ""
+    for suffix, endpoint in _ARM_ENDPOINT_BY_COSMOS_HOST.items():
+        if host.endswith(suffix):
+            return endpoint
+    return DEFAULT_ARM_ENDPOINT
 
 
 def _check_account_key(connection: str, connection_string: str) -> None:

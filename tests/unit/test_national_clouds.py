@@ -21,6 +21,7 @@ Each cloud's values, from Microsoft's pages:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,20 +187,6 @@ def test_arm_audience_defaults_to_the_endpoint_which_the_cloud_also_accepts(
     assert settings.reconcile.arm_scope == f"{cloud.arm_endpoint}/.default"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A hand-made deployment in US Government (or China) that sets COSMOS_ENDPOINT "
-        "https://cosmos-abc.documents.azure.us:443/ (.cn) and ACR_REGISTRY_ID but leaves "
-        "ARM_ENDPOINT unset loads without a word: arm_endpoint https://management.azure.com, "
-        "scope https://management.azure.com/.default, so every timer run (5 min) asks the "
-        "managed identity for the public cloud's audience and connects to "
-        "management.azure.com:443 (seen through HTTPS_PROXY below); the error it logs "
-        "('history unreadable (...)') names no setting. Should: config.reconcile_settings "
-        "refuses (ConfigurationError naming ARM_ENDPOINT and the cloud's value) or defaults to "
-        "the management endpoint of the cloud COSMOS_ENDPOINT is in"
-    ),
-)
 @CLOUDS
 def test_a_sovereign_database_with_the_default_management_endpoint_is_not_the_public_cloud(
     cloud: Cloud, tmp_path: Path
@@ -215,10 +202,11 @@ def test_a_sovereign_database_with_the_default_management_endpoint_is_not_the_pu
 
 
 @CLOUDS
-def test_the_default_management_endpoint_is_the_public_clouds_as_seen_on_the_wire(
+def test_with_arm_endpoint_unset_the_timer_goes_to_its_own_clouds_management_host(
     cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxied: None
 ) -> None:
-    """The figures of the xfail above: where the timer goes today with ARM_ENDPOINT unset."""
+    """As seen on the wire: before the default followed COSMOS_ENDPOINT's cloud, every run
+    connected to management.azure.com:443 with a token for https://management.azure.com."""
     proxy = RecordingConnectProxy()  # answers 502: nothing leaves the machine
     proxy.start()
     try:
@@ -231,9 +219,21 @@ def test_the_default_management_endpoint_is_the_public_clouds_as_seen_on_the_wir
         )
     finally:
         proxy.stop()
-    assert set(proxy.targets) == {"management.azure.com:443"}
-    assert set(credential.scopes) == {("https://management.azure.com/.default",)}
+    assert set(proxy.targets) == {f"{cloud.arm_host}:443"}
+    assert set(credential.scopes) == {(f"{cloud.arm_endpoint}/.default",)}
     assert outcomes[WEBHOOK].counts.summary() == "recorded=0 already=0 skipped=0 invalid=0"
+
+
+def test_with_arm_endpoint_unset_a_public_database_keeps_the_public_management_endpoint(
+    tmp_path: Path,
+) -> None:
+    public = dataclasses.replace(
+        US_GOVERNMENT, cosmos_endpoint="https://cosmos-abc.documents.azure.com:443/"
+    )
+    settings = settings_in(public, tmp_path, ARM_ENDPOINT=None, ARM_AUDIENCE=None)
+    assert settings.reconcile is not None
+    assert settings.reconcile.arm_endpoint == "https://management.azure.com"
+    assert settings.reconcile.arm_audience == "https://management.azure.com"
 
 
 # --- Sign-in outside the managed identity: AZURE_AUTHORITY_HOST ------------------------------
