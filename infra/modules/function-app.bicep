@@ -121,6 +121,12 @@ var hostStorageAppSettings = union({
   AzureWebJobsStorage__accountName: storageAccountName
 } : {})
 
+// The exporter sends its own usage statistics (statsbeat) to the public cloud's ingestion
+// endpoint whatever the connection string names: in another cloud they would leave it.
+var statsbeatAppSettings = (environment().name == 'AzureCloud') ? {} : {
+  APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL: 'true'
+}
+
 var baseAppSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   // Local auth is off on Application Insights: the host and the azure-monitor-opentelemetry
@@ -157,7 +163,7 @@ var reconcileAppSettings = empty(registryId) ? {
   ACR_WEBHOOK_NAMES: webhookNames
 }
 
-var appSettings = union(hostStorageAppSettings, baseAppSettings, secretAppSettings, retentionAppSettings, reconcileAppSettings)
+var appSettings = union(hostStorageAppSettings, baseAppSettings, statsbeatAppSettings, secretAppSettings, retentionAppSettings, reconcileAppSettings)
 
 var alwaysReady = (alwaysReadyInstances > 0) ? [
   {

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.infra.bicep import INFRA, REPO_ROOT, decorators, param, template
 from tests.infra.test_main_template import MAIN, app_settings
 
@@ -58,18 +56,6 @@ def test_the_template_offers_no_sovereign_region() -> None:
     assert [region for region in allowed if SOVEREIGN_REGION.match(region)] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "docs/deploy.md never says which clouds the template deploys to: its Prerequisites say "
-        "'A region that offers Flex Consumption', and a team in US Government or China learns "
-        "from `az deployment group create` that 'usgovvirginia' (any of their regions) is not "
-        "an allowed value of location. Should: deploy.md's Prerequisites name the public cloud "
-        "as the only one the template supports, and say what the app itself needs in Azure "
-        "Government or Azure operated by 21Vianet (ARM_ENDPOINT, ARM_AUDIENCE, "
-        "AZURE_AUTHORITY_HOST, `az cloud set`)"
-    ),
-)
 def test_deploy_md_says_which_clouds_the_template_supports() -> None:
     deploy = (REPO_ROOT / "docs" / "deploy.md").read_text()
     for cloud in ("Azure Government", "21Vianet"):
@@ -78,19 +64,5 @@ def test_deploy_md_says_which_clouds_the_template_supports() -> None:
         assert setting in deploy
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "The Azure Monitor exporter (azure-monitor-opentelemetry-exporter 1.0.0b58) sends its "
-        "own statistics (statsbeat: instrumentation key, runtime, request counts) to the public "
-        "cloud whatever the connection string: for IngestionEndpoint "
-        "https://usgovvirginia-1.in.applicationinsights.azure.us/ or "
-        "https://chinanorth3-0.in.applicationinsights.azure.cn/, "
-        "statsbeat._utils._get_stats_connection_string gives "
-        "https://westus-0.in.applicationinsights.azure.com/. The template sets nothing to stop "
-        "it. Should: modules/function-app.bicep sets APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL "
-        "= 'true' where environment().name is not 'AzureCloud' (or always)"
-    ),
-)
 def test_the_exporters_statistics_stay_out_of_the_public_cloud() -> None:
     assert "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL" in app_settings()
