@@ -173,7 +173,9 @@ class ParkedDocument(_Tolerant):
 
     id: EventId
     repository: Annotated[str, _text(MAX_PARKED_REPOSITORY_LENGTH, min_length=1)]
-    action: RecordedAction
+    # Any action, not only RecordedAction: after a rollback, an event a newer version recorded
+    # with an action this one does not know was poisoned, and redrive left it there to expire.
+    action: Annotated[str, _text(MAX_NAME_LENGTH, min_length=1)]
     timestamp: Annotated[str, _text(MAX_PARKED_TIMESTAMP_LENGTH, min_length=1)]
 
 

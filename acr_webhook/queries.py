@@ -319,6 +319,9 @@ def decode_continuation(token: str, query: EventQuery, view: str = "events") -> 
     if type(version) is int and 0 < version < TOKEN_VERSION:
         # A client that held a real token across an upgrade: say so, not "not ours".
         raise ValueError("is from an earlier version of this endpoint; start without it")
+    if type(version) is int and version > TOKEN_VERSION:
+        # Brought back from a newer instance (a rollback, a rolling update): not a forgery.
+        raise ValueError("is from a newer version of this endpoint; start without it")
     if version != TOKEN_VERSION:
         raise not_ours
     timestamp, window = payload.get("t"), payload.get("w")

@@ -82,16 +82,6 @@ def test_a_newer_envelope_is_replayed_with_its_whole_document(envelope: dict[str
     assert is_event_message(message)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models.ParkedDocument takes action only from RECORDED_ACTIONS: a document a newer "
-    "version parked with an action it added ('untag' here) is InvalidQueuedEventError, so the "
-    "runtime poisons it after host.json's maxDequeueCount tries, and redrive counts it "
-    "not_events: it waits in the poison queue until the 7-day time-to-live deletes it, an event "
-    "the newer version took in, lost (4394f77's replay refused such a message the same way; "
-    "3ccf54c, 6e76088 and 0ff15aa stored it). It should be stored as parked: the read API and "
-    "the CLI page such documents (test_documents_a_newer_version_stored_are_paged_as_stored)",
-)
 def test_a_parked_event_with_an_action_this_version_does_not_know_is_stored() -> None:
     document = newer_document(payloads.DELETE, "newer-action", action="untag")
     message = as_queued({"document": document, "attempts": 0})
@@ -170,14 +160,6 @@ def reader() -> FakeEventRepository:
     return reader
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="queries.decode_continuation answers a token whose v is above TOKEN_VERSION (2) "
-    "with 'is not a continuation token from this endpoint', the words for a forged or foreign "
-    "token (3ccf54c and 6e76088 said so to this version's v2 tokens); it should say, as it does "
-    "for an earlier version's token, that the token is from a newer version of this endpoint "
-    "(a rolling update or a rollback) and to start without it",
-)
 def test_a_token_from_a_newer_version_is_a_400_that_says_so(reader: FakeEventRepository) -> None:
     newer = a_token(reader, v=TOKEN_VERSION + 1)
     status, body = call({"limit": "1", "continuation": newer}, reader)
