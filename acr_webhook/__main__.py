@@ -443,7 +443,7 @@ def _add_erase_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "erase",
         help="delete every recorded event that names one person",
         description="Finds every stored event whose actor, or whose client address, is the "
-        "value given, exactly as recorded, in every repository, and says how many there are; "
+        "value given, in any case, in every repository, and says how many there are; "
         "with --yes, deletes them. A client address matches with any port after it as well "
         "(an IPv6 address as recorded, in brackets). Other copies of the events are not here: "
         'see "Personal data" in docs/operations.md. Safe to run again.',

@@ -380,7 +380,7 @@ PersonField = Literal["actor", "clientAddress"]
 
 @dataclass(frozen=True)
 class Person:
-    """Whose events to erase: a value of one stored field that names a person, as recorded.
+    """Whose events to erase: a value of one stored field that names a person, in any case.
     A client address also matches with a port after it (``host:port``, as ACR records ``addr``),
     so an address given without its port finds every connection the person made from it."""
 

@@ -675,14 +675,18 @@ class CosmosEventRepository:
 
 
 def person_sql(person: Person) -> tuple[str, list[dict[str, Any]]]:
-    """The query for every stored event that names ``person`` (see models.Person)."""
+    """The query for every stored event that names ``person`` (see models.Person), in any case:
+    a sign-in name, an e-mail address and an IPv6 address's hex digits are case-insensitive,
+    and ACR records them as the client sent them. LOWER uses no index: the query reads every
+    document, once, which a command run by hand can afford."""
     field = person.field
-    # The field is one of two literal names (models.PersonField); the value is a @parameter.
-    sql = f"SELECT c.id, c.repository, c.{field} AS matched FROM c WHERE c.{field} = @value"  # noqa: S608
-    parameters: list[dict[str, Any]] = [{"name": "@value", "value": person.value}]
+    lowered = person.value.lower()
+    # The field is one of two literal names (models.PersonField); the values are @parameters.
+    sql = f"SELECT c.id, c.repository, c.{field} AS matched FROM c WHERE LOWER(c.{field}) = @value"  # noqa: S608
+    parameters: list[dict[str, Any]] = [{"name": "@value", "value": lowered}]
     if field == "clientAddress":
-        sql += " OR STARTSWITH(c.clientAddress, @withPort)"
-        parameters.append({"name": "@withPort", "value": f"{person.value}:"})
+        sql += " OR STARTSWITH(LOWER(c.clientAddress), @withPort)"
+        parameters.append({"name": "@withPort", "value": f"{lowered}:"})
     return sql, parameters
 
 

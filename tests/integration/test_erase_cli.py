@@ -22,6 +22,7 @@ DOCUMENTS = [
     ("a%41b", "team/web", ALICE, None),
     ("e4", "team/web", "bob@contoso.com", "203.0.113.70:443"),
     ("e5", "team/ops", None, "203.0.113.7:40000"),
+    ("e6", "team/ops", "Alice@Contoso.com", "[2001:DB8::1]:443"),  # as another client sent it
 ]
 # A reader's role: queries pass, deleting an item is refused (Cosmos DB's answer, shortened).
 READER_ROLE_ONLY = Refusal(
@@ -60,24 +61,25 @@ def test_erase_lists_first_then_deletes_exactly_the_persons_events(
     preview = run_cli(["erase", "--actor", ALICE], tmp_path, env)
     assert preview.returncode == 0, preview.stderr
     assert preview.stdout.splitlines() == [
-        f"4 event(s) name actor '{ALICE}' (as recorded: '{ALICE}'):",
+        f"5 event(s) name actor '{ALICE}' (as recorded: 'Alice@Contoso.com', '{ALICE}'):",
         "REPOSITORY  EVENTS",
         "team/api    2",
         "team/web    2",
+        "team/ops    1",
         "Nothing deleted: run again with --yes to delete them.",
     ]
     assert _left(cosmos_settings) == everything
 
     erased = run_cli(["erase", "--actor", ALICE, "--yes"], tmp_path, env)
     assert erased.returncode == 0, erased.stderr
-    assert "Deleted 4 of 4." in erased.stdout
+    assert "Deleted 5 of 5." in erased.stdout
     assert _left(cosmos_settings) == ["e4", "e5"]
 
     again = run_cli(["erase", "--actor", ALICE, "--yes"], tmp_path, env)
     assert (again.returncode, again.stdout) == (0, f"No events name actor '{ALICE}'.\n")
 
 
-def test_an_address_matches_with_any_port_and_not_a_longer_address(
+def test_an_address_matches_in_any_case_with_any_port_and_not_a_longer_address(
     cosmos_settings: Settings, tmp_path: Path
 ) -> None:
     _stored(cosmos_settings)
@@ -90,7 +92,11 @@ def test_an_address_matches_with_any_port_and_not_a_longer_address(
         "3 event(s) name client address '203.0.113.7' (as recorded: '203.0.113.7:40000', "
         "'203.0.113.7:51234', '203.0.113.7:51300'):" in erased.stdout
     )
-    assert _left(cosmos_settings) == ["a%41b", "e3", "e4"]  # 203.0.113.70 is someone else
+    assert _left(cosmos_settings) == ["a%41b", "e3", "e4", "e6"]  # 203.0.113.70: someone else
+
+    ipv6 = run_cli(["erase", "--client-address", "[2001:db8::1]", "--yes"], tmp_path, env)
+    assert "1 event(s) name client address '[2001:db8::1]'" in ipv6.stdout, ipv6.stderr
+    assert _left(cosmos_settings) == ["a%41b", "e3", "e4"]
 
 
 def test_a_role_that_cannot_delete_stops_it_with_the_fix_and_exit_2(
@@ -103,8 +109,8 @@ def test_a_role_that_cannot_delete_stops_it_with_the_fix_and_exit_2(
     refused = run_cli(["erase", "--actor", ALICE, "--yes"], tmp_path, env)
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "Deleted 0 of 4." in refused.stdout
-    assert "stopped with 4 left" in refused.stderr
+    assert "Deleted 0 of 5." in refused.stdout
+    assert "stopped with 5 left" in refused.stderr
     assert "Cosmos DB Built-in Data Contributor" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert _left(cosmos_settings) == everything

@@ -113,15 +113,18 @@ def test_the_first_failure_of_the_store_stops_it_and_says_how_many_are_left(
     assert len(eraser.documents) == 4  # e4 and the three left
 
 
-def test_the_query_matches_the_field_exactly_and_an_address_with_any_port() -> None:
-    actor_sql, actor_parameters = person_sql(Person("actor", "alice"))
-    address_sql, address_parameters = person_sql(Person("clientAddress", "203.0.113.7"))
+def test_the_query_matches_the_field_in_any_case_and_an_address_with_any_port() -> None:
+    actor_sql, actor_parameters = person_sql(Person("actor", "Alice@Contoso.com"))
+    address_sql, address_parameters = person_sql(Person("clientAddress", "[2001:DB8::1]"))
 
-    assert "c.actor = @value" in actor_sql
+    assert "LOWER(c.actor) = @value" in actor_sql
     assert "STARTSWITH" not in actor_sql
-    assert actor_parameters == [{"name": "@value", "value": "alice"}]
-    assert "c.clientAddress = @value OR STARTSWITH(c.clientAddress, @withPort)" in address_sql
+    assert actor_parameters == [{"name": "@value", "value": "alice@contoso.com"}]
+    assert (
+        "LOWER(c.clientAddress) = @value OR STARTSWITH(LOWER(c.clientAddress), @withPort)"
+        in address_sql
+    )
     assert address_parameters == [
-        {"name": "@value", "value": "203.0.113.7"},
-        {"name": "@withPort", "value": "203.0.113.7:"},
+        {"name": "@value", "value": "[2001:db8::1]"},
+        {"name": "@withPort", "value": "[2001:db8::1]:"},
     ]
