@@ -34,7 +34,7 @@ resource storage 'Microsoft.Storage/storageAccounts@2024-01-01' = {
   tags: tags
   // checkov:skip=CKV_AZURE_35: the Flex Consumption app has no VNet and no fixed outbound IPs, so a deny-by-default firewall would lock the Functions host out; access is Entra ID only (shared keys off)
   // checkov:skip=CKV_AZURE_59: public network access must stay on: the Flex Consumption host (no VNet) reaches AzureWebJobsStorage and the fallback queue over the public endpoint with its managed identity
-  // checkov:skip=CKV_AZURE_206: replication is the skuName parameter (main.bicep storageSkuName); LRS by default because the account only holds the fallback queue, whose events wait there only while Cosmos DB is unavailable (replayed within about a minute of its return), and a re-creatable deployment package
+  // checkov:skip=CKV_AZURE_206: replication is the skuName parameter (main.bicep storageSkuName); LRS by default because the account only holds the fallback queue, whose events wait there only while Cosmos DB is unavailable (replayed within about 70 s of its return, README), and a re-creatable deployment package
   kind: 'StorageV2'
   sku: {
     name: skuName
