@@ -145,6 +145,10 @@ def ctrl_c_with_serve_and_the_database_hung(script: subprocess.Popen[str]) -> No
     for pid, command in group_members(script.pid):
         if "acr_webhook serve" in command or "cosmos-server.js" in command:
             os.kill(pid, signal.SIGSTOP)
+            # Asynchronous: a SIGINT sent before it has stopped is taken first (the lower
+            # number), and the case would test a stop that did not hang.
+            while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+                time.sleep(0.01)
     ctrl_c(script)
 
 

@@ -1,6 +1,8 @@
 """Mutation audit of the product changes after 4394f77: the pushes row's mediaType, the CLI
-tables' terminal columns, the 403/5300 fix, main.bicep's cosmosAccountName and scripts/dev's
-one stop deadline (the earlier rounds are tests/unit/test_session26_mutants.py onwards).
+tables' terminal columns, the 403/5300 fix, main.bicep's cosmosAccountName, scripts/dev's one
+stop deadline, and up to 3001757 the national clouds' management endpoint and statsbeat, and a
+rollback's parked actions and newer tokens (the earlier rounds are
+tests/unit/test_session26_mutants.py onwards).
 
 Each test below kills hand-made mutants that the earlier tests let through (named in its
 docstring). Every one asserts what a doc, Unicode or the code's own comment says, not the mutant.
@@ -9,6 +11,7 @@ The strict xfails are defects found on the way: each says what happens today and
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -22,6 +25,9 @@ from typing import Any
 import pytest
 
 from acr_webhook import __main__ as cli
+from acr_webhook.config import DEFAULT_ARM_ENDPOINT, load_settings
+from acr_webhook.models import MAX_NAME_LENGTH, InvalidQueuedEventError
+from acr_webhook.replay import replay_queued_event
 from tests.e2e import test_dev_script_e2e as dev_script_e2e
 from tests.infra.bicep import (
     Json,
@@ -31,10 +37,16 @@ from tests.infra.bicep import (
     not_empty,
     output,
     template,
+    var,
 )
 from tests.infra.test_deploy_docs import main_table, parameter_rows
+from tests.infra.test_main_template import FUNCTION_APP
+from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
-from tests.unit.test_queries import DIGEST_A
+from tests.support.fakes import FakeEventRepository
+from tests.unit.test_config import BASE, REGISTRY_ID
+from tests.unit.test_queries import DIGEST_A, STAMP, UNFILTERED, call, forged
+from tests.unit.test_rollback import as_queued, newer_document
 
 # --- __main__._columns_taken: what a cell takes in a terminal ----------------------------------
 
@@ -172,7 +184,10 @@ command sleep 300 & first=$!
 command sleep 300 & second=$!
 servers=" $first $second"
 cosmos_log=""
-for role in $HUNG; do command kill -STOP "${!role}"; done
+for role in $HUNG; do
+  command kill -STOP "${!role}"  # asynchronous: a TERM sent before it stops is taken first
+  until [ "$(cut -d' ' -f3 "/proc/${!role}/stat")" = T ]; do command sleep 0.01; done
+done
 case "$OPEN_ON" in now) : >"$OPEN" ;; never) ;; *) open_on=${!OPEN_ON} ;; esac
 echo "$serve_pid $first $second"
 stop_started
@@ -254,3 +269,76 @@ def test_the_dev_script_tests_hold_the_script_s_lock_while_it_runs(
         pass
 
     assert held == [True]
+
+
+# --- config: the management endpoint of the Cosmos DB account's cloud ---------------------------
+
+
+def test_a_host_that_only_contains_a_national_cloud_s_suffix_keeps_the_public_endpoint(
+    tmp_path: Path,
+) -> None:
+    """Mutant killed: the suffix looked for anywhere in the host (``in`` for ``endswith``): an
+    account reached by a name of the public cloud's (a custom domain that merely starts with a
+    Government account's host) is no Government account."""
+    values = {
+        **BASE,
+        "COSMOS_ENDPOINT": "https://acct.documents.azure.us.contoso.com:443/",
+        "ACR_REGISTRY_ID": REGISTRY_ID,
+        "ACR_WEBHOOK_NAMES": "hook",
+    }
+    reconcile = load_settings(values, tmp_path / "absent.json").reconcile
+    assert reconcile is not None
+    assert reconcile.arm_endpoint == DEFAULT_ARM_ENDPOINT
+
+
+# --- infra/modules/function-app.bicep: statsbeat outside the public cloud ---------------------
+
+
+def test_statsbeat_is_turned_off_in_every_cloud_but_the_public_one() -> None:
+    """Mutants killed: the condition flipped (off in the public cloud, on where it leaves the
+    cloud), never off, and a value the exporter does not read as off (it disables statsbeat
+    only for ``true``, in any case: azure-monitor-opentelemetry-exporter's
+    ``is_statsbeat_enabled``)."""
+    statsbeat = var(template(FUNCTION_APP), "statsbeatAppSettings")
+    in_the_cloud: Json = {"function": {"type": "environment", "property_name": "name"}}
+    assert conditional_branches(statsbeat) == (
+        {
+            "operator": {
+                "type": "equals",
+                "operands": {"operand_1": in_the_cloud, "operand_2": "AzureCloud"},
+            }
+        },
+        {},
+        {"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true"},
+    )
+
+
+# --- a rollback: parked actions and newer tokens ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "action", ["", "x" * (MAX_NAME_LENGTH + 1)], ids=["empty", "past MAX_NAME_LENGTH"]
+)
+def test_a_parked_action_no_version_records_is_refused_not_stored(action: str) -> None:
+    """Mutant killed: ParkedDocument.action any string (it takes any action a newer version may
+    record, not one none records: an empty one, or one past the names' bound that every
+    decision record then carries). The message is the app's own no more: replay refuses it."""
+    document = newer_document(payloads.PUSH, "bad-action", action=action)
+    repository = FakeEventRepository()
+
+    with pytest.raises(InvalidQueuedEventError):
+        replay_queued_event(
+            base64.b64decode(as_queued({"document": document})), repository, None, 60
+        )
+    assert repository.documents == {}
+
+
+def test_a_token_whose_version_is_a_float_is_not_ours_not_a_newer_one() -> None:
+    """Mutant killed: any number above TOKEN_VERSION taken for a newer version's token. Every
+    version wrote ``v`` as an int, as the earlier-version check reads it: 9.0 is forged."""
+    token = forged({"v": 9.0, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]})
+    reader = FakeEventRepository()
+    assert call({"continuation": token}, reader) == (
+        400,
+        {"error": "continuation: is not a continuation token from this endpoint; start without it"},
+    )
