@@ -137,12 +137,21 @@ def _cell(column: str, value: Any) -> str:
     return _NOT_SHOWN.sub("\ufffd", str(value))
 
 
+# Unicode categories a terminal draws on the character before: no column of their own.
+_ZERO_WIDTH_MARKS = ("Mn", "Me")
+
+
 def _columns_taken(cell: str) -> int:
     """How many terminal columns ``cell`` takes: a wide character (CJK in an actor's name;
-    tags and repositories are ASCII) takes two, a combining mark none, so that columns after it
+    tags and repositories are ASCII) takes two, a non-spacing or enclosing mark none (Thai and
+    Devanagari vowel signs among them, most of combining class 0), so that columns after it
     stay aligned."""
     return sum(
-        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        0
+        if unicodedata.category(char) in _ZERO_WIDTH_MARKS
+        else 2
+        if unicodedata.east_asian_width(char) in "WF"
+        else 1
         for char in cell
     )
 

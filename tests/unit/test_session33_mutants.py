@@ -85,15 +85,6 @@ def test_a_wide_name_sets_the_column_and_ambiguous_halfwidth_and_voicing_marks_d
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="__main__._columns_taken counts a mark as 0 only if its canonical combining class "
-    "is nonzero (unicodedata.combining), but most non-spacing marks have class 0: a Thai "
-    "actor name 'สมศักดิ์' (8 code points, 3 of them marks, 5 columns in a terminal) is counted "
-    "8 and the Hindi 'कुमार' (4 columns) 5, so REGIONS after them starts 3 and 1 columns "
-    "early; a non-spacing or enclosing mark (category Mn or Me, as wcwidth counts them) "
-    "should take no column",
-)
 def test_a_name_with_thai_or_devanagari_marks_keeps_the_next_column_in_line() -> None:
     assert actor_columns(
         "\u0e2a\u0e21\u0e28\u0e31\u0e01\u0e14\u0e34\u0e4c", "\u0915\u0941\u092e\u093e\u0930", "bob"
