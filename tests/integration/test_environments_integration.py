@@ -5,7 +5,6 @@ the machine has. Nothing here may write under the app directory or depend on the
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shutil
 import stat
@@ -24,6 +23,7 @@ from acr_webhook.results import utc_now
 from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
+from tests.support.publish import core_tools_ships
 from tests.support.serve import app_environment
 
 NON_ASCII_REPOSITORY = "team/\u0131stanbul-w\u00f6rld"
@@ -62,18 +62,11 @@ print(json.dumps(answers))
 
 
 def deployed_files() -> list[str]:
-    """The tracked files `func azure functionapp publish` uploads: those .funcignore keeps."""
-    patterns = [p.rstrip("/") for p in (REPO_ROOT / ".funcignore").read_text().split()]
+    """The tracked files `func azure functionapp publish` uploads, by Core Tools' own rules."""
     listed = subprocess.run(
         ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-
-    def ignored(path: str) -> bool:
-        parts = path.split("/")
-        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(p, pattern) for p in prefixes for pattern in patterns)
-
-    return [path for path in listed if not ignored(path)]
+    return core_tools_ships(listed, (REPO_ROOT / ".funcignore").read_text())
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
