@@ -92,42 +92,6 @@ LOCAL_FILES = {
 SECRET_FILES = [".env", ".env.local"]
 EDITOR_AND_GIT = [".vscode/settings.json", ".git/config", ".git/objects/pack/pack-1.pack"]
 
-NOT_SHIPPED_TODAY = {
-    ("func-publish", "acr_webhook/__pycache__/config.cpython-311.pyc"): (
-        "Core Tools anchors each .funcignore pattern at the start of the path "
-        "(GitIgnoreParser: ^((__pycache__))\\b), so `__pycache__` leaves out only the top "
-        "folder: acr_webhook/__pycache__ ships, a .pyc of the developer's interpreter per "
-        "module run locally (16 files, 290 KB, in the main checkout), where azd leaves every "
-        "__pycache__ out; a `**/__pycache__` line would match it for both"
-    ),
-    ("func-publish", "acr_webhook/__pycache__/models.cpython-311.pyc"): (
-        "Core Tools matches `__pycache__` only at the top (see the other __pycache__ case)"
-    ),
-    ("func-publish", ".env"): (
-        "Core Tools turns `*` into ([^\\/]+), one character or more, so `.env*` matches "
-        "`.env.local` but not `.env`: a developer's .env ships to the app; a `.env` line "
-        "would keep it out for both tools"
-    ),
-    ("azd-deploy", ".python_packages/lib/site-packages/pydantic_core/_pydantic_core.so"): (
-        "Core Tools empties .python_packages before a remote build; azd zips a locally built "
-        "one (gitignored, so expected on a developer's machine; the wheels of the developer's "
-        "OS and Python) beside requirements.txt into the folder the remote build installs "
-        "into; a `.python_packages` line would leave it out"
-    ),
-    ("func-publish", "acr_webhook.egg-info/PKG-INFO"): (
-        "gitignored build metadata ships: .funcignore has no `*.egg-info` line"
-    ),
-    ("azd-deploy", "acr_webhook.egg-info/PKG-INFO"): (
-        "gitignored build metadata ships: .funcignore has no `*.egg-info` line"
-    ),
-    ("func-publish", ".local/state.json"): (
-        "a gitignored .local folder ships: .funcignore has no `.local` line"
-    ),
-    ("azd-deploy", ".local/state.json"): (
-        "a gitignored .local folder ships: .funcignore has no `.local` line"
-    ),
-}
-
 
 def local_cases() -> list[Any]:
     cases = []
@@ -135,9 +99,7 @@ def local_cases() -> list[Any]:
         for path in sorted(
             {p for paths in LOCAL_FILES.values() for p in paths} | {*SECRET_FILES, *EDITOR_AND_GIT}
         ):
-            reason = NOT_SHIPPED_TODAY.get((tool, path))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            cases.append(pytest.param(tool, path, marks=marks, id=f"{tool}:{path}"))
+            cases.append(pytest.param(tool, path, id=f"{tool}:{path}"))
     return cases
 
 
