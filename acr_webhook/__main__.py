@@ -384,12 +384,13 @@ def _erase(args: argparse.Namespace) -> int:
     from acr_webhook.repository import CosmosEventEraser
     from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
 
+    # Stripped: a value pasted with a space around it found nothing, which read as "erased".
     option, person = (
-        ("--actor", Person("actor", args.actor))
+        ("--actor", Person("actor", args.actor.strip()))
         if args.actor is not None
-        else ("--client-address", Person("clientAddress", args.client_address))
+        else ("--client-address", Person("clientAddress", args.client_address.strip()))
     )
-    if not person.value.strip():
+    if not person.value:
         print(f"{option}: is empty", file=sys.stderr)
         return 2
     if not _is_text(person.value):
@@ -424,6 +425,13 @@ def _erase(args: argparse.Namespace) -> int:
     )
     rows = [[_cell("repository", name), str(count)] for name, count in by_repository(found)]
     print(_aligned(("repository", "events"), rows))
+    actors = {event.actor.lower() for event in found if event.actor}
+    if person.field == "clientAddress" and len(actors) > 1:
+        # Not named: the other people's values are not this request's to show.
+        print(
+            f"They name {len(actors)} different actors: an address can be shared (a NAT, a "
+            f"proxy, a build agent), and --yes deletes all {len(found)} events, theirs too."
+        )
     if not args.yes:
         print("Nothing deleted: run again with --yes to delete them.")
         return 0

@@ -8,6 +8,7 @@ fields the record needs are required. Real payloads omit ``request`` (chart even
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -387,6 +388,26 @@ class Person:
     field: PersonField
     value: str
 
+    def recorded_forms(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The lower-case values that name the person whole, and those that begin a value
+        followed by a port. An IP address in any written form (expanded, upper case, in
+        brackets) is matched as ACR records it: IPv4 ``a.b.c.d`` and ``a.b.c.d:port``, IPv6
+        compressed bare, ``[v6]`` and ``[v6]:port``, never bare with ``:`` after it, which
+        would be another IPv6 address. Any other value (a host name) as IPv4 is; a value with
+        a port already matches only itself."""
+        text = self.value.lower()
+        if self.field != "clientAddress":
+            return (text,), ()
+        bracketed = text.startswith("[") and text.endswith("]")
+        try:
+            address = ipaddress.ip_address(text[1:-1] if bracketed else text)
+        except ValueError:
+            return (text,), (() if ":" in text else (f"{text}:",))
+        if address.version == 4:
+            return (address.compressed,), (f"{address.compressed}:",)
+        compressed = address.compressed
+        return (compressed, f"[{compressed}]"), (f"[{compressed}]:",)
+
     def describe(self) -> str:
         return f"{'client address' if self.field == 'clientAddress' else 'actor'} {self.value!r}"
 
@@ -399,6 +420,7 @@ class StoredEvent:
     id: str
     repository: str
     matched: str
+    actor: str | None = None  # whom the event names as its actor, whatever matched
 
 
 @dataclass(frozen=True)

@@ -675,18 +675,25 @@ class CosmosEventRepository:
 
 
 def person_sql(person: Person) -> tuple[str, list[dict[str, Any]]]:
-    """The query for every stored event that names ``person`` (see models.Person), in any case:
-    a sign-in name, an e-mail address and an IPv6 address's hex digits are case-insensitive,
-    and ACR records them as the client sent them. LOWER uses no index: the query reads every
-    document, once, which a command run by hand can afford."""
+    """The query for every stored event that names ``person`` (models.Person.recorded_forms), in
+    any case: a sign-in name, an e-mail address and an IPv6 address's hex digits are
+    case-insensitive, and ACR records them as the client sent them. LOWER uses no index: the
+    query reads every document, once, which a command run by hand can afford."""
     field = person.field
-    lowered = person.value.lower()
+    values, prefixes = person.recorded_forms()
+    parameters: list[dict[str, Any]] = []
+    conditions = []
+    for number, value in enumerate(values):
+        conditions.append(f"LOWER(c.{field}) = @value{number}")
+        parameters.append({"name": f"@value{number}", "value": value})
+    for number, prefix in enumerate(prefixes):
+        conditions.append(f"STARTSWITH(LOWER(c.{field}), @prefix{number})")
+        parameters.append({"name": f"@prefix{number}", "value": prefix})
     # The field is one of two literal names (models.PersonField); the values are @parameters.
-    sql = f"SELECT c.id, c.repository, c.{field} AS matched FROM c WHERE LOWER(c.{field}) = @value"  # noqa: S608
-    parameters: list[dict[str, Any]] = [{"name": "@value", "value": lowered}]
-    if field == "clientAddress":
-        sql += " OR STARTSWITH(LOWER(c.clientAddress), @withPort)"
-        parameters.append({"name": "@withPort", "value": f"{lowered}:"})
+    sql = (
+        f"SELECT c.id, c.repository, c.{field} AS matched, c.actor FROM c "  # noqa: S608
+        f"WHERE {' OR '.join(conditions)}"
+    )
     return sql, parameters
 
 
@@ -707,7 +714,10 @@ class CosmosEventEraser:
             items = self._get().query_items(
                 query=sql, parameters=parameters, enable_cross_partition_query=True
             )
-            return [StoredEvent(item["id"], item["repository"], item["matched"]) for item in items]
+            return [
+                StoredEvent(item["id"], item["repository"], item["matched"], item.get("actor"))
+                for item in items
+            ]
         except CosmosResourceNotFoundError as error:
             if error.sub_status not in _MISSING_SUB_STATUS:
                 raise unavailable(error) from error

@@ -137,13 +137,6 @@ def test_a_value_that_looks_like_a_pattern_or_sql_matches_only_itself(erase_cli:
     assert erase_cli.left() == {"a1", "b1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a value pasted with whitespace around it finds nothing: --actor ' alice@contoso.com ' "
-    "and --client-address '203.0.113.7 ' say 'No events name ...' (exit 0, 0 of 2 found), which "
-    "reads as 'nothing to erase'; no stored actor or address begins or ends with whitespace, so "
-    "_erase should strip the value before Person (it already refuses a blank one)",
-)
 def test_a_value_with_whitespace_around_it_finds_the_person(erase_cli: EraseCli) -> None:
     erase_cli.store(
         ("a1", "team/api", ALICE, f"{CLIENT_IP}:51234"),
@@ -167,15 +160,6 @@ IPV6 = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an IPv6 address is matched as text: given bracketed ('[2001:db8::1]') it finds "
-    "[2001:db8::1]:443 but not the bare 2001:db8::1 (1 of 2); given bare ('2001:db8::1', as a "
-    "person writes it) it finds 2001:db8::1 and 2001:db8::1:5, another host, and misses "
-    "[2001:db8::1]:443 (and --yes deletes dave's event); given expanded it finds none. "
-    "person_sql should parse an IP address (ipaddress, brackets and port stripped) and match its "
-    "compressed lower-case form bare, bracketed, and bracketed with ':' + port, never bare + ':'",
-)
 def test_an_ipv6_address_in_any_written_form_finds_its_events_and_no_other_hosts(
     erase_cli: EraseCli,
 ) -> None:
@@ -190,15 +174,6 @@ def test_an_ipv6_address_in_any_written_form_finds_its_events_and_no_other_hosts
         ), preview
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an erasure by client address deletes whole documents of whoever else used the "
-    "address (a NAT, a proxy, a shared runner): for 203.0.113.7 the preview says '3 event(s) name "
-    "client address ...' and lists repositories only, though 2 actors are named in them, and "
-    "--yes deletes bob's push with alice's; the preview should say how many events name an "
-    "actor and how many actors (without naming them), e.g. '2 of them name 2 actors: erasing "
-    "by address deletes their events too' (CosmosEventEraser's query also selects c.actor)",
-)
 def test_the_preview_of_an_address_says_that_other_actors_events_go_too(
     erase_cli: EraseCli,
 ) -> None:

@@ -115,16 +115,34 @@ def test_the_first_failure_of_the_store_stops_it_and_says_how_many_are_left(
 
 def test_the_query_matches_the_field_in_any_case_and_an_address_with_any_port() -> None:
     actor_sql, actor_parameters = person_sql(Person("actor", "Alice@Contoso.com"))
-    address_sql, address_parameters = person_sql(Person("clientAddress", "[2001:DB8::1]"))
+    address_sql, address_parameters = person_sql(Person("clientAddress", "[2001:DB8:0::1]"))
 
-    assert "LOWER(c.actor) = @value" in actor_sql
+    assert "WHERE LOWER(c.actor) = @value0" in actor_sql
     assert "STARTSWITH" not in actor_sql
-    assert actor_parameters == [{"name": "@value", "value": "alice@contoso.com"}]
+    assert actor_parameters == [{"name": "@value0", "value": "alice@contoso.com"}]
     assert (
-        "LOWER(c.clientAddress) = @value OR STARTSWITH(LOWER(c.clientAddress), @withPort)"
-        in address_sql
+        "WHERE LOWER(c.clientAddress) = @value0 OR LOWER(c.clientAddress) = @value1 "
+        "OR STARTSWITH(LOWER(c.clientAddress), @prefix0)" in address_sql
     )
     assert address_parameters == [
-        {"name": "@value", "value": "[2001:db8::1]"},
-        {"name": "@withPort", "value": "[2001:db8::1]:"},
+        {"name": "@value0", "value": "2001:db8::1"},
+        {"name": "@value1", "value": "[2001:db8::1]"},
+        {"name": "@prefix0", "value": "[2001:db8::1]:"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("given", "whole", "before_a_port"),
+    [
+        ("203.0.113.7", ("203.0.113.7",), ("203.0.113.7:",)),
+        ("203.0.113.7:51234", ("203.0.113.7:51234",), ()),  # one connection only
+        ("2001:db8::1", ("2001:db8::1", "[2001:db8::1]"), ("[2001:db8::1]:",)),  # never bare + ":"
+        ("2001:DB8:0:0:0:0:0:1", ("2001:db8::1", "[2001:db8::1]"), ("[2001:db8::1]:",)),
+        ("[2001:db8::1]:443", ("[2001:db8::1]:443",), ()),
+        ("Build-Agent-7", ("build-agent-7",), ("build-agent-7:",)),  # a host name
+    ],
+)
+def test_an_address_is_matched_in_the_forms_acr_records_it(
+    given: str, whole: tuple[str, ...], before_a_port: tuple[str, ...]
+) -> None:
+    assert Person("clientAddress", given).recorded_forms() == (whole, before_a_port)
