@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
     from acr_webhook.queries import PushPage
+    from acr_webhook.store import RepositoryUnavailableError
 
 # The status a shell gives a command that SIGPIPE ended (`seq 100000 | head -1`): what the
 # commands return when the reader of their output has gone.
@@ -227,7 +228,7 @@ def _events(args: argparse.Namespace) -> int:
         parse_event_query,
     )
     from acr_webhook.repository import CosmosEventRepository
-    from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
+    from acr_webhook.store import RepositoryUnavailableError
 
     params = {
         name: value for name in PARAMETERS if (value := getattr(args, name, None)) is not None
@@ -251,19 +252,8 @@ def _events(args: argparse.Namespace) -> int:
             pushes = fetch_pushes(query, CosmosEventRepository(settings))
         else:
             page = fetch_page(query, CosmosEventRepository(settings))
-    except StoreNotFoundError:
-        print(_store_missing(settings), file=sys.stderr)
-        return 2
-    except StoreSetUpError as error:
-        # A setting or a role, not an outage: running again would be refused the same way.
-        print(f"the event store at {settings.cosmos_endpoint}: {error.cause}", file=sys.stderr)
-        return 2
     except RepositoryUnavailableError as error:
-        print(
-            f"the event store at {settings.cosmos_endpoint} is unavailable: {error}",
-            file=sys.stderr,
-        )
-        return 1
+        return _store_failed(settings, error)
     if args.pushes:
         return _print_pushes(pushes, as_json=args.json)
     if args.json:
@@ -314,6 +304,21 @@ def _store_missing(settings: Settings) -> str:
         f"does not exist at {settings.cosmos_endpoint}: run provision, or check "
         "COSMOS_DATABASE and COSMOS_CONTAINER"
     )
+
+
+def _store_failed(settings: Settings, error: RepositoryUnavailableError) -> int:
+    """Says on stderr why the store could not be read; the exit status: 2 for a setting or a
+    role, which running again would meet the same way, 1 for an outage."""
+    from acr_webhook.store import StoreNotFoundError, StoreSetUpError
+
+    if isinstance(error, StoreNotFoundError):
+        print(_store_missing(settings), file=sys.stderr)
+        return 2
+    if isinstance(error, StoreSetUpError):
+        print(f"the event store at {settings.cosmos_endpoint}: {error.cause}", file=sys.stderr)
+        return 2
+    print(f"the event store at {settings.cosmos_endpoint} is unavailable: {error}", file=sys.stderr)
+    return 1
 
 
 def _reconcile(args: argparse.Namespace) -> int:
@@ -382,7 +387,7 @@ def _erase(args: argparse.Namespace) -> int:
     from acr_webhook.erasure import by_repository, erase, find, matched_values
     from acr_webhook.models import Person
     from acr_webhook.repository import CosmosEventEraser
-    from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
+    from acr_webhook.store import RepositoryUnavailableError, StoreSetUpError
 
     # Stripped: a value pasted with a space around it found nothing, which read as "erased".
     option, person = (
@@ -400,18 +405,8 @@ def _erase(args: argparse.Namespace) -> int:
     eraser = CosmosEventEraser(settings)
     try:
         found = find(eraser, person)
-    except StoreNotFoundError:
-        print(_store_missing(settings), file=sys.stderr)
-        return 2
-    except StoreSetUpError as error:
-        print(f"the event store at {settings.cosmos_endpoint}: {error.cause}", file=sys.stderr)
-        return 2
     except RepositoryUnavailableError as error:
-        print(
-            f"the event store at {settings.cosmos_endpoint} is unavailable: {error}",
-            file=sys.stderr,
-        )
-        return 1
+        return _store_failed(settings, error)
     who = person.describe()
     if not found:
         print(f"No events name {who}.")
@@ -461,8 +456,8 @@ def _add_erase_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help="delete every recorded event that names one person",
         description="Finds every stored event whose actor, or whose client address, is the "
         "value given, in any case, in every repository, and says how many there are; "
-        "with --yes, deletes them. A client address matches with any port after it as well "
-        "(an IPv6 address as recorded, in brackets). Other copies of the events are not here: "
+        "with --yes, deletes them. A client address matches with any port after it as well, and "
+        "an IP address in any written form. Other copies of the events are not here: "
         'see "Personal data" in docs/operations.md. Safe to run again.',
     )
     person = erase.add_mutually_exclusive_group(required=True)

@@ -253,6 +253,14 @@ def _missing(error: AzureError) -> StoreNotFoundError:
     return StoreNotFoundError(f"{cause}: {describe_error(error)}", cause=cause)
 
 
+def _read_failure(error: AzureError) -> RepositoryUnavailableError:
+    """A query's failure: the container or its database missing (a 404 with those
+    sub-statuses; a query meets no other 404), else as :func:`unavailable` says."""
+    if isinstance(error, CosmosResourceNotFoundError) and error.sub_status in _MISSING_SUB_STATUS:
+        return _missing(error)
+    return unavailable(error)
+
+
 def _unreachable(error: AzureError, health: DatabaseHealth) -> RepositoryUnavailableError:
     """The store's failure for ``error``, remembered by ``health`` unless the connection was
     refused. A refusal takes milliseconds, so remembering it spares no request a wait, and it
@@ -666,12 +674,8 @@ class CosmosEventRepository:
 
         try:
             return _on_time(read, page_left)
-        except CosmosResourceNotFoundError as error:
-            if error.sub_status not in _MISSING_SUB_STATUS:
-                raise unavailable(error) from error
-            raise _missing(error) from error
         except AzureError as error:
-            raise unavailable(error) from error
+            raise _read_failure(error) from error
 
 
 def person_sql(person: Person) -> tuple[str, list[dict[str, Any]]]:
@@ -718,12 +722,8 @@ class CosmosEventEraser:
                 StoredEvent(item["id"], item["repository"], item["matched"], item.get("actor"))
                 for item in items
             ]
-        except CosmosResourceNotFoundError as error:
-            if error.sub_status not in _MISSING_SUB_STATUS:
-                raise unavailable(error) from error
-            raise _missing(error) from error
         except AzureError as error:
-            raise unavailable(error) from error
+            raise _read_failure(error) from error
 
     def delete(self, event: StoredEvent) -> bool:
         container = self._get()
