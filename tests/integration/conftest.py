@@ -3,8 +3,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from azure.cosmos import ContainerProxy
 
 from acr_webhook.config import Settings
 from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
@@ -33,3 +35,17 @@ def stand_in(tmp_path: Path) -> Iterator[ListEventsStandIn]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def query_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every query the SDK is asked to run."""
+    calls: list[dict[str, Any]] = []
+    original = ContainerProxy.query_items
+
+    def spy(self: ContainerProxy, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerProxy, "query_items", spy)
+    return calls

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.cosmos import ContainerProxy
 
 from acr_webhook import __main__ as cli
 from acr_webhook.config import QUERY_BUDGET_S, Settings
@@ -109,20 +108,6 @@ def seeded_settings(cosmos_server: LocalCosmosServer) -> Settings:
 @pytest.fixture
 def repository(seeded_settings: Settings) -> CosmosEventRepository:
     return CosmosEventRepository(seeded_settings)
-
-
-@pytest.fixture
-def query_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The keyword arguments of every query the SDK is asked to run."""
-    calls: list[dict[str, Any]] = []
-    original = ContainerProxy.query_items
-
-    def spy(self: ContainerProxy, *args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ContainerProxy, "query_items", spy)
-    return calls
 
 
 def get(params: dict[str, str], repository: CosmosEventRepository) -> tuple[int, Any]:
