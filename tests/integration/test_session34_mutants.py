@@ -72,7 +72,9 @@ def test_an_id_with_percent_xx_is_deleted_by_its_link_and_any_other_by_its_id(
 
     proxy.seen.clear()
     assert eraser.delete(found["e1"]) is True
-    assert [request.split()[0] for request in proxy.seen] == ["DELETE"]
+    # Requests on documents: the SDK's own start-up check of the account (a GET / on a thread
+    # of its own) may land here on a busy machine.
+    assert [request.split()[0] for request in proxy.seen if "/docs/" in request] == ["DELETE"]
     assert eraser.delete(found["a%41b"]) is True
     [_, link] = query_calls
     assert link["partition_key"] == "team/api" and "enable_cross_partition_query" not in link
