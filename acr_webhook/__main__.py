@@ -545,8 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m acr_webhook",
         description="The acr-webhook app's commands: a local Functions host, provisioning, "
-        "reading the record, reconciling ACR's delivery history, and moving poison messages "
-        "back for replay. Settings come from the environment over local.settings.json.",
+        "reading the record, reconciling ACR's delivery history, moving poison messages "
+        "back for replay, and erasing one person's events. Settings come from the environment "
+        "over local.settings.json.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser(
