@@ -141,3 +141,20 @@ def test_yes_with_no_match_deletes_nothing_and_says_so_on_stdout(
         "",
     )
     assert eraser.deletes == 0 and list(eraser.documents) == ["e1"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`python -m acr_webhook --help` describes the commands as 'a local Functions host, "
+    "provisioning, reading the record, reconciling ACR's delivery history, and moving poison "
+    "messages back for replay': erase is listed below it but not described; the description "
+    "(__main__.main) should name erasing one person's events as well",
+)
+def test_the_top_level_help_describes_every_command_erase_included(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    description = capsys.readouterr().out.split("\n\n")[1]  # after the usage, before the list
+    assert description.startswith("The acr-webhook app's commands")
+    assert re.search(r"\beras", " ".join(description.split()))
