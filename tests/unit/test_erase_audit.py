@@ -143,13 +143,6 @@ def test_yes_with_no_match_deletes_nothing_and_says_so_on_stdout(
     assert eraser.deletes == 0 and list(eraser.documents) == ["e1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`python -m acr_webhook --help` describes the commands as 'a local Functions host, "
-    "provisioning, reading the record, reconciling ACR's delivery history, and moving poison "
-    "messages back for replay': erase is listed below it but not described; the description "
-    "(__main__.main) should name erasing one person's events as well",
-)
 def test_the_top_level_help_describes_every_command_erase_included(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

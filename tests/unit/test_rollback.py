@@ -9,7 +9,7 @@ no git history.
 
 Seen when older commits' own code met what this version writes (worktrees of 4394f77, 0ff15aa,
 6e76088, 3ccf54c and f012627, against the local Cosmos DB server and Azurite): each version
-since 3ccf54c read this version's documents (200, all 6 of them) and, on a re-delivery, filled
+since 6e76088 read this version's documents (200, all 6 of them) and, on a re-delivery, filled
 in only the enrichment fields a document lacked, keeping every field it did not know; 4394f77
 and 0ff15aa paged this version's tokens to the same events. The integration side is
 tests/integration/test_rollback.py.
