@@ -412,10 +412,11 @@ def _erase(args: argparse.Namespace) -> int:
         print(f"No events name {who}.")
         return 0
     values = matched_values(found)
+    # repr escapes every character a terminal would act on (controls, bidi overrides).
     shown = ", ".join(repr(value) for value in values[:MATCHED_VALUES_SHOWN])
     more = len(values) - MATCHED_VALUES_SHOWN
     print(
-        f"{len(found)} event(s) name {who} (as recorded: {_cell('value', shown)}"
+        f"{len(found)} event(s) name {who} (as recorded: {shown}"
         f"{f' and {more} more' if more > 0 else ''}):"
     )
     rows = [[_cell("repository", name), str(count)] for name, count in by_repository(found)]
