@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from tests.support.cosmos_server import REPO_ROOT
+from tests.support.cosmos_server import NODE, REPO_ROOT
 
 PACKAGES = ("azure-functions", "azure-cosmos", "azure-core", "pydantic", "pydantic-core")
 PRODUCT_PATHS = ("acr_webhook", "function_app.py", "requirements.txt")
@@ -70,7 +70,7 @@ def describe_machine() -> dict[str, str]:
         "Load average at start (1/5/15 min)": " / ".join(f"{v:.2f}" for v in os.getloadavg()),
         "OS": platform.platform(),
         "Python": platform.python_version(),
-        "Node": _command("node", "--version"),
+        "Node": _command(NODE, "--version"),
         "@vercel/cosmosdb-server": _cosmos_server_version(),
     }
     description.update({name: metadata.version(name) for name in PACKAGES})

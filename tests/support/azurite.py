@@ -10,7 +10,7 @@ from pathlib import Path
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.fallback import create_queue_client, provision_queue
-from tests.support.cosmos_server import REPO_ROOT, KeepsItsPortWhileStopped
+from tests.support.cosmos_server import NODE, REPO_ROOT, KeepsItsPortWhileStopped
 
 # Azurite's published development account: not a secret.
 ACCOUNT = "devstoreaccount1"
@@ -40,7 +40,7 @@ class LocalAzurite(KeepsItsPortWhileStopped):
         self._let_go()
         process = subprocess.Popen(
             [
-                "node",
+                NODE,
                 "--require",
                 str(WITHOUT_TELEMETRY_SDK),
                 str(REPO_ROOT / "node_modules" / ".bin" / "azurite-queue"),

