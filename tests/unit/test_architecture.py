@@ -12,6 +12,7 @@ under ``if TYPE_CHECKING:`` or inside a function.
 from __future__ import annotations
 
 import ast
+import functools
 import graphlib
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def module_files() -> dict[str, Path]:
     return files
 
 
-def imports_of(path: Path) -> set[str]:
+@functools.cache  # each test reads the same files
+def imports_of(path: Path) -> frozenset[str]:
     """Every module ``path`` imports, absolute, wherever the import statement stands."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -50,7 +52,7 @@ def imports_of(path: Path) -> set[str]:
             found.add(node.module)
             # ``from acr_webhook import x`` may name a module x.
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
+    return frozenset(found)
 
 
 def app_dependencies() -> dict[str, set[str]]:
@@ -122,3 +124,42 @@ def test_nothing_deployed_imports_the_local_stand_ins() -> None:
         if name.startswith("local") or name == "__main__":
             continue
         assert not {module for module in imported if module.startswith("local")}, name
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """``start`` and every app module it imports, directly or through others."""
+    seen, waiting = {start}, [start]
+    while waiting:
+        for imported in graph[waiting.pop()] - seen:
+            seen.add(imported)
+            waiting.append(imported)
+    return seen
+
+
+# config reads endpoints with urllib3's URL parser, as the connection will (config._https_url):
+# a parser, not the HTTP stack; nothing else of an SDK is within a handler's reach.
+URL_PARSER = ("urllib3.util", "urllib3.exceptions")
+
+
+def test_handlers_reach_no_sdk_through_the_modules_they_import() -> None:
+    # The direct check above passes even if models or store imported an SDK (vulture, bandit,
+    # pyright and import-linter were run on the package; import-linter's forbidden contracts
+    # are transitive, and this is the one rule they found the direct checks leave open).
+    graph, files = app_dependencies(), module_files()
+    reached = set().union(*(reachable(graph, handler) for handler in HANDLERS))
+    for module in reached:
+        sdks = {
+            imported
+            for imported in imports_of(files[module])
+            if imported.split(".")[0] in SDK_PACKAGES
+            and not (module == "config" and imported.startswith(URL_PARSER))
+        }
+        assert sdks == set(), f"a handler reaches {sorted(sdks)} through {module}"
+
+
+def test_what_the_functions_host_loads_reaches_no_local_stand_in() -> None:
+    # function_app's whole reach: also closed to the stand-ins through __main__ (serve), which
+    # the direct check above lets any module import.
+    loaded = reachable(app_dependencies(), "function_app")
+    assert {"runtime", "handlers", "repository"} <= loaded
+    assert not {module for module in loaded if module.startswith("local")}
