@@ -80,7 +80,7 @@ RUNNING_NODE = running_node_version()
 
 
 def test_the_node_that_runs_the_local_servers_is_supported_for_a_quarter_more() -> None:
-    assert RUNNING_NODE is not None, "no node on PATH: the local servers cannot start"
+    assert RUNNING_NODE is not None, "no .venv/bin/node (scripts/bootstrap): no local servers"
     line = major(RUNNING_NODE)
     assert line in NODE_END_OF_LIFE, (
         f"node {RUNNING_NODE}: add Node.js {line}'s end-of-life date from "
