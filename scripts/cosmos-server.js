@@ -1,7 +1,6 @@
-#!/usr/bin/env node
 // Local Cosmos DB API server for development and tests (in-memory, self-signed TLS).
 // Keep-alive matters: without it every SDK call pays a new TLS handshake (~40 ms instead of ~3 ms).
-// Usage: node scripts/cosmos-server.js [port]   (port 0 picks a free one; default 8081, like the emulator)
+// Usage: .venv/bin/node scripts/cosmos-server.js [port]   (port 0 picks a free one; default 8081, like the emulator)
 "use strict";
 
 // The package answers a read of a document that does not exist (with a partition key, as the

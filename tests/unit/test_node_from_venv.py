@@ -150,17 +150,6 @@ def path_without_node(tmp_path: Path) -> str:
 
 
 @pytest.mark.skipif(not (VENV_BIN / "npm").exists(), reason="needs scripts/bootstrap's .venv")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "scripts/bootstrap links .venv/bin/npm to the wheel's npm-cli.js, whose "
-        "#!/usr/bin/env node takes PATH's node: with none on PATH .venv/bin/npm --version exits "
-        "127 ('/usr/bin/env: node: No such file or directory'), and on the machines here it runs "
-        "npm 11.17.0 on the machine's Node.js 20.20.2, as do the install scripts it starts. "
-        "Should run on .venv/bin/node whatever PATH holds, with .venv/bin first on the PATH of "
-        "what it starts (a wrapper script instead of the link)"
-    ),
-)
 def test_venv_npm_runs_on_venv_node_whatever_path_holds(tmp_path: Path) -> None:
     env = os.environ | {"PATH": path_without_node(tmp_path)}
 
@@ -186,14 +175,6 @@ def test_venv_npm_runs_on_venv_node_whatever_path_holds(tmp_path: Path) -> None:
     assert scripts_node.stdout.strip() == wheel_node
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "scripts/cosmos-server.js's usage line says 'node scripts/cosmos-server.js [port]': "
-        "the machine's Node.js 20, or command not found on a machine with none. Should say "
-        "'.venv/bin/node scripts/cosmos-server.js [port]', as README and scripts/dev start it"
-    ),
-)
 def test_the_servers_own_usage_line_starts_venv_node() -> None:
     usages = [
         line
