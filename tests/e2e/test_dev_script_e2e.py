@@ -121,6 +121,10 @@ def _started_dev_script(tmp_path: Path, cosmos_endpoint: str) -> Iterator[DevScr
         with contextlib.suppress(ProcessLookupError):
             os.killpg(script.pid, signal.SIGKILL)
         script.wait()
+        # Its pipe too: left to the garbage collector, each run was an unclosed-file
+        # ResourceWarning (python -X dev) in whichever test ran next.
+        if script.stdout is not None:
+            script.stdout.close()
 
 
 @pytest.fixture
