@@ -32,17 +32,31 @@ def rss_bytes(pid: int | str = "self") -> int:
     return int(match.group(1)) * 1024
 
 
-def _socket_inodes(pid: int | str) -> set[str]:
-    inodes = set()
+def _fd_links(pid: int | str) -> dict[str, str]:
+    """Each open descriptor's number and what it links to ("socket:[inode]", "pipe:[inode]",
+    a path)."""
+    links = {}
     directory = f"/proc/{pid}/fd"
     for name in os.listdir(directory):
         try:
-            match = _SOCKET_LINK.match(os.readlink(f"{directory}/{name}"))
+            links[name] = os.readlink(f"{directory}/{name}")
         except OSError:  # closed meanwhile
             continue
+    return links
+
+
+def _socket_inodes(pid: int | str) -> set[str]:
+    inodes = set()
+    for link in _fd_links(pid).values():
+        match = _SOCKET_LINK.match(link)
         if match:
             inodes.add(match.group(1))
     return inodes
+
+
+def open_pipes(pid: int | str = "self") -> set[str]:
+    """The process's descriptors that are pipe ends, as "fd -> pipe:[inode]"."""
+    return {f"{fd} -> {link}" for fd, link in _fd_links(pid).items() if link.startswith("pipe:")}
 
 
 def tcp_connections(
