@@ -388,16 +388,28 @@ class LocalHttpServer:
                     **limits.adjustments(),
                 )
             except OSError as error:
+                self._close_half_built_server()
                 raise CannotListenError(
                     f"cannot listen on {address}:{port}: {error.strerror or error}"
                 ) from None
             except ValueError:  # waitress found no address for the name ("Invalid host/port")
+                self._close_half_built_server()
                 raise CannotListenError(
                     f"cannot listen on {address}:{port}: not an address of this machine nor a "
                     "name that resolves"
                 ) from None
         self.address = (str(self._server.effective_host), int(self._server.effective_port))
         self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+
+    def _close_half_built_server(self) -> None:
+        """waitress starts its worker threads and registers its trigger pipe and socket before
+        it binds: a refused address would leave the threads blocked for good and the
+        descriptors to the garbage collector."""
+        for dispatcher in list(self._connections.values()):
+            workers = getattr(dispatcher, "task_dispatcher", None)
+            if workers is not None:
+                workers.shutdown()
+            dispatcher.close()
 
     @property
     def base_url(self) -> str:

@@ -27,17 +27,6 @@ def no_cyclic_collection() -> Iterator[None]:
     gc.collect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a LocalHttpServer refused its port (in use) raises CannotListenError and leaves "
-    "waitress's half-built server running: its 16 worker threads (HTTP_CONCURRENCY, "
-    "'waitress-N', blocked for good) and its trigger pipe (3 descriptors) plus the unbound "
-    "listening socket, closed only by the garbage collector with a ResourceWarning each "
-    "(python -X dev; surfaced in test_session28_mutants). The fix: in "
-    "acr_webhook/local/host.py LocalHttpServer.__init__, on OSError/ValueError close every "
-    "dispatcher waitress registered in self._connections and shut down the half-built "
-    "server's task_dispatcher before raising",
-)
 def test_a_port_the_local_host_cannot_listen_on_leaves_no_thread_and_no_pipe_open(
     no_cyclic_collection: None,
 ) -> None:
