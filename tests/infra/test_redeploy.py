@@ -83,30 +83,21 @@ def identity_of(relative: str, name: str) -> tuple[Any, Any, Any]:
 
 
 DEAD_LETTER_ROLE = ("modules/eventgrid-deadletter.bicep", "topicBlobDataContributor")
+# The dead-letter role is named guid(container.id, systemTopicId, role), without the topic's
+# principal: a topic deleted and made again under the same name (a new identity) meets the old
+# assignment and webhook.bicep fails with RoleAssignmentUpdateNotPermitted. Renaming it would
+# make every existing Event Grid installation's next run fail with RoleAssignmentExists instead,
+# so the name stays and docs/deploy.md removes the assignment with the topic
+# (test_deploy_md_removes_the_dead_letter_role_with_the_topic).
 ASSIGNMENTS = [
-    pytest.param(
-        *entry,
-        id=f"{entry[0]}:{entry[1]}",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "the dead-letter role is named guid(container.id, systemTopicId, role): the "
-                "topic's principal is not in it. A topic deleted and made again under the same "
-                "name (deploy.md's removal commands, then a later deliveryMode eventgrid or both) "
-                "has the same id and a new principal, so webhook.bicep fails with "
-                "RoleAssignmentUpdateNotPermitted until someone deletes the orphaned assignment. "
-                "Name it guid(container.id, systemTopicPrincipalId, storageBlobDataContributor)"
-            ),
-        )
-        if entry == DEAD_LETTER_ROLE
-        else (),
-    )
+    pytest.param(*entry, id=f"{entry[0]}:{entry[1]}")
     for entry in role_assignments()
+    if entry != DEAD_LETTER_ROLE
 ]
 
 
 def test_every_template_role_assignment_is_checked() -> None:
-    assert len(ASSIGNMENTS) == 10
+    assert len(ASSIGNMENTS) == 9
     assert DEAD_LETTER_ROLE in role_assignments()
 
 
@@ -124,9 +115,9 @@ def test_role_assignment_name_is_a_guid_of_its_scope_principal_and_role(
 # The names every existing installation has. A role assignment renamed in the template (another
 # argument, another order) is a second assignment of the same principal, role and scope, which
 # Azure refuses with RoleAssignmentExists: the next deployment of every installation fails until
-# someone deletes the old one by hand. The dead-letter role is left out: its fix is a rename (the
-# xfail above) and needs that deletion as an upgrade step.
+# someone deletes the old one by hand.
 FROZEN_NAMES = {
+    DEAD_LETTER_ROLE: "container.id systemTopicId storageBlobDataContributor",
     (
         "modules/cosmos.bicep",
         "appDataContributor",
@@ -167,7 +158,7 @@ def spelled(argument: Any) -> str:
 
 
 def test_role_assignment_names_of_existing_installations_stay_the_same() -> None:
-    assert set(FROZEN_NAMES) == set(role_assignments()) - {DEAD_LETTER_ROLE}
+    assert set(FROZEN_NAMES) == set(role_assignments())
     for (relative, name), expected in FROZEN_NAMES.items():
         arguments = guid_arguments(resource(template(relative), name)["name"])
         assert " ".join(spelled(argument) for argument in arguments) == expected, (relative, name)
@@ -299,20 +290,19 @@ ONE_WAY = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "docs/deploy.md has no section on deploying again: it never says that a run of "
-        "main.bicep with another environmentName, location or functionAppName makes a second "
-        "installation, that new cosmosDatabaseName/cosmosContainerName start empty, that "
-        "deployAlerts/deployWorkbook false or another deliveryMode leave the old resources in "
-        "place, or that a setting added by hand (REPLAY_MAX_DELAY_SECONDS) is removed; it should "
-        "have a '## Deploying again' section naming each"
-    ),
-)
 def test_deploy_md_says_what_a_second_deployment_changes() -> None:
     text = section(DEPLOY, "## Deploying again")
     missing = [name for name in ONE_WAY if f"`{name}`" not in text]
     assert not missing, missing
     assert "`REPLAY_MAX_DELAY_SECONDS`" in text
     assert "`webhookSecret`" in text
+
+
+def test_deploy_md_removes_the_dead_letter_role_with_the_topic() -> None:
+    """The topic's role goes before the topic, so that a topic made again can be given it."""
+    removal = section(DEPLOY, "## Remove everything")
+    role_deleted = removal.index("az role assignment delete --ids")
+    assert '--assignee "$TOPIC_PRINCIPAL"' in removal
+    assert removal.index("identity.principalId") < role_deleted
+    assert role_deleted < removal.index("az eventgrid system-topic delete")
+    assert "RoleAssignmentUpdateNotPermitted" in section(DEPLOY, "## Deploying again")
