@@ -70,6 +70,21 @@ UNAUTHORIZED = Reply(401)
 NOT_FOUND = Reply(404)
 INTERNAL_ERROR = Reply(500)
 BAD_REQUEST_TARGET = Reply(400)  # Kestrel's, before routing: no body either
+# Kestrel's default limits, which the Azure host keeps (it raises only the body's), and what it
+# answers past them or to a request it cannot take, before routing: no function runs.
+KESTREL_MAX_REQUEST_LINE_BYTES = 8 * 1024
+KESTREL_MAX_HEADER_BYTES = 32 * 1024
+KESTREL_MAX_HEADERS = 100
+URI_TOO_LONG = Reply(414)
+HEADERS_TOO_LARGE = Reply(431)
+# The Azure host's answer to / when no function takes it (HomepageMiddleware): availability
+# probes and people checking a deployment ask for it.
+HOMEPAGE = Reply(
+    200,
+    b"<!DOCTYPE html><html><head><title>Your Functions app is up and running</title></head>"
+    b"<body><h1>Your Functions app is up and running</h1></body></html>",
+    {"Content-Type": "text/html"},
+)
 
 
 def route_prefix(host_json: Path = HOST_JSON) -> str:
@@ -175,7 +190,7 @@ class LocalFunctionsHost:
         # Azure routes on path and method together: a method the function does not take is
         # no route at all.
         if function is None or method.upper() not in function.methods:
-            return NOT_FOUND
+            return HOMEPAGE if encoded_path == "/" else NOT_FOUND
         query = parse_qsl(query_string, keep_blank_values=True)
         lower_headers = {name.lower(): value for name, value in headers.items()}
         if function.needs_key:
@@ -251,19 +266,23 @@ class WsgiAdapter:
         target = request_target(environ)
         body = environ["wsgi.input"].read(BODY_READ_LIMIT)
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-        if target is None:
+        headers = request_headers(environ)
+        refused = refused_before_routing(environ, method, headers)
+        if refused is not None:
+            reply = refused
+        elif target is None:
             reply = BAD_REQUEST_TARGET  # as Kestrel refuses it, before any routing
         else:
             reply = self.host.dispatch(
                 method,
                 target,
-                request_headers(environ),
+                headers,
                 body,
                 f"{environ['wsgi.url_scheme']}://{host}",
             )
-        headers = [(k, v) for k, v in reply.headers.items() if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(reply.body))))
-        start_response(status_line(reply.status), headers)
+        answer = [(k, v) for k, v in reply.headers.items() if k.lower() != "content-length"]
+        answer.append(("Content-Length", str(len(reply.body))))
+        start_response(status_line(reply.status), answer)
         # Only failed requests: every request the function handles already logs its decision
         # line, and a second line for each one cost ~6% of the host's throughput.
         if reply.status >= HTTPStatus.BAD_REQUEST:
@@ -275,6 +294,25 @@ class WsgiAdapter:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info("%s %r %d %.1fms", method, path, reply.status, elapsed_ms)
         return [reply.body]
+
+
+def refused_before_routing(
+    environ: WSGIEnvironment, method: str, headers: Mapping[str, str]
+) -> Reply | None:
+    """Kestrel's answer to a request it refuses before any route sees it, which waitress
+    would pass on: past its default limits, or an HTTP/1.1 request without exactly one Host
+    (waitress joins repeated headers with commas)."""
+    protocol = str(environ["SERVER_PROTOCOL"])
+    request_line = f"{method} {environ['REQUEST_URI']} {protocol}\r\n"
+    if len(request_line) > KESTREL_MAX_REQUEST_LINE_BYTES:  # Latin-1 text: one byte a character
+        return URI_TOO_LONG
+    header_bytes = sum(len(name) + len(value) + len(": \r\n") for name, value in headers.items())
+    if len(headers) > KESTREL_MAX_HEADERS or header_bytes > KESTREL_MAX_HEADER_BYTES:
+        return HEADERS_TOO_LARGE
+    host = environ.get("HTTP_HOST")
+    if protocol == "HTTP/1.1" and (host is None or "," in str(host)):
+        return BAD_REQUEST_TARGET
+    return None
 
 
 def request_target(environ: WSGIEnvironment) -> str | None:
@@ -294,15 +332,25 @@ def request_target(environ: WSGIEnvironment) -> str | None:
 def request_headers(environ: WSGIEnvironment) -> dict[str, str]:
     """Request headers by lower-case name, back from WSGI's ``HTTP_*`` keys."""
     headers = {
-        key[5:].replace("_", "-").lower(): str(value)
+        key[5:].replace("_", "-").lower(): as_kestrel_decodes(str(value))
         for key, value in environ.items()
         if key.startswith("HTTP_")
     }
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         # waitress sets these only for a header that was sent; Azure passes an empty one on.
         if key in environ:
-            headers[key.replace("_", "-").lower()] = str(environ[key])
+            headers[key.replace("_", "-").lower()] = as_kestrel_decodes(str(environ[key]))
     return headers
+
+
+def as_kestrel_decodes(value: str) -> str:
+    """A header value as Kestrel decodes it, UTF-8, from the Latin-1 text WSGI gives (PEP 3333).
+    Bytes that are not UTF-8 stay as waitress read them: what Kestrel does with those is not
+    documented."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
