@@ -37,6 +37,7 @@ RSS_GROWTH_LIMIT = 8 * MIB
 STOP_BUDGET_S = 5.0
 
 
+@pytest.mark.usefixtures("machine_to_itself")  # loads the machine, holds a bound
 def test_1000_keepalive_requests_from_32_threads_lose_nothing(
     served: ServeProcess, cosmos_settings: Settings
 ) -> None:

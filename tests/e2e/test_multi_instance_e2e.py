@@ -70,6 +70,9 @@ from tests.support.logs import decisions as logged_decisions
 from tests.support.serve import ServeProcess, run_cli
 from tests.unit.test_eventgrid import ENRICHED_BY_EVENT_GRID, TOPIC, event_grid
 
+# Loads the machine and holds time bounds: takes turns with the other such tests.
+pytestmark = pytest.mark.usefixtures("machine_to_itself")
+
 INSTANCES = 3
 WEBHOOK_BUDGET_S = 4.5  # README: every webhook answer, a parked one included, within 4.5 s
 REPLAY_CAP_S = 1  # REPLAY_MAX_DELAY_SECONDS, the smallest allowed: the same code path

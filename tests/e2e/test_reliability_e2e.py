@@ -23,6 +23,9 @@ from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import LocalCosmosServer
 from tests.support.serve import ServeProcess
 
+# Loads the machine and holds time bounds: takes turns with the other such tests.
+pytestmark = pytest.mark.usefixtures("machine_to_itself")
+
 ANSWER_BUDGET_S = 4.5
 SECRET = "e2e-shared-secret"
 # Test-sized replay cap (production: 60 s), the same code path. After the database is back,
