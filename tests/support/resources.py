@@ -59,6 +59,11 @@ def open_pipes(pid: int | str = "self") -> set[str]:
     return {f"{fd} -> {link}" for fd, link in _fd_links(pid).items() if link.startswith("pipe:")}
 
 
+def open_sockets(pid: int | str = "self") -> set[str]:
+    """The process's descriptors that are sockets, as "fd -> socket:[inode]"."""
+    return {f"{fd} -> {link}" for fd, link in _fd_links(pid).items() if _SOCKET_LINK.match(link)}
+
+
 def tcp_connections(
     port: int, pid: int | str = "self", *, remote: bool = True, established_only: bool = True
 ) -> int:

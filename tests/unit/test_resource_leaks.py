@@ -12,7 +12,7 @@ from typing import cast
 import pytest
 
 from acr_webhook.local.host import CannotListenError, LocalFunctionsHost, LocalHttpServer
-from tests.support.resources import open_pipes
+from tests.support.resources import open_pipes, open_sockets
 
 
 @pytest.fixture
@@ -27,15 +27,18 @@ def no_cyclic_collection() -> Iterator[None]:
     gc.collect()
 
 
-def test_a_port_the_local_host_cannot_listen_on_leaves_no_thread_and_no_pipe_open(
+def test_a_port_the_local_host_cannot_listen_on_leaves_no_thread_pipe_or_socket_open(
     no_cyclic_collection: None,
 ) -> None:
+    """waitress made its listening socket before the bind failed: closing the trigger alone
+    (the only dispatcher without a task_dispatcher) would leave it open."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         threads_before = set(threading.enumerate())
         pipes_before = open_pipes()
+        sockets_before = open_sockets()
         with pytest.raises(CannotListenError):
             # The host is never called: the server is refused before it serves anything.
             LocalHttpServer(cast(LocalFunctionsHost, None), "127.0.0.1", port)
@@ -45,4 +48,5 @@ def test_a_port_the_local_host_cannot_listen_on_leaves_no_thread_and_no_pipe_ope
             if thread.name.startswith("waitress")
         ]
         pipes_left = open_pipes() - pipes_before
-    assert (left_running, pipes_left) == ([], set())
+        sockets_left = open_sockets() - sockets_before
+    assert (left_running, pipes_left, sockets_left) == ([], set(), set())
