@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote
 from wsgiref.util import setup_testing_defaults
@@ -398,16 +398,27 @@ def test_a_console_that_stopped_reading_holds_a_bounded_number_of_lines(
 
 
 def call_wsgi(
-    host: LocalFunctionsHost, method: str, target: str, body: bytes = b""
+    host: LocalFunctionsHost,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    changes: Mapping[str, str | None] | None = None,
 ) -> tuple[str, bytes]:
     """One request through WsgiAdapter: its status line and body. ``target`` is the request
-    target as sent (percent-encoded), which waitress hands over as REQUEST_URI."""
-    environ = {
+    target as sent (percent-encoded), which waitress hands over as REQUEST_URI. ``changes``:
+    environ keys set (as waitress would, e.g. ``SERVER_PROTOCOL``, ``HTTP_*``) or, for None,
+    removed from the defaults."""
+    environ: dict[str, object] = {
         "REQUEST_METHOD": method,
         "REQUEST_URI": target,
         "wsgi.input": io.BytesIO(body),
     }
-    setup_testing_defaults(environ)  # the rest of a server's environ; host 127.0.0.1
+    setup_testing_defaults(environ)  # the rest of a server's environ; host 127.0.0.1, HTTP/1.0
+    for key, value in (changes or {}).items():
+        if value is None:
+            del environ[key]
+        else:
+            environ[key] = value
     statuses: list[str] = []
 
     def start_response(
