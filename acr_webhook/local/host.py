@@ -69,7 +69,7 @@ class Reply:
 UNAUTHORIZED = Reply(401)
 NOT_FOUND = Reply(404)
 INTERNAL_ERROR = Reply(500)
-BAD_REQUEST_TARGET = Reply(400)  # Kestrel's, before routing: no body either
+BAD_REQUEST = Reply(400)  # Kestrel's, before routing: no body either
 # Kestrel's default limits, which the Azure host keeps (it raises only the body's), and what it
 # answers past them or to a request it cannot take, before routing: no function runs.
 KESTREL_MAX_REQUEST_LINE_BYTES = 8 * 1024
@@ -266,17 +266,19 @@ class WsgiAdapter:
         target = request_target(environ)
         body = environ["wsgi.input"].read(BODY_READ_LIMIT)
         host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-        headers = request_headers(environ)
-        refused = refused_before_routing(environ, method, headers)
-        if refused is not None:
+        wire = wire_headers(environ)
+        # What Kestrel refuses, in its order: the request line as it reads it, then the headers.
+        if (refused := request_line_refused(environ, method)) is not None:
             reply = refused
         elif target is None:
-            reply = BAD_REQUEST_TARGET  # as Kestrel refuses it, before any routing
+            reply = BAD_REQUEST
+        elif (refused := headers_refused(environ, wire)) is not None:
+            reply = refused
         else:
             reply = self.host.dispatch(
                 method,
                 target,
-                headers,
+                request_headers(wire),
                 body,
                 f"{environ['wsgi.url_scheme']}://{host}",
             )
@@ -296,22 +298,24 @@ class WsgiAdapter:
         return [reply.body]
 
 
-def refused_before_routing(
-    environ: WSGIEnvironment, method: str, headers: Mapping[str, str]
-) -> Reply | None:
-    """Kestrel's answer to a request it refuses before any route sees it, which waitress
-    would pass on: past its default limits, or an HTTP/1.1 request without exactly one Host
-    (waitress joins repeated headers with commas)."""
-    protocol = str(environ["SERVER_PROTOCOL"])
-    request_line = f"{method} {environ['REQUEST_URI']} {protocol}\r\n"
+def request_line_refused(environ: WSGIEnvironment, method: str) -> Reply | None:
+    """Kestrel's answer to a request line past its default limit, which waitress passes on."""
+    request_line = f"{method} {environ['REQUEST_URI']} {environ['SERVER_PROTOCOL']}\r\n"
     if len(request_line) > KESTREL_MAX_REQUEST_LINE_BYTES:  # Latin-1 text: one byte a character
         return URI_TOO_LONG
-    header_bytes = sum(len(name) + len(value) + len(": \r\n") for name, value in headers.items())
-    if len(headers) > KESTREL_MAX_HEADERS or header_bytes > KESTREL_MAX_HEADER_BYTES:
+    return None
+
+
+def headers_refused(environ: WSGIEnvironment, wire: Mapping[str, str]) -> Reply | None:
+    """Kestrel's answer to headers past its default limits, or to a request with two Host
+    headers (waitress joins repeated headers with commas) or an HTTP/1.1 one without any,
+    which waitress passes on. ``wire``: the headers as sent, one character a byte."""
+    header_bytes = sum(len(name) + len(value) + len(": \r\n") for name, value in wire.items())
+    if len(wire) > KESTREL_MAX_HEADERS or header_bytes > KESTREL_MAX_HEADER_BYTES:
         return HEADERS_TOO_LARGE
     host = environ.get("HTTP_HOST")
-    if protocol == "HTTP/1.1" and (host is None or "," in str(host)):
-        return BAD_REQUEST_TARGET
+    if "," in str(host or "") or (host is None and environ["SERVER_PROTOCOL"] == "HTTP/1.1"):
+        return BAD_REQUEST
     return None
 
 
@@ -326,20 +330,27 @@ def request_target(environ: WSGIEnvironment) -> str | None:
     parts = urlsplit(target)
     if not (parts.scheme and parts.netloc):
         return None
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    # http://host with no path asks for the root, as Kestrel reads it.
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def request_headers(environ: WSGIEnvironment) -> dict[str, str]:
-    """Request headers by lower-case name, back from WSGI's ``HTTP_*`` keys."""
+def request_headers(wire: Mapping[str, str]) -> dict[str, str]:
+    """The headers as the function gets them, from ``wire_headers``."""
+    return {name: as_kestrel_decodes(value) for name, value in wire.items()}
+
+
+def wire_headers(environ: WSGIEnvironment) -> dict[str, str]:
+    """Request headers by lower-case name, back from WSGI's ``HTTP_*`` keys: Latin-1 text, one
+    character for each byte sent (PEP 3333)."""
     headers = {
-        key[5:].replace("_", "-").lower(): as_kestrel_decodes(str(value))
+        key[5:].replace("_", "-").lower(): str(value)
         for key, value in environ.items()
         if key.startswith("HTTP_")
     }
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         # waitress sets these only for a header that was sent; Azure passes an empty one on.
         if key in environ:
-            headers[key.replace("_", "-").lower()] = as_kestrel_decodes(str(environ[key]))
+            headers[key.replace("_", "-").lower()] = str(environ[key])
     return headers
 
 

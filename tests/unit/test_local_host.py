@@ -30,6 +30,7 @@ from acr_webhook.local.host import (
     request_headers,
     route_prefix,
     status_line,
+    wire_headers,
 )
 from acr_webhook.local.queues import QueueOptions
 from tests.support import payloads
@@ -313,7 +314,7 @@ def test_wsgi_headers_are_turned_back_into_header_names() -> None:
         "CONTENT_LENGTH": "2",
         "PATH_INFO": "/api/x",
     }
-    assert request_headers(environ) == {
+    assert request_headers(wire_headers(environ)) == {
         "x-functions-key": "k",
         "aeg-event-type": "Notification",
         "content-type": "application/json",
