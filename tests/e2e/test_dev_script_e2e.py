@@ -20,6 +20,7 @@ import requests
 
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
+from tests.support.repository import tracked_files
 from tests.support.serve import APP_SETTING_PREFIXES, free_port, post_json
 
 STARTED_WITHIN_S = 120  # the first run of bootstrap in a fresh clone installs nothing here
@@ -30,10 +31,7 @@ SAMPLE_KEY = "local-dev-key"  # local.settings.sample.json's LOCAL_FUNCTION_KEY
 def checkout_of_the_repository(target: Path) -> Path:
     """The tracked files as they are in the work tree, with this run's .venv and node_modules:
     the script writes local.settings.json into its checkout, and must not into this one."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
+    for name in tracked_files():
         source = REPO_ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)

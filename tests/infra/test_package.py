@@ -24,7 +24,6 @@ import sysconfig
 import tomllib
 import zipfile
 from collections.abc import Callable
-from functools import cache
 from importlib.metadata import distribution
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,11 @@ from packaging.requirements import Requirement
 from tests.infra.test_main_template import function_app
 from tests.support.cosmos_server import REPO_ROOT
 from tests.support.publish import azd_ships, core_tools_ships, funcignore_patterns
+from tests.support.repository import tracked_files
 from tests.unit.test_dependencies import canonical, deployed_imports, pinned_runtime
 
 Ships = Callable[[list[str], str | None], list[str]]
 TOOLS: dict[str, Ships] = {"func-publish": core_tools_ships, "azd-deploy": azd_ships}
-
-
-@cache
-def tracked() -> tuple[str, ...]:
-    """A fresh clone's files."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return tuple(sorted(path for path in listed.split("\0") if path))
 
 
 def funcignore() -> str:
@@ -59,7 +50,7 @@ def the_app() -> set[str]:
     stand-ins, and requirements.txt for the remote build."""
     package = {
         path
-        for path in tracked()
+        for path in tracked_files()
         if path.startswith("acr_webhook/") and not path.startswith("acr_webhook/local/")
     }
     return {"function_app.py", "host.json", "requirements.txt", *package}
@@ -117,7 +108,7 @@ def test_every_gitignore_line_has_a_local_file_here() -> None:
 def test_a_local_file_does_not_ship(tool: str, path: str) -> None:
     """Caches, environments, the stand-ins' Node packages, editors' and git's folders, azd's
     environment (WEBHOOK_SECRET in .azure/<env>/.env) and other secrets stay home."""
-    assert path not in TOOLS[tool]([*tracked(), path], funcignore())
+    assert path not in TOOLS[tool]([*tracked_files(), path], funcignore())
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -125,7 +116,7 @@ def test_a_fresh_clone_ships_the_app_and_nothing_else(tool: str) -> None:
     """No tests or fakes, bench/, scripts/, docs/, infra/, README, the local stand-ins
     (acr_webhook/local), the Node packages' manifests or local.settings.sample.json: the
     entry point, host.json, requirements.txt and acr_webhook's 20 deployed modules."""
-    shipped = TOOLS[tool](list(tracked()), funcignore())
+    shipped = TOOLS[tool](list(tracked_files()), funcignore())
     assert set(shipped) == the_app()
     assert not [p for p in shipped if p.startswith(("tests/", "acr_webhook/local/"))]
 
@@ -217,8 +208,8 @@ def test_the_shipped_files_import_on_requirements_txt_alone(tmp_path: Path) -> N
     the queue and registry clients), from a copy of what both tools ship and only the
     distributions requirements.txt brings (checked once by hand in a fresh venv made with
     `pip install -r requirements.txt`: 39 distributions, the ones runtime_distributions finds)."""
-    shipped = azd_ships(list(tracked()), funcignore())
-    assert shipped == core_tools_ships(list(tracked()), funcignore())
+    shipped = azd_ships(list(tracked_files()), funcignore())
+    assert shipped == core_tools_ships(list(tracked_files()), funcignore())
     package = tmp_path / "wwwroot"
     for path in shipped:
         (package / path).parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +295,6 @@ def test_the_zip_each_tool_uploads_is_small() -> None:
     for tool, ships in TOOLS.items():
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in ships(list(tracked()), funcignore()):
+            for path in ships(list(tracked_files()), funcignore()):
                 archive.write(REPO_ROOT / path, path)
         assert len(buffer.getvalue()) < 200_000, tool

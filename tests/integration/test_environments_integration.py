@@ -24,6 +24,7 @@ from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.cosmos_server import REPO_ROOT
 from tests.support.publish import core_tools_ships
+from tests.support.repository import tracked_files
 from tests.support.serve import app_environment
 
 NON_ASCII_REPOSITORY = "team/\u0131stanbul-w\u00f6rld"
@@ -63,10 +64,7 @@ print(json.dumps(answers))
 
 def deployed_files() -> list[str]:
     """The tracked files `func azure functionapp publish` uploads, by Core Tools' own rules."""
-    listed = subprocess.run(
-        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    return core_tools_ships(listed, (REPO_ROOT / ".funcignore").read_text())
+    return core_tools_ships(list(tracked_files()), (REPO_ROOT / ".funcignore").read_text())
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cosmos_server import REPO_ROOT
+from tests.support.repository import tracked_files
 
 CI_RUN = REPO_ROOT / ".ci" / "run"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -65,15 +66,15 @@ def test_the_python_check_finds_started_programs() -> None:
 def test_every_program_the_python_files_start_is_one_ci_run_makes_sure_of() -> None:
     """Everything else is started as sys.executable or from .venv (Node.js included)."""
     started: dict[str, list[str]] = {}
-    for top in ("tests", "acr_webhook", "bench"):
-        for path in sorted((REPO_ROOT / top).rglob("*.py")):
-            text = path.read_text()
-            if "subprocess" not in text and "which(" not in text:
-                continue
-            if path == Path(__file__) or ".venv" in path.parts:  # bench's own venv, if run
-                continue
-            for program in programs_started(ast.parse(text)):
-                started.setdefault(program, []).append(str(path.relative_to(REPO_ROOT)))
+    for name in tracked_files():
+        path = REPO_ROOT / name
+        if not name.startswith(("tests/", "acr_webhook/", "bench/")) or path.suffix != ".py":
+            continue
+        text = path.read_text()
+        if ("subprocess" not in text and "which(" not in text) or path == Path(__file__):
+            continue
+        for program in programs_started(ast.parse(text)):
+            started.setdefault(program, []).append(name)
     assert {"git", "bash"} <= started.keys()  # the scan still sees what it is for
     known = required().keys() | {"bash", "sh"}  # .ci/run runs in bash; sh is Essential
     assert {name: where for name, where in started.items() if name not in known} == {}

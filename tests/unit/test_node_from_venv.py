@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cosmos_server import NODE, REPO_ROOT
+from tests.support.repository import tracked_files
 from tests.unit.test_docs_commands import SHELL_BLOCKS
 
 VENV_BIN = Path(NODE).parent
@@ -29,7 +30,7 @@ BARE_WORD = re.compile(r"(?<![\w./${-])(?:" + MACHINE_NODE.pattern + r")(?![\w.-
 BIN_AS_COMMAND = re.compile(r"(?<![\w./-])(?<!node )(?<!node\" )node_modules/\.bin/")
 QUOTED_NAME = re.compile(r"[\"'](?:" + MACHINE_NODE.pattern + r")[\s\"']")
 COMMENT = re.compile(r"(?:^|(?<=\s))#.*$", re.MULTILINE)
-PYTHON_FILES = ["function_app.py", "acr_webhook", "bench", "tests"]
+PYTHON_FILES = ("function_app.py", "acr_webhook/", "bench/", "tests/")  # prefixes of tracked files
 
 
 def shell_scripts() -> dict[str, str]:
@@ -119,18 +120,16 @@ def test_no_python_file_starts_the_machines_node() -> None:
     """Processes are started with NODE (tests/support/cosmos_server.py), never with a name that
     PATH resolves."""
     named = []
-    for top in PYTHON_FILES:
-        root = REPO_ROOT / top
-        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
-            text = path.read_text()
-            # This file's examples name them on purpose; parsing only the files that quote a
-            # name at all keeps the check at a few milliseconds instead of seconds.
-            if path == Path(__file__) or not QUOTED_NAME.search(text):
-                continue
-            named += [
-                f"{path.relative_to(REPO_ROOT)}:{item.lineno}"
-                for item in started_by_name(ast.parse(text, str(path)))
-            ]
+    for name in tracked_files():
+        path = REPO_ROOT / name
+        if not name.startswith(PYTHON_FILES) or path.suffix != ".py":
+            continue
+        text = path.read_text()
+        # This file's examples name them on purpose; parsing only the files that quote a name
+        # at all keeps the check at a few milliseconds instead of seconds.
+        if path == Path(__file__) or not QUOTED_NAME.search(text):
+            continue
+        named += [f"{name}:{item.lineno}" for item in started_by_name(ast.parse(text, str(path)))]
     assert named == []
 
 
