@@ -37,12 +37,9 @@ def machine_to_itself(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
     failed together); each alone passes."""
     # Under xdist the base temp is per worker, its parent shared by the run's workers.
     lock_file = tmp_path_factory.getbasetemp().parent / "machine-to-itself.lock"
-    with lock_file.open("a") as lock:
+    with lock_file.open("a") as lock:  # closing it lets the lock go
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
 
 
 @pytest.fixture(scope="session")

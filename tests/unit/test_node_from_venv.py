@@ -19,6 +19,7 @@ import pytest
 from tests.support.cosmos_server import NODE, REPO_ROOT
 from tests.support.repository import tracked_files
 from tests.unit.test_docs_commands import SHELL_BLOCKS
+from tests.unit.test_time_bombs import RUNNING_NODE
 
 VENV_BIN = Path(NODE).parent
 # The machine's Node.js, by the names its packages put on PATH.
@@ -165,13 +166,10 @@ def test_venv_npm_runs_on_venv_node_whatever_path_holds(tmp_path: Path) -> None:
 
     version = npm("--version")
     assert version.returncode == 0, version.stderr
-    wheel_node = subprocess.run(
-        [NODE, "--version"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout.strip()
     # What an install script (npm ci's, in bootstrap) finds as `node`.
     scripts_node = npm("exec", "--offline", "--call", "node --version")
     assert scripts_node.returncode == 0, scripts_node.stderr
-    assert scripts_node.stdout.strip() == wheel_node
+    assert scripts_node.stdout.strip() == RUNNING_NODE
 
 
 def test_the_servers_own_usage_line_starts_venv_node() -> None:
