@@ -23,13 +23,15 @@ import pytest
 
 from acr_webhook.local.host import HOMEPAGE, LocalFunctionsHost, request_headers, wire_headers
 from tests.support.cosmos_server import REPO_ROOT
+from tests.unit.test_kestrel_parity import (
+    KESTREL_MAX_HEADER_BYTES,
+    KESTREL_MAX_HEADERS,
+    KESTREL_MAX_REQUEST_LINE,
+)
 from tests.unit.test_local_host import call_wsgi
 from tests.unit.test_worker_parity import KEY, P, probe_app
 
 # Kestrel's defaults (KestrelServerLimits.cs), which the Azure host keeps.
-MAX_REQUEST_LINE = 8 * 1024
-MAX_HEADER_BYTES = 32 * 1024
-MAX_HEADERS = 100
 # call_wsgi's environ, as waitress builds it: one header, "Host: 127.0.0.1".
 HOST_LINE = "Host: 127.0.0.1\r\n"
 
@@ -70,8 +72,8 @@ def test_the_request_line_limit_holds_method_target_version_and_crlf(
     when the line's LF is not among them: 8,192 bytes with the CR LF pass, 8,193 do not.
     Kills: the limit one higher, ``>=``, and a line counted without its CR LF, its version
     or its method."""
-    at = target_for_a_line_of(MAX_REQUEST_LINE, method, protocol)
-    over = target_for_a_line_of(MAX_REQUEST_LINE + 1, method, protocol)
+    at = target_for_a_line_of(KESTREL_MAX_REQUEST_LINE, method, protocol)
+    over = target_for_a_line_of(KESTREL_MAX_REQUEST_LINE + 1, method, protocol)
     assert (
         status_of(method, at, protocol=protocol),
         status_of(method, over, protocol=protocol),
@@ -81,7 +83,9 @@ def test_the_request_line_limit_holds_method_target_version_and_crlf(
 def test_the_header_count_limit_is_one_hundred_headers() -> None:
     """Http1Connection counts each header line and refuses the 101st (TooManyHeaders, 431).
     Kills: the limit one higher or lower, ``>=``."""
-    statuses = [status_of("GET", P, header_lines(n)) for n in (MAX_HEADERS, MAX_HEADERS + 1)]
+    statuses = [
+        status_of("GET", P, header_lines(n)) for n in (KESTREL_MAX_HEADERS, KESTREL_MAX_HEADERS + 1)
+    ]
     assert statuses == [200, 431]
 
 
@@ -90,14 +94,14 @@ def test_the_header_bytes_limit_counts_each_line_as_sent() -> None:
     (Http1Connection.OnReset allows it plus the empty line's 2 bytes): 32,768 bytes of lines
     pass, 32,769 are 431. Kills: the limit one higher, ``>=``, and a line counted without its
     name, its ": " or its CR LF."""
-    fill = MAX_HEADER_BYTES - len(HOST_LINE) - len("X-Pad: \r\n")
+    fill = KESTREL_MAX_HEADER_BYTES - len(HOST_LINE) - len("X-Pad: \r\n")
     at = status_of("GET", P, {"HTTP_X_PAD": "a" * fill})
     over = status_of("GET", P, {"HTTP_X_PAD": "a" * (fill + 1)})
     assert (at, over) == (200, 431)
 
 
 def test_the_header_bytes_limit_counts_bytes_not_decoded_characters() -> None:
-    as_waitress_reads_it = ("é" * (MAX_HEADER_BYTES // 2)).encode().decode("latin-1")
+    as_waitress_reads_it = ("é" * (KESTREL_MAX_HEADER_BYTES // 2)).encode().decode("latin-1")
     assert status_of("GET", P, {"HTTP_X_PAD": as_waitress_reads_it}) == 431
 
 
@@ -108,16 +112,16 @@ def test_a_request_past_several_limits_gets_the_answer_of_the_first_kestrel_chec
     """Kestrel reads the request line (414), then the headers (431), then checks Host (400).
     Kills: the header limits checked before the request line, the Host rule before the header
     limits, and the target's form checked before the request line's length."""
-    too_long = target_for_a_line_of(MAX_REQUEST_LINE + 1, "GET", "HTTP/1.1")
-    too_many = header_lines(MAX_HEADERS + 1)
+    too_long = target_for_a_line_of(KESTREL_MAX_REQUEST_LINE + 1, "GET", "HTTP/1.1")
+    too_many = header_lines(KESTREL_MAX_HEADERS + 1)
     assert status_of("GET", too_long, too_many) == 414
-    no_host_and_101_others = header_lines(MAX_HEADERS + 2) | {"HTTP_HOST": None}
+    no_host_and_101_others = header_lines(KESTREL_MAX_HEADERS + 2) | {"HTTP_HOST": None}
     assert status_of("GET", P, no_host_and_101_others) == 431
     assert status_of("GET", "x" + too_long) == 414  # not origin form, and too long
 
 
 def test_a_target_kestrel_refuses_is_400_before_any_header_limit() -> None:
-    assert status_of("GET", "x" + P, header_lines(MAX_HEADERS + 1)) == 400
+    assert status_of("GET", "x" + P, header_lines(KESTREL_MAX_HEADERS + 1)) == 400
 
 
 # --- Host ----------------------------------------------------------------------------------------
