@@ -313,8 +313,8 @@ def headers_refused(environ: WSGIEnvironment, wire: Mapping[str, str]) -> Reply 
     header_bytes = sum(len(name) + len(value) + len(": \r\n") for name, value in wire.items())
     if len(wire) > KESTREL_MAX_HEADERS or header_bytes > KESTREL_MAX_HEADER_BYTES:
         return HEADERS_TOO_LARGE
-    host = environ.get("HTTP_HOST")
-    if "," in str(host or "") or (host is None and environ["SERVER_PROTOCOL"] == "HTTP/1.1"):
+    host = wire.get("host")
+    if "," in (host or "") or (host is None and environ["SERVER_PROTOCOL"] == "HTTP/1.1"):
         return BAD_REQUEST
     return None
 
