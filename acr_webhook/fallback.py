@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceExistsError
 
 from acr_webhook.config import QueueSettings
+from acr_webhook.connections import closed_without_answer
 from acr_webhook.identity import default_credential
 from acr_webhook.models import ParkedEvent
 from acr_webhook.once import BuiltOnce
@@ -22,12 +25,13 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.storage.queue import QueueClient
 
+log = logging.getLogger(__name__)
+
 # The queue is the last resort inside ACR's 5 s window, after Cosmos DB has used up to ~2 s.
-QUEUE_TIMEOUTS: dict[str, Any] = {
-    "connection_timeout": 1,
-    "read_timeout": 1.5,
-    "retry_total": 0,
-}
+QUEUE_WAITS: dict[str, float] = {"connection_timeout": 1, "read_timeout": 1.5}
+QUEUE_TIMEOUTS: dict[str, Any] = {**QUEUE_WAITS, "retry_total": 0}
+# A put's bound, a second send included: one connection's wait and one answer's.
+QUEUE_BUDGET_S = sum(QUEUE_WAITS.values())
 
 
 # The queue trigger decodes a message with .NET's Convert.FromBase64String, which skips these
@@ -85,16 +89,41 @@ class StorageQueueFallback:
         self._queue = BuiltOnce(lambda: create_queue_client(settings, QUEUE_TIMEOUTS))
 
     def put(self, document: dict[str, Any], *, attempts: int = 0, delay_s: int = 0) -> None:
+        """Parks ``document`` within QUEUE_BUDGET_S. A send whose connection closed without an
+        answer (connections.closed_without_answer) is sent once more with what is left: the
+        event may then be parked twice, which replay stores once, by its id."""
+        deadline = time.monotonic() + QUEUE_BUDGET_S
         try:
-            self._queue().send_message(
-                ParkedEvent(document, attempts).to_message(),
-                visibility_timeout=delay_s or None,
-                time_to_live=NEVER_EXPIRES,
-            )
+            message = ParkedEvent(document, attempts).to_message()
+            try:
+                self._send(message, delay_s, QUEUE_WAITS)
+            except AzureError as error:
+                left = deadline - time.monotonic()
+                if not closed_without_answer(error) or left <= 0:
+                    raise
+                log.info(
+                    "event=%r queue closed the connection without an answer: sending once more",
+                    document.get("id"),
+                    extra={name: document.get(key) for name, key in _ABOUT.items()},
+                )
+                self._send(message, delay_s, {n: min(left, w) for n, w in QUEUE_WAITS.items()})
         except (AzureError, ValueError) as error:
             raise FallbackUnavailableError(
                 f"{type(error).__name__}: {error}", cause=failure_kind(error)
             ) from error
+
+    def _send(self, message: str, delay_s: int, waits: dict[str, float]) -> None:
+        self._queue().send_message(
+            message,
+            visibility_timeout=delay_s or None,
+            time_to_live=NEVER_EXPIRES,
+            connection_timeout=waits["connection_timeout"],
+            read_timeout=waits["read_timeout"],
+        )
+
+
+# A log record's structured fields about the event, as on the routes' decisions.
+_ABOUT = {"event_id": "id", "action": "action", "repository": "repository"}
 
 
 def provision_queue(settings: QueueSettings) -> None:

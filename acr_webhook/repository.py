@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import requests
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ServiceResponseError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import CosmosClient, PartitionKey
 from azure.cosmos.documents import ConnectionPolicy, SSLConfiguration
@@ -35,6 +35,7 @@ from acr_webhook.config import (
     Settings,
     proxy_configured,
 )
+from acr_webhook.connections import closed_without_answer, connection_refused
 from acr_webhook.identity import default_credential
 from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery, Person, StoredEvent
 from acr_webhook.store import (
@@ -267,29 +268,9 @@ def _unreachable(error: AzureError, health: DatabaseHealth) -> RepositoryUnavail
     is what a restarting database gives until it listens: the next event is tried, and stored
     once the database is back (issue 2's CONTRACT), not answered 503 for 5 s more."""
     failure = unavailable(error)
-    if not _connection_refused(error):
+    if not connection_refused(error):
         health.failed(str(failure), failure.cause, set_up=isinstance(failure, StoreSetUpError))
     return failure
-
-
-def _connection_refused(error: BaseException) -> bool:
-    """Whether a refused connection is among ``error``'s causes: the SDK's error holds
-    requests', which holds urllib3's, whose cause is the socket's ConnectionRefusedError."""
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        if isinstance(current, ConnectionRefusedError):
-            return True
-        seen.add(id(current))
-        pending += [
-            getattr(current, "inner_exception", None),
-            current.__cause__,
-            current.__context__,
-        ]
-    return False
 
 
 def _within(left: float, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -312,11 +293,18 @@ def _on_time(
     timeouts: Callable[[], dict[str, Any]],
     about: Mapping[str, Any] | None = None,
 ) -> _Answer:
-    """``call(**timeouts())``, made once more if the SDK's ``timeout`` ran out sooner than it can
-    have. azure-cosmos measures it on the wall clock (``time.time()``, 4.17.1), also after a
-    call that succeeded: a clock stepped forward by a time sync or a resumed VM made a stored
-    event a 503 and a remembered outage. The second call gets what is left of the bound
-    (``timeouts`` raises once nothing is); the step is behind it. ``about``: the log's extra."""
+    """``call(**timeouts())``, made once more (never more) when the first try failed for a
+    reason that a second one gets past. The second call gets what is left of the bound
+    (``timeouts`` raises once nothing is). ``about``: the log's extra.
+
+    - The SDK's ``timeout`` ran out sooner than it can have. azure-cosmos measures it on the
+      wall clock (``time.time()``, 4.17.1), also after a call that succeeded: a clock stepped
+      forward by a time sync or a resumed VM made a stored event a 503 and a remembered
+      outage. The step is behind the second call.
+    - The connection was closed without an answer (connections.closed_without_answer). Every
+      call made here may be made twice: a create that landed meets its own document (409), a
+      replace its changed ETag (412), and reads change nothing.
+    """
     options = timeouts()
     started = time.monotonic()
     try:
@@ -324,10 +312,17 @@ def _on_time(
     except CosmosClientTimeoutError:
         if time.monotonic() - started >= options["timeout"]:
             raise
-    log.warning(
-        "database client's timeout ran out early (the wall clock moved): trying once more",
-        extra=about,
-    )
+        log.warning(
+            "database client's timeout ran out early (the wall clock moved): trying once more",
+            extra=about,
+        )
+    except ServiceResponseError as error:
+        if not closed_without_answer(error):
+            raise
+        log.info(
+            "database closed the connection without an answer: trying once more on a new one",
+            extra=about,
+        )
     return call(**timeouts())
 
 

@@ -23,11 +23,12 @@ HANDLERS = {"handlers", "eventgrid", "queries", "reconcile", "replay", "erasure"
 ADAPTERS = {"repository", "fallback", "acr_history", "redrive"}
 LEAVES = {"models": set(), "store": {"models"}, "results": set(), "config": set(), "once": set()}
 # Entry points and the composition root, which may import anything deployed; and what the
-# adapters and entry points share (credentials, TLS for loopback, telemetry).
+# adapters and entry points share (credentials, TLS for loopback, telemetry, what a failed
+# call says about its connection).
 ENTRY_POINTS = {"function_app", "runtime", "__main__", "__init__"}
-SHARED = {"identity", "tls", "telemetry"}
+SHARED = {"identity", "tls", "telemetry", "connections"}
 HANDLER_MAY_IMPORT = HANDLERS | {"models", "store", "results", "config"}
-ADAPTER_MAY_IMPORT = {"models", "store", "config", "tls", "once", "identity"}
+ADAPTER_MAY_IMPORT = {"models", "store", "config", "tls", "once", "identity", "connections"}
 # Moving parked messages back reuses the fallback queue's client and message format, rather
 # than a second copy of either.
 ADAPTER_MAY_REUSE = {"redrive": {"fallback"}}

@@ -24,12 +24,12 @@ from hypothesis import strategies as st
 
 from acr_webhook import __main__ as cli
 from acr_webhook.config import ConfigurationError, Settings, queue_settings
+from acr_webhook.connections import connection_refused
 from acr_webhook.queries import page_body
 from acr_webhook.reconcile import reconcile_entries, reconcile_webhooks
 from acr_webhook.repository import (
     CosmosEventRepository,
     DatabaseHealth,
-    _connection_refused,
     provision,
 )
 from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError
@@ -167,7 +167,7 @@ def test_a_page_is_valid_unicode_and_otherwise_as_stored(rows: list[dict[str, An
     assert body["continuation"] == "token"
 
 
-# --- repository._connection_refused / _unreachable: a refusal is not remembered ------------
+# --- connections.connection_refused, repository._unreachable: a refusal is not remembered --
 
 
 def _refused_by_azure_core() -> ServiceRequestError:
@@ -201,11 +201,11 @@ def _chained(link: str, cause: BaseException) -> AzureError:
 
 @pytest.mark.parametrize("link", ["inner_exception", "__cause__", "__context__"])
 def test_a_refusal_is_found_through_each_link_of_the_chain(link: str) -> None:
-    """_connection_refused: "whether a refused connection is among error's causes", the SDK's
+    """connection_refused: "whether a refused connection is among error's causes", the SDK's
     inner_exception and Python's __cause__ and __context__ alike, two links deep. Kills each
     link dropped, and only the top error looked at."""
     error = _chained(link, _chained(link, ConnectionRefusedError(111, "Connection refused")))
-    assert _connection_refused(error)
+    assert connection_refused(error)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_a_refusal_is_found_through_each_link_of_the_chain(link: str) -> None:
 def test_other_connection_failures_are_no_refusal(cause: OSError) -> None:
     """Only a refusal is quick: a reset, a timeout or a broken pipe is remembered as before.
     Kills ConnectionRefusedError widened to ConnectionError or OSError."""
-    assert not _connection_refused(_chained("inner_exception", cause))
+    assert not connection_refused(_chained("inner_exception", cause))
     health = DatabaseHealth()
     repository = CosmosEventRepository(REFUSING, health=health)  # nothing is contacted
     error = repository._failure(ServiceResponseError("x", error=cause))
@@ -234,7 +234,7 @@ def test_an_error_chain_with_a_loop_is_looked_through_once() -> None:
     first, second = ServiceRequestError("a"), ServiceRequestError("b")
     first.__context__, second.__context__ = second, first
     found: list[bool] = []
-    walker = threading.Thread(target=lambda: found.append(_connection_refused(first)), daemon=True)
+    walker = threading.Thread(target=lambda: found.append(connection_refused(first)), daemon=True)
     walker.start()
     walker.join(30)
     assert found == [False]

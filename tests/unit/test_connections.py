@@ -1,0 +1,82 @@
+"""connections.closed_without_answer, told from the failures it must not take for one, each as
+azure-core's requests transport raises it against a loopback socket that behaves so."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.core.rest import HttpRequest
+
+from acr_webhook.connections import closed_without_answer, connection_refused
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server
+    server.close()
+
+
+def failure(port: int, read_timeout: float = 5) -> AzureError:
+    with RequestsTransport() as transport:
+        try:
+            transport.send(
+                HttpRequest("POST", f"http://127.0.0.1:{port}/docs", content=b"{}"),
+                connection_timeout=1,
+                read_timeout=read_timeout,
+            )
+        except AzureError as error:
+            return error
+    raise AssertionError("the loopback socket answered")
+
+
+def serve_once(listener: socket.socket, then: str) -> threading.Thread:
+    """Accepts one connection, reads the request, then closes it or resets it, or holds it
+    unanswered until the test's listener closes."""
+
+    def run() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            if then == "reset":  # RST instead of FIN
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            elif then == "hold":
+                connection.recv(1)  # until the client gives up and closes
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("then", ["close", "reset"])
+def test_a_connection_closed_or_reset_after_the_request_is_closed_without_answer(
+    listener: socket.socket, then: str
+) -> None:
+    serve_once(listener, then)
+    error = failure(listener.getsockname()[1])
+    assert isinstance(error, ServiceResponseError)
+    assert closed_without_answer(error)
+    assert not connection_refused(error)
+
+
+def test_an_answer_that_never_came_in_time_is_not(listener: socket.socket) -> None:
+    """A read timeout is the database not answering: tried again, it would wait again."""
+    serve_once(listener, "hold")
+    error = failure(listener.getsockname()[1], read_timeout=0.2)
+    assert isinstance(error, ServiceResponseError)
+    assert not closed_without_answer(error)
+
+
+def test_a_refused_connection_is_not() -> None:
+    held = socket.create_server(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    held.close()  # nothing listens there now: refused at once
+    error = failure(port)
+    assert isinstance(error, ServiceRequestError)
+    assert connection_refused(error)
+    assert not closed_without_answer(error)
