@@ -16,6 +16,7 @@ from bench.inprocess import (
     Rows,
     ThroughputFigures,
 )
+from bench.local import KEEP_ALIVE_S
 from bench.stats import Spread
 from bench.worker import FUNCTION
 
@@ -184,7 +185,8 @@ def floors_section(figures: Figures) -> str:
             "document (the one the app makes from the same payload), measured in the same "
             "run and process, interleaved with the app's rounds. All floors get the app's "
             "client options (timeouts, no echo of the item on writes), so they differ in the "
-            "transport alone:",
+            "transport alone. The local server keeps idle connections for "
+            f"{KEEP_ALIVE_S} s (bench/local.py), so that none closes between rounds:",
             "\n".join(items),
             *notes,
         ]

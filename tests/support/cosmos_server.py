@@ -62,8 +62,11 @@ class LocalCosmosServer(KeepsItsPortWhileStopped):
     """One node process; ``stop``/``start`` keep the port, ``freeze``/``thaw`` keep the data;
     ``close`` at the end lets the port go."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive_s: float | None = None) -> None:
+        """``keep_alive_s``: how long the server keeps a connection left idle (Node.js's 5 s if
+        None)."""
         self.port = 0
+        self._keep_alive_s = keep_alive_s
         self._process: subprocess.Popen[str] | None = None
 
     @property
@@ -77,6 +80,9 @@ class LocalCosmosServer(KeepsItsPortWhileStopped):
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             text=True,
+            env=os.environ
+            if self._keep_alive_s is None
+            else {**os.environ, "COSMOS_SERVER_KEEP_ALIVE_S": str(self._keep_alive_s)},
         )
         assert process.stdout is not None
         line = process.stdout.readline()
