@@ -31,11 +31,12 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
+from scripts import lock
 from tests.infra.test_main_template import function_app
 from tests.support.cosmos_server import REPO_ROOT
 from tests.support.publish import azd_ships, core_tools_ships, funcignore_patterns
 from tests.support.repository import tracked_files
-from tests.unit.test_dependencies import canonical, deployed_imports, pinned_runtime
+from tests.unit.test_dependencies import deployed_imports, pinned_runtime
 
 Ships = Callable[[list[str], str | None], list[str]]
 TOOLS: dict[str, Ships] = {"func-publish": core_tools_ships, "azd-deploy": azd_ships}
@@ -145,25 +146,7 @@ def test_the_core_tools_matcher_agrees_with_core_tools_own_tests() -> None:
 
 def runtime_distributions() -> set[str]:
     """requirements.txt's pins and everything they require, as pip installs them here."""
-    environment = {"extra": ""}
-    found: set[str] = set()
-    pending = [Requirement(line) for line in pinned_runtime_lines()]
-    while pending:
-        requirement = pending.pop()
-        name = canonical(requirement.name)
-        if name in found:
-            continue
-        found.add(name)
-        for spec in distribution(name).requires or []:
-            dependency = Requirement(spec)
-            extras = [{"extra": extra} for extra in requirement.extras] or [environment]
-            if dependency.marker is None or any(dependency.marker.evaluate(e) for e in extras):
-                pending.append(dependency)
-    return found
-
-
-def pinned_runtime_lines() -> list[str]:
-    return [f"{name}=={version}" for name, version in pinned_runtime().items()]
+    return set(lock.closure(lock.requirements(lock.pinned_part(lock.RUNTIME))))
 
 
 def files_of(names: set[str]) -> list[str]:

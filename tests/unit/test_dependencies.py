@@ -1,6 +1,6 @@
 """What the deployed code takes from its dependencies, checked where an upgrade (a platform
-team's security bump, or the Functions remote build resolving the unpinned ones anew) would
-change it without an error: requirements.txt declares what the code imports and is what the
+team's security bump, or a new release of a package nothing pinned) would change it without an
+error: requirements.txt declares what the code imports, locks what that needs, and is what the
 tests run on; the names imported lazily (inside functions, under ``if TYPE_CHECKING:``) still
 exist; and the SDK pieces the code relies on beyond their documented API (the Cosmos client's
 keyword arguments, which it takes silently when it no longer knows them; the Azure Monitor log
@@ -23,6 +23,7 @@ import pytest
 
 from acr_webhook import repository, telemetry
 from acr_webhook.config import Settings
+from scripts import lock
 from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
 from tests.unit.test_architecture import imports_of, module_files
 
@@ -37,9 +38,9 @@ def canonical(name: str) -> str:
 
 
 def pinned_runtime() -> dict[str, str]:
-    """requirements.txt's pins: canonical name -> version."""
+    """requirements.txt's pins, above its locked section: canonical name -> version."""
     pins: dict[str, str] = {}
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+    for line in lock.pinned_part(lock.RUNTIME):
         line = line.split("#", 1)[0].strip()
         if line:
             name, separator, version = line.partition("==")
@@ -142,6 +143,23 @@ def test_the_packages_the_tests_run_on_are_the_pinned_ones() -> None:
         if installed != version:
             drift[name] = f"pinned {version}, installed {installed}"
     assert drift == {}
+
+
+def test_the_locked_sections_hold_what_the_pins_need_at_the_versions_installed() -> None:
+    """Each file's locked section (scripts/lock) is the closure of the pins above it, at the
+    versions the tests run on: a pin changed without running scripts/lock, a dependency a new
+    release added or dropped, or a package installed by hand is reported here by name."""
+    for path, needed in lock.sections().items():
+        locked = lock.locked_part(path)
+        assert {n: v for n, v in locked.items() if needed.get(n) != v} == {}, f"{path.name}: stale"
+        assert {n: v for n, v in needed.items() if n not in locked} == {}, f"{path.name}: missing"
+
+
+def test_the_lock_script_and_its_module_cut_the_files_at_the_same_line() -> None:
+    """scripts/lock resolves what is above the mark (awk), scripts/lock.py writes below it."""
+    assert f'index($0, "{lock.MARK}") == 1' in (REPO_ROOT / "scripts" / "lock").read_text()
+    for path in (lock.RUNTIME, lock.DEV):
+        assert sum(line.startswith(lock.MARK) for line in path.read_text().splitlines()) == 1
 
 
 def test_every_distribution_the_deployed_code_imports_is_pinned() -> None:

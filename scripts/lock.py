@@ -1,0 +1,124 @@
+"""The locked sections of requirements.txt and requirements-dev.txt: every package the pins above
+them need, directly or not, at one version each.
+
+Without them, the remote build and each CI run took the newest release of every package the
+pins do not name (cryptography, msal, certifi, pydantic-core's neighbours, ...) on the day they
+ran, so what was deployed was not what the tests had run on. ``scripts/lock`` resolves the pins
+above the sections afresh in a new venv and runs ``write`` there; tests/unit/test_dependencies.py
+checks, in the test venv, that the sections are the closure of the pins.
+
+``python scripts/lock.py write``: rewrites both sections from the packages installed in the
+running interpreter's environment.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = REPO_ROOT / "requirements.txt"
+DEV = REPO_ROOT / "requirements-dev.txt"
+MARK = "# --- Locked by scripts/lock"
+SECTION_HEADER = {
+    RUNTIME: (
+        f"{MARK}: what the pins above need, at the versions the tests ran\n"
+        "# on, so that the remote build installs them and not each one's newest release. Do not\n"
+        "# edit: change a pin above, then run scripts/lock.\n"
+    ),
+    DEV: (
+        f"{MARK}: what the pins above need beyond requirements.txt, at the versions\n"
+        "# the tests ran on. Do not edit: change a pin above, then run scripts/lock.\n"
+    ),
+}
+
+
+def pinned_part(path: Path) -> list[str]:
+    """The file's lines above its locked section (all of them if it has none)."""
+    lines = path.read_text().splitlines()
+    marks = [index for index, line in enumerate(lines) if line.startswith(MARK)]
+    return lines[: marks[0]] if marks else lines
+
+
+def locked_part(path: Path) -> dict[str, str]:
+    """The locked section: canonical name -> version."""
+    lines = path.read_text().splitlines()
+    marks = [index for index, line in enumerate(lines) if line.startswith(MARK)]
+    locked: dict[str, str] = {}
+    for line in lines[marks[0] :] if marks else []:
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            locked[canonicalize_name(name)] = version
+    return locked
+
+
+def requirements(lines: Iterable[str]) -> list[Requirement]:
+    """The requirements among ``lines``: no comments, blank lines or pip options (``-r``)."""
+    return [
+        Requirement(line.split("#")[0].strip())
+        for line in lines
+        if line.strip() and not line.lstrip().startswith(("#", "-"))
+    ]
+
+
+def closure(roots: Iterable[Requirement]) -> dict[str, str]:
+    """Every installed distribution ``roots`` need, themselves included, directly or through
+    others, with the markers evaluated here (Linux, Python 3.11 in Azure): canonical name ->
+    installed version."""
+    found: dict[str, str] = {}
+    pending = [(requirement, frozenset(requirement.extras)) for requirement in roots]
+    while pending:
+        requirement, extras = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name in found:
+            continue
+        distribution = metadata.distribution(name)
+        found[name] = distribution.version
+        for needed in map(Requirement, distribution.requires or []):
+            marker = needed.marker
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras | {""}):
+                pending.append((needed, frozenset(needed.extras)))
+    return found
+
+
+def sections() -> dict[Path, dict[str, str]]:
+    """What each file's locked section should hold, from the installed distributions."""
+    runtime_roots = requirements(pinned_part(RUNTIME))
+    dev_roots = requirements(pinned_part(DEV))
+    runtime = closure(runtime_roots)
+    everything = closure([*runtime_roots, *dev_roots])
+    pinned_above = {
+        canonicalize_name(requirement.name)
+        for requirement in [*runtime_roots, *dev_roots]
+        if any(spec.operator == "==" for spec in requirement.specifier)
+    }
+    return {
+        RUNTIME: {n: v for n, v in runtime.items() if n not in pinned_above},
+        DEV: {n: v for n, v in everything.items() if n not in runtime and n not in pinned_above},
+    }
+
+
+def write() -> None:
+    for path, locked in sections().items():
+        lines = [*pinned_part(path)]
+        while lines and not lines[-1].strip():
+            lines.pop()
+        body = "".join(f"{name}=={locked[name]}\n" for name in sorted(locked))
+        path.write_text("\n".join(lines) + "\n" + SECTION_HEADER[path] + body)
+
+
+def main(arguments: list[str]) -> int:
+    if arguments == ["write"]:
+        write()
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
