@@ -238,6 +238,8 @@ def _quoted(path: Path, key: str, value: str) -> bool:
     """Whether the file writes ``key: 'value'``: pycep drops the quotes, so a literal that
     happens to be a symbol's name (category: 'workbook' beside resource workbook) would
     otherwise read as that symbol."""
+    if "${" in value:
+        return False  # an interpolation: a computed string
     pattern = rf"^\s*'?{re.escape(key)}'?\s*:\s*'{re.escape(value)}'\s*$"
     return re.search(pattern, path.read_text(), re.MULTILINE) is not None
 

@@ -2,7 +2,8 @@
 
 The definitions are tests/fixtures/resource_types.json, an extract of Azure/bicep-types-az
 (tests/support/resource_types_extract.py makes it). A type there is a kind ("string") or an
-object with "type" and, where the templates need them, "enum", "minValue"/"maxValue",
+object with "type" and, where the templates need them, "enum" ("open": Bicep takes any
+string, Azure decides), "minValue"/"maxValue", "minLength"/"maxLength"/"pattern",
 "properties" (name -> type, with "flags"), "additionalProperties", "items", or
 "discriminator" and "elements" (value -> the properties that value adds).
 """
@@ -10,6 +11,7 @@ object with "type" and, where the templates need them, "enum", "minValue"/"maxVa
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -99,6 +101,12 @@ def _check_literal(shape: Literal, node: Json, path: str) -> list[str]:
                 f"{path}: {json.dumps(value)} is none of the values the spec lists {node['enum']}"
             ]
         return [f"{path}: {json.dumps(value)} is not one of {node['enum']}"]
+    if isinstance(value, str) and value:  # '' is how the templates say "not set" (!empty())
+        low, high = node.get("minLength", 0), node.get("maxLength", len(value))
+        if not low <= len(value) <= high:
+            return [f"{path}: {json.dumps(value)} is not {low}-{high} characters long"]
+        if "pattern" in node and not re.search(node["pattern"], value):
+            return [f"{path}: {json.dumps(value)} does not match {node['pattern']}"]
     if isinstance(value, int) and not isinstance(value, bool):
         low, high = node.get("minValue"), node.get("maxValue")
         if (low is not None and value < low) or (high is not None and value > high):

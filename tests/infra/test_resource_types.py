@@ -134,7 +134,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2024-01-01'
 
 resource container 'Microsoft.Storage/storageAccounts/blobServices/containers@2024-01-01' = {{
   parent: blobService
-  name: 'deadletters'
+  name: {container}
   properties: {{
     publicAccess: {access}
   }}
@@ -149,9 +149,12 @@ def snippet_problems(
     location: str = "  location: 'westeurope'",
     access: str = "'None'",
     other_sku: str = "'Standard_ZRS'",
+    container: str = "'deadletters'",
 ) -> list[str]:
     path = tmp_path / "snippet.bicep"
-    text = STORAGE.format(location=location, extra=extra, access=access, other_sku=other_sku)
+    text = STORAGE.format(
+        location=location, extra=extra, access=access, other_sku=other_sku, container=container
+    )
     path.write_text(text)
     return [p for d in declarations([path]) for p in problems(d)]
 
@@ -214,3 +217,9 @@ def test_a_literal_named_like_a_symbol_stays_a_literal() -> None:
 def test_the_templates_are_where_the_inventory_looks() -> None:
     assert {d.path for d in DECLARATIONS} <= set(bicep_files())
     assert all(d.path.is_relative_to(INFRA) for d in DECLARATIONS)
+
+
+def test_the_check_names_a_literal_of_the_wrong_length(tmp_path: Path) -> None:
+    assert snippet_problems(tmp_path, container="'dl'") == [
+        'name: "dl" is not 3-63 characters long'
+    ]

@@ -143,6 +143,9 @@ class Extractor:
             return {"type": "union", "of": [self.expand(e, shapes) for e in node["elements"]]}
         if kind == "StringLiteralType":
             return {"type": "string", "enum": [node["value"]]}
+        if kind == "StringType":
+            limits = ("minLength", "maxLength", "pattern")
+            return {"type": "string"} | {k: node[k] for k in limits if k in node}
         if kind == "IntegerType":
             return {"type": "int"} | {k: node[k] for k in ("minValue", "maxValue") if k in node}
         return {"type": self.kind(node)}
