@@ -143,10 +143,8 @@ def _callers() -> dict[Path, list[tuple[Path, Json]]]:
     """Module file -> (calling file, module params) for every module declaration."""
     callers: dict[Path, list[tuple[Path, Json]]] = {}
     for path in bicep_files():
-        for entry in document(path).get("modules", {}).values():
-            target = (path.parent / entry["detail"]["path"]).resolve()
-            body, _ = _unwrap(entry["config"])
-            callers.setdefault(target, []).append((path, body.get("params") or {}))
+        for _, target, params in module_calls(path):
+            callers.setdefault(target, []).append((path, params))
     return callers
 
 
@@ -348,10 +346,8 @@ def parameter_shape(path: Path, name: str) -> Shape:
     callers = _callers().get(path.resolve(), [])
     options: list[Shape] = []
     for caller, params in callers:
-        if isinstance(params.get(name), str) and _quoted(caller, name, params[name]):
-            options.append(Literal(params[name]))
-        elif name in params:
-            options.append(resolve(params[name], Scope(caller)))
+        if name in params:
+            options.append(argument_shape(caller, name, params[name]))
         elif entry.get("default") is not None:
             options.append(resolve(entry["default"], Scope(path)))
     if not callers:
@@ -359,6 +355,23 @@ def parameter_shape(path: Path, name: str) -> Shape:
             options.append(resolve(entry["default"], Scope(path)))
         options.append(declared)
     return Choice(options) if options else declared
+
+
+def argument_shape(caller: Path, name: str, value: Any) -> Shape:
+    """The shape of what ``caller`` passes as a module's parameter ``name``."""
+    if isinstance(value, str) and _quoted(caller, name, value):
+        return Literal(value)
+    return resolve(value, Scope(caller))
+
+
+def module_calls(path: Path) -> list[tuple[str, Path, Json]]:
+    """(module symbol, module file, params) of each module ``path`` declares."""
+    calls = []
+    for symbol, entry in document(path).get("modules", {}).items():
+        body, _ = _unwrap(entry["config"])
+        target = (path.parent / entry["detail"]["path"]).resolve()
+        calls.append((symbol, target, body.get("params") or {}))
+    return calls
 
 
 def body_shape(declaration: Declaration) -> ObjectShape:
