@@ -5,11 +5,11 @@ server never shows, one knob each:
   Cosmos DB does when a container's request units run out; ``throttled`` counts them;
 - ``delay_s``: every request waits this long before it is passed on (slow but up);
 - ``hang``: while set, requests are held unanswered (then their connection is closed);
-- ``drop_writes``: document writes are passed on and stored, then the connection is closed
-  without an answer (the write landed, the app never heard); ``dropped`` counts them;
 - ``holds``: requests held unanswered at a fixed point (``holds.Hold``), before or after the
   server applied them, until the test has killed the app that sent them (or, ``then_pass``,
-  passed on once released: a write in flight for as long as the test needs).
+  passed on once released: a write in flight for as long as the test needs); released before
+  the request comes, its connection is closed at once without an answer, as a server closing
+  an idle connection does (tests/integration/test_closed_connections.py).
 - ``refusal``: every request whose path matches it gets its answer (status, sub-status, the
   service's JSON error), as Cosmos DB refuses a set-up it cannot serve: a missing data role
   (403/5301), a wrong key (401); or, given a partition key, only the requests for that logical
@@ -77,8 +77,6 @@ class FaultyCosmosProxy(LocalHttpsServer):
         self.throttled = 0
         self.delay_s = 0.0
         self.hang = threading.Event()
-        self.drop_writes = False
-        self.dropped = 0
         self.holds: list[Hold] = []
         self.refusal: Refusal | None = None
         self.refused = 0
@@ -94,12 +92,6 @@ class FaultyCosmosProxy(LocalHttpsServer):
                 self.throttled += 1
                 return True
         return False
-
-    def _should_drop(self) -> bool:
-        with self._lock:
-            if self.drop_writes:
-                self.dropped += 1
-            return self.drop_writes
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -170,9 +162,6 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     self.close_connection = True
                     return
                 answered(proxy.holds, self.command, path)
-                if is_write and proxy._should_drop():
-                    self.close_connection = True  # stored upstream; the app hears nothing
-                    return
                 content = answer.content.replace(
                     urlsplit(proxy.upstream).netloc.encode(),
                     urlsplit(proxy.endpoint).netloc.encode(),
