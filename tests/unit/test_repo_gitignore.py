@@ -11,8 +11,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support.cosmos_server import REPO_ROOT
 
 # Seen in `git status --porcelain --ignored` after that loop, plus what the tests' runs and azd
@@ -77,11 +75,6 @@ def test_no_tracked_file_is_one_gitignore_ignores() -> None:
     assert git(REPO_ROOT, "ls-files", "--cached", "--ignored", "--exclude-standard") == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: .gitignore misses .env files, which .funcignore treats as secrets: "
-    "git status offers 2 of 2 (.env, .env.local) for `git add -A`",
-)
 def test_environment_files_with_secrets_are_ignored(tmp_path: Path) -> None:
     """.funcignore keeps `.env*` out of the deployment package as files with secrets (a
     WEBHOOK_SECRET or COSMOS_KEY for python-dotenv, direnv, VS Code); git should keep them out
