@@ -1,14 +1,51 @@
-"""Reading a package's licence from its metadata the way a platform team would: the cases
-tests/support/licences.py must judge (an expression with a way out of GPL ships, an unreadable
-licence does not, a GPL classifier is seen beside an MIT expression)."""
+"""The licences of what the Function App ships and of what only runs on developers' machines
+and CI, read at test time from what each package declares, so that a lock refresh bringing a
+package a platform team cannot ship without legal review fails here, by name.
+
+- The runtime closure of requirements.txt (what the remote build installs into the Function
+  App): permissive licences only, plus MPL-2.0 (below), each distribution carrying its licence
+  text (the notice MIT, BSD and Apache-2.0 ask copies to keep).
+- The dev closure (requirements-dev.txt beyond it) and node_modules (the local Cosmos DB API
+  server and Azurite): never deployed, so only no network copyleft (AGPL, SSPL: their terms
+  reach whoever uses the program over a network), and every licence readable, so that none
+  hides there.
+"""
 
 from __future__ import annotations
 
 import email.message
+import json
+import re
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
 
 import pytest
 
-from tests.support.licences import PERMISSIVE, category, classifiers_expression, declared, satisfies
+from scripts import lock
+from tests.support.cosmos_server import REPO_ROOT
+from tests.support.licences import (
+    NETWORK_COPYLEFT,
+    PERMISSIVE,
+    UNKNOWN,
+    Declared,
+    category,
+    classifiers_expression,
+    declared,
+    known_expression,
+    npm_declared,
+    satisfies,
+)
+
+# Licences whose package says nothing usable, read by hand: (registry, name) -> (the version
+# read, SPDX expression, where it was read). A new version fails
+# test_licences_read_by_hand_are_of_the_installed_versions until someone reads it again.
+READ_BY_HAND: dict[tuple[str, str], tuple[str, str, str]] = {
+    # package.json "license" is a URL (geraintluff.github.io/tv4/LICENSE.txt); the package's
+    # README.md, "## License": "released as public-domain ... Anybody can modify or re-license
+    # it for any purpose, without restriction." Reached through @vercel/cosmosdb-server.
+    ("npm", "uri-templates"): ("0.2.0", "LicenseRef-Public-Domain", "node_modules README.md"),
+}
 
 
 def can_ship(licence_id: str) -> bool:
@@ -16,6 +53,131 @@ def can_ship(licence_id: str) -> bool:
     (certifi's CA bundle and module), which ship unmodified with their source, and not the
     larger work that uses them (MPL-2.0 section 3.3), so the app's own code is untouched."""
     return category(licence_id) == PERMISSIVE or licence_id == "MPL-2.0"
+
+
+def no_network_copyleft(licence_id: str) -> bool:
+    return category(licence_id) not in {NETWORK_COPYLEFT, UNKNOWN}
+
+
+def runtime_closure() -> dict[str, str]:
+    return lock.closure(lock.requirements(lock.pinned_part(lock.RUNTIME)))
+
+
+def dev_only_closure() -> dict[str, str]:
+    runtime = runtime_closure()
+    roots = [*lock.pinned_part(lock.RUNTIME), *lock.pinned_part(lock.DEV)]
+    everything = lock.closure(lock.requirements(roots))
+    return {name: version for name, version in everything.items() if name not in runtime}
+
+
+def read_by_hand(registry: str, name: str, version: str) -> Declared | None:
+    """The table's entry, for the version it was read at only."""
+    entry = READ_BY_HAND.get((registry, name))
+    if entry is None or entry[0] != version:
+        return None
+    expression = known_expression(entry[1])
+    assert expression is not None, entry
+    return Declared(entry[1], f"read by hand: {entry[2]}", expression)
+
+
+def python_licence(name: str, version: str) -> Declared | None:
+    return declared(metadata.metadata(name)) or read_by_hand("pypi", name, version)
+
+
+def failing(closure: dict[str, str], allowed: Callable[[str], bool]) -> dict[str, str]:
+    """The distributions whose licence ``allowed`` refuses (or that declare none): name ->
+    what they declare and where."""
+    found = {}
+    for name, version in sorted(closure.items()):
+        licence = python_licence(name, version)
+        if licence is None or not satisfies(licence.expression, allowed):
+            found[f"{name}=={version}"] = (
+                f"{licence.text} ({licence.source})" if licence else "none"
+            )
+    return found
+
+
+def test_every_shipped_distribution_is_under_a_licence_that_ships_without_review() -> None:
+    closure = runtime_closure()
+    assert len(closure) >= 30  # the closure really was read (39 when written)
+    assert failing(closure, can_ship) == {}
+
+
+def test_no_licence_classifier_of_a_shipped_distribution_needs_review() -> None:
+    """The classifiers too, even where License-Expression wins: an MIT expression beside a GPL
+    classifier is a question for the package's authors before it ships."""
+    refused = {}
+    for name in runtime_closure():
+        expression = classifiers_expression(metadata.metadata(name))
+        if expression is not None and not satisfies(expression, can_ship):
+            refused[name] = expression
+    assert refused == {}
+
+
+LICENCE_FILE = re.compile(r"(LICEN[CS]E|COPYING|NOTICE)", re.IGNORECASE)
+
+
+def test_every_shipped_distribution_carries_its_licence_text() -> None:
+    """The installed files of each (its dist-info, which the remote build installs into the
+    app) hold a licence file: the notice MIT, BSD and Apache-2.0 ask every copy to keep."""
+    without = [
+        name
+        for name in runtime_closure()
+        if not any(
+            ".dist-info/" in str(path) and LICENCE_FILE.search(Path(str(path)).name)
+            for path in metadata.distribution(name).files or []
+        )
+    ]
+    assert without == []
+
+
+def test_the_dev_closure_has_no_network_copyleft_and_every_licence_is_read() -> None:
+    """Its MPL-2.0 (hypothesis, orjson, pathspec, tqdm) binds only whoever distributes those
+    files: they run on developers' machines and CI and are never handed on."""
+    closure = dev_only_closure()
+    assert len(closure) >= 80  # 99 when written
+    assert failing(closure, no_network_copyleft) == {}
+
+
+def node_packages() -> dict[str, tuple[str, Declared | None]]:
+    """Each package package-lock.json installs: its node_modules path -> (version, the
+    licence its installed package.json declares)."""
+    packages = json.loads((REPO_ROOT / "package-lock.json").read_text())["packages"]
+    found: dict[str, tuple[str, Declared | None]] = {}
+    for path, entry in packages.items():
+        if not path:  # the project itself
+            continue
+        installed = json.loads((REPO_ROOT / path / "package.json").read_text())
+        text = npm_declared(installed)
+        expression = known_expression(text) if text else None
+        licence = (
+            Declared(text, "package.json", expression)
+            if text and expression is not None
+            else read_by_hand("npm", installed["name"], installed["version"])
+        )
+        found[path] = (entry["version"], licence)
+    return found
+
+
+def test_node_modules_have_no_network_copyleft_and_every_licence_is_read() -> None:
+    packages = node_packages()
+    assert len(packages) >= 500  # 895 when written
+    refused = {
+        f"{path}@{version}": licence.text if licence else "unreadable"
+        for path, (version, licence) in packages.items()
+        if licence is None or not satisfies(licence.expression, no_network_copyleft)
+    }
+    assert refused == {}
+
+
+def test_licences_read_by_hand_are_of_the_installed_versions() -> None:
+    """An entry for a version no longer installed is stale: read the new one again."""
+    python = {**runtime_closure(), **dev_only_closure()}
+    installed = {("pypi", name): version for name, version in python.items()}
+    for path, (version, _) in node_packages().items():
+        installed[("npm", path.rsplit("node_modules/", 1)[1])] = version
+    for key, (version, _, _) in READ_BY_HAND.items():
+        assert installed.get(key) == version, f"{key}: read at {version}, read it again"
 
 
 def fake_metadata(**fields: str | list[str]) -> email.message.Message:
