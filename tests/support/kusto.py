@@ -33,7 +33,9 @@ CHECKER = Path(__file__).with_name("kusto_check.js")
 # https://learn.microsoft.com/azure/azure-monitor/app/convert-classic-resource#table-schemas
 # That page types `success` of requests and dependencies as string, the table reference pages
 # as bool (https://learn.microsoft.com/azure/azure-monitor/reference/tables/requests and
-# .../tables/dependencies): bool here; Kusto.Language accepts `success == false` with either.
+# .../tables/dependencies), and Microsoft's own component-scoped workbook template filters
+# `success == false` on both (microsoft/Application-Insights-Workbooks, Workbooks/Failures/
+# Failure Insights): bool here. (Kusto.Language accepts `success == false` with either.)
 _COMMON = (
     "appId:string, application_Version:string, appName:string, client_Browser:string, "
     "client_City:string, client_CountryOrRegion:string, client_IP:string, client_Model:string, "
