@@ -63,7 +63,7 @@ def test_every_query_in_the_repository_is_one_the_check_reads() -> None:
     queries found in it."""
     found: dict[str, set[str]] = {}
     for query in QUERIES:
-        found.setdefault(query.place.split(":")[0], set()).add(query.written)
+        found.setdefault(query.place.split(":")[0], set()).add(query.place)
     looks_like: dict[str, int] = {}
     for path in tracked_files():
         if path.startswith("tests/") or path == "package-lock.json":
@@ -74,13 +74,13 @@ def test_every_query_in_the_repository_is_one_the_check_reads() -> None:
             continue
         if hits := len(KQL_START.findall(text)):
             looks_like[path] = hits
-    assert looks_like == {path: len(written) for path, written in found.items()}
+    assert looks_like == {path: len(places) for path, places in found.items()}
     assert {"docs/operations.md", "infra/modules/alerts.bicep", "infra/modules/workbook.json"} <= (
         set(found)
     ), "the extraction lost a place it read before"
 
 
-@pytest.mark.parametrize("query", QUERIES, ids=[q.place for q in QUERIES])
+@pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_the_query_compiles_against_application_insights(query: Query) -> None:
     result = compiled(query)
     assert result.errors() == [], query.text
@@ -88,7 +88,7 @@ def test_the_query_compiles_against_application_insights(query: Query) -> None:
     assert result.columns is not None, "its result is no table"
 
 
-@pytest.mark.parametrize("query", QUERIES, ids=[q.place for q in QUERIES])
+@pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_each_custom_dimension_is_converted_or_only_tested_for_presence(query: Query) -> None:
     unconverted = [
         (read["name"], read["within"])
@@ -98,7 +98,7 @@ def test_each_custom_dimension_is_converted_or_only_tested_for_presence(query: Q
     assert unconverted == [], query.text
 
 
-@pytest.mark.parametrize("query", QUERIES, ids=[q.place for q in QUERIES])
+@pytest.mark.parametrize("query", QUERIES, ids=[q.id for q in QUERIES])
 def test_a_chart_has_a_number_to_draw_and_a_time_chart_a_time_axis(query: Query) -> None:
     result = compiled(query)
     charts = [op.split()[1] for op in result.operators if op.startswith("RenderOperator")]

@@ -85,6 +85,11 @@ class Query:
     place: str  # file and where in it: docs/operations.md:90, alerts.bicep:poison, ...
     text: str  # as compiled: a workbook's parameters expanded
     written: str  # as the file has it
+    variant: str = ""  # which parameter values were expanded: TimeRange=custom
+
+    @property
+    def id(self) -> str:
+        return f"{self.place} {self.variant}".strip()
 
 
 def markdown_queries() -> list[Query]:
@@ -169,7 +174,7 @@ def workbook_queries() -> list[Query]:
                         for picked, value in values.items()
                     }
             for tag, variant in variants.items():
-                found.append(Query(f"{where}:{label} {tag}".strip(), variant, text))
+                found.append(Query(f"{where}:{label}", variant, text, tag))
     return found
 
 
