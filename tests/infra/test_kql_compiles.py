@@ -75,6 +75,8 @@ def test_every_query_in_the_repository_is_one_the_check_reads() -> None:
         if hits := len(KQL_START.findall(text)):
             looks_like[path] = hits
     assert looks_like == {path: len(places) for path, places in found.items()}
+    # Control: the pattern sees each query found once, so the counts above compare like with like.
+    assert all(len(KQL_START.findall(q.written)) == 1 for q in QUERIES)
     assert {"docs/operations.md", "infra/modules/alerts.bicep", "infra/modules/workbook.json"} <= (
         set(found)
     ), "the extraction lost a place it read before"
