@@ -44,7 +44,7 @@ READ_BY_HAND: dict[tuple[str, str], tuple[str, str, str]] = {
     # package.json "license" is a URL (geraintluff.github.io/tv4/LICENSE.txt); the package's
     # README.md, "## License": "released as public-domain ... Anybody can modify or re-license
     # it for any purpose, without restriction." Reached through @vercel/cosmosdb-server.
-    ("npm", "uri-templates"): ("0.2.0", "LicenseRef-Public-Domain", "node_modules README.md"),
+    ("npmjs", "uri-templates"): ("0.2.0", "LicenseRef-Public-Domain", "node_modules README.md"),
 }
 
 
@@ -153,7 +153,7 @@ def node_packages() -> dict[str, tuple[str, Declared | None]]:
         licence = (
             Declared(text, "package.json", expression)
             if text and expression is not None
-            else read_by_hand("npm", installed["name"], installed["version"])
+            else read_by_hand("npmjs", installed["name"], installed["version"])
         )
         found[path] = (entry["version"], licence)
     return found
@@ -175,7 +175,7 @@ def test_licences_read_by_hand_are_of_the_installed_versions() -> None:
     python = {**runtime_closure(), **dev_only_closure()}
     installed = {("pypi", name): version for name, version in python.items()}
     for path, (version, _) in node_packages().items():
-        installed[("npm", path.rsplit("node_modules/", 1)[1])] = version
+        installed[("npmjs", path.rsplit("node_modules/", 1)[1])] = version
     for key, (version, _, _) in READ_BY_HAND.items():
         assert installed.get(key) == version, f"{key}: read at {version}, read it again"
 
