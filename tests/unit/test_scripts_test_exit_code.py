@@ -53,11 +53,6 @@ def test_a_failing_step_fails_scripts_test(tmp_path: Path, failing: str) -> None
     assert code != 0, f"{failing} failed, scripts/test exited 0; steps run:\n{ran}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: scripts/test exits 0 when `ruff check` fails (set -e skips a failing "
-    "non-last && command): lint errors pass CI",
-)
 def test_a_failing_ruff_check_fails_scripts_test(tmp_path: Path) -> None:
     """Measured: exit 0, the format check skipped, mypy and pytest run as if all were well."""
     code, ran = run_scripts_test(tmp_path, "ruff check")
