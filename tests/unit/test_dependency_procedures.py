@@ -11,8 +11,6 @@ test_node_from_venv.py). `.venv/bin/npm install` was the step missing."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.infra.test_deploy_docs import README, section
 
 
@@ -27,11 +25,6 @@ def test_readme_gives_the_python_pin_procedure() -> None:
     assert "`./scripts/test` then installs and checks them" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: README says how to change a Python pin only; a Node package (package.json) "
-    "needs `.venv/bin/npm install` for package-lock.json, else bootstrap's npm ci fails",
-)
 def test_readme_gives_the_node_package_procedure() -> None:
     text = " ".join(development().split())
     assert "package.json" in text and ".venv/bin/npm install" in text
