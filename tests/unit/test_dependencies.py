@@ -151,8 +151,10 @@ def test_the_locked_sections_hold_what_the_pins_need_at_the_versions_installed()
     release added or dropped, or a package installed by hand is reported here by name."""
     for path, needed in lock.sections().items():
         locked = lock.locked_part(path)
-        assert {n: v for n, v in locked.items() if needed.get(n) != v} == {}, f"{path.name}: stale"
-        assert {n: v for n, v in needed.items() if n not in locked} == {}, f"{path.name}: missing"
+        stale = {n: v for n, v in locked.items() if needed.get(n) != v}
+        assert stale == {}, f"{path.name}: locked, not needed or not installed: run scripts/lock"
+        missing = {n: v for n, v in needed.items() if n not in locked}
+        assert missing == {}, f"{path.name}: needed, not locked: run scripts/lock"
 
 
 def test_the_lock_script_and_its_module_cut_the_files_at_the_same_line() -> None:
