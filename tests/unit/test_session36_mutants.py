@@ -244,6 +244,27 @@ def test_a_pin_that_is_no_exact_version_is_locked_too(lock_files: tuple[Path, Pa
     assert lock.sections()[runtime]["azure-functions"] == "1.26.0"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: lock.sections leaves a package the runtime needs out of requirements.txt "
+    "when requirements-dev.txt pins it: typing-extensions pinned for the tests is then unpinned "
+    "in the deployed install",
+)
+def test_a_runtime_dependency_pinned_for_the_tests_stays_locked_for_the_deployment(
+    lock_files: tuple[Path, Path],
+) -> None:
+    """README: requirements.txt (deployed) holds "everything they need", so that "the remote
+    build installs what was tested", and the remote build reads requirements.txt alone.
+    sections() drops every name pinned above either file from both sections, so a dev pin of
+    something the runtime needs (typing-extensions, here) leaves it in neither the deployed
+    pins nor its locked section."""
+    runtime, dev = lock_files
+    dev.write_text(
+        dev.read_text().replace("pytest==8.4.2\n", "pytest==8.4.2\ntyping-extensions==4.16.0\n")
+    )
+    assert lock.sections()[runtime].get("typing-extensions") == "4.16.0"
+
+
 def test_requirement_lines_drop_comments_and_pip_options() -> None:
     """lock.requirements: "no comments, blank lines or pip options (-r)", a comment after a
     pin included, as pip reads it. Kills: the inline comment kept (an InvalidRequirement)."""
