@@ -69,37 +69,46 @@ def requirements(lines: Iterable[str]) -> list[Requirement]:
 def closure(roots: Iterable[Requirement]) -> dict[str, str]:
     """Every installed distribution ``roots`` need, themselves included, directly or through
     others, with the markers evaluated here (Linux, Python 3.11 in Azure): canonical name ->
-    installed version."""
+    installed version. A distribution met again with extras not asked before is followed again
+    for what those add, whatever order the requirements come in."""
     found: dict[str, str] = {}
-    pending = [(requirement, frozenset(requirement.extras)) for requirement in roots]
+    followed: dict[str, set[str]] = {}  # name -> the extras its requirements were read for
+    pending = [(requirement, {"", *requirement.extras}) for requirement in roots]
     while pending:
         requirement, extras = pending.pop()
         name = canonicalize_name(requirement.name)
-        if name in found:
+        new_extras = extras - followed.get(name, set())
+        if not new_extras:
             continue
+        followed.setdefault(name, set()).update(new_extras)
         distribution = metadata.distribution(name)
         found[name] = distribution.version
         for needed in map(Requirement, distribution.requires or []):
             marker = needed.marker
-            if marker is None or any(marker.evaluate({"extra": extra}) for extra in extras | {""}):
-                pending.append((needed, frozenset(needed.extras)))
+            if marker is None or any(marker.evaluate({"extra": extra}) for extra in new_extras):
+                pending.append((needed, {"", *needed.extras}))
     return found
 
 
 def sections() -> dict[Path, dict[str, str]]:
-    """What each file's locked section should hold, from the installed distributions."""
+    """What each file's locked section should hold, from the installed distributions. The
+    remote build reads requirements.txt alone, so its section holds all the runtime needs
+    beyond its own pins, a package requirements-dev.txt also pins included."""
     runtime_roots = requirements(pinned_part(RUNTIME))
     dev_roots = requirements(pinned_part(DEV))
     runtime = closure(runtime_roots)
     everything = closure([*runtime_roots, *dev_roots])
-    pinned_above = {
-        canonicalize_name(requirement.name)
-        for requirement in [*runtime_roots, *dev_roots]
-        if any(spec.operator == "==" for spec in requirement.specifier)
-    }
+    runtime_pins, dev_pins = (
+        {canonicalize_name(r.name) for r in roots if any(s.operator == "==" for s in r.specifier)}
+        for roots in (runtime_roots, dev_roots)
+    )
     return {
-        RUNTIME: {n: v for n, v in runtime.items() if n not in pinned_above},
-        DEV: {n: v for n, v in everything.items() if n not in runtime and n not in pinned_above},
+        RUNTIME: {n: v for n, v in runtime.items() if n not in runtime_pins},
+        DEV: {
+            n: v
+            for n, v in everything.items()
+            if n not in runtime and n not in runtime_pins | dev_pins
+        },
     }
 
 

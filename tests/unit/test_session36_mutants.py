@@ -244,12 +244,6 @@ def test_a_pin_that_is_no_exact_version_is_locked_too(lock_files: tuple[Path, Pa
     assert lock.sections()[runtime]["azure-functions"] == "1.26.0"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: lock.sections leaves a package the runtime needs out of requirements.txt "
-    "when requirements-dev.txt pins it: typing-extensions pinned for the tests is then unpinned "
-    "in the deployed install",
-)
 def test_a_runtime_dependency_pinned_for_the_tests_stays_locked_for_the_deployment(
     lock_files: tuple[Path, Path],
 ) -> None:
@@ -295,11 +289,6 @@ def test_the_closure_follows_the_extras_asked(needs_jwt_crypto: str) -> None:
     assert "cryptography" not in lock.closure([Requirement("pyjwt")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: lock.closure follows a package's extras only if the first requirement it "
-    "meets names them: closure([pyjwt[crypto], pyjwt]) lacks cryptography",
-)
 def test_the_closure_does_not_depend_on_the_order_of_its_roots() -> None:
     """lock.closure skips a package it has found, whatever extras a later requirement asks of
     it: a pin of PyJWT above the section (as azure-core and requests are pinned, for being
