@@ -23,4 +23,4 @@ def local_cosmos_server() -> Iterator[LocalCosmosServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
