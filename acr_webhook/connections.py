@@ -3,7 +3,9 @@ Azure SDKs' errors hold requests', which hold urllib3's, which hold the socket's
 
 from __future__ import annotations
 
-from azure.core.exceptions import ServiceResponseError
+import ssl
+
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 from urllib3.exceptions import ProtocolError
 
 
@@ -33,11 +35,14 @@ def connection_refused(error: BaseException) -> bool:
 
 
 def closed_without_answer(error: BaseException) -> bool:
-    """Whether the connection broke off after the request went out and before an answer.
-    urllib3 says "Connection aborted." (ProtocolError) for a connection closed or reset by the
-    other side, never for a wait that timed out or a connection that could not be made.
+    """Whether the other side closed the connection before it answered: urllib3 says
+    "Connection aborted." (ProtocolError) for a connection closed or reset once the request went
+    out, and TLS says EOF (ssl.SSLEOFError) for one closed as the request was being written, or
+    during a new one's handshake. Neither is a wait that timed out, nor a connection refused.
 
     Servers and load balancers close keep-alive connections left idle, and a request sent as
     one closes is lost with it: the Azure SDKs, told to retry nothing (ACR waits 5 s once),
     give up. A second try goes out on a new connection."""
-    return isinstance(error, ServiceResponseError) and caused_by(error, ProtocolError)
+    if isinstance(error, ServiceResponseError):
+        return caused_by(error, ProtocolError)
+    return isinstance(error, ServiceRequestError) and caused_by(error, ssl.SSLEOFError)

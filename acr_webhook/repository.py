@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import requests
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ServiceResponseError
+from azure.core.exceptions import AzureError
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import CosmosClient, PartitionKey
 from azure.cosmos.documents import ConnectionPolicy, SSLConfiguration
@@ -316,7 +316,7 @@ def _on_time(
             "database client's timeout ran out early (the wall clock moved): trying once more",
             extra=about,
         )
-    except ServiceResponseError as error:
+    except AzureError as error:  # a 409, a 404 and the like among them: raised as they are
         if not closed_without_answer(error):
             raise
         log.info(

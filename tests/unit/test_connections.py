@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -92,3 +93,30 @@ def test_a_refused_connection_is_not() -> None:
     assert isinstance(error, ServiceRequestError)
     assert connection_refused(error)
     assert not closed_without_answer(error)
+
+
+def test_a_tls_handshake_the_other_side_closed_is(listener: socket.socket) -> None:
+    """TLS's EOF (ssl.SSLEOFError), as the benchmark met it writing on a kept-alive connection
+    the server had closed (ServiceRequestError, "EOF occurred in violation of protocol"): here
+    the server reads the ClientHello and closes, as one that drops new connections does."""
+
+    def run() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            time.sleep(0.05)  # the whole ClientHello read: a close, not a reset
+
+    threading.Thread(target=run, daemon=True).start()
+    with RequestsTransport() as transport:
+        try:
+            transport.send(
+                HttpRequest("POST", f"https://127.0.0.1:{listener.getsockname()[1]}/docs"),
+                connection_timeout=1,
+                read_timeout=2,
+                connection_verify=False,  # never reached: the handshake ends first
+            )
+        except ServiceRequestError as error:
+            assert closed_without_answer(error)
+            assert not connection_refused(error)
+            return
+    raise AssertionError("the handshake did not fail")
