@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 import function_app
+from acr_webhook import repository
 from tests.support.fakes import FakeEventRepository
+from tests.support.stepped_calls import SteppedClock
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +51,11 @@ def cli_reader(monkeypatch: pytest.MonkeyPatch) -> FakeEventRepository:
     monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
     monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _settings: fake)
     return fake
+
+
+@pytest.fixture
+def monotonic(monkeypatch: pytest.MonkeyPatch) -> SteppedClock:
+    """The repository's monotonic clock, stepped by the test."""
+    clock = SteppedClock()
+    monkeypatch.setattr(repository, "time", clock)
+    return clock

@@ -28,7 +28,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from acr_webhook import __main__ as cli
-from acr_webhook import repository as repository_module
 from acr_webhook.config import QUERY_BUDGET_S, QueueSettings, Settings
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.local import queues
@@ -40,6 +39,7 @@ from acr_webhook.telemetry import RateLimit
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.properties import DETERMINISTIC
+from tests.support.stepped_calls import FailingCalls, SteppedClock, bounds
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
@@ -169,78 +169,46 @@ def test_an_event_built_in_python_may_carry_its_timestamp_as_a_datetime() -> Non
 # --- repository._on_time: once more when the wall clock made the SDK's timeout run out -------
 
 
-class _Monotonic:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
+def _timed_out() -> Exception:
+    return CosmosClientTimeoutError()  # type: ignore[no-untyped-call]
 
 
-class _Calls:
+def timing_out(clock: SteppedClock, took_s: float, failures: int) -> FailingCalls:
     """An SDK call that takes ``took_s`` on the monotonic clock and then raises the SDK's
     timeout error the first ``failures`` times, else answers "stored"."""
-
-    def __init__(self, clock: _Monotonic, took_s: float, failures: int) -> None:
-        self.clock = clock
-        self.took_s = took_s
-        self.failures = failures
-        self.options: list[dict[str, Any]] = []
-
-    def __call__(self, **options: Any) -> str:
-        self.options.append(options)
-        self.clock.now += self.took_s
-        if len(self.options) <= self.failures:
-            raise CosmosClientTimeoutError()  # type: ignore[no-untyped-call]
-        return "stored"
-
-
-@pytest.fixture
-def monotonic(monkeypatch: pytest.MonkeyPatch) -> _Monotonic:
-    clock = _Monotonic()
-    monkeypatch.setattr(repository_module, "time", clock)
-    return clock
-
-
-def bounds(clock: _Monotonic, deadline: float) -> Any:
-    """What the repository passes: the timeouts left of ``deadline`` (never a whole new one)."""
-
-    def timeouts() -> dict[str, Any]:
-        return {"timeout": deadline - clock.now}
-
-    return timeouts
+    return FailingCalls(clock, took_s, failures, _timed_out)
 
 
 def test_a_timeout_that_ran_out_early_is_tried_once_more_with_what_is_left(
-    monotonic: _Monotonic,
+    monotonic: SteppedClock,
 ) -> None:
     """repository._on_time: "made once more if the SDK's timeout ran out sooner than it can
     have ... The second call gets what is left of the bound". Here the SDK gave up after 1 s
     of a 10 s timeout (the wall clock stepped forward). Kills: never retried (``if True``, the
     except clause narrowed), ``started`` read a timeout earlier, the second call given the
     first call's timeouts."""
-    call = _Calls(monotonic, took_s=1.0, failures=1)
+    call = timing_out(monotonic, took_s=1.0, failures=1)
     assert _on_time(call, bounds(monotonic, monotonic.now + 10.0)) == "stored"
     assert [options["timeout"] for options in call.options] == [10.0, 9.0]
 
 
 @pytest.mark.parametrize("took_s", [10.0, 12.0])
 def test_a_timeout_that_really_ran_out_is_raised_at_once(
-    monotonic: _Monotonic, took_s: float
+    monotonic: SteppedClock, took_s: float
 ) -> None:
     """repository._on_time: once more only if the timeout "ran out sooner than it can have":
     one that took its whole 10 s (or longer) is the database not answering in time, raised at
     once (the write is parked, the read a 503). Kills: retried whatever the time taken,
     ``started`` taken after the call, ``>=`` -> ``>``."""
-    call = _Calls(monotonic, took_s=took_s, failures=2)
+    call = timing_out(monotonic, took_s=took_s, failures=2)
     with pytest.raises(CosmosClientTimeoutError):
         _on_time(call, bounds(monotonic, monotonic.now + 10.0))
     assert len(call.options) == 1
 
 
-def test_only_one_more_try(monotonic: _Monotonic) -> None:
+def test_only_one_more_try(monotonic: SteppedClock) -> None:
     """repository._on_time: "made once more": a second early timeout is raised."""
-    call = _Calls(monotonic, took_s=0.5, failures=5)
+    call = timing_out(monotonic, took_s=0.5, failures=5)
     with pytest.raises(CosmosClientTimeoutError):
         _on_time(call, bounds(monotonic, monotonic.now + 10.0))
     assert len(call.options) == 2
@@ -251,7 +219,7 @@ class _UncheckedQuery:
     ``timeout`` itself, as the SDK does not between the items of a page it has (and checks on
     the wall clock when it does)."""
 
-    def __init__(self, clock: _Monotonic, item_s: float) -> None:
+    def __init__(self, clock: SteppedClock, item_s: float) -> None:
         self.clock = clock
         self.item_s = item_s
 
@@ -264,7 +232,7 @@ class _UncheckedQuery:
             yield {"id": f"e{number}", "repository": "team/api"}
 
 
-def test_a_pages_items_stop_at_the_query_budget(monotonic: _Monotonic) -> None:
+def test_a_pages_items_stop_at_the_query_budget(monotonic: SteppedClock) -> None:
     """docs/queries.md: "a whole page at 8 s (QUERY_BUDGET_S), all of its reads together";
     find_events checks the page's deadline between items too. Items 3 s apart: the third
     (at 9 s) ends the page with a RepositoryUnavailableError. Kills: the check between items
@@ -497,7 +465,7 @@ class _LeasingQueue:
     new pop receipt (and, like the service, no content); an update or a delete with a stale
     receipt is a 400, one of a message another instance deleted a 404."""
 
-    def __init__(self, clock: _Monotonic, count: int) -> None:
+    def __init__(self, clock: SteppedClock, count: int) -> None:
         self.clock = clock
         self.batch = [
             QueueMessage(base64.b64encode(f'"m{i}"'.encode()).decode(), id=f"m{i}")
@@ -542,7 +510,7 @@ def _leasing_poller(
     monkeypatch: pytest.MonkeyPatch, count: int, call_s: float
 ) -> tuple[QueuePoller, _LeasingQueue, list[bytes]]:
     """A poller on a _LeasingQueue of ``count`` messages whose function takes ``call_s`` each."""
-    clock = _Monotonic()
+    clock = SteppedClock()
     monkeypatch.setattr(queues, "time", clock)
     queue = _LeasingQueue(clock, count)
     monkeypatch.setattr(queues, "create_queue_client", lambda *_, **__: queue)

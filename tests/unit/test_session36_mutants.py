@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from http.client import RemoteDisconnected
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -28,12 +27,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from urllib3.exceptions import ProtocolError
 
-from acr_webhook import repository as repository_module
 from acr_webhook.connections import caused_by, closed_without_answer
 from acr_webhook.fallback import QUEUE_BUDGET_S, QUEUE_WAITS
 from acr_webhook.repository import CLIENT_TIMEOUTS, _on_time
 from scripts import lock
 from tests.support.cosmos_server import REPO_ROOT
+from tests.support.stepped_calls import FailingCalls, SteppedClock, bounds
 
 # --- connections.closed_without_answer: an answer cut off is an answer -----------------------
 
@@ -85,21 +84,6 @@ def test_an_answer_cut_off_in_its_body_is_not_closed_without_answer(
 # --- repository._on_time: once more when the connection closed without an answer ----------
 
 
-class _Monotonic:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def monotonic(monkeypatch: pytest.MonkeyPatch) -> _Monotonic:
-    clock = _Monotonic()
-    monkeypatch.setattr(repository_module, "time", clock)
-    return clock
-
-
 def _closed() -> ServiceResponseError:
     """As azure-core's requests transport raises a request whose connection the other side
     closed without an answer (tests/unit/test_connections.py gets it from a real socket)."""
@@ -117,34 +101,17 @@ def _closed() -> ServiceResponseError:
     return closed
 
 
-class _ClosedCalls:
+def closing(clock: SteppedClock, took_s: float, failures: int) -> FailingCalls:
     """An SDK call that takes ``took_s`` on the monotonic clock, then fails as a connection
     closed without an answer the first ``failures`` times, else answers "stored"."""
-
-    def __init__(self, clock: _Monotonic, took_s: float, failures: int) -> None:
-        self.clock = clock
-        self.took_s = took_s
-        self.failures = failures
-        self.options: list[dict[str, Any]] = []
-
-    def __call__(self, **options: Any) -> str:
-        self.options.append(options)
-        self.clock.now += self.took_s
-        if len(self.options) <= self.failures:
-            raise _closed()
-        return "stored"
-
-
-def _left_of(clock: _Monotonic, deadline: float) -> Any:
-    """What the repository passes: the timeouts left of ``deadline`` (never a whole new one)."""
-    return lambda: {"timeout": deadline - clock.now}
+    return FailingCalls(clock, took_s, failures, _closed)
 
 
 ABOUT = {"event_id": "e-36", "action": "push", "repository": "team/api"}
 
 
 def test_a_call_closed_without_answer_is_made_once_more_with_what_is_left(
-    monotonic: _Monotonic, caplog: pytest.LogCaptureFixture
+    monotonic: SteppedClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """repository._on_time: "made once more ... The second call gets what is left of the
     bound" when "the connection was closed without an answer"; ``about`` is "the log's extra".
@@ -152,22 +119,22 @@ def test_a_call_closed_without_answer_is_made_once_more_with_what_is_left(
     INFO record says so with the event's structured fields. Kills: the closed branch's second
     call given the first call's options; its log record dropped, lowered to DEBUG, or without
     its extra."""
-    call = _ClosedCalls(monotonic, took_s=1.5, failures=1)
+    call = closing(monotonic, took_s=1.5, failures=1)
     with caplog.at_level(logging.INFO, logger="acr_webhook.repository"):
-        assert _on_time(call, _left_of(monotonic, monotonic.now + 2.0), ABOUT) == "stored"
+        assert _on_time(call, bounds(monotonic, monotonic.now + 2.0), ABOUT) == "stored"
     assert [options["timeout"] for options in call.options] == [2.0, 0.5]
     records = [r for r in caplog.records if "closed the connection" in r.getMessage()]
     assert [r.levelno for r in records] == [logging.INFO]
     assert {name: getattr(records[0], name, None) for name in ABOUT} == ABOUT
 
 
-def test_a_call_closed_without_answer_twice_is_raised(monotonic: _Monotonic) -> None:
+def test_a_call_closed_without_answer_twice_is_raised(monotonic: SteppedClock) -> None:
     """repository._on_time: "made once more (never more)": a second connection closed without
     an answer is the write's failure (parked), not a third try. Kills: the closed branch
     calling _on_time again (a try after every close, until the bound runs out)."""
-    call = _ClosedCalls(monotonic, took_s=0.1, failures=5)
+    call = closing(monotonic, took_s=0.1, failures=5)
     with pytest.raises(ServiceResponseError):
-        _on_time(call, _left_of(monotonic, monotonic.now + 2.0), ABOUT)
+        _on_time(call, bounds(monotonic, monotonic.now + 2.0), ABOUT)
     assert len(call.options) == 2
 
 
