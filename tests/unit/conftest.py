@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,11 @@ def monotonic(monkeypatch: pytest.MonkeyPatch) -> SteppedClock:
     clock = SteppedClock()
     monkeypatch.setattr(repository, "time", clock)
     return clock
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A loopback listening socket for a test's hand-made server."""
+    server = socket.create_server(("127.0.0.1", 0))
+    yield server
+    server.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
@@ -14,13 +13,6 @@ from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
 from acr_webhook.connections import closed_without_answer, connection_refused
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    server = socket.create_server(("127.0.0.1", 0))
-    yield server
-    server.close()
 
 
 def failure(port: int, read_timeout: float = 5) -> AzureError:

@@ -13,16 +13,13 @@ import shutil
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
 from http.client import RemoteDisconnected
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import requests
-from azure.core.exceptions import AzureError, HttpResponseError, ServiceResponseError
-from azure.core.pipeline.transport import RequestsTransport
-from azure.core.rest import HttpRequest
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from urllib3.exceptions import ProtocolError
@@ -33,15 +30,9 @@ from acr_webhook.repository import CLIENT_TIMEOUTS, _on_time
 from scripts import lock
 from tests.support.cosmos_server import REPO_ROOT
 from tests.support.stepped_calls import FailingCalls, SteppedClock, bounds
+from tests.unit.test_connections import failure, read_request
 
 # --- connections.closed_without_answer: an answer cut off is an answer -----------------------
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    server = socket.create_server(("127.0.0.1", 0))
-    yield server
-    server.close()
 
 
 def test_an_answer_cut_off_in_its_body_is_not_closed_without_answer(
@@ -56,26 +47,11 @@ def test_an_answer_cut_off_in_its_body_is_not_closed_without_answer(
     def answer_short() -> None:
         connection, _ = listener.accept()
         with connection:
-            received = b""
-            while not received.endswith(b"\r\n\r\n{}"):
-                chunk = connection.recv(65536)
-                if not chunk:
-                    return
-                received += chunk
+            read_request(connection)
             connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\nabc")
 
     threading.Thread(target=answer_short, daemon=True).start()
-    port = listener.getsockname()[1]
-    error: AzureError | None = None
-    with RequestsTransport() as transport:
-        try:
-            transport.send(
-                HttpRequest("POST", f"http://127.0.0.1:{port}/messages", content=b"{}"),
-                connection_timeout=1,
-                read_timeout=5,
-            )
-        except AzureError as raised:
-            error = raised
+    error = failure(listener.getsockname()[1])
     assert isinstance(error, HttpResponseError)
     assert caused_by(error, ProtocolError)  # what makes the check above it needed
     assert not closed_without_answer(error)
