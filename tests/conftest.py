@@ -17,6 +17,7 @@ from acr_webhook.fallback import create_queue_client, provision_queue
 from acr_webhook.repository import create_cosmos_client, provision
 from tests.support.azurite import LocalAzurite
 from tests.support.cosmos_server import EMULATOR_KEY, LocalCosmosServer, bound_port
+from tests.support.queue_proxy import HoldingQueueProxy
 
 
 @pytest.fixture(autouse=True)
@@ -65,6 +66,15 @@ def azurite() -> Iterator[LocalAzurite]:
     queues.start()
     yield queues
     queues.close()
+
+
+@pytest.fixture
+def queue_proxy(azurite: LocalAzurite) -> Iterator[HoldingQueueProxy]:
+    """A HoldingQueueProxy in front of the session's Azurite."""
+    server = HoldingQueueProxy(azurite)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -109,14 +109,6 @@ def killed(process: Any) -> int:
         if stream:
             stream.close()
     return code
-
-
-@pytest.fixture
-def queue_proxy(azurite: LocalAzurite) -> Iterator[HoldingQueueProxy]:
-    server = HoldingQueueProxy(azurite)
-    server.start()
-    yield server
-    server.stop()
 
 
 def storage_of(queue: QueueSettings | HoldingQueueProxy) -> dict[str, str]:

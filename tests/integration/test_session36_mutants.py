@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -73,11 +72,8 @@ class _Parking:
 
 
 @pytest.fixture
-def parking(azurite: LocalAzurite) -> Iterator[_Parking]:
-    proxy = HoldingQueueProxy(azurite)
-    proxy.start()
-    yield _Parking(new_queue(azurite), proxy)
-    proxy.stop()
+def parking(azurite: LocalAzurite, queue_proxy: HoldingQueueProxy) -> _Parking:
+    return _Parking(new_queue(azurite), queue_proxy)
 
 
 def test_the_second_send_is_the_same_message_with_what_is_left_of_the_bound(
