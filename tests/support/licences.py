@@ -93,19 +93,19 @@ def parse(text: str) -> Expression:
             take()
         return _CANONICAL.get(token.lower(), token)
 
-    def both() -> Expression:
-        operands = [operand()]
-        while (peek() or "").upper() == "AND":
+    def joined(word: str, part: Callable[[], Expression]) -> Expression:
+        """``part`` once, or several joined by ``word`` (AND binds tighter than OR)."""
+        operands = [part()]
+        while (peek() or "").upper() == word:
             take()
-            operands.append(operand())
-        return operands[0] if len(operands) == 1 else ("AND", operands)
+            operands.append(part())
+        return operands[0] if len(operands) == 1 else (word, operands)
+
+    def both() -> Expression:
+        return joined("AND", operand)
 
     def either() -> Expression:
-        operands = [both()]
-        while (peek() or "").upper() == "OR":
-            take()
-            operands.append(both())
-        return operands[0] if len(operands) == 1 else ("OR", operands)
+        return joined("OR", both)
 
     result = either()
     if peek() is not None:
