@@ -17,7 +17,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from acr_webhook.config import QueueSettings
 from acr_webhook.connections import closed_without_answer
 from acr_webhook.identity import default_credential
-from acr_webhook.models import ParkedEvent
+from acr_webhook.models import ParkedEvent, about
 from acr_webhook.once import BuiltOnce
 from acr_webhook.store import FallbackUnavailableError, failure_kind
 
@@ -103,8 +103,8 @@ class StorageQueueFallback:
                     raise
                 log.info(
                     "event=%r queue closed the connection without an answer: sending once more",
-                    document.get("id"),
-                    extra={name: document.get(key) for name, key in _ABOUT.items()},
+                    document["id"],
+                    extra=about(document),
                 )
                 self._send(message, delay_s, {n: min(left, w) for n, w in QUEUE_WAITS.items()})
         except (AzureError, ValueError) as error:
@@ -120,10 +120,6 @@ class StorageQueueFallback:
             connection_timeout=waits["connection_timeout"],
             read_timeout=waits["read_timeout"],
         )
-
-
-# A log record's structured fields about the event, as on the routes' decisions.
-_ABOUT = {"event_id": "id", "action": "action", "repository": "repository"}
 
 
 def provision_queue(settings: QueueSettings) -> None:

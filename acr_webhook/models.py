@@ -315,6 +315,16 @@ EXACT_FILTERS: Final = ("registry", "repository", "tag", "digest", "action")
 FILTERS: Final = (*EXACT_FILTERS, "since", "until")
 
 
+def about(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The structured fields of a log record about one event document, as on the routes'
+    decisions: its event id, action and repository."""
+    return {
+        "event_id": document["id"],
+        "action": document.get("action"),
+        "repository": document["repository"],
+    }
+
+
 def filters_fingerprint(filters: Mapping[str, str | None]) -> str:
     """Identifies a set of filter values, so a continuation token cannot page another query."""
     # In the order fingerprints had before the registry filter, which comes last and only when

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from acr_webhook.models import InvalidQueuedEventError, parse_parked
+from acr_webhook.models import InvalidQueuedEventError, about, parse_parked
 from acr_webhook.store import (
     DocumentRejectedError,
     EventRepository,
@@ -68,12 +68,7 @@ def replay_queued_event(
         )
         raise
     document = parked.document
-    fields = {
-        "route": "replay",
-        "event_id": document["id"],
-        "action": document.get("action"),
-        "repository": document["repository"],
-    }
+    fields = {"route": "replay", **about(document)}
     context = (
         f"event={document['id']!r} action={document.get('action')!r} "
         f"repository={document['repository']!r}"

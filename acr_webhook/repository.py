@@ -37,7 +37,14 @@ from acr_webhook.config import (
 )
 from acr_webhook.connections import closed_without_answer, connection_refused
 from acr_webhook.identity import default_credential
-from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery, Person, StoredEvent
+from acr_webhook.models import (
+    ENRICHMENT_FIELDS,
+    EXACT_FILTERS,
+    EventQuery,
+    Person,
+    StoredEvent,
+    about,
+)
 from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
@@ -453,15 +460,6 @@ def _no_call_options() -> Mapping[str, Any]:
     return {}
 
 
-def _about(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The structured fields of a log record about one event, as on the routes' decisions."""
-    return {
-        "event_id": document["id"],
-        "action": document.get("action"),
-        "repository": document["repository"],
-    }
-
-
 # What tells two events apart whatever the route: one id with other values is not the same event.
 _WHAT_HAPPENED = ("action", "tag", "digest")
 
@@ -475,7 +473,7 @@ def _another_event(stored: Mapping[str, Any], document: dict[str, Any]) -> bool:
             "event=%r already stored with another %s: the stored event is kept",
             document["id"],
             " and ".join(differ),
-            extra=_about(document),
+            extra=about(document),
         )
     return bool(differ)
 
@@ -511,7 +509,7 @@ class CosmosEventRepository:
             _on_time(
                 partial(container.create_item, document, **self._call_options()),
                 lambda: self._left_of(deadline),
-                _about(document),
+                about(document),
             )
         except CosmosResourceExistsError:
             self._fill_in(container, document, deadline)
@@ -556,7 +554,7 @@ class CosmosEventRepository:
                 "%s not filled in",
                 document["id"],
                 ", ".join(sorted(offered)),
-                extra=_about(document),
+                extra=about(document),
             )
             return
         try:
@@ -568,7 +566,7 @@ class CosmosEventRepository:
                         container.read_item, document["id"], partition_key=document["repository"]
                     ),
                     lambda: self._left_of(deadline),
-                    _about(document),
+                    about(document),
                 )
                 if _another_event(stored, document):
                     return  # its fields are another event's: nothing of it is filled in
@@ -585,7 +583,7 @@ class CosmosEventRepository:
                             match_condition=MatchConditions.IfNotModified,
                         ),
                         lambda: self._left_of(deadline),
-                        _about(document),
+                        about(document),
                     )
                 except CosmosAccessConditionFailedError:
                     continue
@@ -593,14 +591,14 @@ class CosmosEventRepository:
                     "event=%r filled in %s on the stored document",
                     document["id"],
                     ", ".join(sorted(missing)),
-                    extra=_about(document),
+                    extra=about(document),
                 )
                 return
         except CosmosResourceNotFoundError:
             log.info(
                 "event=%r stored document gone before its fields were filled in",
                 document["id"],
-                extra=_about(document),
+                extra=about(document),
             )
             return
         except AzureError as error:

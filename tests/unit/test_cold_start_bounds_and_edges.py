@@ -2,9 +2,9 @@
 digest filter, the local host's empty answers, the queue trigger's stop and the fill-in's log
 records that no other test held (found by mutation testing: each test kills hand-made mutants
 of ``queries._is_full_digest``, ``host._to_reply``, ``queues.QueuePoller.poll_once``,
-``repository._policy_within``, ``CosmosEventRepository._left_of`` or
-``repository._about`` that every other test passed). Each asserts documented or commented
-behaviour, cited in its docstring.
+``repository._policy_within``, ``CosmosEventRepository._left_of`` or ``models.about``
+(then ``repository._about``) that every other test passed). Each asserts documented or
+commented behaviour, cited in its docstring.
 """
 
 from __future__ import annotations
