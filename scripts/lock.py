@@ -38,19 +38,23 @@ SECTION_HEADER = {
 }
 
 
-def pinned_part(path: Path) -> list[str]:
-    """The file's lines above its locked section (all of them if it has none)."""
+def _cut(path: Path) -> tuple[list[str], list[str]]:
+    """The file's lines above its locked section, and the section from its mark on (none if
+    the file has no mark)."""
     lines = path.read_text().splitlines()
     marks = [index for index, line in enumerate(lines) if line.startswith(MARK)]
-    return lines[: marks[0]] if marks else lines
+    return (lines[: marks[0]], lines[marks[0] :]) if marks else (lines, [])
+
+
+def pinned_part(path: Path) -> list[str]:
+    """The file's lines above its locked section (all of them if it has none)."""
+    return _cut(path)[0]
 
 
 def locked_part(path: Path) -> dict[str, str]:
     """The locked section: canonical name -> version."""
-    lines = path.read_text().splitlines()
-    marks = [index for index, line in enumerate(lines) if line.startswith(MARK)]
     locked: dict[str, str] = {}
-    for line in lines[marks[0] :] if marks else []:
+    for line in _cut(path)[1]:
         if line and not line.startswith("#"):
             name, version = line.split("==")
             locked[canonicalize_name(name)] = version
