@@ -57,6 +57,7 @@ param location string = resourceGroup().location
 param principalId string = ''
 
 @description('Function App name. Empty = generated (func-<token>).')
+@maxLength(60)
 param functionAppName string = ''
 
 @description('Cosmos DB account name; empty = cosmos-<token>. After a point-in-time restore into a new account, its name: the app then uses it and its identity gets its data role there.')

@@ -12,6 +12,8 @@
 targetScope = 'resourceGroup'
 
 @description('Name of the deployed Function App (output AZURE_FUNCTION_APP_NAME of main.bicep), in this resource group.')
+@minLength(2)
+@maxLength(60)
 param functionAppName string
 
 @description('Name of the existing container registry.')
@@ -67,7 +69,8 @@ var customHeaders = empty(webhookSecret) ? {} : {
 var derivedWebhookName = take('acr${replace(functionAppName, '-', '')}', 50)
 var effectiveWebhookName = (!empty(webhookName)) ? webhookName : derivedWebhookName
 var effectiveSystemTopicName = (!empty(systemTopicName)) ? systemTopicName : '${registryName}-events'
-var eventSubscriptionName = '${functionAppName}-eventgrid'
+// Event Grid allows 64 characters in a subscription name; an app name has up to 60.
+var eventSubscriptionName = '${take(functionAppName, 54)}-eventgrid'
 // Event Grid dead-letters into the app's own storage account, named by the app's host storage
 // setting (main.bicep sets it: https://<account>.blob.<suffix>/).
 var hostBlobEndpoint = appSettings.?AzureWebJobsStorage__blobServiceUri ?? ''

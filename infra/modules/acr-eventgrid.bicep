@@ -11,7 +11,9 @@ param registryName string
 @description('System topic name (the existing one if the registry already has a system topic).')
 param systemTopicName string
 
-@description('Event subscription name.')
+@description('Event subscription name: 3-64 letters, digits and hyphens (Event Grid\'s rule).')
+@minLength(3)
+@maxLength(64)
 param subscriptionName string
 
 @description('Full endpoint including ?code=<function key>. Secret: Event Grid never returns it.')

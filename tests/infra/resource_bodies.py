@@ -23,6 +23,8 @@ from tests.infra.bicep import INFRA, Json, bicep_files, parse_bicep
 BICEP_KEYWORDS = frozenset({"parent", "scope", "dependsOn"})
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+INTERPOLATION = re.compile(r"\$\{([^{}]*)\}")
+TAKE = re.compile(r"take\(.*,\s*(\d+)\s*\)")
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,12 @@ class Literal:
 
 @dataclass(frozen=True)
 class Computed:
-    """A value known only at deployment; ``kind`` is string/int/bool/object/array or None."""
+    """A value known only at deployment; ``kind`` is string/int/bool/object/array or None.
+    ``longest``: the most characters a string can have, where the template bounds it."""
 
     kind: str | None
     text: str = ""
+    longest: int | None = None
 
 
 @dataclass
@@ -244,7 +248,9 @@ def _quoted(path: Path, key: str, value: str) -> bool:
 
 def _resolve_string(value: str, scope: Scope) -> Shape:
     if not IDENTIFIER.fullmatch(value):
-        return Computed("string", value) if "${" in value else Literal(value)
+        if "${" not in value:
+            return Literal(value)
+        return Computed("string", value, _interpolation_longest(value, scope))
     loop_item = scope.loop_item(value)
     if loop_item is not None:
         return loop_item
@@ -256,6 +262,34 @@ def _resolve_string(value: str, scope: Scope) -> Shape:
     if value in doc.get("resources", {}) or value in doc.get("modules", {}):
         return Computed("object", value)
     return Literal(value)
+
+
+def longest(shape: Shape) -> int | None:
+    """The most characters ``shape`` can have as a string; None where nothing bounds it."""
+    if isinstance(shape, Literal):
+        return len(str(shape.value))
+    if isinstance(shape, Computed):
+        return shape.longest
+    if isinstance(shape, Choice):
+        lengths = [longest(option) for option in shape.options]
+        return None if None in lengths else max(n for n in lengths if n is not None)
+    return None
+
+
+def _interpolation_longest(value: str, scope: Scope) -> int | None:
+    """``'${a}-x'`` is at most a's @maxLength + 2; ``take(x, n)`` is at most n."""
+    total = len(INTERPOLATION.sub("", value))
+    for expression in (m.strip() for m in INTERPOLATION.findall(value)):
+        taken = TAKE.fullmatch(expression)
+        if taken:
+            total += int(taken.group(1))
+            continue
+        part = _resolve_string(expression, scope) if IDENTIFIER.fullmatch(expression) else None
+        part_longest = None if part is None else longest(part)
+        if part_longest is None:
+            return None
+        total += part_longest
+    return total
 
 
 def _resolve_loop(value: Json, scope: Scope) -> Shape:
@@ -342,7 +376,10 @@ def parameter_shape(path: Path, name: str) -> Shape:
     allowed = next((d["argument"] for d in entry["decorators"] if d["type"] == "allowed"), None)
     if allowed is not None:
         return Choice([Literal(value) for value in allowed])
-    declared = Computed(entry["type"], name)
+    max_length = next(
+        (d["argument"] for d in entry["decorators"] if d["type"] == "max_length"), None
+    )
+    declared = Computed(entry["type"], name, max_length)
     callers = _callers().get(path.resolve(), [])
     options: list[Shape] = []
     for caller, params in callers:

@@ -90,6 +90,11 @@ def check(shape: Shape, node: Any, path: str) -> list[str]:
         return problems
     if isinstance(shape, ObjectShape):
         return _check_object(shape, node, path)
+    if shape.longest is not None and shape.longest > node.get("maxLength", shape.longest):
+        return [
+            f"{path}: {_describe(shape)} can be {shape.longest} characters,"
+            f" over {node['maxLength']}"
+        ]
     return []
 
 

@@ -28,7 +28,7 @@ DOCS = {path.name: path.read_text() for path in (REPO_ROOT / "docs").glob("*.md"
 
 # Decorators whose arguments the parameter tables state.
 RULES = ("allowed", "min_length", "max_length", "min_value", "max_value")
-# What a table's "N-M" and "at least N" bound, by parameter type.
+# What a table's "N-M", "at least N" and "at most N" bound, by parameter type.
 BOUNDS = {"string": ("min_length", "max_length"), "int": ("min_value", "max_value")}
 # Defaults the Default column names in words; any other is one backticked Bicep literal.
 DEFAULT_PHRASES: dict[str, Any] = {
@@ -111,8 +111,8 @@ def documented_default(cell: str) -> Any:
 
 
 def documented_rules(meaning: str, parameter_type: str) -> Json:
-    """The allowed values ("`a`, `b` or `c`") and bounds ("N-M", "at least N") a Meaning cell
-    states, as pycep names the decorators."""
+    """The allowed values ("`a`, `b` or `c`") and bounds ("N-M", "at least N", "at most N") a
+    Meaning cell states, as pycep names the decorators."""
     text = re.sub(r" \([^)]*\)", "", meaning)  # asides, e.g. what each allowed value does
     rules: Json = {}
     if enumeration := ENUMERATION.search(text):
@@ -122,6 +122,8 @@ def documented_rules(meaning: str, parameter_type: str) -> Json:
         rules[lower], rules[upper] = int(bounds[1]), int(bounds[2])
     if at_least := re.search(r"at least (\d+)", text):
         rules[lower] = int(at_least[1])
+    if at_most := re.search(r"at most (\d+)", text):
+        rules[upper] = int(at_most[1])
     return rules
 
 
@@ -209,8 +211,11 @@ def test_generated_names_are_the_documented_ones() -> None:
     event_grid = module(webhook, "acrEventGrid")["params"]
     assert event_grid["systemTopicName"] == "effectiveSystemTopicName"
 
-    assert "The Event Grid subscription is named `<app name>-eventgrid`." in DEPLOY
-    assert var(webhook, "eventSubscriptionName") == "${functionAppName}-eventgrid"
+    assert (
+        "The Event Grid subscription is named `<app name>-eventgrid`, with the app name cut to"
+        " its\nfirst 54 characters (Event Grid allows 64)."
+    ) in DEPLOY
+    assert var(webhook, "eventSubscriptionName") == "${take(functionAppName, 54)}-eventgrid"
     assert event_grid["subscriptionName"] == "eventSubscriptionName"
 
 
