@@ -5,10 +5,17 @@ one is enough, the licensee chooses). Used by tests/unit/test_licences.py."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from license_expression import (
+    AND,
+    ExpressionError,
+    LicenseSymbol,
+    LicenseWithExceptionSymbol,
+    Licensing,
+)
 
 PERMISSIVE = "permissive"
 WEAK_COPYLEFT = "weak copyleft"
@@ -63,54 +70,29 @@ def category(licence_id: str) -> str:
 Expression = str | tuple[str, list[Any]]
 
 
+_LICENSING = Licensing()
+
+
 def parse(text: str) -> Expression:
     """An SPDX license expression (ids and operators in any case; ``X WITH exception`` read as
-    X); the ids known here in their canonical spelling."""
-    tokens: list[str] = re.findall(r"\(|\)|[^\s()]+", text)
-    position = 0
+    X), read by license-expression; the ids known here in their canonical spelling."""
+    try:
+        parsed = _LICENSING.parse(text)
+    except ExpressionError as error:
+        raise ValueError(f"not a licence expression: {text!r}") from error
+    if parsed is None:
+        raise ValueError(f"empty licence expression: {text!r}")
+    return _expression(parsed)
 
-    def peek() -> str | None:
-        return tokens[position] if position < len(tokens) else None
 
-    def take() -> str:
-        nonlocal position
-        if position >= len(tokens):
-            raise ValueError(f"incomplete licence expression: {text!r}")
-        position += 1
-        return tokens[position - 1]
-
-    def operand() -> Expression:
-        token = take()
-        if token == "(":
-            inner = either()
-            if take() != ")":
-                raise ValueError(f"unbalanced licence expression: {text!r}")
-            return inner
-        if token == ")" or token.upper() in {"AND", "OR", "WITH"}:
-            raise ValueError(f"not a licence expression: {text!r}")
-        if (peek() or "").upper() == "WITH":
-            take()
-            take()
-        return _CANONICAL.get(token.lower(), token)
-
-    def joined(word: str, part: Callable[[], Expression]) -> Expression:
-        """``part`` once, or several joined by ``word`` (AND binds tighter than OR)."""
-        operands = [part()]
-        while (peek() or "").upper() == word:
-            take()
-            operands.append(part())
-        return operands[0] if len(operands) == 1 else (word, operands)
-
-    def both() -> Expression:
-        return joined("AND", operand)
-
-    def either() -> Expression:
-        return joined("OR", both)
-
-    result = either()
-    if peek() is not None:
-        raise ValueError(f"not a licence expression: {text!r}")
-    return result
+def _expression(node: Any) -> Expression:
+    if isinstance(node, LicenseWithExceptionSymbol):
+        node = node.license_symbol
+    if isinstance(node, LicenseSymbol):
+        key = str(node.key)
+        return _CANONICAL.get(key.lower(), key)
+    operator = "AND" if isinstance(node, AND) else "OR"
+    return (operator, [_expression(operand) for operand in node.args])
 
 
 def ids(expression: Expression) -> set[str]:

@@ -196,6 +196,8 @@ def fake_metadata(**fields: str | list[str]) -> email.message.Message:
         ({"License_Expression": "MIT OR GPL-2.0-only"}, True),  # the licensee picks MIT
         ({"License_Expression": "MIT AND (GPL-2.0-only OR AGPL-3.0-only)"}, False),
         ({"License_Expression": "mpl-2.0 and (Apache-2.0 or MIT)"}, True),
+        ({"License_Expression": "Apache-2.0 WITH LLVM-exception"}, True),
+        ({"License_Expression": "MIT AND GPL-2.0-only WITH Classpath-exception-2.0"}, False),
         ({"License_Expression": "Commercial"}, False),  # not known here: a person reads it
         ({"License": "GNU GPL v3"}, False),  # unrecognised text is not passed over
         ({"License": "GNU GPL v3", "Classifier": "License :: OSI Approved :: MIT License"}, False),
