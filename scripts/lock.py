@@ -94,14 +94,24 @@ def closure(roots: Iterable[Requirement]) -> dict[str, str]:
     return found
 
 
+def runtime_closure() -> dict[str, str]:
+    """requirements.txt's pins and everything they require: what the remote build installs."""
+    return closure(requirements(pinned_part(RUNTIME)))
+
+
+def dev_closure() -> dict[str, str]:
+    """Both files' pins and everything they require: what the tests run on."""
+    return closure(requirements([*pinned_part(RUNTIME), *pinned_part(DEV)]))
+
+
 def sections() -> dict[Path, dict[str, str]]:
     """What each file's locked section should hold, from the installed distributions. The
     remote build reads requirements.txt alone, so its section holds all the runtime needs
     beyond its own pins, a package requirements-dev.txt also pins included."""
     runtime_roots = requirements(pinned_part(RUNTIME))
     dev_roots = requirements(pinned_part(DEV))
-    runtime = closure(runtime_roots)
-    everything = closure([*runtime_roots, *dev_roots])
+    runtime = runtime_closure()
+    everything = dev_closure()
     runtime_pins, dev_pins = (
         {canonicalize_name(r.name) for r in roots if any(s.operator == "==" for s in r.specifier)}
         for roots in (runtime_roots, dev_roots)

@@ -148,7 +148,7 @@ def test_the_core_tools_matcher_agrees_with_core_tools_own_tests() -> None:
 
 def runtime_distributions() -> set[str]:
     """requirements.txt's pins and everything they require, as pip installs them here."""
-    return set(lock.closure(lock.requirements(lock.pinned_part(lock.RUNTIME))))
+    return set(lock.runtime_closure())
 
 
 def files_of(names: set[str]) -> list[str]:

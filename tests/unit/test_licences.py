@@ -59,15 +59,9 @@ def no_network_copyleft(licence_id: str) -> bool:
     return category(licence_id) not in {NETWORK_COPYLEFT, UNKNOWN}
 
 
-def runtime_closure() -> dict[str, str]:
-    return lock.closure(lock.requirements(lock.pinned_part(lock.RUNTIME)))
-
-
 def dev_only_closure() -> dict[str, str]:
-    runtime = runtime_closure()
-    roots = [*lock.pinned_part(lock.RUNTIME), *lock.pinned_part(lock.DEV)]
-    everything = lock.closure(lock.requirements(roots))
-    return {name: version for name, version in everything.items() if name not in runtime}
+    runtime = lock.runtime_closure()
+    return {name: v for name, v in lock.dev_closure().items() if name not in runtime}
 
 
 def read_by_hand(registry: str, name: str, version: str) -> Declared | None:
@@ -98,7 +92,7 @@ def failing(closure: dict[str, str], allowed: Callable[[str], bool]) -> dict[str
 
 
 def test_every_shipped_distribution_is_under_a_licence_that_ships_without_review() -> None:
-    closure = runtime_closure()
+    closure = lock.runtime_closure()
     assert len(closure) >= 30  # the closure really was read (39 when written)
     assert failing(closure, can_ship) == {}
 
@@ -107,7 +101,7 @@ def test_no_licence_classifier_of_a_shipped_distribution_needs_review() -> None:
     """The classifiers too, even where License-Expression wins: an MIT expression beside a GPL
     classifier is a question for the package's authors before it ships."""
     refused = {}
-    for name in runtime_closure():
+    for name in lock.runtime_closure():
         expression = classifiers_expression(metadata.metadata(name))
         if expression is not None and not satisfies(expression, can_ship):
             refused[name] = expression
@@ -122,7 +116,7 @@ def test_every_shipped_distribution_carries_its_licence_text() -> None:
     app) hold a licence file: the notice MIT, BSD and Apache-2.0 ask every copy to keep."""
     without = [
         name
-        for name in runtime_closure()
+        for name in lock.runtime_closure()
         if not any(
             ".dist-info/" in str(path) and LICENCE_FILE.search(Path(str(path)).name)
             for path in metadata.distribution(name).files or []
@@ -172,7 +166,7 @@ def test_node_modules_have_no_network_copyleft_and_every_licence_is_read() -> No
 
 def test_licences_read_by_hand_are_of_the_installed_versions() -> None:
     """An entry for a version no longer installed is stale: read the new one again."""
-    python = {**runtime_closure(), **dev_only_closure()}
+    python = {**lock.runtime_closure(), **dev_only_closure()}
     installed = {("pypi", name): version for name, version in python.items()}
     for path, (version, _) in node_packages().items():
         installed[("npmjs", path.rsplit("node_modules/", 1)[1])] = version
