@@ -17,7 +17,9 @@ server never shows, one knob each:
 
 ``seen`` lists every request that reached the proxy, as ``"<METHOD> <path>"`` in order of
 arrival, ``"QUERY <path>"`` for a query (a POST too): what the app asked of Cosmos DB
-(tests/integration/test_cost.py counts it).
+(tests/integration/test_cost.py counts it). ``recorded`` lists the same requests as (method,
+path, headers in lower case), which tell a create from an upsert: the data actions they need
+(tests/support/data_actions.py).
 
 Everything else is passed through. The account answer is rewritten to name the proxy, so the
 SDK keeps sending to it rather than to the endpoints the server advertises.
@@ -81,6 +83,7 @@ class FaultyCosmosProxy(LocalHttpsServer):
         self.refusal: Refusal | None = None
         self.refused = 0
         self.seen: list[str] = []
+        self.recorded: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._session = requests.Session()
         super().__init__(directory)
@@ -102,10 +105,12 @@ class FaultyCosmosProxy(LocalHttpsServer):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 query = self.headers.get("Content-Type", "").startswith("application/query+json")
+                lowered = {name.lower(): value for name, value in self.headers.items()}
                 with proxy._lock:
                     proxy.seen.append(
                         f"{'QUERY' if query else self.command} {urlsplit(self.path).path}"
                     )
+                    proxy.recorded.append((self.command, urlsplit(self.path).path, lowered))
                 if proxy.hang.is_set():
                     while proxy.hang.is_set():
                         time.sleep(0.05)
@@ -113,7 +118,6 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     return
                 time.sleep(proxy.delay_s)
                 refusal = proxy.refusal
-                lowered = {name.lower(): value for name, value in self.headers.items()}
                 if refusal is not None and refusal.applies_to(urlsplit(self.path).path, lowered):
                     with proxy._lock:
                         proxy.refused += 1

@@ -3,7 +3,8 @@
 or after, with the answer never leaving. Everything else is passed through unchanged, so the
 storage SDK's signatures (made for the account's URL path, not its host) still verify.
 ``seen`` lists every request that reached it, as ``"<METHOD> <path>"``: the queue transactions
-the app made (tests/integration/test_cost.py counts them)."""
+the app made (tests/integration/test_cost.py counts them); ``recorded`` the same as (method,
+path, query), which names the operation (tests/support/data_actions.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class HoldingQueueProxy:
         self.upstream = f"http://127.0.0.1:{azurite.port}"
         self.holds: list[Hold] = []
         self.seen: list[str] = []
+        self.recorded: list[tuple[str, str, str]] = []
         self._session = requests.Session()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -61,6 +63,7 @@ class HoldingQueueProxy:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = urlsplit(self.path).path
                 proxy.seen.append(f"{self.command} {path}")
+                proxy.recorded.append((self.command, path, urlsplit(self.path).query))
                 hold = claimed(proxy.holds, self.command, path)
                 if hold is not None and not hold.after_passing:
                     hold.hold()
