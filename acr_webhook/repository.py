@@ -115,8 +115,9 @@ _REFUSED_STATUS = frozenset({400, 413, 414})
 # the account's firewall, or a new role assignment not applied yet, which takes minutes.)
 _SET_UP_FIXES = {
     401: "database refused the credentials: check COSMOS_KEY, or the identity's token",
-    403: "database refused the app's identity: give it the Cosmos DB Built-in Data Contributor "
-    "role on the account (a new assignment takes minutes), and check the account's network rules",
+    403: "database refused the app's identity: give it its data role on the account (the app:"
+    " main.bicep's 'acr-webhook app' role; a person: Cosmos DB Built-in Data Contributor; a new"
+    " assignment takes minutes), and check the account's network rules",
 }
 # 403/5300: an operation that data-plane role assignments never cover (creating or changing a
 # container, `provision`), asked with an Entra ID token; the data role is no help. Kept apart

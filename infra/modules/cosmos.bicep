@@ -55,6 +55,8 @@ param userPrincipalId string = ''
 
 // Built-in "Cosmos DB Built-in Data Contributor" data-plane role.
 var dataContributorRoleId = '00000000-0000-0000-0000-000000000002'
+// Stable per account, so a redeploy updates the definition instead of adding another.
+var appWriterRoleId = guid(accountName, 'acr-webhook app writer')
 
 var serverlessCapabilities = [
   {
@@ -176,12 +178,43 @@ resource container 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
   }
 }
 
+// The app's own role: what its code calls (tests/integration/test_least_privilege_calls.py) and
+// no more. Built-in Data Contributor would also let it delete or upsert any event of the record
+// it exists to keep; only the operator's erase deletes, with the principalId's role below.
+resource appWriter 'Microsoft.DocumentDB/databaseAccounts/sqlRoleDefinitions@2024-11-15' = {
+  parent: account
+  name: appWriterRoleId
+  properties: {
+    roleName: 'acr-webhook app'
+    type: 'CustomRole'
+    assignableScopes: [
+      account.id
+    ]
+    permissions: [
+      {
+        dataActions: [
+          'Microsoft.DocumentDB/databaseAccounts/readMetadata'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/create'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/read'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/items/replace'
+          // An SDK query needs both (Microsoft's data-plane RBAC guide).
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/executeQuery'
+          'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/readChangeFeed'
+        ]
+      }
+    ]
+  }
+}
+
+// The name still derives from Data Contributor, the role the first versions assigned: the same
+// name updates every existing installation's assignment to the narrower role in place, where a
+// new name would add a second assignment and leave the old role granted.
 resource appDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
   parent: account
   name: guid(account.id, appPrincipalId, dataContributorRoleId)
   properties: {
     principalId: appPrincipalId
-    roleDefinitionId: '${account.id}/sqlRoleDefinitions/${dataContributorRoleId}'
+    roleDefinitionId: appWriter.id
     scope: account.id
   }
 }

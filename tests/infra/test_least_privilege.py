@@ -6,7 +6,7 @@ Who gets what (every assignment the templates make):
 
 | Identity | Role | Scope |
 | --- | --- | --- |
-| app (user-assigned) | Cosmos DB Built-in Data Contributor | the account |
+| app (user-assigned) | custom: readMetadata, items create/read/replace, queries | the account |
 | app | Storage Blob Data Owner, Queue Data Contributor, Table Data Contributor | storage account |
 | app | Monitoring Metrics Publisher | Application Insights |
 | app | custom: registries/read, webhooks/read, webhooks/listEvents/action | the registry |
@@ -18,16 +18,13 @@ principalId is optional (empty: none of its three). The storage roles are what M
 Functions docs give host storage (Blob Data Owner; Table Data Contributor for diagnostic events;
 "Connecting to host storage with an identity") and the queue trigger and the fallback queue
 need; test_main_template.py pins them, test_redeploy.py their names, test_reconcile_infra.py and
-test_webhook_template.py the registry's and the topic's. Strict xfail: the app's identity may
-delete and upsert any event of the record.
+test_webhook_template.py the registry's and the topic's.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
-
-import pytest
 
 from tests.infra.bicep import (
     INFRA,
@@ -136,14 +133,6 @@ def test_the_operators_cosmos_role_allows_events_reconcile_and_erase() -> None:
 # --- nothing harmful granted that is never needed ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "DEFECT: the app's identity has Cosmos DB Built-in Data Contributor (all 10 data "
-        "actions: items/* and containers/*) where its code uses 6; it may delete (items/delete) "
-        "or overwrite unconditionally (items/upsert) any event of the record it exists to keep"
-    ),
-)
 def test_the_apps_cosmos_role_allows_only_what_its_code_calls() -> None:
     """A custom sqlRoleDefinition of exactly readMetadata, items/create, items/read,
     items/replace (the ETag-conditioned fill-in), executeQuery and readChangeFeed (Microsoft:

@@ -535,7 +535,7 @@ def test_cosmos_container_indexes_only_queried_paths() -> None:
     assert policy["compositeIndexes"] == []
 
 
-def test_app_identity_is_cosmos_data_contributor_on_the_account() -> None:
+def test_app_identity_has_its_own_cosmos_role_and_the_operator_data_contributor() -> None:
     document = template(COSMOS)
     account_name, _ = cosmos_account()
     assert var(document, "dataContributorRoleId") == COSMOS_DATA_CONTRIBUTOR
@@ -553,13 +553,18 @@ def test_app_identity_is_cosmos_data_contributor_on_the_account() -> None:
         assert body["properties"]["scope"] == accessor(account_name, "id"), (
             "scope must be the account"
         )
-        assert body["properties"]["roleDefinitionId"] == (
-            f"${{{account_name}.id}}/sqlRoleDefinitions/${{dataContributorRoleId}}"
-        )
         condition = resource_condition(document, name)
         if principal == "appPrincipalId":
+            # Its own role (test_least_privilege.py holds its data actions to the app's calls).
+            assert body["properties"]["roleDefinitionId"] == accessor("appWriter", "id")
+            definition = resource(document, "appWriter")
+            assert definition["parent"] == account_name
+            assert definition["properties"]["assignableScopes"] == [accessor(account_name, "id")]
             assert condition is None, "the app's assignment must always be created"
         else:  # the deploying user's: only when principalId was given
+            assert body["properties"]["roleDefinitionId"] == (
+                f"${{{account_name}.id}}/sqlRoleDefinitions/${{dataContributorRoleId}}"
+            )
             assert condition == not_empty(principal)
 
     main = template(MAIN)

@@ -71,9 +71,12 @@ def identity_of(relative: str, name: str) -> tuple[Any, Any, Any]:
     properties = body["properties"]
     if relative.endswith("cosmos.bicep"):
         # sqlRoleAssignments carry their scope as a property and name their role definition as
-        # '${account.id}/sqlRoleDefinitions/${<role variable>}'.
-        role = re.fullmatch(r".*/sqlRoleDefinitions/\$\{(\w+)\}", properties["roleDefinitionId"])
-        assert role, properties["roleDefinitionId"]
+        # '${account.id}/sqlRoleDefinitions/${<role variable>}', or <custom definition>.id.
+        role_definition = properties["roleDefinitionId"]
+        if not isinstance(role_definition, str):
+            return properties["scope"], properties["principalId"], spelled(role_definition)
+        role = re.fullmatch(r".*/sqlRoleDefinitions/\$\{(\w+)\}", role_definition)
+        assert role, role_definition
         return properties["scope"], properties["principalId"], role[1]
     role_definition = properties["roleDefinitionId"]
     function = role_definition.get("function", {}) if isinstance(role_definition, dict) else {}
@@ -89,16 +92,28 @@ DEAD_LETTER_ROLE = ("modules/eventgrid-deadletter.bicep", "topicBlobDataContribu
 # make every existing Event Grid installation's next run fail with RoleAssignmentExists instead,
 # so the name stays and docs/deploy.md removes the assignment with the topic
 # (test_deploy_md_removes_the_dead_letter_role_with_the_topic).
+# The app's Cosmos DB assignment is still named after Data Contributor, the role the first
+# versions gave it: a Cosmos DB role assignment can change its role, so the same name moves every
+# installation to the narrower custom role in place, where a new name would add a second
+# assignment and leave Data Contributor granted.
+APP_COSMOS_ROLE = ("modules/cosmos.bicep", "appDataContributor")
 ASSIGNMENTS = [
     pytest.param(*entry, id=f"{entry[0]}:{entry[1]}")
     for entry in role_assignments()
-    if entry != DEAD_LETTER_ROLE
+    if entry not in (DEAD_LETTER_ROLE, APP_COSMOS_ROLE)
 ]
 
 
 def test_every_template_role_assignment_is_checked() -> None:
-    assert len(ASSIGNMENTS) == 9
-    assert DEAD_LETTER_ROLE in role_assignments()
+    assert len(ASSIGNMENTS) == 8
+    assert {DEAD_LETTER_ROLE, APP_COSMOS_ROLE} <= set(role_assignments())
+
+
+def test_the_apps_cosmos_assignment_keeps_its_name_and_holds_the_custom_role() -> None:
+    scope, principal, role = identity_of(*APP_COSMOS_ROLE)
+    assert role == "appWriter.id"
+    arguments = guid_arguments(resource(template(APP_COSMOS_ROLE[0]), APP_COSMOS_ROLE[1])["name"])
+    assert arguments == [scope, principal, "dataContributorRoleId"]
 
 
 @pytest.mark.parametrize(("relative", "name"), ASSIGNMENTS)

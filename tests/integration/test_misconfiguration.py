@@ -99,7 +99,7 @@ REFUSALS = pytest.mark.parametrize(
 )
 # What the log should name for each set-up the database refuses: the setting or the role.
 TO_FIX = {
-    403: "Cosmos DB Built-in Data Contributor",
+    403: "main.bicep's 'acr-webhook app' role",
     401: "COSMOS_KEY",
     404: "COSMOS_CONTAINER",
 }
@@ -479,7 +479,7 @@ def test_the_recommended_alerts_tell_a_refused_set_up_from_an_outage() -> None:
     or a wrong key also gives; no alert caught the reconcile timer refused by ARM every run (an
     ERROR record without a decision). The alerts quote the reasons the code gives."""
     alerts = " ".join(section(OPERATIONS, "## Recommended alerts").split())
-    assert "403" in alerts and "Cosmos DB Built-in Data Contributor" in alerts
+    assert "403" in alerts and "'acr-webhook app' role" in alerts
     assert "history unreadable" in alerts
     for status, fix in _SET_UP_FIXES.items():
         assert fix.split(":")[0] in alerts, (status, fix)
