@@ -12,6 +12,7 @@ from acr_webhook.config import (
     DEFAULT_DATABASE,
     FALLBACK_QUEUE_NAME,
     ConfigurationError,
+    ca_bundle,
     load_settings,
     proxy_configured,
     queue_settings,
@@ -347,3 +348,26 @@ def test_no_secret_shows_in_a_settings_repr(tmp_path: Path) -> None:
     assert "cosmos_endpoint='https://example.documents.azure.com:443/'" in shown
     connection = "DefaultEndpointsProtocol=https;AccountKey=accountKeyMustNotShow000="
     assert "MustNotShow" not in repr(queue_settings({"AzureWebJobsStorage": connection}))
+
+
+# --- config.ca_bundle: the CA bundle requests would pick ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "bundle"),
+    [
+        ({}, None),
+        ({"REQUESTS_CA_BUNDLE": "/etc/corp.pem"}, "/etc/corp.pem"),
+        ({"CURL_CA_BUNDLE": "/etc/corp.pem"}, "/etc/corp.pem"),
+        ({"REQUESTS_CA_BUNDLE": "/etc/a.pem", "CURL_CA_BUNDLE": "/etc/b.pem"}, "/etc/a.pem"),
+        ({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "/etc/b.pem"}, "/etc/b.pem"),
+        ({"REQUESTS_CA_BUNDLE": ""}, None),  # requests ignores an empty one too
+        ({"requests_ca_bundle": "/etc/corp.pem"}, None),  # "these it reads in this case only"
+    ],
+)
+def test_the_ca_bundle_in_the_environment_is_the_one_requests_would_pick(
+    environ: dict[str, str], bundle: str | None
+) -> None:
+    """config.CA_BUNDLE_VARIABLES: requests' own lookup (sessions.merge_environment_settings:
+    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE)."""
+    assert ca_bundle(environ) == bundle

@@ -55,9 +55,9 @@ from acr_webhook.store import (
 from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 from tests.support.logs import decisions
+from tests.unit.test_acr_history import read_history
 from tests.unit.test_database_health import Clock, RecordingClient
 from tests.unit.test_replay import CAP_S, DOCUMENT
-from tests.unit.test_session26_mutants import read_history
 from tests.unit.test_session29_mutants import REFUSING, SETTINGS_FIELDS, ExistingContainer
 
 # Cosmos DB's answer to an identity without its data role (403, sub-status 5301), shortened.

@@ -54,8 +54,8 @@ from acr_webhook.telemetry import (
     install_decision_telemetry,
 )
 from acr_webhook.tls import is_loopback, verify_tls
+from tests.unit.test_acr_history import Pages, read_history
 from tests.unit.test_config import BASE, REGISTRY_ID
-from tests.unit.test_session26_mutants import Pages, read_history
 from tests.unit.test_session28_mutants import _leasing_poller
 from tests.unit.test_telemetry_failures import Keeping
 

@@ -1,20 +1,17 @@
-"""Mutation audit of session 26's product changes: what the earlier tests left unpinned.
+"""A failure's kind as a decision's reason, its particulars in the message, on every route.
 
 The rule (docs/operations.md "Telemetry", ``customDimensions.reason``; store.OneLineError): a
 decision's ``reason`` is "the kind of failure, e.g. `database unavailable
 (ServiceResponseTimeoutError); queued for replay`, the same for every event one fault hits; the
 record's message adds what the SDK said". The fakes raise errors whose cause is their message,
-so the earlier unit tests could not tell a reason built from causes from one built from
-messages; here every failure has particulars (a read timeout, an activity id) that differ from
-event to event, and the reasons must not.
+so other unit tests cannot tell a reason built from causes from one built from messages; here
+every failure has particulars (a read timeout, an activity id) that differ from event to event,
+and the reasons must not.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import re
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -29,10 +26,8 @@ from azure.core.exceptions import (
 )
 from azure.cosmos.exceptions import CosmosHttpResponseError
 
-from acr_webhook import __main__ as cli
 from acr_webhook import fallback as fallback_module
-from acr_webhook.acr_history import ManagementApiHistory, _origin
-from acr_webhook.config import QueueSettings, ReconcileSettings, Settings, ca_bundle
+from acr_webhook.config import QueueSettings, ReconcileSettings, Settings
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.handlers import handle_webhook, log_event_decision
 from acr_webhook.models import EventQuery, ParkedEvent, parse_webhook_payload, to_document
@@ -42,7 +37,6 @@ from acr_webhook.repository import CosmosEventRepository, DatabaseHealth
 from acr_webhook.store import (
     DocumentRejectedError,
     FallbackUnavailableError,
-    HistoryUnreadableError,
     OneLineError,
     RepositoryUnavailableError,
     StoreThrottledError,
@@ -56,7 +50,7 @@ from tests.support.history import history_entry
 from tests.support.logs import decisions
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-LOG = logging.getLogger("acr_webhook.test_session26")
+LOG = logging.getLogger("acr_webhook.test_failure_reasons")
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
 TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg"
@@ -488,116 +482,3 @@ def test_a_queue_that_fails_names_its_kind_as_the_cause(
         queue.put({"id": "e1", "repository": "r"})
     assert raised.value.cause == cause
     assert str(error).split()[-1] in str(raised.value)
-
-
-# --- config.py ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("environ", "bundle"),
-    [
-        ({}, None),
-        ({"REQUESTS_CA_BUNDLE": "/etc/corp.pem"}, "/etc/corp.pem"),
-        ({"CURL_CA_BUNDLE": "/etc/corp.pem"}, "/etc/corp.pem"),
-        ({"REQUESTS_CA_BUNDLE": "/etc/a.pem", "CURL_CA_BUNDLE": "/etc/b.pem"}, "/etc/a.pem"),
-        ({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "/etc/b.pem"}, "/etc/b.pem"),
-        ({"REQUESTS_CA_BUNDLE": ""}, None),  # requests ignores an empty one too
-        ({"requests_ca_bundle": "/etc/corp.pem"}, None),  # "these it reads in this case only"
-    ],
-)
-def test_the_ca_bundle_in_the_environment_is_the_one_requests_would_pick(
-    environ: dict[str, str], bundle: str | None
-) -> None:
-    """config.CA_BUNDLE_VARIABLES: requests' own lookup (sessions.merge_environment_settings:
-    REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE)."""
-    assert ca_bundle(environ) == bundle
-
-
-# --- acr_history.py -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("link", "same"),
-    [
-        ("https://MANAGEMENT.azure.com/subscriptions/s", True),  # host names ignore case
-        ("HTTPS://management.azure.com:443/subscriptions/s", True),
-        ("https://management.azure.com.evil.example/subscriptions/s", False),
-        ("https://user@management.azure.com/subscriptions/s", True),  # same host, same token
-        ("http://management.azure.com:443/subscriptions/s", False),  # the token in clear
-    ],
-)
-def test_the_management_endpoint_is_its_scheme_host_and_port(link: str, same: bool) -> None:
-    """acr_history._origin: "Scheme, host and port of ``url``" (the token's audience)."""
-    assert (_origin(link) == _origin("https://management.azure.com/")) is same
-
-
-class Pages:
-    """azure-core's PageIterator as acr_history reads it: pages, and the link it follows next."""
-
-    def __init__(self, pages: list[tuple[list[dict[str, Any]], str | None]]) -> None:
-        self._pages = pages
-        self.continuation_token: str | None = None
-
-    def __iter__(self) -> Iterator[list[Any]]:
-        for events, link in self._pages:
-            self.continuation_token = link
-            yield [SimpleNamespace(as_dict=lambda e=e: e) for e in events]
-
-
-def read_history(pages: Pages) -> list[dict[str, Any]]:
-    listed = SimpleNamespace(by_page=lambda: pages)
-    client = SimpleNamespace(webhooks=SimpleNamespace(list_events=lambda *_: listed))
-    history = ManagementApiHistory(
-        ReconcileSettings(
-            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry"
-            "/registries/reg",
-            ("acrwebhook",),
-        )
-    )
-    history._management_client = lambda: client  # type: ignore[assignment]
-    return list(history.entries("acrwebhook"))
-
-
-def test_a_relative_next_page_link_stays_on_the_endpoint_and_is_followed() -> None:
-    """acr_history: "(A relative link stays on it.)": the SDK joins it to its base URL."""
-    path = "/subscriptions/s/resourceGroups/rg/providers/x/listEvents?skip=1"
-    assert read_history(Pages([([{"id": "1"}], path), ([{"id": "2"}], None)])) == [
-        {"id": "1"},
-        {"id": "2"},
-    ]
-
-
-@pytest.mark.parametrize(
-    ("link", "host"),
-    [
-        ("https://elsewhere.example/listEvents?skip=1", "elsewhere.example"),
-        # Another port of the same host is another service (acr_history._origin).
-        ("https://management.azure.com:8443/listEvents?skip=1", "management.azure.com"),
-    ],
-)
-def test_a_next_page_link_away_from_the_endpoint_ends_the_read_before_it_is_followed(
-    link: str, host: str
-) -> None:
-    """docs/delivery.md: a next-page link to a host other than the management endpoint is
-    logged as unreadable: "the client would send its token there"."""
-    pages = Pages([([{"id": "1"}], link), ([{"id": "2"}], None)])
-    with pytest.raises(HistoryUnreadableError, match=re.escape(f"({host!r})")):
-        read_history(pages)
-
-
-# --- __main__.py --------------------------------------------------------------------------------
-
-
-def test_the_cli_escapes_only_what_the_console_cannot_show(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """__main__: "shows it escaped" ("w\\xf6rld"), as stderr does; not dropped nor replaced."""
-    repository = FakeEventRepository()
-    payload = payloads.with_new_id(payloads.PUSH, repository="team/w\u00f6rld")
-    handle_webhook(payloads.body(payload), repository, now=lambda: NOW)
-    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
-    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _s: repository)
-    raw = io.BytesIO()
-    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="ascii", write_through=True))
-    assert cli.main(["events"]) == 0
-    assert "team/w\\xf6rld" in raw.getvalue().decode("ascii")

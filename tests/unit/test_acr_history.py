@@ -1,0 +1,88 @@
+"""ACR's delivery history read through the management SDK, without a server (acr_history.py): the
+management endpoint a next-page link may lead to (the token's audience: scheme, host and port),
+and what a read that fails says, the fix first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from acr_webhook.acr_history import ManagementApiHistory, _origin
+from acr_webhook.config import ReconcileSettings
+from acr_webhook.store import HistoryUnreadableError
+
+# --- acr_history._origin: where a next-page link may lead ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("link", "same"),
+    [
+        ("https://MANAGEMENT.azure.com/subscriptions/s", True),  # host names ignore case
+        ("HTTPS://management.azure.com:443/subscriptions/s", True),
+        ("https://management.azure.com.evil.example/subscriptions/s", False),
+        ("https://user@management.azure.com/subscriptions/s", True),  # same host, same token
+        ("http://management.azure.com:443/subscriptions/s", False),  # the token in clear
+    ],
+)
+def test_the_management_endpoint_is_its_scheme_host_and_port(link: str, same: bool) -> None:
+    """acr_history._origin: "Scheme, host and port of ``url``" (the token's audience)."""
+    assert (_origin(link) == _origin("https://management.azure.com/")) is same
+
+
+class Pages:
+    """azure-core's PageIterator as acr_history reads it: pages, and the link it follows next."""
+
+    def __init__(self, pages: list[tuple[list[dict[str, Any]], str | None]]) -> None:
+        self._pages = pages
+        self.continuation_token: str | None = None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        for events, link in self._pages:
+            self.continuation_token = link
+            yield [SimpleNamespace(as_dict=lambda e=e: e) for e in events]
+
+
+def read_history(pages: Pages) -> list[dict[str, Any]]:
+    listed = SimpleNamespace(by_page=lambda: pages)
+    client = SimpleNamespace(webhooks=SimpleNamespace(list_events=lambda *_: listed))
+    history = ManagementApiHistory(
+        ReconcileSettings(
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry"
+            "/registries/reg",
+            ("acrwebhook",),
+        )
+    )
+    history._management_client = lambda: client  # type: ignore[assignment]
+    return list(history.entries("acrwebhook"))
+
+
+def test_a_relative_next_page_link_stays_on_the_endpoint_and_is_followed() -> None:
+    """acr_history: "(A relative link stays on it.)": the SDK joins it to its base URL."""
+    path = "/subscriptions/s/resourceGroups/rg/providers/x/listEvents?skip=1"
+    assert read_history(Pages([([{"id": "1"}], path), ([{"id": "2"}], None)])) == [
+        {"id": "1"},
+        {"id": "2"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("link", "host"),
+    [
+        ("https://elsewhere.example/listEvents?skip=1", "elsewhere.example"),
+        # Another port of the same host is another service (acr_history._origin).
+        ("https://management.azure.com:8443/listEvents?skip=1", "management.azure.com"),
+    ],
+)
+def test_a_next_page_link_away_from_the_endpoint_ends_the_read_before_it_is_followed(
+    link: str, host: str
+) -> None:
+    """docs/delivery.md: a next-page link to a host other than the management endpoint is
+    logged as unreadable: "the client would send its token there"."""
+    pages = Pages([([{"id": "1"}], link), ([{"id": "2"}], None)])
+    with pytest.raises(HistoryUnreadableError, match=re.escape(f"({host!r})")):
+        read_history(pages)
