@@ -86,3 +86,17 @@ def test_a_next_page_link_away_from_the_endpoint_ends_the_read_before_it_is_foll
     pages = Pages([([{"id": "1"}], link), ([{"id": "2"}], None)])
     with pytest.raises(HistoryUnreadableError, match=re.escape(f"({host!r})")):
         read_history(pages)
+
+
+# --- acr_history._origin: the port a scheme implies ---------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_the_port_a_scheme_implies_is_the_same_origin(scheme: str) -> None:
+    """acr_history._origin: "Scheme, host and port that a request to ``url`` goes to, the port
+    filled in where the scheme implies it" (http 80, https 443). Mutant: http's 80 dropped, so a
+    next-page link naming the port an http endpoint (a local stand-in) implies is refused."""
+    default = {"http": 80, "https": 443}[scheme]
+    implied = _origin(f"{scheme}://management.example/subscriptions/s")
+    assert implied == _origin(f"{scheme}://management.example:{default}/subscriptions/s?page=2")
+    assert implied[2] == default

@@ -19,6 +19,7 @@ from acr_webhook import runtime
 from acr_webhook.eventgrid import (
     BATCH_BUDGET_S,
     EVENT_TYPE_ACTIONS,
+    MAX_BATCH_EVENTS,
     MAX_HANDSHAKE_BYTES,
     MAX_REPORTED_PROBLEMS,
     THROTTLED_PAUSE_S,
@@ -31,7 +32,7 @@ from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, to_document
 from acr_webhook.results import Result
 from acr_webhook.store import RepositoryUnavailableError, StoreThrottledError
 from tests.support import payloads
-from tests.support.fakes import FakeEventRepository
+from tests.support.fakes import FakeEventRepository, FakeTime
 from tests.support.logs import decisions
 from tests.support.payloads import HOSTILE, mutated
 
@@ -1495,3 +1496,77 @@ def test_a_dead_letter_blob_posted_back_stores_what_was_not_stored_and_only_that
     again = call(blob, repository, notification)
     assert (again.status, again.body) == (200, {"recorded": 0, "duplicate": 2, "ignored": 0})
     assert sorted(repository.documents) == sorted([refused["id"], timed_out["id"]])
+
+
+# --- the batch bound and the throttled retries --------------------------------------------------
+
+
+def test_one_event_more_than_event_grids_largest_batch_is_413() -> None:
+    """docs/delivery.md: "an array of more than 5,000 events (more than Event Grid ever batches)
+    | 413 JSON, refused before any event in it is checked". Checked here at 5,001, the first
+    length refused (test_security has 5,000 accepted and a 1 MiB array refused). Mutant: the
+    bound one higher."""
+    # Not events: checked one by one, they would be a 400.
+    batch: list[dict[str, Any]] = [{}] * (MAX_BATCH_EVENTS + 1)
+    repository = FakeEventRepository()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = handle_eventgrid(json.dumps(batch).encode(), {}, repository, executor=pool)
+    assert result.status == 413
+    assert result.body is not None
+    assert "this one has 5001" in result.body["error"]
+    assert repository.add_calls == 0
+
+
+def test_no_throttled_write_is_tried_again_after_the_batch_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """eventgrid._add_while_throttled: a throttled write is "tried again while the database
+    throttles it, the batch has time left and is not abandoned"; _BatchProgress: "Once the batch
+    is abandoned (answered 503) no write starts". So no try may start after the budget, where
+    the batch is answered 503: the pause is only taken when the try after it still fits. Mutant:
+    the deadline checked without the pause (one more write after the 503)."""
+    clock = FakeTime()
+    monkeypatch.setattr("acr_webhook.eventgrid.time", clock)
+    tries: list[float] = []
+
+    class Throttled(FakeEventRepository):
+        def add(self, document: dict[str, Any]) -> bool:
+            tries.append(clock.now)
+            raise StoreThrottledError("429 Too Many Requests", cause="throttled")
+
+    budget_s = 2.5 * THROTTLED_PAUSE_S + 0.01  # the fourth try would start after it
+    body = payloads.body([event_grid(payloads.PUSH)])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        result = handle_eventgrid(body, {}, Throttled(), executor=pool, budget_s=budget_s)
+    assert result.status == 503
+    assert tries == [0.0, THROTTLED_PAUSE_S, 2 * THROTTLED_PAUSE_S]
+    assert max(tries) < budget_s
+
+
+def test_a_batch_answered_503_for_an_outage_stops_its_throttled_writes() -> None:
+    """The same promise when the batch is abandoned before its budget ends: one write finds the
+    database down (the batch is answered 503 at once), another is throttled; it is not tried
+    again, though the batch has time left. Mutants: the ``progress.abandoned`` check dropped,
+    ``abandoned`` always False (the throttled write goes on until the budget runs out)."""
+    pushed, deleted = payloads.PUSH, payloads.with_new_id(payloads.PUSH)
+    throttled_entered, answered = threading.Event(), threading.Event()
+    throttled_tries: list[float] = []
+
+    class Repository(FakeEventRepository):
+        def add(self, document: dict[str, Any]) -> bool:
+            if document["id"] == pushed["id"]:
+                assert throttled_entered.wait(5)  # both writes under way
+                raise RepositoryUnavailableError("connection refused", cause="connection refused")
+            throttled_tries.append(time.monotonic())
+            throttled_entered.set()
+            assert answered.wait(5)
+            raise StoreThrottledError("429 Too Many Requests", cause="throttled")
+
+    body = payloads.body([event_grid(pushed), event_grid(deleted)])
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        result = handle_eventgrid(body, {}, Repository(), executor=pool, budget_s=1.0)
+        answered.set()
+    assert result.status == 503
+    assert len(throttled_tries) == 1
+    assert time.monotonic() - started < 1.0

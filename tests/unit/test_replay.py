@@ -267,3 +267,24 @@ def test_a_parked_timestamp_is_at_most_64_characters() -> None:
     assert parse_parked(json.dumps(at_the_limit)).document == at_the_limit
     with pytest.raises(InvalidQueuedEventError, match=r"document\.timestamp"):
         parse_parked(json.dumps({**DOCUMENT, "timestamp": "t" * 65}))
+
+
+# --- the try number counts the runtime's deliveries ---------------------------------------------
+
+
+@pytest.mark.parametrize("dequeue_count", [None, 0, -1])
+def test_a_delivery_without_a_usable_dequeue_count_is_the_first(dequeue_count: int | None) -> None:
+    """replay_queued_event: ``dequeue_count`` is how many times the runtime delivered the copy,
+    "1 the first time"; the code takes anything less as 1 (``max(dequeue_count or 1, 1)``), so a
+    try is never counted as none or as a step back. Mutants: ``max(..., 0)`` and no ``max``."""
+    repository, queue = FakeEventRepository(), FakeFallbackQueue()
+    repository.unavailable = True
+    document = {
+        "id": "e1",
+        "repository": "r",
+        "action": "push",
+        "timestamp": "2026-11-23T10:00:00.000000Z",
+    }
+    message = ParkedEvent(document, attempts=2).to_message()
+    assert replay_queued_event(message, repository, queue, 60, dequeue_count) == "requeued"
+    assert queue.puts == [(3, replay_delay_s(3, 60))]
