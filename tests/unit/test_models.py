@@ -302,3 +302,16 @@ def test_zero_to_nine_fractional_digits_are_accepted(digits: int) -> None:
 def test_a_timestamp_without_an_offset_is_utc_whatever_the_hosts_time_zone() -> None:
     event = AcrEvent.model_validate(mutated("timestamp", "2019-03-05T23:45:31"))
     assert iso_utc(event.timestamp) == "2019-03-05T23:45:31.000000Z"
+
+
+# --- AcrEvent._iso_8601_text: a timestamp given as a datetime -----------------------------------
+
+
+def test_an_event_built_in_python_may_carry_its_timestamp_as_a_datetime() -> None:
+    """models.AcrEvent._iso_8601_text: numbers and digit strings are refused (Unix time), and
+    ``isinstance(value, datetime)`` passes: an aware datetime is a timestamp already.
+    Kills: the datetime check dropped (every datetime refused)."""
+    payload = payloads.with_new_id(payloads.PUSH)
+    payload["timestamp"] = datetime(2026, 11, 23, 16, 52, 1, 343145, tzinfo=UTC)
+    event = AcrEvent.model_validate(payload)
+    assert event.timestamp == datetime(2026, 11, 23, 16, 52, 1, 343145, tzinfo=UTC)

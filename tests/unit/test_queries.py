@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -14,11 +14,13 @@ import pytest
 
 import function_app
 from acr_webhook import __main__ as cli
+from acr_webhook.config import QUERY_BUDGET_S, Settings
 from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.models import (
     DEFAULT_LIMIT,
     MAX_REPOSITORY_LENGTH,
     AcrEvent,
+    EventQuery,
     to_document,
 )
 from acr_webhook.queries import (
@@ -29,9 +31,11 @@ from acr_webhook.queries import (
     handle_events_query,
     parse_event_query,
 )
-from acr_webhook.repository import events_sql
+from acr_webhook.repository import CosmosEventRepository, events_sql
+from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.stepped_calls import SteppedClock
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 DIGEST_A = "sha256:" + "a" * 64
@@ -1194,3 +1198,39 @@ def test_cli_pushes_prints_one_line_per_push_with_its_regions(
     body = json.loads(capsys.readouterr().out)
     assert [r["location"] for r in body["pushes"][0]["regions"]] == ["westeurope", None, "eastus"]
     assert body["continuation"] is None
+
+
+# --- find_events: a page's items within the query budget ----------------------------------------
+
+SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
+
+
+class _UncheckedQuery:
+    """A container whose query answers one item every ``item_s`` and never checks its
+    ``timeout`` itself, as the SDK does not between the items of a page it has (and checks on
+    the wall clock when it does)."""
+
+    def __init__(self, clock: SteppedClock, item_s: float) -> None:
+        self.clock = clock
+        self.item_s = item_s
+
+    def get(self, _deadline: float | None = None) -> _UncheckedQuery:  # as _LazyContainer.get
+        return self
+
+    def query_items(self, **_: Any) -> Iterator[dict[str, Any]]:
+        for number in range(100):
+            self.clock.now += self.item_s
+            yield {"id": f"e{number}", "repository": "team/api"}
+
+
+def test_a_pages_items_stop_at_the_query_budget(monotonic: SteppedClock) -> None:
+    """docs/queries.md: "a whole page at 8 s (QUERY_BUDGET_S), all of its reads together";
+    find_events checks the page's deadline between items too. Items 3 s apart: the third
+    (at 9 s) ends the page with a RepositoryUnavailableError. Kills: the check between items
+    made against a later deadline."""
+    reader = CosmosEventRepository(SETTINGS)
+    reader._reads = _UncheckedQuery(monotonic, item_s=3.0)  # type: ignore[assignment]
+    start = monotonic.now
+    with pytest.raises(RepositoryUnavailableError):
+        reader.find_events(EventQuery(), 50)
+    assert monotonic.now - start <= QUERY_BUDGET_S + 3.0

@@ -56,7 +56,7 @@ from acr_webhook.telemetry import (
 from acr_webhook.tls import is_loopback, verify_tls
 from tests.unit.test_acr_history import Pages, read_history
 from tests.unit.test_config import BASE, REGISTRY_ID
-from tests.unit.test_session28_mutants import _leasing_poller
+from tests.unit.test_local_queues import _leasing_poller
 from tests.unit.test_telemetry_failures import Keeping
 
 SETTINGS = Settings("https://127.0.0.1:1/", "a2V5", "acr", "events", None)

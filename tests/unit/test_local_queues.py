@@ -1,0 +1,127 @@
+"""The local host's queue trigger without Azurite (acr_webhook.local.queues, and the background
+runner its poller is built on): host.json's queue options, the leases of a batch's waiting
+messages, and what a failed poll says.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.queue import QueueMessage
+
+from acr_webhook.config import QueueSettings
+from acr_webhook.local import queues
+from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller
+from tests.support.stepped_calls import SteppedClock
+
+# --- local/queues.QueuePoller: a batch's waiting messages keep their lease ----------------------
+
+
+class _LeasingQueue:
+    """The raw queue client the poller uses, as the queue service leases: each update gives a
+    new pop receipt (and, like the service, no content); an update or a delete with a stale
+    receipt is a 400, one of a message another instance deleted a 404."""
+
+    def __init__(self, clock: SteppedClock, count: int) -> None:
+        self.clock = clock
+        self.batch = [
+            QueueMessage(base64.b64encode(f'"m{i}"'.encode()).decode(), id=f"m{i}")
+            for i in range(count)
+        ]
+        self.receipts = {message.id: "r0" for message in self.batch}
+        for message in self.batch:
+            message.dequeue_count = 1
+            message.pop_receipt = "r0"
+        self.renewals: list[tuple[str, float, int]] = []  # (id, when, visibility_timeout)
+        self.deleted: list[str] = []
+        self.gone: set[str] = set()  # deleted by another instance
+
+    def receive_messages(self, **_: Any) -> list[QueueMessage]:
+        return list(self.batch)
+
+    def _check(self, message: QueueMessage) -> None:
+        if message.id in self.gone:
+            raise self._refused(404, "The specified message does not exist.")
+        if message.pop_receipt != self.receipts[message.id]:
+            raise self._refused(400, "The specified pop receipt did not match.")
+
+    @staticmethod
+    def _refused(status: int, text: str) -> HttpResponseError:
+        error = HttpResponseError(text)
+        error.status_code = status
+        return error
+
+    def update_message(self, message: QueueMessage, visibility_timeout: int) -> QueueMessage:
+        self._check(message)
+        self.renewals.append((message.id, self.clock.now, visibility_timeout))
+        receipt = f"r{len(self.renewals)}"
+        self.receipts[message.id] = receipt
+        return QueueMessage(None, id=message.id, pop_receipt=receipt)
+
+    def delete_message(self, message: QueueMessage) -> None:
+        self._check(message)
+        self.deleted.append(message.id)
+
+
+def _leasing_poller(
+    monkeypatch: pytest.MonkeyPatch, count: int, call_s: float
+) -> tuple[QueuePoller, _LeasingQueue, list[bytes]]:
+    """A poller on a _LeasingQueue of ``count`` messages whose function takes ``call_s`` each."""
+    clock = SteppedClock()
+    monkeypatch.setattr(queues, "time", clock)
+    queue = _LeasingQueue(clock, count)
+    monkeypatch.setattr(queues, "create_queue_client", lambda *_, **__: queue)
+    bodies: list[bytes] = []
+
+    def call(message: Any) -> None:
+        bodies.append(message.get_body())
+        clock.now += call_s
+
+    function = QueueFunction("replay_fallback", "q", "AzureWebJobsStorage", call)
+    settings = QueueSettings("q", connection_string="UseDevelopmentStorage=true")
+    return QueuePoller(function, settings, QueueOptions()), queue, bodies
+
+
+def test_a_batchs_waiting_messages_are_renewed_at_half_the_lease_and_keep_their_content(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """queues.poll_once: "The lease of those still waiting is renewed at half its length" (15 s
+    of LEASE_SECONDS); _renewed: "The answer carries the new receipt, not the content: keep the
+    message's own". Four messages of 10 s each: at 20 s the two still waiting are renewed
+    once, each handled with its own body and deleted with its new receipt. Kills: renewed at
+    the whole lease (after it ran out) or at each message once past half of it (the lease's
+    start not reset, or taken as 0); the update's answer handled in place of the message; the
+    new pop receipt not kept (the delete refused: handled again elsewhere)."""
+    poller, queue, bodies = _leasing_poller(monkeypatch, count=4, call_s=10.0)
+    start = queue.clock.now
+    assert poller.poll_once() == 4
+    assert bodies == [b'"m0"', b'"m1"', b'"m2"', b'"m3"']
+    assert [(id_, when - start, seconds) for id_, when, seconds in queue.renewals] == [
+        ("m2", 20.0, queues.LEASE_SECONDS),
+        ("m3", 20.0, queues.LEASE_SECONDS),
+    ]
+    assert queue.deleted == ["m0", "m1", "m2", "m3"]
+
+
+@pytest.mark.parametrize("status", [400, 404])
+def test_a_waiting_message_another_instance_took_is_left_to_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """queues._LEASE_LOST: "the message's pop receipt no longer matches (400), or the message
+    was deleted (404)"; _renewed leaves such a message out, and poll_once goes on with the
+    rest: no AzureError for the poller to log as the queue being unreachable. Kills: 400 or
+    404 left out of _LEASE_LOST."""
+    poller, queue, bodies = _leasing_poller(monkeypatch, count=3, call_s=20.0)
+    if status == 404:
+        queue.gone.add("m1")
+    else:
+        queue.receipts["m1"] = "another instance's"
+    caplog.set_level(logging.INFO, logger=queues.__name__)
+    assert poller.poll_once() == 3
+    assert bodies == [b'"m0"', b'"m2"']
+    assert queue.deleted == ["m0", "m2"]
+    assert "queue message m1 is another instance's now" in caplog.messages
