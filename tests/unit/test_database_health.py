@@ -3,13 +3,18 @@ failure, then the database is tried again; a success or a throttle never starts 
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 import pytest
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.pipeline.transport import RequestsTransport
+from azure.core.rest import HttpRequest
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError
 
 from acr_webhook.config import Settings
+from acr_webhook.connections import connection_refused
 from acr_webhook.repository import (
     CLIENT_TIMEOUTS,
     EVENTGRID_WRITE_OPTIONS,
@@ -25,6 +30,9 @@ from acr_webhook.store import (
 from tests.support.fakes import client_build_under_way
 
 SETTINGS = Settings("https://127.0.0.1:1/", "key", "acr", "events", None)
+# Nothing listens on port 1 of the loopback: a connection there is refused at once.
+SETTINGS_FIELDS = ("https://127.0.0.1:1/", "a2V5", "acr", "events", None)
+REFUSING = Settings(*SETTINGS_FIELDS)
 
 
 class Clock:
@@ -192,3 +200,121 @@ def test_a_duplicate_whose_id_cosmos_can_address_is_still_filled_in(
     with pytest.raises(RepositoryUnavailableError):
         repository.add({"id": event_id, "repository": "r", "action": "push", "actor": "ci-bot"})
     assert container.calls == [{"read": event_id}]
+
+
+# --- connections.connection_refused: a refused connection is not remembered ---------------------
+
+
+def _refused_by_azure_core() -> ServiceRequestError:
+    """A refused connection as the SDK's transport raises it (port 1: refused at once)."""
+    with RequestsTransport() as transport:
+        try:
+            transport.send(HttpRequest("GET", "http://127.0.0.1:1/"))
+        except ServiceRequestError as error:
+            return error
+    raise AssertionError("port 1 of the loopback answered")
+
+
+def _chained(link: str, cause: BaseException) -> AzureError:
+    """An SDK error that holds ``cause`` through ``link`` only."""
+    if link == "inner_exception":
+        return ServiceRequestError("connect failed", error=cause)
+    if link == "__cause__":  # `raise ... from cause`, where cause is no longer being handled
+        error = ServiceRequestError("connect failed")
+        error.__cause__ = cause
+        return error
+    try:  # raised while handling it: requests' ConnectionError holds urllib3's so
+        try:
+            raise cause
+        except (OSError, AzureError):
+            raise ServiceRequestError("connect failed") from None
+    except ServiceRequestError as error:
+        assert error.__cause__ is None and error.__context__ is cause
+        return error
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize("link", ["inner_exception", "__cause__", "__context__"])
+def test_a_refusal_is_found_through_each_link_of_the_chain(link: str) -> None:
+    """connection_refused: "whether a refused connection is among error's causes", the SDK's
+    inner_exception and Python's __cause__ and __context__ alike, two links deep. Kills each
+    link dropped, and only the top error looked at."""
+    error = _chained(link, _chained(link, ConnectionRefusedError(111, "Connection refused")))
+    assert connection_refused(error)
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        ConnectionResetError(104, "Connection reset by peer"),
+        TimeoutError("timed out"),
+        BrokenPipeError(32, "Broken pipe"),
+    ],
+)
+def test_other_connection_failures_are_no_refusal(cause: OSError) -> None:
+    """Only a refusal is quick: a reset, a timeout or a broken pipe is remembered as before.
+    Kills ConnectionRefusedError widened to ConnectionError or OSError."""
+    assert not connection_refused(_chained("inner_exception", cause))
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(REFUSING, health=health)  # nothing is contacted
+    error = repository._failure(ServiceResponseError("x", error=cause))
+    assert type(error) is RepositoryUnavailableError
+    with pytest.raises(RepositoryUnavailableError):
+        health.check()
+
+
+def test_an_error_chain_with_a_loop_is_looked_through_once() -> None:
+    """Kills the `seen` check dropped: the walk would never end. (Run on a thread so that the
+    mutant fails rather than hangs; the real walk ends in microseconds.)"""
+    first, second = ServiceRequestError("a"), ServiceRequestError("b")
+    first.__context__, second.__context__ = second, first
+    found: list[bool] = []
+    walker = threading.Thread(target=lambda: found.append(connection_refused(first)), daemon=True)
+    walker.start()
+    walker.join(30)
+    assert found == [False]
+
+
+def test_a_refused_write_is_not_remembered_and_a_failed_one_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A create refused as the SDK raises it is no outage to remember; one that timed out is.
+    Kills _failure remembering every unreachable database, as before a8abfa0."""
+
+    class Failing(RecordingContainer):
+        error: AzureError
+
+        def create_item(self, document: object, **options: Any) -> None:
+            raise self.error
+
+    container = Failing()
+    monkeypatch.setattr(
+        "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: RecordingClient(container)
+    )
+    document = {"id": "x", "repository": "r", "action": "push"}
+    for error, remembered in [
+        (_refused_by_azure_core(), False),
+        (ServiceResponseError("read timed out", error=TimeoutError("timed out")), True),
+    ]:
+        container.error = error
+        health = DatabaseHealth()
+        with pytest.raises(RepositoryUnavailableError):
+            CosmosEventRepository(REFUSING, health=health).add(document)
+        if remembered:
+            with pytest.raises(RepositoryUnavailableError):
+                health.check()
+        else:
+            health.check()
+
+
+def test_a_client_build_refused_by_the_database_is_not_remembered() -> None:
+    """The client is built on the first write, which reads the account: refused there (the
+    real SDK, port 1), the next write tries again. Kills _LazyContainer._build remembering
+    every failure, as before a8abfa0."""
+    health = DatabaseHealth()
+    repository = CosmosEventRepository(REFUSING, health=health)
+    document = {"id": "x", "repository": "r", "action": "push"}
+    for _ in range(2):
+        with pytest.raises(RepositoryUnavailableError, match="refused"):
+            repository.add(document)
+        health.check()

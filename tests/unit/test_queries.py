@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import function_app
 from acr_webhook import __main__ as cli
@@ -29,12 +31,14 @@ from acr_webhook.queries import (
     QueryError,
     fetch_page,
     handle_events_query,
+    page_body,
     parse_event_query,
 )
 from acr_webhook.repository import CosmosEventRepository, events_sql
 from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.properties import DETERMINISTIC
 from tests.support.stepped_calls import SteppedClock
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -1234,3 +1238,42 @@ def test_a_pages_items_stop_at_the_query_budget(monotonic: SteppedClock) -> None
     with pytest.raises(RepositoryUnavailableError):
         reader.find_events(EventQuery(), 50)
     assert monotonic.now - start <= QUERY_BUDGET_S + 3.0
+
+
+# --- queries.page_body: valid Unicode whatever was stored ---------------------------------------
+
+
+# Any text, lone surrogates included (an earlier version stored a body's "\udc00" as is).
+_TEXT = st.text(st.characters(exclude_categories=()), max_size=6)
+_VALUES = st.recursive(
+    st.none() | st.integers() | st.booleans() | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with each code point of the surrogate range as U+FFFD."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, list):
+        return [_without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
+@given(rows=st.lists(st.dictionaries(_TEXT, _VALUES, max_size=4), max_size=3))
+@example(rows=[{"userAgent": "a\udc00b\ud800c"}])  # two in one string
+@example(rows=[{"tag\ud800": "v1"}])  # in a name
+@example(rows=[{"regions": [{"location": "\udfff"}]}])
+@settings(DETERMINISTIC, max_examples=40)
+def test_a_page_is_valid_unicode_and_otherwise_as_stored(rows: list[dict[str, Any]]) -> None:
+    """page_body: "valid Unicode whatever an earlier version stored", each lone surrogate as
+    U+FFFD and every other character as stored. Kills: the first lone surrogate only
+    replaced (count=1) and the names of a row's fields left as they are."""
+    body = page_body("events", rows, "token", None)
+    text = json.dumps(body, ensure_ascii=False)
+    text.encode("utf-8")  # strict: no lone surrogate is left anywhere
+    assert body["events"] == [_without_lone_surrogates(row) for row in rows]
+    assert body["continuation"] == "token"

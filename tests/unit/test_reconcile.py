@@ -29,7 +29,12 @@ from acr_webhook.reconcile import (
     reconcile_entries,
     reconcile_webhooks,
 )
-from acr_webhook.store import DocumentRejectedError, HistoryUnreadableError, StoreThrottledError
+from acr_webhook.store import (
+    DocumentRejectedError,
+    HistoryUnreadableError,
+    StoreNotFoundError,
+    StoreThrottledError,
+)
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
@@ -677,3 +682,68 @@ def test_a_link_with_the_default_port_spelled_out_is_on_the_management_endpoint(
     assert _origin("https://management.azure.com:443/subscriptions/s?api-version=1") == endpoint
     assert _origin("https://management.azure.com:8443/") != endpoint
     assert _origin("http://management.azure.com/") != endpoint
+
+
+# --- a missing container: the run stops, and the command exits 2 --------------------------------
+
+
+class MissingStore(FakeEventRepository):
+    """A store whose container does not exist: every write is answered 404."""
+
+    def add(self, document: dict[str, Any]) -> bool:
+        self.add_calls += 1
+        raise StoreNotFoundError("CosmosResourceNotFoundError: 404", cause="404")
+
+
+def test_the_outcome_says_the_store_is_missing_only_when_it_is() -> None:
+    """ReconcileOutcome.store_missing: "The store answered that the database or container
+    does not exist". Kills it always False, always True, True by default, and `unavailable`
+    left None for it (the timer stops on `unavailable`)."""
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(2)]
+
+    def outcome(repository: FakeEventRepository) -> tuple[bool, str | None, int]:
+        result = reconcile_entries(entries, repository, received_at=NOW, report_invalid=print)
+        return result.store_missing, result.unavailable, repository.add_calls
+
+    assert outcome(FakeEventRepository()) == (False, None, 2)
+    unreachable = FakeEventRepository()
+    unreachable.unavailable = True
+    assert outcome(unreachable) == (False, "fake outage", 1)
+    assert outcome(MissingStore()) == (True, "CosmosResourceNotFoundError: 404", 1)
+
+
+def test_the_timer_stops_at_a_missing_store_as_at_an_unreachable_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """reconcile_webhooks "stops at the first webhook whose run found the database
+    unreachable": a missing container is answered for every webhook alike."""
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH))]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": entries})
+    outcomes = reconcile_webhooks(TARGET, MissingStore(), history, now=lambda: NOW)
+    assert list(outcomes) == ["acrwebhook"]
+    assert history.asked == ["acrwebhook"]
+    stopped = caplog.records[-1]
+    assert stopped.levelno == logging.ERROR
+    assert "does not exist" in stopped.getMessage()  # a setting, not "database unavailable"
+
+
+def test_reconcile_into_a_missing_container_is_exit_2_naming_both_after_the_summary(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs: exit 2 is a setting to fix; the summary line is still printed (stdout, last).
+    Kills the exit 2 dropped (exit 1), the 'run again' message kept for it, and the summary
+    left out."""
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("COSMOS_CONTAINER", "evnets")
+    monkeypatch.setattr("acr_webhook.repository.CosmosEventRepository", lambda _s: MissingStore())
+    events_file = tmp_path / "events.json"
+    events_file.write_text(json.dumps([history_entry(payloads.with_new_id(payloads.PUSH))]))
+
+    code = cli.main(["reconcile", "--events-file", str(events_file)])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == "recorded=0 already=0 skipped=0 invalid=0\n"
+    assert "database 'acr' or container 'evnets' does not exist at https://127.0.0.1:1/" in err
+    assert "run provision" in err
+    assert "run reconcile again" not in err

@@ -33,10 +33,10 @@ from acr_webhook.repository import (
 from acr_webhook.store import RepositoryUnavailableError
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.unit.test_account_key import DEV_KEY, _sdk_refusal
 from tests.unit.test_config import BASE, REGISTRY_ID
 from tests.unit.test_database_health import RecordingClient, RecordingContainer
 from tests.unit.test_eventgrid import call, event_grid
-from tests.unit.test_session29_mutants import DEV_KEY, _sdk_refusal
 from tests.unit.test_uncovered_paths import SETTINGS
 
 # --- handlers._bounded_int: refused exactly where int() would refuse ---------------------------

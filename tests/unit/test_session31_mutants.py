@@ -56,9 +56,9 @@ from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 from tests.support.logs import decisions
 from tests.unit.test_acr_history import read_history
-from tests.unit.test_database_health import Clock, RecordingClient
+from tests.unit.test_database_health import REFUSING, SETTINGS_FIELDS, Clock, RecordingClient
+from tests.unit.test_provision import ExistingContainer
 from tests.unit.test_replay import CAP_S, DOCUMENT
-from tests.unit.test_session29_mutants import REFUSING, SETTINGS_FIELDS, ExistingContainer
 
 # Cosmos DB's answer to an identity without its data role (403, sub-status 5301), shortened.
 NO_DATA_ROLE = "Request blocked by Auth cosmos-acr : principal does not have required RBAC"

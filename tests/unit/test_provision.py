@@ -1,0 +1,89 @@
+"""provision without a database: an existing container is taken only with the partition key
+/repository and no unique key (refused before anything is changed), the retention is applied,
+and the command says an outage or a fallback queue it could not create as such.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from acr_webhook.config import ConfigurationError, Settings
+from acr_webhook.repository import provision
+from tests.unit.test_database_health import REFUSING, SETTINGS_FIELDS
+
+# --- repository.provision: the container's partition key is /repository, nothing else -----------
+
+
+class ExistingContainer:
+    """The client, database and container at once: the container exists with ``properties``;
+    replaces are recorded."""
+
+    def __init__(self, properties: dict[str, Any]) -> None:
+        self.properties = properties
+        self.replaced: list[dict[str, Any]] = []
+
+    def create_database_if_not_exists(self, _name: str) -> ExistingContainer:
+        return self
+
+    def create_container_if_not_exists(self, _name: str, **_options: Any) -> ExistingContainer:
+        return self
+
+    def read(self) -> dict[str, Any]:
+        return self.properties
+
+    def replace_container(self, _container: object, **options: Any) -> None:
+        self.replaced.append(options)
+
+
+@pytest.mark.parametrize(
+    ("partition_key", "named"),
+    [
+        (
+            {"paths": ["/repository", "/tag"], "kind": "MultiHash", "version": 2},
+            "/repository, /tag",
+        ),
+        (
+            {"paths": ["/tag", "/repository"], "kind": "MultiHash", "version": 2},
+            "/tag, /repository",
+        ),
+        ({"paths": ["/id"], "kind": "Hash"}, "/id"),
+        (None, "(none)"),
+    ],
+)
+def test_provision_refuses_any_other_partition_key_and_changes_nothing(
+    partition_key: dict[str, Any] | None, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """provision: "refuse the container rather than say 'ready'" unless its key is exactly
+    /repository: a hierarchical key that starts with it too (reads by repository name one
+    level of it), and one the container's properties do not give. Refused before the
+    retention is applied. Kills the check by `in` or by the first path, a missing key read as
+    a KeyError or joined as None, and the check made only when the retention is unchanged."""
+    properties: dict[str, Any] = {"id": "events", "defaultTtl": None}
+    if partition_key is not None:
+        properties["partitionKey"] = partition_key
+    existing = ExistingContainer(properties)
+    monkeypatch.setattr("acr_webhook.repository.create_cosmos_client", lambda *_a: existing)
+    settings = Settings(*SETTINGS_FIELDS, retention_days=30)
+
+    with pytest.raises(ConfigurationError) as refused:
+        provision(settings)
+
+    message = str(refused.value)
+    assert f"container 'events' exists with partition key {named};" in message
+    assert "the app needs /repository" in message
+    assert existing.replaced == []
+
+
+def test_provision_takes_a_container_partitioned_by_repository() -> None:
+    """The one key the check lets through; the retention is then applied as before."""
+    existing = ExistingContainer(
+        {"id": "events", "partitionKey": {"paths": ["/repository"], "kind": "Hash"}}
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("acr_webhook.repository.create_cosmos_client", lambda *_a: existing)
+        provision(
+            Settings(REFUSING.cosmos_endpoint, "a2V5", "acr", "events", None, retention_days=1)
+        )
+    assert [options["default_ttl"] for options in existing.replaced] == [86400]
