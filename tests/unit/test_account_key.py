@@ -8,7 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from azure.storage.queue import AccountSasPermissions, ResourceTypes, generate_account_sas
+from azure.storage.queue import (
+    AccountSasPermissions,
+    QueueClient,
+    ResourceTypes,
+    generate_account_sas,
+)
 
 from acr_webhook.config import ConfigurationError, queue_settings
 
@@ -95,3 +100,36 @@ def test_only_the_account_key_the_storage_sdk_signs_with_is_checked(
         return
     with pytest.raises(ConfigurationError, match="AzureWebJobsStorage: AccountKey"):
         queue_settings({"AzureWebJobsStorage": connection})
+
+
+# --- config._check_account_key: the key the storage SDK signs with -----------------------------
+
+
+QUEUE_ENDPOINT = "QueueEndpoint=http://127.0.0.1:1/devstoreaccount1"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        f"UseDevelopmentStorage=True;AccountKey={DEV_KEY[:-1]}",  # "true" only, as the SDK reads it
+        f"UseDevelopmentStorage=false;AccountKey={DEV_KEY[:-1]}",
+        f"UseDevelopmentStorage=;AccountKey={DEV_KEY[:-1]}",
+        f"AccountKey={DEV_KEY}; AccountKey={DEV_KEY[:-1]}",  # " ACCOUNTKEY" is another name
+        f"AccountKey={DEV_KEY[:-1]};AccountKey ={DEV_KEY}",  # so is "ACCOUNTKEY "
+    ],
+)
+def test_the_key_checked_is_the_one_the_storage_sdk_signs_with(keys: str) -> None:
+    """config._check_account_key: "As the SDK's parse_connection_str reads it" (names upper-cased,
+    nothing stripped; the development key only for UseDevelopmentStorage=true). Whether the
+    setting is refused follows whether the SDK's client can sign with the key it holds. Kills:
+    the flag compared in any case or merely present, and names stripped before comparing."""
+    connection = f"AccountName=devstoreaccount1;{keys};{QUEUE_ENDPOINT}"
+    signing_key = QueueClient.from_connection_string(connection, "q").credential.account_key
+    refusal = _sdk_refusal(signing_key)
+    if refusal is None:
+        assert queue_settings({"AzureWebJobsStorage": connection}) is not None
+        return
+    with pytest.raises(ConfigurationError) as raised:
+        queue_settings({"AzureWebJobsStorage": connection})
+    assert str(raised.value).startswith("AzureWebJobsStorage: AccountKey")
+    assert str(refusal) in str(raised.value)

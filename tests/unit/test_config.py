@@ -371,3 +371,21 @@ def test_the_ca_bundle_in_the_environment_is_the_one_requests_would_pick(
     """config.CA_BUNDLE_VARIABLES: requests' own lookup (sessions.merge_environment_settings:
     REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE)."""
     assert ca_bundle(environ) == bundle
+
+
+# --- config._check_https_url: a host, as urllib3 reads it ----------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["https://:443/", "https://@/", "https://user@:1/"])
+def test_an_endpoint_whose_host_urllib3_reads_as_empty_is_refused(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """config._check_https_url: "must be an https:// URL with a host". urllib3 reads an empty
+    host here, not None (test_uncovered_paths' "https:///" has none at all); requests cannot
+    connect to either. Kills: `host is None` for `not host`."""
+    absent = tmp_path / "absent.json"
+    with pytest.raises(ConfigurationError, match=r"^COSMOS_ENDPOINT must .* with a host$"):
+        load_settings({"COSMOS_ENDPOINT": endpoint}, absent)
+    values = {**BASE, "ACR_REGISTRY_ID": REGISTRY_ID, "ACR_WEBHOOK_NAMES": "hook"}
+    with pytest.raises(ConfigurationError, match=r"^ARM_ENDPOINT must .* with a host$"):
+        load_settings({**values, "ARM_ENDPOINT": endpoint}, absent)

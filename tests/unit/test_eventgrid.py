@@ -1570,3 +1570,27 @@ def test_a_batch_answered_503_for_an_outage_stops_its_throttled_writes() -> None
     assert result.status == 503
     assert len(throttled_tries) == 1
     assert time.monotonic() - started < 1.0
+
+
+# --- eventgrid._check: data as text is read as a body is -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("padding", "status"),
+    [(" \n\t\r", 200), ("\u00a0", 400), ("\x0c", 400), ("\u2003", 400)],
+)
+def test_data_as_text_takes_only_the_whitespace_json_allows_around_it(
+    padding: str, status: int
+) -> None:
+    """tests/unit/test_eventgrid.py: data as text "is read as the webhook reads a body", and
+    RFC 8259 allows space, tab, line feed and carriage return around a value, nothing else.
+    Kills: the text stripped (str.strip drops any Unicode space) before it is read."""
+    event = event_grid(payloads.with_new_id(payloads.PUSH))
+    event["data"] = padding + json.dumps(event["data"]) + padding
+    repository = FakeEventRepository()
+    result = call([event], repository)
+    assert result.status == status
+    assert repository.add_calls == (1 if status == 200 else 0)
+    if status == 400:
+        assert result.body is not None
+        assert str(result.body["error"]).startswith("events[0].data: is a string but not JSON:")

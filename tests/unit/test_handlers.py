@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, handle_webhook
+from acr_webhook.handlers import MAX_BODY_BYTES, MAX_LOGGED_CLAIM, handle_webhook, loads_strictly
 from acr_webhook.models import ENRICHMENT_FIELDS
 from tests.support import payloads
 from tests.support.fake_queue import FakeFallbackQueue
@@ -390,3 +393,39 @@ def test_a_queued_event_is_a_queued_decision_with_the_outage_and_the_store_time(
     assert (entry["decision"], entry["route"]) == ("queued", "webhook")
     assert "fake outage" in entry["reason"] and "queued for replay" in entry["reason"]
     assert isinstance(entry["store_ms"], float) and entry["store_ms"] >= 0
+
+
+# --- handlers._bounded_int: refused exactly where int() would refuse ---------------------------
+
+
+@contextmanager
+def int_digit_limit(limit: int) -> Iterator[None]:
+    """Python's limit set as PYTHONINTMAXSTRDIGITS (or -X int_max_str_digits) sets it; 0 is
+    none at all."""
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(limit)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
+@pytest.mark.parametrize("limit", [4300, 640, 5000, 0])
+def test_a_number_is_refused_exactly_when_python_could_not_read_it(limit: int) -> None:
+    """handlers._bounded_int: "Python refuses an integer of more than
+    sys.get_int_max_str_digits() digits": the client is told so in its place, never for a
+    number Python reads. Kills: `>=` for `>` (the limit's own length refused), the limit
+    hard-coded to 4,300, and `limit and` dropped (with no limit, every number refused)."""
+    with int_digit_limit(limit):
+        for digits in sorted({1, max(limit - 1, 1), limit or 1, limit + 1, 5001}):
+            for literal in ("7" * digits, "-" + "7" * digits):
+                try:
+                    expected = int(literal)
+                except ValueError:
+                    with pytest.raises(ValueError) as raised:
+                        loads_strictly(f"[{literal}]")
+                    assert str(raised.value) == (
+                        f"a number has {digits} digits; at most {limit} are taken"
+                    )
+                else:
+                    assert loads_strictly(f"[{literal}]") == [expected]

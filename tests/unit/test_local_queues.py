@@ -15,6 +15,7 @@ from azure.storage.queue import QueueMessage
 
 from acr_webhook.config import QueueSettings
 from acr_webhook.local import queues
+from acr_webhook.local.background import BackgroundRunner
 from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller
 from tests.support.stepped_calls import SteppedClock
 
@@ -125,3 +126,18 @@ def test_a_waiting_message_another_instance_took_is_left_to_it(
     assert bodies == [b'"m0"', b'"m2"']
     assert queue.deleted == ["m0", "m2"]
     assert "queue message m1 is another instance's now" in caplog.messages
+
+
+# --- local/background.BackgroundRunner: a runner must say what it runs ---------------------------
+
+
+def test_a_runner_that_does_not_say_what_it_runs_cannot_be_made() -> None:
+    """BackgroundRunner: "Runs ``_run`` on a daemon thread"; one without a ``_run`` of its own
+    would start a thread that does nothing, so it is refused where it is made. Kills: ``_run``
+    not abstract, or the class not an ABC (abstractmethod then has no effect)."""
+
+    class Idle(BackgroundRunner):
+        pass
+
+    with pytest.raises(TypeError, match="_run"):
+        Idle("idle")  # type: ignore[abstract]
