@@ -11,7 +11,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 
+from acr_webhook.acr_history import _SET_UP_FIXES as _HISTORY_FIXES
 from acr_webhook.acr_history import ManagementApiHistory, _origin
 from acr_webhook.config import ReconcileSettings
 from acr_webhook.store import HistoryUnreadableError
@@ -100,3 +102,59 @@ def test_the_port_a_scheme_implies_is_the_same_origin(scheme: str) -> None:
     implied = _origin(f"{scheme}://management.example/subscriptions/s")
     assert implied == _origin(f"{scheme}://management.example:{default}/subscriptions/s?page=2")
     assert implied[2] == default
+
+
+# --- acr_history: ARM's refusal, what to fix first --------------------------------------------
+
+
+class Unreadable:
+    """A history whose first page fails with ``error``."""
+
+    def __init__(self, error: AzureError) -> None:
+        self.error = error
+        self.continuation_token: str | None = None
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        raise self.error
+
+
+def arm_refusal(status: int) -> HttpResponseError:
+    """ARM's error as the SDK words it: its message, then the same again as Code and Message."""
+    error = HttpResponseError(
+        "(AuthorizationFailed) The client does not have authorization\n"
+        "Code: AuthorizationFailed\nMessage: The client does not have authorization"
+    )
+    error.status_code = status
+    return error
+
+
+FIRST_LINE = "HttpResponseError: (AuthorizationFailed) The client does not have authorization"
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (arm_refusal(403), f"{_HISTORY_FIXES[403]}; {FIRST_LINE}"),
+        (arm_refusal(404), f"{_HISTORY_FIXES[404]}; {FIRST_LINE}"),
+        (arm_refusal(500), FIRST_LINE),
+        (
+            ServiceRequestError("Failed to establish a new connection\nmore"),
+            "ServiceRequestError: Failed to establish a new connection",
+        ),
+    ],
+    ids=["403", "404", "500", "unreachable"],
+)
+def test_a_history_read_that_fails_names_the_fix_first_then_the_sdks_first_line(
+    error: AzureError, said: str
+) -> None:
+    """acr_history._SET_UP_FIXES: "ARM's answers that a person must act on ...: what to fix,
+    first", then the SDK's first line once; any other failure, an unreachable ARM included (an
+    AzureError with no status code), its first line alone. Kills the fix put after ARM's
+    message, the message whole, and the status read as ``error.status_code`` (an
+    AttributeError, not HistoryUnreadableError, for a connection that failed)."""
+    with pytest.raises(HistoryUnreadableError) as unreadable:
+        read_history(Unreadable(error))  # type: ignore[arg-type]
+
+    assert str(unreadable.value) == said
+    assert "ACR webhook history reader" in _HISTORY_FIXES[403]
+    assert "ACR_WEBHOOK_NAMES" in _HISTORY_FIXES[404]

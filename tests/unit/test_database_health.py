@@ -25,6 +25,7 @@ from acr_webhook.repository import (
 from acr_webhook.store import (
     DocumentRejectedError,
     RepositoryUnavailableError,
+    StoreSetUpError,
     StoreThrottledError,
 )
 from tests.support.fakes import client_build_under_way
@@ -318,3 +319,32 @@ def test_a_client_build_refused_by_the_database_is_not_remembered() -> None:
         with pytest.raises(RepositoryUnavailableError, match="refused"):
             repository.add(document)
         health.check()
+
+
+# --- repository.DatabaseHealth: what it remembers is the latest failure, set-up or outage --------
+
+
+def test_an_outage_after_a_refused_set_up_is_remembered_as_an_outage() -> None:
+    """DatabaseHealth.failed: ``set_up`` says what the failure *being remembered* was. A role
+    fixed, then a timeout: the next writes are answered "database unavailable moments ago", not
+    as the set-up refusal the memory no longer holds. Kills `set_up` only ever turned on
+    (`self._set_up = self._set_up or set_up`), and a refusal remembered without saying it was
+    answered from memory."""
+    clock = Clock()
+    health = DatabaseHealth(clock=clock)
+    health.failed("role missing: detail", "role missing", set_up=True)
+    with pytest.raises(StoreSetUpError) as remembered:
+        health.check()
+    assert (str(remembered.value), remembered.value.cause) == (
+        "role missing: detail (refused moments ago)",
+        "role missing",
+    )
+
+    health.failed("ServiceResponseTimeoutError: read timed out")
+
+    with pytest.raises(RepositoryUnavailableError) as outage:
+        health.check()
+    assert type(outage.value) is RepositoryUnavailableError
+    assert outage.value.cause == (
+        "database unavailable moments ago (ServiceResponseTimeoutError: read timed out)"
+    )

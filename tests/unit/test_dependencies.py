@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import re
 import sys
 import threading
@@ -22,10 +23,13 @@ from typing import Any
 import pytest
 
 from acr_webhook import repository, telemetry
+from acr_webhook import repository as repository_module
 from acr_webhook.config import Settings
+from acr_webhook.repository import LOOKUP_RETRIES_VARIABLE, create_cosmos_client
 from scripts import lock
 from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
 from tests.unit.test_architecture import imports_of, module_files
+from tests.unit.test_database_health import REFUSING
 
 # Type-checking-only stubs: no distribution provides them at run time.
 STUB_ONLY = frozenset({"_typeshed"})
@@ -286,3 +290,24 @@ def test_the_interpreter_still_has_the_exit_hook_telemetry_waits_on() -> None:
     process that exits right after its first event would then lose that event's telemetry.
     Present in 3.9 to 3.13; a runtime that drops it should be known before it is deployed."""
     assert callable(getattr(threading, "_register_atexit", None))
+
+
+# --- repository.create_cosmos_client: the lookup's retries off unless an operator set them ----
+
+
+@pytest.mark.parametrize(("before", "after"), [(None, "0"), ("2", "2")])
+def test_the_lookup_retry_setting_is_turned_off_only_when_nobody_set_it(
+    before: str | None, after: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_cosmos_client: the SDK reads AZURE_COSMOS_HEALTH_CHECK_MAX_RETRIES from the
+    environment only, and the app sets it with setdefault: an operator's own value (an app
+    setting) is kept. Kills the assignment that overrides it; the SDK is not contacted."""
+    if before is None:
+        monkeypatch.delenv(LOOKUP_RETRIES_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(LOOKUP_RETRIES_VARIABLE, before)
+    monkeypatch.setattr(repository_module, "CosmosClient", lambda *_a, **_k: None)
+
+    create_cosmos_client(REFUSING)
+
+    assert os.environ[LOOKUP_RETRIES_VARIABLE] == after

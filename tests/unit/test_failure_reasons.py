@@ -482,3 +482,17 @@ def test_a_queue_that_fails_names_its_kind_as_the_cause(
         queue.put({"id": "e1", "repository": "r"})
     assert raised.value.cause == cause
     assert str(error).split()[-1] in str(raised.value)
+
+
+# --- store.first_line: an SDK message's first line ----------------------------------------------
+
+
+def test_an_sdk_error_with_no_message_is_said_by_its_kind_alone() -> None:
+    """store.first_line: the redrive and reconcile lines take an SDK message's first line; an
+    empty message (none seen from the SDKs, but AzureError allows it) was an IndexError."""
+    from acr_webhook.store import first_line
+
+    assert first_line("") == ""
+    assert first_line("The specified queue does not exist.\nRequestId:1\n<?xml") == (
+        "The specified queue does not exist."
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from acr_webhook import repository as repository_module
 from acr_webhook.config import ConfigurationError, Settings
 from acr_webhook.repository import provision
 from tests.unit.test_database_health import REFUSING, SETTINGS_FIELDS
@@ -87,3 +88,52 @@ def test_provision_takes_a_container_partitioned_by_repository() -> None:
             Settings(REFUSING.cosmos_endpoint, "a2V5", "acr", "events", None, retention_days=1)
         )
     assert [options["default_ttl"] for options in existing.replaced] == [86400]
+
+
+# --- repository.provision: unique keys as Cosmos DB gives them --------------------------------
+
+
+def test_provision_takes_a_container_whose_unique_key_policy_lists_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Cosmos DB gives every container a uniqueKeyPolicy, ``{"uniqueKeys": []}`` when it has
+    none (the local server leaves the property out): such a container is the app's own. Kills
+    the check by the policy's presence instead of its keys."""
+    existing = ExistingContainer(
+        {
+            "id": "events",
+            "partitionKey": {"paths": ["/repository"], "kind": "Hash"},
+            "uniqueKeyPolicy": {"uniqueKeys": []},
+            "defaultTtl": None,
+        }
+    )
+    monkeypatch.setattr(repository_module, "create_cosmos_client", lambda *_a: existing)
+
+    provision(REFUSING)
+
+    assert existing.replaced == []
+
+
+def test_provision_names_every_unique_key_path_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """provision refuses a container with a unique key "as it refuses one with another
+    partition key": every path of every key named, and refused before the retention is
+    applied. Kills the paths of the first key only, and the check made after the replace."""
+    existing = ExistingContainer(
+        {
+            "id": "events",
+            "partitionKey": {"paths": ["/repository"], "kind": "Hash"},
+            "uniqueKeyPolicy": {
+                "uniqueKeys": [{"paths": ["/digest"]}, {"paths": ["/tag", "/actor"]}]
+            },
+            "defaultTtl": None,
+        }
+    )
+    monkeypatch.setattr(repository_module, "create_cosmos_client", lambda *_a: existing)
+
+    with pytest.raises(ConfigurationError) as refused_container:
+        provision(Settings(*SETTINGS_FIELDS, retention_days=30))
+
+    assert "exists with a unique key on /digest, /tag, /actor;" in str(refused_container.value)
+    assert existing.replaced == []
