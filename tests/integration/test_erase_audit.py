@@ -34,7 +34,7 @@ from tests.support.cosmos_server import EMULATOR_KEY
 from tests.support.history import history_entry
 from tests.unit.test_eventgrid import NOW, event_grid
 from tests.unit.test_privacy import ACTOR, CLIENT_IP, eventgrid, push
-from tests.unit.test_session32_mutants import no_record
+from tests.unit.test_reconcile import no_record
 
 ALICE = "alice@contoso.com"
 Document = tuple[str, str, str | None, str | None]  # id, repository, actor, clientAddress

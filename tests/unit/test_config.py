@@ -389,3 +389,13 @@ def test_an_endpoint_whose_host_urllib3_reads_as_empty_is_refused(
     values = {**BASE, "ACR_REGISTRY_ID": REGISTRY_ID, "ACR_WEBHOOK_NAMES": "hook"}
     with pytest.raises(ConfigurationError, match=r"^ARM_ENDPOINT must .* with a host$"):
         load_settings({**values, "ARM_ENDPOINT": endpoint}, absent)
+
+
+# --- config._https_url ---------------------------------------------------------------------------
+
+
+def test_a_scheme_without_its_separator_is_refused_as_no_https_url(tmp_path: Path) -> None:
+    """Mutant killed: the "://" test dropped (then "https" alone became "https://" and was
+    refused for its missing host, a message about another mistake)."""
+    with pytest.raises(ConfigurationError, match=r"^COSMOS_ENDPOINT must be an https:// URL$"):
+        load_settings({"COSMOS_ENDPOINT": "HTTPS"}, tmp_path / "absent.json")

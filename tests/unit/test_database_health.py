@@ -3,6 +3,7 @@ failure, then the database is tried again; a success or a throttle never starts 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -131,6 +132,16 @@ class RecordingClient:
 
     def get_container_client(self, _name: str) -> RecordingContainer:
         return self.container
+
+
+def cosmos_over(
+    monkeypatch: pytest.MonkeyPatch, container: RecordingContainer, **options: Any
+) -> CosmosEventRepository:
+    """The real repository (its error mapping and memory) over a fake container."""
+    monkeypatch.setattr(
+        "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: RecordingClient(container)
+    )
+    return CosmosEventRepository(SETTINGS, health=DatabaseHealth(clock=Clock()), **options)
 
 
 @pytest.mark.parametrize("options", [CLIENT_TIMEOUTS, EVENTGRID_WRITE_OPTIONS])
@@ -348,3 +359,57 @@ def test_an_outage_after_a_refused_set_up_is_remembered_as_an_outage() -> None:
     assert outage.value.cause == (
         "database unavailable moments ago (ServiceResponseTimeoutError: read timed out)"
     )
+
+
+# --- repository.DatabaseHealth: the memory's end ------------------------------------------------
+
+
+def test_a_failure_is_forgotten_exactly_five_seconds_later() -> None:
+    """Mutant killed: check() remembering while ``clock > until`` instead of ``>=`` (one more
+    instant). The memory is UNAVAILABLE_MEMORY_S long, as before session 32 (``clock < until``
+    raised): at its end the database is tried again."""
+    clock = Clock()
+    health = DatabaseHealth(clock=clock)
+    health.failed("ServiceResponseTimeoutError: read timed out")
+    clock.now += UNAVAILABLE_MEMORY_S
+    health.check()
+
+
+# --- repository._fill_in: an id stored for another event ----------------------------------------
+
+
+class DuplicateContainer(RecordingContainer):
+    """Every create is a duplicate of ``stored``; replaces are recorded."""
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        super().__init__()
+        self.stored = stored
+        self.replaced: list[dict[str, Any]] = []
+
+    def create_item(self, document: object, **options: Any) -> None:
+        raise CosmosResourceExistsError(status_code=409, message="Conflict")  # type: ignore[no-untyped-call]
+
+    def read_item(self, item: str, **options: Any) -> dict[str, Any]:
+        return {**self.stored, "_etag": '"1"'}
+
+    def replace_item(self, item: str, body: dict[str, Any], **options: Any) -> None:
+        self.replaced.append(body)
+
+
+def test_an_id_stored_for_another_event_is_warned_of_when_nothing_is_missing_too(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mutant killed: the other-event check after the "nothing missing" return (then an id
+    used twice whose stored event already has every field is silent again: "an id used twice
+    is a sender's fault to be seen", repository._another_event)."""
+    stored = {"id": "e1", "repository": "r", "action": "push", "tag": "v1", "actor": "ci-bot"}
+    container = DuplicateContainer(stored)
+    repository = cosmos_over(monkeypatch, container)
+    caplog.set_level(logging.WARNING, logger="acr_webhook")
+
+    assert repository.add({**stored, "action": "delete", "actor": "someone-else"}) is False
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "event='e1' already stored with another action: the stored event is kept"
+    ]
+    assert container.replaced == []

@@ -16,12 +16,14 @@ import azure.functions as func
 import pytest
 
 import function_app
-from acr_webhook.config import HTTP_CONCURRENCY, ConfigurationError
+from acr_webhook.config import HTTP_CONCURRENCY, QUERY_BUDGET_S, ConfigurationError
+from acr_webhook.eventgrid import BATCH_BUDGET_S
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.host import (
     BODY_READ_LIMIT,
     CONSOLE_HELD_RECORDS,
     HOST_JSON,
+    STOP_GRACE_S,
     LocalFunctionsHost,
     Reply,
     ServerLimits,
@@ -491,3 +493,14 @@ def test_over_wsgi_a_function_sees_the_url_azure_builds() -> None:
 
     status, answer = call_wsgi(LocalFunctionsHost(app, KEY), "GET", "/api/url?q=a%20b&r=1")
     assert (status, answer) == ("200 OK", b"http://127.0.0.1/api/url?q=a%20b&r=1")
+
+
+# --- local/host.STOP_GRACE_S: the stop's grace outlasts every route's budget --------------------
+
+
+def test_the_stop_grace_outlasts_every_route_s_budget() -> None:
+    """Mutants killed: STOP_GRACE_S back to 5 s, min for max, no second for the answer. The
+    grace is "the longest route's budget ... and a second for the answer to go out"
+    (host.py): an Event Grid batch throttled for its 20 s lost its answer at 5 s."""
+    assert STOP_GRACE_S > BATCH_BUDGET_S
+    assert STOP_GRACE_S > QUERY_BUDGET_S

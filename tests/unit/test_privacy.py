@@ -43,10 +43,10 @@ from tests.support.fake_queue import FakeFallbackQueue
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import history_entry
 from tests.support.interleave import InlineExecutor
+from tests.unit.test_database_health import DuplicateContainer, cosmos_over
 from tests.unit.test_docs_commands import DOCS, REPO_ROOT
 from tests.unit.test_eventgrid import NOW, TOPIC, event_grid
-from tests.unit.test_reconcile import TARGET, ListedHistory, all_logged
-from tests.unit.test_session32_mutants import DuplicateContainer, cosmos_over, no_record
+from tests.unit.test_reconcile import TARGET, ListedHistory, all_logged, no_record
 
 # ENRICHED_PUSH's personal values, as distinctive parts: who pushed (an e-mail address), the
 # client's IP address, and its user agent (which names the client machine's kernel).

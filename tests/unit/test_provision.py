@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceRequestError
 
+from acr_webhook import __main__ as cli
 from acr_webhook import repository as repository_module
 from acr_webhook.config import ConfigurationError, Settings
 from acr_webhook.repository import provision
@@ -137,3 +139,29 @@ def test_provision_names_every_unique_key_path_and_changes_nothing(
 
     assert "exists with a unique key on /digest, /tag, /actor;" in str(refused_container.value)
     assert existing.replaced == []
+
+
+# --- __main__.provision: an outage is no set-up ------------------------------------------------
+
+
+class UnreachableClient:
+    def create_database_if_not_exists(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise ServiceRequestError("Connection refused")
+
+
+def test_provision_says_an_outage_is_unavailable_and_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutant killed: every AzureError said as a refused set-up (exit 2). A server still
+    starting is worth running provision again for (exit 1, "unavailable")."""
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setattr(
+        "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: UnreachableClient()
+    )
+
+    status = cli.main(["provision"])
+
+    assert status == 1
+    assert "is unavailable or refused: ServiceRequestError: Connection refused" in (
+        capsys.readouterr().err
+    )

@@ -40,6 +40,7 @@ from tests.support.fakes import FakeEventRepository
 from tests.support.history import LEAKABLE, history_entry
 from tests.support.logs import decisions
 from tests.support.serve import app_environment, run_python
+from tests.unit.test_messages import WrongKeyRepository
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 # Settings of an app whose database nobody listens for: for what the app makes, not what it stores.
@@ -58,6 +59,10 @@ def run(entries: list[Any], repository: FakeEventRepository) -> tuple[Any, list[
 
 def all_logged(caplog: pytest.LogCaptureFixture) -> str:
     return "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+
+
+def no_record(_entry: object) -> None:
+    pass
 
 
 # --- the core ------------------------------------------------------------------------------
@@ -747,3 +752,53 @@ def test_reconcile_into_a_missing_container_is_exit_2_naming_both_after_the_summ
     assert "database 'acr' or container 'evnets' does not exist at https://127.0.0.1:1/" in err
     assert "run provision" in err
     assert "run reconcile again" not in err
+
+
+# --- reconcile: what the timer's runs remember --------------------------------------------------
+
+
+def test_a_later_run_counts_what_it_skips_as_already_stored() -> None:
+    """Mutants killed: a remembered event skipped without being counted, or counted as
+    recorded. The summary said already=N for an unchanged history before; it still should."""
+    stored = StoredEvents()
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH)) for _ in range(2)]
+    repository = FakeEventRepository()
+    for _run in range(2):
+        outcome = reconcile_entries(
+            entries, repository, received_at=NOW, report_invalid=no_record, stored=stored
+        )
+
+    assert outcome.counts.summary() == "recorded=0 already=2 skipped=0 invalid=0"
+    assert repository.add_calls == 2
+
+
+def test_events_a_run_finds_stored_are_remembered_too() -> None:
+    """Mutant killed: only created events remembered. Those the webhook stored first are most
+    of a history, and each cost a create answered 409 (and a read) on every run."""
+    push = payloads.with_new_id(payloads.PUSH)
+    repository = FakeEventRepository()
+    repository.add(to_document(AcrEvent.model_validate(push), received_at=NOW, source="webhook"))
+    stored = StoredEvents()
+    for _run in range(2):
+        reconcile_entries(
+            [history_entry(push)],
+            repository,
+            received_at=NOW,
+            report_invalid=no_record,
+            stored=stored,
+        )
+
+    assert repository.add_calls == 2  # the webhook's, and the first run's
+
+
+def test_a_refused_set_up_ends_the_timer_s_run(caplog: pytest.LogCaptureFixture) -> None:
+    """Mutant killed: the timer going on to the next webhook after a refused key. Every
+    webhook's run would be refused the same (a setting to fix), each costing a history read
+    and a write; an outage ends the run the same way (test_an_unreachable_store_ends_...)."""
+    entries = [history_entry(payloads.with_new_id(payloads.PUSH))]
+    history = ListedHistory({"acrwebhook": entries, "acrwebhook2": entries})
+
+    outcomes = reconcile_webhooks(TARGET, WrongKeyRepository(), history, now=lambda: NOW)
+
+    assert list(outcomes) == history.asked == ["acrwebhook"]
+    assert "COSMOS_KEY" in caplog.text

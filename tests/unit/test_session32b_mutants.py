@@ -38,12 +38,13 @@ from tests.support.fakes import FakeEventRepository
 from tests.support.history import history_entry
 from tests.support.interleave import InlineExecutor
 from tests.support.logs import decisions
+from tests.unit.test_database_health import cosmos_over
 from tests.unit.test_eventgrid import event_grid
+from tests.unit.test_full_partition import BUSY, StoringContainer
 from tests.unit.test_messages import NOTIFICATION
 from tests.unit.test_messages_more import serve_fails
 from tests.unit.test_queries import call, event, forged, seed
-from tests.unit.test_reconcile import NOW, TARGET, ListedHistory
-from tests.unit.test_session32_mutants import BUSY, StoringContainer, cosmos_over, no_record
+from tests.unit.test_reconcile import NOW, TARGET, ListedHistory, no_record
 from tests.unit.test_uncovered_paths import _pipeline
 
 REGISTRY_ID = (
