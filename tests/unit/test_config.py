@@ -14,6 +14,7 @@ from acr_webhook.config import (
     ConfigurationError,
     ca_bundle,
     load_settings,
+    parse_registry_id,
     proxy_configured,
     queue_settings,
 )
@@ -399,3 +400,43 @@ def test_a_scheme_without_its_separator_is_refused_as_no_https_url(tmp_path: Pat
     refused for its missing host, a message about another mistake)."""
     with pytest.raises(ConfigurationError, match=r"^COSMOS_ENDPOINT must be an https:// URL$"):
         load_settings({"COSMOS_ENDPOINT": "HTTPS"}, tmp_path / "absent.json")
+
+
+# --- config.parse_registry_id ------------------------------------------------------------------
+
+CONTOSO_REGISTRY_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-acr"
+    "/providers/Microsoft.ContainerRegistry/registries/contosoacr"
+)
+
+
+def test_a_registry_id_is_read_by_its_segments() -> None:
+    """Mutants killed: the resource group read from another segment; a trailing slash (as
+    a copied path has) refused; the provider segment left unchecked, or checked in one case
+    only (ARM compares resource ids without regard to case)."""
+    ref = parse_registry_id(CONTOSO_REGISTRY_ID + "/")
+    assert (ref.subscription_id, ref.resource_group, ref.name) == (
+        "00000000-0000-0000-0000-000000000000",
+        "rg-acr",
+        "contosoacr",
+    )
+    lower = parse_registry_id(CONTOSO_REGISTRY_ID.lower())
+    assert (lower.resource_group, lower.name) == ("rg-acr", "contosoacr")
+    with pytest.raises(ConfigurationError, match="ACR_REGISTRY_ID must be one registry's"):
+        parse_registry_id(
+            CONTOSO_REGISTRY_ID.replace("Microsoft.ContainerRegistry", "Microsoft.Storage")
+        )
+
+
+@pytest.mark.parametrize(
+    "registry_id",
+    [
+        CONTOSO_REGISTRY_ID.removesuffix("contosoacr"),
+        CONTOSO_REGISTRY_ID.replace("/rg-acr/", "//"),
+    ],
+)
+def test_a_registry_id_with_an_empty_segment_is_refused_naming_the_setting(
+    registry_id: str,
+) -> None:
+    with pytest.raises(ConfigurationError, match="ACR_REGISTRY_ID"):
+        parse_registry_id(registry_id)

@@ -6,17 +6,20 @@ messages, and what a failed poll says.
 from __future__ import annotations
 
 import base64
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.storage.queue import QueueMessage
 
-from acr_webhook.config import QueueSettings
+import function_app
+from acr_webhook.config import ConfigurationError, QueueSettings
 from acr_webhook.local import queues
 from acr_webhook.local.background import BackgroundRunner
-from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller
+from acr_webhook.local.queues import QueueFunction, QueueOptions, QueuePoller, queue_functions
 from tests.support.stepped_calls import SteppedClock
 
 # --- local/queues.QueuePoller: a batch's waiting messages keep their lease ----------------------
@@ -141,3 +144,128 @@ def test_a_runner_that_does_not_say_what_it_runs_cannot_be_made() -> None:
 
     with pytest.raises(TypeError, match="_run"):
         Idle("idle")  # type: ignore[abstract]
+
+
+# --- local/app_index.extension_settings and local/queues.QueueOptions --------------------------
+
+
+def test_a_host_json_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Mutant killed: host.json read as plain utf-8 (json.loads refuses the BOM). Editors on
+    Windows save one; local.settings.json is read the same way (utf-8-sig)."""
+    host_json = tmp_path / "host.json"
+    host_json.write_text(
+        '{"version": "2.0", "extensions": {"queues": {"batchSize": 4}}}', encoding="utf-8-sig"
+    )
+
+    assert QueueOptions.from_host_json(host_json).batch_size == 4
+
+
+def test_a_host_json_that_cannot_be_read_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Mutant killed: only a ValueError caught (an unreadable file then a traceback)."""
+    host_json = tmp_path / "host.json"
+    host_json.write_text("{}")
+
+    def refused(*_args: Any, **_kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", refused)
+
+    with pytest.raises(ConfigurationError, match=r"host\.json is not readable JSON: .*denied"):
+        QueueOptions.from_host_json(host_json)
+
+
+@pytest.mark.parametrize(
+    ("queues", "named"),
+    [
+        ({"batchSize": [16]}, "batchSize must be a whole number"),  # int([16]): TypeError
+        ({"visibilityTimeout": 30}, "visibilityTimeout must be a time span hh:mm:ss"),  # no split
+    ],
+)
+def test_a_queue_setting_of_another_json_type_is_named(
+    tmp_path: Path, queues: dict[str, Any], named: str
+) -> None:
+    """Mutants killed: TypeError (int of a list) and AttributeError (a number has no split)
+    left out of what is said as the setting's fault."""
+    host_json = tmp_path / "host.json"
+    host_json.write_text(json.dumps({"version": "2.0", "extensions": {"queues": queues}}))
+
+    with pytest.raises(ConfigurationError, match=rf"extensions\.queues\.{named}$"):
+        QueueOptions.from_host_json(host_json)
+
+
+@pytest.mark.parametrize("value", [1.5, True])
+def test_a_queue_count_that_is_not_a_whole_number_is_refused(tmp_path: Path, value: Any) -> None:
+    host_json = tmp_path / "host.json"
+    host_json.write_text(json.dumps({"extensions": {"queues": {"batchSize": value}}}))
+
+    with pytest.raises(ConfigurationError, match=r"extensions\.queues\.batchSize"):
+        QueueOptions.from_host_json(host_json)
+
+
+# --- local/queues.QueuePoller._poll_failure ----------------------------------------------------
+
+
+def poller() -> QueuePoller:
+    [function] = queue_functions(function_app.app)
+    settings = QueueSettings("acr-events-fallback", connection_string="UseDevelopmentStorage=true")
+    return QueuePoller(function, settings, QueueOptions())
+
+
+def answered(status: int, message: str) -> HttpResponseError:
+    error = HttpResponseError(message=message)
+    error.status_code = status
+    return error
+
+
+def test_a_401_from_the_queue_service_is_said_as_refused_credentials() -> None:
+    """Mutant killed: only 403 taken for refused credentials. Storage answers 401 for a
+    missing or invalid token (NoAuthenticationInformation, InvalidAuthenticationInfo)."""
+    line = poller()._poll_failure(answered(401, "Server failed to authenticate the request."))
+
+    assert line == (
+        "queue trigger replay_fallback: the queue service refused AzureWebJobsStorage's "
+        "credentials for queue acr-events-fallback (HttpResponseError 401)"
+    )
+
+
+def test_another_poll_failure_is_one_line_with_its_kind() -> None:
+    """Mutants killed: the unreachable line without failure_kind, or with the whole message
+    (the service's XML on the lines after the first)."""
+    error = answered(500, "Operation could not be completed.\n<?xml version='1.0'?><Error/>")
+
+    assert poller()._poll_failure(error) == (
+        "queue trigger replay_fallback: queue acr-events-fallback unreachable "
+        "(HttpResponseError 500: Operation could not be completed.)"
+    )
+
+
+class FailingPoller(QueuePoller):
+    """Every poll fails; the third asks the runner to stop."""
+
+    polls = 0
+
+    def poll_once(self) -> int:
+        self.polls += 1
+        if self.polls == 3:
+            self._stop.set()
+        raise ServiceRequestError("Connection refused")
+
+
+def test_a_queue_that_stays_unreachable_is_warned_of_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Mutant killed: a warning on every failed poll (one a back-off interval, up to each
+    maxPollingInterval, for as long as the queue is down). The first says it; a poll that
+    succeeds again re-arms it."""
+    caplog.set_level(logging.WARNING, logger="acr_webhook.local.queues")
+    function = QueueFunction("replay_fallback", "q", "AzureWebJobsStorage", None)
+    settings = QueueSettings("q", connection_string="UseDevelopmentStorage=true")
+    runner = FailingPoller(function, settings, QueueOptions(max_polling_interval=0.001))
+
+    runner._run()  # on this thread: returns once the third poll set the stop
+
+    assert runner.polls == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "queue trigger replay_fallback: queue q unreachable (ServiceRequestError: Connection "
+        "refused); retrying"
+    ]

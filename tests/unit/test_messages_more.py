@@ -36,7 +36,7 @@ from acr_webhook.local.queues import start_queue_pollers as start_pollers
 from acr_webhook.local.timers import start_timer_runners
 from acr_webhook.models import DEFAULT_LIMIT, RECORDED_ACTIONS
 from acr_webhook.queries import MAX_LIMIT, SET_UP_REFUSED, handle_events_query
-from acr_webhook.telemetry import CONNECTION_STRING_SETTING
+from acr_webhook.telemetry import CONNECTION_STRING_SETTING, DecisionTelemetry
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT_KEY, LocalAzurite
 from tests.support.fakes import FakeEventRepository
@@ -467,3 +467,76 @@ def test_the_modules_under_test_are_the_ones_serve_runs() -> None:
     tests above would pass on the real file and test nothing."""
     assert local_host.route_prefix.__defaults__ == (local_host.HOST_JSON,)
     assert local_host.HOST_JSON.name == "host.json" and local_host.HOST_JSON.is_file()
+
+
+# --- __main__._serve: which module is missing -------------------------------------------------
+
+
+@pytest.fixture
+def serve_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``serve``'s settings; --app fails before anything listens. Modules from tmp_path."""
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("LOCAL_FUNCTION_KEY", "local-test-key")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+@pytest.mark.usefixtures("serve_env")
+def test_an_app_in_a_package_that_does_not_exist_is_said_as_the_app_missing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Mutant killed: only ``error.name == args.app`` taken for the app itself. For
+    ``--app pkg.function_app`` Python names the missing package (``pkg``): the app is what is
+    missing, not something it imports."""
+    status, err = serve_fails(capsys, "--app", "no_such_app_package.function_app")
+
+    assert (status, err) == (2, "--app: No module named 'no_such_app_package'\n")
+
+
+@pytest.mark.usefixtures("serve_env")
+def test_a_missing_dependency_whose_name_starts_the_apps_is_said_as_a_dependency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutant killed: the package test without its dot (``startswith(error.name)``). The app
+    ``acrtest_helpers_app`` is there; ``acrtest_helpers``, which it imports, is not: run
+    scripts/bootstrap, not fix --app."""
+    (tmp_path / "acrtest_helpers_app.py").write_text("import acrtest_helpers\n")
+
+    status, err = serve_fails(capsys, "--app", "acrtest_helpers_app")
+
+    assert (status, err) == (
+        2,
+        "--app acrtest_helpers_app: importing it failed: No module named 'acrtest_helpers'\n",
+    )
+
+
+# --- telemetry: a connection string the exporter refuses ---------------------------------------
+
+
+def test_an_unusable_connection_string_stops_every_handler_holding_and_says_one_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mutants killed: _export_nothing left out after the connection string's error (each
+    handler then holds every record in memory for the life of the process), only the first
+    handler let go, and the exporter's message kept whole (a second line in the log)."""
+
+    class RefusingExporter:
+        def __init__(self, **_options: Any) -> None:
+            raise ValueError("Invalid instrumentation key.\nIt should be a valid UUID.")
+
+    monkeypatch.setattr(
+        "azure.monitor.opentelemetry.exporter.AzureMonitorTraceExporter", RefusingExporter
+    )
+    caplog.set_level(logging.ERROR, logger="acr_webhook.telemetry")
+    pipeline = _pipeline({CONNECTION_STRING_SETTING: "InstrumentationKey=0"})
+    handlers = [DecisionTelemetry(pipeline), DecisionTelemetry(pipeline)]
+    for handler in handlers:
+        pipeline.add_handler(handler)
+
+    pipeline._build()
+
+    assert [(h._targets, list(h._held)) for h in handlers] == [((), []), ((), [])]
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"Telemetry export could not be set up: {CONNECTION_STRING_SETTING} is not usable "
+        "(Invalid instrumentation key.); nothing will be exported"
+    )

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ServiceRequestError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 
 from acr_webhook import __main__ as cli
 from acr_webhook import repository as repository_module
-from acr_webhook.config import ConfigurationError, Settings
+from acr_webhook.config import ConfigurationError, QueueSettings, Settings
 from acr_webhook.repository import provision
 from tests.unit.test_database_health import REFUSING, SETTINGS_FIELDS
 
@@ -164,4 +164,34 @@ def test_provision_says_an_outage_is_unavailable_and_exits_1(
     assert status == 1
     assert "is unavailable or refused: ServiceRequestError: Connection refused" in (
         capsys.readouterr().err
+    )
+
+
+# --- __main__._provision: the queue warning --------------------------------------------------
+
+
+def test_provision_s_queue_warning_names_the_failure_kind_and_only_the_first_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutant killed: the warning without failure_kind (the status says which fault: 403 a
+    key, 404 an account). The service's XML after the first line stays out."""
+    refused = ClientAuthenticationError(
+        message="Server failed to authenticate the request.\nRequestId:1\n<?xml version='1.0'?>"
+    )
+    refused.status_code = 403
+
+    def provision_queue(_settings: QueueSettings) -> None:
+        raise refused
+
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://127.0.0.1:1/")
+    monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    monkeypatch.setattr("acr_webhook.repository.provision", lambda _settings: None)
+    monkeypatch.setattr("acr_webhook.fallback.provision_queue", provision_queue)
+
+    status = cli.main(["provision"])
+
+    assert status == 0
+    assert capsys.readouterr().err == (
+        "warning: fallback queue 'acr-events-fallback' not created: "
+        "ClientAuthenticationError 403: Server failed to authenticate the request.\n"
     )

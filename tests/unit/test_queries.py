@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +24,7 @@ from acr_webhook.models import (
     MAX_REPOSITORY_LENGTH,
     AcrEvent,
     EventQuery,
+    filters_fingerprint,
     to_document,
 )
 from acr_webhook.queries import (
@@ -1277,3 +1279,56 @@ def test_a_page_is_valid_unicode_and_otherwise_as_stored(rows: list[dict[str, An
     text.encode("utf-8")  # strict: no lone surrogate is left anywhere
     assert body["events"] == [_without_lone_surrogates(row) for row in rows]
     assert body["continuation"] == "token"
+
+
+# --- models.filters_fingerprint: tokens from before the registry filter ------------------------
+
+
+# What 6661807's filters_fingerprint gave for {repository: team/api} (sha256 of the six values
+# as JSON, first 16 hex digits): a token a client held across the upgrade carries it.
+EARLIER_FINGERPRINT = "47ec53df6dc80721"
+
+
+def test_a_token_from_before_the_registry_filter_still_pages() -> None:
+    """Mutants killed: the registry always appended (null when not given), or every filter
+    hashed in FILTERS' new order: either changes every fingerprint, and a client paging
+    across the upgrade gets a 400 (models.filters_fingerprint: "a token handed out before it
+    existed still pages its query")."""
+    reader = FakeEventRepository()
+    older, newer = seed(reader, event(at="2026-11-23T09:00:00Z"), event(at="2026-11-23T11:00:00Z"))
+    assert (
+        hashlib.sha256(json.dumps(["team/api", None, None, None, None, None]).encode()).hexdigest()[
+            :16
+        ]
+        == EARLIER_FINGERPRINT
+    )
+    token = forged(
+        {"v": 2, "q": EARLIER_FINGERPRINT, "t": newer["timestamp"], "k": None, "w": [None, None]}
+    )
+
+    status, body = call({"repository": "team/api", "continuation": token}, reader)
+
+    assert (status, [d["id"] for d in body["events"]]) == (200, [older["id"]])
+
+
+def test_a_token_for_one_registry_does_not_page_another() -> None:
+    """Mutant killed: the registry left out of the fingerprint (a dev token then pages prod,
+    from dev's position)."""
+    reader = FakeEventRepository()
+    seed(reader, event(at="2026-11-23T09:00:00Z"))
+    dev = {"registry": "contosodev.azurecr.io"}
+    prod = {"registry": "contosoprod.azurecr.io"}
+    assert filters_fingerprint(dev) != filters_fingerprint(prod) != filters_fingerprint({})
+    token = forged(
+        {
+            "v": 2,
+            "q": filters_fingerprint(dev),
+            "t": "2026-11-23T10:00:00.000000Z",
+            "k": None,
+            "w": [None, None],
+        }
+    )
+
+    status, body = call({**prod, "continuation": token}, reader)
+
+    assert (status, body["error"][:14]) == (400, "continuation: ")
