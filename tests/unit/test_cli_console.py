@@ -25,6 +25,7 @@ from acr_webhook import __main__ as cli
 from acr_webhook.handlers import handle_webhook
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.unit.test_queries import DIGEST_A
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -285,3 +286,50 @@ def test_the_table_shows_each_character_that_could_reorder_or_forge_it_as_u_fffd
     assert "v1\ufffdx" in out
     assert "sha256:ab\ufffdccccccccc" in out  # cut to 12 characters, as any digest
     assert ("east\ufffdus" in out) == pushes
+
+
+# --- __main__._columns_taken: what a cell takes in a terminal ----------------------------------
+
+
+def actor_columns(*actors: str) -> list[str]:
+    """The ACTOR and REGIONS columns of the pushes table, one push per actor."""
+    pushes = [
+        {
+            "timestamp": "2026-11-23T10:00:00.000000Z",
+            "action": "push",
+            "repository": "team/api",
+            "tag": "v1",
+            "digest": DIGEST_A,
+            "registry": "myregistry.azurecr.io",
+            "actor": actor,
+            "regions": [{"location": "westeurope", "timestamp": "2026-11-23T10:00:00.000000Z"}],
+        }
+        for actor in actors
+    ]
+    lines = cli.format_pushes_table(pushes).splitlines()
+    return [line.split("myregistry.azurecr.io  ", 1)[1] for line in lines[1:]]
+
+
+def test_a_wide_name_sets_the_column_and_ambiguous_halfwidth_and_voicing_marks_do_not_widen() -> (
+    None
+):
+    """Mutants killed: the column's width by code points (a name of 3 CJK characters takes 6
+    columns, past ACTOR's 5), East Asian Ambiguous (é) or Halfwidth (ｱ) counted 2 ("everything
+    else 1"), everything but Narrow counted 2, and the wide test before the combining one
+    (U+3099, the voicing mark of a decomposed ガ, is East Asian Wide and takes no column)."""
+    assert actor_columns("\u5f20\u4f1f\u660e", "Jos\u00e9", "\uff71\uff72", "\u30ab\u3099") == [
+        "\u5f20\u4f1f\u660e  westeurope",  # 6 columns: the column's width
+        "Jos\u00e9    westeurope",  # 4
+        "\uff71\uff72      westeurope",  # halfwidth katakana: 1 each
+        "\u30ab\u3099      westeurope",  # 2: the mark on top of its wide letter
+    ]
+
+
+def test_a_name_with_thai_or_devanagari_marks_keeps_the_next_column_in_line() -> None:
+    assert actor_columns(
+        "\u0e2a\u0e21\u0e28\u0e31\u0e01\u0e14\u0e34\u0e4c", "\u0915\u0941\u092e\u093e\u0930", "bob"
+    ) == [
+        "\u0e2a\u0e21\u0e28\u0e31\u0e01\u0e14\u0e34\u0e4c  westeurope",  # 5 columns: ACTOR's
+        "\u0915\u0941\u092e\u093e\u0930   westeurope",  # 4
+        "bob    westeurope",
+    ]

@@ -33,11 +33,13 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from acr_webhook import __main__ as cli
 from acr_webhook.acr_history import ManagementApiHistory
-from acr_webhook.config import ConfigurationError, Settings, load_settings
+from acr_webhook.config import DEFAULT_ARM_ENDPOINT, ConfigurationError, Settings, load_settings
 from acr_webhook.eventgrid import handle_eventgrid
 from acr_webhook.handlers import handle_webhook
 from acr_webhook.identity import default_credential
 from acr_webhook.reconcile import reconcile_webhooks
+from tests.infra.bicep import Json, conditional_branches, template, var
+from tests.infra.test_main_template import FUNCTION_APP
 from tests.integration.test_reconcile_timer import FakeCredential
 from tests.support import payloads
 from tests.support.arm_stand_in import TOKEN, ListEventsStandIn
@@ -45,6 +47,7 @@ from tests.support.connect_proxy import RecordingConnectProxy
 from tests.support.fakes import FakeEventRepository
 from tests.support.history import history_entry
 from tests.support.interleave import InlineExecutor
+from tests.unit.test_config import BASE
 from tests.unit.test_eventgrid import event_grid
 from tests.unit.test_queries import NOW, call
 
@@ -300,3 +303,45 @@ def test_a_sovereign_registrys_events_are_stored_filtered_grouped_and_listed(
     assert cli.main(["events", "--registry", cloud.registry]) == 0
     header, row = capsys.readouterr().out.splitlines()
     assert row.split()[header.lower().split().index("registry")] == cloud.registry
+
+
+# --- config: the management endpoint of the Cosmos DB account's cloud ---------------------------
+
+
+def test_a_host_that_only_contains_a_national_cloud_s_suffix_keeps_the_public_endpoint(
+    tmp_path: Path,
+) -> None:
+    """Mutant killed: the suffix looked for anywhere in the host (``in`` for ``endswith``): an
+    account reached by a name of the public cloud's (a custom domain that merely starts with a
+    Government account's host) is no Government account."""
+    values = {
+        **BASE,
+        "COSMOS_ENDPOINT": "https://acct.documents.azure.us.contoso.com:443/",
+        "ACR_REGISTRY_ID": REGISTRY_ID,
+        "ACR_WEBHOOK_NAMES": "hook",
+    }
+    reconcile = load_settings(values, tmp_path / "absent.json").reconcile
+    assert reconcile is not None
+    assert reconcile.arm_endpoint == DEFAULT_ARM_ENDPOINT
+
+
+# --- infra/modules/function-app.bicep: statsbeat outside the public cloud ---------------------
+
+
+def test_statsbeat_is_turned_off_in_every_cloud_but_the_public_one() -> None:
+    """Mutants killed: the condition flipped (off in the public cloud, on where it leaves the
+    cloud), never off, and a value the exporter does not read as off (it disables statsbeat
+    only for ``true``, in any case: azure-monitor-opentelemetry-exporter's
+    ``is_statsbeat_enabled``)."""
+    statsbeat = var(template(FUNCTION_APP), "statsbeatAppSettings")
+    in_the_cloud: Json = {"function": {"type": "environment", "property_name": "name"}}
+    assert conditional_branches(statsbeat) == (
+        {
+            "operator": {
+                "type": "equals",
+                "operands": {"operand_1": in_the_cloud, "operand_2": "AzureCloud"},
+            }
+        },
+        {},
+        {"APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true"},
+    )

@@ -64,7 +64,16 @@ from acr_webhook.models import AcrEvent, ParkedEvent, iso_utc, to_document
 from acr_webhook.reconcile import StoredEvents, reconcile_webhooks
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventRepository
-from tests.infra.bicep import conditional_branches, module, template
+from tests.infra.bicep import (
+    Json,
+    accessor,
+    conditional_branches,
+    module,
+    not_empty,
+    output,
+    template,
+)
+from tests.infra.test_deploy_docs import main_table, parameter_rows
 from tests.infra.test_main_template import (
     MAIN,
     RETENTION_ENABLED,
@@ -358,3 +367,54 @@ def test_the_docs_say_what_a_region_outage_does_to_the_app_and_its_backup() -> N
 def test_the_docs_say_what_losing_the_storage_account_loses_and_how_to_get_it_back() -> None:
     assert prose_said(r"storage account", r"14 days", r"main\.bicep")
     assert prose_said(r"storage account", r"\bkeys?\b", r"webhook\.bicep|connect the registry")
+
+
+# --- infra/main.bicep: cosmosAccountName and the output azd keeps ------------------------------
+
+
+def as_bicep_reads_it(value: Any) -> Any:
+    """pycep reads ``!a ? b : c`` as ``!(a ? b : c)``; Bicep's ``!`` binds tighter than
+    ``?:`` (its operator precedence), so the template means ``(!a) ? b : c``."""
+    negated = value.get("operator", {}) if isinstance(value, dict) else {}
+    if negated.get("type") == "not":
+        branches = conditional_branches(negated["operands"]["bool_value"])
+        if branches is not None:
+            condition, true_value, false_value = branches
+            negation: Json = {"operator": {"type": "not", "operands": {"bool_value": condition}}}
+            return {
+                "operator": {
+                    "type": "conditional",
+                    "operands": {
+                        "condition": negation,
+                        "true_value": true_value,
+                        "false_value": false_value,
+                    },
+                }
+            }
+    return value
+
+
+def test_an_empty_cosmos_account_name_is_the_documented_generated_one_and_a_given_one_is_used() -> (
+    None
+):
+    """Mutants killed: the condition flipped (``empty(...) ? cosmosAccountName : ...``: the
+    restored account ignored and a first provision given an empty name), the branches
+    swapped, and another generated name than deploy.md's ``cosmos-<token>``."""
+    main = template("main.bicep")
+    assert parameter_rows(main_table())["cosmosAccountName"][0] == "empty (`cosmos-<token>`)"
+    account_name = as_bicep_reads_it(module(main, "cosmos")["params"]["accountName"])
+    assert conditional_branches(account_name) == (
+        not_empty("cosmosAccountName"),
+        "cosmosAccountName",
+        "cosmos-${resourceToken}",
+    )
+
+
+def test_the_output_azd_keeps_is_the_account_the_deployment_used() -> None:
+    """Mutants killed: the output as the generated name (after a restore, ``azd env set
+    COSMOS_ACCOUNT_NAME`` would be overwritten by the next provision and the one after would
+    move the app back to the damaged account) and as the parameter (empty on a first
+    provision, where deploy.md's ``COSMOS=$COSMOS_ACCOUNT_NAME`` names the account)."""
+    main = template("main.bicep")
+    assert output(main, "COSMOS_ACCOUNT_NAME") == accessor("cosmos", "outputs", "accountName")
+    assert output(template("modules/cosmos.bicep"), "accountName") == accessor("account", "name")

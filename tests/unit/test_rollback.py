@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 
 from acr_webhook import __main__ as cli
-from acr_webhook.models import AcrEvent, to_document
+from acr_webhook.models import MAX_NAME_LENGTH, AcrEvent, InvalidQueuedEventError, to_document
 from acr_webhook.queries import TOKEN_VERSION
 from acr_webhook.redrive import is_event_message
 from acr_webhook.replay import replay_queued_event
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
-from tests.unit.test_queries import call
+from tests.unit.test_queries import STAMP, UNFILTERED, call, forged
 
 RECEIVED = datetime(2026, 12, 7, 12, tzinfo=UTC)
 # Fields a newer version might add to a document (an image's platform, a referrer's subject,
@@ -198,3 +198,34 @@ def test_a_token_for_a_view_this_version_does_not_know_is_a_400(
 
     assert status == 400
     assert body["error"].startswith("continuation: ")
+
+
+# --- parked actions no version records, and newer versions' tokens ------------------------------
+
+
+@pytest.mark.parametrize(
+    "action", ["", "x" * (MAX_NAME_LENGTH + 1)], ids=["empty", "past MAX_NAME_LENGTH"]
+)
+def test_a_parked_action_no_version_records_is_refused_not_stored(action: str) -> None:
+    """Mutant killed: ParkedDocument.action any string (it takes any action a newer version may
+    record, not one none records: an empty one, or one past the names' bound that every
+    decision record then carries). The message is the app's own no more: replay refuses it."""
+    document = newer_document(payloads.PUSH, "bad-action", action=action)
+    repository = FakeEventRepository()
+
+    with pytest.raises(InvalidQueuedEventError):
+        replay_queued_event(
+            base64.b64decode(as_queued({"document": document})), repository, None, 60
+        )
+    assert repository.documents == {}
+
+
+def test_a_token_whose_version_is_a_float_is_not_ours_not_a_newer_one() -> None:
+    """Mutant killed: any number above TOKEN_VERSION taken for a newer version's token. Every
+    version wrote ``v`` as an int, as the earlier-version check reads it: 9.0 is forged."""
+    token = forged({"v": 9.0, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]})
+    reader = FakeEventRepository()
+    assert call({"continuation": token}, reader) == (
+        400,
+        {"error": "continuation: is not a continuation token from this endpoint; start without it"},
+    )

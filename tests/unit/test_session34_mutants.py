@@ -23,11 +23,11 @@ from acr_webhook.queries import TOKEN_VERSION
 from acr_webhook.repository import CosmosEventEraser
 from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
 from tests.support.fakes import FakeEventRepository
+from tests.unit.test_cli_console import actor_columns
 from tests.unit.test_erase_audit import erase as run_erase
 from tests.unit.test_erasure import DOCUMENTS, InMemoryEraser
 from tests.unit.test_queries import STAMP, UNFILTERED, call, forged
 from tests.unit.test_review import SETTINGS, _Answering404, _Built
-from tests.unit.test_session33_mutants import actor_columns
 
 ADDRESS = "203.0.113.7"
 CLOSING = (
