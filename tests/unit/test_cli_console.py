@@ -333,3 +333,10 @@ def test_a_name_with_thai_or_devanagari_marks_keeps_the_next_column_in_line() ->
         "\u0915\u0941\u092e\u093e\u0930   westeurope",  # 4
         "bob    westeurope",
     ]
+
+
+def test_an_enclosing_mark_takes_no_column() -> None:
+    """Mutant killed: only non-spacing marks (Mn) taken as zero-width: an enclosing one (Me,
+    U+20DD COMBINING ENCLOSING CIRCLE, drawn around the letter before it) counted 1, so the
+    columns after it moved; the comment says "non-spacing or enclosing"."""
+    assert actor_columns("A\u20dd", "bob") == ["A\u20dd      westeurope", "bob    westeurope"]

@@ -5,14 +5,16 @@ values and repository names are made. The store side is tests/integration/test_e
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
 
 from acr_webhook import __main__ as cli
-from acr_webhook.models import Person
+from acr_webhook.models import Person, StoredEvent
 from acr_webhook.repository import person_sql
-from tests.unit.test_erasure import InMemoryEraser
+from acr_webhook.store import RepositoryUnavailableError, StoreSetUpError
+from tests.unit.test_erasure import DOCUMENTS, FailingOnce, InMemoryEraser
 
 # What a terminal acts on: C0 and C1 controls (ESC, CSI, OSC's BEL, line breaks but the
 # newline ending each line), line and paragraph separators, bidi embeddings, overrides and
@@ -151,3 +153,194 @@ def test_the_top_level_help_describes_every_command_erase_included(
     description = capsys.readouterr().out.split("\n\n")[1]  # after the usage, before the list
     assert description.startswith("The acr-webhook app's commands")
     assert re.search(r"\beras", " ".join(description.split()))
+
+
+# --- __main__._erase: what it refuses and says ------------------------------------------------
+
+ADDRESS = "203.0.113.7"
+CLOSING = (
+    "Other copies (parked and poison messages, dead-letter blobs, the backup): see "
+    '"Personal data" in docs/operations.md.'
+)
+SET_UP = StoreSetUpError("403: no role", cause="give it the data role")
+
+
+class NamingActors(InMemoryEraser):
+    """test_erasure's eraser, each event found naming its document's actor, as
+    CosmosEventEraser's do (StoredEvent.actor: whom the event names, whatever matched)."""
+
+    def events_naming(self, person: Person) -> list[StoredEvent]:
+        return [
+            dataclasses.replace(event, actor=self.documents[event.id][2])
+            for event in super().events_naming(person)
+        ]
+
+
+class FindingFails(InMemoryEraser):
+    def __init__(self, failure: RepositoryUnavailableError) -> None:
+        super().__init__(DOCUMENTS)
+        self.failure = failure
+
+    def events_naming(self, person: Person) -> list[StoredEvent]:
+        assert self.failure is not None
+        raise self.failure
+
+
+def test_a_value_that_is_not_utf8_is_refused_before_the_store_is_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutant killed: no UTF-8 check (bytes the shell passed as they were, a Latin-1 name, came
+    to the query as a lone surrogate: "No events name" and exit 0, read as erased)."""
+    eraser = FindingFails(AssertionError("the store was asked"))  # type: ignore[arg-type]
+
+    assert erase(eraser, monkeypatch, capsys, "--actor", "jos\udce9", "--yes") == (
+        2,
+        "",
+        "--actor: is not UTF-8 text: b'jos\\xe9'\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "said"),
+    [
+        (SET_UP, 2, "the event store at https://127.0.0.1:1/: give it the data role\n"),
+        (
+            RepositoryUnavailableError("ServiceResponseError: no answer"),
+            1,
+            "the event store at https://127.0.0.1:1/ is unavailable: "
+            "ServiceResponseError: no answer\n",
+        ),
+    ],
+    ids=["set-up", "unavailable"],
+)
+def test_a_set_up_the_store_refuses_on_the_find_is_exit_2_with_its_fix(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: RepositoryUnavailableError,
+    status: int,
+    said: str,
+) -> None:
+    """Mutants killed: a refused set-up (a role without read, a wrong key) on the find told as
+    an outage, exit 1 "is unavailable" (docs/operations.md's exit codes: 2 is fixed by a
+    person, 1 by running again), by its exit status or with __main__._store_failed's set-up
+    branch gone (then also the unavailable case, kept as the contrast)."""
+    assert erase(FindingFails(failure), monkeypatch, capsys, "--actor", "alice") == (
+        status,
+        "",
+        said,
+    )
+
+
+@pytest.mark.parametrize(("ports", "more"), [(10, ""), (12, " and 2 more")])
+def test_and_n_more_counts_the_values_not_shown_not_the_events(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ports: int, more: str
+) -> None:
+    """Mutants killed: " and 0 more" after exactly MATCHED_VALUES_SHOWN values (``>=`` for
+    ``>``), and the count of events not shown instead of values (each port used three times)."""
+    eraser = InMemoryEraser(
+        [
+            (f"e{port}-{time}", "team/api", None, f"{ADDRESS}:{port}")
+            for port in range(10, 10 + ports)
+            for time in range(3)
+        ]
+    )
+
+    status, out, _ = erase(eraser, monkeypatch, capsys, "--client-address", ADDRESS)
+
+    first = out.splitlines()[0]
+    assert status == 0
+    assert first.startswith(f"{3 * ports} event(s) name client address '{ADDRESS}' (as recorded: ")
+    assert first.endswith(f"'{ADDRESS}:19'{more}):")
+
+
+@pytest.mark.parametrize(
+    ("actors", "said"),
+    [
+        (["alice", "alice", "alice"], None),
+        (["Alice@Contoso.com", "alice@contoso.com", None], None),  # one person, two cases
+        (
+            ["alice", "bob", None],
+            "They name 2 different actors: an address can be shared (a NAT, a proxy, a build "
+            "agent), and --yes deletes all 3 events, theirs too.",
+        ),
+    ],
+    ids=["one actor", "one actor in two cases", "two actors"],
+)
+def test_the_shared_address_line_counts_actors_in_any_case_and_every_event(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    actors: list[str | None],
+    said: str | None,
+) -> None:
+    """Mutants killed: the line printed for one actor (``>= 1``), for one actor recorded in
+    two cases (the actors not lower-cased, where the find itself is case-blind: "a person is
+    found in any case"), and saying how many actors --yes deletes instead of events."""
+    eraser = NamingActors(
+        [(f"e{n}", "team/api", actor, f"{ADDRESS}:{n}") for n, actor in enumerate(actors)]
+    )
+
+    status, out, _ = erase(eraser, monkeypatch, capsys, "--client-address", ADDRESS)
+
+    assert status == 0
+    assert out.splitlines()[3:] == [
+        *([said] if said else []),
+        "Nothing deleted: run again with --yes to delete them.",
+    ]
+
+
+def test_deleted_counts_only_what_this_run_deleted_and_says_how_many_were_gone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Mutants killed: the "(G already gone)" left out and the gone counted as deleted
+    (operations.md's "Deleted D of N (G already gone).": another erase or the time-to-live
+    took them), and the closing line about the other copies left out."""
+    eraser = InMemoryEraser(DOCUMENTS, gone=frozenset({"e2", "e5"}))
+
+    status, out, errors = erase(
+        eraser, monkeypatch, capsys, "--actor", "alice@contoso.com", "--yes"
+    )
+
+    assert (status, errors) == (0, "")
+    assert out.splitlines()[-2:] == ["Deleted 3 of 5 (2 already gone).", CLOSING]
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "said"),
+    [
+        (SET_UP, 2, ": give it the data role\n"),
+        (
+            RepositoryUnavailableError("timed out"),
+            1,
+            " is unavailable: timed out; run erase again to delete the rest\n",
+        ),
+    ],
+    ids=["set-up", "unavailable"],
+)
+def test_a_stop_says_what_is_left_without_the_gone_and_run_again_only_for_an_outage(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: RepositoryUnavailableError,
+    status: int,
+    said: str,
+) -> None:
+    """Mutants killed: "left" counting the events found gone (2 deleted, 1 gone and 2 left of
+    5 read "3 left"), "run erase again" after a refused set-up (it is refused the same way
+    every time: fix it first), and the closing line printed after a stop (it closes an erasure
+    that finished)."""
+    eraser = FailingOnce(DOCUMENTS, fail_at=3, failure=failure, gone=frozenset({"e2"}))
+
+    out = erase(eraser, monkeypatch, capsys, "--actor", "alice@contoso.com", "--yes")
+
+    assert out[0] == status
+    assert out[1].splitlines()[-1] == "Deleted 2 of 5 (1 already gone)."
+    assert out[2] == f"stopped with 2 left: the event store at https://127.0.0.1:1/{said}"
+
+
+def test_erase_without_a_person_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """Mutant killed: --actor and --client-address not required (``erase --yes`` alone was a
+    traceback on None, not argparse's exit 2 naming both)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["erase", "--yes"])
+
+    assert exited.value.code == 2
+    assert "one of the arguments --actor --client-address is required" in capsys.readouterr().err

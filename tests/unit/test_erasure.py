@@ -9,8 +9,9 @@ import pytest
 
 from acr_webhook.erasure import by_repository, erase, find, matched_values
 from acr_webhook.models import Person, StoredEvent
-from acr_webhook.repository import person_sql
-from acr_webhook.store import RepositoryUnavailableError, StoreSetUpError
+from acr_webhook.repository import CosmosEventEraser, person_sql
+from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
+from tests.unit.test_review import SETTINGS, _Answering404, _Built
 
 
 class InMemoryEraser:
@@ -146,3 +147,90 @@ def test_an_address_is_matched_in_the_forms_acr_records_it(
     given: str, whole: tuple[str, ...], before_a_port: tuple[str, ...]
 ) -> None:
     assert Person("clientAddress", given).recorded_forms() == (whole, before_a_port)
+
+
+ADDRESS = "203.0.113.7"
+
+
+class FailingOnce(InMemoryEraser):
+    """A store whose delete number ``fail_at`` (0-based) fails and whose next ones succeed: a
+    timeout, a throttled request past the SDK's retries."""
+
+    def delete(self, event: StoredEvent) -> bool:
+        if self.deletes == self.fail_at:
+            self.fail_at = None
+            assert self.failure is not None
+            raise self.failure
+        return super().delete(event)
+
+
+# --- models.Person.recorded_forms: an address as ACR records it -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "whole", "before_a_port"),
+    [
+        (f"[{ADDRESS}]", (ADDRESS,), (f"{ADDRESS}:",)),  # an IPv4 address in brackets
+        # One bracket: no address, matched as written, where the text inside the first and
+        # last characters is another host's address.
+        (f"[{ADDRESS}8", (f"[{ADDRESS}8",), (f"[{ADDRESS}8:",)),
+        (f"1{ADDRESS}]", (f"1{ADDRESS}]",), (f"1{ADDRESS}]:",)),
+    ],
+    ids=["bracketed IPv4", "opening bracket only", "closing bracket only"],
+)
+def test_only_an_address_in_both_brackets_is_read_as_one(
+    given: str, whole: tuple[str, ...], before_a_port: tuple[str, ...]
+) -> None:
+    """Mutants killed: an IPv4 address's forms as given ("[203.0.113.7]" found nothing, where
+    the docstring reads "an IP address in any written form (... in brackets)"), and a value
+    with one bracket taken for a bracketed address (``or`` for ``and``: a mistyped
+    "[203.0.113.78" found the events of 203.0.113.7, another host)."""
+    assert Person("clientAddress", given).recorded_forms() == (whole, before_a_port)
+
+
+# --- repository.CosmosEventEraser: a 404 that is not a missing container ----------------------
+
+
+@pytest.mark.parametrize(
+    ("sub_status", "missing"), [(None, True), (0, True), (1003, True), (1002, False)]
+)
+def test_a_404_on_the_find_is_a_missing_container_only_for_its_sub_statuses(
+    sub_status: int | None, missing: bool
+) -> None:
+    """Mutant killed: every 404 on the find told as a missing container (exit 2 "run
+    provision"), where 1002, a session not yet readable in a region, is an outage (exit 1: the
+    next run finds them), as for the events query."""
+    eraser = CosmosEventEraser(SETTINGS)
+    eraser._container = _Built(_Answering404(sub_status))  # type: ignore[assignment]
+
+    with pytest.raises(RepositoryUnavailableError) as raised:
+        eraser.events_naming(Person("actor", "alice@contoso.com"))
+
+    assert isinstance(raised.value, StoreNotFoundError) is missing
+
+
+# --- erasure: repositories with as many events, and the first failure stops it ------------------
+
+
+def test_repositories_with_as_many_events_are_listed_by_name_whatever_the_order_found() -> None:
+    """Mutant killed: the tie broken by the order the store answered in (by_repository sorted
+    by count alone), so one preview listed them differently from the next."""
+    found = [
+        StoredEvent("1", "team/zz", "alice"),
+        StoredEvent("2", "team/api", "alice"),
+        StoredEvent("3", "team/mm", "alice"),
+        StoredEvent("4", "team/mm", "alice"),
+    ]
+    assert by_repository(found) == [("team/mm", 2), ("team/api", 1), ("team/zz", 1)]
+
+
+def test_erase_stops_at_the_first_failure_even_if_the_next_delete_would_pass() -> None:
+    """Mutant killed: a failed delete skipped and the rest tried (``continue`` for ``break``):
+    erase's docstring, "the first failure of the store stops it (running it again finds what
+    is left)"; against a store still failing each try would wait out its own timeout."""
+    eraser = FailingOnce(DOCUMENTS, fail_at=2, failure=RepositoryUnavailableError("timed out"))
+
+    erasure = erase(eraser, find(eraser, Person("actor", "alice@contoso.com")))
+
+    assert (erasure.deleted, erasure.gone, erasure.left) == (2, 0, 3)
+    assert sorted(eraser.documents) == ["e3", "e4", "e5", "e6"]

@@ -229,3 +229,15 @@ def test_a_token_whose_version_is_a_float_is_not_ours_not_a_newer_one() -> None:
         400,
         {"error": "continuation: is not a continuation token from this endpoint; start without it"},
     )
+
+
+def test_a_token_two_versions_newer_is_a_newer_one() -> None:
+    """Mutant killed: only TOKEN_VERSION + 1 taken for a newer version's token: rolled back
+    over two releases, a client's token is still "from a newer version", not a forgery."""
+    token = forged(
+        {"v": TOKEN_VERSION + 2, "q": UNFILTERED, "t": STAMP, "k": None, "w": [None, None]}
+    )
+    assert call({"continuation": token}, FakeEventRepository()) == (
+        400,
+        {"error": "continuation: is from a newer version of this endpoint; start without it"},
+    )
