@@ -14,6 +14,10 @@ does not tell the app: a README difference). Each answer is Kestrel's own, with 
 and no function runs. In Azure the App Service front end sits before Kestrel and may refuse
 earlier (the HTTP trigger's documented URL limit is 4 KB), never later: a request Kestrel
 refuses never reaches the function either way.
+
+Each limit at its edge, the order of the checks, the Host rule, the landing page the host
+answers on "/" (azure-functions-host HomepageMiddleware.cs) and header values decoded as Kestrel
+decodes them are checked through the WSGI adapter alone (call_wsgi: no sockets).
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ from __future__ import annotations
 import gzip
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
-from acr_webhook.local.host import LocalFunctionsHost, LocalHttpServer
+from acr_webhook.local.host import (
+    HOMEPAGE,
+    LocalFunctionsHost,
+    LocalHttpServer,
+    request_headers,
+    wire_headers,
+)
+from tests.unit.test_local_host import call_wsgi
 from tests.unit.test_worker_parity import KEY, P, probe_app, raw_request, seen_requests, send
 
 KESTREL_MAX_REQUEST_LINE = 8 * 1024
@@ -206,3 +217,146 @@ def test_the_root_is_the_hosts_landing_page_as_in_azure() -> None:
     reply = host.dispatch("GET", "/", {}, b"", "http://h")
     media_type = reply.headers.get("Content-Type", "").partition(";")[0]
     assert (reply.status, media_type) == (200, "text/html")
+
+
+# call_wsgi's environ, as waitress builds it: one header, "Host: 127.0.0.1".
+HOST_LINE = "Host: 127.0.0.1\r\n"
+PROBE = LocalFunctionsHost(probe_app, KEY, prefix="api")
+
+
+def status_of(
+    method: str,
+    target: str,
+    changes: Mapping[str, str | None] | None = None,
+    protocol: str = "HTTP/1.1",
+) -> int:
+    """The status WsgiAdapter answers; ``changes``: environ keys as waitress would set them."""
+    environ = {"SERVER_PROTOCOL": protocol, **(changes or {})}
+    status, _ = call_wsgi(PROBE, method, target, changes=environ)
+    return int(status.split()[0])
+
+
+def target_for_a_line_of(length: int, method: str, protocol: str) -> str:
+    """The probe's target padded so that the request line, CR LF included, is ``length`` bytes."""
+    bare = f"{method} {P}?pad= {protocol}\r\n"
+    return f"{P}?pad={'a' * (length - len(bare))}"
+
+
+def header_lines(count: int) -> dict[str, str | None]:
+    """Environ keys for ``count`` headers in all, the Host call_wsgi sends included."""
+    return {f"HTTP_X_H{i}": "v" for i in range(count - 1)}
+
+
+# --- local/host.refused_before_routing: each limit at its edge ----------------------------------
+
+
+@pytest.mark.parametrize(("method", "protocol"), [("GET", "HTTP/1.1"), ("OPTIONS", "HTTP/1.0")])
+def test_the_request_line_limit_holds_method_target_version_and_crlf(
+    method: str, protocol: str
+) -> None:
+    """Http1Connection.TakeStartLine parses at most MaxRequestLineSize bytes and answers 414
+    when the line's LF is not among them: 8,192 bytes with the CR LF pass, 8,193 do not.
+    Kills: the limit one higher, ``>=``, and a line counted without its CR LF, its version
+    or its method."""
+    at = target_for_a_line_of(KESTREL_MAX_REQUEST_LINE, method, protocol)
+    over = target_for_a_line_of(KESTREL_MAX_REQUEST_LINE + 1, method, protocol)
+    assert (
+        status_of(method, at, protocol=protocol),
+        status_of(method, over, protocol=protocol),
+    ) == (200, 414)
+
+
+def test_the_header_count_limit_is_one_hundred_headers() -> None:
+    """Http1Connection counts each header line and refuses the 101st (TooManyHeaders, 431).
+    Kills: the limit one higher or lower, ``>=``."""
+    statuses = [
+        status_of("GET", P, header_lines(n)) for n in (KESTREL_MAX_HEADERS, KESTREL_MAX_HEADERS + 1)
+    ]
+    assert statuses == [200, 431]
+
+
+def test_the_header_bytes_limit_counts_each_line_as_sent() -> None:
+    """MaxRequestHeadersTotalSize (32,768) holds every header line, name, ": ", value and CR LF
+    (Http1Connection.OnReset allows it plus the empty line's 2 bytes): 32,768 bytes of lines
+    pass, 32,769 are 431. Kills: the limit one higher, ``>=``, and a line counted without its
+    name, its ": " or its CR LF."""
+    fill = KESTREL_MAX_HEADER_BYTES - len(HOST_LINE) - len("X-Pad: \r\n")
+    at = status_of("GET", P, {"HTTP_X_PAD": "a" * fill})
+    over = status_of("GET", P, {"HTTP_X_PAD": "a" * (fill + 1)})
+    assert (at, over) == (200, 431)
+
+
+def test_the_header_bytes_limit_counts_bytes_not_decoded_characters() -> None:
+    as_waitress_reads_it = ("é" * (KESTREL_MAX_HEADER_BYTES // 2)).encode().decode("latin-1")
+    assert status_of("GET", P, {"HTTP_X_PAD": as_waitress_reads_it}) == 431
+
+
+# --- the order of Kestrel's checks --------------------------------------------------------------
+
+
+def test_a_request_past_several_limits_gets_the_answer_of_the_first_kestrel_checks() -> None:
+    """Kestrel reads the request line (414), then the headers (431), then checks Host (400).
+    Kills: the header limits checked before the request line, the Host rule before the header
+    limits, and the target's form checked before the request line's length."""
+    too_long = target_for_a_line_of(KESTREL_MAX_REQUEST_LINE + 1, "GET", "HTTP/1.1")
+    too_many = header_lines(KESTREL_MAX_HEADERS + 1)
+    assert status_of("GET", too_long, too_many) == 414
+    no_host_and_101_others = header_lines(KESTREL_MAX_HEADERS + 2) | {"HTTP_HOST": None}
+    assert status_of("GET", P, no_host_and_101_others) == 431
+    assert status_of("GET", "x" + too_long) == 414  # not origin form, and too long
+
+
+def test_a_target_kestrel_refuses_is_400_before_any_header_limit() -> None:
+    assert status_of("GET", "x" + P, header_lines(KESTREL_MAX_HEADERS + 1)) == 400
+
+
+# --- Host ----------------------------------------------------------------------------------------
+
+
+def test_an_empty_host_is_one_host_and_a_comma_in_one_is_invalid() -> None:
+    """EnsureHostHeaderExists: one Host header, even empty ("The spec allows empty values",
+    HttpUtilities.IsHostHeaderValid), passes; a "," is no host character, so one Host holding
+    it is 400 as two are (waitress joins two with ", "). Kills: an empty Host taken for none,
+    the "," test narrowed to ", "."""
+    assert status_of("GET", P, {"HTTP_HOST": ""}) == 200
+    assert status_of("GET", P, {"HTTP_HOST": "127.0.0.1,other.example"}) == 400
+
+
+def test_two_hosts_are_400_in_http_1_0_too() -> None:
+    assert status_of("GET", P, {"HTTP_HOST": "127.0.0.1, other.example"}, "HTTP/1.0") == 400
+
+
+# --- HOMEPAGE: the landing page -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "target"), [("POST", "/"), ("DELETE", "/"), ("GET", "/?a=1")])
+def test_the_landing_page_answers_any_method_and_any_query_on_the_root(
+    method: str, target: str
+) -> None:
+    """HomepageMiddleware: ``Request.Path.Value == "/"`` (the query is not the path) with no
+    function run, whatever the method, answers a ContentResult of type "text/html", which
+    ASP.NET Core sends as it is (no charset added). Kills: the page for GET only, for the
+    target "/" only, and a charset in its Content-Type."""
+    reply = PROBE.dispatch(method, target, {}, b"", "http://h")
+    assert (reply.status, reply.headers) == (200, {"Content-Type": "text/html"})
+    assert reply.body == HOMEPAGE.body
+
+
+def test_an_absolute_form_target_without_a_path_is_the_root() -> None:
+    assert status_of("GET", "http://127.0.0.1") == 200
+
+
+# --- as_kestrel_decodes on every header ---------------------------------------------------------
+
+
+def test_content_type_is_decoded_too_and_bytes_that_are_not_utf8_stay_as_read() -> None:
+    """Kills: CONTENT_TYPE and CONTENT_LENGTH left Latin-1, and a value that is not UTF-8
+    replaced (U+FFFD) or dropped instead of kept as waitress read it."""
+    environ = {
+        "CONTENT_TYPE": "text/plain; name=café".encode().decode("latin-1"),
+        "HTTP_X_NAME": b"\xe9t\xe9".decode("latin-1"),  # été in Latin-1: not UTF-8
+    }
+    assert request_headers(wire_headers(environ)) == {
+        "content-type": "text/plain; name=café",
+        "x-name": "été",
+    }

