@@ -8,11 +8,17 @@ import threading
 import time
 
 import pytest
-from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
+from urllib3.exceptions import ProtocolError
 
-from acr_webhook.connections import closed_without_answer, connection_refused
+from acr_webhook.connections import caused_by, closed_without_answer, connection_refused
 
 
 def failure(port: int, read_timeout: float = 5) -> AzureError:
@@ -112,3 +118,28 @@ def test_a_tls_handshake_the_other_side_closed_is(listener: socket.socket) -> No
             assert not connection_refused(error)
             return
     raise AssertionError("the handshake did not fail")
+
+
+# --- connections.closed_without_answer: an answer cut off is an answer -----------------------
+
+
+def test_an_answer_cut_off_in_its_body_is_not_closed_without_answer(
+    listener: socket.socket,
+) -> None:
+    """connections.closed_without_answer: "broke off after the request went out and before an
+    answer". Here the status line came (201), then the connection closed 97 bytes short of the
+    body: azure-core's IncompleteReadError, whose causes hold urllib3's ProtocolError too. The
+    queue took that message; sent again, the event would be parked twice for nothing. Kills:
+    the ``isinstance(error, ServiceResponseError)`` check dropped."""
+
+    def answer_short() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            read_request(connection)
+            connection.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\nabc")
+
+    threading.Thread(target=answer_short, daemon=True).start()
+    error = failure(listener.getsockname()[1])
+    assert isinstance(error, HttpResponseError)
+    assert caused_by(error, ProtocolError)  # what makes the check above it needed
+    assert not closed_without_answer(error)
