@@ -242,7 +242,7 @@ def test_a_write_closed_late_is_tried_again_within_the_write_bound(
     through_proxy: Settings, proxy: FaultyCosmosProxy
 ) -> None:
     """README: a write whose connection closes without an answer "is sent once more on a new
-    connection within the same bound". tests/integration/test_closed_connections.py closes it
+    connection within the same bound". The test above closes it
     at once; here it is closed 1.2 s in and the second try is never answered: the write fails
     at its ~2 s (CLIENT_TIMEOUTS), not 1.2 s plus a whole read timeout (3.2 s), so the queue
     still has its time inside ACR's 5 s. (The second try's new connection, a TLS handshake,

@@ -48,7 +48,7 @@ def test_the_keep_alive_setting_is_taken_and_its_absence_keeps_nodes_default() -
 
 def test_the_keep_alive_setting_is_read_in_seconds() -> None:
     """COSMOS_SERVER_KEEP_ALIVE_S is seconds: a server given 2 s keeps a connection idle for
-    1.7 s (test_local_server_keep_alive.py checks that one given 0.5 s closes it within 2 s).
+    1.7 s (the test above checks that one given 0.5 s closes it within 2 s).
     Node.js closes an idle connection about 1 s after its keepAliveTimeout (measured: 0.15 s
     -> 1.15 s, 2 s -> 3 s, the default 5 s -> 6 s). Kills: the seconds taken as tenths."""
     server = LocalCosmosServer(keep_alive_s=2.0)

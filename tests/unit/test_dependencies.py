@@ -339,7 +339,7 @@ def test_writing_the_sections_gives_the_committed_files_back(
     lock_files: tuple[Path, Path], section: str
 ) -> None:
     """``python scripts/lock.py write`` (what scripts/lock runs) in the test venv, whose
-    packages test_dependencies holds to the sections, rewrites each file as committed, byte
+    packages the tests above hold to the sections, rewrites each file as committed, byte
     for byte: the pins, no blank line, the header once, the names sorted. From a file that has
     no section yet too. Kills: write keeping trailing blank lines, adding one before the mark,
     dropping the header, not sorting; pinned_part keeping the mark line (two marks)."""

@@ -57,7 +57,6 @@ from tests.infra.bicep import param, resource, template, var
 from tests.infra.test_alerts import alerts, rule
 from tests.infra.test_main_template import cosmos_container
 from tests.infra.test_webhook_template import event_subscription
-from tests.support.cosmos_server import REPO_ROOT
 from tests.unit.test_docs_commands import DOCS
 from tests.unit.test_public_corpus import load_corpus
 
@@ -837,14 +836,10 @@ def test_the_readme_states_every_field_limit_the_app_enforces() -> None:
 def test_the_write_bound_and_the_put_bound_fit_the_documented_answer() -> None:
     """README: "Every webhook answer comes within 4.5 s", the write's ~2 s then the put's
     bound, which fallback.py gives as "a second send included: one connection's wait and one
-    answer's". tests/unit/test_doc_figures.py adds QUEUE_TIMEOUTS' waits, not the bound a put
+    answer's". The figures above add QUEUE_TIMEOUTS' waits, not the bound a put
     keeps to since it sends twice. Kills: QUEUE_BUDGET_S raised (+1 s: a 5.5 s answer) or set
     to less than one send's waits (max of them: 1.5 s)."""
-    documented = re.search(r"Every webhook answer comes within ([\d.]+) s", readme())
+    documented = re.search(r"Every webhook answer comes within ([\d.]+) s", DOCS["README.md"])
     assert documented is not None
     assert CLIENT_TIMEOUTS["timeout"] + QUEUE_BUDGET_S <= float(documented[1])
     assert QUEUE_WAITS["connection_timeout"] + QUEUE_WAITS["read_timeout"] == QUEUE_BUDGET_S
-
-
-def readme() -> str:
-    return (REPO_ROOT / "README.md").read_text()

@@ -1582,7 +1582,7 @@ def test_a_batch_answered_503_for_an_outage_stops_its_throttled_writes() -> None
 def test_data_as_text_takes_only_the_whitespace_json_allows_around_it(
     padding: str, status: int
 ) -> None:
-    """tests/unit/test_eventgrid.py: data as text "is read as the webhook reads a body", and
+    """The tests above: data as text "is read as the webhook reads a body", and
     RFC 8259 allows space, tab, line feed and carriage return around a value, nothing else.
     Kills: the text stripped (str.strip drops any Unicode space) before it is read."""
     event = event_grid(payloads.with_new_id(payloads.PUSH))
