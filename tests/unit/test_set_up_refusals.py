@@ -135,6 +135,15 @@ def test_a_refused_set_up_with_the_queue_down_too_names_the_fix_and_the_queue() 
     )
 
 
+def test_a_refused_set_up_is_said_as_itself_not_as_an_outage() -> None:
+    """Mutant killed: _said_as_itself without StoreSetUpError (then a wrong COSMOS_KEY is
+    "database unavailable (...)" in every decision, as if waiting would help)."""
+    refused = StoreSetUpError("401: the key was refused", cause="COSMOS_KEY refused")
+
+    assert unavailable_reasons([refused]) == ("COSMOS_KEY refused", "401: the key was refused")
+    assert store_failure_reason(refused) == "COSMOS_KEY refused"
+
+
 # --- replay: a put-back for a refused set-up says so -------------------------------------------
 
 
@@ -240,15 +249,3 @@ def test_the_read_route_logs_a_refused_set_up_as_its_cause_not_as_an_outage(
     [record] = caplog.records
     assert _SET_UP_FIXES[403] in record.getMessage()
     assert "database unavailable" not in record.getMessage(), record.getMessage()
-
-
-# --- store.unavailable_reasons: a refused set-up ----------------------------------------------
-
-
-def test_a_refused_set_up_is_said_as_itself_not_as_an_outage() -> None:
-    """Mutant killed: _said_as_itself without StoreSetUpError (then a wrong COSMOS_KEY is
-    "database unavailable (...)" in every decision, as if waiting would help)."""
-    refused = StoreSetUpError("401: the key was refused", cause="COSMOS_KEY refused")
-
-    assert unavailable_reasons([refused]) == ("COSMOS_KEY refused", "401: the key was refused")
-    assert store_failure_reason(refused) == "COSMOS_KEY refused"
