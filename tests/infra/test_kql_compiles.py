@@ -133,3 +133,24 @@ def test_the_check_reports_what_application_insights_would_refuse() -> None:
     unreported = [name for name, result in results.items() if not result.errors()]
     assert unreported == []
     assert compile_queries([base])[0].errors() == []
+
+
+def test_a_custom_dimension_is_read_by_name_in_every_spelling_kusto_takes() -> None:
+    """The names the tests hold against what the app sends (test_workbook, test_game_day)
+    come from the syntax tree, so no spelling of a read escapes them: a dot, brackets with
+    either quote or a verbatim string, a bracketed name after the dot, an alias of the column,
+    a bag parsed again, and a key that is not a literal shows as None."""
+    spellings = [
+        "traces | project tostring(customDimensions.route)",
+        'traces | project tostring(customDimensions["route"])',
+        "traces | project tostring(customDimensions['route'])",
+        "traces | project tostring(customDimensions.['route'])",
+        'traces | project tostring(customDimensions[@"route"])',
+        "traces | extend d = customDimensions | project tostring(d.route)",
+        "traces | project tostring(parse_json(tostring(customDimensions)).route)",
+        "traces | project x = tostring(customDimensions[message])",
+    ]
+    results = compile_queries(spellings)
+    assert [r.errors() for r in results] == [[]] * len(spellings)
+    names = [[read["name"] for read in result.dynamic] for result in results]
+    assert names == [["route"]] * (len(spellings) - 1) + [[None]]

@@ -29,6 +29,7 @@ from tests.infra.bicep import (
 )
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
+from tests.support.kusto import compiled_shipped_queries
 
 WORKBOOK = "modules/workbook.bicep"
 WORKBOOK_JSON = INFRA / "modules" / "workbook.json"
@@ -214,10 +215,12 @@ def sent_dimensions(caplog: pytest.LogCaptureFixture) -> set[str]:
 def test_the_workbook_reads_only_dimensions_the_app_sends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    used: dict[str, str] = {
-        key: name
-        for name, query in queries().items()
-        for key in re.findall(r"customDimensions\.(\w+)", query)
+    """Every name read, in any spelling Kusto takes (from Kusto.Language's syntax tree)."""
+    used: dict[str | None, str] = {
+        read["name"]: query.place
+        for query, result in compiled_shipped_queries().items()
+        if query.place.startswith("infra/modules/workbook.json")
+        for read in result.dynamic
     }
     sent = sent_dimensions(caplog)
     assert {"decision", "route", "reason", "store_ms", "action", "repository"} <= sent

@@ -192,6 +192,7 @@ class Compiled:
     functions: list[str]
     dynamic: list[dict[str, str | None]]
     ago: list[str]
+    comparisons: list[dict[str, Any]]
 
     def errors(self) -> list[str]:
         """The parser's and binder's errors, and the analyzers' warnings (a suggestion, such
@@ -219,6 +220,7 @@ def compile_queries(texts: list[str]) -> list[Compiled]:
             functions=r["functions"],
             dynamic=r["dynamic"],
             ago=r["ago"],
+            comparisons=r["comparisons"],
         )
         for r in json.loads(answer)
     ]

@@ -11,8 +11,16 @@
 //   operators    the query operators in the order written (FilterOperator, ...; a summarize
 //                with a by clause is "SummarizeOperator by", a render "RenderOperator timechart")
 //   functions    every function called
-//   dynamic      each customDimensions.<name> read, with the function it is passed to (null: none)
+//   dynamic      each customDimensions.<name> read, in any form the parser takes (.name, ["name"],
+//                ['name'], .['name'], through an alias or parse_json), with the function it is
+//                passed to (null: none); name null when the key is not a literal
 //   ago          the text of each ago(...) argument
+//   comparisons  each comparison of a column (or customDimensions.<name>) with literals:
+//                {operator, table, column, key, literals: [{type, value}], nonliteral, group,
+//                negated, text}. The column is traced through aliases (extend, summarize,
+//                project-rename) and value-preserving functions (tostring, take_anyif, ...);
+//                table, column and key are null when the compared value is computed (a count).
+//                Comparisons with the same group are and-ed; negated: under not().
 "use strict";
 
 const path = require("path");
@@ -24,11 +32,13 @@ require(path.join(PACKAGE, "Kusto.Language.Bridge.min.js"));
 const K = globalThis.Kusto.Language;
 const Symbols = K.Symbols;
 
-function globalsWith(tables) {
+function tableSymbols(tables) {
+  return Object.entries(tables).map(([name, schema]) => new Symbols.TableSymbol.$ctor7(name, schema, null));
+}
+
+function globalsWith(symbols) {
   const members = new (globalThis.System.Collections.Generic.List$1(Symbols.Symbol)).ctor();
-  for (const [name, schema] of Object.entries(tables)) {
-    members.add(new Symbols.TableSymbol.$ctor7(name, schema, null));
-  }
+  for (const symbol of symbols) members.add(symbol);
   const database = new Symbols.DatabaseSymbol.$ctor3("appinsights", null, members, false);
   return K.GlobalState.Default.WithDatabase(database);
 }
@@ -52,9 +62,102 @@ function calledWith(element) {
   return parent && kind(parent) === "FunctionCallExpression" ? parent.Name.SimpleName : null;
 }
 
+function items_of(list) {
+  return items(list).map((separated) => separated.Element);
+}
+
+// The key a PathExpression (.name, .['name']) or ElementExpression (["name"], [@"name"]) reads.
 function dimensionName(element) {
-  const selector = element.GetChild(element.ChildCount - 1);
-  return selector.toString().trim().replace(/^\[\s*["']?|["']?\s*\]$/g, "");
+  const selector = element.Selector;
+  if (kind(selector) === "NameReference") return selector.SimpleName;
+  const key = selector.Expression;
+  return key && key.IsLiteral && key.LiteralValue !== null ? String(key.LiteralValue) : null;
+}
+
+// Functions whose result is (a conversion of) their first argument's value: a comparison of
+// their result is one of that argument's values.
+const PRESERVING = new Set([
+  "tostring", "toint", "tolong", "todouble", "toreal", "todecimal", "tobool", "toboolean",
+  "todatetime", "totimespan", "toguid", "todynamic", "parse_json", "take_any", "take_anyif",
+  "any", "anyif", "min", "max", "minif", "maxif",
+]);
+
+// What value an expression is: {table, column, key} (key: a customDimensions name), following
+// aliases (declared: symbol -> its expression) and value-preserving functions; null otherwise.
+function origin(expression, declared, tables) {
+  if (!expression) return null;
+  const k = kind(expression);
+  if (k === "ParenthesizedExpression") return origin(expression.Expression, declared, tables);
+  if (k === "FunctionCallExpression") {
+    const [first] = items_of(expression.ArgumentList.Expressions);
+    return PRESERVING.has(expression.Name.SimpleName) ? origin(first, declared, tables) : null;
+  }
+  if (k === "PathExpression" || k === "ElementExpression") {
+    const root = origin(expression.GetChild(0), declared, tables);
+    if (root && root.key === null && DYNAMIC_COLUMNS.has(root.column)) {
+      return { table: root.table, column: root.column, key: dimensionName(expression) };
+    }
+    return null;
+  }
+  if (k === "NameReference") {
+    const symbol = expression.ReferencedSymbol;
+    if (!symbol || !globalThis.Bridge.is(symbol, Symbols.ColumnSymbol)) return null;
+    if (declared.has(symbol)) return origin(declared.get(symbol), declared, tables);
+    const table = tables.find((t) => items(t.Columns).includes(symbol));
+    return { table: table ? table.Name : null, column: symbol.Name, key: null };
+  }
+  return null;
+}
+
+const DYNAMIC_COLUMNS = new Set(["customDimensions", "customMeasurements"]);
+const NOT_COMPARISONS = new Set(["and", "or", "+", "-", "*", "/", "%"]);
+const LIST_COMPARISONS = new Set(["InExpression", "HasAnyExpression", "HasAllExpression"]);
+
+function literal(expression) {
+  const type = expression.ResultType ? expression.ResultType.Name : null;
+  const value = expression.LiteralValue;
+  const plain = value === null || ["string", "number", "boolean"].includes(typeof value);
+  return { type, value: plain ? value : expression.toString().trim() };
+}
+
+// The comparison of one column with literals that ``element`` is, or null.
+function comparison(element, declared, tables) {
+  const k = kind(element);
+  let compared;
+  let operands;
+  if (LIST_COMPARISONS.has(k)) {
+    compared = element.Left;
+    operands = items_of(element.Right.Expressions);
+  } else if (k === "BinaryExpression" && !NOT_COMPARISONS.has(element.Operator.Text)) {
+    [compared, operands] = element.Right.IsLiteral
+      ? [element.Left, [element.Right]]
+      : [element.Right, [element.Left]];
+  } else {
+    return null;
+  }
+  const literals = operands.filter((operand) => operand.IsLiteral);
+  if (literals.length === 0) return null;
+  let top = element;
+  while (top.Parent && andOrParentheses(top.Parent)) top = top.Parent;
+  let negated = false;
+  for (let up = element.Parent; up; up = up.Parent) {
+    if (kind(up) === "FunctionCallExpression" && up.Name.SimpleName === "not") negated = true;
+  }
+  const found = origin(compared, declared, tables) || { table: null, column: null, key: null };
+  return {
+    operator: element.Operator.Text.toLowerCase(),
+    ...found,
+    literals: literals.map(literal),
+    nonliteral: literals.length !== operands.length,
+    group: top.TextStart,
+    negated,
+    text: element.toString().trim(),
+  };
+}
+
+function andOrParentheses(element) {
+  const k = kind(element);
+  return k === "ParenthesizedExpression" || (k === "BinaryExpression" && element.Operator.Text === "and");
 }
 
 function described(diagnostics, text) {
@@ -66,8 +169,15 @@ function described(diagnostics, text) {
   }));
 }
 
-function check(text, globals) {
+function check(text, globals, tables) {
   const code = K.KustoCode.ParseAndAnalyze(text, globals);
+  // Each column an extend, summarize or project-rename declares -> the expression it names.
+  const declared = new Map();
+  code.Syntax.WalkElements((element) => {
+    if (!element.IsToken && kind(element) === "SimpleNamedExpression") {
+      declared.set(element.Name.ReferencedSymbol, element.Expression);
+    }
+  });
   const service = new K.Editor.KustoCodeService.ctor(code);
   const result = {
     diagnostics: described(code.GetDiagnostics(), text),
@@ -78,6 +188,7 @@ function check(text, globals) {
     functions: [],
     dynamic: [],
     ago: [],
+    comparisons: [],
   };
   const type = code.ResultType;
   if (type && type.Columns) {
@@ -104,12 +215,14 @@ function check(text, globals) {
         result.ago.push(element.ArgumentList.toString().trim().slice(1, -1).trim());
       }
     }
-    if ((k === "PathExpression" || k === "ElementExpression") && element.ChildCount > 0) {
-      const root = element.GetChild(0);
-      if (kind(root) === "NameReference" && root.SimpleName === "customDimensions") {
-        result.dynamic.push({ name: dimensionName(element), within: calledWith(element) });
+    if (k === "PathExpression" || k === "ElementExpression") {
+      const read = origin(element, declared, tables);
+      if (read && read.column === "customDimensions") {
+        result.dynamic.push({ name: read.key, within: calledWith(element) });
       }
     }
+    const compared = comparison(element, declared, tables);
+    if (compared) result.comparisons.push(compared);
   });
   return result;
 }
@@ -119,6 +232,7 @@ process.stdin.setEncoding("utf8");
 process.stdin.on("data", (chunk) => (input += chunk));
 process.stdin.on("end", () => {
   const request = JSON.parse(input);
-  const globals = globalsWith(request.tables);
-  process.stdout.write(JSON.stringify(request.queries.map((q) => check(q, globals))));
+  const tables = tableSymbols(request.tables);
+  const globals = globalsWith(tables);
+  process.stdout.write(JSON.stringify(request.queries.map((q) => check(q, globals, tables))));
 });
