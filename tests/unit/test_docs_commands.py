@@ -234,31 +234,3 @@ def test_the_key_rotation_names_every_variable_it_takes_from_the_readme() -> Non
     and `--name ""` pings no webhook: the section must say it needs them."""
     stated, taken = key_rotation()
     assert taken <= stated, sorted(taken - stated)
-
-
-# A relative Markdown link, with its optional #fragment: [text](path#fragment).
-RELATIVE_LINK = re.compile(r"\]\((?!https?://|mailto:)([^)\s#]*)(?:#([^)\s]*))?\)")
-
-
-def heading_anchors(text: str) -> set[str]:
-    """The anchors GitHub gives a file's headings: lower case, punctuation but hyphens dropped,
-    spaces as hyphens."""
-    return {
-        re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
-        for heading in re.findall(r"^#+ +(.*)$", FENCE.sub("", text), re.MULTILINE)
-    }
-
-
-@pytest.mark.parametrize("name", sorted(DOCS))
-def test_every_relative_link_leads_to_a_file_and_heading_that_exist(name: str) -> None:
-    """A fresh clone's reader follows the links: a file moved or a heading renamed leaves one
-    pointing nowhere."""
-    source = REPO_ROOT / name
-    broken = []
-    for path, fragment in RELATIVE_LINK.findall(FENCE.sub("", DOCS[name])):
-        target = (source.parent / path).resolve() if path else source
-        if not target.exists():
-            broken.append(f"{path}: no such file")
-        elif fragment and fragment not in heading_anchors(target.read_text()):
-            broken.append(f"{path}#{fragment}: no such heading")
-    assert broken == []
