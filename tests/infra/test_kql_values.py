@@ -29,6 +29,7 @@ import pytest
 
 import function_app
 from acr_webhook.config import FALLBACK_QUEUE_NAME, QueueSettings
+from acr_webhook.local.app_index import indexed_functions
 from acr_webhook.local.host import HOST_JSON
 from acr_webhook.local.queues import QueueOptions
 from tests.support.cosmos_server import REPO_ROOT
@@ -87,7 +88,7 @@ def host_rows() -> list[Row]:
     return [
         *(
             Row("requests", {"name": f.get_function_name()}, "Functions host")
-            for f in function_app.app.get_functions()
+            for f in indexed_functions(function_app.app)  # get_functions() once only
         ),
         Row(
             "traces",
