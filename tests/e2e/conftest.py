@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from acr_webhook.config import Settings
 from tests.conftest import fresh_settings
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.ingestion import Ingestion, exporting_env
 from tests.support.serve import ServeProcess
 
 
@@ -51,3 +53,26 @@ def proxy(cosmos_settings: Settings, tmp_path: Path) -> Iterator[FaultyCosmosPro
     for hold in server.holds:
         hold.release()
     server.stop()
+
+
+@pytest.fixture
+def ingestion() -> Iterator[Ingestion]:
+    """A stand-in for Application Insights' ingestion endpoint (tests/support/ingestion.py)."""
+    stand_in = Ingestion()
+    yield stand_in
+    stand_in.close()
+
+
+@pytest.fixture
+def served_exporting(
+    cosmos_settings: Settings, ingestion: Ingestion, tmp_path: Path
+) -> Iterator[ServeProcess]:
+    """``serve`` on a fresh container, its telemetry exported to ``ingestion`` only, its
+    temporary directory (the exporters' offline storage) ``tmp_path / "tmp"``; killed after
+    the test (the tests of a graceful stop send their own SIGTERM first)."""
+    (tmp_path / "tmp").mkdir()
+    env = exporting_env(ingestion, tmp_path / "tmp")
+    process = ServeProcess(cosmos_settings, tmp_path, extra_env=env)
+    yield process
+    ingestion.close()
+    process.stop(signal.SIGKILL)
