@@ -46,6 +46,7 @@ FAULTS = {
     "500": Fault(status=500),
     "503": Fault(status=503),
     "throttled-429": Fault(status=429, retry_after="3600"),
+    "throttled-429-briefly": Fault(status=429, retry_after="2"),
     "daily-cap-439": Fault(status=439, retry_after="3600"),
     "wrong-endpoint-404": Fault(status=404),
     "partial-206-retryable": Fault(status=206, refused=EVERY_ITEM, item_status=500),
@@ -74,7 +75,11 @@ def apply(ingestion: Ingestion, fault: str) -> None:
         ingestion.fault = chosen
 
 
-def send(served: ServeProcess, pushes: int = PUSHES, refused: int = REFUSED) -> Sent:
+def send(
+    served: ServeProcess, pushes: int = PUSHES, refused: int = REFUSED, label: str = "refused"
+) -> Sent:
+    """``pushes`` pushes, then ``refused`` deliveries without a target (400), whose warnings
+    name their ids: ``<label>-<number>``."""
     sent = Sent([], [])
     with requests.Session() as session:
         for number in range(pushes + refused):
@@ -83,7 +88,7 @@ def send(served: ServeProcess, pushes: int = PUSHES, refused: int = REFUSED) -> 
                 sent.pushes.append(payload["id"])
                 body = payloads.body(payload)
             else:
-                body = json.dumps({"action": "push", "id": number}).encode()  # id: not a string
+                body = json.dumps({"action": "push", "id": f"{label}-{number}"}).encode()
             started = time.monotonic()
             answer = session.post(
                 served.url(), data=body, headers={"Content-Type": "application/json"}, timeout=10

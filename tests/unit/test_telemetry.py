@@ -9,12 +9,10 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
 
@@ -61,52 +59,10 @@ from tests.conftest import fresh_settings
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.ingestion import Ingestion
 from tests.support.serve import run_python
 
 SECRET = "telemetry-test-secret"
-
-
-class Ingestion:
-    """A stand-in for Application Insights' ingestion endpoint (``/v2.1/track``): keeps the
-    envelopes the Azure Monitor exporters send, so the tests see what Azure would store."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[dict[str, Any]] = []
-        envelopes = self.envelopes
-
-        class Track(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                items = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                envelopes.extend(items)
-                answer = json.dumps(
-                    {"itemsReceived": len(items), "itemsAccepted": len(items), "errors": []}
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Track)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    @property
-    def connection_string(self) -> str:
-        port = self._server.server_address[1]
-        return (
-            "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
-            f"IngestionEndpoint=http://127.0.0.1:{port}/"
-        )
-
-    def of_type(self, base_type: str) -> list[dict[str, Any]]:
-        return [e["data"]["baseData"] for e in self.envelopes if e["data"]["baseType"] == base_type]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @dataclass
@@ -185,9 +141,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     handlers_before, level_before = list(logger.handlers), logger.level
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path_factory.mktemp("telemetry"))  # no developer local.settings.json
-        # No SDK self-reporting: neither to Microsoft nor, every minute, to the stand-in.
+        # No SDK self-reporting: neither to Microsoft nor, every minute, to the stand-in; and
+        # no remote configuration (settings.sdk.monitor.azure.com, asked 5-15 s after start).
         patch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
         patch.setenv("APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "true")
+        patch.setenv("APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED", "true")
         configured = configure_telemetry(
             {"APPLICATIONINSIGHTS_CONNECTION_STRING": found.ingestion.connection_string},
             dependencies_per_second=None,  # every dependency, not 5 per second
@@ -647,6 +605,7 @@ def exporting_to(ingestion: Ingestion) -> dict[str, str]:
         APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string,
         APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true",
         APPLICATIONINSIGHTS_SDKSTATS_DISABLED="true",
+        APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED="true",
     )
     return env
 
