@@ -8,7 +8,7 @@ The comparisons come from Kusto.Language's syntax tree (tests/support/kusto_chec
 (customDimensions.x, ["x"], ['x'], an extend alias, tostring(...)). What is sent is measured at
 test time: tests/support/emitted_telemetry.py loads function_app with telemetry on, drives every
 function through every decision it logs, and the Azure Monitor exporters send their envelopes to
-a stand-in for the ingestion endpoint (tests/unit/test_telemetry.py). Each literal must be sent
+a stand-in for the ingestion endpoint (tests/support/ingestion.py). Each literal must be sent
 together with the values the comparisons and-ed with it ask for (`decision == "queued" and
 route == "eventgrid"` matches nothing, though each value is sent), on the table the query reads.
 
@@ -33,6 +33,7 @@ from acr_webhook.local.app_index import indexed_functions
 from acr_webhook.local.host import HOST_JSON
 from acr_webhook.local.queues import QueueOptions
 from tests.support.cosmos_server import REPO_ROOT
+from tests.support.ingestion import Ingestion
 from tests.support.kusto import (
     Compiled,
     Query,
@@ -41,7 +42,7 @@ from tests.support.kusto import (
     shipped_queries,
 )
 from tests.support.serve import run_python
-from tests.unit.test_telemetry import Ingestion, exporting_to
+from tests.unit.test_telemetry import exporting_to
 
 QUERIES = shipped_queries()
 
