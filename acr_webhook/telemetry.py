@@ -75,6 +75,7 @@ Sources relied on:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import logging
@@ -128,6 +129,18 @@ HELD_RECORDS = 10_000
 SETUP_AT_THE_LATEST_SECONDS = 10.0
 # A process that exits while that thread is still building waits this long for it at most.
 SETUP_AT_EXIT_WAIT_SECONDS = 5.0
+# Each export is sent once and waited for 10 s at most: the exporters keep a batch that failed
+# on disk and send it again themselves, while azure-core's retries (3, with a 300 s read timeout,
+# and as long as a 429's Retry-After asks: an hour) held the export thread and the process's exit.
+EXPORT_CALL_OPTIONS: Mapping[str, Any] = {"retry_total": 0, "read_timeout": 10}
+# At exit the three providers flush at once, waited for this long in all: a process stops within
+# a few seconds whatever the sink does; what is not sent by then is dropped.
+EXIT_FLUSH_SECONDS = 2.0
+# What the exporter logs, at ERROR, for each item ingestion refuses for good in a batch it
+# otherwise took (a 206), with the whole item: its instrumentation key and custom dimensions.
+ITEM_DROP_MESSAGE = "Data drop %s: %s %s."
+ITEM_DROP_LINE_EVERY_SECONDS = 5.0
+EXPORTER_LOGGER = "azure.monitor.opentelemetry.exporter.export._base"
 
 _log = logging.getLogger(__name__)
 
@@ -513,7 +526,7 @@ class _Pipeline:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.trace import set_tracer_provider
 
-        options = dict(self._exporter_options)
+        options = {**EXPORT_CALL_OPTIONS, **self._exporter_options}
         credential = managed_identity_credential(self._values)
         if credential is not None:
             options["credential"] = credential
@@ -527,7 +540,9 @@ class _Pipeline:
         calls = None
         if self._dependencies_per_second is not None:
             calls = RateLimit(self._dependencies_per_second)
-        tracer_provider = TracerProvider(sampler=_dependency_sampler(calls), resource=resource)
+        tracer_provider = TracerProvider(
+            sampler=_dependency_sampler(calls), resource=resource, shutdown_on_exit=False
+        )
         for span_processor in self._span_processors:
             tracer_provider.add_span_processor(span_processor)
         tracer_provider.add_span_processor(BatchSpanProcessor(trace_exporter))
@@ -540,9 +555,10 @@ class _Pipeline:
             resource=resource,
             # The Azure Monitor exporter sends no exemplars: not offering each measurement.
             exemplar_filter=AlwaysOffExemplarFilter(),
+            shutdown_on_exit=False,
         )
         set_meter_provider(meter_provider)
-        logger_provider = LoggerProvider(resource=resource)
+        logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
         for processor in self._log_record_processors:
             logger_provider.add_log_record_processor(processor)
         logger_provider.add_log_record_processor(
@@ -558,10 +574,63 @@ class _Pipeline:
         for handler in self._handlers:
             handler.start_exporting(targets, held_targets=(metrics, logs))
         self.calls = calls
+        # Each provider's own exit hook flushed in turn, each waiting up to 30 s for its exporter.
+        atexit.register(
+            _shut_down_within,
+            EXIT_FLUSH_SECONDS,
+            (tracer_provider, meter_provider, logger_provider),
+        )
+        logging.getLogger(EXPORTER_LOGGER).addFilter(ItemDropLines(ITEM_DROP_LINE_EVERY_SECONDS))
         # Only now: the calls made before (a new instance's first event's) are not recorded.
         # azure-core's own OpenTelemetry tracing (not the azure-core-tracing-opentelemetry plugin
         # the distro sets): it gets its tracer once, not twice per call, and costs less per span.
         azure_core_settings.tracing_enabled = True
+
+
+def _shut_down_within(seconds: float, providers: Sequence[Any]) -> None:
+    """Shut ``providers`` down at once (each exports what it holds) and wait ``seconds`` at most
+    for all of them: their exporters' calls can hang on a sink that does not answer."""
+    deadline = time.monotonic() + seconds
+    threads = [
+        threading.Thread(target=provider.shutdown, name="telemetry-shutdown", daemon=True)
+        for provider in providers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class ItemDropLines(logging.Filter):
+    """The exporter's line per item ingestion refused, made one line per ``every_seconds``
+    without the item (its instrumentation key, its record's custom dimensions), counting the
+    items dropped since the last line: a batch refused item by item logged hundreds of 1.5 KB
+    lines a second."""
+
+    def __init__(self, every_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._every_seconds = every_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next_line_at = -math.inf
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != ITEM_DROP_MESSAGE or not isinstance(record.args, tuple):
+            return True
+        with self._lock:
+            now = self._clock()
+            if now < self._next_line_at:
+                self._left_out += 1
+                return False
+            self._next_line_at = now + self._every_seconds
+            left_out, self._left_out = self._left_out, 0
+        status, message = record.args[:2]
+        record.msg = (
+            "Data drop %s: %s (the item is not logged; %d more dropped since the last line)"
+        )
+        record.args = (status, message, left_out)
+        return True
 
 
 def _before_thread_pools_stop(callback: Callable[[], None]) -> None:

@@ -134,11 +134,6 @@ def assert_log_bounded(output: str, seconds: float) -> None:
     assert "IngestionEndpoint" not in output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a 206 refusing items (400) logs an ERROR per item with its whole envelope"
-    " (~1.5 KB, iKey and custom dimensions included): 220 requests, 408 lines in 3 s",
-)
 def test_a_batch_ingestion_refuses_item_by_item_is_logged_once_without_the_key(
     served_exporting: ServeProcess, ingestion: Ingestion, cosmos_settings: Settings
 ) -> None:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 
 from acr_webhook.handlers import handle_webhook
-from acr_webhook.telemetry import APP_LOGGER, DecisionTelemetry
+from acr_webhook.telemetry import (
+    APP_LOGGER,
+    EXPORT_CALL_OPTIONS,
+    EXPORTER_LOGGER,
+    ITEM_DROP_MESSAGE,
+    DecisionTelemetry,
+    ItemDropLines,
+    _shut_down_within,
+)
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
 
@@ -85,3 +94,82 @@ def test_a_pipeline_that_cannot_start_does_not_fail_the_request(
 ) -> None:
     install(installed, StubPipeline(fails_to_start=True))
     assert post_push(FakeEventRepository()) == 201
+
+
+# --- an ingestion that refuses, hangs or throttles (the end-to-end tests: tests/e2e/
+# test_telemetry_sink_*_e2e.py) ------------------------------------------------------------
+
+
+def item_drop(status: int = 400) -> logging.LogRecord:
+    item = {"iKey": "00000000-0000-0000-0000-000000000000", "data": {"properties": {"x": 1}}}
+    return logging.LogRecord(
+        EXPORTER_LOGGER,
+        logging.ERROR,
+        __file__,
+        1,
+        ITEM_DROP_MESSAGE,
+        (status, "too old", item),
+        None,
+    )
+
+
+def test_items_ingestion_refuses_are_one_line_per_interval_without_the_item() -> None:
+    now = [100.0]
+    lines = ItemDropLines(5.0, clock=lambda: now[0])
+    first = item_drop()
+    assert lines.filter(first)
+    assert first.getMessage() == (
+        "Data drop 400: too old (the item is not logged; 0 more dropped since the last line)"
+    )
+    assert [lines.filter(item_drop()) for _ in range(3)] == [False] * 3
+    now[0] += 4.9
+    assert not lines.filter(item_drop())
+    now[0] += 0.1
+    line = item_drop(413)
+    assert lines.filter(line)
+    assert "00000000" not in line.getMessage()
+    assert (
+        line.getMessage().startswith("Data drop 413: too old") and "; 4 more" in line.getMessage()
+    )
+    other = logging.LogRecord(EXPORTER_LOGGER, logging.ERROR, __file__, 1, "Other %s", ("x",), None)
+    assert lines.filter(other) and other.getMessage() == "Other x"
+
+
+def test_each_export_is_sent_once_and_waited_for_10_seconds_at_most() -> None:
+    """azure-core's defaults held a hung or throttled export (3 retries, a 300 s read timeout,
+    a Retry-After of any length) and with it the process's exit; the exporters keep a failed
+    batch on disk and send it again themselves."""
+    from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter
+
+    exporter = AzureMonitorLogExporter(
+        connection_string="InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+        "IngestionEndpoint=http://127.0.0.1:9/",
+        disable_offline_storage=True,
+        **EXPORT_CALL_OPTIONS,
+    )
+    pipeline: Any = exporter.client._client._pipeline
+    retry: Any = next(p for p in pipeline._impl_policies if type(p).__name__ == "RetryPolicy")
+    assert retry.total_retries == 0
+    assert pipeline._transport.connection_config.read_timeout == 10
+
+
+def test_at_exit_the_providers_flush_at_once_and_are_waited_for_a_bounded_time() -> None:
+    started = threading.Event()
+    hung = threading.Event()
+    flushed: list[str] = []
+
+    class Provider:
+        def __init__(self, name: str, hangs: bool) -> None:
+            self.name, self.hangs = name, hangs
+
+        def shutdown(self) -> None:
+            started.set()
+            if self.hangs:
+                hung.wait(10)
+            flushed.append(self.name)
+
+    waited = time.monotonic()
+    _shut_down_within(0.2, [Provider("traces", True), Provider("metrics", False)])
+    assert time.monotonic() - waited < 2
+    assert flushed == ["metrics"]  # the one behind a hung one was not kept waiting
+    hung.set()
