@@ -407,6 +407,10 @@ def test_telemetry_with_its_sink_down_drops_records_instead_of_holding_them(
         # The SDK's own usage metrics keep their unsent batches in the temporary directory
         # (/tmp/Microsoft-AzureMonitor-<hash of the working directory>: a new one every run).
         "TMPDIR": str(tmp_path),
+        # Nothing beyond loopback: no usage metrics to Microsoft, no settings service.
+        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+        "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+        "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
     }
     result = run_python(["-c", TELEMETRY_SINK_DOWN, str(tmp_path / "offline")], tmp_path, env)
     assert result.returncode == 0, result.stderr
