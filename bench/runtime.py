@@ -1,6 +1,6 @@
 """The interpreter cold starts run in: a venv with requirements.txt alone, as deployed.
 
-The development venv also holds the dev tools' dependencies (checkov brings aiohttp, which
+The development venv also holds the dev tools' dependencies (bench's own aiohttp floor, which
 azure-storage-queue then imports if present), so cold starts measured there would import
 modules the Function App never has. This venv is made on first use and remade whenever
 requirements.txt changes (about 10 s); if that fails (no package index), the cold starts run in

@@ -1,5 +1,5 @@
-"""The locked sections of requirements.txt and requirements-dev.txt: every package the pins above
-them need, directly or not, at one version each.
+"""The locked sections of requirements.txt, requirements-dev.txt and requirements-checkov.txt:
+every package the pins above them need, directly or not, at one version each.
 
 Without them, the remote build and each CI run took the newest release of every package the
 pins do not name (cryptography, msal, certifi, pydantic-core's neighbours, ...) on the day they
@@ -7,8 +7,12 @@ ran, so what was deployed was not what the tests had run on. ``scripts/lock`` re
 above the sections afresh in a new venv and runs ``write`` there; tests/unit/test_dependencies.py
 checks, in the test venv, that the sections are the closure of the pins.
 
-``python scripts/lock.py write``: rewrites both sections from the packages installed in the
-running interpreter's environment.
+checkov has a venv of its own (.venv/checkov): it caps packaging below 24, which in the test
+venv held back the packaging the deployed app installs (opentelemetry-instrumentation's).
+
+``python scripts/lock.py write``: rewrites requirements.txt's and requirements-dev.txt's sections
+from the packages installed in the running interpreter's environment;
+``python scripts/lock.py write requirements-checkov.txt``: that file's, from checkov's venv.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from packaging.utils import canonicalize_name
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = REPO_ROOT / "requirements.txt"
 DEV = REPO_ROOT / "requirements-dev.txt"
+CHECKOV = REPO_ROOT / "requirements-checkov.txt"
+FILES = (RUNTIME, DEV, CHECKOV)
 MARK = "# --- Locked by scripts/lock"
 SECTION_HEADER = {
     RUNTIME: (
@@ -34,6 +40,10 @@ SECTION_HEADER = {
     DEV: (
         f"{MARK}: what the pins above need beyond requirements.txt, at the versions\n"
         "# the tests ran on. Do not edit: change a pin above, then run scripts/lock.\n"
+    ),
+    CHECKOV: (
+        f"{MARK}: what checkov needs, at the versions the tests ran on.\n"
+        "# Do not edit: change the pin above, then run scripts/lock.\n"
     ),
 }
 
@@ -126,8 +136,15 @@ def sections() -> dict[Path, dict[str, str]]:
     }
 
 
-def write() -> None:
-    for path, locked in sections().items():
+def tool_section(path: Path) -> dict[str, str]:
+    """What a tool's file (a venv of its own) should lock: its pins' closure beyond the pins."""
+    roots = requirements(pinned_part(path))
+    pins = {canonicalize_name(r.name) for r in roots}
+    return {n: v for n, v in closure(roots).items() if n not in pins}
+
+
+def write(locked_sections: dict[Path, dict[str, str]]) -> None:
+    for path, locked in locked_sections.items():
         lines = [*pinned_part(path)]
         while lines and not lines[-1].strip():
             lines.pop()
@@ -137,7 +154,10 @@ def write() -> None:
 
 def main(arguments: list[str]) -> int:
     if arguments == ["write"]:
-        write()
+        write(sections())
+        return 0
+    if arguments == ["write", CHECKOV.name]:
+        write({CHECKOV: tool_section(CHECKOV)})
         return 0
     print(__doc__, file=sys.stderr)
     return 2

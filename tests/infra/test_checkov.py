@@ -39,8 +39,10 @@ REVIEWED_SKIPS = {
 
 
 def checkov_executable() -> Path:
-    executable = Path(sys.executable).parent / ("checkov.cmd" if os.name == "nt" else "checkov")
-    assert executable.exists(), f"checkov is not installed next to {sys.executable}"
+    """checkov in its own venv, next to the test venv's (scripts/bootstrap makes it)."""
+    scripts = Path(sys.prefix) / "checkov" / ("Scripts" if os.name == "nt" else "bin")
+    executable = scripts / ("checkov.exe" if os.name == "nt" else "checkov")
+    assert executable.exists(), f"checkov is not installed in {scripts}: run scripts/bootstrap"
     return executable
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts import lock
 from tests.support.cosmos_server import REPO_ROOT
 from tests.support.repository import tracked_files
 
@@ -103,7 +104,7 @@ def test_bootstrap_runs_with_only_what_ci_run_makes_sure_of(tmp_path: Path) -> N
     clone = tmp_path / "clone"
     clone.mkdir()
     shutil.copytree(REPO_ROOT / "scripts", clone / "scripts")
-    for name in ("requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
+    for name in (*(path.name for path in lock.FILES), "package.json", "package-lock.json"):
         shutil.copy(REPO_ROOT / name, clone / name)
     for name in (".venv", "node_modules"):
         (clone / name).symlink_to(REPO_ROOT / name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -164,6 +165,34 @@ def test_the_locked_sections_hold_what_the_pins_need_at_the_versions_installed()
         assert stale == {}, f"{path.name}: locked, not needed or not installed: run scripts/lock"
         missing = {n: v for n, v in needed.items() if n not in locked}
         assert missing == {}, f"{path.name}: needed, not locked: run scripts/lock"
+
+
+def test_checkovs_locked_section_holds_what_its_pin_needs_in_its_venv() -> None:
+    """checkov runs from a venv of its own (.venv/checkov), so that its packaging<24 does not
+    hold back the packaging the app deploys: its section is read there."""
+    completed = subprocess.run(
+        [
+            str(REPO_ROOT / ".venv" / "checkov" / "bin" / "python"),
+            "-c",
+            "import json; from scripts import lock;"
+            " print(json.dumps(lock.tool_section(lock.CHECKOV)))",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert json.loads(completed.stdout) == lock.locked_part(lock.CHECKOV), "run scripts/lock"
+    assert "checkov" not in lock.dev_closure()  # nor in the test venv, holding packaging back
+    assert metadata.version("packaging") != lock.locked_part(lock.CHECKOV)["packaging"]
+
+
+def test_the_tests_parse_the_bicep_with_the_parser_checkov_runs() -> None:
+    dev_pins = {str(r.name): r for r in lock.requirements(lock.pinned_part(lock.DEV))}
+    assert str(dev_pins["pycep-parser"].specifier) == (
+        f"=={lock.locked_part(lock.CHECKOV)['pycep-parser']}"
+    )
 
 
 def test_the_lock_script_and_its_module_cut_the_files_at_the_same_line() -> None:
@@ -483,7 +512,7 @@ def test_the_lock_script_resolves_the_pins_and_nothing_locked(tmp_path: Path) ->
     which could then never move), the ``-r`` line kept."""
     script = (REPO_ROOT / "scripts" / "lock").read_text().splitlines()
     cut = [line for line in script if line.startswith("above_lock")]
-    assert len(cut) == 3  # the function and its two uses
+    assert len(cut) == 4  # the function and its three uses
     subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(cut)],
         cwd=REPO_ROOT,
@@ -492,9 +521,11 @@ def test_the_lock_script_resolves_the_pins_and_nothing_locked(tmp_path: Path) ->
     )
     runtime = (tmp_path / "runtime.txt").read_text().splitlines()
     dev = (tmp_path / "dev.txt").read_text().splitlines()
+    checkov = (tmp_path / "checkov.txt").read_text().splitlines()
     assert lock.requirements(runtime) == lock.requirements(lock.pinned_part(lock.RUNTIME))
     assert lock.requirements(dev) == lock.requirements(lock.pinned_part(lock.DEV))
-    assert not [line for line in runtime + dev if line.startswith("-")]
+    assert lock.requirements(checkov) == lock.requirements(lock.pinned_part(lock.CHECKOV))
+    assert not [line for line in runtime + dev + checkov if line.startswith("-")]
 
 
 def test_the_lock_script_refuses_a_python_other_than_3_11(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ from acr_webhook.local.host import LocalFunctionsHost
 from acr_webhook.local.timers import _utc_now, next_occurrence
 from acr_webhook.reconcile import reconcile_entries
 from acr_webhook.repository import create_cosmos_client, create_transport
+from scripts import lock
 from tests.support import payloads
 from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT
 from tests.support.fakes import FakeEventRepository
@@ -412,7 +413,7 @@ def test_the_scripts_run_from_a_clone_whose_path_has_spaces_and_non_ascii_letter
     clone = tmp_path / "my clone" / "d\u00e9p\u00f4t \u0131"
     clone.mkdir(parents=True)
     shutil.copytree(REPO_ROOT / "scripts", clone / "scripts")
-    for name in ("requirements.txt", "requirements-dev.txt", "package.json", "package-lock.json"):
+    for name in (*(path.name for path in lock.FILES), "package.json", "package-lock.json"):
         shutil.copy(REPO_ROOT / name, clone / name)
     for name in (".venv", "node_modules"):
         (clone / name).symlink_to(REPO_ROOT / name)

@@ -5,8 +5,9 @@ package a platform team cannot ship without legal review fails here, by name.
 - The runtime closure of requirements.txt (what the remote build installs into the Function
   App): permissive licences only, plus MPL-2.0 (below), each distribution carrying its licence
   text (the notice MIT, BSD and Apache-2.0 ask copies to keep).
-- The dev closure (requirements-dev.txt beyond it) and node_modules (the local Cosmos DB API
-  server and Azurite): never deployed, so only no network copyleft (AGPL, SSPL: their terms
+- The dev closure (requirements-dev.txt beyond it), checkov's venv (requirements-checkov.txt,
+  read by running its Python) and node_modules (the local Cosmos DB API server and Azurite):
+  never deployed, so only no network copyleft (AGPL, SSPL: their terms
   reach whoever uses the program over a network), and every licence readable, so that none
   hides there.
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 import email.message
 import json
 import re
+import subprocess
 from collections.abc import Callable
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -74,16 +77,62 @@ def read_by_hand(registry: str, name: str, version: str) -> Declared | None:
     return Declared(entry[1], f"read by hand: {entry[2]}", expression)
 
 
-def python_licence(name: str, version: str) -> Declared | None:
-    return declared(metadata.metadata(name)) or read_by_hand("pypi", name, version)
+Metadata = email.message.Message | metadata.PackageMetadata
 
 
-def failing(closure: dict[str, str], allowed: Callable[[str], bool]) -> dict[str, str]:
+def python_licence(name: str, version: str, found: Metadata | None = None) -> Declared | None:
+    """From ``found``, else from the test venv's metadata of ``name``."""
+    read = found if found is not None else metadata.metadata(name)
+    return declared(read) or read_by_hand("pypi", name, version)
+
+
+# Run by checkov's own venv's Python: each distribution of its closure, its version and the
+# metadata fields a licence is read from.
+CHECKOV_METADATA = """
+import json
+from importlib import metadata
+from scripts import lock
+found = {}
+for name, version in lock.closure(lock.requirements(lock.pinned_part(lock.CHECKOV))).items():
+    read = metadata.metadata(name)
+    fields = ("License-Expression", "License", "Classifier")
+    found[name] = [version, {field: read.get_all(field) or [] for field in fields}]
+print(json.dumps(found))
+"""
+
+
+@cache
+def checkov_venv() -> dict[str, tuple[str, email.message.Message]]:
+    """checkov's closure, as installed in .venv/checkov: name -> (version, its metadata)."""
+    python = REPO_ROOT / ".venv" / "checkov" / "bin" / "python"
+    completed = subprocess.run(
+        [str(python), "-c", CHECKOV_METADATA],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    found = {}
+    for name, (version, fields) in json.loads(completed.stdout).items():
+        message = email.message.Message()
+        for field, values in fields.items():
+            for value in values:
+                message[field] = value
+        found[name] = (version, message)
+    return found
+
+
+def failing(
+    closure: dict[str, str],
+    allowed: Callable[[str], bool],
+    read: Callable[[str], Metadata | None] = lambda _name: None,
+) -> dict[str, str]:
     """The distributions whose licence ``allowed`` refuses (or that declare none): name ->
-    what they declare and where."""
+    what they declare and where (``read``: a distribution's metadata from elsewhere)."""
     found = {}
     for name, version in sorted(closure.items()):
-        licence = python_licence(name, version)
+        licence = python_licence(name, version, read(name))
         if licence is None or not satisfies(licence.expression, allowed):
             found[f"{name}=={version}"] = (
                 f"{licence.text} ({licence.source})" if licence else "none"
@@ -129,8 +178,15 @@ def test_the_dev_closure_has_no_network_copyleft_and_every_licence_is_read() -> 
     """Its MPL-2.0 (hypothesis, orjson, pathspec, tqdm) binds only whoever distributes those
     files: they run on developers' machines and CI and are never handed on."""
     closure = dev_only_closure()
-    assert len(closure) >= 80  # 99 when written
+    assert len(closure) >= 25  # 33 when written (99 with checkov, now in its own venv)
     assert failing(closure, no_network_copyleft) == {}
+
+
+def test_the_checkov_venv_has_no_network_copyleft_and_every_licence_is_read() -> None:
+    venv = checkov_venv()
+    assert len(venv) >= 80  # 95 when written
+    closure = {name: version for name, (version, _) in venv.items()}
+    assert failing(closure, no_network_copyleft, lambda name: venv[name][1]) == {}
 
 
 def node_packages() -> dict[str, tuple[str, Declared | None]]:
@@ -166,7 +222,8 @@ def test_node_modules_have_no_network_copyleft_and_every_licence_is_read() -> No
 
 def test_licences_read_by_hand_are_of_the_installed_versions() -> None:
     """An entry for a version no longer installed is stale: read the new one again."""
-    python = {**lock.runtime_closure(), **dev_only_closure()}
+    checkov = {name: version for name, (version, _) in checkov_venv().items()}
+    python = {**checkov, **lock.runtime_closure(), **dev_only_closure()}
     installed = {("pypi", name): version for name, version in python.items()}
     for path, (version, _) in node_packages().items():
         installed[("npmjs", path.rsplit("node_modules/", 1)[1])] = version

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from scripts import lock
 from tests.support.cosmos_server import NODE, REPO_ROOT
 from tests.support.repository import tracked_files
 from tests.unit.test_docs_commands import SHELL_BLOCKS
@@ -215,14 +216,10 @@ class FakeClone:
         executable(
             self.root / "scripts" / "bootstrap", (REPO_ROOT / "scripts/bootstrap").read_text()
         )
-        for name in (
-            "requirements.txt",
-            "requirements-dev.txt",
-            "package.json",
-            "package-lock.json",
-        ):
+        for name in (*(path.name for path in lock.FILES), "package.json", "package-lock.json"):
             (self.root / name).write_bytes((REPO_ROOT / name).read_bytes())
         executable(self.root / ".venv" / "bin" / "python", FAKE_PYTHON)
+        executable(self.root / ".venv" / "checkov" / "bin" / "python", FAKE_PYTHON)
         (self.root / "node_modules").mkdir()
         executable(self.node_home / "bin" / "node", FAKE_NODE)
         for cli in ("npm-cli.js", "npx-cli.js"):
