@@ -173,3 +173,47 @@ def test_at_exit_the_providers_flush_at_once_and_are_waited_for_a_bounded_time()
     assert time.monotonic() - waited < 2
     assert flushed == ["metrics"]  # the one behind a hung one was not kept waiting
     hung.set()
+
+
+def test_each_line_counts_the_items_dropped_since_the_line_before_only() -> None:
+    """Kills: the count of items left out not reset after a line (each line then counted every
+    item since the first)."""
+    now = [0.0]
+    lines = ItemDropLines(5.0, clock=lambda: now[0])
+    counts = []
+    for left_out in (2, 0, 1):
+        line = item_drop()
+        assert lines.filter(line)
+        counts.append(line.getMessage())
+        assert [lines.filter(item_drop()) for _ in range(left_out)] == [False] * left_out
+        now[0] += 5.0
+    assert [c.split("; ")[1].split(" more")[0] for c in counts] == ["0", "2", "0"]
+
+
+def test_a_provider_after_a_hung_one_is_flushed_and_all_share_one_deadline() -> None:
+    """The providers' shutdowns start together and the wait is one deadline for all. Kills:
+    each thread started after the one before was joined (a provider behind a hung one started
+    only once the deadline had passed, so its telemetry was never sent), and each thread
+    joined for the whole time (three hung providers: three times the wait)."""
+    hung = threading.Event()
+    flushed: list[str] = []
+
+    class Provider:
+        def __init__(self, name: str, seconds: float | None) -> None:
+            self.name, self.seconds = name, seconds
+
+        def shutdown(self) -> None:
+            if self.seconds is None:
+                hung.wait(30)
+            else:
+                time.sleep(self.seconds)
+            flushed.append(self.name)
+
+    try:
+        _shut_down_within(1.0, [Provider("traces", None), Provider("logs", 0.2)])
+        assert flushed == ["logs"]
+        waited = time.monotonic()
+        _shut_down_within(1.0, [Provider(name, None) for name in ("a", "b", "c")])
+        assert time.monotonic() - waited < 2.5  # 3 s and more when each waits its own 1 s
+    finally:
+        hung.set()
