@@ -201,3 +201,14 @@ def test_the_docs_name_exactly_the_roles_principal_id_gets() -> None:
     for role in granted:
         assert role in description
     assert param(template("main.bicep"), "principalId")["default"] == ""
+
+
+def test_the_apps_role_is_a_custom_role_named_as_the_403_fix_names_it() -> None:
+    """A 403 tells the operator to check the app's role by its name in the portal. Kills: the
+    definition's roleName changed without the message, a type other than CustomRole (Azure
+    refuses a definition of another type)."""
+    from acr_webhook.repository import _SET_UP_FIXES
+
+    properties = resource(template(COSMOS), "appWriter")["properties"]
+    assert properties["type"] == "CustomRole"
+    assert f"main.bicep's '{properties['roleName']}' role" in _SET_UP_FIXES[403]

@@ -356,3 +356,13 @@ def test_dead_letters_go_to_the_apps_own_storage_account() -> None:
         "",
         "${deadLetterStorageAccountName}/${deadLetterContainerName}",
     )
+
+
+def test_the_app_and_subscription_names_declare_azures_limits() -> None:
+    """An app's name is 2-60 characters (Microsoft.Web/sites), an Event Grid subscription's 3-64:
+    the module-call check bounds '<app>-eventgrid' by these declarations. Kills: either
+    @maxLength dropped or raised, either @minLength dropped."""
+    app = decorators(param(template(WEBHOOK), "functionAppName"))
+    assert (app["min_length"], app["max_length"]) == (2, 60)
+    subscription = decorators(param(template(ACR_EVENTGRID), "subscriptionName"))
+    assert (subscription["min_length"], subscription["max_length"]) == (3, 64)
