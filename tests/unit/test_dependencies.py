@@ -546,3 +546,36 @@ def test_the_lock_script_refuses_a_python_other_than_3_11(tmp_path: Path) -> Non
     assert ran.returncode == 1
     assert "resolves on Python 3.11" in ran.stderr
     assert "Resolving" not in ran.stdout
+
+
+def test_writing_checkovs_section_in_its_venv_gives_the_committed_file_back(
+    tmp_path: Path,
+) -> None:
+    """``scripts/lock.py write requirements-checkov.txt``, what scripts/lock runs in checkov's
+    venv, rewrites that file as committed and touches neither other file. Kills: the argument's
+    branch dropped, the section written empty or with the other files' sections too."""
+    copies = {path: tmp_path / path.name for path in lock.FILES}
+    for path, copy in copies.items():
+        shutil.copyfile(path, copy)
+    script = (
+        "import sys; from pathlib import Path; from scripts import lock;"
+        " runtime, dev, checkov = (Path(p) for p in sys.argv[1:]);"
+        " lock.SECTION_HEADER = {runtime: '', dev: '', checkov: lock.SECTION_HEADER[lock.CHECKOV]};"
+        " lock.RUNTIME, lock.DEV, lock.CHECKOV = runtime, dev, checkov;"
+        " sys.exit(lock.main(['write', 'requirements-checkov.txt']))"
+    )
+    checkov = copies[lock.CHECKOV]
+    checkov.write_text("\n".join(lock.pinned_part(lock.CHECKOV)) + "\n")
+    completed = subprocess.run(
+        [str(REPO_ROOT / ".venv" / "checkov" / "bin" / "python"), "-c", script]
+        + [str(copies[path]) for path in (lock.RUNTIME, lock.DEV, lock.CHECKOV)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert {path: copy.read_text() for path, copy in copies.items()} == {
+        path: path.read_text() for path in lock.FILES
+    }
