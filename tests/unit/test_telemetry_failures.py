@@ -18,7 +18,9 @@ from acr_webhook.telemetry import (
     ITEM_DROP_MESSAGE,
     DecisionTelemetry,
     ItemDropLines,
+    _Pipeline,
     _shut_down_within,
+    _UnusableConnectionStringError,
 )
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
@@ -217,3 +219,36 @@ def test_a_provider_after_a_hung_one_is_flushed_and_all_share_one_deadline() -> 
         assert time.monotonic() - waited < 2.5  # 3 s and more when each waits its own 1 s
     finally:
         hung.set()
+
+
+def test_the_exporters_are_built_with_the_export_call_options_a_tests_own_winning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kills: EXPORT_CALL_OPTIONS not merged into what the pipeline gives its exporters (the
+    constant alone checked above), or merged over the options a caller passes."""
+    import azure.monitor.opentelemetry.exporter as exporters
+
+    given: dict[str, Any] = {}
+
+    class Recording:
+        def __init__(self, **options: Any) -> None:
+            given.update(options)
+            raise ValueError("built no further")
+
+    monkeypatch.setattr(exporters, "AzureMonitorTraceExporter", Recording)
+    pipeline = _Pipeline(
+        {},
+        dependencies_per_second=None,
+        routine_records_per_second=None,
+        span_processors=(),
+        log_record_processors=(),
+        metric_readers=(),
+        exporter_options={"connection_string": "InstrumentationKey=x", "read_timeout": 3},
+    )
+    with pytest.raises(_UnusableConnectionStringError):
+        pipeline._build_exporters()
+    assert given == {
+        "connection_string": "InstrumentationKey=x",
+        "retry_total": 0,
+        "read_timeout": 3,
+    }
