@@ -198,7 +198,7 @@ def test_the_tests_parse_the_bicep_with_the_parser_checkov_runs() -> None:
 def test_the_lock_script_and_its_module_cut_the_files_at_the_same_line() -> None:
     """scripts/lock resolves what is above the mark (awk), scripts/lock.py writes below it."""
     assert f'index($0, "{lock.MARK}") == 1' in (REPO_ROOT / "scripts" / "lock").read_text()
-    for path in (lock.RUNTIME, lock.DEV):
+    for path in lock.FILES:
         assert sum(line.startswith(lock.MARK) for line in path.read_text().splitlines()) == 1
 
 
