@@ -25,7 +25,7 @@ from acr_webhook import __main__ as cli
 from acr_webhook.handlers import handle_webhook
 from tests.support import payloads
 from tests.support.fakes import FakeEventRepository
-from tests.unit.test_queries import DIGEST_A
+from tests.unit.test_queries import pushes_by
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -293,20 +293,7 @@ def test_the_table_shows_each_character_that_could_reorder_or_forge_it_as_u_fffd
 
 def actor_columns(*actors: str) -> list[str]:
     """The ACTOR and REGIONS columns of the pushes table, one push per actor."""
-    pushes = [
-        {
-            "timestamp": "2026-11-23T10:00:00.000000Z",
-            "action": "push",
-            "repository": "team/api",
-            "tag": "v1",
-            "digest": DIGEST_A,
-            "registry": "myregistry.azurecr.io",
-            "actor": actor,
-            "regions": [{"location": "westeurope", "timestamp": "2026-11-23T10:00:00.000000Z"}],
-        }
-        for actor in actors
-    ]
-    lines = cli.format_pushes_table(pushes).splitlines()
+    lines = cli.format_pushes_table(pushes_by(*actors)).splitlines()
     return [line.split("myregistry.azurecr.io  ", 1)[1] for line in lines[1:]]
 
 

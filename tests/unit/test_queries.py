@@ -815,10 +815,9 @@ def test_table_shortens_digests_and_marks_missing_values() -> None:
     assert lines[1].index("push") == lines[0].index("ACTION")  # columns line up
 
 
-def test_the_pushes_table_lines_up_after_wide_and_combining_characters() -> None:
-    """An actor's name in CJK takes two terminal columns a character, and a combining mark
-    none: padding by code points shifted every later column of such a row."""
-    pushes = [
+def pushes_by(*actors: str) -> list[dict[str, Any]]:
+    """One push of team/api:v1 to westeurope per actor, as the pushes view lists them."""
+    return [
         {
             "timestamp": "2026-11-23T10:00:00.000000Z",
             "action": "push",
@@ -829,8 +828,14 @@ def test_the_pushes_table_lines_up_after_wide_and_combining_characters() -> None
             "actor": actor,
             "regions": [{"location": "westeurope", "timestamp": "2026-11-23T10:00:00.000000Z"}],
         }
-        for actor in ("\u5f20\u4f1f", "bob", "Zoe\u0308", "\uff21\uff22")
+        for actor in actors
     ]
+
+
+def test_the_pushes_table_lines_up_after_wide_and_combining_characters() -> None:
+    """An actor's name in CJK takes two terminal columns a character, and a combining mark
+    none: padding by code points shifted every later column of such a row."""
+    pushes = pushes_by("\u5f20\u4f1f", "bob", "Zoe\u0308", "\uff21\uff22")
     lines = cli.format_pushes_table(pushes).splitlines()
     assert lines[0].endswith("ACTOR  REGIONS")
     assert [line.split("myregistry.azurecr.io  ", 1)[1] for line in lines[1:]] == [
