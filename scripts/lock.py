@@ -30,6 +30,8 @@ RUNTIME = REPO_ROOT / "requirements.txt"
 DEV = REPO_ROOT / "requirements-dev.txt"
 CHECKOV = REPO_ROOT / "requirements-checkov.txt"
 FILES = (RUNTIME, DEV, CHECKOV)
+# checkov's own venv, which scripts/bootstrap makes from CHECKOV.
+CHECKOV_PYTHON = REPO_ROOT / ".venv" / "checkov" / "bin" / "python"
 MARK = "# --- Locked by scripts/lock"
 SECTION_HEADER = {
     RUNTIME: (

@@ -172,7 +172,7 @@ def test_checkovs_locked_section_holds_what_its_pin_needs_in_its_venv() -> None:
     hold back the packaging the app deploys: its section is read there."""
     completed = subprocess.run(
         [
-            str(REPO_ROOT / ".venv" / "checkov" / "bin" / "python"),
+            str(lock.CHECKOV_PYTHON),
             "-c",
             "import json; from scripts import lock;"
             " print(json.dumps(lock.tool_section(lock.CHECKOV)))",
@@ -567,7 +567,7 @@ def test_writing_checkovs_section_in_its_venv_gives_the_committed_file_back(
     checkov = copies[lock.CHECKOV]
     checkov.write_text("\n".join(lock.pinned_part(lock.CHECKOV)) + "\n")
     completed = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "checkov" / "bin" / "python"), "-c", script]
+        [str(lock.CHECKOV_PYTHON), "-c", script]
         + [str(copies[path]) for path in (lock.RUNTIME, lock.DEV, lock.CHECKOV)],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -104,9 +104,8 @@ print(json.dumps(found))
 @cache
 def checkov_venv() -> dict[str, tuple[str, email.message.Message]]:
     """checkov's closure, as installed in .venv/checkov: name -> (version, its metadata)."""
-    python = REPO_ROOT / ".venv" / "checkov" / "bin" / "python"
     completed = subprocess.run(
-        [str(python), "-c", CHECKOV_METADATA],
+        [str(lock.CHECKOV_PYTHON), "-c", CHECKOV_METADATA],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
