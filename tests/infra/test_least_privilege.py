@@ -100,20 +100,20 @@ def cosmos_data_actions_of(principal: str) -> frozenset[str]:
     else:  # <definition>.id
         operands = role["operator"]["operands"]
         assert operands["operand_2"] == "id", role
-        definition = resource(document, operands["operand_1"])
-        patterns = [
-            action
-            for permission in definition["properties"]["permissions"]
-            for action in permission["dataActions"]
-        ]
+        patterns = _data_actions(resource(document, operands["operand_1"]))
     return allowed_of(patterns, ALL_COSMOS_DATA_ACTIONS)
+
+
+def _data_actions(definition: Json) -> list[str]:
+    """What a sqlRoleDefinitions resource's permissions list."""
+    return [a for p in definition["properties"]["permissions"] for a in p["dataActions"]]
 
 
 def _custom_data_actions(document: Json, role_id: Any) -> list[str]:
     for name in resources_of_type(document, SQL_ROLE_DEFINITION):
         body = resource(document, name)
         if body["name"] == role_id:
-            return [a for p in body["properties"]["permissions"] for a in p["dataActions"]]
+            return _data_actions(body)
     raise AssertionError(f"no role definition {role_id!r} in {COSMOS}")
 
 
