@@ -41,6 +41,7 @@ from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.ingestion import NOTHING_TO_MICROSOFT
 from tests.support.resources import (
     Usage,
     app_threads,
@@ -407,10 +408,7 @@ def test_telemetry_with_its_sink_down_drops_records_instead_of_holding_them(
         # The SDK's own usage metrics keep their unsent batches in the temporary directory
         # (/tmp/Microsoft-AzureMonitor-<hash of the working directory>: a new one every run).
         "TMPDIR": str(tmp_path),
-        # Nothing beyond loopback: no usage metrics to Microsoft, no settings service.
-        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-        "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-        "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+        **NOTHING_TO_MICROSOFT,
     }
     result = run_python(["-c", TELEMETRY_SINK_DOWN, str(tmp_path / "offline")], tmp_path, env)
     assert result.returncode == 0, result.stderr

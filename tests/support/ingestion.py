@@ -47,17 +47,23 @@ EVERY_ITEM = range(1_000_000)
 EXPORT_LOGGERS = (" azure.monitor.", " opentelemetry.")
 
 
+# For an exporting process under test: no SDK self-reporting to Microsoft (statsbeat,
+# sdkstats) and no remote configuration (settings.sdk.monitor.azure.com, polled from 5-15 s after
+# the start). Tests reach loopback only.
+NOTHING_TO_MICROSOFT: dict[str, str] = {
+    "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+    "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
+    "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+}
+
+
 def exporting_env(ingestion: Ingestion, tmpdir: Path) -> dict[str, str]:
-    """Settings for an app process whose telemetry goes to ``ingestion`` and nowhere else: no
-    SDK self-reporting to Microsoft (statsbeat, sdkstats), no remote configuration
-    (settings.sdk.monitor.azure.com, polled from 5-15 s after the start); the exporters'
-    offline storage, which the app leaves on, in ``tmpdir`` (tempfile.gettempdir(), as /tmp in
-    Azure)."""
+    """Settings for an app process whose telemetry goes to ``ingestion`` and nowhere else
+    (NOTHING_TO_MICROSOFT); the exporters' offline storage, which the app leaves on, in
+    ``tmpdir`` (tempfile.gettempdir(), as /tmp in Azure)."""
     return {
         "APPLICATIONINSIGHTS_CONNECTION_STRING": ingestion.connection_string,
-        "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
-        "APPLICATIONINSIGHTS_SDKSTATS_DISABLED": "true",
-        "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true",
+        **NOTHING_TO_MICROSOFT,
         "TMPDIR": str(tmpdir),
     }
 

@@ -59,7 +59,7 @@ from tests.conftest import fresh_settings
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
-from tests.support.ingestion import Ingestion
+from tests.support.ingestion import NOTHING_TO_MICROSOFT, Ingestion
 from tests.support.serve import run_python
 
 SECRET = "telemetry-test-secret"
@@ -141,11 +141,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     handlers_before, level_before = list(logger.handlers), logger.level
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path_factory.mktemp("telemetry"))  # no developer local.settings.json
-        # No SDK self-reporting: neither to Microsoft nor, every minute, to the stand-in; and
-        # no remote configuration (settings.sdk.monitor.azure.com, asked 5-15 s after start).
-        patch.setenv("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
-        patch.setenv("APPLICATIONINSIGHTS_SDKSTATS_DISABLED", "true")
-        patch.setenv("APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED", "true")
+        # Nor, every minute, the SDK's self-reporting to the stand-in.
+        for name, value in NOTHING_TO_MICROSOFT.items():
+            patch.setenv(name, value)
         configured = configure_telemetry(
             {"APPLICATIONINSIGHTS_CONNECTION_STRING": found.ingestion.connection_string},
             dependencies_per_second=None,  # every dependency, not 5 per second
@@ -601,12 +599,8 @@ logging.getLogger("acr_webhook.handlers").info(
 def exporting_to(ingestion: Ingestion) -> dict[str, str]:
     """This environment for a child process whose telemetry goes to ``ingestion`` only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLICATIONINSIGHTS_")}
-    env.update(
-        APPLICATIONINSIGHTS_CONNECTION_STRING=ingestion.connection_string,
-        APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL="true",
-        APPLICATIONINSIGHTS_SDKSTATS_DISABLED="true",
-        APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED="true",
-    )
+    env.update(NOTHING_TO_MICROSOFT)
+    env["APPLICATIONINSIGHTS_CONNECTION_STRING"] = ingestion.connection_string
     return env
 
 
