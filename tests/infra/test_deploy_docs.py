@@ -213,9 +213,13 @@ def test_generated_names_are_the_documented_ones() -> None:
 
     assert (
         "The Event Grid subscription is named `<app name>-eventgrid`, with the app name cut to"
-        " its\nfirst 54 characters (Event Grid allows 64)."
+        " its\nfirst 54 characters (Event Grid allows 64), `${APP:0:54}-eventgrid` in the"
+        " commands below."
     ) in DEPLOY
     assert var(webhook, "eventSubscriptionName") == "${take(functionAppName, 54)}-eventgrid"
+    # A command naming the subscription by the whole app name misses it for a 55-60 character one.
+    named = re.findall(r'--name "([^"]*-eventgrid)"', DEPLOY)
+    assert named and set(named) == {"${APP:0:54}-eventgrid"}
     assert event_grid["subscriptionName"] == "eventSubscriptionName"
 
 
