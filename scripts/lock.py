@@ -10,6 +10,12 @@ checks, in the test venv, that the sections are the closure of the pins.
 checkov has a venv of its own (.venv/checkov): it caps packaging below 24, which in the test
 venv held back the packaging the deployed app installs (opentelemetry-instrumentation's).
 
+Every requirement, pinned or locked, carries the sha256 of each file PyPI has for its version
+that CPython 3.11 can install (any platform: developers' machines too), so pip installs nothing
+else, wherever it is run from (pip turns on hash checking when a file has hashes: the remote
+build, scripts/bootstrap, bench/.venv). ``write`` asks the index (LOCK_INDEX_URL, PyPI's Simple
+API in JSON) for each pin's and each newly locked version's hashes, and keeps the rest.
+
 ``python scripts/lock.py write``: rewrites requirements.txt's and requirements-dev.txt's sections
 from the packages installed in the running interpreter's environment;
 ``python scripts/lock.py write requirements-checkov.txt``: that file's, from checkov's venv.
@@ -17,13 +23,24 @@ from the packages installed in the running interpreter's environment;
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import sys
+import urllib.request
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = REPO_ROOT / "requirements.txt"
@@ -33,6 +50,9 @@ FILES = (RUNTIME, DEV, CHECKOV)
 # checkov's own venv, which scripts/bootstrap makes from CHECKOV.
 CHECKOV_PYTHON = REPO_ROOT / ".venv" / "checkov" / "bin" / "python"
 MARK = "# --- Locked by scripts/lock"
+INDEX_URL = os.environ.get("LOCK_INDEX_URL", "https://pypi.org/simple/")
+HASH_OPTION = "--hash=sha256:"
+_CONTINUED_HASH = re.compile(r"^\s+--hash=sha256:([0-9a-f]{64})( \\)?$")
 SECTION_HEADER = {
     RUNTIME: (
         f"{MARK}: what the pins above need, at the versions the tests ran\n"
@@ -50,16 +70,32 @@ SECTION_HEADER = {
 }
 
 
+def _joined(lines: Iterable[str]) -> list[str]:
+    """Lines as pip reads them: a line ending in a backslash continued by the next, and each
+    requirement's ``--hash`` options dropped (``file_hashes`` reads them)."""
+    joined: list[str] = []
+    pending = ""
+    for line in lines:
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        joined.append(pending + line)
+        pending = ""
+    if pending:
+        joined.append(pending)
+    return [re.sub(r"\s+--hash=\S+", "", line).rstrip() for line in joined]
+
+
 def _cut(path: Path) -> tuple[list[str], list[str]]:
     """The file's lines above its locked section, and the section from its mark on (none if
-    the file has no mark)."""
-    lines = path.read_text().splitlines()
+    the file has no mark), each line as pip reads it, without its hashes."""
+    lines = _joined(path.read_text().splitlines())
     marks = [index for index, line in enumerate(lines) if line.startswith(MARK)]
     return (lines[: marks[0]], lines[marks[0] :]) if marks else (lines, [])
 
 
 def pinned_part(path: Path) -> list[str]:
-    """The file's lines above its locked section (all of them if it has none)."""
+    """The file's lines above its locked section (all of them if it has none), without hashes."""
     return _cut(path)[0]
 
 
@@ -73,13 +109,82 @@ def locked_part(path: Path) -> dict[str, str]:
     return locked
 
 
+def file_hashes(path: Path) -> dict[tuple[str, str], list[str]]:
+    """The hashes the file gives each pinned or locked requirement that has some: (canonical
+    name, version) -> sha256 digests, in the file's order."""
+    found: dict[tuple[str, str], list[str]] = {}
+    current: list[str] = []
+    for line in path.read_text().splitlines():
+        continued = _CONTINUED_HASH.match(line)
+        if continued:
+            current.append(continued.group(1))
+            continue
+        requirement = line.split("#")[0].rstrip(" \\").strip()
+        if requirement and not requirement.startswith("-"):
+            parsed = Requirement(requirement)
+            (version,) = {spec.version for spec in parsed.specifier} or {""}
+            current = found.setdefault((canonicalize_name(parsed.name), version), [])
+    return {key: digests for key, digests in found.items() if digests}
+
+
 def requirements(lines: Iterable[str]) -> list[Requirement]:
     """The requirements among ``lines``: no comments, blank lines or pip options (``-r``)."""
     return [
         Requirement(line.split("#")[0].strip())
-        for line in lines
+        for line in _joined(lines)
         if line.strip() and not line.lstrip().startswith(("#", "-"))
     ]
+
+
+def installable_on_cpython_3_11(filename: str) -> bool:
+    """A wheel with a tag CPython 3.11 accepts on some platform (``py3``, ``cp311``, or the
+    stable ABI of 3.11 or older), or a source distribution; not a wheel only for other
+    Pythons."""
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        try:
+            parse_sdist_filename(filename)
+        except InvalidSdistFilename:
+            return False
+        return True
+    for tag in tags:
+        if tag.interpreter in ("py3", "py311", "cp311"):
+            return True
+        if tag.abi == "abi3" and re.fullmatch(r"cp3\d+", tag.interpreter):
+            return int(tag.interpreter[3:]) <= 11
+    return False
+
+
+def index_hashes(name: str, version: str) -> list[str]:
+    """The sha256 of each file the index has for ``name`` ``version`` that CPython 3.11 can
+    install, yanked ones left out, sorted."""
+    request = urllib.request.Request(  # noqa: S310 - an https URL, or a test's loopback one
+        f"{INDEX_URL.rstrip('/')}/{name}/",
+        headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:  # noqa: S310 - as above
+        files = json.load(answer)["files"]
+    digests = sorted(
+        file["hashes"]["sha256"]
+        for file in files
+        if not file.get("yanked")
+        and _version_of(file["filename"]) == Version(version)
+        and installable_on_cpython_3_11(file["filename"])
+    )
+    if not digests:
+        raise SystemExit(f"{INDEX_URL} has no file of {name} {version} for CPython 3.11")
+    return digests
+
+
+def _version_of(filename: str) -> Version | None:
+    try:
+        return parse_wheel_filename(filename)[1]
+    except InvalidWheelFilename:
+        try:
+            return parse_sdist_filename(filename)[1]
+        except InvalidSdistFilename:
+            return None
 
 
 def closure(roots: Iterable[Requirement]) -> dict[str, str]:
@@ -145,13 +250,41 @@ def tool_section(path: Path) -> dict[str, str]:
     return {n: v for n, v in closure(roots).items() if n not in pins}
 
 
+def _with_hashes(line: str, known: dict[tuple[str, str], list[str]]) -> str:
+    """A requirement line (a comment after it kept) with its version's hashes, those the
+    files already give it or else the index's; any other line as it is."""
+    requirement = line.split("#")[0].strip()
+    if not requirement or requirement.startswith("-"):
+        return line
+    if "#" in line:
+        # pip joins the hash lines to it first, then drops the comment and all after it.
+        raise SystemExit(f"put the comment after {requirement} on a line of its own")
+    parsed = Requirement(requirement)
+    (version,) = {spec.version for spec in parsed.specifier if spec.operator == "=="} or {""}
+    if not version:
+        return line  # a range, no pin: pip refuses it with hashes, and the section locks it
+    key = (canonicalize_name(parsed.name), version)
+    if key not in known:
+        known[key] = index_hashes(*key)
+    options = "".join(f" \\\n    {HASH_OPTION}{digest}" for digest in known[key])
+    return line.rstrip() + options
+
+
 def write(locked_sections: dict[Path, dict[str, str]]) -> None:
+    # A locked version's hashes are kept; a pin's are asked again, since a pin edited by hand
+    # keeps the hash lines of the version it had.
+    known: dict[tuple[str, str], list[str]] = {}
+    for path in FILES:
+        if path.exists():
+            in_section = set(locked_part(path).items())
+            known.update({key: got for key, got in file_hashes(path).items() if key in in_section})
     for path, locked in locked_sections.items():
         lines = [*pinned_part(path)]
         while lines and not lines[-1].strip():
             lines.pop()
-        body = "".join(f"{name}=={locked[name]}\n" for name in sorted(locked))
-        path.write_text("\n".join(lines) + "\n" + SECTION_HEADER[path] + body)
+        body = [f"{name}=={locked[name]}" for name in sorted(locked)]
+        text = "\n".join(_with_hashes(line, known) for line in lines) + "\n" + SECTION_HEADER[path]
+        path.write_text(text + "".join(_with_hashes(line, known) + "\n" for line in body))
 
 
 def main(arguments: list[str]) -> int:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.requirements import Requirement
 
 from scripts import lock
 from tests.infra.test_main_template import function_app
@@ -229,14 +228,15 @@ def test_the_shipped_files_import_on_requirements_txt_alone(tmp_path: Path) -> N
 
 def test_requirements_txt_is_what_the_remote_build_installs_as_tested() -> None:
     """Lines the remote build would read differently from pip here: an option (`-r`,
-    `--index-url`), a local path, or azure-functions-worker, which the platform provides and
-    Core Tools warns about (PythonHelpers.WarnIfAzureFunctionsWorkerInRequirementsTxt)."""
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            requirement = Requirement(line)
-            assert str(requirement.specifier).startswith("=="), line
-            assert not requirement.url and not requirement.marker, line
+    `--index-url`; each pin's `--hash` aside), a local path, or azure-functions-worker, which
+    the platform provides and Core Tools warns about
+    (PythonHelpers.WarnIfAzureFunctionsWorkerInRequirementsTxt)."""
+    lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    options = [line for line in lines if line.lstrip().startswith("-")]
+    assert options and all(line.startswith("    --hash=sha256:") for line in options)
+    for requirement in lock.requirements(lines):
+        assert str(requirement.specifier).startswith("=="), requirement
+        assert not requirement.url and not requirement.marker, requirement
     assert "azure-functions-worker" not in pinned_runtime()
 
 

@@ -36,6 +36,7 @@ from scripts import lock
 from tests.support.cosmos_server import EMULATOR_KEY, REPO_ROOT, LocalCosmosServer
 from tests.unit.test_architecture import imports_of, module_files
 from tests.unit.test_database_health import REFUSING
+from tests.unit.test_dependency_hashes import answer_from_the_committed_files
 
 # Type-checking-only stubs: no distribution provides them at run time.
 STUB_ONLY = frozenset({"_typeshed"})
@@ -352,7 +353,9 @@ def test_the_lookup_retry_setting_is_turned_off_only_when_nobody_set_it(
 
 @pytest.fixture
 def lock_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
-    """Copies of requirements.txt and requirements-dev.txt that lock.py reads and writes."""
+    """Copies of requirements.txt and requirements-dev.txt that lock.py reads and writes, the
+    pins' hashes from the committed files (test_dependency_hashes checks the asking)."""
+    answer_from_the_committed_files(monkeypatch)
     runtime, dev = tmp_path / "requirements.txt", tmp_path / "requirements-dev.txt"
     shutil.copyfile(lock.RUNTIME, runtime)
     shutil.copyfile(lock.DEV, dev)
@@ -507,12 +510,16 @@ def _requires(name: str) -> list[str]:
 def test_the_lock_script_resolves_the_pins_and_nothing_locked(tmp_path: Path) -> None:
     """scripts/lock "resolves the pins above the sections afresh": the files it hands pip are
     each file's lines above the mark (lock.pinned_part), without requirements-dev.txt's
-    ``-r`` line (pip would look for requirements.txt beside the copy). Its own lines run here,
-    as written. Kills: awk skipping only the mark line (the locked versions fed back to pip,
-    which could then never move), the ``-r`` line kept."""
-    script = (REPO_ROOT / "scripts" / "lock").read_text().splitlines()
-    cut = [line for line in script if line.startswith("above_lock")]
-    assert len(cut) == 4  # the function and its three uses
+    ``-r`` line (pip would look for requirements.txt beside the copy) and without the pins'
+    hashes. Its own lines run here, as written. Kills: awk skipping only the mark line (the
+    locked versions fed back to pip, which could then never move), the ``-r`` line kept, the
+    hashes kept (a changed pin then fails on its old version's)."""
+    script = (REPO_ROOT / "scripts" / "lock").read_text()
+    function = re.search(r"^above_lock\(\) \{\n.*?^\}\n", script, re.MULTILINE | re.DOTALL)
+    assert function
+    uses = [line for line in script.splitlines() if line.startswith("above_lock ")]
+    assert len(uses) == 3
+    cut = [function.group(), *uses]
     subprocess.run(
         ["bash", "-euo", "pipefail", "-c", "\n".join(cut)],
         cwd=REPO_ROOT,
@@ -526,6 +533,8 @@ def test_the_lock_script_resolves_the_pins_and_nothing_locked(tmp_path: Path) ->
     assert lock.requirements(dev) == lock.requirements(lock.pinned_part(lock.DEV))
     assert lock.requirements(checkov) == lock.requirements(lock.pinned_part(lock.CHECKOV))
     assert not [line for line in runtime + dev + checkov if line.startswith("-")]
+    # A changed pin would not match its old version's hashes: none is handed on.
+    assert not [line for line in runtime + dev + checkov if "--hash" in line or "\\" in line]
 
 
 def test_the_lock_script_refuses_a_python_other_than_3_11(tmp_path: Path) -> None:
