@@ -78,13 +78,20 @@ resource userQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-// Lets the deploying user read what Event Grid dead-lettered (container eventgrid-deadletter,
-// made by webhook.bicep) to replay it (docs/operations.md).
+// Where Event Grid dead-letters: webhook.bicep's container, which it makes later (a role cannot
+// be scoped to a container not yet there). tests/infra keeps the two names in step.
+var deadLetterContainerName = 'eventgrid-deadletter'
+
+// Lets the deploying user read what Event Grid dead-lettered to replay it (docs/operations.md),
+// and no other container: a condition (Azure ABAC) holds reading and listing blobs to that one,
+// not the Functions host's (its keys, the deployment package).
 resource userBlobDataReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
   name: guid(storage.id, userPrincipalId, storageBlobDataReader)
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
     principalId: userPrincipalId
+    condition: '((!(ActionMatches{\'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read\'})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals \'${deadLetterContainerName}\'))'
+    conditionVersion: '2.0'
   }
 }

@@ -11,7 +11,8 @@ Who gets what (every assignment the templates make):
 | app | Monitoring Metrics Publisher | Application Insights |
 | app | custom: registries/read, webhooks/read, webhooks/listEvents/action | the registry |
 | principalId | Cosmos DB Built-in Data Contributor | the account |
-| principalId | Storage Queue Data Contributor, Storage Blob Data Reader | storage account |
+| principalId | Storage Queue Data Contributor | storage account |
+| principalId | Storage Blob Data Reader | storage account; a condition: the dead-letter container |
 | Event Grid system topic | Storage Blob Data Contributor | the dead-letter container |
 
 principalId is optional (empty: none of its three). The storage roles are what Microsoft's
@@ -212,3 +213,31 @@ def test_the_apps_role_is_a_custom_role_named_as_the_403_fix_names_it() -> None:
     properties = resource(template(COSMOS), "appWriter")["properties"]
     assert properties["type"] == "CustomRole"
     assert f"main.bicep's '{properties['roleName']}' role" in _SET_UP_FIXES[403]
+
+
+# Storage Blob Data Reader's data actions (Azure built-in roles, Storage): the one a condition
+# must hold. Its other two permissions are control-plane actions (list containers, a user
+# delegation key), which conditions do not apply to and which read no blob.
+BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+
+
+def test_principal_ids_blob_reader_reads_the_dead_letter_container_alone() -> None:
+    """Storage Blob Data Reader on the whole account would let the operator (or a CI principal)
+    read the Functions host's containers, its keys and the deployment package among them: a
+    condition holds reading and listing blobs (one data action, BLOB_READ) to the container
+    webhook.bicep dead-letters into, in the form of Microsoft's example ("Read blobs in a named
+    container", role-based-access-control/conditions-format). Kills: the condition dropped, a
+    container name out of step with webhook.bicep's."""
+    roles = template("modules/role-assignments.bicep")
+    reader = resource(roles, "userBlobDataReader")["properties"]
+    container = var(template("webhook.bicep"), "deadLetterContainerName")
+    assert var(roles, "deadLetterContainerName") == container == "eventgrid-deadletter"
+    condition = (
+        reader["condition"].replace("\\'", "'").replace("${deadLetterContainerName}", container)
+    )
+    assert (reader["conditionVersion"], condition) == (
+        "2.0",
+        f"((!(ActionMatches{{'{BLOB_READ}'}})) OR "
+        "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name]"
+        f" StringEquals '{container}'))",
+    )
