@@ -16,7 +16,7 @@ class Hold:
     """Requests whose ``"<METHOD> <path>"`` matches ``pattern``: the first ``skip`` pass, the
     later ones are held, unanswered, until ``release``; then their connection is closed.
     ``after_passing``: a held request is passed on first (the server applies it), and only
-    its answer is held. ``then_pass`` (cosmos_proxy only): a request held before passing is
+    its answer is held. ``then_pass``: a request held before passing is
     passed on at ``release`` and answered, as a slow server would (a stop that waits for it
     sees it end).
     ``limit``: at most this many are held; later matches are left to the next Hold in the

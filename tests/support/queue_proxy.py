@@ -1,6 +1,7 @@
 """A plain HTTP proxy in front of Azurite's queue service that holds requests at a fixed point
 (``holds.Hold``): a message sent, a message deleted, a queue created, before Azurite applies it
-or after, with the answer never leaving. Everything else is passed through unchanged, so the
+or after, with the answer never leaving; or (``then_pass``) held before and passed on at its
+release, as a slow service would. Everything else is passed through unchanged, so the
 storage SDK's signatures (made for the account's URL path, not its host) still verify.
 ``seen`` lists every request that reached it, as ``"<METHOD> <path>"``: the queue transactions
 the app made (tests/integration/test_cost.py counts them); ``recorded`` the same as (method,
@@ -67,8 +68,9 @@ class HoldingQueueProxy:
                 hold = claimed(proxy.holds, self.command, path)
                 if hold is not None and not hold.after_passing:
                     hold.hold()
-                    self.close_connection = True
-                    return
+                    if not hold.then_pass:
+                        self.close_connection = True
+                        return
                 answer = proxy._session.request(
                     self.command,
                     proxy.upstream + self.path,
@@ -76,7 +78,7 @@ class HoldingQueueProxy:
                     data=body,
                     timeout=10,
                 )
-                if hold is not None:  # applied by Azurite; the answer never leaves
+                if hold is not None and hold.after_passing:  # applied; the answer never leaves
                     hold.hold()
                     self.close_connection = True
                     return

@@ -1,0 +1,126 @@
+"""``provision`` racing another ``provision`` or a redeploy of the container: two operators
+following the same runbook, a CI job and a person, or a second ``./scripts/dev`` starting while
+the first still provisions. The proxy holds one run's request at a chosen moment, so that the
+other run acts in between (not hoped for).
+
+The command says "Safe to run again" (its help) and docs/operations.md: "Running `provision`
+again with another value changes only the time-to-live: the documents and the container's
+indexing policy stay."
+
+Strict xfails: a run whose container (or database) another run created meanwhile fails
+(exit 1, "unavailable or refused: CosmosResourceExistsError"); a run that changes the
+time-to-live writes back the indexing policy it read, undoing one a redeploy set meanwhile."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from azure.cosmos import PartitionKey
+
+from acr_webhook import __main__ as cli
+from acr_webhook.config import Settings
+from acr_webhook.repository import PARTITION_KEY_PATH, create_cosmos_client, provision
+from tests.conftest import container_for
+from tests.integration.test_event_queries import cli_on
+from tests.support.cosmos_proxy import FaultyCosmosProxy
+from tests.support.holds import Hold
+
+
+def in_background(call: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
+    """``call`` on a thread of its own, started; what it raised lands in the list."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, raised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: provision is read-then-create; a run whose container or database another "
+    "run created in between fails: exit 1, 'unavailable or refused: CosmosResourceExistsError'",
+)
+@pytest.mark.parametrize("created", ["container", "database"])
+def test_two_provisions_at_once_on_a_fresh_account_both_succeed(
+    cosmos_settings: Settings,
+    proxy: FaultyCosmosProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    created: str,
+) -> None:
+    """Run A has found the container (or database) missing and its create is held; run B
+    creates it meanwhile. Both must end "ready", exit 0: the second create's 409 means what
+    the command wanted is there."""
+    fresh = dataclasses.replace(
+        cosmos_settings,
+        cosmos_endpoint=proxy.endpoint,
+        cosmos_database=f"db-{uuid.uuid4().hex[:8]}" if created == "database" else "acr",
+        cosmos_container=f"events-{uuid.uuid4().hex[:12]}",
+    )
+    path = r"^POST /dbs/?$" if created == "database" else r"^POST /dbs/[^/]+/colls/?$"
+    hold = Hold(path, then_pass=True, limit=1)
+    proxy.holds.append(hold)
+    run_a, raised = in_background(lambda: provision(fresh))
+    hold.wait()
+
+    cli_on(fresh, monkeypatch, tmp_path)
+    status_b = cli.main(["provision"])
+    hold.release()
+    run_a.join(timeout=30)
+
+    assert status_b == 0, capsys.readouterr().err
+    assert raised == []  # run A: what the CLI prints as exit 1
+    assert container_for(fresh).read()["partitionKey"]["paths"] == [PARTITION_KEY_PATH]
+
+
+REDEPLOYED_POLICY = {
+    "indexingMode": "consistent",
+    "includedPaths": [{"path": "/repository/?"}, {"path": "/registry/?"}],
+    "excludedPaths": [{"path": "/*"}],
+}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: provision replaces the container with the indexing policy it read, no "
+    "ETag: a policy a redeploy set between its read and its replace is undone",
+)
+def test_a_retention_change_keeps_an_indexing_policy_set_meanwhile(
+    cosmos_settings: Settings, proxy: FaultyCosmosProxy
+) -> None:
+    """`RETENTION_DAYS=90 provision` has read the container; main.bicep (a redeploy adding
+    `/registry/?` to the index, docs/operations.md "Upgrading") replaces its policy; then the
+    provision's replace lands. Both changes must stay."""
+    hold = Hold(r"^PUT /dbs/[^/]+/colls/[^/]+/?$", then_pass=True, limit=1)
+    proxy.holds.append(hold)
+    retention = dataclasses.replace(
+        cosmos_settings, cosmos_endpoint=proxy.endpoint, retention_days=90
+    )
+    run, raised = in_background(lambda: provision(retention))
+    hold.wait()
+
+    database = create_cosmos_client(cosmos_settings).get_database_client("acr")
+    database.replace_container(
+        cosmos_settings.cosmos_container,
+        partition_key=PartitionKey(path=PARTITION_KEY_PATH),
+        indexing_policy=REDEPLOYED_POLICY,
+    )
+    hold.release()
+    run.join(timeout=30)
+
+    assert raised == []
+    properties = container_for(cosmos_settings).read()
+    assert properties["defaultTtl"] == 90 * 86400
+    assert properties["indexingPolicy"] == REDEPLOYED_POLICY
