@@ -37,7 +37,7 @@ POISONED = 3
 
 
 def depth(queue: QueueSettings) -> int:
-    return int(create_queue_client(queue, {}).get_queue_properties().approximate_message_count)
+    return int(create_queue_client(queue, {}).get_queue_properties().approximate_message_count or 0)
 
 
 def wait_until(condition: Any, seconds: float, what: str) -> None:
