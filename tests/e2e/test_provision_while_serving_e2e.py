@@ -8,14 +8,13 @@ with a 5xx, each stored once; the documents there before stay; the time-to-live 
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 from acr_webhook.config import Settings
 from acr_webhook.repository import provision
 from tests.conftest import container_for, read_all
 from tests.support import payloads
 from tests.support.cosmos_proxy import FaultyCosmosProxy
-from tests.support.holds import Hold
+from tests.support.holds import Background, Hold
 from tests.support.instances import EVENTGRID_HEADERS
 from tests.support.serve import ServeProcess, post_json
 from tests.unit.test_eventgrid import event_grid
@@ -38,23 +37,13 @@ def test_events_sent_while_provision_changes_the_retention_are_all_stored(
     retention = dataclasses.replace(
         cosmos_settings, cosmos_endpoint=proxy.endpoint, retention_days=90
     )
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            provision(retention)
-        except BaseException as error:
-            raised.append(error)
-
-    command = threading.Thread(target=run, daemon=True)
-    command.start()
+    command = Background(lambda: provision(retention))
     replace.wait()
     during, stored_during = send("during")
     replace.release()
-    command.join(timeout=30)
+    command.result()
     after, stored_after = send("after")
 
-    assert raised == []
     assert (before, during, after) == ([201, 201, 200],) * 3
     ids = sorted(d["id"] for d in read_all(cosmos_settings))
     assert ids == sorted(stored_before + stored_during + stored_after)

@@ -12,7 +12,6 @@ document; none lost; both runs' printed counts true."""
 from __future__ import annotations
 
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from acr_webhook.redrive import RedriveReport, redrive
 from tests.conftest import read_all
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT, LocalAzurite
-from tests.support.holds import Hold
+from tests.support.holds import Background, Hold
 from tests.support.instances import decisions
 from tests.support.queue_proxy import HoldingQueueProxy
 from tests.support.serve import ServeProcess
@@ -71,9 +70,7 @@ def test_two_redrives_at_once_during_replay_replay_each_event_once_with_true_cou
         )
         queue_proxy.holds.append(hold)
         via_proxy = QueueSettings(FALLBACK_QUEUE_NAME, queue_proxy.connection_string)
-        report_a: list[RedriveReport] = []
-        run_a = threading.Thread(target=lambda: report_a.append(redrive(via_proxy)), daemon=True)
-        run_a.start()
+        run_a = Background(lambda: redrive(via_proxy))
         hold.wait()
         # The message A sent is replayed while its poison copy is still there, held by A.
         wait_until(lambda: len(read_all(cosmos_settings)) == 1, seconds=10, what="the first replay")
@@ -83,7 +80,7 @@ def test_two_redrives_at_once_during_replay_replay_each_event_once_with_true_cou
         status_b = cli.main(["redrive"])
         out_b = capsys.readouterr().out
         hold.release()
-        run_a.join(timeout=30)
+        report_a = run_a.result()
 
         wait_until(
             lambda: (
@@ -102,7 +99,7 @@ def test_two_redrives_at_once_during_replay_replay_each_event_once_with_true_cou
     assert moved_b is not None and moved_b[1] == "0", out_b
     assert f"Left in '{FALLBACK_QUEUE_NAME}-poison': {POISONED}" in out_b
     assert f"{POISONED} of them were hidden from this run" in out_b
-    assert report_a == [RedriveReport(moved=POISONED, not_events=0, left=0)]
+    assert report_a == RedriveReport(moved=POISONED, not_events=0, left=0)
     documents = read_all(cosmos_settings)
     assert sorted(d["id"] for d in documents) == sorted(ids)
     replays = decisions(app.output())

@@ -11,8 +11,7 @@ output points at the parked copies."""
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,33 +30,11 @@ from tests.conftest import read_all
 from tests.integration.test_event_queries import cli_on
 from tests.support import payloads
 from tests.support.cosmos_proxy import FaultyCosmosProxy
-from tests.support.holds import Hold
+from tests.support.holds import Background, Hold
 from tests.support.interleave import InlineExecutor
 from tests.unit.test_eventgrid import NOW, event_grid
 
 ALICE = "alice@contoso.com"
-
-
-class Background:
-    """One call on a thread of its own: what it returned, or raised, once joined."""
-
-    def __init__(self, call: Callable[[], Any]) -> None:
-        self._outcome: list[Any] = []
-        self._thread = threading.Thread(target=lambda: self._run(call), daemon=True)
-        self._thread.start()
-
-    def _run(self, call: Callable[[], Any]) -> None:
-        try:
-            self._outcome.append(call())
-        except BaseException as error:
-            self._outcome.append(error)
-
-    def result(self) -> Any:
-        self._thread.join(timeout=30)
-        [outcome] = self._outcome
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
 
 
 @dataclasses.dataclass

@@ -14,9 +14,7 @@ time-to-live writes back the indexing policy it read, undoing one a redeploy set
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,22 +26,7 @@ from acr_webhook.repository import PARTITION_KEY_PATH, create_cosmos_client, pro
 from tests.conftest import container_for
 from tests.integration.test_event_queries import cli_on
 from tests.support.cosmos_proxy import FaultyCosmosProxy
-from tests.support.holds import Hold
-
-
-def in_background(call: Callable[[], None]) -> tuple[threading.Thread, list[BaseException]]:
-    """``call`` on a thread of its own, started; what it raised lands in the list."""
-    raised: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as error:
-            raised.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, raised
+from tests.support.holds import Background, Hold
 
 
 @pytest.mark.xfail(
@@ -72,16 +55,15 @@ def test_two_provisions_at_once_on_a_fresh_account_both_succeed(
     path = r"^POST /dbs/?$" if created == "database" else r"^POST /dbs/[^/]+/colls/?$"
     hold = Hold(path, then_pass=True, limit=1)
     proxy.holds.append(hold)
-    run_a, raised = in_background(lambda: provision(fresh))
+    run_a = Background(lambda: provision(fresh))
     hold.wait()
 
     cli_on(fresh, monkeypatch, tmp_path)
     status_b = cli.main(["provision"])
     hold.release()
-    run_a.join(timeout=30)
 
     assert status_b == 0, capsys.readouterr().err
-    assert raised == []  # run A: what the CLI prints as exit 1
+    run_a.result()  # raises what the CLI prints as exit 1
     assert container_for(fresh).read()["partitionKey"]["paths"] == [PARTITION_KEY_PATH]
 
 
@@ -108,7 +90,7 @@ def test_a_retention_change_keeps_an_indexing_policy_set_meanwhile(
     retention = dataclasses.replace(
         cosmos_settings, cosmos_endpoint=proxy.endpoint, retention_days=90
     )
-    run, raised = in_background(lambda: provision(retention))
+    run = Background(lambda: provision(retention))
     hold.wait()
 
     database = create_cosmos_client(cosmos_settings).get_database_client("acr")
@@ -118,9 +100,8 @@ def test_a_retention_change_keeps_an_indexing_policy_set_meanwhile(
         indexing_policy=REDEPLOYED_POLICY,
     )
     hold.release()
-    run.join(timeout=30)
 
-    assert raised == []
+    run.result()
     properties = container_for(cosmos_settings).read()
     assert properties["defaultTtl"] == 90 * 86400
     assert properties["indexingPolicy"] == REDEPLOYED_POLICY

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from tests.integration.test_event_queries import cli_on
 from tests.support import payloads
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.history import history_entry
-from tests.support.holds import Hold
+from tests.support.holds import Background, Hold
 from tests.support.interleave import InlineExecutor
 from tests.unit.test_eventgrid import NOW, TOPIC, event_grid
 
@@ -88,10 +87,7 @@ def test_reconcile_by_hand_the_timer_and_live_deliveries_make_one_full_document_
     def webhook(event: dict[str, Any]) -> int:
         return handle_webhook(payloads.body(event), repository).status
 
-    outcome: dict[str, Any] = {}
-    first = command if held == "command" else lambda: webhook(events[0])
-    background = threading.Thread(target=lambda: outcome.update(held=first()), daemon=True)
-    background.start()
+    background = Background(command if held == "command" else lambda: webhook(events[0]))
     create.wait()
     status = command() if held == "webhook" else None
     counts = timer()
@@ -103,11 +99,10 @@ def test_reconcile_by_hand_the_timer_and_live_deliveries_make_one_full_document_
         executor=InlineExecutor(),
     )
     create.release()
-    background.join(timeout=30)
     if held == "command":
-        status = outcome["held"]
+        status = background.result()
     else:
-        webhooks.append(outcome["held"])
+        webhooks.append(background.result())
 
     assert status == 0
     summary = re.search(

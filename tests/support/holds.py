@@ -7,8 +7,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -82,3 +83,27 @@ def answered(holds: Sequence[Hold], method: str, path: str) -> None:
     for hold in holds:
         if hold.matches(method, path):
             hold.count_passed()
+
+
+class Background:
+    """One call on a thread of its own, started at once: the party whose request a Hold
+    keeps while the test acts in between. ``result`` joins it and returns what the call
+    returned, or raises what it raised."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._outcome: list[Any] = []
+        self._thread = threading.Thread(target=lambda: self._run(call), daemon=True)
+        self._thread.start()
+
+    def _run(self, call: Callable[[], Any]) -> None:
+        try:
+            self._outcome.append(call())
+        except BaseException as error:
+            self._outcome.append(error)
+
+    def result(self, timeout: float = 30) -> Any:
+        self._thread.join(timeout)
+        [outcome] = self._outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
