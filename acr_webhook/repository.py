@@ -760,12 +760,20 @@ def provision(settings: Settings) -> None:
     (the container's default time-to-live; none keeps documents forever). Not on the request
     path: run once, and again after changing RETENTION_DAYS."""
     client = create_cosmos_client(settings, PROVISIONING_TIMEOUTS)
-    database = client.create_database_if_not_exists(settings.cosmos_database)
+    # The SDK reads, then creates what it did not find: a 409 on the create means another run
+    # (an operator, a second ./scripts/dev) made it in between, which is what this one wanted.
+    try:
+        database = client.create_database_if_not_exists(settings.cosmos_database)
+    except CosmosResourceExistsError:
+        database = client.get_database_client(settings.cosmos_database)
     ttl = settings.retention_days * 86400 if settings.retention_days else None
     partition_key = PartitionKey(path=PARTITION_KEY_PATH)
-    container = database.create_container_if_not_exists(
-        settings.cosmos_container, partition_key=partition_key, default_ttl=ttl
-    )
+    try:
+        container = database.create_container_if_not_exists(
+            settings.cosmos_container, partition_key=partition_key, default_ttl=ttl
+        )
+    except CosmosResourceExistsError:
+        container = database.get_container_client(settings.cosmos_container)
     properties = container.read()
     paths = properties.get("partitionKey", {}).get("paths")
     if paths != [PARTITION_KEY_PATH]:
