@@ -75,7 +75,7 @@ def test_ctrl_c_between_a_send_and_its_delete_loses_nothing_and_replay_stores_ea
 ) -> None:
     """The 2nd event sent (the fallback queue has it) and its answer held, then Ctrl+C: the
     kept message is visible again at once, the two events not yet deleted are leased (60 s;
-    2 s here), the next run moves them, and the 4 messages replay as 3 events."""
+    3 s here), the next run moves them, and the 4 messages replay as 3 events."""
     ids = poisoned(queues, 3)
     second_send = Hold(SEND, skip=1, after_passing=True)
     queue_proxy.holds = [second_send]
@@ -83,7 +83,7 @@ def test_ctrl_c_between_a_send_and_its_delete_loses_nothing_and_replay_stores_ea
         ["redrive"],
         tmp_path,
         redrive_env(queue_proxy, cosmos_settings),
-        *patched("acr_webhook.redrive.LEASE_SECONDS=2"),
+        *patched("acr_webhook.redrive.LEASE_SECONDS=3"),
     )
     second_send.wait(held=1, passed=1)
     process.send_signal(signal.SIGINT)
