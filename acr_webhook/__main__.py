@@ -11,10 +11,11 @@ import logging
 import os
 import re
 import secrets
+import signal
 import sys
 import time
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,30 @@ from acr_webhook.telemetry import quiet_sdk_loggers
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+    from acr_webhook.erasure import Erasure
     from acr_webhook.queries import PushPage
     from acr_webhook.store import RepositoryUnavailableError
 
 # The status a shell gives a command that SIGPIPE ended (`seq 100000 | head -1`): what the
 # commands return when the reader of their output has gone.
 READER_GONE_STATUS = 128 + 13
+
+
+class _TerminatedError(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job) while a command changes the record: it stops as for
+    Ctrl+C, says what it did, and is then ended by SIGTERM after all (143 in a shell)."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    def stop(_signum: int, _frame: object) -> None:
+        raise _TerminatedError
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -322,7 +341,12 @@ def _store_failed(settings: Settings, error: RepositoryUnavailableError) -> int:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from acr_webhook.reconcile import HistoryFileError, read_history_file, reconcile_entries
+    from acr_webhook.reconcile import (
+        HistoryFileError,
+        ReconcileCounts,
+        read_history_file,
+        reconcile_entries,
+    )
     from acr_webhook.repository import CosmosEventRepository
     from acr_webhook.results import utc_now
 
@@ -335,12 +359,19 @@ def _reconcile(args: argparse.Namespace) -> int:
     # stderr is for the invalid entries (one line each) and problems; per-event decisions
     # (reconciled, fields filled in) stay quiet: the summary counts them.
     logging.getLogger("acr_webhook").setLevel(logging.WARNING)
-    outcome = reconcile_entries(
-        entries,
-        CosmosEventRepository(settings),
-        received_at=utc_now(),
-        report_invalid=lambda entry: print(f"invalid {entry}", file=sys.stderr),
-    )
+    counts = ReconcileCounts()
+    try:
+        with _sigterm_stops():
+            outcome = reconcile_entries(
+                entries,
+                CosmosEventRepository(settings),
+                received_at=utc_now(),
+                report_invalid=lambda entry: print(f"invalid {entry}", file=sys.stderr),
+                counts=counts,
+            )
+    except KeyboardInterrupt:
+        print(counts.summary())  # what it did before the stop, as the last line still
+        raise
     if outcome.store_missing:
         print(f"stopped: {_store_missing(settings)}", file=sys.stderr)
     elif outcome.set_up is not None:  # a setting or a role: running again is refused the same
@@ -384,7 +415,7 @@ MATCHED_VALUES_SHOWN = 10
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from acr_webhook.erasure import by_repository, erase, find, matched_values
+    from acr_webhook.erasure import Erasure, by_repository, erase, find, matched_values
     from acr_webhook.models import Person
     from acr_webhook.repository import CosmosEventEraser
     from acr_webhook.store import RepositoryUnavailableError, StoreSetUpError
@@ -431,9 +462,20 @@ def _erase(args: argparse.Namespace) -> int:
     if not args.yes:
         print("Nothing deleted: run again with --yes to delete them.")
         return 0
-    erasure = erase(eraser, found)
-    gone = f" ({erasure.gone} already gone)" if erasure.gone else ""
-    print(f"Deleted {erasure.deleted} of {len(found)}{gone}.")
+    erasure = Erasure(found)
+    try:
+        with _sigterm_stops():
+            erase(eraser, erasure)
+    except KeyboardInterrupt:
+        # The operator keeps the Deleted lines for the request's file: this run's count too.
+        print(_deleted(erasure))
+        print(
+            f"stopped with {erasure.left} left (the delete it stopped in may have gone too): "
+            "run erase again to delete the rest",
+            file=sys.stderr,
+        )
+        raise
+    print(_deleted(erasure))
     if erasure.stopped is not None:
         store = f"stopped with {erasure.left} left: the event store at {settings.cosmos_endpoint}"
         if isinstance(erasure.stopped, StoreSetUpError):  # refused the same way every time
@@ -449,6 +491,11 @@ def _erase(args: argparse.Namespace) -> int:
         '"Personal data" in docs/operations.md.'
     )
     return 0
+
+
+def _deleted(erasure: Erasure) -> str:
+    gone = f" ({erasure.gone} already gone)" if erasure.gone else ""
+    return f"Deleted {erasure.deleted} of {len(erasure.found)}{gone}."
 
 
 def _add_erase_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -608,6 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
+    except _TerminatedError:
+        with contextlib.suppress(_ReaderGoneError, OutputError):
+            sys.stdout.flush()  # what it did, before the signal ends the process unflushed
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 128 + signal.SIGTERM  # in case the signal is not delivered at once
     except KeyboardInterrupt:
         # Ctrl+C while a command waits (provision, events, ...): stopped, not a crash.
         print("interrupted", file=sys.stderr)

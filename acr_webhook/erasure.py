@@ -39,11 +39,11 @@ def find(eraser: EventEraser, person: Person) -> list[StoredEvent]:
     return eraser.events_naming(person)
 
 
-def erase(eraser: EventEraser, events: list[StoredEvent]) -> Erasure:
-    """Deletes each of ``events``; the first failure of the store stops it (running it again
-    finds what is left)."""
-    erasure = Erasure(events)
-    for event in events:
+def erase(eraser: EventEraser, erasure: Erasure) -> Erasure:
+    """Deletes each event ``erasure`` found, counting in it as it goes, so that a caller
+    stopped from outside (Ctrl+C) can still say what was deleted; the first failure of the
+    store stops it (running it again finds what is left)."""
+    for event in erasure.found:
         try:
             deleted = eraser.delete(event)
         except RepositoryUnavailableError as error:

@@ -215,6 +215,7 @@ def reconcile_entries(
     received_at: datetime,
     report_invalid: Callable[[InvalidEntry], None],
     stored: StoredEvents | None = None,
+    counts: ReconcileCounts | None = None,
 ) -> ReconcileOutcome:
     """Store the recorded events among ``entries`` that are not stored yet.
 
@@ -222,8 +223,10 @@ def reconcile_entries(
     already stored event), none when it is in ``stored``, which learns each event the run
     stores or finds stored. Ping and other actions are skipped; invalid entries are reported
     and counted, never fatal. The run stops when the store is unreachable: the outcome says so.
+    ``counts``: where to count as it goes, for a caller that must say what was done when the
+    run is stopped from outside (Ctrl+C).
     """
-    counts = ReconcileCounts()
+    counts = ReconcileCounts() if counts is None else counts
     unstored_reason: str | None = None
     for index, entry in enumerate(entries):
         try:

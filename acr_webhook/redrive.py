@@ -9,9 +9,10 @@ the cause is fixed, every message that holds an event document goes back to
 
 Per message: receive it from the poison queue (hidden from other readers meanwhile), send it to
 the fallback queue, then delete it from the poison queue. A crash between the send and the
-delete leaves the message in both queues: at most one duplicate event, which replay stores once
-(the event id is the document id). A message already deleted is never sent again, so running
-the command twice moves nothing twice.
+delete leaves the message in both queues, and a send whose answer was lost, which the SDK
+sends again, a second copy: duplicate events, which replay stores once (the event id is the
+document id). A message already deleted is never sent again, so running the command twice
+moves nothing twice.
 
 Contents move unchanged: both queues hold what fallback.py wrote, base64 of the parked event's
 JSON (``models.ParkedEvent``; the Functions queue trigger's default encoding), and the runtime
@@ -21,10 +22,11 @@ back.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from acr_webhook.config import STORAGE_CONNECTION, ConfigurationError, QueueSettings
 from acr_webhook.fallback import NEVER_EXPIRES, create_queue_client, decode_message
@@ -44,6 +46,9 @@ CLI_TIMEOUTS: dict[str, Any] = {
     "increment_base": 2,
     "random_jitter_range": 1,
 }
+# Releasing the kept messages on Ctrl+C: one short try each. The operator may be stopping it
+# because the service stopped answering; a message not released comes back when its lease ends.
+STOPPING_TIMEOUTS: dict[str, Any] = {"connection_timeout": 1, "read_timeout": 1, "retry_total": 0}
 # How long a received message stays hidden while it is moved; far longer than a send and a
 # delete, so no other reader (another redrive) can take it meanwhile.
 LEASE_SECONDS = 60
@@ -93,6 +98,7 @@ def redrive(queue: QueueSettings) -> RedriveReport:
     # Messages that are not events, by id: hidden for the lease, so seen once in most runs. A
     # run longer than the lease sees one again, and only its latest receipt can release it.
     kept: dict[str, QueueMessage] = {}
+    stopping = False
     try:
         while batch:
             for message in batch:
@@ -104,13 +110,23 @@ def redrive(queue: QueueSettings) -> RedriveReport:
                     main.send_message(content, time_to_live=NEVER_EXPIRES)  # as parked
                 except ResourceNotFoundError:
                     raise _missing(queue) from None
-                poison.delete_message(message)
+                # Gone already: this delete's answer was lost and the SDK sent it again, or the
+                # lease ended and another run took it (and sends it too: replay stores it once).
+                with contextlib.suppress(ResourceNotFoundError):
+                    poison.delete_message(message)
                 moved += 1
             batch = _receive(poison)
+    except KeyboardInterrupt:
+        stopping = True
+        raise
     finally:
         for message in kept.values():
             # Visible again at once, as before the run, for whoever inspects the queue.
-            poison.update_message(message, visibility_timeout=0)
+            if stopping:
+                with contextlib.suppress(AzureError):
+                    poison.update_message(message, visibility_timeout=0, **STOPPING_TIMEOUTS)
+            else:
+                poison.update_message(message, visibility_timeout=0)
     left = int(poison.get_queue_properties().approximate_message_count or 0)
     return RedriveReport(moved=moved, not_events=len(kept), left=left)
 

@@ -725,7 +725,11 @@ class CosmosEventEraser:
             address = self._address(container, event)
             if address is None:
                 return False
-            container.delete_item(address, partition_key=event.repository)
+            # Sent once more if its answer was lost: a 404 then says it went all the same.
+            _on_time(
+                partial(container.delete_item, address, partition_key=event.repository),
+                lambda: _within(float(QUERY_TIMEOUTS["timeout"]), QUERY_TIMEOUTS),
+            )
         except CosmosResourceNotFoundError:
             return False  # deleted since it was found (another erase, its time-to-live)
         except AzureError as error:

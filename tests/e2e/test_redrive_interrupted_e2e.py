@@ -9,9 +9,9 @@ had received for 60 s, and a run before that says how many were hidden; running 
 safe. A SIGKILL between the send and the delete is tests/e2e/test_crash_e2e.py's; Ctrl+C
 differs from it in what the run does on its way out (it releases the message it kept).
 
-Strict xfails: a Ctrl+C while the queue service does not answer is not obeyed for ~98 s, then
-reported as an outage (exit 1); a delete whose answer was lost stops the run as "unavailable
-or refused" though the message was moved."""
+A Ctrl+C while the queue service did not answer was not obeyed for ~98 s, then reported as an
+outage (exit 1); a delete whose answer was lost stopped the run as "unavailable or refused"
+though the message was moved."""
 
 from __future__ import annotations
 
@@ -115,12 +115,6 @@ def test_ctrl_c_between_a_send_and_its_delete_loses_nothing_and_replay_stores_ea
     assert sorted(str(document["id"]) for document in read_all(cosmos_settings)) == sorted(ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: Ctrl+C while the queue service does not answer, with a kept (non-event) "
-    "message, runs on ~98 s (the finally's release: 3 tries x 30 s read timeout), then exits "
-    "1 'the queue service is unavailable or refused: ... Read timed out', not 130 'interrupted'",
-)
 def test_ctrl_c_while_the_queue_service_hangs_stops_at_once_with_a_message_kept(
     queues: QueueSettings,
     queue_proxy: HoldingQueueProxy,
@@ -149,13 +143,6 @@ def test_ctrl_c_while_the_queue_service_hangs_stops_at_once_with_a_message_kept(
     assert (process.returncode, err) == (130, "interrupted\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a poison delete Azurite applied whose answer was lost (connection closed) "
-    "is retried by the SDK, gets 404 and stops the run: exit 1 'the queue service is "
-    "unavailable or refused: The specified message does not exist.', 1 of 3 moved, 2 leased "
-    "60 s, no Moved line",
-)
 def test_a_poison_delete_whose_answer_was_lost_counts_as_moved_and_the_run_goes_on(
     queues: QueueSettings,
     queue_proxy: HoldingQueueProxy,

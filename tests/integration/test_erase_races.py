@@ -147,7 +147,7 @@ def test_two_erases_at_once_delete_each_event_once_and_say_so(
     delete = Hold(r"^DELETE /dbs/[^/]+/colls/[^/]+/docs/", then_pass=True, limit=1)
     proxy.holds.append(delete)
     eraser = CosmosEventEraser(through_proxy)
-    run_a = Background(lambda: erase(eraser, find(eraser, Person("actor", ALICE))))
+    run_a = Background(lambda: erase(eraser, Erasure(find(eraser, Person("actor", ALICE)))))
     delete.wait()
 
     status, out = operator.erase("--yes")

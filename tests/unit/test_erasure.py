@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from acr_webhook.erasure import by_repository, erase, find, matched_values
+from acr_webhook.erasure import Erasure, by_repository, erase, find, matched_values
 from acr_webhook.models import Person, StoredEvent
 from acr_webhook.repository import CosmosEventEraser, person_sql
 from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
@@ -66,7 +66,7 @@ def test_erase_deletes_every_event_of_the_person_and_no_one_elses() -> None:
     eraser = InMemoryEraser(DOCUMENTS)
     found = find(eraser, Person("actor", "alice@contoso.com"))
 
-    erasure = erase(eraser, found)
+    erasure = erase(eraser, Erasure(found))
 
     assert (erasure.deleted, erasure.gone, erasure.left, erasure.stopped) == (5, 0, 0, None)
     assert sorted(eraser.documents) == ["e4"]
@@ -88,7 +88,7 @@ def test_matched_values_list_each_address_as_recorded_once() -> None:
 def test_an_event_deleted_meanwhile_counts_as_gone_not_deleted() -> None:
     eraser = InMemoryEraser(DOCUMENTS, gone=frozenset({"e2"}))
 
-    erasure = erase(eraser, find(eraser, Person("actor", "alice@contoso.com")))
+    erasure = erase(eraser, Erasure(find(eraser, Person("actor", "alice@contoso.com"))))
 
     assert (erasure.deleted, erasure.gone, erasure.left) == (4, 1, 0)
 
@@ -106,7 +106,7 @@ def test_the_first_failure_of_the_store_stops_it_and_says_how_many_are_left(
 ) -> None:
     eraser = InMemoryEraser(DOCUMENTS, fail_at=2, failure=failure)
 
-    erasure = erase(eraser, find(eraser, Person("actor", "alice@contoso.com")))
+    erasure = erase(eraser, Erasure(find(eraser, Person("actor", "alice@contoso.com"))))
 
     assert erasure.stopped is failure
     assert (erasure.deleted, erasure.left) == (2, 3)
@@ -230,7 +230,7 @@ def test_erase_stops_at_the_first_failure_even_if_the_next_delete_would_pass() -
     is left)"; against a store still failing each try would wait out its own timeout."""
     eraser = FailingOnce(DOCUMENTS, fail_at=2, failure=RepositoryUnavailableError("timed out"))
 
-    erasure = erase(eraser, find(eraser, Person("actor", "alice@contoso.com")))
+    erasure = erase(eraser, Erasure(find(eraser, Person("actor", "alice@contoso.com"))))
 
     assert (erasure.deleted, erasure.gone, erasure.left) == (2, 0, 3)
     assert sorted(eraser.documents) == ["e3", "e4", "e5", "e6"]
