@@ -13,6 +13,7 @@ import re
 import secrets
 import signal
 import sys
+import threading
 import time
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +42,10 @@ class _TerminatedError(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _sigterm_stops() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # called from a program's thread (tests): only the main thread may take signals
+        return
+
     def stop(_signum: int, _frame: object) -> None:
         raise _TerminatedError
 
