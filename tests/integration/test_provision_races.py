@@ -26,7 +26,7 @@ from acr_webhook.config import Settings
 from acr_webhook.repository import PARTITION_KEY_PATH, create_cosmos_client, provision
 from tests.conftest import container_for
 from tests.integration.test_event_queries import cli_on
-from tests.support.cosmos_proxy import FaultyCosmosProxy
+from tests.support.cosmos_proxy import FaultyCosmosProxy, Refusal
 from tests.support.holds import Background, Hold
 
 
@@ -61,6 +61,46 @@ def test_two_provisions_at_once_on_a_fresh_account_both_succeed(
     assert status_b == 0, capsys.readouterr().err
     run_a.result()  # raises what the CLI prints as exit 1
     assert container_for(fresh).read()["partitionKey"]["paths"] == [PARTITION_KEY_PATH]
+
+
+@pytest.mark.parametrize("created", ["container", "database"])
+def test_a_create_refused_for_another_reason_is_no_race(
+    cosmos_settings: Settings,
+    proxy: FaultyCosmosProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    created: str,
+) -> None:
+    """Only a 409 means another run made it. An Entra ID identity's create is refused 403/5300
+    ("cannot be authorized by AAD token in data plane", tests/unit/test_restore.py): provision
+    says that refusal and its fix (exit 2, main.bicep or az cosmosdb), not a missing container
+    (exit 1, "run provision", the command just run). Kills: the except widened to
+    CosmosHttpResponseError or AzureError, for the database's create or the container's."""
+    fresh = dataclasses.replace(
+        cosmos_settings,
+        cosmos_endpoint=proxy.endpoint,
+        cosmos_database=f"db-{uuid.uuid4().hex[:8]}" if created == "database" else "acr",
+        cosmos_container=f"events-{uuid.uuid4().hex[:12]}",
+    )
+    path = "/dbs" if created == "database" else f"/dbs/{fresh.cosmos_database}/colls"
+    proxy.refusal = Refusal(
+        403,
+        5300,
+        "Forbidden",
+        f"Request blocked by Auth cosmos-acr : The given request [POST {path}] cannot be "
+        "authorized by AAD token in data plane. Learn more: https://aka.ms/cosmos-native-rbac.",
+        paths=rf"^{path}/?$",
+    )
+    cli_on(fresh, monkeypatch, tmp_path)
+
+    status = cli.main(["provision"])
+
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert "az cosmosdb sql container" in err and "403/5300" in err, err
+    assert "run provision" not in err, err
+    assert proxy.refused == 1
 
 
 REDEPLOYED_POLICY = {
