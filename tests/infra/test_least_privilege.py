@@ -241,3 +241,12 @@ def test_principal_ids_blob_reader_reads_the_dead_letter_container_alone() -> No
         "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name]"
         f" StringEquals '{container}'))",
     )
+
+
+def test_the_docs_say_principal_ids_blob_reader_is_held_to_the_dead_letter_container() -> None:
+    """deploy.md's parameter table tells the operator what principalId may read: only what
+    Event Grid dead-lettered, so a 403 on another container is expected, not a missing
+    assignment. Kills: the row's words on the condition dropped."""
+    (row,) = [line for line in DEPLOY.splitlines() if line.startswith("| `principalId` |")]
+    held = "(what Event Grid dead-lettered: a condition holds it to that container)"
+    assert f"Storage Blob Data Reader {held}" in row
