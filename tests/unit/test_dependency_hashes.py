@@ -20,6 +20,7 @@ from packaging.tags import Tag, compatible_tags
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from scripts import lock
+from tests.infra.test_deploy_docs import README, section
 from tests.support.cosmos_server import REPO_ROOT
 
 # Files of a release as the Simple API lists them: name -> (sha256, yanked).
@@ -78,6 +79,18 @@ def test_bootstrap_installs_every_file_with_hashes_required() -> None:
     ]
     assert len(installs) == 2
     assert all("--require-hashes -r" in line for line in installs)
+
+
+def test_readme_makes_the_promise_these_tests_hold() -> None:
+    """The module docstring's quote, and the rule the lock enforces (a comment after a pin
+    stops it): where a maintainer changing a pin reads them. Kills: either sentence dropped."""
+    text = " ".join(section(README, "## Development").split())
+    assert (
+        "Each pin and locked package carries the sha256 of every file PyPI has for its version "
+        "that Python 3.11 can install, so pip (the remote build, `scripts/bootstrap`) refuses a "
+        "file that is not one of them"
+    ) in text
+    assert "a comment goes on a line of its own, as pip drops a pin's hashes after one" in text
 
 
 class _SimpleIndex(BaseHTTPRequestHandler):
