@@ -137,9 +137,10 @@ def requirements(lines: Iterable[str]) -> list[Requirement]:
 
 
 def installable_on_cpython_3_11(filename: str) -> bool:
-    """A wheel with a tag CPython 3.11 accepts on some platform (``py3``, ``cp311``, or the
-    stable ABI of 3.11 or older), or a source distribution; not a wheel only for other
-    Pythons."""
+    """A source distribution, or a wheel with a tag CPython 3.11 accepts on some platform (the
+    interpreter and ABI parts of packaging.tags' list for it: ``cp311`` with its own ABI, none
+    or abi3; abi3 of an older CPython 3; ``py3`` and ``py30`` to ``py311`` with no ABI); not a
+    wheel only for other Pythons."""
     try:
         _, _, _, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename:
@@ -148,12 +149,17 @@ def installable_on_cpython_3_11(filename: str) -> bool:
         except InvalidSdistFilename:
             return False
         return True
-    for tag in tags:
-        if tag.interpreter in ("py3", "py311", "cp311"):
-            return True
-        if tag.abi == "abi3" and re.fullmatch(r"cp3\d+", tag.interpreter):
-            return int(tag.interpreter[3:]) <= 11
-    return False
+    return any(_tag_for_cpython_3_11(tag.interpreter, tag.abi) for tag in tags)
+
+
+def _tag_for_cpython_3_11(interpreter: str, abi: str) -> bool:
+    if interpreter == "cp311":
+        return abi in ("cp311", "abi3", "none")
+    older_cpython = re.fullmatch(r"cp3(\d+)", interpreter)
+    if older_cpython:
+        return abi == "abi3" and int(older_cpython.group(1)) <= 11
+    python_3 = re.fullmatch(r"py3(\d*)", interpreter)
+    return abi == "none" and python_3 is not None and int(python_3.group(1) or 0) <= 11
 
 
 def index_hashes(name: str, version: str) -> list[str]:
@@ -260,10 +266,11 @@ def _with_hashes(line: str, known: dict[tuple[str, str], list[str]]) -> str:
         # pip joins the hash lines to it first, then drops the comment and all after it.
         raise SystemExit(f"put the comment after {requirement} on a line of its own")
     parsed = Requirement(requirement)
-    (version,) = {spec.version for spec in parsed.specifier if spec.operator == "=="} or {""}
-    if not version:
-        return line  # a range, no pin: pip refuses it with hashes, and the section locks it
-    key = (canonicalize_name(parsed.name), version)
+    versions = [spec.version for spec in parsed.specifier if spec.operator == "=="]
+    if len(parsed.specifier) != 1 or not versions:
+        # pip checks hashes for a file only with every requirement pinned so.
+        raise SystemExit(f"pin {requirement} to one version (==): hashes need one")
+    key = (canonicalize_name(parsed.name), versions[0])
     if key not in known:
         known[key] = index_hashes(*key)
     options = "".join(f" \\\n    {HASH_OPTION}{digest}" for digest in known[key])

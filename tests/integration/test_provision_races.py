@@ -7,8 +7,9 @@ The command says "Safe to run again" (its help) and docs/operations.md: "Running
 again with another value changes only the time-to-live: the documents and the container's
 indexing policy stay."
 
-A run whose container (or database) another run created meanwhile failed (exit 1,
-"unavailable or refused: CosmosResourceExistsError"). Left as a strict xfail: a run that changes
+A run whose container (or database) another run created meanwhile had failed (exit 1,
+"unavailable or refused: CosmosResourceExistsError"); it now takes the 409 for what it wanted.
+Left as a strict xfail: a run that changes
 the time-to-live writes back the indexing policy it read, undoing one a redeploy set meanwhile;
 docs/operations.md says so."""
 

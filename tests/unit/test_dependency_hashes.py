@@ -339,12 +339,6 @@ def test_which_files_cpython_3_11_can_install(filename: str) -> None:
     assert lock.installable_on_cpython_3_11(filename) is WHEELS_FOR_3_11[filename]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: installable_on_cpython_3_11 refuses py30-py310 wheels (py38-none-any: "
-    "False), which pip on CPython 3.11 installs: a release whose wheel is tagged py38 gets no "
-    "hash for it, so pip skips it or finds no file",
-)
 @pytest.mark.parametrize(
     "filename", ["p-1.0-py38-none-any.whl", "p-1.0-py310-none-manylinux_2_17_x86_64.whl"]
 )
@@ -357,12 +351,6 @@ def test_a_wheel_for_an_older_python_3_is_installable_on_3_11(filename: str) -> 
     assert lock.installable_on_cpython_3_11(filename)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: installable_on_cpython_3_11 answers the first abi3 tag of a wheel's tag set "
-    "it meets: cp38.cp312-abi3 is True or False by the set's (hash-seeded) order, False when "
-    "cp312-abi3 comes first",
-)
 def test_a_wheel_with_several_tags_is_judged_by_all_of_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -383,12 +371,6 @@ def test_a_wheel_with_several_tags_is_judged_by_all_of_them(
     assert answers == {"cp38": True, "cp312": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: scripts/lock writes a range above a section (azure-functions>=1) without "
-    "hashes and exits 0; pip then refuses the whole file ('In --require-hashes mode, all "
-    "requirements must have their versions pinned with ==', pip 26.3), hashes given or not",
-)
 def test_a_range_above_the_section_stops_the_lock(lock_copies: list[tuple[str, str]]) -> None:
     """A file with hashes is read by pip in hash-checking mode, where every requirement must be
     ``==``: a range is no longer locked by the section below it but fails bootstrap and the
