@@ -235,9 +235,9 @@ def sections() -> dict[Path, dict[str, str]]:
     dev_roots = requirements(pinned_part(DEV))
     runtime = runtime_closure()
     everything = dev_closure()
+    # Each one exact version: write refuses any other, which pip refuses in a file with hashes.
     runtime_pins, dev_pins = (
-        {canonicalize_name(r.name) for r in roots if any(s.operator == "==" for s in r.specifier)}
-        for roots in (runtime_roots, dev_roots)
+        {canonicalize_name(r.name) for r in roots} for roots in (runtime_roots, dev_roots)
     )
     return {
         RUNTIME: {n: v for n, v in runtime.items() if n not in runtime_pins},

@@ -394,16 +394,6 @@ def test_the_lock_module_writes_only_when_told_to(lock_files: tuple[Path, Path])
     assert {path: path.read_text() for path in lock_files} == before
 
 
-def test_a_pin_that_is_no_exact_version_is_locked_too(lock_files: tuple[Path, Path]) -> None:
-    """README: "Every package is pinned, the ones nothing names too". A requirement above the
-    section that allows a range (``>=``) is no pin: the section locks it at the installed
-    version, else the remote build takes its newest release. Kills: pinned_above counting
-    every requirement above the section, ``==`` or not."""
-    runtime, _ = lock_files
-    runtime.write_text(runtime.read_text().replace("azure-functions==1.26.0", "azure-functions>=1"))
-    assert lock.sections()[runtime]["azure-functions"] == "1.26.0"
-
-
 def test_a_runtime_dependency_pinned_for_the_tests_stays_locked_for_the_deployment(
     lock_files: tuple[Path, Path],
 ) -> None:
