@@ -141,6 +141,10 @@ var baseAppSettings = {
   COSMOS_CONTAINER: cosmosContainerName
   WEBHOOK_SECRET_HEADER: 'Authorization'
   PYTHON_THREADPOOL_THREAD_COUNT: string(httpConcurrency)
+  // The host reads a body whole and hands it to the worker before the app's own 1 MiB check:
+  // at its default 100 MB, 16 requests at once could hold 1.6 GB of the instance's memory.
+  // Twice the app's limit, as the local host's, so the app still answers 413 in its JSON shape.
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '2097152'
   RECONCILE_SCHEDULE: reconcileSchedule
   ARM_ENDPOINT: armEndpoint
   ARM_AUDIENCE: armTokenAudience
