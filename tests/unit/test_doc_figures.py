@@ -55,7 +55,7 @@ from bench import ru as bench_ru
 from bench import run as bench_run
 from tests.infra.bicep import param, resource, template, var
 from tests.infra.test_alerts import alerts, rule
-from tests.infra.test_main_template import cosmos_container
+from tests.infra.test_main_template import app_settings, cosmos_container
 from tests.infra.test_webhook_template import event_subscription
 from tests.unit.test_docs_commands import DOCS
 from tests.unit.test_public_corpus import load_corpus
@@ -331,6 +331,14 @@ FIGURES: dict[str, Figure] = {
         README,
         r"a listen backlog of (\d+), connections idle for (\d+) s closed",
         lambda: (ServerLimits().backlog, ServerLimits().idle_timeout_s),
+    ),
+    "Azure host body limit": Figure(
+        DEPLOY,
+        r"\| `FUNCTIONS_REQUEST_BODY_SIZE_LIMIT` \| `(\d+)` \((\d+) MiB, as the local host\)",
+        lambda: (
+            int(app_settings()["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"]),
+            ServerLimits().max_body_bytes / MIB,
+        ),
     ),
     "local host body limit": Figure(
         README,
