@@ -122,7 +122,8 @@ def file_hashes(path: Path) -> dict[tuple[str, str], list[str]]:
         requirement = line.split("#")[0].rstrip(" \\").strip()
         if requirement and not requirement.startswith("-"):
             parsed = Requirement(requirement)
-            (version,) = {spec.version for spec in parsed.specifier} or {""}
+            versions = {spec.version for spec in parsed.specifier}
+            version = versions.pop() if len(versions) == 1 else ""  # a range has no one version
             current = found.setdefault((canonicalize_name(parsed.name), version), [])
     return {key: digests for key, digests in found.items() if digests}
 
@@ -257,8 +258,8 @@ def tool_section(path: Path) -> dict[str, str]:
 
 
 def _with_hashes(line: str, known: dict[tuple[str, str], list[str]]) -> str:
-    """A requirement line (a comment after it kept) with its version's hashes, those the
-    files already give it or else the index's; any other line as it is."""
+    """A requirement line with its version's hashes, those the files already give it or else
+    the index's; any other line (a comment, an option) as it is."""
     requirement = line.split("#")[0].strip()
     if not requirement or requirement.startswith("-"):
         return line

@@ -371,12 +371,16 @@ def test_a_wheel_with_several_tags_is_judged_by_all_of_them(
     assert answers == {"cp38": True, "cp312": True}
 
 
-def test_a_range_above_the_section_stops_the_lock(lock_copies: list[tuple[str, str]]) -> None:
+@pytest.mark.parametrize("pin", ["azure-functions>=1", "azure-functions<2,>=1"])
+def test_a_range_above_the_section_stops_the_lock(
+    lock_copies: list[tuple[str, str]], pin: str
+) -> None:
     """A file with hashes is read by pip in hash-checking mode, where every requirement must be
     ``==``: a range is no longer locked by the section below it but fails bootstrap and the
     remote build ("run ./scripts/lock first", which was just run). The lock should say so, as
-    it does for a comment after a pin."""
+    it does for a comment after a pin, for a range of two bounds too (which reading the files'
+    hashes had failed on with a bare ValueError)."""
     runtime = lock.RUNTIME  # the copy
-    runtime.write_text(runtime.read_text().replace("azure-functions==1.26.0", "azure-functions>=1"))
-    with pytest.raises(SystemExit, match=re.escape("azure-functions>=1")):
+    runtime.write_text(runtime.read_text().replace("azure-functions==1.26.0", pin))
+    with pytest.raises(SystemExit, match=re.escape(pin)):
         lock.write(lock.sections())
