@@ -36,6 +36,7 @@ from acr_webhook.models import (
     AcrEvent,
     RecordedAction,
     ResourceId,
+    dated_ahead,
     to_document,
     validation_problems,
 )
@@ -525,8 +526,12 @@ def handle_eventgrid(
     storable: list[_Storable] = []
     ignored: list[_Ignored] = []
     problems: list[str] = []
+    received_at = now()
     for label, raw in labelled:
         outcome = _check(label, raw)
+        if isinstance(outcome, _Storable):
+            ahead = dated_ahead(outcome.event, received_at)
+            outcome = [f"{label}.data.{ahead}"] if ahead else outcome
         if isinstance(outcome, list):
             problems.extend(outcome)
         elif isinstance(outcome, _Handshake):
@@ -558,7 +563,6 @@ def handle_eventgrid(
     by_id: dict[str, list[_Storable]] = {}
     for item in storable:
         by_id.setdefault(item.event.id, []).append(item)
-    received_at = now()
     progress = _BatchProgress()
     futures: set[Future[_Written]] = {
         executor.submit(_write, copies, repository, received_at, deadline, progress)

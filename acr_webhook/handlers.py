@@ -22,6 +22,7 @@ from acr_webhook.models import (
     PING,
     RECORDED_ACTIONS,
     AcrEvent,
+    dated_ahead,
     parse_webhook_payload,
     to_document,
 )
@@ -274,8 +275,17 @@ def handle_webhook(
     event = _recorded_event(body)
     if isinstance(event, Result):
         return event
+    received_at = now()
+    ahead = dated_ahead(event, received_at)
+    if ahead is not None:
+        identity = {
+            "event_id": event.id,
+            "action": event.action,
+            "repository": event.target.repository,
+        }
+        return _bad_request(ahead, claimed=identity)
 
-    document = to_document(event, received_at=now())
+    document = to_document(event, received_at=received_at)
     started = time.perf_counter()
     try:
         created = repository.add(document)

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
@@ -262,6 +262,23 @@ def iso_utc(moment: datetime) -> str:
         utc.minute,
         utc.second,
         utc.microsecond,
+    )
+
+
+# ACR dates an event when it sends it. One dated later than this after the app received it is
+# a forgery (a delivery key's holder), which would head every newest-first page until it
+# expired; a day covers any clock's skew.
+MAX_AHEAD: Final = timedelta(days=1)
+
+
+def dated_ahead(event: AcrEvent, received_at: datetime) -> str | None:
+    """Why ``event``, received at ``received_at``, is not stored: its timestamp is more than
+    MAX_AHEAD after it; None when it is not."""
+    if event.timestamp - received_at <= MAX_AHEAD:
+        return None
+    return (
+        f"timestamp: {iso_utc(event.timestamp)} is more than a day after the event was received "
+        f"({iso_utc(received_at)}); ACR dates an event when it sends it"
     )
 
 

@@ -25,7 +25,12 @@ from typing import Any, Final
 
 from acr_webhook.config import ReconcileSettings
 from acr_webhook.handlers import claimed_identity, loads_strictly, log_event_decision
-from acr_webhook.models import RECORDED_ACTIONS, parse_webhook_payload, to_document
+from acr_webhook.models import (
+    RECORDED_ACTIONS,
+    dated_ahead,
+    parse_webhook_payload,
+    to_document,
+)
 from acr_webhook.results import utc_now
 from acr_webhook.store import (
     DocumentRejectedError,
@@ -250,6 +255,12 @@ def reconcile_entries(
             problems = "; ".join(event)
             identity = claimed_identity(content)
             report_invalid(InvalidEntry(index, _entry_id(entry), problems, identity))
+            continue
+        ahead = dated_ahead(event, received_at)
+        if ahead is not None:
+            counts.invalid += 1
+            reason = f"{CONTENT_PATH}.{ahead}"
+            report_invalid(InvalidEntry(index, _entry_id(entry), reason, claimed_identity(content)))
             continue
         key = (event.target.repository, event.id)  # the document's partition key and id
         if stored is not None and key in stored:

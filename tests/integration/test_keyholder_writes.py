@@ -223,7 +223,7 @@ def test_no_later_delivery_overwrites_a_value_of_a_stored_event(app: Settings, r
     assert eventgrid(real) == 200
     before = documents(app, real["id"])
     forged = enriched(real)
-    forged["timestamp"] = "2099-01-01T00:00:00Z"
+    forged["timestamp"] = "2020-01-01T00:00:00Z"  # not ahead: that is refused (400)
     forged["target"]["size"] = 1
     forged["request"] |= {"host": "evil.azurecr.io", "useragent": "forged/1.0"}
     assert (webhook(forged) if route == "webhook" else eventgrid(forged)) == 200
@@ -238,8 +238,11 @@ def test_no_later_delivery_overwrites_a_value_of_a_stored_event(app: Settings, r
 
 @pytest.mark.xfail(
     strict=True,
-    reason="DEFECT: a webhook-key holder fills in actor/clientAddress/location of a real "
-    "webhook-stored event (1 duplicate delivery), though docs say the webhook carries none",
+    reason="a webhook-key holder fills in actor/clientAddress/location of a real webhook-stored "
+    "event (1 duplicate delivery), though docs say the webhook carries none. Left for now: the "
+    "fill-in from any later copy is issue 11's design, which ~20 tests and the concurrency "
+    "properties model with webhook copies; restricting it to Event Grid and reconcile needs them "
+    "moved first (note 25)",
 )
 def test_a_webhook_delivery_cannot_add_who_pushed_to_a_stored_event(app: Settings) -> None:
     """docs/delivery.md: the native webhook adds no `actor`, client address or region; README:
@@ -255,11 +258,6 @@ def test_a_webhook_delivery_cannot_add_who_pushed_to_a_stored_event(app: Setting
     assert (after["actor"], after["clientAddress"], after["location"]) == (None, None, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: an event dated 9999-12-31 is stored (201) and heads every newest-first "
-    "page and every since= window until it expires; ACR never dates an event after it is sent",
-)
 @pytest.mark.parametrize("route", ["webhook", "eventgrid"])
 def test_an_event_dated_long_after_it_was_received_is_refused(app: Settings, route: str) -> None:
     """A forgery dated in the far future sorts first in `GET /api/acr/events`, in the CLI and in

@@ -166,6 +166,23 @@ def test_invalid_entries_are_counted_and_named_and_never_stop_the_run(
         assert secret not in all_logged(caplog)
 
 
+def test_an_entry_dated_more_than_a_day_after_the_reconcile_is_invalid() -> None:
+    """The routes' rule (models.dated_ahead): ACR dates an event when it sends it, and one
+    dated later would head every newest-first page. Exactly a day ahead is kept (clock skew).
+    Kills: reconcile storing what the routes refuse."""
+    repository = FakeEventRepository()
+    ahead = {**payloads.with_new_id(payloads.PUSH), "timestamp": "2026-11-24T12:00:00.000001Z"}
+    a_day = {**payloads.with_new_id(payloads.PUSH), "timestamp": "2026-11-24T12:00:00Z"}
+    outcome, invalid = run([history_entry(ahead), history_entry(a_day)], repository)
+    assert outcome.counts.summary() == "recorded=1 already=0 skipped=0 invalid=1"
+    assert [str(entry) for entry in invalid] == [
+        f"entry 0 (id {ahead['id']!r}): eventRequestMessage.content.timestamp: "
+        "2026-11-24T12:00:00.000001Z is more than a day after the event was received "
+        "(2026-11-23T12:00:00.000000Z); ACR dates an event when it sends it"
+    ]
+    assert list(repository.documents) == [a_day["id"]]
+
+
 def test_an_entry_that_is_not_an_object_or_whose_action_is_not_text_is_invalid() -> None:
     """Not skipped as an unrecorded action: reported, so that the operator sees it."""
     repository = FakeEventRepository()

@@ -63,9 +63,11 @@ from tests.support.logs import on_app_logger
 from tests.support.properties import DETERMINISTIC
 
 PROPERTIES = settings(DETERMINISTIC, max_examples=80)
-SEEDED_AT = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-LATER = datetime(2026, 11, 23, 12, 5, 0, 250_000, tzinfo=UTC)
+# Runs and deliveries happen after the years drawn (up to 9998): no event is then dated ahead
+# of its receipt, which the routes and reconcile refuse (models.dated_ahead).
+NOW = datetime(9999, 12, 30, 12, 0, tzinfo=UTC)
+SEEDED_AT = NOW - timedelta(hours=1)
+LATER = NOW + timedelta(minutes=5, microseconds=250_000)
 SUMMARY = re.compile(r"^recorded=(\d+) already=(\d+) skipped=(\d+) invalid=(\d+)$")
 CONTENT = "eventRequestMessage.content"
 TARGET = ReconcileSettings(
@@ -774,6 +776,8 @@ def test_the_cli_prints_one_line_per_invalid_entry_and_the_summary_last(
             acr_webhook.repository, "CosmosEventRepository", lambda _settings: repository
         ),
         captured_logs(),
+        # The run's time is the model's, after every year drawn (see NOW).
+        mock.patch("acr_webhook.results.utc_now", lambda: NOW),
         mock.patch("sys.stdout") as stdout,
         mock.patch("sys.stderr") as stderr,
     ):
