@@ -46,6 +46,7 @@ from tests.integration.test_event_queries import cli_on
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue, raw_messages
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.deployed import PROCESS_WIDE
 from tests.support.history import history_entry
 from tests.support.interleave import InlineExecutor
 from tests.unit.test_eventgrid import TOPIC, event_grid
@@ -210,16 +211,7 @@ def deployed(settings: Settings, history: History | None = None) -> ExitStack:
         (function_app, "webhook_history", lambda: history),
     ):
         stack.enter_context(mock.patch.object(target, name, value))
-    built = (
-        runtime.database_health,
-        runtime.event_repository,
-        runtime.eventgrid_repository,
-        runtime.event_reader,
-        runtime.fallback_queue,
-        runtime.shared_secret,
-        runtime.reconciled_events,
-    )
-    for once in built:
+    for once in PROCESS_WIDE:
         once.cache_clear()
         stack.callback(once.cache_clear)
     return stack

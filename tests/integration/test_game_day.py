@@ -36,10 +36,10 @@ from acr_webhook.local.queues import QueueOptions, QueuePoller, queue_functions
 from acr_webhook.models import AcrEvent, to_document
 from acr_webhook.results import utc_now
 from tests.conftest import fresh_settings, read_all
-from tests.integration.test_outage_memory import PROCESS_WIDE
 from tests.support import payloads
 from tests.support.azurite import ACCOUNT, ACCOUNT_KEY, LocalAzurite
 from tests.support.cosmos_server import REPO_ROOT, LocalCosmosServer
+from tests.support.deployed import PROCESS_WIDE
 from tests.support.kusto import compiled_shipped_queries
 from tests.support.logs import DECISION_FIELDS, on_app_logger
 from tests.support.serve import run_cli

@@ -20,20 +20,12 @@ import azure.functions as func
 import pytest
 
 import function_app
-from acr_webhook import runtime
 from acr_webhook.config import Settings
 from tests.conftest import container_for, fresh_settings
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.deployed import deployed_on
 
-PROCESS_WIDE = (
-    runtime.database_health,
-    runtime.event_repository,
-    runtime.eventgrid_repository,
-    runtime.event_reader,
-    runtime.fallback_queue,
-    runtime.shared_secret,
-)
 FORGED_TOPIC = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/prod/providers/"
     "Microsoft.ContainerRegistry/registries/prodregistry"
@@ -45,14 +37,8 @@ PROVENANCE = ("source", "receivedAt")
 @pytest.fixture
 def app(cosmos_server: LocalCosmosServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """function_app as deployed (no fallback queue), on a container of its own."""
-    settings = fresh_settings(cosmos_server)
-    monkeypatch.setattr(runtime, "settings", lambda: settings)
-    monkeypatch.setattr(function_app, "settings", lambda: settings)
-    for built in PROCESS_WIDE:
-        built.cache_clear()
-    yield settings
-    for built in PROCESS_WIDE:
-        built.cache_clear()
+    with deployed_on(fresh_settings(cosmos_server), monkeypatch) as settings:
+        yield settings
 
 
 def webhook(payload: dict[str, Any]) -> int:

@@ -12,7 +12,6 @@ import azure.functions as func
 import pytest
 
 import function_app
-from acr_webhook import runtime
 from acr_webhook.config import Settings
 from acr_webhook.models import AcrEvent, ParkedEvent, to_document
 from acr_webhook.results import utc_now
@@ -21,16 +20,10 @@ from tests.conftest import fresh_settings
 from tests.integration.test_cosmos_repository import WRITE_GIVES_UP_S
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.deployed import deployed_on, post
 from tests.unit.test_eventgrid import event_grid
 
 # Built once per process from the settings; rebuilt for this test's settings, then dropped.
-PROCESS_WIDE = (
-    runtime.database_health,
-    runtime.event_repository,
-    runtime.eventgrid_repository,
-    runtime.fallback_queue,
-    runtime.shared_secret,
-)
 # Well under the 1 s read timeout that a second wait for the frozen database would cost; 0.1 s
 # failed once at 0.111 s on a loaded 2-core machine (a bare-root CI run).
 AT_ONCE_S = 0.5
@@ -41,18 +34,8 @@ def app_settings(
     restartable_cosmos_server: LocalCosmosServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Settings]:
     """function_app as deployed, on a container of its own, with no fallback queue."""
-    settings = fresh_settings(restartable_cosmos_server)
-    monkeypatch.setattr(runtime, "settings", lambda: settings)
-    monkeypatch.setattr(function_app, "settings", lambda: settings)
-    for built in PROCESS_WIDE:
-        built.cache_clear()
-    yield settings
-    for built in PROCESS_WIDE:
-        built.cache_clear()
-
-
-def post(body: bytes) -> func.HttpRequest:
-    return func.HttpRequest("POST", "http://localhost/api/acr/any", body=body)
+    with deployed_on(fresh_settings(restartable_cosmos_server), monkeypatch) as settings:
+        yield settings
 
 
 def test_a_failed_webhook_write_makes_event_grid_and_replay_answer_at_once(

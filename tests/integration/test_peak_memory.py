@@ -23,7 +23,6 @@ import azure.functions as func
 import pytest
 
 import function_app
-from acr_webhook import runtime
 from acr_webhook.config import HTTP_CONCURRENCY, Settings
 from acr_webhook.handlers import MAX_BODY_BYTES
 from acr_webhook.local.host import ServerLimits
@@ -32,6 +31,7 @@ from tests.conftest import container_for, fresh_settings
 from tests.infra.test_main_template import app_settings
 from tests.support import payloads
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.deployed import deployed_on, post
 from tests.unit.test_models import WIDEST, worst_case_payload
 
 MIB = 1024 * 1024
@@ -43,31 +43,12 @@ PER_REQUEST_SHARE = ((INSTANCE_MB - HOST_SHARE_MB) * 10**6 - WORKER_IDLE) // HTT
 # What parsing a 1 MiB body once into Python objects may cost (json.loads: ~25 MiB at worst).
 ONE_PARSE = 32 * MIB
 
-PROCESS_WIDE = (
-    runtime.database_health,
-    runtime.event_repository,
-    runtime.eventgrid_repository,
-    runtime.event_reader,
-    runtime.fallback_queue,
-    runtime.shared_secret,
-)
-
 
 @pytest.fixture
 def app(cosmos_server: LocalCosmosServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """function_app as deployed, on a container of its own."""
-    settings = fresh_settings(cosmos_server)
-    monkeypatch.setattr(runtime, "settings", lambda: settings)
-    monkeypatch.setattr(function_app, "settings", lambda: settings)
-    for built in PROCESS_WIDE:
-        built.cache_clear()
-    yield settings
-    for built in PROCESS_WIDE:
-        built.cache_clear()
-
-
-def post(body: bytes) -> func.HttpRequest:
-    return func.HttpRequest("POST", "http://localhost/api/acr/any", body=body)
+    with deployed_on(fresh_settings(cosmos_server), monkeypatch) as settings:
+        yield settings
 
 
 def traced_peak(call: Callable[[], func.HttpResponse]) -> tuple[int, func.HttpResponse]:

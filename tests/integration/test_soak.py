@@ -41,6 +41,7 @@ from tests.conftest import fresh_settings, read_all
 from tests.support import payloads
 from tests.support.azurite import LocalAzurite, new_queue
 from tests.support.cosmos_server import LocalCosmosServer
+from tests.support.deployed import deployed_on, post
 from tests.support.ingestion import NOTHING_TO_MICROSOFT
 from tests.support.resources import (
     Usage,
@@ -75,14 +76,6 @@ class Clock:
 
 CLOCK = Clock()
 FAST = QueueOptions(max_dequeue_count=5, visibility_timeout=0, max_polling_interval=0.2)
-
-PROCESS_WIDE: tuple[BuiltOnce[Any], ...] = (
-    runtime.event_repository,
-    runtime.eventgrid_repository,
-    runtime.event_reader,
-    runtime.fallback_queue,
-    runtime.shared_secret,
-)
 
 
 class Counted:
@@ -125,18 +118,9 @@ def app(
     outage on the test's clock."""
     direct = fresh_settings(restartable_cosmos_server)
     settings = dataclasses.replace(direct, fallback_queue=new_queue(azurite))
-    monkeypatch.setattr(runtime, "settings", lambda: settings)
-    monkeypatch.setattr(function_app, "settings", lambda: settings)
     monkeypatch.setattr(runtime, "database_health", BuiltOnce(lambda: DatabaseHealth(clock=CLOCK)))
-    for once in PROCESS_WIDE:
-        once.cache_clear()
-    yield settings
-    for once in PROCESS_WIDE:
-        once.cache_clear()
-
-
-def post(body: bytes) -> func.HttpRequest:
-    return func.HttpRequest("POST", "http://localhost/api/acr/any", body=body)
+    with deployed_on(settings, monkeypatch):
+        yield settings
 
 
 def counts(built: dict[str, Counted]) -> dict[str, int]:
