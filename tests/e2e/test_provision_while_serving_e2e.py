@@ -7,14 +7,11 @@ with a 5xx, each stored once; the documents there before stay; the time-to-live 
 
 from __future__ import annotations
 
-import dataclasses
-
 from acr_webhook.config import Settings
-from acr_webhook.repository import provision
 from tests.conftest import container_for, read_all
+from tests.integration.test_provision_races import retention_change_held
 from tests.support import payloads
 from tests.support.cosmos_proxy import FaultyCosmosProxy
-from tests.support.holds import Background, Hold
 from tests.support.instances import EVENTGRID_HEADERS
 from tests.support.serve import ServeProcess, post_json
 from tests.unit.test_eventgrid import event_grid
@@ -32,13 +29,7 @@ def test_events_sent_while_provision_changes_the_retention_are_all_stored(
         return [answer.status_code for answer in answers], [event["id"] for event in events]
 
     before, stored_before = send("before")
-    replace = Hold(r"^PUT /dbs/[^/]+/colls/[^/]+/?$", then_pass=True, limit=1)
-    proxy.holds.append(replace)
-    retention = dataclasses.replace(
-        cosmos_settings, cosmos_endpoint=proxy.endpoint, retention_days=90
-    )
-    command = Background(lambda: provision(retention))
-    replace.wait()
+    replace, command = retention_change_held(cosmos_settings, proxy)
     during, stored_during = send("during")
     replace.release()
     command.result()

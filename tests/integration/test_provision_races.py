@@ -31,6 +31,28 @@ from tests.support.cosmos_proxy import FaultyCosmosProxy, Refusal
 from tests.support.holds import Background, Hold
 
 
+def not_yet_made(settings: Settings, proxy: FaultyCosmosProxy, created: str) -> Settings:
+    """``settings`` through ``proxy``, naming a container (and, for ``created`` "database", a
+    database) that does not exist yet."""
+    return dataclasses.replace(
+        settings,
+        cosmos_endpoint=proxy.endpoint,
+        cosmos_database=f"db-{uuid.uuid4().hex[:8]}" if created == "database" else "acr",
+        cosmos_container=f"events-{uuid.uuid4().hex[:12]}",
+    )
+
+
+def retention_change_held(settings: Settings, proxy: FaultyCosmosProxy) -> tuple[Hold, Background]:
+    """``RETENTION_DAYS=90 provision`` through ``proxy``, running, its replace of the container
+    held until the Hold is released."""
+    replace = Hold(r"^PUT /dbs/[^/]+/colls/[^/]+/?$", then_pass=True, limit=1)
+    proxy.holds.append(replace)
+    retention = dataclasses.replace(settings, cosmos_endpoint=proxy.endpoint, retention_days=90)
+    command = Background(lambda: provision(retention))
+    replace.wait()
+    return replace, command
+
+
 @pytest.mark.parametrize("created", ["container", "database"])
 def test_two_provisions_at_once_on_a_fresh_account_both_succeed(
     cosmos_settings: Settings,
@@ -43,12 +65,7 @@ def test_two_provisions_at_once_on_a_fresh_account_both_succeed(
     """Run A has found the container (or database) missing and its create is held; run B
     creates it meanwhile. Both must end "ready", exit 0: the second create's 409 means what
     the command wanted is there."""
-    fresh = dataclasses.replace(
-        cosmos_settings,
-        cosmos_endpoint=proxy.endpoint,
-        cosmos_database=f"db-{uuid.uuid4().hex[:8]}" if created == "database" else "acr",
-        cosmos_container=f"events-{uuid.uuid4().hex[:12]}",
-    )
+    fresh = not_yet_made(cosmos_settings, proxy, created)
     path = r"^POST /dbs/?$" if created == "database" else r"^POST /dbs/[^/]+/colls/?$"
     hold = Hold(path, then_pass=True, limit=1)
     proxy.holds.append(hold)
@@ -78,12 +95,7 @@ def test_a_create_refused_for_another_reason_is_no_race(
     says that refusal and its fix (exit 2, main.bicep or az cosmosdb), not a missing container
     (exit 1, "run provision", the command just run). Kills: the except widened to
     CosmosHttpResponseError or AzureError, for the database's create or the container's."""
-    fresh = dataclasses.replace(
-        cosmos_settings,
-        cosmos_endpoint=proxy.endpoint,
-        cosmos_database=f"db-{uuid.uuid4().hex[:8]}" if created == "database" else "acr",
-        cosmos_container=f"events-{uuid.uuid4().hex[:12]}",
-    )
+    fresh = not_yet_made(cosmos_settings, proxy, created)
     path = "/dbs" if created == "database" else f"/dbs/{fresh.cosmos_database}/colls"
     proxy.refusal = Refusal(
         403,
@@ -124,13 +136,7 @@ def test_a_retention_change_keeps_an_indexing_policy_set_meanwhile(
     """`RETENTION_DAYS=90 provision` has read the container; main.bicep (a redeploy adding
     `/registry/?` to the index, docs/operations.md "Upgrading") replaces its policy; then the
     provision's replace lands. Both changes must stay."""
-    hold = Hold(r"^PUT /dbs/[^/]+/colls/[^/]+/?$", then_pass=True, limit=1)
-    proxy.holds.append(hold)
-    retention = dataclasses.replace(
-        cosmos_settings, cosmos_endpoint=proxy.endpoint, retention_days=90
-    )
-    run = Background(lambda: provision(retention))
-    hold.wait()
+    hold, run = retention_change_held(cosmos_settings, proxy)
 
     database = create_cosmos_client(cosmos_settings).get_database_client("acr")
     database.replace_container(
