@@ -174,6 +174,11 @@ def lock_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[s
     return asked
 
 
+def edit_runtime(old: str, new: str) -> None:
+    """requirements.txt's copy (lock_copies) edited by hand: ``old`` text made ``new``."""
+    lock.RUNTIME.write_text(lock.RUNTIME.read_text().replace(old, new))
+
+
 def _pins(path: Path) -> set[tuple[str, str]]:
     return {
         (canonicalize_name(requirement.name), spec.version)
@@ -213,9 +218,7 @@ def test_a_changed_pin_gets_its_new_versions_installable_hashes_from_the_index(
     runtime = lock.RUNTIME  # the copy
     before = lock.file_hashes(runtime)
     # Edited as a person would: the version only, the old version's hash lines left under it.
-    runtime.write_text(
-        runtime.read_text().replace("azure-functions==1.26.0", "azure-functions==1.25.0")
-    )
+    edit_runtime("azure-functions==1.26.0", "azure-functions==1.25.0")
 
     lock.write(lock.sections())
 
@@ -235,10 +238,7 @@ def test_a_version_the_index_has_no_installable_file_of_stops_the_lock(
     requirement without hashes, which pip refuses: the lock says so and stops. Kills: an empty
     hash list written."""
     monkeypatch.setattr(lock, "INDEX_URL", simple_index[0])
-    runtime = lock.RUNTIME  # the copy
-    runtime.write_text(
-        runtime.read_text().replace("azure-functions==1.26.0", "azure-functions==1.24.0")
-    )
+    edit_runtime("azure-functions==1.26.0", "azure-functions==1.24.0")
     with pytest.raises(
         SystemExit, match=re.escape("no file of azure-functions 1.24.0 for CPython 3.11")
     ):
@@ -249,10 +249,7 @@ def test_a_comment_after_a_pin_stops_the_lock(lock_copies: list[tuple[str, str]]
     """pip joins a pin's hash lines to it first and then drops everything from a ``#`` on, so a
     comment after the pin would drop its hashes and fail every install. Kills: the check
     dropped."""
-    runtime = lock.RUNTIME  # the copy
-    runtime.write_text(
-        runtime.read_text().replace("azure-cosmos==4.17.1", "azure-cosmos==4.17.1  # the SDK")
-    )
+    edit_runtime("azure-cosmos==4.17.1", "azure-cosmos==4.17.1  # the SDK")
     with pytest.raises(
         SystemExit, match=re.escape("put the comment after azure-cosmos==4.17.1 on a line")
     ):
@@ -380,7 +377,6 @@ def test_a_range_above_the_section_stops_the_lock(
     remote build ("run ./scripts/lock first", which was just run). The lock should say so, as
     it does for a comment after a pin, for a range of two bounds too (which reading the files'
     hashes had failed on with a bare ValueError)."""
-    runtime = lock.RUNTIME  # the copy
-    runtime.write_text(runtime.read_text().replace("azure-functions==1.26.0", pin))
+    edit_runtime("azure-functions==1.26.0", pin)
     with pytest.raises(SystemExit, match=re.escape(pin)):
         lock.write(lock.sections())
