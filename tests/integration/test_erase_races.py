@@ -10,15 +10,11 @@ output points at the parked copies."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from acr_webhook import __main__ as cli
 from acr_webhook.config import Settings
 from acr_webhook.erasure import Erasure, erase, find
 from acr_webhook.eventgrid import handle_eventgrid
@@ -27,39 +23,30 @@ from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventEraser, CosmosEventRepository
 from acr_webhook.results import Result
 from tests.conftest import read_all
-from tests.integration.test_event_queries import cli_on
+from tests.integration.test_erase_audit import ALICE, EraseCli, erase_cli
 from tests.support import payloads
 from tests.support.cosmos_proxy import FaultyCosmosProxy
 from tests.support.holds import Background, Hold
 from tests.support.interleave import InlineExecutor
 from tests.unit.test_eventgrid import NOW, event_grid
 
-ALICE = "alice@contoso.com"
+__all__ = ["erase_cli"]  # the fixture, used by name
 
 
-@dataclasses.dataclass
-class Operator:
-    settings: Settings
-    capsys: pytest.CaptureFixture[str]
-
+class Operator(EraseCli):
     def erase(self, *args: str) -> tuple[int, str]:
         """``erase --actor ALICE <args>``, in this process: its exit status and stdout."""
-        status = cli.main(["erase", "--actor", ALICE, *args])
-        return status, self.capsys.readouterr().out
+        status, out, _ = self.run("--actor", ALICE, *args)
+        return status, out
 
     def naming_alice(self) -> list[str]:
         return sorted(d["id"] for d in read_all(self.settings) if d.get("actor") == ALICE)
 
 
 @pytest.fixture
-def operator(
-    cosmos_settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> Iterator[Operator]:
-    cli_on(cosmos_settings, monkeypatch, tmp_path)  # the operator reaches the database directly
-    yield Operator(cosmos_settings, capsys)
+def operator(erase_cli: EraseCli) -> Operator:
+    """test_erase_audit's erase_cli: the operator reaches the database directly."""
+    return Operator(erase_cli.settings, erase_cli.capsys)
 
 
 def alices_push(**extra: Any) -> dict[str, Any]:
