@@ -528,7 +528,7 @@ def _redrive(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
     from acr_webhook.config import STORAGE_CONNECTION, queue_settings, read_values
-    from acr_webhook.redrive import LEASE_SECONDS, redrive
+    from acr_webhook.redrive import LEASE_SECONDS, RedriveProgress, redrive
     from acr_webhook.store import first_line
 
     queue = queue_settings(read_values())
@@ -537,8 +537,14 @@ def _redrive(_args: argparse.Namespace) -> int:
             f"{STORAGE_CONNECTION} is not set (environment or local.settings.json Values)"
         )
     poison = queue.poison.queue_name
+    progress = RedriveProgress()
+    moved = f"message(s) from '{poison}' to '{queue.queue_name}' for replay"
     try:
-        report = redrive(queue)
+        with _sigterm_stops():
+            report = redrive(queue, progress)
+    except KeyboardInterrupt:
+        print(f"Moved {progress.moved} {moved}")  # what it did before the stop
+        raise
     except AzureError as error:
         # The SDK's message runs on with the service's XML: its first line says it.
         print(
@@ -548,7 +554,7 @@ def _redrive(_args: argparse.Namespace) -> int:
         return 1
     except ValueError as error:  # the SDK refuses the connection string before any request
         raise ConfigurationError(f"{STORAGE_CONNECTION} is not usable: {error}") from None
-    print(f"Moved {report.moved} message(s) from '{poison}' to '{queue.queue_name}' for replay")
+    print(f"Moved {report.moved} {moved}")
     if report.not_events:
         print(f"{report.not_events} message(s) are not event documents; they stay in '{poison}'")
     print(f"Left in '{poison}': {report.left}")

@@ -55,6 +55,13 @@ LEASE_SECONDS = 60
 BATCH_SIZE = 32  # the most the queue service returns per receive
 
 
+@dataclass
+class RedriveProgress:
+    """What a run has moved so far: all a stopped run (Ctrl+C, SIGTERM) can report."""
+
+    moved: int = 0
+
+
 @dataclass(frozen=True)
 class RedriveReport:
     moved: int
@@ -80,8 +87,10 @@ def is_event_message(content: str) -> bool:
     return True
 
 
-def redrive(queue: QueueSettings) -> RedriveReport:
-    """Move every event message from ``<queue>-poison`` back to ``queue``."""
+def redrive(queue: QueueSettings, progress: RedriveProgress | None = None) -> RedriveReport:
+    """Move every event message from ``<queue>-poison`` back to ``queue``; ``progress`` counts
+    the moves as they happen."""
+    progress = RedriveProgress() if progress is None else progress
     main = create_queue_client(queue, CLI_TIMEOUTS, base64_messages=False)
     poison = create_queue_client(queue.poison, CLI_TIMEOUTS, base64_messages=False)
     try:
@@ -94,7 +103,6 @@ def redrive(queue: QueueSettings) -> RedriveReport:
             # 0" would tell a person checking after a poison alert that all is well.
             raise _missing(queue) from None
         return RedriveReport(moved=0, not_events=0, left=0)  # nothing was ever poisoned
-    moved = 0
     # Messages that are not events, by id: hidden for the lease, so seen once in most runs. A
     # run longer than the lease sees one again, and only its latest receipt can release it.
     kept: dict[str, QueueMessage] = {}
@@ -114,7 +122,7 @@ def redrive(queue: QueueSettings) -> RedriveReport:
                 # lease ended and another run took it (and sends it too: replay stores it once).
                 with contextlib.suppress(ResourceNotFoundError):
                     poison.delete_message(message)
-                moved += 1
+                progress.moved += 1
             batch = _receive(poison)
     except KeyboardInterrupt:
         stopping = True
@@ -128,7 +136,7 @@ def redrive(queue: QueueSettings) -> RedriveReport:
             else:
                 poison.update_message(message, visibility_timeout=0)
     left = int(poison.get_queue_properties().approximate_message_count or 0)
-    return RedriveReport(moved=moved, not_events=len(kept), left=left)
+    return RedriveReport(moved=progress.moved, not_events=len(kept), left=left)
 
 
 def _missing(queue: QueueSettings) -> ConfigurationError:

@@ -44,6 +44,10 @@ NOT_AN_EVENT = "not base64 !!"
 NOISE = ("Traceback", "Exception ignored")
 # The existing Ctrl+C test's bound (tests/e2e/test_cli_pipelines_e2e.py): stopped at once.
 STOPS_WITHIN_S = 3
+MOVED = (
+    f"Moved {{}} message(s) from '{FALLBACK_QUEUE_NAME}-poison' to '{FALLBACK_QUEUE_NAME}' "
+    "for replay"
+)
 
 
 def poisoned(queues: QueueSettings, count: int) -> list[str]:
@@ -87,8 +91,9 @@ def test_ctrl_c_between_a_send_and_its_delete_loses_nothing_and_replay_stores_ea
     )
     second_send.wait(held=1, passed=1)
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=10)
+    out, err = process.communicate(timeout=10)
     assert (process.returncode, err) == (130, "interrupted\n")
+    assert out == f"{MOVED.format(1)}\n"  # the 2nd was sent but not deleted: not moved yet
     assert depth(queues) == (2, 2)  # the 1st moved, the 2nd sent and never deleted
     assert depth(queues.poison) == (3, 1)  # 2 events leased, the kept message released
     assert visible_poison(queues) == [NOT_AN_EVENT]
@@ -97,8 +102,7 @@ def test_ctrl_c_between_a_send_and_its_delete_loses_nothing_and_replay_stores_ea
     again = run_cli(["redrive"], tmp_path, redrive_env(queues, cosmos_settings))
     assert (again.returncode, again.stderr) == (0, "")
     assert again.stdout.splitlines() == [
-        f"Moved 2 message(s) from '{FALLBACK_QUEUE_NAME}-poison' to '{FALLBACK_QUEUE_NAME}' "
-        "for replay",
+        MOVED.format(2),
         f"1 message(s) are not event documents; they stay in '{FALLBACK_QUEUE_NAME}-poison'",
         f"Left in '{FALLBACK_QUEUE_NAME}-poison': 1",
     ]
@@ -133,14 +137,36 @@ def test_ctrl_c_while_the_queue_service_hangs_stops_at_once_with_a_message_kept(
         process.send_signal(signal.SIGINT)
         sent = time.monotonic()
         try:
-            _, err = process.communicate(timeout=STOPS_WITHIN_S)
+            out, err = process.communicate(timeout=STOPS_WITHIN_S)
         except subprocess.TimeoutExpired:
             pytest.fail(f"still running {time.monotonic() - sent:.1f} s after Ctrl+C")
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert (process.returncode, err) == (130, "interrupted\n")
+    assert (process.returncode, out, err) == (130, f"{MOVED.format(0)}\n", "interrupted\n")
+
+
+def test_sigterm_mid_run_says_what_was_moved_releases_the_kept_message_and_ends_by_it(
+    queues: QueueSettings,
+    queue_proxy: HoldingQueueProxy,
+    cosmos_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A cancelled CI job sends SIGTERM: the run stops as for Ctrl+C (the kept message visible
+    again at once, a `Moved` line for what it moved) and is then ended by SIGTERM (143 in a
+    shell), as erase and reconcile are. It had been killed where it stood, with no line."""
+    poisoned(queues, 3)
+    third_send = Hold(SEND, skip=2)
+    queue_proxy.holds = [third_send]
+    process = start_cli(["redrive"], tmp_path, redrive_env(queue_proxy, cosmos_settings))
+    third_send.wait(held=1)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=10)
+    assert (process.returncode, out) == (-signal.SIGTERM, f"{MOVED.format(2)}\n")
+    assert not any(noise in err for noise in NOISE)
+    assert depth(queues) == (2, 2)
+    assert visible_poison(queues) == [NOT_AN_EVENT]  # the 3rd event is leased, not lost
 
 
 def test_a_poison_delete_whose_answer_was_lost_counts_as_moved_and_the_run_goes_on(
