@@ -21,7 +21,7 @@ from acr_webhook import config
 from acr_webhook import redrive as redrive_module
 from acr_webhook.config import ConfigurationError, QueueSettings
 from acr_webhook.models import ParkedEvent
-from acr_webhook.redrive import RedriveReport
+from acr_webhook.redrive import RedriveProgress, RedriveReport
 from tests.unit.test_replay import DOCUMENT
 
 # --- redrive.RedriveReport.unseen: never below none --------------------------------------------
@@ -56,7 +56,7 @@ def test_redrive_says_the_queue_services_refusal_on_one_line(
     Kills the whole message printed."""
     first = str(error).splitlines()[0]
 
-    def fail(_queue: QueueSettings) -> RedriveReport:
+    def fail(_queue: QueueSettings, _progress: RedriveProgress) -> RedriveReport:
         raise error
 
     monkeypatch.setattr(config, "queue_settings", lambda _values: QueueSettings("q"))

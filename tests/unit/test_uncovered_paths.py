@@ -77,7 +77,8 @@ def test_redrive_says_how_many_poison_messages_are_not_events_and_stay(
     'acr-events-fallback-poison'`)". Exit 0: the run is done."""
     monkeypatch.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
     monkeypatch.setattr(
-        "acr_webhook.redrive.redrive", lambda _queue: RedriveReport(moved=2, not_events=1, left=1)
+        "acr_webhook.redrive.redrive",
+        lambda _queue, _progress: RedriveReport(moved=2, not_events=1, left=1),
     )
     assert cli.main(["redrive"]) == 0
     assert capsys.readouterr().out.splitlines() == [
