@@ -39,6 +39,10 @@ ENRICHMENT_FIELDS: Final = (
     "connectedRegistry",
     "registryResourceId",
 )
+# The sources whose duplicate fills them in. Not the webhook's: ACR's webhook carries none of
+# them, so a webhook delivery that names an actor is forged, and the webhook key (in the
+# registry's webhook URL) must not put a name on a real push stored already.
+FILLED_IN_BY: Final[frozenset[Source]] = frozenset({"eventgrid", "reconcile"})
 
 # Field limits, in characters. Together they keep every valid event's document under 48 KB as
 # JSON even in the worst case (each character escaped as a 12-byte surrogate pair), so that it

@@ -40,6 +40,7 @@ from acr_webhook.identity import default_credential
 from acr_webhook.models import (
     ENRICHMENT_FIELDS,
     EXACT_FILTERS,
+    FILLED_IN_BY,
     EventQuery,
     Person,
     StoredEvent,
@@ -513,7 +514,8 @@ class CosmosEventRepository:
                 about(document),
             )
         except CosmosResourceExistsError:
-            self._fill_in(container, document, deadline)
+            if document.get("source") in FILLED_IN_BY:
+                self._fill_in(container, document, deadline)
             self._health.succeeded()  # it answered: a duplicate proves it reachable as well
             return False
         except AzureError as error:

@@ -94,8 +94,9 @@ class EventRepository(Protocol):
     def add(self, document: dict[str, Any]) -> bool:
         """Store one event document. True if new, False if that id was already recorded.
 
-        On a duplicate, the fields in ``models.ENRICHMENT_FIELDS`` that the stored document
-        lacks and this one has are filled in (never overwritten).
+        On a duplicate from a source in ``models.FILLED_IN_BY``, the fields in
+        ``models.ENRICHMENT_FIELDS`` that the stored document lacks and this one has are filled
+        in (never overwritten).
 
         Raises RepositoryUnavailableError when the store fails or does not answer in time, and
         DocumentRejectedError when it refuses the document itself.

@@ -222,14 +222,6 @@ def test_no_later_delivery_overwrites_a_value_of_a_stored_event(app: Settings, r
     assert documents(app, real["id"]) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a webhook-key holder fills in actor/clientAddress/location of a real webhook-stored "
-    "event (1 duplicate delivery), though docs say the webhook carries none. Left for now: the "
-    "fill-in from any later copy is issue 11's design, which ~20 tests and the concurrency "
-    "properties model with webhook copies; restricting it to Event Grid and reconcile needs them "
-    "moved first (note 25)",
-)
 def test_a_webhook_delivery_cannot_add_who_pushed_to_a_stored_event(app: Settings) -> None:
     """docs/delivery.md: the native webhook adds no `actor`, client address or region; README:
     "It carries no `actor`"; docs/operations.md: "no actor or address in ACR's webhook payload".
