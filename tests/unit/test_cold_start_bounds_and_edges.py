@@ -352,8 +352,9 @@ def test_the_record_of_a_duplicate_whose_document_is_gone_carries_the_events_fie
         deployed(app_settings(None), DatabaseHealth(clock=clock), lambda *_: client, clock=clock),
         logged() as records,
     ):
-        request = Delivery("webhook", frozenset({"actor"})).request(None)
-        assert function_app.acr_webhook(request).status_code == 200
+        # An Event Grid copy: a webhook duplicate fills in nothing (models.FILLED_IN_BY).
+        request = Delivery("eventgrid", frozenset({"actor"})).request(None)
+        assert function_app.acr_eventgrid(request).status_code == 200
     [gone] = [r for r in records.records if "gone before" in r.getMessage()]
     fields = {name: getattr(gone, name, None) for name in ("event_id", "action", "repository")}
     assert fields == {"event_id": EVENT_ID, "action": "push", "repository": REPOSITORY}

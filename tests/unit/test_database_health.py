@@ -190,7 +190,13 @@ def test_a_duplicate_whose_id_cosmos_cannot_address_is_no_outage(
         "acr_webhook.repository.create_cosmos_client", lambda *_a, **_k: RecordingClient(container)
     )
     repository = CosmosEventRepository(SETTINGS)
-    document = {"id": event_id, "repository": "r", "action": "push", "actor": "ci-bot"}
+    document = {
+        "id": event_id,
+        "repository": "r",
+        "action": "push",
+        "actor": "ci-bot",
+        "source": "eventgrid",  # a source whose duplicate fills in (models.FILLED_IN_BY)
+    }
     assert repository.add(document) is False
     assert container.calls == []  # nothing read back by id
     # Not answered from the outage memory: a remembered outage raises before the create.
@@ -210,7 +216,15 @@ def test_a_duplicate_whose_id_cosmos_can_address_is_still_filled_in(
     )
     repository = CosmosEventRepository(SETTINGS)
     with pytest.raises(RepositoryUnavailableError):
-        repository.add({"id": event_id, "repository": "r", "action": "push", "actor": "ci-bot"})
+        repository.add(
+            {
+                "id": event_id,
+                "repository": "r",
+                "action": "push",
+                "actor": "ci-bot",
+                "source": "eventgrid",
+            }
+        )
     assert container.calls == [{"read": event_id}]
 
 
@@ -402,7 +416,14 @@ def test_an_id_stored_for_another_event_is_warned_of_when_nothing_is_missing_too
     """Mutant killed: the other-event check after the "nothing missing" return (then an id
     used twice whose stored event already has every field is silent again: "an id used twice
     is a sender's fault to be seen", repository._another_event)."""
-    stored = {"id": "e1", "repository": "r", "action": "push", "tag": "v1", "actor": "ci-bot"}
+    stored = {
+        "id": "e1",
+        "repository": "r",
+        "action": "push",
+        "tag": "v1",
+        "actor": "ci-bot",
+        "source": "reconcile",  # a source whose duplicate fills in (models.FILLED_IN_BY)
+    }
     container = DuplicateContainer(stored)
     repository = cosmos_over(monkeypatch, container)
     caplog.set_level(logging.WARNING, logger="acr_webhook")

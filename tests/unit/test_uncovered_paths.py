@@ -407,13 +407,19 @@ def test_a_fill_in_that_never_settles_gives_up_after_one_round_more_than_fields(
 ) -> None:
     """repository._fill_in: "one more round than there are fields always finishes" when each
     changed ETag is another fill-in; a document that changes every time (another writer)
-    ends it as "kept changing" (RepositoryUnavailableError: the webhook parks the event, a
-    later replay fills it in) after that many reads. The database answered every call: no
-    outage is remembered (repository._failure), so the next write goes to it."""
+    ends it as "kept changing" (RepositoryUnavailableError: Event Grid answers 503 and delivers
+    it again) after that many reads. The database answered every call: no outage is remembered
+    (repository._failure), so the next write goes to it."""
     client = _NeverSettles()
     monkeypatch.setattr(repository_module, "create_cosmos_client", lambda *_: client)
     repository = CosmosEventRepository(SETTINGS)
-    document = {"id": "e1", "repository": "r", "action": "push", "clientAddress": "10.0.0.1"}
+    document = {
+        "id": "e1",
+        "repository": "r",
+        "action": "push",
+        "clientAddress": "10.0.0.1",
+        "source": "eventgrid",  # a source whose duplicate fills in (models.FILLED_IN_BY)
+    }
     with pytest.raises(RepositoryUnavailableError, match="kept changing while being filled in"):
         repository.add(document)
     assert client.reads == len(ENRICHMENT_FIELDS) + 1
