@@ -49,7 +49,13 @@ import function_app
 from acr_webhook.config import HTTP_CONCURRENCY, ReconcileSettings, Settings
 from acr_webhook.eventgrid import THROTTLED_PAUSE_S
 from acr_webhook.fallback import QUEUE_TIMEOUTS
-from acr_webhook.models import ENRICHMENT_FIELDS, AcrEvent, ParkedEvent, to_document
+from acr_webhook.models import (
+    ENRICHMENT_FIELDS,
+    AcrEvent,
+    ParkedEvent,
+    Source,
+    to_document,
+)
 from acr_webhook.repository import (
     CLIENT_TIMEOUTS,
     EVENTGRID_WRITE_OPTIONS,
@@ -90,6 +96,14 @@ CARRIED: Final = {
     "registryResourceId": TOPIC,
 }
 ROUTES: Final = ("webhook", "eventgrid", "cloudevents", "replay", "reconcile")
+# The source each route's document says: a replay stores what the webhook parked.
+SOURCE_OF: Final[dict[str, Source]] = {
+    "webhook": "webhook",
+    "eventgrid": "eventgrid",
+    "cloudevents": "eventgrid",
+    "replay": "webhook",
+    "reconcile": "reconcile",
+}
 HTTP_ROUTES: Final = ("webhook", "eventgrid", "cloudevents")
 # Decisions that say this delivery created the document (docs/operations.md).
 CREATING: Final = frozenset({"recorded", "replayed", "reconciled"})
@@ -128,12 +142,23 @@ class Delivery:
             return self.carried
         return self.carried - {"registryResourceId"}
 
+    @property
+    def source(self) -> Source:
+        """Its document's ``source`` (replay: the webhook's, which parked it)."""
+        return SOURCE_OF[self.route]
+
+    @property
+    def fills_in(self) -> bool:
+        """Whether, as a duplicate, it fills in the fields the stored document lacks: README,
+        only "a later Event Grid or reconcile delivery" does; a webhook copy (replayed too)
+        fills in nothing. Written out, not models.FILLED_IN_BY, so that a change to it fails."""
+        return self.source in ("eventgrid", "reconcile")
+
     def document(self) -> dict[str, Any]:
         """The document this copy would write (replay: the one the webhook parked)."""
-        source = {"replay": "webhook", "cloudevents": "eventgrid"}.get(self.route, self.route)
         resource_id = TOPIC if "registryResourceId" in self.offered else None
         event = AcrEvent.model_validate(acr_payload(self.carried))
-        return to_document(event, utc_now(), source, resource_id)  # type: ignore[arg-type]
+        return to_document(event, utc_now(), self.source, resource_id)
 
     def request(self, secret: str | None) -> func.HttpRequest:
         payload = acr_payload(self.carried)
@@ -285,7 +310,8 @@ def prestored_document(kind: str) -> dict[str, Any]:
     remembered=st.booleans(),
     credential=st.sampled_from(["no secret", "right", "wrong", "missing"]),
 )
-# A duplicate whose create answered slowly: its fill-in gets only what is left of the write's time.
+# A webhook duplicate whose create answered slowly, carrying every field the stored document
+# lacks: it reads nothing, so it is answered 200 in time with the document unchanged.
 @example(
     Delivery("webhook", frozenset(ENRICHMENT_FIELDS)),
     "bare",
@@ -294,6 +320,8 @@ def prestored_document(kind: str) -> dict[str, Any]:
     False,
     "no secret",
 )
+# An Event Grid duplicate whose create answered slowly: its fill-in gets only what is left of
+# the write's time.
 @example(
     Delivery("eventgrid", frozenset(ENRICHMENT_FIELDS)),
     "bare",
@@ -384,21 +412,27 @@ def test_one_delivery_is_answered_parked_stored_and_logged_as_documented_whateve
         assert "refused" in body["error"]
     if status != 202:
         assert parked == []
-    # Whatever is stored: the first document, with its values kept and gaps filled only.
+    # Whatever is stored: the first document, with its values kept and gaps filled only, and
+    # only by an Event Grid copy: a webhook duplicate neither reads nor writes it.
     assert client.overwritten == []
+    if not delivery.fills_in:
+        assert {c.operation for c in client.calls} <= {"create_item"}, client.calls
     if status in (200, 201):
         assert not failed and not remembered
         stored = client.documents[KEY]
-        for name in delivery.offered:
-            assert stored[name] is not None, (name, stored)
+        if status == 201 or delivery.fills_in:
+            for name in delivery.offered:
+                assert stored[name] is not None, (name, stored)
         if before is not None:
+            filled = {n: stored[n] for n in ENRICHMENT_FIELDS if before[n] is None}
             assert {k: v for k, v in stored.items() if not k.startswith("_")} == {
                 **before,
-                **{n: stored[n] for n in ENRICHMENT_FIELDS if before[n] is None},
+                **(filled if delivery.fills_in else {}),
             }
     elif not failed and not remembered and "refused" not in hit.values():
-        # Only the fill-in's time running out makes a fault-free write fail.
-        assert "slow" in hit.values(), hit
+        # Only the fill-in's time running out makes a fault-free write fail: an Event Grid
+        # copy's, since a webhook copy fills in nothing.
+        assert delivery.fills_in and "slow" in hit.values(), hit
 
 
 # --- 2. overlapping deliveries of one event -----------------------------------------------------
@@ -581,18 +615,29 @@ def test_overlapping_deliveries_of_one_event_store_one_complete_document(
             assert actor == ran.client.creator, (actor, ran.client.creator)
     if ran.client.creator is not None:
         creator = overlap.deliveries[actors.index(ran.client.creator)]
-        source = {"replay": "webhook", "cloudevents": "eventgrid"}.get(creator.route, creator.route)
-        assert ran.client.documents[KEY]["source"] == source
+        assert ran.client.documents[KEY]["source"] == creator.source
     check_memory(ran.turns.trace)
     if stored_by:
         assert KEY in ran.client.documents
     assert ran.client.overwritten == []
     if KEY in ran.client.documents:
+        # The document has what its creator's copy had, and what each stored Event Grid or
+        # reconcile copy supplied; a field only webhook copies (replays too) carried, as
+        # duplicates, stays empty: they fill in nothing.
         stored = ran.client.enrichment(KEY)
+        supplied: set[str] = set()
         for actor, delivery in zip(actors, overlap.deliveries, strict=True):
-            if actor in stored_by:
+            if actor == ran.client.creator or delivery.fills_in:
+                supplied |= delivery.offered
+            if actor == ran.client.creator or (actor in stored_by and delivery.fills_in):
                 for name in delivery.offered:
                     assert stored[name] == CARRIED[name], (actor, name, stored, ran.turns.trace)
+        for name, value in stored.items():
+            assert value is None or name in supplied, (name, stored, ran.turns.trace)
+    for actor, delivery in zip(actors, overlap.deliveries, strict=True):
+        if not delivery.fills_in:  # no read, no write of the stored document
+            asked = {c.operation for c in ran.client.calls if c.actor == actor}
+            assert asked <= {"create_item"}, (actor, ran.client.calls)
     # Every parked copy holds its own document, to be replayed.
     for parker, document, _, _ in ran.queue.messages if ran.queue else []:
         delivery = overlap.deliveries[actors.index(str(parker))]
@@ -767,7 +812,8 @@ def test_the_latest_of_two_concurrent_failures_is_remembered_for_five_seconds() 
 def test_every_record_about_an_event_carries_its_id_action_and_repository() -> None:
     """docs/operations.md: the app's records are not linked to the host's requests, "query them
     by event_id instead"; README "Logs": event id, action and repository as structured fields.
-    A duplicate that fills in a field logs a record about the event that carries none."""
+    A duplicate that fills in a field (an Event Grid copy: a webhook copy fills in nothing)
+    logs a record about the event that carries none."""
     turns = Turns(["solo"])
     clock = FakeClock(START)
     client = FakeCosmosClient(turns, clock)
@@ -777,8 +823,8 @@ def test_every_record_about_an_event_carries_its_id_action_and_repository() -> N
         deployed(app_settings(None), health, lambda *_: client, clock=clock),
         logged() as records,
     ):
-        request = Delivery("webhook", frozenset({"actor"})).request(None)
-        assert function_app.acr_webhook(request).status_code == 200
+        request = Delivery("eventgrid", frozenset({"actor"})).request(None)
+        assert function_app.acr_eventgrid(request).status_code == 200
     assert client.documents[KEY]["actor"] == CARRIED["actor"]
     about_the_event = [r for r in records.records if EVENT_ID in r.getMessage()]
     assert len(about_the_event) == 2  # the fill-in and the decision
