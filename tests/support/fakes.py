@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from azure.core.exceptions import ServiceRequestError
 
-from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, EventQuery
+from acr_webhook.models import ENRICHMENT_FIELDS, EXACT_FILTERS, FILLED_IN_BY, EventQuery
 from acr_webhook.store import DocumentRejectedError, RepositoryUnavailableError
 
 K = TypeVar("K")
@@ -62,15 +62,16 @@ def client_build_under_way(
 
 def store_or_fill_in(documents: dict[K, dict[str, Any]], key: K, document: dict[str, Any]) -> bool:
     """The store protocol's write into ``documents``: True for a new document; for one already
-    stored, False, with the ENRICHMENT_FIELDS it lacks taken from ``document`` (a value it has
-    is never overwritten)."""
+    stored, False, with the ENRICHMENT_FIELDS it lacks taken from ``document`` when its source
+    fills in (models.FILLED_IN_BY: not a webhook copy's); a value it has is never overwritten."""
     stored = documents.get(key)
     if stored is None:
         documents[key] = dict(document)
         return True
-    for name in ENRICHMENT_FIELDS:
-        if stored.get(name) is None and document.get(name) is not None:
-            stored[name] = document[name]
+    if document.get("source") in FILLED_IN_BY:
+        for name in ENRICHMENT_FIELDS:
+            if stored.get(name) is None and document.get(name) is not None:
+                stored[name] = document[name]
     return False
 
 
@@ -79,7 +80,8 @@ class FakeEventRepository:
     repository's partition: the same id in another repository is another document, kept under
     ``"<id>/<repository>"`` (the first one keeps the plain id). Reads them back like
     ``CosmosEventRepository.find_events``. Safe for concurrent writers (Event Grid batches),
-    fills in missing ENRICHMENT_FIELDS on a duplicate as the protocol says, refuses the ids in
+    fills in missing ENRICHMENT_FIELDS on an Event Grid or reconcile duplicate as the protocol
+    says (store_or_fill_in), refuses the ids in
     ``refused`` for good and takes ``write_delay_s`` per write."""
 
     def __init__(self) -> None:
