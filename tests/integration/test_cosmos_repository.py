@@ -47,6 +47,12 @@ def document_for(payload: dict[str, object]) -> dict[str, object]:
     return to_document(AcrEvent.model_validate(payload), datetime.now(UTC))
 
 
+# What makes a duplicate of a webhook-stored document one that fills in: it came by Event Grid
+# (models.FILLED_IN_BY). A webhook duplicate is neither read nor written
+# (test_fill_in_sources, test_keyholder_writes).
+BY_EVENT_GRID = {"source": "eventgrid"}
+
+
 def test_add_writes_a_document_that_reads_back(cosmos_settings: Settings) -> None:
     repository = CosmosEventRepository(cosmos_settings)
     document = document_for(payloads.PUSH)
@@ -196,7 +202,7 @@ def test_a_duplicate_fills_in_what_the_stored_document_lacks_and_nothing_else(
     repository = CosmosEventRepository(cosmos_settings)
     document = document_for(payloads.with_new_id(payloads.PUSH))
     assert repository.add({**document, "actor": None, "location": "westeurope"}) is True
-    later = {**document, "actor": "ci-bot", "location": "eastus", "source": "eventgrid"}
+    later = {**document, "actor": "ci-bot", "location": "eastus", **BY_EVENT_GRID}
     assert repository.add(later) is False
     [stored] = read_all(cosmos_settings)
     assert stored["actor"] == "ci-bot"  # filled in
@@ -224,7 +230,9 @@ def test_an_id_stored_for_another_event_is_a_duplicate_logged_and_nothing_is_fil
     assert repository.add(document) is True
     caplog.set_level(logging.WARNING, logger="acr_webhook")
 
-    assert repository.add({**document, **changed, "actor": "someone-else"}) is False
+    assert (
+        repository.add({**document, **changed, "actor": "someone-else", **BY_EVENT_GRID}) is False
+    )
 
     [stored] = read_all(cosmos_settings)
     assert without_system_fields(stored) == document
@@ -257,7 +265,7 @@ def test_a_duplicate_of_any_accepted_id_is_stored_once_and_no_outage(
     repository = CosmosEventRepository(cosmos_settings, health=health)
     document = {**document_for(payloads.PUSH), "id": event_id, "actor": None}
     assert repository.add(document) is True
-    assert repository.add({**document, "actor": "ci-bot"}) is False
+    assert repository.add({**document, "actor": "ci-bot", **BY_EVENT_GRID}) is False
     [stored] = read_all(cosmos_settings)
     assert (stored["id"], stored["actor"]) == (event_id, "ci-bot" if filled_in else None)
     health.check()  # nothing was taken for an outage
@@ -266,13 +274,14 @@ def test_a_duplicate_of_any_accepted_id_is_stored_once_and_no_outage(
 def duplicates_at_once(
     repository: CosmosEventRepository, document: dict[str, object], fields: dict[str, str]
 ) -> list[bool]:
-    """``repository.add`` of one copy of ``document`` per field, each with that field, at once."""
+    """``repository.add`` of one Event Grid copy of ``document`` per field, each with that
+    field, at once."""
     start = threading.Barrier(len(fields))
     created: list[bool] = []
 
     def duplicate(name: str, value: str) -> None:
         start.wait()
-        created.append(repository.add({**document, name: value}))
+        created.append(repository.add({**document, name: value, **BY_EVENT_GRID}))
 
     threads = [threading.Thread(target=duplicate, args=field) for field in fields.items()]
     for thread in threads:
@@ -358,7 +367,7 @@ def test_a_duplicate_whose_stored_document_expired_stays_a_duplicate_not_an_outa
     document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": None}
     assert repository.add(document) is True
     then_expire(monkeypatch, expires_after)
-    assert repository.add({**document, "actor": "ci-bot"}) is False
+    assert repository.add({**document, "actor": "ci-bot", **BY_EVENT_GRID}) is False
     health.check()  # not taken for an outage
     assert read_all(cosmos_settings) == []  # and not written back: it has expired
 
@@ -379,7 +388,7 @@ def test_a_duplicate_answered_by_the_database_ends_a_remembered_outage(
         return real_create(self, *args, **kwargs)
 
     monkeypatch.setattr(ContainerProxy, "create_item", create_while_another_writer_fails)
-    assert repository.add({**document, "actor": "ci-bot"}) is False
+    assert repository.add({**document, "actor": "ci-bot", **BY_EVENT_GRID}) is False
     health.check()
     [stored] = read_all(cosmos_settings)
     assert stored["actor"] == "ci-bot"
@@ -390,7 +399,7 @@ def test_a_duplicate_with_nothing_new_is_not_rewritten(cosmos_settings: Settings
     document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": "ci-bot"}
     assert repository.add(document) is True
     [before] = read_all(cosmos_settings)
-    assert repository.add(document) is False
+    assert repository.add({**document, **BY_EVENT_GRID}) is False
     [after] = read_all(cosmos_settings)
     assert after["_etag"] == before["_etag"]
 
