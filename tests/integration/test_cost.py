@@ -134,7 +134,8 @@ def test_a_new_or_repeated_webhook_event_is_one_request_after_the_first_builds_t
     assert calls(proxy.seen, lambda: handle_webhook(new, repository)) == [
         f"POST {docs(through_proxy)}"
     ]
-    # A duplicate is the same create, answered 409: the webhook carries no field to fill in.
+    # A duplicate is the same create, answered 409: a webhook copy fills in nothing
+    # (test_fill_in_sources: not even when it carries who pushed).
     assert calls(proxy.seen, lambda: handle_webhook(new, repository)) == [
         f"POST {docs(through_proxy)}"
     ]

@@ -4,9 +4,9 @@ of one party (the command's, or the live webhook's) so that every other party st
 the events before it lands (not hoped for, as test_multi_instance_e2e's at-once run is).
 
 README ("Documents") and docs/delivery.md: one document per event id; ``source`` is the path
-that stored it first, ``receivedAt`` its time; a later delivery fills in the enrichment fields
-the document lacks and overwrites none. The command's summary counts `recorded` what it
-stored and `already` what it found stored."""
+that stored it first, ``receivedAt`` its time; a later Event Grid or reconcile delivery fills in
+the enrichment fields the document lacks and overwrites none. The command's summary counts
+`recorded` what it stored and `already` what it found stored."""
 
 from __future__ import annotations
 

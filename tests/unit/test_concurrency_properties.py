@@ -18,9 +18,11 @@ time out, land and time out, or answer slowly on a fake clock.
    hypothesis, forced by interleave.Turns): one document per (id, repository); at most one
    creating decision (docs/operations.md: "An event has at most one such record"), exactly one
    when no write failed; every answer one the docs allow; the stored document has every
-   enrichment field a stored copy supplied and never loses a value (README "Every event is
-   stored once": "only fills in fields the stored document lacks ..., never overwriting");
-   nothing parked unless that delivery met a database failure.
+   enrichment field its creator's copy or a stored Event Grid or reconcile copy supplied, none
+   that only a webhook copy's duplicate (replayed too) carried, and never loses a value (README
+   "Every event is stored once": "An Event Grid or reconcile copy only fills in fields the
+   stored document lacks ..., never overwriting"); nothing parked unless that delivery met a
+   database failure.
 3. The outage memory under concurrent threads (README "Every webhook answer comes within
    4.5 s": "A failure to reach the database is remembered for 5 s by every writer in the
    instance (webhook, Event Grid, replay), which then answer from the fallback (202) or with

@@ -284,9 +284,10 @@ def test_the_same_event_by_webhook_and_by_its_other_path_is_one_document(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """README: one document per event id; `source` is the path that stored it first; a later
-    delivery fills in the fields the document lacks (who pushed, from where, the replica, the
-    registry's id) and overwrites none. So the document is the other path's own, field for
-    field, but for `source` (and `receivedAt`), whichever order the two arrive in."""
+    Event Grid or reconcile delivery fills in the fields the document lacks (who pushed, from
+    where, the replica, the registry's id) and overwrites none; the webhook carries none. So
+    the document is the other path's own, field for field, but for `source` (and
+    `receivedAt`), whichever order the two arrive in."""
     other = "history" if sample.route == "history" else "eventgrid"
     order = ("webhook", other) if webhook_first else (other, "webhook")
     since = iso_utc(datetime.now(UTC))
