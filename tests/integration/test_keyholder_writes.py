@@ -227,8 +227,8 @@ def test_a_webhook_delivery_cannot_add_who_pushed_to_a_stored_event(app: Setting
     "It carries no `actor`"; docs/operations.md: "no actor or address in ACR's webhook payload".
     So only a forgery sends them on the webhook route, and a duplicate there filling them in
     lets the webhook key (the one in the registry's webhook URL) put a name on a real push:
-    measured, `actor` goes from null to the forged name. Dropping them from a webhook duplicate
-    costs nothing ACR sends."""
+    measured before models.FILLED_IN_BY, `actor` went from null to the forged name. Dropping
+    them from a webhook duplicate costs nothing ACR sends (its calls: test_fill_in_sources)."""
     real = real_push()
     assert webhook(real) == 201
     assert webhook(enriched(real)) == 200
