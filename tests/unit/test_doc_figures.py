@@ -623,7 +623,7 @@ FIGURES: dict[str, Figure] = {
     ),
     "enrichment fields": Figure(
         README,
-        r"(?:The last (five) are `null`|none of the last (five) fields)",
+        r"(?:The last (five) are `null`|one of the last (five) fields)",
         lambda: (len(models.ENRICHMENT_FIELDS),),
         at_least=2,
     ),
