@@ -58,10 +58,12 @@ class Refusal:
     paths: str = ".*"
     # Only requests for this logical partition (the SDK's x-ms-documentdb-partitionkey header).
     partition_key: str | None = None
+    # Only requests with this HTTP method (a container's replace, not its read).
+    method: str | None = None
 
-    def applies_to(self, path: str, headers: Mapping[str, str]) -> bool:
+    def applies_to(self, path: str, headers: Mapping[str, str], method: str = "") -> bool:
         """``headers``: the request's, names in lower case."""
-        if not re.match(self.paths, path):
+        if not re.match(self.paths, path) or self.method not in (None, method):
             return False
         if self.partition_key is None:
             return True
@@ -118,7 +120,9 @@ class FaultyCosmosProxy(LocalHttpsServer):
                     return
                 time.sleep(proxy.delay_s)
                 refusal = proxy.refusal
-                if refusal is not None and refusal.applies_to(urlsplit(self.path).path, lowered):
+                if refusal is not None and refusal.applies_to(
+                    urlsplit(self.path).path, lowered, self.command
+                ):
                     with proxy._lock:
                         proxy.refused += 1
                     self._reply(
