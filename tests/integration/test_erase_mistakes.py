@@ -8,18 +8,23 @@ missing database or container, a role that cannot delete, an outage part-way
 (tests/integration/test_erase_cli.py). Checked here and sound too: `*`, `-` (the table's empty
 cell), `[]` and `::` match only themselves.
 
-Left: the answer to keep (`No events name ...`) does not say where it looked, and `--yes` on an
-address several people share deletes their events in the same run that first warns of them."""
+Left: the answer to keep (`No events name ...`) does not say where it looked, `--yes` on an
+address several people share deletes their events in the same run that first warns of them, and
+a COSMOS_CONTAINER naming another application's container is a traceback."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from azure.cosmos import PartitionKey
 
 from acr_webhook import __main__ as cli
 from acr_webhook.config import Settings
+from acr_webhook.repository import create_cosmos_client
 from tests.conftest import container_for, read_all
 from tests.integration.test_event_queries import cli_on
 
@@ -113,3 +118,30 @@ def test_a_placeholder_looking_value_deletes_nothing(
     status, out, _ = erase(capsys, option, value, "--yes")
     assert (status, out.startswith("No events name")) == (0, True), out
     assert left(on_store) == {"a1", "a2", "b1"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: erase with COSMOS_CONTAINER naming another application's container (an "
+    "audit log partitioned by /tenant, its documents with an actor and no repository) ends "
+    "in a KeyError('repository') traceback, where provision refuses such a container in one "
+    "line naming its partition key and COSMOS_CONTAINER",
+)
+def test_another_applications_container_is_refused_in_one_line(
+    cosmos_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = f"audit-{uuid.uuid4().hex[:8]}"
+    database = create_cosmos_client(cosmos_settings).get_database_client("acr")
+    other = database.create_container(name, partition_key=PartitionKey(path="/tenant"))
+    other.upsert_item({"id": "1", "tenant": "contoso", "actor": ALICE, "action": "login"})
+    cli_on(dataclasses.replace(cosmos_settings, cosmos_container=name), monkeypatch, tmp_path)
+
+    try:
+        status, _, err = erase(capsys, "--actor", ALICE, "--yes")
+    finally:
+        assert len(list(other.read_all_items())) == 1  # nothing of theirs deleted
+    assert status == 2 and err.count("\n") == 1, err
+    assert "COSMOS_CONTAINER" in err, err
