@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 ROUTE: Final = "reconcile"
 # Where the webhook payload sits in a history entry; named in the problems reported.
 CONTENT_PATH = "eventRequestMessage.content"
+_REQUEST_MESSAGE = CONTENT_PATH.split(".", 1)[0]
 MAX_ID_CHARS = 80  # an id in a report line; longer ones are cut (they are invalid anyway)
 # A write Cosmos DB still throttles once the client's own retries ran out is tried again after
 # this pause, this many times in all, before the run stops: reconcile has minutes, not ACR's
@@ -125,6 +126,7 @@ def read_history_file(path: Path) -> list[dict[str, Any]]:
     except OSError as error:
         raise HistoryFileError(f"{path}: cannot be read ({error.strerror or error})") from None
     encoding = "utf-16" if raw.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    expected = "a JSON array of webhook events (az acr webhook list-events --output json)"
     try:
         entries = loads_strictly(raw.decode(encoding))
     except UnicodeDecodeError as error:
@@ -137,8 +139,8 @@ def read_history_file(path: Path) -> list[dict[str, Any]]:
     except RecursionError:
         raise HistoryFileError(f"{path}: is nested too deeply") from None
     except ValueError as error:
-        raise HistoryFileError(f"{path}: is not JSON ({error})") from None
-    expected = "a JSON array of webhook events (az acr webhook list-events --output json)"
+        # Empty after az failed, or another --output (the README's Verify step uses table).
+        raise HistoryFileError(f"{path}: is not JSON ({error}); must be {expected}") from None
     if not isinstance(entries, list):
         raise HistoryFileError(f"{path}: must be {expected}, not a JSON {type(entries).__name__}")
     for index, entry in enumerate(entries):
@@ -146,6 +148,12 @@ def read_history_file(path: Path) -> list[dict[str, Any]]:
             raise HistoryFileError(
                 f"{path}: must be {expected}; item {index} is a {type(entry).__name__}"
             )
+    if entries and not any(_REQUEST_MESSAGE in entry for entry in entries):
+        # Another command's array (the dead-letter blobs, `az acr webhook list`): counting each
+        # entry invalid would end as a successful run that stored nothing.
+        raise HistoryFileError(
+            f"{path}: must be {expected}; none of its {len(entries)} item(s) has {_REQUEST_MESSAGE}"
+        )
     return entries
 
 

@@ -69,12 +69,6 @@ def webhook_list() -> list[dict[str, Any]]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a JSON array none of whose entries is a history entry (the dead-letter "
-    "blob, `az acr webhook list`) is exit 0 with every entry 'invalid' (invalid=1 of 1), where "
-    "delivery.md promises exit 2 for a file that is not the array az writes",
-)
 @pytest.mark.parametrize(
     "entries", [dead_letter_blob(), webhook_list()], ids=["dead-letter", "webhook-list"]
 )
@@ -114,12 +108,6 @@ def history_lines() -> str:
     return "".join(json.dumps(entry) + "\n" for entry in entries)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a history file that is not JSON (empty after az failed, `--output table` "
-    "as the README's Verify runs it, JSON lines, YAML) is refused as 'is not JSON (Expecting "
-    "value: line 1 column 1 (char 0))' without the command that writes the right file",
-)
 @pytest.mark.parametrize(
     "text",
     [
