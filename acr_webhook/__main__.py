@@ -527,11 +527,11 @@ def _add_erase_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def _redrive(_args: argparse.Namespace) -> int:
     from azure.core.exceptions import AzureError
 
-    from acr_webhook.config import STORAGE_CONNECTION, queue_settings, read_values
+    from acr_webhook.config import STORAGE_CONNECTION, command_queue_settings
     from acr_webhook.redrive import LEASE_SECONDS, RedriveProgress, redrive
     from acr_webhook.store import first_line
 
-    queue = queue_settings(read_values())
+    queue = command_queue_settings()
     if queue is None:
         raise ConfigurationError(
             f"{STORAGE_CONNECTION} is not set (environment or local.settings.json Values)"

@@ -311,6 +311,30 @@ def _check_account_key(connection: str, connection_string: str) -> None:
         ) from None
 
 
+def command_queue_settings(environ: Mapping[str, str] | None = None) -> QueueSettings | None:
+    """queue_settings for an operator's command, from the environment over local.settings.json.
+
+    Raises ConfigurationError when the environment names the account by identity
+    (``<connection>__queueServiceUri``) while the file's connection string would win over it,
+    as it does for the Functions host: the operator meant the account they typed, and the file
+    that ./scripts/dev copied names Azurite's, which a command would report on as if it were it.
+    """
+    environ = os.environ if environ is None else environ
+    values = read_values(environ)
+    by_identity = sorted(
+        name
+        for name, value in environ.items()
+        if name.startswith(f"{STORAGE_CONNECTION}__") and value.strip()
+    )
+    if by_identity and STORAGE_CONNECTION not in environ and values.get(STORAGE_CONNECTION):
+        raise ConfigurationError(
+            f"{by_identity[0]} is set in the environment, but {STORAGE_CONNECTION} in "
+            f"{LOCAL_SETTINGS_FILE} (a connection string) wins over it: set "
+            f"{STORAGE_CONNECTION}= in the environment too (docs/operations.md)"
+        )
+    return queue_settings(values)
+
+
 def queue_settings(
     values: Mapping[str, str],
     connection: str = STORAGE_CONNECTION,

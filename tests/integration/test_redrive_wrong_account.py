@@ -1,7 +1,9 @@
 """`redrive` run against the deployed storage account as operations.md shows, but without the
 empty `AzureWebJobsStorage=` it says "matters in the repository root": the connection string in
 the `local.settings.json` that ./scripts/dev copied (Azurite's) wins over the
-`AzureWebJobsStorage__queueServiceUri` the operator gave in the environment.
+`AzureWebJobsStorage__queueServiceUri` the operator gave in the environment. It worked on
+Azurite and said "Moved 0 ... Left ...: 0", exit 0, naming neither: the deployed poison queue
+untouched, its messages expiring 7 days after they were poisoned.
 
 Already covered: an account without the queues is exit 2 naming the setting
 (tests/integration/test_misconfiguration.py), an unreachable service exit 1, a refused key exit
@@ -14,20 +16,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from acr_webhook.config import QueueSettings
 from tests.support.azurite import LocalAzurite
 from tests.support.serve import run_cli
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: with AzureWebJobsStorage__queueServiceUri given in the environment and "
-    "local.settings.json's AzureWebJobsStorage (Azurite), redrive works on Azurite and says "
-    "'Moved 0 ... Left in ...: 0', exit 0, naming neither account nor file: the deployed "
-    "poison queue is untouched and its messages expire 7 days after they were poisoned",
-)
 def test_a_queue_service_uri_given_in_the_environment_is_not_overridden_in_silence(
     azurite: LocalAzurite,
     queues: QueueSettings,
@@ -51,7 +44,14 @@ def test_a_queue_service_uri_given_in_the_environment_is_not_overridden_in_silen
 
     result = run_cli(["redrive"], tmp_path, env)
 
-    said = result.stdout + result.stderr
-    # Either the environment's account is the one used (here unreachable: not exit 0), or the
-    # run says that the file's setting won, before it reports on that account.
-    assert result.returncode != 0 or "local.settings.json" in said, said
+    # Refused before any request, naming both settings and the fix operations.md shows.
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert result.stderr == (
+        "configuration error: AzureWebJobsStorage__queueServiceUri is set in the environment, "
+        "but AzureWebJobsStorage in local.settings.json (a connection string) wins over it: set "
+        "AzureWebJobsStorage= in the environment too (docs/operations.md)\n"
+    )
+
+    env["AzureWebJobsStorage"] = ""  # as operations.md's command: the environment's account
+    again = run_cli(["redrive"], tmp_path, env)
+    assert again.returncode == 1, again.stderr  # tried, and refused: nobody listens there
