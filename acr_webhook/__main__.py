@@ -444,8 +444,10 @@ def _erase(args: argparse.Namespace) -> int:
     except RepositoryUnavailableError as error:
         return _store_failed(settings, error)
     who = person.describe()
+    searched = store_searched(settings)
     if not found:
         print(f"No events name {who}.")
+        print(searched)
         return 0
     values = matched_values(found)
     # repr escapes every character a terminal would act on (controls, bidi overrides).
@@ -466,6 +468,7 @@ def _erase(args: argparse.Namespace) -> int:
         )
     if not args.yes:
         print("Nothing deleted: run again with --yes to delete them.")
+        print(searched)
         return 0
     erasure = Erasure(found)
     try:
@@ -495,7 +498,17 @@ def _erase(args: argparse.Namespace) -> int:
         "Other copies (parked and poison messages, dead-letter blobs, the backup): see "
         '"Personal data" in docs/operations.md.'
     )
+    print(searched)
     return 0
+
+
+def store_searched(settings: Settings) -> str:
+    """erase's last line in every answer to keep: "No events name ..." from the local server
+    that local.settings.json names reads the same as the deployed account's."""
+    return (
+        f"Searched: {settings.cosmos_endpoint}, database {settings.cosmos_database!r}, "
+        f"container {settings.cosmos_container!r}."
+    )
 
 
 def _deleted(erasure: Erasure) -> str:

@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from acr_webhook.__main__ import store_searched
 from acr_webhook.config import Settings
 from tests.conftest import container_for
 from tests.support.cosmos_proxy import FaultyCosmosProxy, Refusal
@@ -67,6 +68,7 @@ def test_erase_lists_first_then_deletes_exactly_the_persons_events(
         "team/web    2",
         "team/ops    1",
         "Nothing deleted: run again with --yes to delete them.",
+        store_searched(cosmos_settings),
     ]
     assert _left(cosmos_settings) == everything
 
@@ -76,7 +78,10 @@ def test_erase_lists_first_then_deletes_exactly_the_persons_events(
     assert _left(cosmos_settings) == ["e4", "e5"]
 
     again = run_cli(["erase", "--actor", ALICE, "--yes"], tmp_path, env)
-    assert (again.returncode, again.stdout) == (0, f"No events name actor '{ALICE}'.\n")
+    assert (again.returncode, again.stdout.splitlines()) == (
+        0,
+        [f"No events name actor '{ALICE}'.", store_searched(cosmos_settings)],
+    )
 
 
 def test_an_address_matches_in_any_case_with_any_port_and_not_a_longer_address(

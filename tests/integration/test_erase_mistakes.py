@@ -61,13 +61,6 @@ def left(settings: Settings) -> set[str]:
     return {document["id"] for document in read_all(settings)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: erase's output never says which store it searched: 'No events name actor "
-    "...' (the answer operations.md says to keep for the request's file) reads the same from "
-    "the local server that local.settings.json names as from the deployed account, when the "
-    "operator's COSMOS_ENDPOINT was not in the environment",
-)
 def test_the_answer_to_keep_names_the_store_it_searched(
     on_store: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -102,7 +102,10 @@ def test_stored_values_and_repository_names_cannot_drive_the_terminal(
             "REPOSITORY           EVENTS",
             "team/\ufffdgnp.exe\ufffd[2J\ufffdx  1",
         ]
-    assert preview[1].splitlines()[3:] == ["Nothing deleted: run again with --yes to delete them."]
+    assert preview[1].splitlines()[3:] == [
+        "Nothing deleted: run again with --yes to delete them.",
+        SEARCHED,
+    ]
     assert erased[1].splitlines()[3] == "Deleted 1 of 1."
     assert sorted(eraser.documents) == ["e2"]
 
@@ -129,6 +132,7 @@ def test_many_long_values_are_shown_ten_at_most(
         "team/r1     100",
         "team/r2     100",
         "Nothing deleted: run again with --yes to delete them.",
+        SEARCHED,
     ]
 
 
@@ -139,7 +143,7 @@ def test_yes_with_no_match_deletes_nothing_and_says_so_on_stdout(
 
     assert erase(eraser, monkeypatch, capsys, "--client-address", "203.0.113.7", "--yes") == (
         0,
-        "No events name client address '203.0.113.7'.\n",
+        f"No events name client address '203.0.113.7'.\n{SEARCHED}\n",
         "",
     )
     assert eraser.deletes == 0 and list(eraser.documents) == ["e1"]
@@ -158,6 +162,8 @@ def test_the_top_level_help_describes_every_command_erase_included(
 # --- __main__._erase: what it refuses and says ------------------------------------------------
 
 ADDRESS = "203.0.113.7"
+# erase's last line: the store erase() below points it at.
+SEARCHED = "Searched: https://127.0.0.1:1/, database 'acr', container 'events'."
 CLOSING = (
     "Other copies (parked and poison messages, dead-letter blobs, the backup): see "
     '"Personal data" in docs/operations.md.'
@@ -285,6 +291,7 @@ def test_the_shared_address_line_counts_actors_in_any_case_and_every_event(
     assert out.splitlines()[3:] == [
         *([said] if said else []),
         "Nothing deleted: run again with --yes to delete them.",
+        SEARCHED,
     ]
 
 
@@ -301,7 +308,7 @@ def test_deleted_counts_only_what_this_run_deleted_and_says_how_many_were_gone(
     )
 
     assert (status, errors) == (0, "")
-    assert out.splitlines()[-2:] == ["Deleted 3 of 5 (2 already gone).", CLOSING]
+    assert out.splitlines()[-3:] == ["Deleted 3 of 5 (2 already gone).", CLOSING, SEARCHED]
 
 
 @pytest.mark.parametrize(
