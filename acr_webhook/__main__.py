@@ -460,16 +460,26 @@ def _erase(args: argparse.Namespace) -> int:
     rows = [[_cell("repository", name), str(count)] for name, count in by_repository(found)]
     print(_aligned(("repository", "events"), rows))
     actors = {event.actor.lower() for event in found if event.actor}
-    if person.field == "clientAddress" and len(actors) > 1:
+    shared = person.field == "clientAddress" and len(actors) > 1
+    if shared:
         # Not named: the other people's values are not this request's to show.
         print(
             f"They name {len(actors)} different actors: an address can be shared (a NAT, a "
-            f"proxy, a build agent), and --yes deletes all {len(found)} events, theirs too."
+            f"proxy, a build agent), and --yes --every-actor deletes all {len(found)} events, "
+            "theirs too."
         )
     if not args.yes:
         print("Nothing deleted: run again with --yes to delete them.")
         print(searched)
         return 0
+    if shared and not args.every_actor:
+        # The warning above came in this very run: --yes alone was given without seeing it.
+        print(
+            "Nothing deleted: erase each person by --actor, or add --every-actor to delete "
+            "them all.",
+            file=sys.stderr,
+        )
+        return 2
     erasure = Erasure(found)
     try:
         with _sigterm_stops():
@@ -533,6 +543,12 @@ def _add_erase_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     erase.add_argument(
         "--yes", action="store_true", help="delete them (without it, nothing is deleted)"
+    )
+    erase.add_argument(
+        "--every-actor",
+        action="store_true",
+        help="with --client-address --yes: delete its events even when they name several "
+        "actors (an address shared behind a NAT, a proxy or a build agent)",
     )
     erase.set_defaults(run=_erase)
 

@@ -71,19 +71,22 @@ def test_the_answer_to_keep_names_the_store_it_searched(
         assert on_store.cosmos_endpoint in said and on_store.cosmos_container in said, said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: `erase --client-address <shared address> --yes`, run without the preview "
-    "first, deletes the other actor's events (3 of 3, bob's 1 included) in the same run that "
-    "prints 'They name 2 different actors': the warning comes with the harm, not before it",
-)
 def test_yes_on_an_address_other_actors_share_deletes_none_of_theirs_unasked(
     on_store: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """It deleted 3 of 3, bob's 1 included, in the run that first warned of him."""
     status, out, err = erase(capsys, "--client-address", SHARED_ADDRESS, "--yes")
 
-    assert "b1" in left(on_store), out
-    assert status != 0, out + err
+    assert left(on_store) == {"a1", "a2", "b1"}, out
+    assert "They name 2 different actors" in out
+    assert (status, err) == (
+        2,
+        "Nothing deleted: erase each person by --actor, or add --every-actor to delete them all.\n",
+    )
+
+    status, out, err = erase(capsys, "--client-address", SHARED_ADDRESS, "--yes", "--every-actor")
+    assert (status, err, "Deleted 3 of 3." in out) == (0, "", True)
+    assert left(on_store) == set()
 
 
 def test_the_preview_then_yes_by_actor_leaves_the_other_person_on_the_shared_address(

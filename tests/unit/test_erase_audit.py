@@ -267,7 +267,7 @@ def test_and_n_more_counts_the_values_not_shown_not_the_events(
         (
             ["alice", "bob", None],
             "They name 2 different actors: an address can be shared (a NAT, a proxy, a build "
-            "agent), and --yes deletes all 3 events, theirs too.",
+            "agent), and --yes --every-actor deletes all 3 events, theirs too.",
         ),
     ],
     ids=["one actor", "one actor in two cases", "two actors"],
