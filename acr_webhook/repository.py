@@ -674,6 +674,17 @@ class CosmosEventRepository:
             raise _read_failure(error) from error
 
 
+def _another_partition_key(settings: Settings, properties: Mapping[str, Any]) -> str | None:
+    """What is wrong with a container whose partition key is not the app's, or None."""
+    paths = properties.get("partitionKey", {}).get("paths")
+    if paths == [PARTITION_KEY_PATH]:
+        return None
+    return (
+        f"container '{settings.cosmos_container}' exists with partition key "
+        f"{', '.join(paths or ['(none)'])}; the app needs {PARTITION_KEY_PATH}"
+    )
+
+
 def person_sql(person: Person) -> tuple[str, list[dict[str, Any]]]:
     """The query for every stored event that names ``person`` (models.Person.recorded_forms), in
     any case: a sign-in name, an e-mail address and an IPv6 address's hex digits are
@@ -703,6 +714,7 @@ class CosmosEventEraser:
     use, as the repository's are."""
 
     def __init__(self, settings: Settings) -> None:
+        self._settings = settings
         self._container = _LazyContainer(settings, QUERY_TIMEOUTS, DatabaseHealth())
 
     def _get(self) -> ContainerProxy:
@@ -711,7 +723,13 @@ class CosmosEventEraser:
     def events_naming(self, person: Person) -> list[StoredEvent]:
         sql, parameters = person_sql(person)
         try:
-            items = self._get().query_items(
+            container = self._get()
+            # Another application's container (COSMOS_CONTAINER set wrong) holds no events: its
+            # documents would match by actor, and deleting needs the app's partition key.
+            wrong_key = _another_partition_key(self._settings, container.read())
+            if wrong_key is not None:
+                raise StoreSetUpError(wrong_key, cause=f"{wrong_key}: check COSMOS_CONTAINER")
+            items = container.query_items(
                 query=sql, parameters=parameters, enable_cross_partition_query=True
             )
             return [
@@ -781,14 +799,13 @@ def provision(settings: Settings) -> None:
     except CosmosResourceExistsError:
         container = database.get_container_client(settings.cosmos_container)
     properties = container.read()
-    paths = properties.get("partitionKey", {}).get("paths")
-    if paths != [PARTITION_KEY_PATH]:
+    wrong_key = _another_partition_key(settings, properties)
+    if wrong_key is not None:
         # Writes would still land (the SDK reads the key's path from the container), but every
         # read by repository would find nothing: refuse the container rather than say "ready".
         raise ConfigurationError(
-            f"container '{settings.cosmos_container}' exists with partition key "
-            f"{', '.join(paths or ['(none)'])}; the app needs {PARTITION_KEY_PATH}: set "
-            "COSMOS_CONTAINER to another name, or delete the container and run provision again"
+            f"{wrong_key}: set COSMOS_CONTAINER to another name, or delete the container and "
+            "run provision again"
         )
     unique_keys = [
         path

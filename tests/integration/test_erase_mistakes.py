@@ -116,13 +116,6 @@ def test_a_placeholder_looking_value_deletes_nothing(
     assert left(on_store) == {"a1", "a2", "b1"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: erase with COSMOS_CONTAINER naming another application's container (an "
-    "audit log partitioned by /tenant, its documents with an actor and no repository) ends "
-    "in a KeyError('repository') traceback, where provision refuses such a container in one "
-    "line naming its partition key and COSMOS_CONTAINER",
-)
 def test_another_applications_container_is_refused_in_one_line(
     cosmos_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
