@@ -779,6 +779,20 @@ class CosmosEventEraser:
         return {"id": event.id, "_self": link}
 
 
+def _refuse_if_not_made(
+    error: CosmosHttpResponseError, what: str, setting: str, by_hand: str
+) -> None:
+    """Raises ConfigurationError naming ``what`` and its ``setting`` when the deployed account
+    refused creating it to an Entra ID identity; the SDK creates only what its read did not
+    find, so a name the setting got wrong would otherwise be advised into being made."""
+    if error.status_code == 403 and error.sub_status == _NOT_A_DATA_OPERATION_SUB_STATUS:
+        raise ConfigurationError(
+            f"{what} does not exist, and the account refuses creating it to an Entra ID "
+            f"identity ({failure_kind(error)}): check {setting}; infra/main.bicep makes the "
+            f"app's (or {by_hand})"
+        ) from None
+
+
 def provision(settings: Settings) -> None:
     """Create the database and container if missing, with the retention ``settings`` ask for
     (the container's default time-to-live; none keeps documents forever). Not on the request
@@ -790,6 +804,14 @@ def provision(settings: Settings) -> None:
         database = client.create_database_if_not_exists(settings.cosmos_database)
     except CosmosResourceExistsError:
         database = client.get_database_client(settings.cosmos_database)
+    except CosmosHttpResponseError as error:
+        _refuse_if_not_made(
+            error,
+            f"database '{settings.cosmos_database}'",
+            "COSMOS_DATABASE",
+            "az cosmosdb sql database create, then az cosmosdb sql container create",
+        )
+        raise
     ttl = settings.retention_days * 86400 if settings.retention_days else None
     partition_key = PartitionKey(path=PARTITION_KEY_PATH)
     try:
@@ -798,6 +820,14 @@ def provision(settings: Settings) -> None:
         )
     except CosmosResourceExistsError:
         container = database.get_container_client(settings.cosmos_container)
+    except CosmosHttpResponseError as error:
+        _refuse_if_not_made(
+            error,
+            f"container '{settings.cosmos_container}'",
+            "COSMOS_CONTAINER",
+            "az cosmosdb sql container create",
+        )
+        raise
     properties = container.read()
     wrong_key = _another_partition_key(settings, properties)
     if wrong_key is not None:

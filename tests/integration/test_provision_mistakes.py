@@ -36,13 +36,6 @@ NOT_A_DATA_OPERATION = Refusal(
 DEPLOYED_RETENTION_DAYS = 90  # main.bicep's retentionDays, the container's defaultTtl
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: provision against the deployed account with a typo in COSMOS_CONTAINER "
-    "('evnets') says only that the account refuses creating a container and that main.bicep "
-    "or `az cosmosdb sql container create` makes it: not which container, nor that the "
-    "setting names one that does not exist, so the advice creates the typo in the account",
-)
 def test_a_container_name_with_a_typo_is_named_with_its_setting(
     cosmos_settings: Settings,
     proxy: FaultyCosmosProxy,
