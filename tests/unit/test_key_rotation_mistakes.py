@@ -138,25 +138,12 @@ def test_the_runbook_in_order_leaves_no_connection_refused(tmp_path: Path) -> No
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the docs' blocks are bash")
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: step 1 of 'Rotating keys' run a second time (the loop stopped half-way and "
-    "was run again, or the runbook restarted) keeps the first run's new key as `previous`: the "
-    "key the registry still sends is deleted, and both connections get 401 until step 3",
-)
 def test_step_1_run_twice_keeps_the_key_the_registry_sends(tmp_path: Path) -> None:
     run(KEEP_AND_RENEW, tmp_path)
     state = run(KEEP_AND_RENEW, tmp_path)
     assert refused(state) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: 'Rotating keys' checks only `az acr webhook ping` before step 5 deletes the "
-    "old keys: it answers 204 whichever key the webhook sends (both are valid until then) and "
-    "checks no Event Grid subscription, which step 3 run without the deliveryMode deployed "
-    "with leaves on the old key: step 5 then makes each of its deliveries a 401",
-)
 def test_the_check_before_deleting_the_old_keys_reads_what_each_connection_sends() -> None:
     before_delete = ROTATION.split("keys delete")[0]
     assert "get-config" in before_delete  # the webhook's service URI, with its ?code=
