@@ -8,7 +8,7 @@ missing database or container, a role that cannot delete, an outage part-way
 (tests/integration/test_erase_cli.py). Checked here and sound too: `*`, `-` (the table's empty
 cell), `[]` and `::` match only themselves.
 
-They found three defects, now fixed: the answer to keep (`No events name ...`) did not say
+These tests found three defects, now fixed: the answer to keep (`No events name ...`) did not say
 where it looked, `--yes` on an address several people share deleted their events in the same
 run that first warned of them, and a COSMOS_CONTAINER naming another application's container
 was a traceback."""
