@@ -4,12 +4,13 @@ what is deleted, and where a failing store stops it, against an in-memory eraser
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from acr_webhook.erasure import Erasure, by_repository, erase, find, matched_values
 from acr_webhook.models import Person, StoredEvent
-from acr_webhook.repository import CosmosEventEraser, person_sql
+from acr_webhook.repository import PARTITION_KEY_PATH, CosmosEventEraser, person_sql
 from acr_webhook.store import RepositoryUnavailableError, StoreNotFoundError, StoreSetUpError
 from tests.unit.test_review import SETTINGS, _Answering404, _Built
 
@@ -191,6 +192,14 @@ def test_only_an_address_in_both_brackets_is_read_as_one(
 # --- repository.CosmosEventEraser: a 404 that is not a missing container ----------------------
 
 
+class _AppsContainerAnswering404(_Answering404):
+    """The app's container (its partition key read first, as the eraser does), whose query is
+    answered 404 with ``sub_status``."""
+
+    def read(self) -> dict[str, Any]:
+        return {"partitionKey": {"paths": [PARTITION_KEY_PATH]}}
+
+
 @pytest.mark.parametrize(
     ("sub_status", "missing"), [(None, True), (0, True), (1003, True), (1002, False)]
 )
@@ -201,7 +210,7 @@ def test_a_404_on_the_find_is_a_missing_container_only_for_its_sub_statuses(
     provision"), where 1002, a session not yet readable in a region, is an outage (exit 1: the
     next run finds them), as for the events query."""
     eraser = CosmosEventEraser(SETTINGS)
-    eraser._container = _Built(_Answering404(sub_status))  # type: ignore[assignment]
+    eraser._container = _Built(_AppsContainerAnswering404(sub_status))  # type: ignore[assignment]
 
     with pytest.raises(RepositoryUnavailableError) as raised:
         eraser.events_naming(Person("actor", "alice@contoso.com"))
