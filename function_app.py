@@ -47,7 +47,8 @@ def _http_response(result: Result) -> func.HttpResponse:
         return func.HttpResponse(status_code=result.status, headers=result.headers)
     # UTF-8, not ASCII escapes: a page of events in 4-byte characters is a third of the size,
     # and the answer is what a read's memory peaks on (tests/integration/test_peak_memory.py).
-    # A lone surrogate (an earlier version's text) cannot be UTF-8: it goes as its JSON escape.
+    # A lone surrogate cannot be UTF-8: it goes as its JSON escape (the read endpoint has made
+    # an earlier version's U+FFFD already; this is for any other answer).
     return func.HttpResponse(
         json.dumps(result.body, ensure_ascii=False).encode(errors="backslashreplace"),
         status_code=result.status,
