@@ -245,7 +245,9 @@ def test_a_webhook_delivery_cannot_add_who_pushed_to_a_stored_event(app: Setting
     "from ACR's history, up to RECONCILE_SCHEDULE's 5 min before reconcile) naming "
     "mallory@evil.example as who pushed; reconcile's copy naming ci-bot@contoso.com then "
     "fills in nothing, and operations.md's check (digest in the registry, id in the history) "
-    "passes it as real",
+    "passes it as real. Left: issue 11's CONTRACT has reconcile store 'the document the webhook "
+    "route would have stored from that content (including actor ...)', so the webhook route "
+    "keeps what a payload names; operations.md says what this allows",
 )
 def test_a_webhook_key_holder_cannot_name_who_pushed_a_real_event_by_storing_it_first(
     app: Settings,
