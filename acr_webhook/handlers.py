@@ -22,6 +22,7 @@ from acr_webhook.models import (
     PING,
     RECORDED_ACTIONS,
     AcrEvent,
+    about,
     dated_ahead,
     parse_webhook_payload,
     to_document,
@@ -276,16 +277,10 @@ def handle_webhook(
     if isinstance(event, Result):
         return event
     received_at = now()
+    document = to_document(event, received_at=received_at)
     ahead = dated_ahead(event, received_at)
     if ahead is not None:
-        identity = {
-            "event_id": event.id,
-            "action": event.action,
-            "repository": event.target.repository,
-        }
-        return _bad_request(ahead, claimed=identity)
-
-    document = to_document(event, received_at=received_at)
+        return _bad_request(ahead, claimed=about(document))
     started = time.perf_counter()
     try:
         created = repository.add(document)

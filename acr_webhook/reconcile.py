@@ -258,17 +258,14 @@ def reconcile_entries(
             counts.skipped += 1  # ping, or an action the record does not keep
             continue
         event = parse_webhook_payload(content, CONTENT_PATH)  # the webhook route's validation
+        if not isinstance(event, list):
+            ahead = dated_ahead(event, received_at)
+            event = [f"{CONTENT_PATH}.{ahead}"] if ahead else event
         if isinstance(event, list):
             counts.invalid += 1
             problems = "; ".join(event)
             identity = claimed_identity(content)
             report_invalid(InvalidEntry(index, _entry_id(entry), problems, identity))
-            continue
-        ahead = dated_ahead(event, received_at)
-        if ahead is not None:
-            counts.invalid += 1
-            reason = f"{CONTENT_PATH}.{ahead}"
-            report_invalid(InvalidEntry(index, _entry_id(entry), reason, claimed_identity(content)))
             continue
         key = (event.target.repository, event.id)  # the document's partition key and id
         if stored is not None and key in stored:
