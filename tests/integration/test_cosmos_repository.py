@@ -372,11 +372,23 @@ def test_a_duplicate_whose_stored_document_expired_stays_a_duplicate_not_an_outa
     assert read_all(cosmos_settings) == []  # and not written back: it has expired
 
 
+@pytest.mark.parametrize(
+    ("route", "actor_after"),
+    [(BY_EVENT_GRID, "ci-bot"), ({"source": "webhook"}, None)],
+    ids=["filled in by Event Grid", "webhook: nothing read"],
+)
 def test_a_duplicate_answered_by_the_database_ends_a_remembered_outage(
-    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    cosmos_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    route: dict[str, str],
+    actor_after: str | None,
 ) -> None:
     """As a new write does: another writer's failure, remembered while this duplicate was on
-    its way, no longer sends every writer to the fallback once the database has answered."""
+    its way, no longer sends every writer to the fallback once the database has answered.
+    A webhook duplicate fills nothing in (models.FILLED_IN_BY), but its 409 is the database's
+    answer all the same: without it every writer of the instance parks its events in the
+    fallback queue for 5 s more. Kills: `self._health.succeeded()` moved under the
+    FILLED_IN_BY check in add."""
     health = DatabaseHealth()
     repository = CosmosEventRepository(cosmos_settings, health=health)
     document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": None}
@@ -388,34 +400,10 @@ def test_a_duplicate_answered_by_the_database_ends_a_remembered_outage(
         return real_create(self, *args, **kwargs)
 
     monkeypatch.setattr(ContainerProxy, "create_item", create_while_another_writer_fails)
-    assert repository.add({**document, "actor": "ci-bot", **BY_EVENT_GRID}) is False
+    assert repository.add({**document, "actor": "ci-bot", **route}) is False
     health.check()
     [stored] = read_all(cosmos_settings)
-    assert stored["actor"] == "ci-bot"
-
-
-def test_a_webhook_duplicate_which_reads_nothing_still_ends_a_remembered_outage(
-    cosmos_settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The test above with a duplicate that fills nothing in (models.FILLED_IN_BY): its 409 is
-    the database's answer all the same, and without it every writer of the instance parks
-    its events in the fallback queue for 5 s more.
-    Kills: `self._health.succeeded()` moved under the FILLED_IN_BY check in add."""
-    health = DatabaseHealth()
-    repository = CosmosEventRepository(cosmos_settings, health=health)
-    document = {**document_for(payloads.with_new_id(payloads.PUSH)), "actor": None}
-    assert repository.add(document) is True
-    real_create = ContainerProxy.create_item
-
-    def create_while_another_writer_fails(self: ContainerProxy, *args: Any, **kwargs: Any) -> Any:
-        health.failed("another writer's write timed out")
-        return real_create(self, *args, **kwargs)
-
-    monkeypatch.setattr(ContainerProxy, "create_item", create_while_another_writer_fails)
-    assert repository.add({**document, "actor": "ci-bot", "source": "webhook"}) is False
-    health.check()
-    [stored] = read_all(cosmos_settings)
-    assert stored["actor"] is None
+    assert stored["actor"] == actor_after
 
 
 def test_a_duplicate_with_nothing_new_is_not_rewritten(cosmos_settings: Settings) -> None:

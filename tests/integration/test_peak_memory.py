@@ -59,24 +59,15 @@ def app(cosmos_server: LocalCosmosServer, monkeypatch: pytest.MonkeyPatch) -> It
         yield settings
 
 
-def traced_growth(call: Callable[[], T]) -> tuple[int, T]:
-    """The Python memory ``call``'s result still holds once it returns."""
+def traced(call: Callable[[], T]) -> tuple[int, int, T]:
+    """The Python memory ``call`` allocated, over what was allocated before it: at its peak,
+    and what its result still holds once it returned; and its result."""
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         result = call()
-        return tracemalloc.get_traced_memory()[0] - before, result
-    finally:
-        tracemalloc.stop()
-
-
-def traced_peak(call: Callable[[], func.HttpResponse]) -> tuple[int, func.HttpResponse]:
-    """The Python memory ``call`` allocates at its peak, over what was allocated before."""
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        response = call()
-        return tracemalloc.get_traced_memory()[1] - before, response
+        now, peak = tracemalloc.get_traced_memory()
+        return peak - before, now - before, result
     finally:
         tracemalloc.stop()
 
@@ -97,7 +88,7 @@ def test_a_1_mib_webhook_body_costs_no_more_than_its_share_of_the_instance(app: 
     # same bytes cost Event Grid (below); 16 of those fit, 16 of 96 MiB (traced) do not.
     body = b'{"a":' + empty_objects(MAX_BODY_BYTES - 6) + b"}"
     assert len(body) <= MAX_BODY_BYTES
-    peak, response = traced_peak(lambda: function_app.acr_webhook(post(body)))
+    peak, _, response = traced(lambda: function_app.acr_webhook(post(body)))
     assert response.status_code == 400
     assert peak <= ONE_PARSE < PER_REQUEST_SHARE
 
@@ -106,7 +97,7 @@ def test_the_largest_valid_webhook_event_costs_under_2_mib(app: Settings) -> Non
     """Every field at its limit in the widest characters (and a 100,000-character user agent,
     which is cut): stored, at 0.6 MiB RSS alone and 13 MiB for 16 at once."""
     body = json.dumps(worst_case_payload(), ensure_ascii=False).encode()
-    peak, response = traced_peak(lambda: function_app.acr_webhook(post(body)))
+    peak, _, response = traced(lambda: function_app.acr_webhook(post(body)))
     assert response.status_code == 201
     assert peak < 2 * MIB
 
@@ -137,7 +128,7 @@ def test_the_largest_valid_webhook_event_costs_under_2_mib(app: Settings) -> Non
 )
 def test_a_1_mib_event_grid_body_costs_at_most_its_share(app: Settings, body: bytes) -> None:
     assert len(body) <= MAX_BODY_BYTES
-    peak, response = traced_peak(lambda: function_app.acr_eventgrid(post(body)))
+    peak, _, response = traced(lambda: function_app.acr_eventgrid(post(body)))
     assert response.status_code == 400
     assert peak <= ONE_PARSE < PER_REQUEST_SHARE
 
@@ -149,7 +140,7 @@ def test_a_batch_of_5000_events_costs_at_most_its_share(app: Settings) -> None:
     event = {"id": "e", "eventType": "Microsoft.ContainerRegistry.ImagePushed", "data": data}
     body = json.dumps([event] * 5000, separators=(",", ":")).encode()
     assert len(body) <= MAX_BODY_BYTES
-    peak, response = traced_peak(lambda: function_app.acr_eventgrid(post(body)))
+    peak, _, response = traced(lambda: function_app.acr_eventgrid(post(body)))
     assert response.status_code == 200, response.get_body()
     assert peak <= ONE_PARSE < PER_REQUEST_SHARE
 
@@ -178,7 +169,7 @@ def test_a_page_of_1000_of_the_widest_events_fits_a_requests_share(
         event = AcrEvent.model_validate(payload)
         container.create_item(to_document(event, start, "eventgrid", WIDEST * 512))
     query = parse_event_query({"limit": "1000"})
-    documents_held, documents = traced_growth(
+    _, documents_held, documents = traced(
         lambda: CosmosEventRepository(app).find_events(query, query.limit + 1)
     )
     in_memory = FakeEventRepository()
@@ -187,7 +178,7 @@ def test_a_page_of_1000_of_the_widest_events_fits_a_requests_share(
     request = func.HttpRequest(
         "GET", "http://localhost/api/acr/events", body=b"", params={"limit": "1000"}
     )
-    peak, response = traced_peak(lambda: function_app.acr_events(request))
+    peak, _, response = traced(lambda: function_app.acr_events(request))
     assert response.status_code == 200
     assert len(json.loads(response.get_body())["events"]) == 1000
     assert len(response.get_body()) < 15 * MIB
@@ -215,8 +206,8 @@ def test_a_100_mb_body_costs_the_function_nothing_beyond_itself(app: Settings) -
     """What the worker holds of such a body is the body alone: the function answers 413 from
     its length, with no copy (0 MiB over the body, whatever its size)."""
     body = b" " * (100 * 10**6)
-    webhook = traced_peak(lambda: function_app.acr_webhook(post(body)))
-    eventgrid = traced_peak(lambda: function_app.acr_eventgrid(post(body)))
-    for peak, response in (webhook, eventgrid):
+    webhook = traced(lambda: function_app.acr_webhook(post(body)))
+    eventgrid = traced(lambda: function_app.acr_eventgrid(post(body)))
+    for peak, _, response in (webhook, eventgrid):
         assert response.status_code == 413
         assert peak < MIB

@@ -54,12 +54,14 @@ def poller(queue: QueueSettings, handler: Callable[[bytes], object]) -> QueuePol
     return QueuePoller(function, queue, FAST)
 
 
-def drain(queue_poller: QueuePoller, queue: QueueSettings) -> None:
-    for _ in range(40):
+def drain(
+    queue_poller: QueuePoller, queue: QueueSettings, polls: int = 40, pause_s: float = 0.05
+) -> None:
+    for _ in range(polls):
         queue_poller.poll_once()
         if not raw_messages(queue):
             return
-        time.sleep(0.05)
+        time.sleep(pause_s)
     raise AssertionError(f"{queue.queue_name} did not drain")
 
 

@@ -9,7 +9,6 @@ redrive once the cause is fixed stores each event once."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from acr_webhook.redrive import redrive
 from acr_webhook.replay import replay_queued_event
 from acr_webhook.repository import CosmosEventRepository
 from tests.conftest import read_all
-from tests.integration.test_redrive import queued_pushes
+from tests.integration.test_redrive import drain, queued_pushes
 from tests.support.azurite import LocalAzurite, new_queue, raw_messages
 from tests.support.cosmos_proxy import FaultyCosmosProxy, Refusal
 
@@ -55,15 +54,6 @@ def replaying(
     return QueuePoller(function, queue, options), calls
 
 
-def drain(poller: QueuePoller, queue: QueueSettings) -> None:
-    for _ in range(100):
-        poller.poll_once()
-        if not raw_messages(queue):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{queue.queue_name} did not drain")
-
-
 def test_a_redrive_before_the_fix_costs_five_refused_replays_and_loses_nothing(
     azurite: LocalAzurite,
     cosmos_settings: Settings,
@@ -76,7 +66,7 @@ def test_a_redrive_before_the_fix_costs_five_refused_replays_and_loses_nothing(
         StorageQueueFallback(queue).put(document)
     proxy.refusal = INVALID_DOCUMENT
     poller, calls = replaying(queue, CosmosEventRepository(through_proxy))
-    drain(poller, queue)
+    drain(poller, queue, polls=100, pause_s=0.02)
     first_poisoned = sorted(raw_messages(queue.poison))
     assert len(first_poisoned) == 2 and len(calls) == 2 * HOST_JSON_TRIES
 
@@ -84,7 +74,7 @@ def test_a_redrive_before_the_fix_costs_five_refused_replays_and_loses_nothing(
     assert redrive(queue).moved == 2
     calls.clear()
     redriven_at = datetime.now(UTC)
-    drain(poller, queue)
+    drain(poller, queue, polls=100, pause_s=0.02)
 
     assert len(calls) == 2 * HOST_JSON_TRIES  # 5 more refused replays each
     assert sorted(raw_messages(queue.poison)) == first_poisoned  # back, unchanged
@@ -97,7 +87,7 @@ def test_a_redrive_before_the_fix_costs_five_refused_replays_and_loses_nothing(
     # Once fixed: a redrive stores each event once.
     proxy.refusal = None
     assert redrive(queue).moved == 2
-    drain(poller, queue)
+    drain(poller, queue, polls=100, pause_s=0.02)
     stored = sorted(document["id"] for document in read_all(cosmos_settings))
     assert stored == sorted(str(document["id"]) for document in documents)
     assert raw_messages(queue.poison) == []
